@@ -110,6 +110,19 @@ def plane_words(planes, width: int) -> np.ndarray:
     return (padded.reshape(T, chunks, width) * weights).sum(axis=2)
 
 
+def quantize_unit_interval(x, T: int) -> np.ndarray:
+    """Packed ``T``-bit inputs from values in ``[0, 1]``: ``floor(clip(x, 0, 1) (2^T - 1) + 1/2)``.
+
+    This is the input encoding of every model (float, integer, hardware): the float model sees
+    ``a_0 / (2^T - 1)``, the integer model and the board see ``a_0``.
+    """
+    T = check_T(T)
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("inputs must be finite")
+    return np.floor(np.clip(x, 0.0, 1.0) * ((1 << T) - 1) + 0.5).astype(np.int64)
+
+
 def popcount(a) -> np.ndarray:
     """Number of 1-bits (spikes) in each packed word."""
     a = as_int_array(a, "words")

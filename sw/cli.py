@@ -1,0 +1,129 @@
+"""The ``spikepack`` command line.
+
+Each sub-command lives in its own function registered in :data:`COMMANDS`; ``spikepack CMD --help``
+explains it. Errors a user can fix (bad arguments, missing files, a model that does not fit) print
+one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMANDS = {}
+
+
+def command(name: str, help: str):
+    """Register ``fn(args)`` as sub-command ``name``; ``fn.configure(parser)`` adds its arguments."""
+    def register(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+    return register
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", choices=["digits", "mnist"],
+                   help="data set (digits ships with scikit-learn; mnist needs --data-dir)")
+    p.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    p.add_argument("--T", type=int, nargs="+", default=[4], metavar="T",
+                   help="time steps (bits per packed activation), one or more, 1..16 (default 4)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, init and batches")
+    p.add_argument("--weight-bits", type=int, default=8, help="integer weight width (2..8)")
+    p.add_argument("--out", help="save the directly trained integer network (.npz) here "
+                                 "(for one T; with several, T is added to the name)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per level")
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .data import load_split
+    from .experiment import train_all
+
+    for T in args.T:
+        if not 1 <= T <= 16:
+            raise UserError(f"--T must be in 1..16, got {T}")
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    split = load_split(args.dataset, seed=args.seed, data_dir=args.data_dir)
+    print(f"{split.name}: {len(split.y_train)} train / {len(split.y_test)} test samples, "
+          f"{split.n_features} features, seed {args.seed}")
+    results = []
+    for T in args.T:
+        n_runs = 3
+        bar = tqdm(total=n_runs * args.epochs, desc=f"T={T}", disable=args.quiet, unit="epoch",
+                   file=sys.stderr, leave=False, mininterval=0.5)
+
+        def progress(name, epoch, loss, acc, bar=bar):
+            bar.set_postfix_str(f"{name} loss {loss:.3f} acc {acc:.3f}")
+            bar.update(1)
+
+        r = train_all(split, T, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+                      weight_bits=args.weight_bits, progress=progress)
+        bar.close()
+        results.append(r)
+        print(f"\nT={T}  sizes {'-'.join(map(str, r.sizes))}  (accuracy on the test split, %)")
+        print(f"  {'model':28s} {'float':>7s} {'integer':>8s}  {'int - ANN':>9s}  int torch == golden")
+        print(f"  {'ANN (ReLU, float inputs)':28s} {100 * r.ann_accuracy:7.2f} {'':>8s}")
+        for lv in r.levels.values():
+            print(f"  {'SpikePack ' + lv.name:28s} {100 * lv.float_accuracy:7.2f} "
+                  f"{100 * lv.int_accuracy:8.2f}  {100 * (lv.int_accuracy - r.ann_accuracy):+9.2f}  "
+                  f"{lv.int_torch_agrees}/{r.n_test}")
+        print("  quantization of SpikePack direct:")
+        print("    " + r.levels["direct"].report.table().replace("\n", "\n    "))
+        if args.out:
+            path = args.out if len(args.T) == 1 else args.out.replace(".npz", f"_T{T}.npz")
+            r.levels["direct"].net.save(path)
+            print(f"  saved integer network to {path}")
+    if len(results) > 1:
+        print("\nsummary: T, ANN, SpikePack direct float / int, converted (clip-floor) int")
+        for r in results:
+            d, c = r.levels["direct"], r.levels["converted_clipfloor"]
+            print(f"  T={r.T:<2d} {100 * r.ann_accuracy:6.2f}  {100 * d.float_accuracy:6.2f} / "
+                  f"{100 * d.int_accuracy:6.2f}  {100 * c.int_accuracy:6.2f}")
+    return 0
+
+
+cmd_train.configure = _configure_train
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="spikepack", description="SpikePack SNN accelerator co-design tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (fn, help) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        fn.configure(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (UserError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"spikepack {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
