@@ -67,7 +67,7 @@ class SpikePack(nn.Module):
 
     def packed(self, z: torch.Tensor) -> torch.Tensor:
         """The packed activation ``a`` (float tensor holding integers), with STE gradient."""
-        theta = self.theta.abs() + 1e-12
+        theta = self._theta()
         x = torch.clamp(z / theta, 0.0, self.levels)
         if self.form == "packed":
             return _ste_floor(x)
@@ -76,7 +76,7 @@ class SpikePack(nn.Module):
 
     def serial_spikes(self, z: torch.Tensor) -> torch.Tensor:
         """Spike train, shape ``(T,) + z.shape``, MSB first, by compare and subtract."""
-        theta = self.theta.detach().abs() + 1e-12
+        theta = self._theta().detach()
         r = z.detach()
         planes = []
         for t in range(1, self.T + 1):
@@ -86,12 +86,16 @@ class SpikePack(nn.Module):
             planes.append(s)
         return torch.stack(planes)
 
+    def _theta(self) -> torch.Tensor:
+        # |theta| keeps a learned threshold positive; the floor only guards against exactly 0.
+        return self.theta.abs().clamp_min(1e-8)
+
     def _plane_weights(self, z):
         w = torch.tensor([self.tau ** (self.T - t) for t in range(1, self.T + 1)], dtype=z.dtype)
         return w.reshape((self.T,) + (1,) * z.ndim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.packed(z) * (self.theta.abs() + 1e-12)
+        return self.packed(z) * self._theta()
 
     def extra_repr(self) -> str:
         return f"T={self.T}, tau={self.tau:g}, form={self.form!r}, theta={self.theta.item():.4g}"
