@@ -1,0 +1,1 @@
+"""cocotb test modules and test-bench helpers (test infrastructure, not product code)."""
