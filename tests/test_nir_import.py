@@ -1,0 +1,166 @@
+"""NIR import: graphs written by a real exporter (snnTorch) and by nir itself, run by the golden model
+and compared with the exporter's own forward pass where the semantics match."""
+
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from sim.golden import run_network
+from sim.ir import Mode, Reset
+from sim.packing import pack_bitplanes, unpack_bitplanes
+from sw.nir_import import NirImportError, import_nir
+
+snn = pytest.importorskip("snntorch")
+from snntorch.export_nir import export_to_nir  # noqa: E402
+
+
+def grid_linear(rng, n_in, n_out, lim=40):
+    """A Linear layer whose weights and biases sit on a 1/8 grid (exactly representable)."""
+    lin = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(rng.integers(-lim, lim + 1, (n_out, n_in)) / 8.0))
+        lin.bias.copy_(torch.tensor(rng.integers(-8, 9, n_out) / 8.0))
+    return lin
+
+
+def leaky(n, beta, threshold, reset="zero"):
+    return snn.Leaky(beta=torch.full((n,), float(beta)), threshold=torch.full((n,), float(threshold)),
+                     init_hidden=True, reset_mechanism=reset, reset_delay=False)
+
+
+def export(net, n_in, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = export_to_nir(net, torch.zeros(n_in))
+    nir.write(str(path), graph)
+    return path
+
+
+def snntorch_forward(net, spikes):
+    """Run the exporter's model over time; return per-step outputs of every Leaky and the last."""
+    for m in net:
+        if isinstance(m, snn.Leaky):
+            m.reset_mem()
+    hidden, outs = [], []
+    with torch.no_grad():
+        for t in range(spikes.shape[0]):
+            x = torch.tensor(spikes[t], dtype=torch.float32)
+            per_layer = []
+            for m in net:
+                x = m(x)
+                if isinstance(m, snn.Leaky):
+                    per_layer.append(x.numpy().copy())
+            hidden.append(per_layer)
+            outs.append(x.numpy().copy())
+    return hidden, np.stack(outs)
+
+
+def test_snntorch_if_network_imports_bit_exactly(tmp_path, rng):
+    T, n_in = 6, 12
+    net = torch.nn.Sequential(grid_linear(rng, n_in, 10), leaky(10, 1.0, 1.5),
+                              grid_linear(rng, 10, 7), leaky(7, 1.0, 2.0),
+                              grid_linear(rng, 7, 4))
+    path = export(net, n_in, tmp_path / "if.nir")
+    inet, report = import_nir(path, T)
+    assert report.exact, report.table()
+    assert [layer.mode for layer in inet.layers] == [Mode.LIF] * 3
+    assert inet.layers[-1].readout and inet.layers[0].reset is Reset.ZERO
+    w_last, w_int = net[4].weight.detach().numpy(), inet.layers[-1].weight
+    scale = (w_last[w_int != 0] / w_int[w_int != 0])[0]
+    assert np.array_equal(w_int * scale, w_last)
+    n_match = 0
+    for _ in range(40):
+        spikes = (rng.random((T, 1, n_in)) < 0.4).astype(np.int64)
+        x = pack_bitplanes(spikes)
+        golden = run_network(inet, x)
+        hidden, out = snntorch_forward(net, spikes[:, 0].astype(np.float32))
+        for li in range(2):
+            theirs = np.stack([h[li] for h in hidden]).astype(np.int64)
+            ours = unpack_bitplanes(golden.layers[li].output, T)[:, 0]
+            assert np.array_equal(ours, theirs)
+        # readout: our integer sum over T, times the importer's exact scale, is their sum
+        theirs_sum = out.sum(axis=0)
+        assert np.array_equal(golden.output[0] * scale, theirs_sum)
+        n_match += int(np.argmax(golden.output[0]) == np.argmax(theirs_sum))
+    assert n_match == 40
+
+
+def test_snntorch_lif_network_maps_leak_to_a_shift_and_reports_the_gap(tmp_path, rng):
+    T, n_in = 8, 16
+    net = torch.nn.Sequential(grid_linear(rng, n_in, 12), leaky(12, 0.5, 1.0),
+                              grid_linear(rng, 12, 5))
+    inet, report = import_nir(export(net, n_in, tmp_path / "lif.nir"), T)
+    assert inet.layers[0].leak_shift == 1 and report.layers[0].beta == pytest.approx(0.5)
+    agree = total = 0
+    for _ in range(30):
+        spikes = (rng.random((T, 1, n_in)) < 0.5).astype(np.int64)
+        golden = run_network(inet, pack_bitplanes(spikes))
+        hidden, _ = snntorch_forward(net, spikes[:, 0].astype(np.float32))
+        theirs = np.stack([h[0] for h in hidden]).astype(np.int64)
+        ours = unpack_bitplanes(golden.layers[0].output, T)[:, 0]
+        agree += int((ours == theirs).sum())
+        total += ours.size
+    # float leak v/2 vs the shift's floor differ by at most one LSB a step: spikes mostly agree
+    print(f"LIF beta=0.5 spike agreement with snnTorch: {agree}/{total}")
+    assert agree / total > 0.9
+
+
+def test_graph_built_with_nir_itself(rng):
+    w0 = rng.integers(-5, 6, (6, 9)).astype(np.float32)
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([9])),
+        nir.Linear(weight=w0),
+        nir.IF(r=np.ones(6, np.float32), v_threshold=np.full(6, 3.0, np.float32)),
+        nir.Affine(weight=rng.integers(-3, 4, (2, 6)).astype(np.float32),
+                   bias=np.zeros(2, np.float32)),
+        nir.Output(output_type=np.array([2])),
+    )
+    inet, report = import_nir(graph, 4, dt=1.0)
+    assert report.exact
+    layer = inet.layers[0]
+    assert np.array_equal(layer.weight, w0.astype(np.int64))
+    assert layer.theta_vector.tolist() == [4] * 6  # v > 3  <=>  v >= 4
+    # Reference: the IF equations of the NIR spec, step by step
+    spikes = (rng.random((4, 1, 9)) < 0.5).astype(np.int64)
+    v = np.zeros(6)
+    ref = []
+    for t in range(4):
+        v = v + w0 @ spikes[t, 0]
+        s = (v > 3).astype(np.int64)
+        v[s == 1] = 0
+        ref.append(s)
+    ours = unpack_bitplanes(run_network(inet, pack_bitplanes(spikes)).layers[0].output, 4)[:, 0]
+    assert np.array_equal(ours, np.stack(ref))
+
+
+def test_unsupported_node_is_rejected_with_its_name(tmp_path, rng):
+    net = torch.nn.Sequential(grid_linear(rng, 5, 4),
+                              snn.Synaptic(alpha=torch.full((4,), 0.5), beta=torch.full((4,), 0.5),
+                                           threshold=torch.ones(4), init_hidden=True),
+                              grid_linear(rng, 4, 2))
+    with pytest.raises(NirImportError, match="is CubaLIF"):
+        import_nir(export(net, 5, tmp_path / "cuba.nir"), 4)
+
+
+def test_leak_that_is_not_a_shift_is_rejected_unless_rounding_is_allowed(tmp_path, rng):
+    net = torch.nn.Sequential(grid_linear(rng, 5, 4), leaky(4, 0.9, 1.0), grid_linear(rng, 4, 2))
+    path = export(net, 5, tmp_path / "b09.nir")
+    with pytest.raises(NirImportError, match=r"beta = 0\.9.*1 - 2\^-k"):
+        import_nir(path, 4)
+    inet, report = import_nir(path, 4, allow_leak_rounding=True)
+    assert inet.layers[0].leak_shift == 3 and not report.exact
+
+
+def test_nonzero_reset_potential_is_rejected():
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([3])),
+        nir.Linear(weight=np.ones((2, 3), np.float32)),
+        nir.IF(r=np.ones(2, np.float32), v_threshold=np.ones(2, np.float32),
+               v_reset=np.full(2, 0.5, np.float32)),
+        nir.Output(output_type=np.array([2])),
+    )
+    with pytest.raises(NirImportError, match="resets to 0.5"):
+        import_nir(graph, 4, dt=1.0)
