@@ -40,6 +40,9 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-bits", type=int, default=8, help="integer weight width (2..8)")
     p.add_argument("--out", help="save the directly trained integer network (.npz) here "
                                  "(for one T; with several, T is added to the name)")
+    p.add_argument("--save-dir", help="save the float models here: ann.pt and, per T, "
+                                      "spikepack_T<T>.pt (direct) and net_T<T>.npz (integer)")
+    p.add_argument("--json", help="write the accuracy figures to this JSON file (for `report`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -85,6 +88,24 @@ def cmd_train(args) -> int:
             path = args.out if len(args.T) == 1 else args.out.replace(".npz", f"_T{T}.npz")
             r.levels["direct"].net.save(path)
             print(f"  saved integer network to {path}")
+        if args.save_dir:
+            from pathlib import Path
+
+            from .model_io import save_model
+            d = Path(args.save_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            save_model(r.ann, d / "ann.pt")
+            save_model(r.levels["direct"].model, d / f"spikepack_T{T}.pt")
+            r.levels["direct"].net.save(d / f"net_T{T}.npz")
+            print(f"  saved ann.pt, spikepack_T{T}.pt, net_T{T}.npz to {d}")
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"dataset": split.name, "seed": args.seed, "runs": [
+                {"T": r.T, "sizes": list(r.sizes), "ann": r.ann_accuracy,
+                 "levels": {k: {"float": v.float_accuracy, "int": v.int_accuracy}
+                            for k, v in r.levels.items()}} for r in results]}, f, indent=1)
+        print(f"wrote {args.json}")
     if len(results) > 1:
         print("\nsummary: T, ANN, SpikePack direct float / int, converted (clip-floor) int")
         for r in results:
@@ -105,7 +126,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _register_all() -> None:
+    """Import the modules whose @command functions fill :data:`COMMANDS`."""
+    from . import cli_model  # noqa: F401
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _register_all()
     parser = _Parser(prog="spikepack", description="SpikePack SNN accelerator co-design tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

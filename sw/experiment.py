@@ -42,6 +42,7 @@ class LevelResult:
     report: QuantReport
     int_torch_agrees: int  #: test samples where the torch integer model == golden (outputs)
     seconds: float
+    model: torch.nn.Sequential | None = None  #: the float SpikePack model
 
 
 @dataclasses.dataclass
@@ -51,6 +52,7 @@ class TrainResult:
     ann_accuracy: float
     levels: dict[str, LevelResult]
     n_test: int
+    ann: torch.nn.Sequential | None = None  #: the float ReLU ANN
 
     def rows(self) -> list[tuple[str, float, float]]:
         return [(r.name, r.float_accuracy, r.int_accuracy) for r in self.levels.values()]
@@ -65,7 +67,7 @@ def _integer_level(name, model, split: Split, T, weight_bits, t0) -> LevelResult
     with torch.no_grad():
         torch_out = IntTorchNetwork(net)(torch.as_tensor(x_test)).numpy()
     agrees = int(np.all(torch_out == golden.output, axis=-1).sum())
-    return LevelResult(name, float_acc, int_acc, net, report, agrees, time.perf_counter() - t0)
+    return LevelResult(name, float_acc, int_acc, net, report, agrees, time.perf_counter() - t0, model)
 
 
 def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs: int = 60,
@@ -109,4 +111,4 @@ def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs
         snn = spikepack_from_ann(qann, T)
         levels["converted_clipfloor"] = _integer_level(
             "converted_clipfloor", snn, split, T, weight_bits, t0)
-    return TrainResult(T, sizes, ann_acc, levels, len(split.y_test))
+    return TrainResult(T, sizes, ann_acc, levels, len(split.y_test), ann)
