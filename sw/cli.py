@@ -153,4 +153,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main so commands registered by other modules (which import
+    # sw.cli, not __main__) are seen.
+    from sw.cli import main as _main
+
+    sys.exit(_main())
