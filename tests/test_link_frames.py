@@ -6,7 +6,7 @@ from amaranth.sim import Simulator
 
 from hw.frame_decoder import FrameDecoder
 from hw.frame_encoder import FrameEncoder
-from sim.tb.streams import stream_get, stream_put
+from sim.tb.streams import run_bounded, stream_get, stream_put
 from sw.protocol import (
     Command, ReplyParser, Status, decode_reply, encode_request, payload_words, words_payload,
 )
@@ -48,7 +48,7 @@ def test_encoder_frames_match_host_parser_under_back_pressure():
     sim.add_testbench(headers)
     sim.add_testbench(data)
     sim.add_testbench(sink)
-    sim.run()
+    run_bounded(sim, 1e-8 * 100 * expected)
     parser = ReplyParser()
     parser.feed(bytes(out))
     for cmd, seq, status, words in replies:
@@ -93,9 +93,9 @@ def _run_decoder(stream_bytes, *, max_payload=64, idle_timeout=40, n_frames, rng
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
-    sim.add_testbench(consumer, background=True)
+    sim.add_testbench(consumer)
     gap_cycles = sum(gaps.values()) if isinstance(gaps, dict) else (idle_timeout + 5) * len(gaps)
-    sim.run_until(1e-8 * (hold + gap_cycles + 10 * len(stream_bytes) + 100 * n_frames + 2000))
+    run_bounded(sim, 1e-8 * (hold + gap_cycles + 10 * len(stream_bytes) + 100 * n_frames + 2000))
     assert len(frames) == n_frames, f"decoder queued {len(frames)} frames: {frames}"
     return frames
 

@@ -23,3 +23,17 @@ async def stream_get(ctx, stream, *, rng: random.Random | None = None, pause=0.0
     (payload,) = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+def run_bounded(sim, deadline: float, what: str = "simulation") -> None:
+    """``sim.run()``, but fail with ``TimeoutError`` if it is still going at ``deadline`` seconds.
+
+    The run ends as soon as every non-background testbench has returned.
+    """
+
+    async def watchdog(ctx):
+        await ctx.delay(deadline)
+        raise TimeoutError(f"{what} still running at {deadline * 1e6:.0f} us of simulated time")
+
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
