@@ -111,7 +111,8 @@ class NetworkCost:
         return c.weight_bits * c.act_bits * c.T
 
     def table(self) -> str:
-        rows = ["layer  n_in x n_out  b_w  b_a  T   compute bits  storage bits     SynOps   energy pJ"]
+        rows = ["layer  n_in x n_out  b_w  b_a  T   compute bits  storage bits     SynOps"
+                "   energy pJ"]
         for i, c in enumerate(self.layers):
             rows.append(f"{i:5d}  {c.n_in:4d} x {c.n_out:<5d} {c.weight_bits:3d}  {c.act_bits:3d}  "
                         f"{c.T:<2d} {c.compute_bits:13,d}  {c.storage_bits:12,d}  "
@@ -167,7 +168,8 @@ def network_cost(net: IntNetwork, kind: str, *, x=None) -> NetworkCost:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind == "lif" and any(layer.mode is not Mode.LIF for layer in net.layers):
         raise ValueError("kind 'lif' needs LIF-mode layers")
-    if kind in ("ann", "spikepack") and any(layer.mode is not Mode.SPIKEPACK for layer in net.layers):
+    packed = all(layer.mode is Mode.SPIKEPACK for layer in net.layers)
+    if kind in ("ann", "spikepack") and not packed:
         raise ValueError(f"kind {kind!r} needs SpikePack-mode layers")
     fan_in_spikes = None
     if x is not None and kind != "ann":
@@ -231,7 +233,8 @@ def best_at_budget(points: Sequence[SweepPoint], budget: int) -> dict[str, Sweep
         if p.bits_per_synapse_op > budget:
             continue
         cur = best.get(p.model)
-        if cur is None or (p.accuracy, -p.bits_per_synapse_op) > (cur.accuracy, -cur.bits_per_synapse_op):
+        key = (p.accuracy, -p.bits_per_synapse_op)
+        if cur is None or key > (cur.accuracy, -cur.bits_per_synapse_op):
             best[p.model] = p
     return best
 

@@ -24,8 +24,8 @@ layer receives the analog input as a constant current ``W x + b``.
 Wake-sleep conversion (WSC): ``T_wake = L`` wake steps with biases (and the analog input), then
 ``T_sleep`` sleep steps in which biases and input are zero, so the spikes still travelling through
 the network settle without integrating the bias more than ``L`` times. Once every neuron has
-settled, ``n = clip(floor(sum_t x_t / theta), 0, L)`` with ``sum_t x_t = L (W a_prev + b)``, which is
-exactly ``L ClipQuan_L`` of the ANN: the conversion is exact and the readout (``sum_t x_t / L``)
+settled, ``n = clip(floor(sum_t x_t / theta), 0, L)`` with ``sum_t x_t = L (W a_prev + b)``, which
+is exactly ``L ClipQuan_L`` of the ANN: the conversion is exact and the readout (``sum_t x_t / L``)
 equals the ANN's logits.
 
 # Ref: arXiv 2406.05371 (CASC), Sec. 3 -- ClipQuan_L, CIF neurons, wake-sleep conversion.
@@ -170,9 +170,10 @@ class CIFNetwork:
         for i in range(0, len(mods), 2):
             lin = mods[i]
             act = mods[i + 1] if i + 1 < len(mods) else None
-            if not isinstance(lin, nn.Linear) or (act is not None and not isinstance(act, ClipQuan)):
-                raise TypeError("expected nn.Sequential(Linear, ClipQuan, ..., Linear), as built by "
-                                "sw.casc.casc_ann")
+            bad_act = act is not None and not isinstance(act, ClipQuan)
+            if not isinstance(lin, nn.Linear) or bad_act:
+                raise TypeError("expected nn.Sequential(Linear, ClipQuan, ..., Linear), as built "
+                                "by sw.casc.casc_ann")
             if act is not None:
                 if L is not None and act.L != L:
                     raise ValueError(f"all ClipQuan layers need the same L, got {L} and {act.L}")

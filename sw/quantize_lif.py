@@ -10,8 +10,8 @@ The float models it deploys (``sw.spiking_mlp``) are, in the same order of opera
 - PSU with ``tau = 2``: ``v_t = (v+_(t-1) + W s_t + b) / 2`` (its sequential form, see
   ``sw.neurons.psu``), i.e. the same recurrence with ``k = 1`` and the input scaled by
   ``c = 1/2``. The training-time reset of a PSU uses ``sigmoid(A I)`` instead of the spikes: that
-  difference is part of the deploy gap and is measured, not hidden (``sw.spiking_mlp.forward_deployed``
-  evaluates the float model with the deployed reset).
+  difference is part of the deploy gap and is measured, not hidden
+  (``sw.spiking_mlp.forward_deployed`` evaluates the float model with the deployed reset).
 
 As in ``sw.quantize`` the threshold absorbs the scales. Inputs are 0/1 spikes (no input step), so
 with ``W' = c W`` and ``b' = c b`` a hidden layer gets a per-channel scale ``s_j``::
@@ -88,7 +88,8 @@ class LifQuantReport:
     layers: tuple[LifLayerQuantization, ...]
 
     def table(self) -> str:
-        rows = ["layer  kind     k  c      W rel.rms  bias err  theta_int       W range     acc bits"]
+        rows = ["layer  kind     k  c      W rel.rms  bias err  theta_int       W range"
+                "     acc bits"]
         for q in self.layers:
             rows.append(
                 f"{q.index:5d}  {'readout' if q.readout else 'fire':7s}  {q.leak_shift:d}  "
@@ -123,7 +124,8 @@ def leak_of(neuron: nn.Module) -> tuple[int, float, Reset]:
                              "1 - 2^-k only for tau = 2")
         return 1, 1.0 / neuron.tau, Reset.SUBTRACT
     if isinstance(neuron, PSU):
-        raise TypeError(f"{type(neuron).__name__} learns its {'input' if hasattr(neuron, 'A_learned') else 'reset'} "
+        what = "input" if hasattr(neuron, "A_learned") else "reset"
+        raise TypeError(f"{type(neuron).__name__} learns its {what} "
                         "matrix, which is not a shift leak: it has no LIF-mode equivalent")
     raise TypeError(f"{type(neuron).__name__} is not a LIF or PSU neuron")
 
@@ -189,9 +191,10 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
             s = theta / theta_int
             unit = np.full(lin.out_features, theta)
         w_int = np.clip(np.round(w / s[:, None]), -qmax - 1, qmax).astype(np.int64)
+        theta_val = theta_int if per_channel else int(theta_int[0])
         b_int = np.round(b / s).astype(np.int64)
         layer = IntLayer(weight=w_int, bias=b_int,
-                         theta=1 if neuron is None else (theta_int if per_channel else int(theta_int[0])),
+                         theta=1 if neuron is None else theta_val,
                          mode=Mode.LIF, readout=neuron is None, weight_bits=weight_bits,
                          leak_shift=k, reset=reset)
         layers.append(layer)

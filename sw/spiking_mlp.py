@@ -46,7 +46,8 @@ class BitPlaneEncoder(nn.Module):
     def forward(self, a0: torch.Tensor) -> torch.Tensor:
         a = a0.to(torch.int64)
         if a.numel() and (int(a.min()) < 0 or int(a.max()) > (1 << self.T) - 1):
-            raise ValueError(f"inputs must be packed {self.T}-bit words in [0, {(1 << self.T) - 1}]")
+            top = (1 << self.T) - 1
+            raise ValueError(f"inputs must be packed {self.T}-bit words in [0, {top}]")
         planes = (a.unsqueeze(0) >> self.shifts.reshape((self.T,) + (1,) * a.ndim)) & 1
         return planes.to(a0.dtype if a0.is_floating_point() else torch.float32)
 

@@ -1,14 +1,20 @@
 """Bit Budget cost model: formulas, measured SynOps, the ANN/SpikePack identity, the sweep, plot."""
 
-import numpy as np
 import pytest
 
 from sim.golden import run_network
 from sim.ir import IntLayer, IntNetwork, Mode
 from sim.packing import popcount
 from sw.bitbudget import (
-    E_AC_PJ, E_MAC_PJ, E_NEURON_PJ, ENERGY_PJ, best_at_budget, layer_cost, network_cost,
-    plot_sweep, sweep_network,
+    E_AC_PJ,
+    E_MAC_PJ,
+    E_NEURON_PJ,
+    ENERGY_PJ,
+    best_at_budget,
+    layer_cost,
+    network_cost,
+    plot_sweep,
+    sweep_network,
 )
 
 
@@ -80,14 +86,15 @@ def test_sweep_best_at_budget_and_plot(rng, tmp_path):
     pts = []
     for T in (2, 4):
         xs = x >> (4 - T)
-        pts += sweep_network("SpikePack", "spikepack", lambda wb, T=T: _net(rng, T, Mode.SPIKEPACK, wb),
+        pts += sweep_network("SpikePack", "spikepack",
+                             lambda wb, T=T: _net(rng, T, Mode.SPIKEPACK, wb),
                              xs, y, weight_bits=(2, 4, 8))
         pts += sweep_network("LIF", "lif", lambda wb, T=T: _net(rng, T, Mode.LIF, wb), xs, y,
                              weight_bits=(2, 4))
     assert {p.bits_per_synapse_op for p in pts if p.model == "SpikePack"} == {4, 8, 16, 32}
     best = best_at_budget(pts, 8)
     assert all(p.bits_per_synapse_op <= 8 for p in best.values())
-    assert best["SpikePack"].accuracy == max(p.accuracy for p in pts
-                                             if p.model == "SpikePack" and p.bits_per_synapse_op <= 8)
+    within = [p.accuracy for p in pts if p.model == "SpikePack" and p.bits_per_synapse_op <= 8]
+    assert best["SpikePack"].accuracy == max(within)
     out = plot_sweep(pts, tmp_path / "sub" / "sweep.png", budgets=[8])
     assert out.exists() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,14 +93,16 @@ def random_net(rng, sizes, L):
     return CIFNetwork(layers, L)
 
 
-@pytest.mark.parametrize("L,sleep,signed", [(1, 0, True), (4, 0, False), (4, 3, True), (6, 10, True)])
+@pytest.mark.parametrize("L,sleep,signed",
+                         [(1, 0, True), (4, 0, False), (4, 3, True), (6, 10, True)])
 def test_cif_network_equals_the_scalar_definition(L, sleep, signed, rng):
     net = random_net(rng, (5, 6, 4, 3), L)
     x = rng.uniform(0, 1, size=(4, 5))
     res = net.run(x, sleep_steps=sleep, signed=signed, trace=True)
     for b in range(len(x)):
         logits, counts, planes = reference_cif(
-            [layer.weight.tolist() for layer in net.layers], [layer.bias.tolist() for layer in net.layers],
+            [layer.weight.tolist() for layer in net.layers],
+            [layer.bias.tolist() for layer in net.layers],
             [layer.theta for layer in net.layers[:-1]], x[b].tolist(), L, sleep, signed)
         assert np.allclose(res.logits[b], logits, rtol=0, atol=1e-9)
         for i, c in enumerate(counts):

@@ -41,7 +41,8 @@ def _on_grid_if_model(rng, T, sizes=(12, 9, 5), theta_int=64, reset="subtract"):
     return model, ints
 
 
-@pytest.mark.parametrize("T,reset", [(1, "subtract"), (4, "subtract"), (8, "zero"), (16, "subtract")])
+@pytest.mark.parametrize("T,reset",
+                         [(1, "subtract"), (4, "subtract"), (8, "zero"), (16, "subtract")])
 def test_if_model_on_the_integer_grid_deploys_bit_exactly(T, reset, rng):
     model, ints = _on_grid_if_model(rng, T, reset=reset)
     net, _ = quantize_lif(model)

@@ -1,4 +1,4 @@
-"""PSU, IPSU, RPSU: forward semantics against explicit loops, the LIF they are, training on digits."""
+"""PSU, IPSU, RPSU: forward semantics against explicit loops, the LIF they are, digits training."""
 
 import math
 
@@ -13,7 +13,7 @@ from sw.train import accuracy, as_tensor, predict, seed_everything, train_classi
 
 
 def loop_membrane(x, a, r):
-    """Reference: V_t = sum_(j<=t) a[t,j] I_j + sum_(j<t) r[t,j] sigmoid(U_j), one scalar at a time."""
+    """Reference, term by term: V_t = sum_(j<=t) a[t,j] I_j + sum_(j<t) r[t,j] sigmoid(U_j)."""
     T = x.shape[0]
     xf = x.reshape(T, -1).double()
     u = torch.zeros_like(xf)
@@ -36,7 +36,8 @@ def test_psu_matrices_follow_the_definition(T, tau):
             assert b[t, j] == (-(tau ** -(t - j)) if j < t else 0.0)
 
 
-@pytest.mark.parametrize("T,tau,theta", [(1, 2.0, 1.0), (4, 2.0, 1.0), (6, 1.5, 0.7), (8, 3.0, 2.0)])
+@pytest.mark.parametrize("T,tau,theta",
+                         [(1, 2.0, 1.0), (4, 2.0, 1.0), (6, 1.5, 0.7), (8, 3.0, 2.0)])
 def test_psu_membrane_and_spikes_equal_the_explicit_loop(T, tau, theta, seed):
     torch.manual_seed(seed)
     x = torch.randn(T, 7, 5, dtype=torch.float64) * 2
@@ -93,7 +94,8 @@ def charge_then_decay_lif(x, tau, theta):
     return np.stack(vs), np.stack(ss)
 
 
-@pytest.mark.parametrize("T,tau,theta", [(4, 2.0, 1.0), (8, 2.0, 0.5), (6, 1.7, 1.3), (16, 2.0, 1.0)])
+@pytest.mark.parametrize("T,tau,theta",
+                         [(4, 2.0, 1.0), (8, 2.0, 0.5), (6, 1.7, 1.3), (16, 2.0, 1.0)])
 def test_psu_with_real_spikes_is_the_soft_reset_charge_then_decay_lif(T, tau, theta, seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(1.0, 2.0, size=(T, 40, 8))

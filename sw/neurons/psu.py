@@ -47,7 +47,8 @@ from sim.packing import check_T
 from .surrogate import atan_spike
 
 
-def psu_matrices(T: int, tau: float = 2.0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def psu_matrices(T: int, tau: float = 2.0,
+                 dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed leak and reset matrices ``(A, B-)`` of a PSU, each ``T x T``.
 
     ``A[t, j] = tau^-(t-j+1)`` for ``j <= t`` and ``B-[t, j] = -tau^-(t-j)`` for ``j < t``, zero
