@@ -1,0 +1,380 @@
+"""cocotb tests of the host link through its UART pins (DUT: ``sim.tb.bus_ram.LinkTestTop``).
+
+The host side is cocotbext-uart's ``UartSource``/``UartSink`` -- a UART model that is not the
+project's own -- driven either by raw frames (``uart_frames``, ``fuzz``) or by the project's driver
+``sw.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
+
+Parameters come from ``sim.rtl.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
+``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words), ``fuzz_frames``, ``seed``,
+``results`` (a JSON file the tests add their figures to).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, First, Timer
+from cocotbext.uart import UartSink, UartSource
+
+from hw.bus import ID_BASE, ID_MAGIC, REG_STATUS, REGIONS_BASE
+from sim.rtl import cocotb_env
+from sw.protocol import (
+    REQUEST_OVERHEAD, SYNC_REQUEST, Command, ReplyParser, Status, encode_request, words_payload,
+)
+
+CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
+BAUD = cocotb_env("baud", 25_000_000)
+MAX_PAYLOAD = cocotb_env("max_payload", 1024)
+IDLE_TIMEOUT = cocotb_env("idle_timeout", 64)
+DEPTH = cocotb_env("depth", 1024)
+IDENTIFY = cocotb_env("identify", [])
+PERIOD_NS = 1e9 / CLK_FREQ
+BYTE_NS = 10e9 / BAUD
+
+
+def record(key, value):
+    path = cocotb_env("results")
+    if path is None:
+        return
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=1))
+
+
+class TB:
+    def __init__(self, dut):
+        self.dut = dut
+        for name in ("cocotb.top.rx", "cocotb.top.tx", "cocotb.rx", "cocotb.tx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
+        self.sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
+        logging.getLogger(f"cocotb.{dut.rx._path}").setLevel(logging.WARNING)
+        logging.getLogger(f"cocotb.{dut.tx._path}").setLevel(logging.WARNING)
+        self.parser = ReplyParser(MAX_PAYLOAD)
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 5)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 5)
+
+    async def send(self, data: bytes):
+        await self.source.write(data)
+
+    async def reply(self, timeout_ns):
+        """The next reply frame, or ``None`` if none completes within ``timeout_ns``."""
+        deadline = get_sim_time("ns") + timeout_ns
+        while True:
+            reply = self.parser.pop()
+            if reply is not None:
+                return reply
+            if not self.sink.empty():
+                self.parser.feed(bytes(self.sink.read_nowait()))
+                continue
+            left = deadline - get_sim_time("ns")
+            if left <= 0:
+                return None
+            self.sink.sync.clear()
+            await First(self.sink.sync.wait(), Timer(max(1, round(left)), unit="ns"))
+
+    def reply_timeout(self, request_len, reply_len=MAX_PAYLOAD + 10):
+        """Upper bound for a reply: both frames on the wire, idle timeout, and slack."""
+        return (request_len + reply_len + 20) * BYTE_NS + (IDLE_TIMEOUT + 2000) * PERIOD_NS
+
+    async def exchange(self, frame: bytes, *, reply_len=MAX_PAYLOAD + 10):
+        await self.send(frame)
+        reply = await self.reply(self.reply_timeout(len(frame), reply_len))
+        assert reply is not None, f"no reply to {frame[:16].hex()}... (link hung?)"
+        return reply
+
+
+@cocotb.test()
+async def uart_frames(dut):
+    """Frames exchanged with cocotbext-uart: identify, write, read back, run, abort, refusals."""
+    tb = TB(dut)
+    await tb.reset()
+    r = await tb.exchange(encode_request(Command.IDENTIFY, 1))
+    assert (r.seq, r.status, r.words) == (1, Status.OK, IDENTIFY)
+    r = await tb.exchange(encode_request(Command.READ, 2, words_payload(ID_BASE, 1)))
+    assert r.words == [ID_MAGIC]
+    data = [random.Random(5).randrange(1 << 32) for _ in range(40)]
+    r = await tb.exchange(encode_request(Command.WRITE, 3, words_payload(REGIONS_BASE + 7, *data)))
+    assert (r.seq, r.status, r.payload) == (3, Status.OK, b"")
+    r = await tb.exchange(encode_request(Command.READ, 4, words_payload(REGIONS_BASE + 7, 40)))
+    assert (r.seq, r.status, r.words) == (4, Status.OK, data)
+    r = await tb.exchange(encode_request(Command.RUN, 5, words_payload(2)))
+    assert (r.seq, r.status, r.words) == (5, Status.OK, [0b10])
+    r = await tb.exchange(encode_request(Command.ABORT, 6))
+    assert (r.seq, r.status) == (6, Status.OK)
+    r = await tb.exchange(encode_request(Command.READ, 7, words_payload(REG_STATUS, 1)))
+    assert r.words == [0]
+    r = await tb.exchange(encode_request(Command.WRITE, 8, words_payload(REGIONS_BASE + DEPTH, 1)))
+    assert r.status == Status.ERR_ADDRESS
+    assert int(dut.writes.value) == 40 + 2  # RAM words, run, abort
+
+
+class Fuzzer:
+    """Random valid, corrupted, truncated and refused frames against a model of the RAM."""
+
+    KINDS = ("write", "read", "identify", "corrupt", "truncate", "garbage", "bad_command",
+             "bad_address", "bad_length", "too_long", "pair")
+    WEIGHTS = (14, 12, 3, 18, 10, 6, 4, 5, 5, 3, 6)
+
+    def __init__(self, tb, rng):
+        self.tb, self.rng = tb, rng
+        self.model = [0] * DEPTH
+        self.writes = 0
+        self.seq = 0
+        self.counts = {k: 0 for k in self.KINDS}
+        self.statuses = {}
+
+    def next_seq(self):
+        self.seq = (self.seq + 1) & 0xFF
+        return self.seq
+
+    def random_write(self, max_words=None):
+        max_words = max_words or (MAX_PAYLOAD // 4 - 1)
+        n = self.rng.choice([1, 2, 3, self.rng.randrange(1, 17), self.rng.randrange(1, max_words + 1)])
+        addr = self.rng.randrange(DEPTH - n + 1)
+        words = [self.rng.randrange(1 << 32) for _ in range(n)]
+        return addr, words, encode_request(Command.WRITE, self.next_seq(),
+                                           words_payload(REGIONS_BASE + addr, *words))
+
+    def random_read(self):
+        n = self.rng.choice([1, 4, self.rng.randrange(1, MAX_PAYLOAD // 4 + 1)])
+        addr = self.rng.randrange(DEPTH - n + 1)
+        return addr, n, encode_request(Command.READ, self.next_seq(),
+                                       words_payload(REGIONS_BASE + addr, n))
+
+    def note(self, status):
+        name = Status(status).name if status in Status._value2member_map_ else str(status)
+        self.statuses[name] = self.statuses.get(name, 0) + 1
+
+    async def expect_refusal(self, frame, expected=None):
+        before = int(self.tb.dut.writes.value)
+        r = await self.tb.exchange(frame)
+        self.note(r.status)
+        assert r.status != Status.OK, f"bad frame {frame.hex()} accepted"
+        if expected is not None:
+            assert r.status == expected, f"{frame[:24].hex()}: {r.status!r}, not {expected!r}"
+        assert int(self.tb.dut.writes.value) == before, "a refused frame wrote to the bus"
+
+    async def valid_write(self):
+        addr, words, frame = self.random_write()
+        r = await self.tb.exchange(frame)
+        self.note(r.status)
+        assert (r.seq, r.status) == (frame[2], Status.OK)
+        self.model[addr:addr + len(words)] = words
+        self.writes += len(words)
+
+    async def valid_read(self):
+        addr, n, frame = self.random_read()
+        r = await self.tb.exchange(frame)
+        self.note(r.status)
+        assert (r.seq, r.status) == (frame[2], Status.OK)
+        assert r.words == self.model[addr:addr + n], f"read {n} at {addr} differs from the model"
+
+    async def step(self):
+        kind = self.rng.choices(self.KINDS, self.WEIGHTS)[0]
+        self.counts[kind] += 1
+        rng = self.rng
+        if kind == "write":
+            await self.valid_write()
+        elif kind == "read":
+            await self.valid_read()
+        elif kind == "identify":
+            r = await self.tb.exchange(encode_request(Command.IDENTIFY, self.next_seq()))
+            self.note(r.status)
+            assert (r.status, r.words) == (Status.OK, IDENTIFY)
+        elif kind == "corrupt":
+            frame = bytearray(rng.choice([self.random_write(16), self.random_read()])[2])
+            for _ in range(rng.choice([1, 1, 2, 5])):
+                i = rng.randrange(len(frame))
+                frame[i] ^= rng.randrange(1, 256)
+            await self.expect_refusal(bytes(frame))
+        elif kind == "truncate":
+            frame = self.random_write(rng.choice([8, 64]))[2]
+            await self.expect_refusal(frame[:rng.randrange(1, len(frame))], Status.ERR_TRUNCATED)
+        elif kind == "garbage":
+            junk = bytes([rng.choice([b for b in range(256) if b != SYNC_REQUEST])]) + \
+                rng.randbytes(rng.randrange(0, 40))
+            await self.expect_refusal(junk, Status.ERR_SYNC)
+        elif kind == "bad_command":
+            command = rng.choice([0, 6, 0x7F, 0xFF])
+            await self.expect_refusal(encode_request(command, self.next_seq(),
+                                                     rng.randbytes(rng.randrange(0, 12))),
+                                      Status.ERR_COMMAND)
+        elif kind == "bad_address":
+            n = rng.randrange(1, 9)
+            addr = rng.choice([REGIONS_BASE + DEPTH - n + 1 + rng.randrange(4), 0xFFFFFF,
+                               rng.randrange(1 << 32) | 1 << 30])
+            frame = rng.choice([
+                encode_request(Command.WRITE, self.next_seq(), words_payload(addr, *range(n))),
+                encode_request(Command.READ, self.next_seq(), words_payload(addr, n)),
+            ])
+            await self.expect_refusal(frame, Status.ERR_ADDRESS)
+        elif kind == "bad_length":
+            frame = rng.choice([
+                encode_request(Command.WRITE, self.next_seq(), words_payload(REGIONS_BASE)[:3]),
+                encode_request(Command.WRITE, self.next_seq(), words_payload(REGIONS_BASE, 1) + b"x"),
+                encode_request(Command.READ, self.next_seq(), words_payload(REGIONS_BASE, 0)),
+                encode_request(Command.READ, self.next_seq(),
+                               words_payload(REGIONS_BASE, MAX_PAYLOAD // 4 + 1)),
+                encode_request(Command.RUN, self.next_seq(), words_payload(0)),
+                encode_request(Command.IDENTIFY, self.next_seq(), b"\0"),
+                encode_request(Command.ABORT, self.next_seq(), words_payload(1)),
+            ])
+            await self.expect_refusal(frame, Status.ERR_LENGTH)
+        elif kind == "too_long":
+            frame = encode_request(Command.WRITE, self.next_seq(),
+                                   words_payload(REGIONS_BASE) + rng.randbytes(MAX_PAYLOAD - 3))
+            await self.expect_refusal(frame, Status.ERR_LENGTH)
+        elif kind == "pair":
+            # Two valid frames back to back (the link holds two): both answered, in order.
+            a_addr, a_words, a = self.random_write(32)
+            b_addr, b_n, b = self.random_read()
+            await self.tb.send(a + b)
+            ra = await self.tb.reply(self.tb.reply_timeout(len(a) + len(b)))
+            rb = await self.tb.reply(self.tb.reply_timeout(len(b)))
+            assert ra is not None and rb is not None, "no reply to a pair of frames"
+            self.note(ra.status)
+            self.note(rb.status)
+            assert (ra.seq, ra.status, rb.seq, rb.status) == (a[2], Status.OK, b[2], Status.OK)
+            self.model[a_addr:a_addr + len(a_words)] = a_words
+            self.writes += len(a_words)
+            assert rb.words == self.model[b_addr:b_addr + b_n]
+
+
+@cocotb.test()
+async def fuzz(dut):
+    """Thousands of random frames; bad ones refused without effect; the link never hangs."""
+    seed = cocotb_env("seed", 1)
+    n_frames = cocotb_env("fuzz_frames", 2000)
+    dut._log.info("fuzz seed %d, %d frames", seed, n_frames)
+    tb = TB(dut)
+    await tb.reset()
+    fz = Fuzzer(tb, random.Random(seed))
+    t0 = get_sim_time("ns")
+    for _ in range(n_frames):
+        await fz.step()
+    # Afterwards: every word of the RAM matches the model, and only valid writes reached the bus.
+    per = MAX_PAYLOAD // 4
+    for addr in range(0, DEPTH, per):
+        r = await tb.exchange(encode_request(Command.READ, fz.next_seq(),
+                                             words_payload(REGIONS_BASE + addr, per)))
+        assert r.status == Status.OK and r.words == fz.model[addr:addr + per], \
+            f"RAM differs from the model at {addr}..{addr + per}"
+    assert int(dut.writes.value) == fz.writes
+    assert tb.parser.discarded == 0, "stray bytes between replies"
+    result = {"seed": seed, "frames": n_frames, "kinds": fz.counts, "replies": fz.statuses,
+              "bus_writes": fz.writes, "sim_us": (get_sim_time("ns") - t0) / 1e3}
+    dut._log.info("fuzz result %s", json.dumps(result))
+    record("fuzz", result)
+
+
+@cocotb.test()
+async def driver_roundtrip(dut):
+    """The project's driver over the simulated UART: identify, verified upload, run, errors, retries."""
+    from sw.driver import Device, DeviceError
+    from sw.transport import CocotbUartTransport
+
+    tb = TB(dut)
+    await tb.reset()
+    transport = CocotbUartTransport(tb.source, tb.sink,
+                                    default_timeout=(IDLE_TIMEOUT + 3000) * PERIOD_NS * 1e-9)
+
+    class Corrupting:
+        """Flips one byte of the 2nd and 5th frames written (the device must ask for a resend)."""
+
+        def __init__(self, inner):
+            self.inner, self.n = inner, 0
+            self.description, self.default_timeout = inner.description, inner.default_timeout
+
+        def write(self, data):
+            self.n += 1
+            if self.n in (2, 5):
+                data = bytearray(data)
+                data[len(data) // 2] ^= 0x40
+            self.inner.write(bytes(data))
+
+        def read(self, n, timeout):
+            return self.inner.read(n, timeout)
+
+        def discard_input(self):
+            self.inner.discard_input()
+
+    rng = random.Random(cocotb_env("seed", 1))
+    words = [rng.randrange(1 << 32) for _ in range(DEPTH - 8)]
+
+    def host():
+        dev = Device(Corrupting(transport))
+        info = dev.identify()
+        assert list(dataclasses.astuple(info.link)) == IDENTIFY
+        assert info.core_words[0] == ID_MAGIC
+        dev.write_words(REGIONS_BASE + 3, words, verify=True, progress=False)
+        assert dev.read_words(REGIONS_BASE + 3, len(words)) == words
+        status = dev.run(3)
+        dev.abort()
+        try:
+            dev.transact(Command.READ, words_payload(REGIONS_BASE + DEPTH, 1))
+        except DeviceError as e:
+            refused = e.status
+        else:
+            raise AssertionError("an out-of-range read was not refused")
+        try:
+            dev.read_words(REGIONS_BASE + DEPTH, 1)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("the driver sent an out-of-range read")
+        return status, refused, dev.resends
+
+    status, refused, resends = await cocotb.bridge(host)()
+    assert status == 0b10
+    assert refused == Status.ERR_ADDRESS
+    assert resends == 2, f"{resends} resends, expected 2 (two corrupted frames)"
+    assert int(dut.writes.value) == len(words) + 2
+
+
+@cocotb.test()
+async def bench_upload(dut):
+    """Model-upload throughput in clock cycles: payload bytes/s against the line rate."""
+    from sw.driver import Device
+    from sw.transport import CocotbUartTransport
+
+    tb = TB(dut)
+    await tb.reset()
+    transport = CocotbUartTransport(tb.source, tb.sink,
+                                    default_timeout=(IDLE_TIMEOUT + 3000) * PERIOD_NS * 1e-9)
+    n_words = cocotb_env("bench_words", DEPTH)
+    words = [(i * 2654435761) & 0xFFFFFFFF for i in range(n_words)]
+    results = {}
+    for window in (1, 2):
+        dev = Device(transport, window=window)
+        await cocotb.bridge(dev.identify)()
+        t0 = get_sim_time("ns")
+        await cocotb.bridge(dev.write_words)(REGIONS_BASE, words)
+        t1 = get_sim_time("ns")
+        cycles = round((t1 - t0) / PERIOD_NS)
+        seconds = (t1 - t0) * 1e-9
+        payload = 4 * n_words
+        frames = -(-n_words // (MAX_PAYLOAD // 4 - 1))
+        results[f"window{window}"] = {
+            "payload_bytes": payload, "frames": frames, "cycles": cycles,
+            "payload_Bps": payload / seconds, "line_Bps": BAUD / 10,
+            "efficiency": payload / seconds / (BAUD / 10),
+            "wire_bytes": payload + frames * (REQUEST_OVERHEAD + 4),
+        }
+        dut._log.info("upload window %d: %s", window, results[f"window{window}"])
+        back = await cocotb.bridge(dev.read_words)(REGIONS_BASE, n_words)
+        assert back == words
+    record("bench", results)
