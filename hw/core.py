@@ -1,0 +1,241 @@
+"""The SpikePack core: PE array, memories, sequencer and the bus slave, behind ``hw.bus``.
+
+Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host link drives it)
+----------------------------------------------------------------------------------------------
+* ``bus.req`` is a ``lib.stream`` of :data:`hw.bus.BusRequest` (``addr`` 24-bit *word* address,
+  ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
+  32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
+  ``req.ready`` low while a read answer waits on ``resp.ready``.
+* Throughput: one write per cycle; one read per 3 cycles (plus the master's ``resp`` stalls).
+* Fixed map (``hw.bus``): identify block at ``ID_BASE`` (:func:`hw.memory_map.identify_words`),
+  ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
+  ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error, bits 8..15
+  :class:`hw.sequencer.ErrorCode`). Build-dependent regions: :func:`hw.memory_map.memory_map`.
+  Unmapped and write-only addresses read as 0; writes to read-only addresses are ignored.
+* Run: load PROGRAM/WEIGHTS/BIAS/THETA (``sw.image``), write a batch to INPUT, write
+  ``REG_CONTROL = batch << 16 | 1``, poll ``REG_STATUS`` until ``done`` (or ``error``), read
+  OUTPUT and COUNTERS. A start while busy is ignored; abort stops at once (datapath reset;
+  memories keep their contents) and leaves busy, done and error at 0. The host must not write
+  INPUT, WEIGHTS, BIAS, THETA or PROGRAM while busy.
+
+Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -> PE array
+(adder trees, per-plane accumulators) -> firing array (Horner, bias, serial firing / LIF) ->
+writer (ping-pong activation memory or output memory). See docs/architecture.md.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In
+
+from . import bus
+from .fetcher import Fetcher
+from .fire_array import FireArray
+from .issuer import PlaneIssuer
+from .memory_map import (COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, identify_words,
+                         memory_map)
+from .params import CoreParams
+from .pe_array import PEArray
+from .sequencer import Sequencer
+from .writer import Writer
+
+__all__ = ["SpikePackCore"]
+
+
+class SpikePackCore(wiring.Component):
+    """A SpikePack SNN accelerator core with a word-addressed stream bus.
+
+    Parameters
+    ----------
+    params : CoreParams
+        Build parameters (see :mod:`hw.params`).
+
+    Members
+    -------
+    bus : In(hw.bus.BusSignature)
+        Requests in, read answers out (see the module docstring).
+    """
+
+    bus: In(bus.BusSignature)
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = params
+        self._map = memory_map(params)
+        super().__init__()
+
+    @property
+    def params(self) -> CoreParams:
+        return self._params
+
+    @property
+    def memory_map(self):
+        return self._map
+
+    def elaborate(self, platform):
+        m = Module()
+        p, mm = self._params, self._map
+        abort = Signal()
+
+        # --- datapath ------------------------------------------------------------------------
+        blocks = {
+            "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
+            "pes": PEArray(p.n_pe, p.k, p.t_max, p.acc_bits, p.weight_bits),
+            "fire": FireArray(p.n_pe, p.t_max, p.acc_bits), "writer": Writer(p),
+        }
+        for name, block in blocks.items():
+            m.submodules[name] = ResetInserter(abort)(block)
+        seq, fetch, issue, pes, fire, writer = blocks.values()
+        d = seq.layer
+        wiring.connect(m, fetch.o, issue.i)
+        wiring.connect(m, issue.o, pes.i)
+
+        # --- memories ------------------------------------------------------------------------
+        m.submodules.desc_mem = desc_mem = memory.Memory(
+            shape=32 * DESCRIPTOR_WORDS, depth=p.max_layers, init=[])
+        m.submodules.w_mem = w_mem = memory.Memory(
+            shape=p.weight_row_bits, depth=p.weight_depth, init=[])
+        m.submodules.bias_mem = bias_mem = memory.Memory(
+            shape=p.n_pe * p.acc_bits, depth=p.bt_rows, init=[])
+        m.submodules.theta_mem = theta_mem = memory.Memory(
+            shape=p.n_pe * p.acc_bits, depth=p.bt_rows, init=[])
+        m.submodules.in_mem = in_mem = memory.Memory(
+            shape=p.block_bits, depth=p.batch_depth * p.act_chunks, init=[])
+        m.submodules.act_mem = act_mem = memory.Memory(
+            shape=p.block_bits, depth=2 * p.act_chunks, init=[])
+        m.submodules.out_mem = out_mem = memory.Memory(
+            shape=32, depth=p.batch_depth * p.max_neurons, init=[])
+
+        # Sequencer <-> descriptors.
+        desc_rd = desc_mem.read_port()
+        m.d.comb += [desc_rd.addr.eq(seq.desc_addr), seq.desc_data.eq(desc_rd.data)]
+        # Fetcher <-> spike blocks and weights.
+        in_rd, act_rd, w_rd = in_mem.read_port(), act_mem.read_port(), w_mem.read_port()
+        src_is_input = Signal()
+        m.d.sync += src_is_input.eq(seq.src_is_input)
+        m.d.comb += [
+            in_rd.addr.eq(fetch.src_addr), act_rd.addr.eq(fetch.src_addr), w_rd.addr.eq(fetch.w_addr),
+            in_rd.en.eq(fetch.rd_en), act_rd.en.eq(fetch.rd_en), w_rd.en.eq(fetch.rd_en),
+            fetch.src_data.eq(Mux(src_is_input, in_rd.data, act_rd.data)),
+            fetch.w_data.eq(w_rd.data),
+            fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks),
+            fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
+            issue.T.eq(d.T), issue.clear.eq(seq.clear),
+        ]
+        # PE array -> firing array, joined with the pass's biases and thresholds.
+        bias_rd, theta_rd = bias_mem.read_port(), theta_mem.read_port()
+        fire_pass = Signal(16)
+        bt_ok = Signal()
+        take = pes.o.valid & fire.i.ready & bt_ok
+        m.d.comb += [
+            bias_rd.addr.eq(d.bt_base + fire_pass), theta_rd.addr.eq(d.bt_base + fire_pass),
+            fire.i.valid.eq(pes.o.valid & bt_ok),
+            pes.o.ready.eq(fire.i.ready & bt_ok),
+            fire.i.payload.sums.eq(pes.o.payload),
+            fire.i.payload.bias.eq(bias_rd.data),
+            fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
+            fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
+        ]
+        with m.If(d.theta_per_channel):
+            m.d.comb += fire.i.payload.theta.eq(theta_rd.data)
+        with m.Else():
+            m.d.comb += fire.i.payload.theta.eq(Cat(*(d.theta[:p.acc_bits]
+                                                      for _ in range(p.n_pe))))
+        m.d.sync += bt_ok.eq(~(take | seq.clear))
+        with m.If(seq.clear):
+            m.d.sync += fire_pass.eq(0)
+        with m.Elif(take):
+            m.d.sync += fire_pass.eq(fire_pass + 1)
+        # Firing array -> writer -> activation / output memory.
+        wiring.connect(m, fire.o, writer.i)
+        act_wr, out_wr = act_mem.write_port(), out_mem.write_port()
+        m.d.comb += [
+            writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
+            writer.readout.eq(d.readout), writer.dst_base.eq(seq.dst_base),
+            writer.out_base.eq(seq.out_base),
+            act_wr.addr.eq(writer.act_addr), act_wr.data.eq(writer.act_data),
+            act_wr.en.eq(writer.act_en),
+            out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
+            out_wr.en.eq(writer.out_en),
+            seq.passes_done.eq(writer.passes), seq.spikes.eq(writer.spikes),
+            seq.skipped.eq(issue.skipped),
+        ]
+
+        # --- bus slave -----------------------------------------------------------------------
+        req, resp = self.bus.req, self.bus.resp
+        addr, wdata = req.payload.addr, req.payload.data
+
+        def hit(region):
+            shift = region.span.bit_length() - 1
+            return (addr >> shift) == (region.base >> shift)
+
+        def off(region, width=None):
+            return addr[:region.span.bit_length() - 1]
+
+        # Writes.
+        writes = {
+            "PROGRAM": (desc_mem, 32, DESCRIPTOR_WORDS),
+            "WEIGHTS": (w_mem, 32, p.weight_row_words),
+            "BIAS": (bias_mem, p.acc_bits, p.n_pe),
+            "THETA": (theta_mem, p.acc_bits, p.n_pe),
+            "INPUT": (in_mem, 32, p.block_words),
+        }
+        wr_now = req.valid & req.ready & req.payload.write
+        for name, (mem, gran, lanes) in writes.items():
+            region = mm[name]
+            port = mem.write_port(granularity=gran)
+            lane_bits = lanes.bit_length() - 1
+            o = off(region)
+            m.d.comb += [
+                port.addr.eq(o >> lane_bits),
+                port.data.eq(wdata[:gran].replicate(lanes)),
+            ]
+            with m.If(wr_now & hit(region) & (o < region.size)):
+                m.d.comb += port.en.eq(1 << o[:lane_bits] if lane_bits else 1)
+        with m.If(wr_now & (addr == bus.REG_CONTROL)):
+            m.d.comb += [abort.eq(wdata[1]), seq.start.eq(wdata[0] & ~wdata[1]),
+                         seq.batch.eq(wdata[16:32])]
+
+        # Reads: address in ACCEPT, memory data in READ, answer held in RESP.
+        desc_bus, out_bus = desc_mem.read_port(), out_mem.read_port()
+        m.d.comb += [desc_bus.addr.eq(off(mm["PROGRAM"]) >> 3), out_bus.addr.eq(off(mm["OUTPUT"]))]
+        r_addr = Signal.like(addr)
+        ident = Array(Const(w, 32) for w in identify_words(p))
+        counters = []
+        for n in range(p.max_layers):
+            counters += [seq.cycles[n], seq.layer_spikes[n], seq.layer_skipped[n], Const(0, 32)]
+        counters += [seq.total_cycles] + [Const(0, 32)] * (COUNTER_WORDS_PER_LAYER - 1)
+        counter_arr = Array(counters)
+        status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
+
+        def r_hit(region):
+            shift = region.span.bit_length() - 1
+            return ((r_addr >> shift) == (region.base >> shift)) & \
+                (r_addr[:shift] < region.size)
+
+        with m.FSM():
+            with m.State("ACCEPT"):
+                m.d.comb += req.ready.eq(1)
+                with m.If(req.valid & ~req.payload.write):
+                    m.d.sync += r_addr.eq(addr)
+                    m.next = "READ"
+            with m.State("READ"):
+                word = Signal(32)
+                with m.If(r_addr < len(ident)):
+                    m.d.comb += word.eq(ident[r_addr[:4]])
+                with m.Elif(r_addr == bus.REG_STATUS):
+                    m.d.comb += word.eq(status)
+                with m.Elif(r_hit(mm["PROGRAM"])):
+                    m.d.comb += word.eq(desc_bus.data.word_select(r_addr[:3], 32))
+                with m.Elif(r_hit(mm["OUTPUT"])):
+                    m.d.comb += word.eq(out_bus.data)
+                with m.Elif(r_hit(mm["COUNTERS"])):
+                    m.d.comb += word.eq(counter_arr[r_addr[:mm["COUNTERS"].span.bit_length() - 1]])
+                m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
+                m.next = "RESP"
+            with m.State("RESP"):
+                with m.If(resp.ready):
+                    m.d.sync += resp.valid.eq(0)
+                    m.next = "ACCEPT"
+        return m
+

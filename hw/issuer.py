@@ -1,0 +1,120 @@
+"""Plane issuer: turns spike blocks into PE beats, one non-zero bit-plane chunk per cycle.
+
+A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane slot ``q`` in bits
+``q*k .. q*k+k-1``). The issuer sends, one per cycle, only the planes with ``q < T`` that have a
+spike, each with the block's weights (held for every plane: weight reuse up to ``T`` times). An
+all-zero plane costs no cycle; a block with no spike at all is dropped in the cycle it arrives
+(the fetcher delivers one block per cycle). If the block that ends a pass has no spike, one empty
+beat carries the end-of-pass flag.
+
+Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear``.
+
+Latency: combinational (a beat leaves in the cycle its block is presented).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .fetcher import block_beat_layout
+from .params import CoreParams
+from .pe import beat_layout
+
+__all__ = ["PlaneIssuer"]
+
+
+class PlaneIssuer(wiring.Component):
+    """Zero-skipping bit-plane issuer.
+
+    Parameters
+    ----------
+    params : CoreParams
+
+    Members
+    -------
+    T : In(range(t_max + 1))
+        Time steps of the current layer (planes with slot ``>= T`` are ignored).
+    clear : In(1)
+        Zero ``skipped``.
+    skipped : Out(32)
+        All-zero plane chunks skipped.
+    i : In(stream.Signature(block_beat_layout(params)))
+    o : Out(stream.Signature(beat_layout(k, t_max, weight_bits, n_pe)))
+    """
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "T": In(range(params.t_max + 1)),
+            "clear": In(1),
+            "skipped": Out(32),
+            "i": In(stream.Signature(block_beat_layout(params))),
+            "o": Out(stream.Signature(
+                beat_layout(params.k, params.t_max, params.weight_bits, params.n_pe))),
+        })
+
+    latency = 0
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        k, t_max = p.k, p.t_max
+        block = self.i.payload.block
+        planes = [block[q * k:(q + 1) * k] for q in range(t_max)]
+        nonzero = Signal(t_max)
+        done = Signal(t_max)  # planes of the current block already issued
+        pending = Signal(t_max)
+        m.d.comb += [
+            nonzero.eq(sum((planes[q].any() & (q < self.T)) << q for q in range(t_max))),
+            pending.eq(nonzero & ~done),
+        ]
+        # Lowest pending plane, and whether it is the only one left.
+        sel = Signal(range(t_max))
+        for q in reversed(range(t_max)):
+            with m.If(pending[q]):
+                m.d.comb += sel.eq(q)
+        only_one = Signal()
+        m.d.comb += only_one.eq((pending & (pending - 1)) == 0)
+
+        m.d.comb += [
+            self.o.payload.weights.eq(self.i.payload.weights),
+            self.o.payload.slot.eq(sel),
+            self.o.payload.spikes.eq(0),
+        ]
+        for q in range(t_max):
+            with m.If(sel == q):
+                m.d.comb += self.o.payload.spikes.eq(planes[q])
+
+        with m.If(self.i.valid):
+            with m.If(pending.any()):
+                m.d.comb += [
+                    self.o.valid.eq(1),
+                    self.o.payload.last.eq(self.i.payload.last & only_one),
+                ]
+                with m.If(self.o.ready):
+                    with m.If(only_one):
+                        m.d.comb += self.i.ready.eq(1)
+                        m.d.sync += done.eq(0)
+                    with m.Else():
+                        m.d.sync += done.eq(done | (1 << sel))
+            with m.Elif(self.i.payload.last):
+                # A pass must end even if its last block is empty: one beat with no spikes.
+                m.d.comb += [
+                    self.o.valid.eq(1),
+                    self.o.payload.last.eq(1),
+                    self.i.ready.eq(self.o.ready),
+                ]
+            with m.Else():
+                m.d.comb += self.i.ready.eq(1)
+
+        zeros = Signal(range(t_max + 1))
+        m.d.comb += zeros.eq(self.T - sum(nonzero[q] for q in range(t_max)))
+        with m.If(self.clear):
+            m.d.sync += self.skipped.eq(0)
+        with m.Elif(self.i.valid & self.i.ready):
+            m.d.sync += self.skipped.eq(self.skipped + zeros)
+        return m

@@ -1,0 +1,112 @@
+"""Build parameters, the memory map, identify, and sw.image (layout, refusals, encodings)."""
+
+import numpy as np
+import pytest
+
+from hw import bus
+from hw.memory_map import (decode_descriptor, descriptor_layout, encode_descriptor,
+                           identify_words, memory_map, params_from_identify)
+from hw.params import ARTY_A7, PRESETS, SMALL, CoreParams
+from sim.ir import IntLayer, IntNetwork, Mode
+from sw.image import DoesNotFitError, build_image, decode_outputs, encode_inputs
+
+
+def _net(rng, sizes, T=4, wmax=127, **kw):
+    layers = [IntLayer(rng.integers(-wmax - 1, wmax + 1, (b, a)), rng.integers(-9, 9, b), 5, **kw)
+              for a, b in zip(sizes, sizes[1:])]
+    return IntNetwork(tuple(layers), T)
+
+
+@pytest.mark.parametrize("kw,err", [
+    ({"n_pe": 3}, ValueError), ({"k": 6}, ValueError), ({"n_pe": 4, "k": 8}, ValueError),
+    ({"t_max": 4}, ValueError), ({"acc_bits": 40}, ValueError), ({"weight_bits": 4}, ValueError),
+    ({"n_pe": 2.0}, TypeError), ({"batch_depth": True}, TypeError), ({"bt_depth": 4}, ValueError),
+])
+def test_params_refuse(kw, err):
+    args = {"n_pe": 8, "k": 4} | kw
+    with pytest.raises(err):
+        CoreParams(**args)
+
+
+def test_arty_preset_is_256_adds_per_cycle():
+    assert ARTY_A7.synapses_per_cycle >= 256
+    for p in PRESETS.values():
+        assert p == CoreParams(**{f: getattr(p, f) for f in p.__dataclass_fields__})
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_memory_map_regions_disjoint_aligned(name):
+    p = PRESETS[name]
+    mm = memory_map(p)
+    spans = sorted((r.base, r.base + r.span, r.name) for r in mm.regions)
+    assert spans[0][0] >= bus.REGIONS_BASE
+    for (a0, a1, _), (b0, _, _) in zip(spans, spans[1:]):
+        assert a1 <= b0
+    for r in mm.regions:
+        assert r.base % r.span == 0 and r.size <= r.span
+    assert mm.end <= 1 << bus.ADDR_BITS
+    words = identify_words(p)
+    assert words[0] == bus.ID_MAGIC and params_from_identify(words) == p
+    assert memory_map(params_from_identify(words)) == mm
+
+
+def test_descriptor_round_trip(rng):
+    assert descriptor_layout().size == 256
+    for _ in range(50):
+        fields = {"lif": int(rng.integers(0, 2)), "T": int(rng.integers(1, 17)),
+                  "n_in": int(rng.integers(0, 65536)), "w_base": int(rng.integers(0, 1 << 32)),
+                  "leak": int(rng.integers(0, 16)), "theta": int(rng.integers(0, 1 << 32))}
+        d = decode_descriptor(encode_descriptor(**fields))
+        assert {k: d[k] for k in fields} == fields
+    with pytest.raises(ValueError):
+        encode_descriptor(T=32)
+
+
+def test_refuses_what_does_not_fit(rng):
+    p = SMALL
+    with pytest.raises(DoesNotFitError, match="max_layers"):
+        build_image(_net(rng, [4] * (p.max_layers + 2)), p)
+    with pytest.raises(DoesNotFitError, match="t_max"):
+        build_image(_net(rng, [4, 4], T=p.t_max + 1), p)
+    with pytest.raises(DoesNotFitError, match=f"at most {p.max_neurons} neurons"):
+        build_image(_net(rng, [p.max_neurons + 1, 4]), p)
+    with pytest.raises(DoesNotFitError, match="weight_depth"):
+        build_image(_net(rng, [p.max_neurons] * 6), p)
+    big = CoreParams(n_pe=8, k=4, acc_bits=16, act_chunks=64, weight_depth=1024)
+    with pytest.raises(DoesNotFitError, match="16 bits"):
+        build_image(_net(rng, [256, 8], T=8), big)
+    layer = IntLayer(np.ones((2, 2), int), [0, 0], 1 << 30)
+    with pytest.raises(DoesNotFitError, match="theta"):
+        build_image(IntNetwork((layer,), 4), p)
+    with pytest.raises(DoesNotFitError, match="batch_depth"):
+        im = build_image(_net(rng, [4, 4]), p)
+        encode_inputs(im, np.zeros((p.batch_depth + 1, 4), int))
+    assert issubclass(DoesNotFitError, ValueError)
+
+
+def test_image_layout_and_inputs(rng):
+    p = SMALL
+    net = _net(rng, [37, 20, 9], T=5, mode=Mode.LIF)
+    im = build_image(net, p)
+    assert [(lay.chunks, lay.passes) for lay in im.layers] == [(10, 3), (5, 2)]
+    assert im.layers[1].w_base == 30 and im.layers[1].bt_base == 3
+    weights = dict((w.region, w) for w in im.writes)["WEIGHTS"]
+    assert len(weights.words) == im.weight_rows * p.weight_row_words
+    # Row of (pass 1, chunk 2) of layer 0, PE 3 lane 1 = W[1*8 + 3, 2*4 + 1].
+    row = 1 * 10 + 2
+    byte_index = 3 * p.k + 1
+    word = weights.words[row * p.weight_row_words + byte_index // 4]
+    b = (word >> (8 * (byte_index % 4))) & 0xFF
+    assert (b - 256 if b >= 128 else b) == net.layers[0].weight[11, 9]
+    # Spike blocks: bit q*k + i of block c = bit q of input c*k + i.
+    x = rng.integers(0, 32, (2, 37))
+    writes = encode_inputs(im, x)
+    for b, w in enumerate(writes):
+        bits = [(int(word) >> j) & 1 for word in w.words for j in range(32)]
+        for c in range(10):
+            for q in range(p.t_max):
+                for i in range(p.k):
+                    n = c * p.k + i
+                    want = (int(x[b, n]) >> q) & 1 if n < 37 else 0
+                    assert bits[c * p.block_bits + q * p.k + i] == want
+    assert decode_outputs(im, [1, 0xFFFFFFFF] + [0] * 7).tolist() == [[1, 31] + [0] * 7]
