@@ -104,7 +104,7 @@ class CocotbUartTransport(Transport):
     description = "RTL simulation UART"
 
     def __init__(self, source, sink, *, default_timeout: float = 1e-3):
-        from cocotb import resume
+        from cocotb.task import resume
 
         self._source, self._sink = source, sink
         self.default_timeout = default_timeout

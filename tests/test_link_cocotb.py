@@ -71,7 +71,7 @@ def _fuzz(build_root, tmp_path, frames, seed):
 
 def test_link_fuzz(build_root, tmp_path):
     seed = int(os.environ.get("SPIKEPACK_FUZZ_SEED", random.randrange(1 << 31)))
-    _fuzz(build_root, tmp_path, 2000, seed)
+    _fuzz(build_root, tmp_path, int(os.environ.get("SPIKEPACK_FUZZ_FRAMES", 2000)), seed)
 
 
 @pytest.mark.slow
