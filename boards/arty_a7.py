@@ -1,0 +1,59 @@
+"""Digilent Arty A7-35T and A7-100T (Xilinx Artix-7, Vivado).
+
+The board's 100 MHz oscillator feeds an MMCM (``hw.clocks_xilinx``) that makes the accelerator
+clock; the FT2232H's second channel is the host UART (amaranth-boards resource ``uart``); LD4..LD6
+show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build`` writes
+the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when Vivado is absent.
+"""
+
+from hw.params import ARTY_A7 as ARTY_A7_PARAMS
+from hw.params import CoreParams
+
+from . import BoardPreset, DeviceCapacity
+
+__all__ = ["XC7A35T", "XC7A100T", "ARTY_A7_35", "ARTY_A7_100"]
+
+# Ref: Xilinx DS180 (7 Series Product Selection Guide), Artix-7 table: logic cells / 6.4 = LUTs,
+# CLB flip-flops, 36 Kb block RAMs, DSP48E1 slices, distributed RAM (Kb).
+XC7A35T = DeviceCapacity(device="xc7a35t", luts=20_800, ffs=41_600, brams=50, dsps=90,
+                         ram_bits=50 * 36 * 1024 + 400 * 1024)
+XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135, dsps=240,
+                          ram_bits=135 * 36 * 1024 + 1_188 * 1024)
+
+#: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
+_BAUD = 4_000_000
+
+ARTY_A7_35 = BoardPreset(
+    name="arty_a7",
+    title="Digilent Arty A7-35T (xc7a35ticsg324-1L)",
+    platform="amaranth_boards.arty_a7:ArtyA7_35Platform",
+    family="xc7",
+    toolchain="Vivado",
+    clk_freq=100_000_000,
+    clock_gen="mmcm",
+    params=ARTY_A7_PARAMS,
+    baud=_BAUD,
+    reset="rst",
+    leds=(("led", 0), ("led", 1), ("led", 2)),
+    programmer="arty_a7_35t",
+    capacity=XC7A35T,
+    description="256 int8 synaptic adds per cycle at 100 MHz; 784-128-128-10 MLPs fit.",
+)
+
+ARTY_A7_100 = BoardPreset(
+    name="arty_a7_100",
+    title="Digilent Arty A7-100T (xc7a100tcsg324-1)",
+    platform="amaranth_boards.arty_a7:ArtyA7_100Platform",
+    family="xc7",
+    toolchain="Vivado",
+    clk_freq=100_000_000,
+    clock_gen="mmcm",
+    params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=64,
+                      bt_depth=2048, max_layers=16, batch_depth=16),
+    baud=_BAUD,
+    reset="rst",
+    leds=(("led", 0), ("led", 1), ("led", 2)),
+    programmer="arty_a7_100t",
+    capacity=XC7A100T,
+    description="Twice the 35T's array (512 adds per cycle) and four times its weight memory.",
+)

@@ -1,0 +1,34 @@
+"""Radiona ULX3S with the LFE5U-85F (Lattice ECP5; yosys + nextpnr-ecp5 + ecppack, all from PyPI).
+
+The 25 MHz oscillator feeds an EHXPLLL (``hw.clocks_ecp5``) that makes the accelerator clock; the
+FT231X is the host UART (resource ``uart``); LEDs D0..D2 show heartbeat, host activity and run.
+"""
+
+from hw.params import CoreParams
+
+from . import BoardPreset, DeviceCapacity
+
+__all__ = ["LFE5U_85F", "ULX3S_85F"]
+
+# Ref: Lattice FPGA-DS-02012 (ECP5 family data sheet), Table 1.1: LUTs, EBR blocks of 18 Kbit,
+# distributed RAM (Kbit), 18x18 multipliers.
+LFE5U_85F = DeviceCapacity(device="LFE5U-85F", luts=83_640, ffs=83_640, brams=208, dsps=156,
+                           ram_bits=208 * 18 * 1024 + 669 * 1024)
+
+ULX3S_85F = BoardPreset(
+    name="ulx3s",
+    title="Radiona ULX3S 85F (LFE5U-85F-6BG381C)",
+    platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+    family="ecp5",
+    toolchain="Trellis",
+    clk_freq=100_000_000,
+    clock_gen="ecp5_pll",
+    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
+                      bt_depth=1024, max_layers=16, batch_depth=8),
+    # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
+    baud=3_000_000,
+    leds=(("led", 0), ("led", 1), ("led", 2)),
+    programmer="ulx3s",
+    capacity=LFE5U_85F,
+    description="The Arty A7-35T's array (256 adds per cycle) at 100 MHz.",
+)

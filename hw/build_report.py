@@ -1,0 +1,291 @@
+"""Reading tool reports into numbers, and the build report (``report.json`` + ``report.txt``).
+
+* yosys ``stat -json`` after ``synth_xilinx``: device cells counted as a Vivado utilization
+  report counts them (LUTs including LUT-as-memory, flip-flops, RAMB36 equivalents, DSP48E1), in
+  total and per module (inclusive of submodules), to see which block dominates.
+* nextpnr ``--report`` JSON: utilization and the achieved frequency per clock; nextpnr's log for
+  the critical path and, when placement fails, the utilization it printed before failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+__all__ = ["XC7_CELLS", "xc7_utilization", "module_breakdown", "nextpnr_report",
+           "nextpnr_log_utilization", "critical_path", "REPORT_SCHEMA", "validate_report",
+           "format_report"]
+
+SCHEMA_ID = "spikepack.build-report/1"
+
+#: 7-series cells -> (resource, weight). LUT-as-memory counts as Vivado's "Slice LUTs" counts it.
+XC7_CELLS = {
+    **{f"LUT{i}": ("LUT", 1) for i in range(1, 7)},
+    **{c: ("LUT", 1) for c in ("RAM16X1S", "RAM32X1S", "RAM64X1S", "SRL16E", "SRLC16E",
+                               "SRLC32E")},
+    **{c: ("LUT", 2) for c in ("RAM128X1S", "RAM32X1D", "RAM64X1D")},
+    **{c: ("LUT", 4) for c in ("RAM256X1S", "RAM128X1D", "RAM32M", "RAM64M")},
+    **{c: ("LUT", 8) for c in ("RAM32M16", "RAM64M8", "RAM256X1D")},
+    **{c: ("FF", 1) for c in ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")},
+    "RAMB36E1": ("RAMB36", 1.0),
+    "RAMB18E1": ("RAMB36", 0.5),
+    "DSP48E1": ("DSP48E1", 1),
+    "CARRY4": ("CARRY4", 1),
+}
+XC7_RESOURCES = ("LUT", "FF", "RAMB36", "DSP48E1")
+
+
+def _strip(name: str) -> str:
+    return name[1:] if name.startswith("\\") else name
+
+
+def _count(cells_by_type: dict) -> dict:
+    out = {"LUT": 0, "FF": 0, "RAMB36": 0.0, "DSP48E1": 0, "CARRY4": 0}
+    for cell, n in cells_by_type.items():
+        kind = XC7_CELLS.get(_strip(cell))
+        if kind is not None:
+            out[kind[0]] += kind[1] * n
+    return out
+
+
+def _inclusive(modules: dict) -> dict:
+    """Per module: device cells of the module and everything instantiated under it."""
+    memo: dict = {}
+
+    def visit(name, depth=0):
+        if name in memo:
+            return memo[name]
+        if depth > 200:
+            raise ValueError("module hierarchy too deep (recursive?)")
+        cells = modules[name].get("num_cells_by_type", {})
+        total = _count(cells)
+        for cell, n in cells.items():
+            if cell in modules:
+                sub = visit(cell, depth + 1)
+                for key in total:
+                    total[key] += sub[key] * n
+        memo[name] = total
+        return total
+
+    for name in modules:
+        visit(name)
+    return memo
+
+
+def _load_stat(stat_json: Path | dict) -> dict:
+    data = stat_json if isinstance(stat_json, dict) else json.loads(Path(stat_json).read_text())
+    return data.get("modules", {})
+
+
+def xc7_utilization(stat_json, top: str, capacity) -> dict:
+    """Totals of the design under ``top`` against ``capacity`` (a ``boards.DeviceCapacity``)."""
+    modules = _load_stat(stat_json)
+    key = top if top in modules else f"\\{top}"
+    if key not in modules:
+        raise ValueError(f"module {top!r} is not in the yosys statistics")
+    total = _inclusive(modules)[key]
+    available = {"LUT": capacity.luts, "FF": capacity.ffs, "RAMB36": capacity.brams,
+                 "DSP48E1": capacity.dsps}
+    return {res: _entry(total[res], available[res]) for res in XC7_RESOURCES} | \
+        {"CARRY4": {"used": total["CARRY4"], "available": None, "percent": None}}
+
+
+def _entry(used, available) -> dict:
+    used = int(used) if float(used).is_integer() else float(used)
+    percent = round(100.0 * used / available, 1) if available else None
+    return {"used": used, "available": available, "percent": percent}
+
+
+def module_breakdown(stat_json, top: str, *, min_fraction=0.02, max_depth=4) -> list[dict]:
+    """Modules under ``top`` holding at least ``min_fraction`` of its LUTs or FFs, depth first.
+
+    Amaranth names modules by their hierarchical path (``top.accel.core.pe_array``), so each entry
+    is one instance: ``{"module", "depth", "LUT", "FF", "RAMB36", "DSP48E1"}`` (inclusive counts).
+    """
+    modules = _load_stat(stat_json)
+    inclusive = _inclusive(modules)
+    names = {_strip(n): n for n in modules}
+    total = inclusive[names[top]] if top in names else None
+    if total is None:
+        raise ValueError(f"module {top!r} is not in the yosys statistics")
+    rows = []
+    for name in sorted(names):
+        if not (name == top or name.startswith(top + ".")):
+            continue
+        depth = name.count(".") - top.count(".")
+        if depth > max_depth:
+            continue
+        counts = inclusive[names[name]]
+        if depth and not any(counts[r] >= min_fraction * max(total[r], 1) for r in ("LUT", "FF")):
+            continue
+        rows.append({"module": name, "depth": depth,
+                     **{r: _entry(counts[r], None)["used"] for r in XC7_RESOURCES}})
+    return rows
+
+
+# --- nextpnr -------------------------------------------------------------------------------------
+
+def nextpnr_report(path: Path) -> dict:
+    """``{"utilization": {bel: {used, available, percent}}, "fmax": {clock: {achieved_mhz,
+    constraint_mhz}}}`` from nextpnr's ``--report`` JSON."""
+    data = json.loads(Path(path).read_text())
+    util = {bel: _entry(v["used"], v["available"])
+            for bel, v in data.get("utilization", {}).items()}
+    fmax = {clk: {"achieved_mhz": round(v["achieved"], 2),
+                  "constraint_mhz": round(v["constraint"], 2)}
+            for clk, v in data.get("fmax", {}).items()}
+    return {"utilization": util, "fmax": fmax}
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def nextpnr_log_utilization(log: Path) -> dict:
+    """The last 'Device utilisation' block of a nextpnr log (present even when placement fails)."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    util: dict = {}
+    for i, line in enumerate(lines):
+        if "Device utilisation" in line:
+            util = {}
+            for follow in lines[i + 1:]:
+                match = _UTIL_LINE.match(follow)
+                if not match:
+                    if util:
+                        break
+                    continue
+                util[match[1]] = _entry(int(match[2]), int(match[3]))
+    return util
+
+
+def critical_path(log: Path, *, limit=12) -> list[str]:
+    """The nets of the last critical-path report in a nextpnr log (source to sink)."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    start = None
+    for i, line in enumerate(lines):
+        if "Critical path report for clock" in line:
+            start = i
+    if start is None:
+        return []
+    nets = []
+    for line in lines[start + 1:]:
+        if "Critical path report" in line or "Max frequency" in line or not line.startswith("Info"):
+            break
+        match = re.search(r"Net (\S+)", line)
+        if match:
+            nets.append(match[1])
+    if len(nets) > limit:
+        nets = nets[:limit // 2] + ["..."] + nets[-limit // 2:]
+    return nets
+
+
+# --- the build report ------------------------------------------------------------------------
+
+#: Top-level keys of report.json and their types (``None`` allowed where the tuple says so).
+REPORT_SCHEMA = {
+    "schema": (str,),
+    "board": (str,),
+    "title": (str,),
+    "family": (str,),
+    "toolchain": (str,),
+    "device": (str,),
+    "status": (str,),
+    "message": (str,),
+    "clk_freq_hz": (int,),
+    "baud": (int,),
+    "params": (dict,),
+    "steps": (list,),
+    "utilization": (dict,),
+    "utilization_source": (str, type(None)),
+    "timing": (dict, type(None)),
+    "modules": (list,),
+    "critical_path": (list,),
+    "artifacts": (dict,),
+    "tools": (dict,),
+    "wall_seconds": (float, int),
+}
+STATUSES = ("ok", "does_not_fit", "timing_failed", "error")
+
+
+def validate_report(report: dict) -> None:
+    """Raise ``ValueError`` if ``report`` does not follow :data:`REPORT_SCHEMA`."""
+    missing = [k for k in REPORT_SCHEMA if k not in report]
+    if missing:
+        raise ValueError(f"report lacks {missing}")
+    for key, types in REPORT_SCHEMA.items():
+        if not isinstance(report[key], types):
+            raise ValueError(f"report[{key!r}] is {type(report[key]).__name__}, expected "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    if report["schema"] != SCHEMA_ID:
+        raise ValueError(f"report schema {report['schema']!r} is not {SCHEMA_ID!r}")
+    if report["status"] not in STATUSES:
+        raise ValueError(f"report status {report['status']!r} not in {STATUSES}")
+    for res, entry in report["utilization"].items():
+        if set(entry) != {"used", "available", "percent"}:
+            raise ValueError(f"utilization[{res!r}] must have used, available, percent")
+    for step in report["steps"]:
+        if set(step) < {"name", "seconds", "ok"}:
+            raise ValueError(f"step {step!r} must have name, seconds, ok")
+    if report["timing"] is not None:
+        for key in ("target_mhz", "fmax_mhz", "met", "source"):
+            if key not in report["timing"]:
+                raise ValueError(f"timing lacks {key!r}")
+
+
+def _fmt_num(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def format_report(report: dict) -> str:
+    """The human table of a build report."""
+    out = [f"SpikePack build: {report['title']} ({report['board']}), {report['toolchain']}",
+           f"  accelerator: {report['params_text']}" if report.get("params_text") else None,
+           f"  clock {report['clk_freq_hz'] / 1e6:g} MHz, UART {report['baud']:,} baud",
+           f"  status: {report['status']} -- {report['message']}", ""]
+    out = [line for line in out if line is not None]
+    if report["utilization"]:
+        out.append(f"Utilization ({report['utilization_source']}):")
+        out.append(f"  {'resource':<28}{'used':>12}{'available':>12}{'use':>8}")
+        for res, e in report["utilization"].items():
+            pct = "-" if e["percent"] is None else f"{e['percent']:.1f}%"
+            out.append(f"  {res:<28}{_fmt_num(e['used']):>12}{_fmt_num(e['available']):>12}"
+                       f"{pct:>8}")
+        out.append("")
+    timing = report["timing"]
+    if timing:
+        verdict = "met" if timing["met"] else "NOT MET"
+        out.append(f"Timing ({timing['source']}): Fmax {timing['fmax_mhz']:.2f} MHz against "
+                   f"{timing['target_mhz']:g} MHz target: {verdict}")
+        if report["critical_path"]:
+            out.append("  critical path nets: " + " -> ".join(report["critical_path"]))
+        out.append("")
+    if report["modules"]:
+        out.append("Per module (yosys stat, inclusive of submodules):")
+        out.append(f"  {'module':<52}{'LUT':>9}{'FF':>9}{'RAMB36':>8}{'DSP':>6}")
+        for row in report["modules"]:
+            name = "  " * row["depth"] + row["module"].rsplit(".", 1)[-1]
+            out.append(f"  {name:<52}{_fmt_num(row['LUT']):>9}{_fmt_num(row['FF']):>9}"
+                       f"{_fmt_num(row['RAMB36']):>8}{_fmt_num(row['DSP48E1']):>6}")
+        out.append("")
+    out.append("Steps:")
+    for step in report["steps"]:
+        seconds = "-" if step["seconds"] is None else f"{step['seconds']:.1f} s"
+        out.append(f"  {step['name']:<40}{seconds:>10}  {'ok' if step['ok'] else 'FAILED'}")
+    out.append(f"  {'total':<40}{report['wall_seconds']:>8.1f} s")
+    if report["artifacts"]:
+        out.append("")
+        out.append("Artifacts:")
+        for kind, path in report["artifacts"].items():
+            if path:
+                out.append(f"  {kind:<16}{path}")
+    return "\n".join(out) + "\n"
