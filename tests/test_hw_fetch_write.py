@@ -1,0 +1,164 @@
+"""Amaranth-simulator tests of the fetcher (with its memories) and the writer (back-pressure)."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import memory, wiring
+from amaranth.sim import Simulator
+
+from hw.fetcher import Fetcher
+from hw.params import CoreParams
+from hw.writer import Writer
+from sim.tb.streams import stream_get, stream_put
+
+P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64, max_layers=2,
+               batch_depth=2)
+
+
+class FetchRig(wiring.Component):
+    """Fetcher wired to a spike-block memory and a weight memory with known contents."""
+
+    def __init__(self, blocks, rows):
+        self.fetch = Fetcher(P)
+        self._blocks, self._rows = blocks, rows
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fetch = f = self.fetch
+        m.submodules.src = src = memory.Memory(shape=P.block_bits, depth=len(self._blocks),
+                                               init=self._blocks)
+        m.submodules.w = w = memory.Memory(shape=P.weight_row_bits, depth=P.weight_depth,
+                                           init=self._rows)
+        s_rd, w_rd = src.read_port(), w.read_port()
+        m.d.comb += [s_rd.addr.eq(f.src_addr), w_rd.addr.eq(f.w_addr), s_rd.en.eq(f.rd_en),
+                     w_rd.en.eq(f.rd_en), f.src_data.eq(s_rd.data), f.w_data.eq(w_rd.data)]
+        return m
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.5])
+def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
+    n_src = P.batch_depth * P.act_chunks
+    blocks = [int(b) for b in rng.integers(0, 1 << 31, n_src)]
+    rows = [int(r) for r in rng.integers(0, 1 << 62, P.weight_depth)]
+    rig = FetchRig(blocks, rows)
+    f = rig.fetch
+    layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0)]  # chunks, passes, src_base, w_base
+    got = []
+
+    async def control(ctx):
+        for chunks, passes, src_base, w_base in layers:
+            ctx.set(f.chunks, chunks)
+            ctx.set(f.passes, passes)
+            ctx.set(f.src_base, src_base)
+            ctx.set(f.w_base, w_base)
+            ctx.set(f.start, 1)
+            await ctx.tick()
+            ctx.set(f.start, 0)
+            await ctx.tick().until(~f.busy)
+            while len(got) < sum(c * p for c, p, _, _ in layers[:layers.index(
+                    (chunks, passes, src_base, w_base)) + 1]):
+                await ctx.tick()
+
+    async def consumer(ctx):
+        r = random.Random(seed)
+        for _ in range(sum(c * p for c, p, _, _ in layers)):
+            beat = await stream_get(ctx, f.o, rng=r, pause=pause)
+            got.append((beat.block, beat.weights.as_value().value, beat.last))
+
+    sim = Simulator(rig)
+    sim.add_clock(1e-6)
+    sim.add_testbench(control)
+    sim.add_testbench(consumer)
+    sim.run()
+    want = []
+    for chunks, passes, src_base, w_base in layers:
+        for p in range(passes):
+            for c in range(chunks):
+                want.append((blocks[src_base + c], rows[w_base + p * chunks + c],
+                             int(c == chunks - 1)))
+    assert got == want
+
+
+@pytest.mark.parametrize("final,readout,pause", [(False, False, 0.0), (False, False, 0.5),
+                                                 (True, True, 0.3), (True, False, 0.3)])
+def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
+    dut = Writer(P)
+    n_out = 13  # two passes of 8; the last 3 neurons of pass 2 are padding
+    passes = []
+    for _ in range(2):
+        words = rng.integers(0, 256, P.n_pe)
+        vs = rng.integers(-5000, 5000, P.n_pe)
+        passes.append([{"word": int(w), "v": int(v), "spikes": bin(int(w)).count("1")}
+                       for w, v in zip(words, vs)])
+    act, out = {}, {}
+
+    async def producer(ctx):
+        ctx.set(dut.n_out, n_out)
+        ctx.set(dut.final, final)
+        ctx.set(dut.readout, readout)
+        ctx.set(dut.dst_base, 4)
+        ctx.set(dut.out_base, 10)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        for payload in passes:
+            await stream_put(ctx, dut.i, payload, rng=random.Random(seed), pause=pause)
+
+    async def monitor(ctx):
+        async for clk_edge, _, a_en, a_addr, a_data, o_en, o_addr, o_data, n in ctx.tick().sample(
+                dut.act_en, dut.act_addr, dut.act_data, dut.out_en, dut.out_addr, dut.out_data,
+                dut.passes):
+            if a_en:
+                act[a_addr] = a_data
+            if o_en:
+                out[o_addr] = o_data
+            if n == 2:
+                act["spikes"] = ctx.get(dut.spikes)
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(monitor)
+    sim.run()
+    spikes = act.pop("spikes")
+    flat = [e for pas in passes for e in pas]
+    live = [n < n_out for n in range(len(flat))]
+    if final:
+        want = {10 + n: ((e["v"] & 0xFFFFFFFF) if readout else e["word"]) if live[n] else 0
+                for n, e in enumerate(flat)}
+        assert out == want and not act
+    else:
+        want = {}
+        for j in range(len(flat) // P.k):
+            bits = 0
+            for q in range(P.t_max):
+                for i in range(P.k):
+                    n = j * P.k + i
+                    bits |= ((flat[n]["word"] >> q) & 1 if live[n] else 0) << (q * P.k + i)
+            want[4 + j] = bits
+        assert act == want and not out
+    assert spikes == sum(e["spikes"] for n, e in enumerate(flat) if live[n])
+
+
+def test_writer_counts_spikes_of_live_neurons_only():
+    dut = Writer(P)
+    payload = [{"word": 0xFF, "v": 0, "spikes": 8}] * P.n_pe
+    result = {}
+
+    async def tb(ctx):
+        ctx.set(dut.n_out, 3)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        await stream_put(ctx, dut.i, payload)
+        await ctx.tick().until(dut.passes == 1)
+        result["spikes"] = ctx.get(dut.spikes)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert result["spikes"] == 3 * 8
