@@ -57,7 +57,7 @@ class Accelerator(wiring.Component):
 
     @property
     def link(self):
-        """The ``HostLink`` (its build parameters: ``clk_freq``, ``baud``, ``identify_words``...)."""
+        """The ``HostLink`` (build parameters ``clk_freq``, ``baud``, ``identify_words``...)."""
         return self._link
 
     def elaborate(self, platform):

@@ -29,7 +29,8 @@ FrameInfo = data.StructLayout({
 def buffer_signature(max_payload):
     """Word read port into the frame at the head of the queue (seen from the reader).
 
-    ``data`` is ``mem[addr]`` one cycle after a cycle with ``en`` high and holds while ``en`` is low.
+    ``data`` is ``mem[addr]`` one cycle after a cycle with ``en`` high; it holds while ``en``
+    is low.
     """
     return wiring.Signature({
         "addr": Out(range(max_payload // 4)),

@@ -1,6 +1,6 @@
 """Reply frames: header and payload words -> bytes with a CRC-32 trailer."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

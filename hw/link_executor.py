@@ -7,8 +7,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw.protocol import (
-    BATCH_LIMIT, CONTROL_ABORT, CONTROL_BATCH_SHIFT, CONTROL_START, STATUS_BUSY, STATUS_DONE,
-    STATUS_ERROR, Command, Status,
+    BATCH_LIMIT,
+    CONTROL_ABORT,
+    CONTROL_BATCH_SHIFT,
+    CONTROL_START,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    Command,
+    Status,
 )
 
 from .bus import ADDR_BITS, REG_CONTROL, REG_STATUS, BusSignature
@@ -28,11 +35,11 @@ class LinkExecutor(wiring.Component):
     - ``WRITE address, w0, w1, ...``: one bus write per word, at consecutive addresses, issued only
       after the whole frame passed its CRC check (the decoder buffers it); replies when the last
       write has been accepted.
-    - ``READ address, count``: ``count`` bus reads; the responses stream into the reply as they come.
+    - ``READ address, count``: ``count`` bus reads; responses stream into the reply as they come.
     - ``RUN batch``: writes ``start | batch << 16`` to ``REG_CONTROL``, then reads ``REG_STATUS``
       until it shows done and not busy (reply ``OK``) or error (reply ``ERR_CORE``), or until
-      ``run_timeout`` cycles have passed (writes abort, reply ``ERR_RUN_TIMEOUT``). The reply payload
-      is the last status word.
+      ``run_timeout`` cycles have passed (writes abort, reply ``ERR_RUN_TIMEOUT``). The reply
+      payload is the last status word.
     - ``ABORT``: writes the abort bit to ``REG_CONTROL``.
 
     The core may stall ``bus.req`` and answer reads late; the executor waits, holding the frame

@@ -21,8 +21,19 @@ from collections import deque
 from hw.bus import ID_BASE, ID_MAGIC
 
 from .protocol import (
-    BATCH_LIMIT, IDENTIFY_FIELDS, LINK_MAGIC, PROTOCOL_VERSION, Command, ProtocolError, Reply,
-    ReplyParser, Status, encode_request, reply_bytes, request_bytes, words_payload,
+    BATCH_LIMIT,
+    IDENTIFY_FIELDS,
+    LINK_MAGIC,
+    PROTOCOL_VERSION,
+    Command,
+    ProtocolError,
+    Reply,
+    ReplyParser,
+    Status,
+    encode_request,
+    reply_bytes,
+    request_bytes,
+    words_payload,
 )
 from .transport import Transport
 
@@ -187,7 +198,7 @@ class Device:
 
     def transact_many(self, requests, *, window: int | None = None, extra_time: float = 0.0,
                       progress=None) -> list[Reply]:
-        """Send ``(command, payload)`` requests, ``window`` in flight; return the OK replies in order.
+        """Send ``(command, payload)`` requests, ``window`` in flight; return OK replies in order.
 
         Damaged or lost frames are resent (up to ``retries`` times each); any other error status
         raises :class:`DeviceError`.
@@ -219,8 +230,8 @@ class Device:
             while waiting and len(inflight) < window:
                 send(waiting.popleft())
             in_bytes = sum(request_bytes(len(requests[i][1])) for i in inflight.values())
-            reply = self._receive(self.timeout + extra_time
-                                  + 1.5 * self._wire_time(in_bytes + reply_bytes(self._max_reply())))
+            wire = self._wire_time(in_bytes + reply_bytes(self._max_reply()))
+            reply = self._receive(self.timeout + extra_time + 1.5 * wire)
             if reply is None:
                 log.warning("no reply within the timeout; resending %d frame(s)", len(inflight))
                 self.transport.discard_input()
@@ -248,7 +259,8 @@ class Device:
                 name = reply.status.name if isinstance(reply.status, Status) else reply.status
                 raise DeviceError(
                     f"{Command(requests[i][0]).name} refused: {name} "
-                    f"({_HINTS.get(reply.status, 'unknown status')}); payload {reply.payload.hex()}",
+                    f"({_HINTS.get(reply.status, 'unknown status')}); "
+                    f"payload {reply.payload.hex()}",
                     reply.status)
         return results
 
@@ -322,7 +334,7 @@ class Device:
                 bar.close()
         if verify:
             back = self.read_words(addr, len(words))
-            bad = [i for i, (a, b) in enumerate(zip(words, back)) if a != b]
+            bad = [i for i, (a, b) in enumerate(zip(words, back, strict=True)) if a != b]
             if bad:
                 i = bad[0]
                 raise DeviceError(f"read-back of {len(words)} words at {addr:#x} differs in "

@@ -119,7 +119,8 @@ def encode_request(command: int, seq: int, payload: bytes = b"") -> bytes:
 
 def encode_reply(command: int, seq: int, status: int, payload: bytes = b"") -> bytes:
     """One reply frame (what the gateware sends; used by tests and models)."""
-    body = struct.pack("<BBBH", int(command) & 0xFF, seq & 0xFF, int(status), len(payload)) + payload
+    head = struct.pack("<BBBH", int(command) & 0xFF, seq & 0xFF, int(status), len(payload))
+    body = head + payload
     return bytes([SYNC_REPLY]) + body + struct.pack("<I", crc32(body))
 
 
@@ -168,7 +169,8 @@ def decode_request(frame: bytes) -> Request:
         raise ProtocolError("not a request frame")
     command, seq, length = struct.unpack_from("<BBH", frame, 1)
     if len(frame) != REQUEST_OVERHEAD + length:
-        raise ProtocolError(f"frame is {len(frame)} bytes, its header says {REQUEST_OVERHEAD + length}")
+        raise ProtocolError(
+            f"frame is {len(frame)} bytes, its header says {REQUEST_OVERHEAD + length}")
     body = frame[1:REQUEST_HEADER + length]
     (crc,) = struct.unpack_from("<I", frame, REQUEST_HEADER + length)
     if crc != crc32(body):
@@ -209,7 +211,8 @@ class ReplyParser:
         if length > self.max_payload:
             del self._buf[0]
             self.discarded += 1
-            raise ProtocolError(f"reply claims a {length}-byte payload, more than {self.max_payload}")
+            raise ProtocolError(
+                f"reply claims a {length}-byte payload, more than {self.max_payload}")
         total = REPLY_OVERHEAD + length
         if len(self._buf) < total:
             return None

@@ -35,9 +35,12 @@ class Transport(abc.ABC):
 
     def discard_input(self) -> None:
         """Drop bytes received but not yet read (stale replies after a timeout)."""
+        while self.read(4096, 0.0):
+            pass
 
     def close(self) -> None:
         """Release the transport."""
+        self.closed = True
 
     def __enter__(self):
         return self

@@ -15,8 +15,16 @@ from hw.frame_encoder import FrameEncoder
 from hw.link_executor import LinkExecutor
 from sim.tb.streams import run_bounded, stream_get, stream_put
 from sw.protocol import (
-    CONTROL_ABORT, CONTROL_START, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, Command, ReplyParser,
-    Status, encode_request, words_payload,
+    CONTROL_ABORT,
+    CONTROL_START,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    Command,
+    ReplyParser,
+    Status,
+    encode_request,
+    words_payload,
 )
 
 MAX_PAYLOAD = 64

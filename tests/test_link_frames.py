@@ -8,7 +8,13 @@ from hw.frame_decoder import FrameDecoder
 from hw.frame_encoder import FrameEncoder
 from sim.tb.streams import run_bounded, stream_get, stream_put
 from sw.protocol import (
-    Command, ReplyParser, Status, decode_reply, encode_request, payload_words, words_payload,
+    Command,
+    ReplyParser,
+    Status,
+    decode_reply,
+    encode_request,
+    payload_words,
+    words_payload,
 )
 
 

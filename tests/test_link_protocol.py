@@ -1,4 +1,4 @@
-"""Host side of the link without gateware: frame codec, CRC choice, pyserial transports, timeouts."""
+"""Host side of the link without gateware: codec, CRC choice, pyserial transports, timeouts."""
 
 import random
 import socket
@@ -10,8 +10,16 @@ from amaranth.lib import crc
 from hw.frame_decoder import LINK_CRC
 from sw.driver import Device, LinkTimeoutError
 from sw.protocol import (
-    Command, ProtocolError, ReplyParser, Status, crc32, decode_reply, decode_request,
-    encode_reply, encode_request, words_payload,
+    Command,
+    ProtocolError,
+    ReplyParser,
+    Status,
+    crc32,
+    decode_reply,
+    decode_request,
+    encode_reply,
+    encode_request,
+    words_payload,
 )
 from sw.transport import SerialTransport
 

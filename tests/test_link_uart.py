@@ -61,7 +61,7 @@ def test_tx_rx_loopback_back_to_back(divisor):
     sim.run_until(1e-8 * 12 * divisor * (len(data) + 5) * 3)
     assert got == data
     assert not errors
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     # The first 20 bytes are offered back to back: every character is exactly 10 bits long.
     assert gaps[:19] == [10 * divisor] * 19
 
@@ -122,7 +122,8 @@ def test_rx_ignores_glitch_and_flags_overrun():
                 await ctx.tick().repeat(divisor)
 
     async def monitor(ctx):
-        async for _clk, _rst, valid, payload, ovr in ctx.tick().sample(rx.o.valid, rx.o.payload, rx.overrun):
+        samples = ctx.tick().sample(rx.o.valid, rx.o.payload, rx.overrun)
+        async for _clk, _rst, valid, payload, ovr in samples:
             if valid and not got:
                 got.append(payload)
             if ovr:

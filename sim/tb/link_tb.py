@@ -18,16 +18,22 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.task import bridge
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
+from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, First, Timer
 from cocotbext.uart import UartSink, UartSource
 
 from hw.bus import ID_BASE, ID_MAGIC, REG_STATUS, REGIONS_BASE
 from sim.rtl import cocotb_env
 from sw.protocol import (
-    REQUEST_OVERHEAD, SYNC_REQUEST, Command, ReplyParser, Status, encode_request, words_payload,
+    REQUEST_OVERHEAD,
+    SYNC_REQUEST,
+    Command,
+    ReplyParser,
+    Status,
+    encode_request,
+    words_payload,
 )
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
@@ -232,7 +238,8 @@ class Fuzzer:
         elif kind == "bad_length":
             frame = rng.choice([
                 encode_request(Command.WRITE, self.next_seq(), words_payload(REGIONS_BASE)[:3]),
-                encode_request(Command.WRITE, self.next_seq(), words_payload(REGIONS_BASE, 1) + b"x"),
+                encode_request(Command.WRITE, self.next_seq(),
+                               words_payload(REGIONS_BASE, 1) + b"x"),
                 encode_request(Command.READ, self.next_seq(), words_payload(REGIONS_BASE, 0)),
                 encode_request(Command.READ, self.next_seq(),
                                words_payload(REGIONS_BASE, MAX_PAYLOAD // 4 + 1)),
@@ -294,7 +301,8 @@ async def fuzz(dut):
 
 @cocotb.test()
 async def driver_roundtrip(dut):
-    """The project's driver over the simulated UART: identify, verified upload, run, errors, retries."""
+    """The project's driver over the simulated UART: identify, verified upload, run, errors,
+    retries."""
     from sw.driver import Device, DeviceError
     from sw.transport import CocotbUartTransport
 
