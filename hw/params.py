@@ -155,9 +155,9 @@ class CoreParams:
                 f"batch <= {self.batch_depth}")
 
 
-#: Small build for unit and random-network tests (fast to simulate).
-SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=512, act_chunks=16,
-                   bt_depth=256, max_layers=8, batch_depth=4)
+#: Small build for the random-network tests (fast to simulate); the digits network fits.
+SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
+                   bt_depth=512, max_layers=8, batch_depth=4)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

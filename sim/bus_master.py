@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, Timer
 
 from hw import bus
 from sw import image as img
@@ -29,14 +29,17 @@ class BusMaster:
     ----------
     dut : cocotb handle of the core toplevel.
     clock : the clock signal handle.
+    period_ns : float
+        Clock period, for waiting many cycles with one timer (cheaper than counting edges).
     stall : float
         Probability of an idle cycle before a request and of ``resp.ready`` low in a cycle.
     rng : random.Random
         Source of the stalls (seed it and log the seed).
     """
 
-    def __init__(self, dut, clock, *, stall: float = 0.0, rng: random.Random | None = None):
-        self.dut, self.clock = dut, clock
+    def __init__(self, dut, clock, *, stall: float = 0.0, rng: random.Random | None = None,
+                 period_ns: float = 10.0):
+        self.dut, self.clock, self.period_ns = dut, clock, period_ns
         self.stall = stall
         self.rng = rng or random.Random(0)
         self.req_valid = dut.bus__req__valid
@@ -107,8 +110,8 @@ class BusMaster:
             st = await self.status()
             if not st & img.STATUS_BUSY:
                 return st
-            for _ in range(poll):
-                await RisingEdge(self.clock)
+            await Timer(poll * self.period_ns, unit="ns")
+            await RisingEdge(self.clock)
             waited += poll
             if waited > timeout:
                 raise TimeoutError(f"core still busy after {timeout} cycles")

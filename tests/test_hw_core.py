@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from hw.core import SpikePackCore
@@ -17,7 +18,10 @@ BUILD = os.path.join(os.path.dirname(__file__), "..", "build", "hw_core")
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 
-def _run(simulator, preset, networks, seed, testcase=None, monkeypatch=None):
+RANDOM_TESTS = ["identify_and_errors", "abort_midway", "random_networks"]
+
+
+def _run(simulator, preset, networks, seed, testcase=RANDOM_TESTS, monkeypatch=None, **env):
     if not simulator_available(simulator):
         pytest.skip(f"{simulator} is not on PATH")
     if monkeypatch is not None and simulator == "verilator":
@@ -26,7 +30,7 @@ def _run(simulator, preset, networks, seed, testcase=None, monkeypatch=None):
     run_cocotb(SpikePackCore(params), toplevel="spikepack_core", test_module="sim.tb.test_core",
                build_dir=os.path.join(BUILD, f"{preset}_{param_tag(params)}"),
                simulator=simulator, testcase=testcase,
-               env={"preset": preset, "networks": networks, "seed": seed})
+               env={"preset": preset, "networks": networks, "seed": seed, **env})
 
 
 def test_core_verilator_random_networks(monkeypatch):
@@ -38,3 +42,13 @@ def test_core_verilator_random_networks(monkeypatch):
 def test_core_icarus_random_networks():
     """The same testbench under Icarus, fewer networks (Icarus is slower)."""
     _run("icarus", "small", networks=20, seed=2)
+
+
+def test_core_digits_network(monkeypatch, tmp_path):
+    """Every sklearn test digit through the RTL gives the golden model's outputs and predictions."""
+    zoo = pytest.importorskip("sw.zoo")
+    net, x, y = zoo.digits_int_network(T=4, seed=0)
+    net.save(tmp_path / "digits.net.npz")
+    np.savez(tmp_path / "digits.data.npz", x=x, y=y)
+    _run("verilator", "small", networks=0, seed=0, testcase="digits", monkeypatch=monkeypatch,
+         digits=str(tmp_path / "digits"))

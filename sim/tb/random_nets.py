@@ -17,8 +17,22 @@ def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
     """A random network that fits ``params`` (both modes, readout or not, all edge knobs).
 
     ``edge``: ``"largest"`` makes every layer as wide as the build allows; ``"theta1"`` uses
-    theta 1 everywhere; ``"negative"`` uses negative biases (membranes below zero).
+    theta 1 everywhere; ``"negative"`` uses negative biases (membranes below zero). Draws again
+    (with fewer layers) until ``sw.image.build_image`` accepts the network.
     """
+    from sw.image import DoesNotFitError, build_image
+
+    for _ in range(100):
+        net = _draw_network(rng, params, max_depth, edge)
+        try:
+            build_image(net, params)
+            return net
+        except DoesNotFitError:
+            max_depth = max(1, max_depth - 1)
+    raise RuntimeError("could not draw a network that fits")
+
+
+def _draw_network(rng, params, max_depth, edge):
     p = params
     T = int(rng.integers(1, p.t_max + 1))
     depth = int(rng.integers(1, max_depth + 1))

@@ -132,3 +132,35 @@ async def random_networks(dut):
         if len(errors) > 10:
             break
     assert not errors, "\n".join(errors[:10])
+
+
+@cocotb.test(skip=cocotb_env("digits") is None)
+async def digits(dut):
+    """Every test digit through the RTL: outputs, predictions and spikes equal the golden model's."""
+    from sim.ir import IntNetwork
+
+    path = cocotb_env("digits")
+    net = IntNetwork.load(path + ".net.npz")
+    with np.load(path + ".data.npz") as f:
+        x, y = f["x"], f["y"]
+    tb = TB(dut)
+    await tb.reset()
+    image = img.build_image(net, tb.params)
+    await tb.bus.load(image.writes)
+    ref = golden.run_network(net, x, acc_bits=tb.params.acc_bits)
+    outs, spikes = [], np.zeros(len(net.layers), dtype=np.int64)
+    cycles = 0
+    for start in range(0, len(x), tb.params.batch_depth):
+        out, counters, _ = await tb.bus.run_batch(image, x[start:start + tb.params.batch_depth],
+                                                  poll=256)
+        outs.append(out)
+        spikes += counters.spikes
+        cycles += counters.total_cycles
+    out = np.concatenate(outs)
+    pred = np.argmax(out, axis=-1)
+    dut._log.info(f"digits: {len(x)} samples, RTL accuracy {np.mean(pred == y):.4f}, "
+                  f"golden accuracy {np.mean(ref.predictions() == y):.4f}, "
+                  f"{cycles / len(x):.0f} cycles per digit")
+    assert np.array_equal(out, ref.output)
+    assert np.array_equal(pred, ref.predictions())
+    assert np.array_equal(spikes, ref.spikes_per_layer.sum(axis=1))
