@@ -128,6 +128,24 @@ async def uart_frames(dut):
     assert r.status == Status.ERR_ADDRESS
     assert int(dut.writes.value) == 40 + 2  # RAM words, run, abort
 
+    # Turnaround: end of the request's last stop bit to the start of the reply (the reply's own
+    # wire time subtracted; the sink reports a byte half a bit into its stop bit).
+    turnaround = {}
+    for name, frame, reply_len in [
+        ("read1", encode_request(Command.READ, 9, words_payload(REGIONS_BASE, 1)), 14),
+        ("write1", encode_request(Command.WRITE, 10, words_payload(REGIONS_BASE, 1)), 10),
+        ("identify", encode_request(Command.IDENTIFY, 11), 10 + 4 * len(IDENTIFY)),
+    ]:
+        await tb.source.write(frame)
+        await tb.source.wait()
+        t0 = get_sim_time("ns")
+        r = await tb.reply(tb.reply_timeout(0))
+        assert r is not None and r.status == Status.OK
+        wire = (reply_len * 10 - 0.5) * 1e9 / BAUD
+        turnaround[name] = round((get_sim_time("ns") - t0 - wire) / PERIOD_NS)
+    dut._log.info("turnaround in cycles: %s", turnaround)
+    record("turnaround_cycles", turnaround)
+
 
 class Fuzzer:
     """Random valid, corrupted, truncated and refused frames against a model of the RAM."""
