@@ -157,8 +157,8 @@ class Fuzzer:
     """Random valid, corrupted, truncated and refused frames against a model of the RAM."""
 
     KINDS = ("write", "read", "identify", "corrupt", "truncate", "garbage", "bad_command",
-             "bad_address", "bad_length", "too_long", "pair")
-    WEIGHTS = (14, 12, 3, 18, 10, 6, 4, 5, 5, 3, 6)
+             "bad_address", "bad_length", "too_long", "pair", "run", "paused")
+    WEIGHTS = (14, 12, 3, 18, 10, 6, 4, 5, 5, 3, 6, 2, 3)
 
     def __init__(self, tb, rng):
         self.tb, self.rng = tb, rng
@@ -280,6 +280,33 @@ class Fuzzer:
             if rng.random() < 0.9:
                 frame = frame[:rng.randrange(5, 40)]
             await self.expect_refusal(frame, Status.ERR_LENGTH)
+        elif kind == "run":
+            batch = rng.randrange(1, 4)
+            r = await self.tb.exchange(encode_request(Command.RUN, self.next_seq(),
+                                                      words_payload(batch)))
+            self.note(r.status)
+            assert (r.status, r.words) == (Status.OK, [0b10])  # done, not busy
+            self.writes += 1
+            if rng.random() < 0.5:
+                r = await self.tb.exchange(encode_request(Command.ABORT, self.next_seq()))
+                self.note(r.status)
+                assert r.status == Status.OK
+                self.writes += 1
+        elif kind == "paused":
+            # A valid frame with a pause shorter than the idle timeout inside: still accepted.
+            addr, words, frame = self.random_write(16)
+            cut = rng.randrange(1, len(frame))
+            await self.tb.send(frame[:cut])
+            await self.tb.source.wait()
+            # The timeout runs from byte to byte (character time included): pause less than
+            # idle_timeout minus a character and a bit.
+            divisor = round(CLK_FREQ / BAUD)
+            await ClockCycles(self.tb.dut.clk, rng.randrange(1, IDLE_TIMEOUT - 11 * divisor))
+            r = await self.tb.exchange(frame[cut:])
+            self.note(r.status)
+            assert (r.seq, r.status) == (frame[2], Status.OK)
+            self.model[addr:addr + len(words)] = words
+            self.writes += len(words)
         elif kind == "pair":
             # Two valid frames back to back (the link holds two): both answered, in order.
             a_addr, a_words, a = self.random_write(32)
