@@ -248,7 +248,8 @@ class LinkExecutor(wiring.Component):
                                  req_addr.eq(REG_STATUS)]
                     m.next = "RUN_POLL"
             with m.State("RUN_POLL"):
-                m.d.sync += timer.eq(timer + 1)
+                with m.If(timer != self._run_timeout):
+                    m.d.sync += timer.eq(timer + 1)
                 with m.If(req.ready):
                     m.d.sync += req.valid.eq(0)
                 m.d.comb += resp.ready.eq(1)
