@@ -31,8 +31,8 @@ def _verilator_pch_fix(monkeypatch):
     monkeypatch.setenv("MAKEFLAGS", PCH_FIX)
 
 
-def run(testcase, build_root, tmp_path, **env):
-    require_simulator("verilator")
+def run(testcase, build_root, tmp_path, simulator="verilator", **env):
+    require_simulator(simulator)
     top = LinkTestTop(**PARAMS)
     results = tmp_path / "results.json"
     env = dict(clk_freq=PARAMS["clk_freq"], baud=PARAMS["baud"],
@@ -41,7 +41,8 @@ def run(testcase, build_root, tmp_path, **env):
                results=str(results), **env)
     t0 = time.monotonic()
     run_cocotb(top, toplevel="link_test_top", test_module="sim.tb.link_tb",
-               build_dir=build_root / f"link_{param_tag(PARAMS)}", testcase=testcase, env=env)
+               build_dir=build_root / f"link_{param_tag(PARAMS)}", testcase=testcase, env=env,
+               simulator=simulator)
     data = json.loads(results.read_text()) if results.exists() else {}
     print(f"{testcase}: {time.monotonic() - t0:.1f} s wall")
     return data

@@ -48,6 +48,8 @@ async def network_end_to_end(dut):
     image = build_image(net, params)
     golden = run_network(net, x)
 
+    dut.rst.value = 1  # before the clock runs: no X on the pins
+    dut.rx.value = 1
     source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
     sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
     for h in (dut.rx, dut.tx):

@@ -65,6 +65,8 @@ def record(key, value):
 class TB:
     def __init__(self, dut):
         self.dut = dut
+        dut.rst.value = 1  # before the clock runs: no X on the pins (Icarus)
+        dut.rx.value = 1
         for name in ("cocotb.top.rx", "cocotb.top.tx", "cocotb.rx", "cocotb.tx"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
