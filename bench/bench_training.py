@@ -1,7 +1,9 @@
 """Training time per epoch against T: SpikePack, PSU and LIF (BPTT), side by side in one run.
 
 Same data (digits, 1,437 training samples, packed T-bit inputs), same MLP sizes, same batch size
-and optimizer; only the neuron differs. Each figure is the median over ``--epochs`` epochs.
+and optimizer; only the neuron differs. After a warm-up epoch the three models train one epoch
+in turn for ``--epochs`` rounds; each figure is the minimum over the rounds (least disturbed by
+other jobs on a shared machine).
 
     python bench/bench_training.py [--T 1 4 8 16] [--hidden 128] [--epochs 3] [--threads 1]
 """
@@ -17,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from sw.data import load_digits_split  # noqa: E402
-from sw.seed_experiment import time_epochs  # noqa: E402
+from sw.seed_experiment import time_epochs_side_by_side  # noqa: E402
 
 MODELS = ("spikepack", "psu", "lif")
 
@@ -26,10 +28,8 @@ def bench(Ts, hidden, epochs) -> list[dict]:
     split = load_digits_split(0)
     rows = []
     for T in Ts:
-        row = {"T": T}
-        for m in MODELS:
-            row[m] = time_epochs(split, T, m, hidden=hidden, epochs=epochs)
-        rows.append(row)
+        rows.append({"T": T, **time_epochs_side_by_side(split, T, MODELS, hidden=hidden,
+                                                         epochs=epochs)})
     return rows
 
 
@@ -55,8 +55,8 @@ def main(argv=None) -> int:
         if not 1 <= T <= 16:
             p.error(f"--T must be in 1..16, got {T}")
     torch.set_num_threads(args.threads)
-    print(f"digits, MLP 64-{'-'.join(map(str, args.hidden))}-10, batch 64, Adam; median of "
-          f"{args.epochs} epochs, {args.threads} torch thread(s)")
+    print(f"digits, MLP 64-{'-'.join(map(str, args.hidden))}-10, batch 64, Adam; min of "
+          f"{args.epochs} interleaved epochs, {args.threads} torch thread(s)")
     print(format_rows(bench(args.T, tuple(args.hidden), args.epochs)))
     return 0
 

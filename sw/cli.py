@@ -118,6 +118,43 @@ def cmd_train(args) -> int:
 cmd_train.configure = _configure_train
 
 
+# --- results (the seed systems; body in sw/results.py) -----------------------------------------
+
+
+def _configure_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="Markdown file to write (default: docs/results.md in the repo)")
+    p.add_argument("--img-dir", help="directory for the PNG plots (default: img/ beside --out)")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8], metavar="T",
+                   help="time steps of the accuracy tables (default 1 2 4 8)")
+    p.add_argument("--timing-T", type=int, nargs="+", default=[1, 4, 8, 16], metavar="T",
+                   help="time steps of the training-time table (default 1 4 8 16)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs of every model")
+    p.add_argument("--timing-epochs", type=int, default=3,
+                   help="interleaved epochs timed per model and T (the minimum is reported)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes")
+    p.add_argument("--sweep-T", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8], metavar="T",
+                   help="T values of the Bit Budget sweep")
+    p.add_argument("--sweep-weight-bits", type=int, nargs="+", default=[2, 3, 4, 6, 8],
+                   metavar="B", help="weight widths of the Bit Budget sweep")
+    p.add_argument("--budget", type=int, nargs="+", default=[8, 16],
+                   help="bit budgets (b_w x b_a x T) to report the best configuration at")
+    p.add_argument("--weight-bits", type=int, default=8, help="weight width of deployed networks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+@command("results", "retrain every seed (SpikePack, PSU/IPSU/RPSU, CASC, LIF) on digits and "
+                    "regenerate docs/results.md with its plots")
+def cmd_results(args) -> int:
+    from .results import run_from_args
+
+    return run_from_args(args)
+
+
+cmd_results.configure = _configure_results
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 

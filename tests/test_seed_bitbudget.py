@@ -12,6 +12,7 @@ from sw.bitbudget import (
     ENERGY_PJ,
     best_at_budget,
     layer_cost,
+    mac_energy_pj,
     network_cost,
     plot_sweep,
     sweep_network,
@@ -22,6 +23,9 @@ def test_energy_constants_are_horowitz_45nm():
     assert ENERGY_PJ["int32_add"] == 0.1 and ENERGY_PJ["int8_mult"] == 0.2
     assert ENERGY_PJ["fp32_add"] == 0.9 and ENERGY_PJ["fp32_mult"] == 3.7
     assert E_MAC_PJ == pytest.approx(0.3) and E_AC_PJ == 0.1 and E_NEURON_PJ == pytest.approx(0.2)
+    assert mac_energy_pj(8, 8) == pytest.approx(E_MAC_PJ)
+    assert mac_energy_pj(32, 32) == pytest.approx(3.2 + 0.1)  # Horowitz: 3.1 pJ + 0.1 pJ
+    assert mac_energy_pj(4, 2) == pytest.approx(0.2 / 8 + 0.1)
 
 
 def test_layer_cost_formulas():
@@ -33,7 +37,7 @@ def test_layer_cost_formulas():
     assert c.energy_pj == pytest.approx(123 * 0.1 + 10 * 8 * 0.2)
     ann = layer_cost(64, 10, weight_bits=4, act_bits=8, T=1, spiking=False)
     assert ann.compute_bits == c.compute_bits  # b_a = 8 bits in one step == 8 one-bit steps
-    assert ann.synops == 640 and ann.energy_pj == pytest.approx(640 * 0.3)
+    assert ann.synops == 640 and ann.energy_pj == pytest.approx(640 * (0.2 * 32 / 64 + 0.1))
     with pytest.raises(ValueError, match="weight_bits"):
         layer_cost(4, 4, weight_bits=0, act_bits=1, T=1)
     with pytest.raises(ValueError, match="T must be"):
