@@ -316,16 +316,23 @@ class Device:
         ``verify`` reads everything back and raises :class:`DeviceError` on a mismatch (only for
         readable regions). ``progress`` shows a tqdm bar.
         """
-        words = [int(w) & 0xFFFFFFFF for w in words]
-        self._check_range(addr, len(words))
+        self.write_blocks([(addr, words)], verify=verify, progress=progress, desc=desc)
+
+    def write_blocks(self, blocks, *, verify: bool = False, progress: bool = False,
+                     desc: str = "upload") -> None:
+        """Write several ``(addr, words)`` blocks as one stream of frames (``window`` in flight)."""
+        blocks = [(addr, [int(w) & 0xFFFFFFFF for w in words]) for addr, words in blocks]
         per_frame = self._link().max_payload // 4 - 1
-        requests = [(Command.WRITE, words_payload(addr + i, *words[i:i + per_frame]))
-                    for i in range(0, len(words), per_frame)]
+        requests = []
+        for addr, words in blocks:
+            self._check_range(addr, len(words))
+            requests += [(Command.WRITE, words_payload(addr + i, *words[i:i + per_frame]))
+                         for i in range(0, len(words), per_frame)]
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=sum(len(p) for _, p in requests), unit="B", unit_scale=True,
+            bar = tqdm(total=sum(len(p) - 4 for _, p in requests), unit="B", unit_scale=True,
                        desc=desc, leave=False)
         try:
             self.transact_many(requests, progress=bar)
@@ -333,23 +340,32 @@ class Device:
             if bar is not None:
                 bar.close()
         if verify:
-            back = self.read_words(addr, len(words))
-            bad = [i for i, (a, b) in enumerate(zip(words, back, strict=True)) if a != b]
-            if bad:
-                i = bad[0]
-                raise DeviceError(f"read-back of {len(words)} words at {addr:#x} differs in "
-                                  f"{len(bad)} words, first at {addr + i:#x}: wrote "
-                                  f"{words[i]:#010x}, read {back[i]:#010x}")
+            for (addr, words), back in zip(blocks, self.read_blocks(
+                    [(a, len(w)) for a, w in blocks]), strict=True):
+                bad = [i for i, (a, b) in enumerate(zip(words, back, strict=True)) if a != b]
+                if bad:
+                    i = bad[0]
+                    raise DeviceError(
+                        f"read-back of {len(words)} words at {addr:#x} differs in {len(bad)} "
+                        f"words, first at {addr + i:#x}: wrote {words[i]:#010x}, read "
+                        f"{back[i]:#010x}")
 
     def read_words(self, addr: int, count: int) -> list[int]:
         """Read ``count`` words from word address ``addr``."""
-        self._check_range(addr, count)
+        return self.read_blocks([(addr, count)])[0]
+
+    def read_blocks(self, blocks) -> list[list[int]]:
+        """Read several ``(addr, count)`` blocks as one stream of frames."""
         per_frame = self._link().max_payload // 4
-        requests = [(Command.READ, words_payload(addr + i, min(per_frame, count - i)))
-                    for i in range(0, count, per_frame)]
-        out = []
-        for reply in self.transact_many(requests):
-            out += reply.words
+        requests, owner = [], []
+        for k, (addr, count) in enumerate(blocks):
+            self._check_range(addr, count)
+            for i in range(0, count, per_frame):
+                requests.append((Command.READ, words_payload(addr + i, min(per_frame, count - i))))
+                owner.append(k)
+        out = [[] for _ in blocks]
+        for k, reply in zip(owner, self.transact_many(requests), strict=True):
+            out[k] += reply.words
         return out
 
     def run(self, batch: int = 1) -> int:
@@ -376,30 +392,21 @@ class Device:
     def load_image(self, image, *, verify: bool = True, progress: bool = True) -> None:
         """Write a ``sw.image.ProgramImage`` (program, weights, biases, thresholds).
 
-        With ``verify``, readable regions are read back and compared.
+        With ``verify``, the regions the core can read back (``Region.readable``: the program) are
+        read and compared; the others are write-only in the core, and each of their frames was
+        CRC-checked and acknowledged.
         """
         self.check_image(image)
         total = sum(len(w.words) for w in image.writes)
-        bar = None
-        if progress and total > 4096:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total * 4, unit="B", unit_scale=True, desc="model upload",
-                       leave=False)
-        try:
-            for w in image.writes:
-                self.write_words(w.addr, w.words)
-                if bar is not None:
-                    bar.update(4 * len(w.words))
-                region = image.memory_map[w.region]
-                if verify and region.readable:
-                    back = self.read_words(w.addr, len(w.words))
-                    if list(back) != [x & 0xFFFFFFFF for x in w.words]:
-                        raise DeviceError(f"read-back of {w.region} at {w.addr:#x} does not match "
-                                          f"what was written")
-        finally:
-            if bar is not None:
-                bar.close()
+        self.write_blocks([(w.addr, w.words) for w in image.writes],
+                          progress=progress and total > 4096, desc="model upload")
+        if verify:
+            readable = [w for w in image.writes if image.memory_map[w.region].readable]
+            backs = self.read_blocks([(w.addr, len(w.words)) for w in readable])
+            for w, back in zip(readable, backs, strict=True):
+                if back != [x & 0xFFFFFFFF for x in w.words]:
+                    raise DeviceError(f"read-back of {w.region} at {w.addr:#x} does not match "
+                                      f"what was written")
 
     def infer(self, image, x) -> InferenceResult:
         """Run packed inputs ``x`` (``(n, n_in)``) in batches of ``batch_depth``.
@@ -415,13 +422,10 @@ class Device:
         outputs, counters = [], []
         for start in range(0, len(x), depth):
             chunk = x[start:start + depth]
-            for w in img.encode_inputs(image, chunk):
-                self.write_words(w.addr, w.words)
+            self.write_blocks([(w.addr, w.words) for w in img.encode_inputs(image, chunk)])
             self.run(len(chunk))
-            words = []
-            for addr, count in img.output_addresses(image, len(chunk)):
-                words += self.read_words(addr, count)
-            outputs.append(img.decode_outputs(image, words))
-            addr, count = img.counter_range(image)
-            counters.append(img.decode_counters(image, self.read_words(addr, count)))
+            *outs, counter_words = self.read_blocks(
+                img.output_addresses(image, len(chunk)) + [img.counter_range(image)])
+            outputs.append(img.decode_outputs(image, [w for o in outs for w in o]))
+            counters.append(img.decode_counters(image, counter_words))
         return InferenceResult(np.concatenate(outputs), counters)
