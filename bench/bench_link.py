@@ -36,7 +36,7 @@ def main(argv=None):
 
     from sim.rtl import param_tag, run_cocotb
     from sim.tb.bus_ram import LinkTestTop
-    from sw.protocol import REQUEST_OVERHEAD, REPLY_OVERHEAD
+    from sw.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD
 
     os.environ.setdefault("MAKEFLAGS", PCH_FIX)
     clk, baud = int(args.clk_freq), int(args.baud)
