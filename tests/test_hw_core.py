@@ -40,8 +40,9 @@ def test_core_verilator_random_networks(monkeypatch):
 
 
 def test_core_icarus_random_networks():
-    """The same testbench under Icarus, fewer networks (Icarus is slower)."""
-    _run("icarus", "small", networks=20, seed=2)
+    """The same testbench under Icarus: fewer and narrower networks (Icarus is far slower)."""
+    _run("icarus", "small", networks=int(os.environ.get("SPIKEPACK_ICARUS_NETWORKS", 30)),
+         seed=2, widest=24)
 
 
 def test_core_digits_network(monkeypatch, tmp_path):

@@ -13,17 +13,18 @@ from sim.packing import unpack_bitplanes
 
 
 def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
-                   edge: str | None = None) -> IntNetwork:
+                   edge: str | None = None, widest: int | None = None) -> IntNetwork:
     """A random network that fits ``params`` (both modes, readout or not, all edge knobs).
 
     ``edge``: ``"largest"`` makes every layer as wide as the build allows; ``"theta1"`` uses
     theta 1 everywhere; ``"negative"`` uses negative biases (membranes below zero). Draws again
-    (with fewer layers) until ``sw.image.build_image`` accepts the network.
+    (with fewer layers) until ``sw.image.build_image`` accepts the network. ``widest`` caps
+    the layer widths (default: the build's limit).
     """
     from sw.image import DoesNotFitError, build_image
 
     for _ in range(100):
-        net = _draw_network(rng, params, max_depth, edge)
+        net = _draw_network(rng, params, max_depth, edge, widest or params.max_neurons)
         try:
             build_image(net, params)
             return net
@@ -32,11 +33,10 @@ def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
     raise RuntimeError("could not draw a network that fits")
 
 
-def _draw_network(rng, params, max_depth, edge):
+def _draw_network(rng, params, max_depth, edge, widest):
     p = params
     T = int(rng.integers(1, p.t_max + 1))
     depth = int(rng.integers(1, max_depth + 1))
-    widest = p.max_neurons
     if edge == "largest":
         sizes = [widest] * (depth + 1)
         sizes[-1] = int(rng.integers(1, widest + 1))

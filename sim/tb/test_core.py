@@ -93,7 +93,7 @@ async def abort_midway(dut):
     tb = TB(dut)
     await tb.reset()
     rng = np.random.default_rng(1234)
-    net = random_network(rng, tb.params, edge="largest")
+    net = random_network(rng, tb.params, edge="largest", widest=cocotb_env("widest"))
     x = random_inputs(rng, net, tb.params.batch_depth, "ones")
     image = img.build_image(net, tb.params)
     await tb.bus.load(image.writes)
@@ -113,6 +113,7 @@ async def random_networks(dut):
     n = int(cocotb_env("networks", 20))
     base_seed = int(cocotb_env("seed", 0))
     stall = float(cocotb_env("stall", 0.2))
+    widest = cocotb_env("widest")
     tb = TB(dut, stall=stall, seed=base_seed)
     await tb.reset()
     errors = []
@@ -120,7 +121,7 @@ async def random_networks(dut):
         seed = base_seed * 100_003 + case
         rng = np.random.default_rng(seed)
         edge = EDGES[case % len(EDGES)]
-        net = random_network(rng, tb.params, edge=edge)
+        net = random_network(rng, tb.params, edge=edge, widest=widest)
         kinds = [None, "zeros", "ones"] if case % 5 == 0 else [None]
         xs = [random_inputs(rng, net, int(rng.integers(1, tb.params.batch_depth + 1)), kind)
               for kind in kinds]
