@@ -79,7 +79,10 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     build_dir = Path(build_dir) / simulator
     source = write_verilog(component, toplevel, build_dir)
     runner = get_runner(simulator)
-    build_args = []
+    # cocotb builds Icarus with -g2012, where `reg x = 0` initializers raise no event, so
+    # Amaranth's comb `always @*` blocks stay X until an input changes; -g2005 (last wins) keeps
+    # Verilog-2005 semantics, which Amaranth's output is written for.
+    build_args = ["-g2005"] if simulator == "icarus" else []
     if simulator == "verilator":
         # -O1 keeps C++ compile time low on 2 cores; the designs are small.
         build_args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O1",
