@@ -31,8 +31,7 @@ from . import bus
 from .fetcher import Fetcher
 from .fire_array import FireArray
 from .issuer import PlaneIssuer
-from .memory_map import (COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, identify_words,
-                         memory_map)
+from .memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, identify_words, memory_map
 from .params import CoreParams
 from .pe_array import PEArray
 from .sequencer import Sequencer
@@ -114,7 +113,8 @@ class SpikePackCore(wiring.Component):
         src_is_input = Signal()
         m.d.sync += src_is_input.eq(seq.src_is_input)
         m.d.comb += [
-            in_rd.addr.eq(fetch.src_addr), act_rd.addr.eq(fetch.src_addr), w_rd.addr.eq(fetch.w_addr),
+            in_rd.addr.eq(fetch.src_addr), act_rd.addr.eq(fetch.src_addr),
+            w_rd.addr.eq(fetch.w_addr),
             in_rd.en.eq(fetch.rd_en), act_rd.en.eq(fetch.rd_en), w_rd.en.eq(fetch.rd_en),
             fetch.src_data.eq(Mux(src_is_input, in_rd.data, act_rd.data)),
             fetch.w_data.eq(w_rd.data),

@@ -12,8 +12,6 @@ Latency: the first beat is valid 2 cycles after ``start`` (address, then data).
 
 from __future__ import annotations
 
-import operator
-
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out

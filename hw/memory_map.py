@@ -193,4 +193,4 @@ def params_from_identify(words) -> CoreParams:
     if words[1] != CORE_VERSION:
         raise ValueError(f"core version {words[1]:#010x} is not {CORE_VERSION:#010x} "
                          f"(host and bitstream differ)")
-    return CoreParams(**dict(zip(_ID_PARAMS, words[2:2 + len(_ID_PARAMS)])))
+    return CoreParams(**dict(zip(_ID_PARAMS, words[2:2 + len(_ID_PARAMS)], strict=False)))

@@ -1,8 +1,8 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` (2 cycles), check it, start the fetcher and clear the per-layer counters, wait until
-the writer has stored every pass of the layer, then add the layer's cycles, output spikes and
+descriptor ``l`` (2 cycles), check it, start the fetcher and clear the per-layer counters, wait
+until the writer has stored every pass of the layer, then add the layer's cycles, output spikes and
 skipped zero plane-chunks into the counters of layer ``l``. Layer 0 reads the sample's input
 blocks; layer ``l`` writes ping-pong half ``l % 2`` of the activation memory and layer ``l + 1``
 reads it; the last layer writes the sample's output words.

@@ -1,11 +1,11 @@
 """Writer: stores one pass of fired outputs, masks padding neurons, counts spikes.
 
-A hidden layer's pass (``n_pe`` packed words) becomes ``n_pe // k`` spike blocks for the next layer
-(block ``j`` bit ``q*k + i`` = bit ``q`` of neuron ``j*k + i``: a transpose, pure wiring), written to
-the ping-pong activation memory at consecutive addresses from ``dst_base``. The final layer's pass
-becomes ``n_pe`` 32-bit output words (the membrane for a readout, else the packed word) written to
-the output memory from ``out_base``. Neurons at or beyond ``n_out`` (padding of the last pass) are
-forced to zero and not counted.
+A hidden layer's pass (``n_pe`` packed words) becomes ``n_pe // k`` spike blocks for the next
+layer (block ``j`` bit ``q*k + i`` = bit ``q`` of neuron ``j*k + i``: a transpose, pure wiring),
+written to the ping-pong activation memory at consecutive addresses from ``dst_base``. The final
+layer's pass becomes ``n_pe`` 32-bit output words (the membrane for a readout, else the packed
+word) written to the output memory from ``out_base``. Neurons at or beyond ``n_out`` (padding of
+the last pass) are forced to zero and not counted.
 
 Latency: a pass takes ``n_pe // k`` (hidden) or ``n_pe`` (final) write cycles plus one accept
 cycle; ``passes`` increments with its last write.

@@ -117,7 +117,7 @@ class BusMaster:
                 raise TimeoutError(f"core still busy after {timeout} cycles")
 
     async def run_batch(self, image: img.ProgramImage, x, *, poll: int = 64):
-        """Write inputs ``x`` (shape ``(batch, n_in)``), run, return ``(outputs, counters, status)``."""
+        """Write inputs ``x`` (shape ``(batch, n_in)``), run; return outputs, counters, status."""
         x = np.atleast_2d(x)
         await self.load(img.encode_inputs(image, x))
         await self.start(len(x))

@@ -20,8 +20,7 @@ import dataclasses
 import numpy as np
 
 from hw import bus
-from hw.memory_map import (COUNTER_WORDS_PER_LAYER, MemoryMap, encode_descriptor,
-                           memory_map)
+from hw.memory_map import COUNTER_WORDS_PER_LAYER, MemoryMap, encode_descriptor, memory_map
 from hw.params import CoreParams
 from sim.golden import required_accumulator_bits
 from sim.ir import IntNetwork, Mode, Reset

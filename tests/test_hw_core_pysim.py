@@ -95,7 +95,7 @@ def test_core_pysim_networks(pause, seed):
     sim.add_testbench(pb.consumer)
     sim.run()
     assert len(results) == len(cases)
-    for (net, x), (status, out, counters) in zip(cases, results):
+    for (net, x), (status, out, counters) in zip(cases, results, strict=False):
         ref = golden.run_network(net, x, acc_bits=P.acc_bits)
         spikes, skipped = expected_counters(net, x, P, ref)
         assert status == img.STATUS_DONE

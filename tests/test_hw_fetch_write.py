@@ -91,7 +91,7 @@ def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
         words = rng.integers(0, 256, P.n_pe)
         vs = rng.integers(-5000, 5000, P.n_pe)
         passes.append([{"word": int(w), "v": int(v), "spikes": bin(int(w)).count("1")}
-                       for w, v in zip(words, vs)])
+                       for w, v in zip(words, vs, strict=False)])
     act, out = {}, {}
 
     async def producer(ctx):
@@ -107,7 +107,7 @@ def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
             await stream_put(ctx, dut.i, payload, rng=random.Random(seed), pause=pause)
 
     async def monitor(ctx):
-        async for clk_edge, _, a_en, a_addr, a_data, o_en, o_addr, o_data, n in ctx.tick().sample(
+        async for _clk_edge, _, a_en, a_addr, a_data, o_en, o_addr, o_data, n in ctx.tick().sample(
                 dut.act_en, dut.act_addr, dut.act_data, dut.out_en, dut.out_addr, dut.out_data,
                 dut.passes):
             if a_en:

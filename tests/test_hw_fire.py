@@ -79,7 +79,7 @@ def test_fire_unit_matches_golden(pause, rng, seed):
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    for case, out in zip(cases, got):
+    for case, out in zip(cases, got, strict=False):
         word, v, spikes = _golden_case(*case)
         readout = case[5]
         if readout:
@@ -143,7 +143,7 @@ def test_fire_array_units_are_independent(rng, seed):
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    for (sums, bias, theta), out in zip(batches, got):
+    for (sums, bias, theta), out in zip(batches, got, strict=False):
         for n in range(n_pe):
             word, _, spikes = _golden_case(sums[n], bias[n], theta[n], T, Mode.SPIKEPACK, False,
                                            0, Reset.SUBTRACT)

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from hw import bus
-from hw.memory_map import (decode_descriptor, descriptor_layout, encode_descriptor,
-                           identify_words, memory_map, params_from_identify)
+from hw.memory_map import (
+    decode_descriptor,
+    descriptor_layout,
+    encode_descriptor,
+    identify_words,
+    memory_map,
+    params_from_identify,
+)
 from hw.params import ARTY_A7, PRESETS, SMALL, CoreParams
 from sim.ir import IntLayer, IntNetwork, Mode
 from sw.image import DoesNotFitError, build_image, decode_outputs, encode_inputs
@@ -13,7 +19,7 @@ from sw.image import DoesNotFitError, build_image, decode_outputs, encode_inputs
 
 def _net(rng, sizes, T=4, wmax=127, **kw):
     layers = [IntLayer(rng.integers(-wmax - 1, wmax + 1, (b, a)), rng.integers(-9, 9, b), 5, **kw)
-              for a, b in zip(sizes, sizes[1:])]
+              for a, b in zip(sizes, sizes[1:], strict=False)]
     return IntNetwork(tuple(layers), T)
 
 
@@ -40,7 +46,7 @@ def test_memory_map_regions_disjoint_aligned(name):
     mm = memory_map(p)
     spans = sorted((r.base, r.base + r.span, r.name) for r in mm.regions)
     assert spans[0][0] >= bus.REGIONS_BASE
-    for (a0, a1, _), (b0, _, _) in zip(spans, spans[1:]):
+    for (_a0, a1, _), (b0, _, _) in zip(spans, spans[1:], strict=False):
         assert a1 <= b0
     for r in mm.regions:
         assert r.base % r.span == 0 and r.size <= r.span

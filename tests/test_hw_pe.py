@@ -20,7 +20,7 @@ def _random_passes(rng, n_passes, k, t_max, n_pe=None, wb=8):
         beats = []
         shape = (k,) if n_pe is None else (n_pe, k)
         sums = np.zeros((t_max,) if n_pe is None else (n_pe, t_max), dtype=np.int64)
-        for b in range(int(rng.integers(1, 12))):
+        for _b in range(int(rng.integers(1, 12))):
             spikes = rng.integers(0, 2, k)
             weights = rng.integers(lo, hi, shape)
             slot = int(rng.integers(0, t_max))

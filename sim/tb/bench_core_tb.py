@@ -21,7 +21,7 @@ from sw import image as img
 
 def dense_net(rng, sizes, T, theta_scale=0.5):
     layers = []
-    for li, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for li, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
         w = rng.integers(-128, 128, (b, a))
         readout = li == len(sizes) - 2
         # Threshold near the spread of v so hidden layers fire at a moderate rate.

@@ -98,7 +98,7 @@ def expected_counters(net: IntNetwork, x, params, result: golden.NetworkResult |
     spikes = result.spikes_per_layer.sum(axis=1)
     skipped = []
     a = np.atleast_2d(x)
-    for layer, r in zip(net.layers, result.layers):
+    for layer, r in zip(net.layers, result.layers, strict=False):
         chunks = -(-layer.n_in // params.k)
         passes = -(-layer.n_out // params.n_pe)
         pad = np.zeros((len(a), chunks * params.k), dtype=np.int64)

@@ -43,7 +43,7 @@ class TB:
 
 
 async def check_network(tb: TB, net, xs, tag: str) -> list[str]:
-    """Load ``net``, run each batch in ``xs``, compare outputs and counters with the golden model."""
+    """Load ``net``, run each batch in ``xs``, compare outputs and counters with golden."""
     errors = []
     image = img.build_image(net, tb.params)
     await tb.bus.load(image.writes)
@@ -137,7 +137,7 @@ async def random_networks(dut):
 
 @cocotb.test(skip=cocotb_env("digits") is None)
 async def digits(dut):
-    """Every test digit through the RTL: outputs, predictions and spikes equal the golden model's."""
+    """Every test digit through the RTL: outputs, predictions and spikes equal golden's."""
     from sim.ir import IntNetwork
 
     path = cocotb_env("digits")
