@@ -128,7 +128,7 @@ def _configure_results(p: argparse.ArgumentParser) -> None:
                    help="time steps of the accuracy tables (default 1 2 4 8)")
     p.add_argument("--timing-T", type=int, nargs="+", default=[1, 4, 8, 16], metavar="T",
                    help="time steps of the training-time table (default 1 4 8 16)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs of every model")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs of every model")
     p.add_argument("--timing-epochs", type=int, default=3,
                    help="interleaved epochs timed per model and T (the minimum is reported)")
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes")

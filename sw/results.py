@@ -83,7 +83,7 @@ class ResultsConfig:
 
     Ts: tuple[int, ...] = (1, 2, 4, 8)
     timing_Ts: tuple[int, ...] = (1, 4, 8, 16)
-    epochs: int = 10
+    epochs: int = 20
     hidden: tuple[int, ...] = (128, 64)
     timing_epochs: int = 3
     sweep_Ts: tuple[int, ...] = (1, 2, 3, 4, 6, 8)

@@ -10,7 +10,7 @@ from sw.results import ResultsConfig
 
 def test_results_command_is_registered():
     args = build_parser().parse_args(["results", "--T", "2", "4"])
-    assert args.command == "results" and args.T == [2, 4] and args.epochs == 10
+    assert args.command == "results" and args.T == [2, 4] and args.epochs == 20
 
 
 def test_bad_configuration_is_refused(capsys):
