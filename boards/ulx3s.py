@@ -23,12 +23,13 @@ ULX3S_85F = BoardPreset(
     toolchain="Trellis",
     clk_freq=100_000_000,
     clock_gen="ecp5_pll",
-    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
+    params=CoreParams(n_pe=8, k=8, t_max=8, acc_bits=24, weight_depth=2048, act_chunks=128,
                       bt_depth=1024, max_layers=16, batch_depth=8),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="ulx3s",
     capacity=LFE5U_85F,
-    description="The Arty A7-35T's array (256 adds per cycle) at 100 MHz.",
+    description="8 PEs x 8 lanes (64 adds per cycle) at 100 MHz, 128 K weights, 1024-neuron "
+                "layers.",
 )

@@ -77,11 +77,8 @@ class BoardTop(Elaboratable):
             gen_cls = {"mmcm": XilinxClockGenerator, "ecp5_pll": ECP5ClockGenerator}[p.clock_gen]
             m.submodules.clkgen = clkgen = gen_cls(f_in, p.clk_freq)
             m.d.comb += [clkgen.clk_in.eq(clk_buf.i), ClockSignal("sync").eq(clkgen.clk_out)]
+            # Vivado and nextpnr derive the generated clock's constraint from the oscillator's.
             not_ready = ~clkgen.locked
-            if p.family != "xc7":
-                # Vivado derives the MMCM's output clock from the oscillator's constraint; nextpnr
-                # is given the generated clock explicitly.
-                platform.add_clock_constraint(clkgen.clk_out, p.clk_freq)
         if p.reset is not None:
             rst_res = platform.request(p.reset, 0, dir="-")
             m.submodules.rst_buf = rst_buf = io.Buffer("i", rst_res)

@@ -100,29 +100,49 @@ def _entry(used, available) -> dict:
     return {"used": used, "available": available, "percent": percent}
 
 
-def module_breakdown(stat_json, top: str, *, min_fraction=0.02, max_depth=4) -> list[dict]:
-    """Modules under ``top`` holding at least ``min_fraction`` of its LUTs or FFs, depth first.
+def _pattern(name: str) -> str:
+    """``top.accel.core.pes.pe12.tree`` -> ``top.accel.core.pes.pe#.tree``."""
+    return ".".join(re.sub(r"\d+$", "#", part) for part in name.split("."))
 
-    Amaranth names modules by their hierarchical path (``top.accel.core.pe_array``), so each entry
-    is one instance: ``{"module", "depth", "LUT", "FF", "RAMB36", "DSP48E1"}`` (inclusive counts).
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def module_breakdown(stat_json, top: str, *, min_fraction=0.02, max_depth=4) -> list[dict]:
+    """Where the LUTs and FFs of ``top`` are: one row per module, or per group of replicated
+    modules (``pe#``: all ``pe0``, ``pe1``, ...), holding at least ``min_fraction`` of them.
+
+    Amaranth names modules by their hierarchical path (``top.accel.core.pes.pe3``). Each row is
+    ``{"module", "depth", "count", "LUT", "FF", "RAMB36", "DSP48E1"}``; counts are inclusive of
+    submodules and summed over the ``count`` instances of a group.
     """
     modules = _load_stat(stat_json)
     inclusive = _inclusive(modules)
     if top not in modules:
         raise ValueError(f"module {top!r} is not in the yosys statistics")
     total = inclusive[top]
-    rows = []
-    for name in sorted(modules):
+    groups: dict = {}
+    for name in sorted(modules, key=_natural):
         if not (name == top or name.startswith(top + ".")):
             continue
         depth = name.count(".") - top.count(".")
         if depth > max_depth:
             continue
-        counts = inclusive[name]
-        if depth and not any(counts[r] >= min_fraction * max(total[r], 1) for r in ("LUT", "FF")):
+        row = groups.setdefault(_pattern(name), {
+            "module": _pattern(name), "depth": depth, "count": 0,
+            **{r: 0 for r in XC7_RESOURCES}})
+        row["count"] += 1
+        for r in XC7_RESOURCES:
+            row[r] += inclusive[name][r]
+    rows = []
+    for row in groups.values():
+        if row["depth"] and not any(row[r] >= min_fraction * max(total[r], 1)
+                                    for r in ("LUT", "FF")):
             continue
-        rows.append({"module": name, "depth": depth,
-                     **{r: _entry(counts[r], None)["used"] for r in XC7_RESOURCES}})
+        for r in XC7_RESOURCES:
+            row[r] = _entry(row[r], None)["used"]
+        rows.append(row)
     return rows
 
 
@@ -163,8 +183,20 @@ def nextpnr_log_utilization(log: Path) -> dict:
     return util
 
 
-def critical_path(log: Path, *, limit=12) -> list[str]:
-    """The nets of the last critical-path report in a nextpnr log (source to sink)."""
+_SYNTH_SUFFIX = re.compile(r"_(?:LUT4|PFUMX|L6MUX|CCU2|TRELLIS|SB_|ICESTORM|DO[AB]\d|DI[AB]\d|"
+                           r"RDATA|WDATA|Q_|Z_|O_)|\$")
+_PIN = re.compile(r"\.[A-Z][A-Z0-9]*$")
+
+
+def _signal_of(cell: str) -> str:
+    """``accel.core.fetch.last_q_LUT4_C_Z.F`` -> ``accel.core.fetch.last_q``."""
+    return _PIN.sub("", _SYNTH_SUFFIX.split(_PIN.sub("", cell))[0])
+
+
+def critical_path(log: Path) -> list[str]:
+    """The worst path of the main clock in a nextpnr log: the design signals it passes through,
+    source to sink (nextpnr's cell names reduced to the signal they were synthesized from), and a
+    last entry with its delay split into logic and routing."""
     try:
         lines = Path(log).read_text(errors="replace").splitlines()
     except OSError:
@@ -175,16 +207,21 @@ def critical_path(log: Path, *, limit=12) -> list[str]:
             start = i
     if start is None:
         return []
-    nets = []
+    signals: list[str] = []
+    summary = ""
     for line in lines[start + 1:]:
-        if "Critical path report" in line or "Max frequency" in line or not line.startswith("Info"):
+        if "Critical path report" in line or not line.startswith("Info"):
             break
-        match = re.search(r"Net (\S+)", line)
+        match = re.search(r"\b(Source|Sink) (\S+)", line)
         if match:
-            nets.append(match[1])
-    if len(nets) > limit:
-        nets = nets[:limit // 2] + ["..."] + nets[-limit // 2:]
-    return nets
+            name = _signal_of(match[2])
+            if name and (not signals or signals[-1] != name):
+                signals.append(name)
+        match = re.search(r"([\d.]+) ns logic, ([\d.]+) ns routing", line)
+        if match:
+            total = float(match[1]) + float(match[2])
+            summary = f"{total:.2f} ns = {match[1]} ns logic + {match[2]} ns routing"
+    return signals + ([summary] if summary else [])
 
 
 # --- the build report ------------------------------------------------------------------------
@@ -269,13 +306,18 @@ def format_report(report: dict) -> str:
         out.append(f"Timing ({timing['source']}): Fmax {timing['fmax_mhz']:.2f} MHz against "
                    f"{timing['target_mhz']:g} MHz target: {verdict}")
         if report["critical_path"]:
-            out.append("  critical path nets: " + " -> ".join(report["critical_path"]))
+            path = list(report["critical_path"])
+            summary = path.pop() if " ns = " in path[-1] else "nets"
+            out.append(f"  critical path ({summary}):")
+            out.append("    " + " -> ".join(path))
         out.append("")
     if report["modules"]:
         out.append("Per module (yosys stat, inclusive of submodules):")
         out.append(f"  {'module':<52}{'LUT':>9}{'FF':>9}{'RAMB36':>8}{'DSP':>6}")
         for row in report["modules"]:
             name = "  " * row["depth"] + row["module"].rsplit(".", 1)[-1]
+            if row.get("count", 1) > 1:
+                name += f" (x{row['count']})"
             out.append(f"  {name:<52}{_fmt_num(row['LUT']):>9}{_fmt_num(row['FF']):>9}"
                        f"{_fmt_num(row['RAMB36']):>8}{_fmt_num(row['DSP48E1']):>6}")
         out.append("")
