@@ -22,7 +22,7 @@ class ConditionalAdderTree(wiring.Component):
     """Pipelined sum of the weights selected by a spike vector.
 
     ``o_sum = sum(i_weights[j] for j in range(k) if i_spikes[j])``, with one register stage after
-    the lane selection and one after every adder level. The pipeline advances only while ``en`` is
+    the input and one after every adder level. The pipeline advances only while ``en`` is
     high (a clock enable, so a stream stage around it can stall it); ``i_tag`` travels alongside the
     data unchanged.
 
@@ -89,14 +89,14 @@ class ConditionalAdderTree(wiring.Component):
         m = Module()
         valid = self.i_valid
         tag = self.i_tag
-        # Stage 0: lane selection (AND of spike and weight), registered.
-        level = []
-        for j in range(self._k):
-            w = self.i_weights[j]
-            sel = Signal(signed(self._weight_bits), name=f"sel{j}")
-            with m.If(self.en):
-                m.d.sync += sel.eq(Mux(self.i_spikes[j], w, Const(0, signed(self._weight_bits))))
-            level.append(sel)
+        # Stage 0 registers the raw spikes and weights (flip-flops only); the lane selection (AND)
+        # is folded into the first adder level, where a LUT computes it with the sum bit.
+        spikes_r = Signal(self._k)
+        weights_r = Signal.like(self.i_weights)
+        with m.If(self.en):
+            m.d.sync += [spikes_r.eq(self.i_spikes), weights_r.eq(self.i_weights)]
+        zero = Const(0, signed(self._weight_bits))
+        level = [Mux(spikes_r[j], weights_r[j], zero) for j in range(self._k)]
         for stage in range(self.latency):
             v_r = Signal(name=f"valid{stage}")
             t_r = Signal(self._tag_bits, name=f"tag{stage}")

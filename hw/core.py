@@ -80,7 +80,7 @@ class SpikePackCore(wiring.Component):
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.acc_bits, p.weight_bits),
-            "fire": FireArray(p.n_pe, p.t_max, p.acc_bits), "writer": Writer(p),
+            "fire": FireArray(p.n_pe, p.t_max, p.acc_bits, p.fire_units), "writer": Writer(p),
         }
         for name, block in blocks.items():
             m.submodules[name] = ResetInserter(abort)(block)

@@ -66,7 +66,9 @@ DESCRIPTOR_FIELDS = (
     ("conv1", 7, 0, 32),  # reserved
 )
 
-CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS)).encode())
+_ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
+                "bt_depth", "max_layers", "batch_depth", "fire_units")
+CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
 
 
 def descriptor_layout() -> data.StructLayout:
@@ -170,15 +172,16 @@ def memory_map(params: CoreParams) -> MemoryMap:
 
 # --- identify ----------------------------------------------------------------------------------
 
-_ID_PARAMS = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
-              "bt_depth", "max_layers", "batch_depth")
+_ID_PARAMS = _ID_FIELDS_V
 ID_WORDS = 16
 
 
 def identify_words(params: CoreParams) -> list[int]:
     """The identify block at :data:`hw.bus.ID_BASE`: magic, version, build parameters, padding.
 
-    Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]``; word 12 is :data:`DESCRIPTOR_WORDS`.
+    Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
+    acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units``); word 13
+    is :data:`DESCRIPTOR_WORDS`.
     """
     words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
     words.append(DESCRIPTOR_WORDS)

@@ -47,6 +47,10 @@ class CoreParams:
         Layer descriptors in the program memory (power of two).
     batch_depth : int
         Input samples (and output vectors) the core holds for one batch run (power of two).
+    fire_units : int
+        Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``n_pe``;
+        0 means ``n_pe``, one per PE). Fewer units cost firing time, hidden behind the
+        accumulation of the next pass on layers with enough input chunks.
     """
 
     n_pe: int
@@ -59,6 +63,7 @@ class CoreParams:
     bt_depth: int = 256
     max_layers: int = 8
     batch_depth: int = 4
+    fire_units: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -69,11 +74,16 @@ class CoreParams:
                 object.__setattr__(self, f.name, operator.index(value))
             except TypeError:
                 raise TypeError(f"{f.name} must be an integer, not {value!r}") from None
-        pow2 = ("n_pe", "k", "weight_depth", "act_chunks", "bt_depth", "max_layers", "batch_depth")
+        if self.fire_units == 0:
+            object.__setattr__(self, "fire_units", self.n_pe)
+        pow2 = ("fire_units", "n_pe", "k", "weight_depth", "act_chunks", "bt_depth",
+                "max_layers", "batch_depth")
         for name in pow2:
             value = getattr(self, name)
             if not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value}")
+        if self.n_pe % self.fire_units:
+            raise ValueError(f"fire_units ({self.fire_units}) must divide n_pe ({self.n_pe})")
         if self.n_pe % self.k:
             raise ValueError(f"n_pe ({self.n_pe}) must be a multiple of k ({self.k})")
         if self.n_pe * self.k < 4:
@@ -152,12 +162,12 @@ class CoreParams:
                 f"T <= {self.t_max}, {self.acc_bits}-bit accumulators, "
                 f"{self.weight_capacity} weights, layers <= {self.max_neurons} neurons, "
                 f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "
-                f"batch <= {self.batch_depth}")
+                f"batch <= {self.batch_depth}, {self.fire_units} firing units")
 
 
 #: Small build for the random-network tests (fast to simulate); the digits network fits.
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
-                   bt_depth=512, max_layers=8, batch_depth=4)
+                   bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,
@@ -165,6 +175,6 @@ MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_ch
 
 #: Digilent Arty A7-35T: 256 int8 synaptic adds per cycle, 784-128-128-10 MLPs fit.
 ARTY_A7 = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
-                     bt_depth=1024, max_layers=16, batch_depth=8)
+                     bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4)
 
 PRESETS = {"small": SMALL, "medium": MEDIUM, "arty_a7": ARTY_A7}

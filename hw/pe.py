@@ -69,7 +69,8 @@ class SpikePackPE(wiring.Component):
         was accepted (when not stalled). Slots the pass never touched are 0.
 
     The pipeline stalls only when a pass ends while the previous pass's sums are still waiting
-    on ``o``.
+    on ``o``. A finished bank is copied out (flip-flops only, no multiplexer) the cycle after its
+    last beat, while the next pass's first beat is already being added.
     """
 
     def __init__(self, k: int, t_max: int, acc_bits: int, weight_bits: int = 8):
@@ -100,7 +101,7 @@ class SpikePackPE(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting the last beat of a pass to ``o.valid`` (without stalls)."""
-        return self._tree.latency + 1
+        return self._tree.latency + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -109,7 +110,10 @@ class SpikePackPE(wiring.Component):
 
         tail_slot = tree.o_tag[:slot_bits]
         tail_last = tree.o_tag[slot_bits]
-        stall = tree.o_valid & tail_last & self.o.valid & ~self.o.ready
+        # ``emit``: the bank holds a finished pass; this cycle it is copied to ``o.payload`` and
+        # cleared (while the first beat of the next pass may already be added into it).
+        emit = Signal()
+        stall = emit & self.o.valid & ~self.o.ready
         en = Signal()
         m.d.comb += [
             en.eq(~stall),
@@ -122,20 +126,19 @@ class SpikePackPE(wiring.Component):
         ]
 
         bank = Array(Signal(signed(self._acc_bits), name=f"p{q}") for q in range(self._t_max))
+        add = en & tree.o_valid
         new = Signal(signed(self._acc_bits))
-        m.d.comb += new.eq(bank[tail_slot] + tree.o_sum)
+        m.d.comb += new.eq(Mux(emit, 0, bank[tail_slot]) + tree.o_sum)
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(en & tree.o_valid):
-            with m.If(tail_last):
+        with m.If(en):
+            m.d.sync += emit.eq(add & tail_last)
+            with m.If(emit):
                 m.d.sync += self.o.valid.eq(1)
                 for q in range(self._t_max):
-                    m.d.sync += [
-                        self.o.payload[q].eq(Mux(tail_slot == q, new, bank[q])),
-                        bank[q].eq(0),
-                    ]
-            with m.Else():
+                    m.d.sync += [self.o.payload[q].eq(bank[q]), bank[q].eq(0)]
+            with m.If(add):
                 m.d.sync += bank[tail_slot].eq(new)
         return m
 

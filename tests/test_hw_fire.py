@@ -115,9 +115,10 @@ def test_fire_latency_property(T, mode, readout):
     assert seen["latency"] == FireUnit.latency(T, mode is Mode.LIF, readout)
 
 
-def test_fire_array_units_are_independent(rng, seed):
+@pytest.mark.parametrize("units", [4, 2, 1])
+def test_fire_array_units_are_independent(units, rng, seed):
     n_pe = 4
-    dut = FireArray(n_pe, T_MAX, ACC)
+    dut = FireArray(n_pe, T_MAX, ACC, units)
     T = 6
     batches = []
     for _ in range(20):
