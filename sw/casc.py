@@ -90,7 +90,7 @@ def casc_ann(sizes: Sequence[int], L: int, lam: float = 1.0) -> nn.Sequential:
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {list(sizes)}")
     layers: list[nn.Module] = []
-    pairs = list(zip(sizes, sizes[1:]))
+    pairs = list(zip(sizes, sizes[1:], strict=False))
     for i, (a, b) in enumerate(pairs):
         layers.append(nn.Linear(a, b))
         if i < len(pairs) - 1:
@@ -251,7 +251,8 @@ class CIFNetwork:
 
     def count_agreement(self, result: CIFResult, x) -> list[float]:
         """Per hidden layer, the fraction of neurons whose CIF spike count equals the ANN level."""
-        return [float(np.mean(c == a)) for c, a in zip(result.counts, self.ann_counts(x))]
+        pairs = zip(result.counts, self.ann_counts(x), strict=True)
+        return [float(np.mean(c == a)) for c, a in pairs]
 
     def _ann(self, x):
         h = np.asarray(x, dtype=np.float64)
@@ -322,10 +323,10 @@ def run_casc(split, T: int, *, hidden: Sequence[int] = (128, 64), epochs: int = 
     cif = net.run(split.x_test)
     wsc = net.run(split.x_test, sleep_steps=sleep)
     rates = [s / (len(split.x_test) * layer.weight.shape[0] * wsc.steps)
-             for s, layer in zip(wsc.spikes, net.layers[:-1])]
+             for s, layer in zip(wsc.spikes, net.layers[:-1], strict=True)]
     y = split.y_test
     ann_counts = net.ann_counts(split.x_test)
-    agree = {name: float(sum(int((c == a).sum()) for c, a in zip(r.counts, ann_counts))
+    agree = {name: float(sum(int((c == a).sum()) for c, a in zip(r.counts, ann_counts, strict=True))
                          / sum(a.size for a in ann_counts))
              for name, r in (("if", plain), ("cif", cif), ("wsc", wsc))}
     return CascRun(T, sleep, accuracy(ann_pred, y), accuracy(plain.predictions(), y),

@@ -127,7 +127,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _spikepack_rates(net, x) -> list[float]:
     res = run_network(net, x)
     return [float(r.spikes.mean()) / (layer.n_out * net.T)
-            for r, layer in zip(res.layers, net.layers) if not layer.readout]
+            for r, layer in zip(res.layers, net.layers, strict=True) if not layer.readout]
 
 
 def _train_spikepack_direct(split, T, cfg):

@@ -115,7 +115,7 @@ def deploy_spiking(run: SpikingRun, split: Split, *, weight_bits: int = 8) -> De
     int_pred = golden.predictions()
     dep_pred = forward_deployed(run.model, as_tensor(x_te)).argmax(-1).numpy()
     rates = [float(r.spikes.mean()) / (layer.n_out * run.T)
-             for r, layer in zip(golden.layers, net.layers) if not layer.readout]
+             for r, layer in zip(golden.layers, net.layers, strict=True) if not layer.readout]
     return DeployRun(
         float_accuracy=run.accuracy,
         float_deployed_accuracy=accuracy(dep_pred, split.y_test),

@@ -97,7 +97,7 @@ def spiking_mlp(sizes: Sequence[int], T: int, neuron: str = "lif", *, tau: float
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {list(sizes)}")
     layers: list[nn.Module] = [BitPlaneEncoder(T)]
-    pairs = list(zip(sizes, sizes[1:]))
+    pairs = list(zip(sizes, sizes[1:], strict=False))
     for i, (a, b) in enumerate(pairs):
         layers.append(nn.Linear(a, b))
         if i < len(pairs) - 1:

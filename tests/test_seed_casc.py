@@ -9,6 +9,15 @@ from sw.data import load_digits_split
 from sw.models import ClipFloor
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("L,lam", [(1, 1.0), (3, 0.5), (7, 2.0), (15, 1.3)])
 def test_clipquan_forward_is_the_definition(L, lam, rng):
     x = torch.tensor(rng.normal(0.4 * lam, lam, size=500))
@@ -64,7 +73,7 @@ def reference_cif(weights, biases, thetas, x, L, sleep, signed=True):
             if i == 0 and not wake:
                 cur = [0.0] * len(b)  # no input current in sleep either
             if i == n_hidden:
-                out = [o + c for o, c in zip(out, cur)]
+                out = [o + c for o, c in zip(out, cur, strict=True)]
                 break
             s = []
             for j in range(len(b)):
@@ -86,7 +95,7 @@ def reference_cif(weights, biases, thetas, x, L, sleep, signed=True):
 
 def random_net(rng, sizes, L):
     layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
         readout = i == len(sizes) - 2
         layers.append(CIFLayer(rng.normal(0, 0.8, size=(b, a)), rng.normal(0.05, 0.2, size=b),
                                1.0 if readout else float(rng.uniform(0.5, 1.5)), readout))

@@ -16,6 +16,15 @@ from sw.seed_experiment import deploy_spiking, train_spiking
 from sw.spiking_mlp import BitPlaneEncoder, spiking_mlp
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_bitplane_encoder_is_the_packing_modules_bitplanes(rng):
     a = rng.integers(0, 32, size=(7, 11))
     planes = BitPlaneEncoder(5)(torch.tensor(a, dtype=torch.float32))
@@ -46,7 +55,7 @@ def _on_grid_if_model(rng, T, sizes=(12, 9, 5), theta_int=64, reset="subtract"):
 def test_if_model_on_the_integer_grid_deploys_bit_exactly(T, reset, rng):
     model, ints = _on_grid_if_model(rng, T, reset=reset)
     net, _ = quantize_lif(model)
-    for layer, (w, b) in zip(net.layers, ints):
+    for layer, (w, b) in zip(net.layers, ints, strict=True):
         assert np.array_equal(layer.weight, w) and np.array_equal(layer.bias, b)
         assert layer.mode is Mode.LIF and layer.leak_shift == 0
     assert net.layers[0].reset is (Reset.SUBTRACT if reset == "subtract" else Reset.ZERO)

@@ -12,6 +12,15 @@ from sw.spiking_mlp import forward_deployed, spiking_mlp
 from sw.train import accuracy, as_tensor, predict, seed_everything, train_classifier
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def loop_membrane(x, a, r):
     """Reference, term by term: V_t = sum_(j<=t) a[t,j] I_j + sum_(j<t) r[t,j] sigmoid(U_j)."""
     T = x.shape[0]
