@@ -49,7 +49,7 @@ ARTY_A7_100 = BoardPreset(
     clk_freq=100_000_000,
     clock_gen="mmcm",
     params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=64,
-                      bt_depth=2048, max_layers=16, batch_depth=16),
+                      bt_depth=2048, max_layers=16, batch_depth=16, fire_units=8),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),

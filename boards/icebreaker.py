@@ -25,7 +25,7 @@ ICEBREAKER = BoardPreset(
     clk_freq=12_000_000,
     clock_gen="direct",
     params=CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=256, act_chunks=16,
-                      bt_depth=64, max_layers=4, batch_depth=1),
+                      bt_depth=64, max_layers=4, batch_depth=1, fire_units=1),
     # 12 MHz / 1 Mbaud = 12 clocks per bit; the FT2232H makes 1 Mbaud exactly.
     baud=1_000_000,
     leds=(("led", 0), ("led", 1)),

@@ -24,7 +24,7 @@ ULX3S_85F = BoardPreset(
     clk_freq=100_000_000,
     clock_gen="ecp5_pll",
     params=CoreParams(n_pe=8, k=8, t_max=8, acc_bits=24, weight_depth=2048, act_chunks=128,
-                      bt_depth=1024, max_layers=16, batch_depth=8),
+                      bt_depth=1024, max_layers=16, batch_depth=8, fire_units=2),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),

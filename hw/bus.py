@@ -26,7 +26,8 @@ BusSignature = wiring.Signature({
 
 # --- fixed address map -------------------------------------------------------------------------
 
-#: Identify block (read-only). Word 0 is the magic, word 1 the version hash; build parameters follow.
+#: Identify block (read-only). Word 0 is the magic, word 1 the version hash; build parameters
+#: follow.
 ID_BASE = 0x000000
 ID_MAGIC = 0x53504B50  # "SPKP"
 

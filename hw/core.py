@@ -6,7 +6,8 @@ Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host l
   ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
   32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
   ``req.ready`` low while a read answer waits on ``resp.ready``.
-* Throughput: one write per cycle; one read per 3 cycles (plus the master's ``resp`` stalls).
+* Throughput: one write per cycle; one read per 4 cycles (plus the master's ``resp`` stalls,
+  and a cycle or two while the sequencer updates its counters).
 * Fixed map (``hw.bus``): identify block at ``ID_BASE`` (:func:`hw.memory_map.identify_words`),
   ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
   ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error, bits 8..15
@@ -79,8 +80,10 @@ class SpikePackCore(wiring.Component):
         # --- datapath ------------------------------------------------------------------------
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
-            "pes": PEArray(p.n_pe, p.k, p.t_max, p.acc_bits, p.weight_bits),
-            "fire": FireArray(p.n_pe, p.t_max, p.acc_bits, p.fire_units), "writer": Writer(p),
+            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits),
+            "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
+                              p.bt_mem_rows),
+            "writer": Writer(p),
         }
         for name, block in blocks.items():
             m.submodules[name] = ResetInserter(abort)(block)
@@ -88,66 +91,53 @@ class SpikePackCore(wiring.Component):
         d = seq.layer
         wiring.connect(m, fetch.o, issue.i)
         wiring.connect(m, issue.o, pes.i)
+        wiring.connect(m, pes.bank, fire.bank)
+        wiring.connect(m, fire.o, writer.i)
 
         # --- memories ------------------------------------------------------------------------
         m.submodules.desc_mem = desc_mem = memory.Memory(
-            shape=32 * DESCRIPTOR_WORDS, depth=p.max_layers, init=[])
+            shape=32, depth=DESCRIPTOR_WORDS * p.max_layers, init=[])
         m.submodules.w_mem = w_mem = memory.Memory(
             shape=p.weight_row_bits, depth=p.weight_depth, init=[])
         m.submodules.bias_mem = bias_mem = memory.Memory(
-            shape=p.n_pe * p.acc_bits, depth=p.bt_rows, init=[])
+            shape=p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
         m.submodules.theta_mem = theta_mem = memory.Memory(
-            shape=p.n_pe * p.acc_bits, depth=p.bt_rows, init=[])
+            shape=p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
         m.submodules.in_mem = in_mem = memory.Memory(
             shape=p.block_bits, depth=p.batch_depth * p.act_chunks, init=[])
         m.submodules.act_mem = act_mem = memory.Memory(
             shape=p.block_bits, depth=2 * p.act_chunks, init=[])
         m.submodules.out_mem = out_mem = memory.Memory(
-            shape=32, depth=p.batch_depth * p.max_neurons, init=[])
+            shape=32 * p.fire_units, depth=p.out_rows, init=[])
 
-        # Sequencer <-> descriptors.
-        desc_rd = desc_mem.read_port()
-        m.d.comb += [desc_rd.addr.eq(seq.desc_addr), seq.desc_data.eq(desc_rd.data)]
         # Fetcher <-> spike blocks and weights.
         in_rd, act_rd, w_rd = in_mem.read_port(), act_mem.read_port(), w_mem.read_port()
         src_is_input = Signal()
         m.d.sync += src_is_input.eq(seq.src_is_input)
         m.d.comb += [
             in_rd.addr.eq(fetch.src_addr), act_rd.addr.eq(fetch.src_addr),
-            w_rd.addr.eq(fetch.w_addr),
-            in_rd.en.eq(fetch.rd_en), act_rd.en.eq(fetch.rd_en), w_rd.en.eq(fetch.rd_en),
+            in_rd.en.eq(fetch.src_en), act_rd.en.eq(fetch.src_en),
+            w_rd.addr.eq(fetch.w_addr), w_rd.en.eq(fetch.w_en),
             fetch.src_data.eq(Mux(src_is_input, in_rd.data, act_rd.data)),
             fetch.w_data.eq(w_rd.data),
             fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks),
             fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
         ]
-        # PE array -> firing array, joined with the pass's biases and thresholds.
+        # Firing array <-> biases and thresholds (one row of fire_units entries per group).
         bias_rd, theta_rd = bias_mem.read_port(), theta_mem.read_port()
-        fire_pass = Signal(16)
-        bt_ok = Signal()
-        take = pes.o.valid & fire.i.ready & bt_ok
         m.d.comb += [
-            bias_rd.addr.eq(d.bt_base + fire_pass), theta_rd.addr.eq(d.bt_base + fire_pass),
-            fire.i.valid.eq(pes.o.valid & bt_ok),
-            pes.o.ready.eq(fire.i.ready & bt_ok),
-            fire.i.payload.sums.eq(pes.o.payload),
-            fire.i.payload.bias.eq(bias_rd.data),
+            bias_rd.addr.eq(fire.bt_addr), theta_rd.addr.eq(fire.bt_addr),
+            fire.bias.eq(bias_rd.data),
+            fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base),
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
         ]
         with m.If(d.theta_per_channel):
-            m.d.comb += fire.i.payload.theta.eq(theta_rd.data)
+            m.d.comb += fire.theta.eq(theta_rd.data)
         with m.Else():
-            m.d.comb += fire.i.payload.theta.eq(Cat(*(d.theta[:p.acc_bits]
-                                                      for _ in range(p.n_pe))))
-        m.d.sync += bt_ok.eq(~(take | seq.clear))
-        with m.If(seq.clear):
-            m.d.sync += fire_pass.eq(0)
-        with m.Elif(take):
-            m.d.sync += fire_pass.eq(fire_pass + 1)
-        # Firing array -> writer -> activation / output memory.
-        wiring.connect(m, fire.o, writer.i)
+            m.d.comb += fire.theta.eq(Cat(*(d.theta[:p.acc_bits] for _ in range(p.fire_units))))
+        # Writer -> activation / output memory.
         act_wr, out_wr = act_mem.write_port(), out_mem.write_port()
         m.d.comb += [
             writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
@@ -165,19 +155,19 @@ class SpikePackCore(wiring.Component):
         req, resp = self.bus.req, self.bus.resp
         addr, wdata = req.payload.addr, req.payload.data
 
-        def hit(region):
+        def hit(region, a=addr):
             shift = region.span.bit_length() - 1
-            return (addr >> shift) == (region.base >> shift)
+            return ((a >> shift) == (region.base >> shift)) & (a[:shift] < region.size)
 
-        def off(region, width=None):
-            return addr[:region.span.bit_length() - 1]
+        def off(region, a=addr):
+            return a[:region.span.bit_length() - 1]
 
-        # Writes.
+        # Writes: one bus word lands in one lane of a memory row.
         writes = {
-            "PROGRAM": (desc_mem, 32, DESCRIPTOR_WORDS),
+            "PROGRAM": (desc_mem, 32, 1),
             "WEIGHTS": (w_mem, 32, p.weight_row_words),
-            "BIAS": (bias_mem, p.acc_bits, p.n_pe),
-            "THETA": (theta_mem, p.acc_bits, p.n_pe),
+            "BIAS": (bias_mem, p.acc_bits, p.fire_units),
+            "THETA": (theta_mem, p.acc_bits, p.fire_units),
             "INPUT": (in_mem, 32, p.block_words),
         }
         wr_now = req.valid & req.ready & req.payload.write
@@ -190,34 +180,46 @@ class SpikePackCore(wiring.Component):
                 port.addr.eq(o >> lane_bits),
                 port.data.eq(wdata[:gran].replicate(lanes)),
             ]
-            with m.If(wr_now & hit(region) & (o < region.size)):
+            with m.If(wr_now & hit(region)):
                 m.d.comb += port.en.eq(1 << o[:lane_bits] if lane_bits else 1)
         with m.If(wr_now & (addr == bus.REG_CONTROL)):
             m.d.comb += [abort.eq(wdata[1]), seq.start.eq(wdata[0] & ~wdata[1]),
                          seq.batch.eq(wdata[16:32])]
 
-        # Reads: address in ACCEPT, memory data in READ, answer held in RESP.
-        desc_bus, out_bus = desc_mem.read_port(), out_mem.read_port()
-        m.d.comb += [desc_bus.addr.eq(off(mm["PROGRAM"]) >> 3), out_bus.addr.eq(off(mm["OUTPUT"]))]
+        # Reads: address latched in ACCEPT, memories addressed in ADDR (the descriptor and
+        # counter memories wait while the sequencer uses them), data in READ, answer in RESP.
         r_addr = Signal.like(addr)
+        desc_rd, out_rd = desc_mem.read_port(), out_mem.read_port()
+        unit_bits = p.fire_units.bit_length() - 1
+        cnt_words = COUNTER_WORDS_PER_LAYER * p.max_layers
+        r_cnt = off(mm["COUNTERS"], r_addr)
+        r_out = off(mm["OUTPUT"], r_addr)
+        with m.If(seq.desc_en):
+            m.d.comb += desc_rd.addr.eq(seq.desc_addr)
+        with m.Else():
+            m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"], r_addr))
+        m.d.comb += [
+            seq.desc_data.eq(desc_rd.data),
+            out_rd.addr.eq(r_out >> unit_bits),
+            seq.counters.addr.eq(r_cnt),
+        ]
+        lane = Signal(range(p.fire_units))
         ident = Array(Const(w, 32) for w in identify_words(p))
-        counters = []
-        for n in range(p.max_layers):
-            counters += [seq.cycles[n], seq.layer_spikes[n], seq.layer_skipped[n], Const(0, 32)]
-        counters += [seq.total_cycles] + [Const(0, 32)] * (COUNTER_WORDS_PER_LAYER - 1)
-        counter_arr = Array(counters)
         status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
-
-        def r_hit(region):
-            shift = region.span.bit_length() - 1
-            return ((r_addr >> shift) == (region.base >> shift)) & \
-                (r_addr[:shift] < region.size)
 
         with m.FSM():
             with m.State("ACCEPT"):
                 m.d.comb += req.ready.eq(1)
                 with m.If(req.valid & ~req.payload.write):
                     m.d.sync += r_addr.eq(addr)
+                    m.next = "ADDR"
+            with m.State("ADDR"):
+                wait_desc = hit(mm["PROGRAM"], r_addr) & seq.desc_en
+                wait_cnt = hit(mm["COUNTERS"], r_addr) & (r_cnt < cnt_words) \
+                    & ~seq.counters.grant
+                m.d.comb += seq.counters.req.eq(1)
+                m.d.sync += lane.eq(r_out[:unit_bits] if unit_bits else 0)
+                with m.If(~wait_desc & ~wait_cnt):
                     m.next = "READ"
             with m.State("READ"):
                 word = Signal(32)
@@ -225,12 +227,15 @@ class SpikePackCore(wiring.Component):
                     m.d.comb += word.eq(ident[r_addr[:4]])
                 with m.Elif(r_addr == bus.REG_STATUS):
                     m.d.comb += word.eq(status)
-                with m.Elif(r_hit(mm["PROGRAM"])):
-                    m.d.comb += word.eq(desc_bus.data.word_select(r_addr[:3], 32))
-                with m.Elif(r_hit(mm["OUTPUT"])):
-                    m.d.comb += word.eq(out_bus.data)
-                with m.Elif(r_hit(mm["COUNTERS"])):
-                    m.d.comb += word.eq(counter_arr[r_addr[:mm["COUNTERS"].span.bit_length() - 1]])
+                with m.Elif(hit(mm["PROGRAM"], r_addr)):
+                    m.d.comb += word.eq(desc_rd.data)
+                with m.Elif(hit(mm["OUTPUT"], r_addr)):
+                    m.d.comb += word.eq(out_rd.data.word_select(lane, 32))
+                with m.Elif(hit(mm["COUNTERS"], r_addr)):
+                    with m.If(r_cnt < cnt_words):
+                        m.d.comb += word.eq(seq.counters.data)
+                    with m.Elif(r_cnt == cnt_words):
+                        m.d.comb += word.eq(seq.total_cycles)
                 m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
                 m.next = "RESP"
             with m.State("RESP"):
@@ -238,4 +243,3 @@ class SpikePackCore(wiring.Component):
                     m.d.sync += resp.valid.eq(0)
                     m.next = "ACCEPT"
         return m
-

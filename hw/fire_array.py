@@ -1,15 +1,18 @@
 """The firing array: ``units`` :class:`hw.fire.FireUnit` s shared by the ``n_pe`` neurons of a pass.
 
-Takes the per-plane sums of the ``n_pe`` neurons of one pass (from :class:`hw.pe_array.PEArray`)
-with their biases and thresholds, and returns their packed words, membranes and spike counts. The
-units fire the pass in ``n_pe / units`` groups (unit ``f`` takes neuron ``g units + f`` in group
-``g``); all units share the layer configuration (same ``T`` and mode), so they finish together and
-the array follows unit 0's handshake. The input stays valid (held by the PE array's output
-register) until the last group is taken; results are collected into an output register and sent
-as one beat. While the units fire pass ``p``, the PE array already accumulates pass ``p + 1``.
+Reads the per-plane sums of a finished pass from the PE array's banks, one slot per read, most
+significant slot first, and feeds them to the units together with each neuron's bias and
+threshold. Unit ``f`` fires neuron ``g * units + f`` of the pass in *group* ``g``; the
+``n_pe / units`` groups follow each other, every group reading one slot of all PEs per read (the
+read address is shared, each unit picks its PE of the group). When the last read of a pass has
+been issued, the bank half is released and the PE array may fill it with pass ``p + 2``.
 
-Sharing trades firing time (``n_pe / units`` times the unit latency per pass, hidden behind the
-accumulation of the next pass on layers with enough input chunks) for area.
+Per pass, a read of the bias/theta memory per group gives the ``units`` biases and thresholds of
+the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this block.
+
+Timing: reads are issued on the units' schedule (:meth:`hw.fire.FireUnit.period`); a sum reaches
+its unit two cycles after its read (bank read, group select). The units never wait, and neither
+does this block: ``o`` (one beat per group, all units' results) must always be accepted.
 """
 
 from __future__ import annotations
@@ -19,22 +22,17 @@ import operator
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from .fire import FireUnit, fire_config_layout, fire_output_layout
+from .fire import LIF_BEAT_CYCLES, FireUnit, fire_config_layout, fire_output_layout
+from .pe_array import bank_read_signature
 
-__all__ = ["FireArray", "fire_array_input_layout", "fire_array_output_layout"]
-
-
-def fire_array_input_layout(n_pe: int, t_max: int, acc_bits: int):
-    return data.StructLayout({
-        "sums": data.ArrayLayout(data.ArrayLayout(signed(acc_bits), t_max), n_pe),
-        "bias": data.ArrayLayout(signed(acc_bits), n_pe),
-        "theta": data.ArrayLayout(unsigned(acc_bits), n_pe),
-    })
+__all__ = ["FireArray", "fire_array_output_layout"]
 
 
-def fire_array_output_layout(n_pe: int, t_max: int, acc_bits: int):
-    return data.ArrayLayout(fire_output_layout(t_max, acc_bits), n_pe)
+def fire_array_output_layout(units: int, t_max: int, acc_bits: int):
+    """One group's results: ``payload[f]`` is unit ``f``'s neuron."""
+    return data.ArrayLayout(fire_output_layout(t_max, acc_bits), units)
 
 
 class FireArray(wiring.Component):
@@ -42,31 +40,56 @@ class FireArray(wiring.Component):
 
     Parameters
     ----------
-    n_pe, t_max, acc_bits : int
+    n_pe, t_max, sum_bits, acc_bits : int
     units : int
-        Firing units (divides ``n_pe``; default ``n_pe``, one per PE).
+        Firing units (divides ``n_pe``).
+    bt_rows : int
+        Rows of the bias/theta memory (``units`` entries each).
 
     Members
     -------
     config : In(fire_config_layout(t_max))
-    i : In(stream.Signature(fire_array_input_layout(n_pe, t_max, acc_bits)))
-    o : Out(stream.Signature(fire_array_output_layout(n_pe, t_max, acc_bits)))
-        ``o.payload[n]`` is neuron ``n``'s word, membrane and spike count; a pass takes
-        :meth:`pass_cycles` cycles from input to output.
+        The layer's ``T`` and mode; held while the layer runs.
+    clear : In(1)
+        Layer start: the next pass is pass 0.
+    bt_base : In(16)
+        The layer's first bias/theta *pass* row (``n_pe`` entries per pass).
+    bank : In(bank_read_signature(n_pe, t_max, sum_bits))
+        The PE array's banks.
+    bt_addr : Out(range(bt_rows))
+        Bias/theta memory read address; ``bias``/``theta`` hold row ``bt_addr`` one cycle later.
+    bias, theta : In(ArrayLayout(signed / unsigned(acc_bits), units))
+    o : Out(stream.Signature(fire_array_output_layout(units, t_max, acc_bits), always_ready=True))
+        One beat per group, in order: groups of pass 0, then pass 1, ...
     """
 
-    def __init__(self, n_pe: int, t_max: int, acc_bits: int, units: int | None = None):
+    def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
+                 bt_rows: int):
         self._n_pe = operator.index(n_pe)
-        self._n_units = self._n_pe if units is None else operator.index(units)
+        self._n_units = operator.index(units)
+        self._t_max = operator.index(t_max)
+        self._acc_bits = operator.index(acc_bits)
+        self._sum_bits = operator.index(sum_bits)
+        self._bt_rows = operator.index(bt_rows)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
         if self._n_units < 1 or self._n_pe % self._n_units:
             raise ValueError(f"units ({units}) must divide n_pe ({n_pe})")
-        self._units = [FireUnit(t_max, acc_bits) for _ in range(self._n_units)]
+        if self.groups & (self.groups - 1):
+            raise ValueError(f"n_pe / units ({self.groups}) must be a power of two")
+        self._units = [FireUnit(self._t_max, self._sum_bits, self._acc_bits)
+                       for _ in range(self._n_units)]
         super().__init__({
-            "config": In(fire_config_layout(t_max)),
-            "i": In(stream.Signature(fire_array_input_layout(self._n_pe, t_max, acc_bits))),
-            "o": Out(stream.Signature(fire_array_output_layout(self._n_pe, t_max, acc_bits))),
+            "config": In(fire_config_layout(self._t_max)),
+            "clear": In(1),
+            "bt_base": In(16),
+            "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
+            "bt_addr": Out(range(self._bt_rows)),
+            "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
+            "theta": In(data.ArrayLayout(unsigned(self._acc_bits), self._n_units)),
+            "o": Out(stream.Signature(
+                fire_array_output_layout(self._n_units, self._t_max, self._acc_bits),
+                always_ready=True)),
         })
 
     @property
@@ -82,44 +105,104 @@ class FireArray(wiring.Component):
         """Neurons each unit fires per pass."""
         return self._n_pe // self._n_units
 
-    def pass_cycles(self, T: int, lif: bool, readout: bool) -> int:
-        """Cycles from a pass's input to its output (no back-pressure)."""
-        return self.groups * (FireUnit.latency(T, lif, readout) + 1)
+    #: Cycles from a read to its sum at the unit (bank read, group select).
+    READ_LATENCY = 2
 
-    latency = staticmethod(FireUnit.latency)
+    def pass_cycles(self, T: int, lif: bool) -> int:
+        """Cycles the reads of one pass take, from ``bank.ready`` to the release (inclusive),
+        plus the cycle before the next pass may start."""
+        return self.groups * FireUnit.period(T, lif) + 1
+
+    def latency(self, T: int, lif: bool, readout: bool) -> int:
+        """Cycles from a group's first read to its results on ``o``."""
+        return self.READ_LATENCY + FireUnit.latency(T, lif, readout)
 
     def elaborate(self, platform):
         m = Module()
-        n_units, groups = self._n_units, self.groups
-        feed = Signal(range(groups))  # group offered to the units
-        take = Signal(range(groups))  # group whose results are collected next
-        u0 = self._units[0]
-        collect = u0.o.valid & ~self.o.valid
+        cfg = self.config
+        groups = self.groups
+        g_bits = ceil_log2(groups)
+
+        # --- read schedule -------------------------------------------------------------------
+        g = Signal(range(groups))
+        q = Signal(range(self._t_max))  # slot of this read (T-1 .. 0)
+        phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
+        pas = Signal(16)
+        reading = Signal()
+        read = Signal()
+        first = Signal()
+        last = Signal()
+        release = Signal()
+        m.d.comb += [
+            self.bank.addr.eq(q),
+            first.eq(q == cfg.T - 1),
+            last.eq(q == 0),
+            self.bank.release.eq(release),
+            self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
+        ]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.bank.ready):
+                    m.d.sync += [g.eq(0), q.eq(cfg.T - 1), phase.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                # SpikePack: T reads on consecutive cycles, then one free cycle. LIF: a read
+                # every LIF_BEAT_CYCLES cycles.
+                m.d.comb += reading.eq(1)
+                m.d.comb += read.eq(phase == 0)
+                end_of_beat = ~cfg.lif | (phase == LIF_BEAT_CYCLES - 1)
+                with m.If(cfg.lif):
+                    m.d.sync += phase.eq(Mux(end_of_beat, 0, phase + 1))
+                with m.If(end_of_beat):
+                    with m.If(last):
+                        with m.If(cfg.lif):
+                            with m.If(g == groups - 1):
+                                m.d.comb += release.eq(1)
+                                m.d.sync += pas.eq(pas + 1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += [g.eq(g + 1), q.eq(cfg.T - 1)]
+                        with m.Else():
+                            m.next = "GAP"
+                    with m.Else():
+                        m.d.sync += q.eq(q - 1)
+            with m.State("GAP"):
+                with m.If(g == groups - 1):
+                    m.d.comb += release.eq(1)
+                    m.d.sync += pas.eq(pas + 1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [g.eq(g + 1), q.eq(cfg.T - 1)]
+                    m.next = "READ"
+        with m.If(self.clear):
+            m.d.sync += pas.eq(0)
+
+        # --- two cycles to the units: bank read, then group select ----------------------------
+        beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups)})
+        at_data = Signal(beat)  # the bank data of this read is on ``bank.data`` now
+        at_unit = Signal(beat)
+        m.d.sync += [
+            at_data.valid.eq(reading & read), at_data.first.eq(first), at_data.last.eq(last),
+            at_data.g.eq(g), at_unit.eq(at_data),
+        ]
+        sums = [Signal(signed(self._sum_bits), name=f"sum{f}") for f in range(self._n_units)]
+        bias = Signal.like(self.bias)
+        theta = Signal.like(self.theta)
+        m.d.sync += [bias.eq(self.bias), theta.eq(self.theta)]
         for f, unit in enumerate(self._units):
             m.submodules[f"unit{f}"] = unit
-            members = [g * n_units + f for g in range(groups)]
-            sums = Array(self.i.payload.sums[n] for n in members)
-            bias = Array(self.i.payload.bias[n] for n in members)
-            theta = Array(self.i.payload.theta[n] for n in members)
+            picked = Array(self.bank.data[gg * self._n_units + f] for gg in range(groups))[
+                at_data.g]
+            m.d.sync += sums[f].eq(Mux(self.bank.zero, 0, picked))
             m.d.comb += [
-                unit.config.eq(self.config),
-                unit.i.valid.eq(self.i.valid),
-                unit.i.payload.sums.eq(sums[feed]),
-                unit.i.payload.bias.eq(bias[feed]),
-                unit.i.payload.theta.eq(theta[feed]),
-                unit.o.ready.eq(collect),
+                unit.config.eq(cfg),
+                unit.i.valid.eq(at_unit.valid),
+                unit.i.payload.sum.eq(sums[f]),
+                unit.i.payload.first.eq(at_unit.first),
+                unit.i.payload.last.eq(at_unit.last),
+                unit.i.payload.bias.eq(bias[f]),
+                unit.i.payload.theta.eq(theta[f]),
+                self.o.payload[f].eq(unit.o.payload),
             ]
-            with m.If(collect):
-                for g, n in enumerate(members):
-                    with m.If(take == g):
-                        m.d.sync += self.o.payload[n].eq(unit.o.payload)
-        with m.If(self.i.valid & u0.i.ready):
-            m.d.sync += feed.eq(Mux(feed == groups - 1, 0, feed + 1))
-            m.d.comb += self.i.ready.eq(feed == groups - 1)
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(collect):
-            m.d.sync += take.eq(Mux(take == groups - 1, 0, take + 1))
-            with m.If(take == groups - 1):
-                m.d.sync += self.o.valid.eq(1)
+        m.d.comb += self.o.valid.eq(self._units[0].o.valid)
         return m

@@ -1,13 +1,17 @@
 """Plane issuer: turns spike blocks into PE beats, one non-zero bit-plane chunk per cycle.
 
 A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane slot ``q`` in bits
-``q*k .. q*k+k-1``). The issuer sends, one per cycle, only the planes with ``q < T`` that have a
-spike, each with the block's weights (held for every plane: weight reuse up to ``T`` times). An
-all-zero plane costs no cycle; a block with no spike at all is dropped in the cycle it arrives
-(the fetcher delivers one block per cycle). If the block that ends a pass has no spike, one empty
-beat carries the end-of-pass flag.
+``q*k .. q*k+k-1``); the fetcher marks which planes hold a spike. The issuer sends, one per cycle,
+only the planes with ``q < T`` that have a spike, each with the block's weights (held for every
+plane: weight reuse up to ``T`` times). An all-zero plane costs no cycle; a block with no spike at
+all is dropped in the cycle it is presented (the fetcher presents one block per cycle). If the
+block that ends a pass has no spike, one empty beat carries the end-of-pass flag.
 
-Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear``.
+``i.ready`` depends only on registers and ``o.ready``: the fetcher's memory enables never wait on
+the data they read.
+
+Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear`` (it lags
+the blocks by two cycles).
 
 Latency: combinational (a beat leaves in the cycle its block is presented).
 """
@@ -65,11 +69,13 @@ class PlaneIssuer(wiring.Component):
         k, t_max = p.k, p.t_max
         block = self.i.payload.block
         planes = [block[q * k:(q + 1) * k] for q in range(t_max)]
+        in_T = Signal(t_max)  # planes below T
+        m.d.sync += in_T.eq((1 << self.T) - 1)
         nonzero = Signal(t_max)
         done = Signal(t_max)  # planes of the current block already issued
         pending = Signal(t_max)
         m.d.comb += [
-            nonzero.eq(sum((planes[q].any() & (q < self.T)) << q for q in range(t_max))),
+            nonzero.eq(self.i.payload.nonzero & in_T),
             pending.eq(nonzero & ~done),
         ]
         # Lowest pending plane, and whether it is the only one left.
@@ -86,7 +92,7 @@ class PlaneIssuer(wiring.Component):
             self.o.payload.spikes.eq(0),
         ]
         for q in range(t_max):
-            with m.If(sel == q):
+            with m.If(pending[q] & (sel == q)):
                 m.d.comb += self.o.payload.spikes.eq(planes[q])
 
         with m.If(self.i.valid):
@@ -111,10 +117,14 @@ class PlaneIssuer(wiring.Component):
             with m.Else():
                 m.d.comb += self.i.ready.eq(1)
 
+        # Skipped planes of each block taken: counted two cycles later (count, then add).
         zeros = Signal(range(t_max + 1))
-        m.d.comb += zeros.eq(self.T - sum(nonzero[q] for q in range(t_max)))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += zeros.eq(self.T - sum(nonzero[q] for q in range(t_max)))
+        with m.Else():
+            m.d.sync += zeros.eq(0)
         with m.If(self.clear):
-            m.d.sync += self.skipped.eq(0)
-        with m.Elif(self.i.valid & self.i.ready):
+            m.d.sync += [self.skipped.eq(0), zeros.eq(0)]
+        with m.Else():
             m.d.sync += self.skipped.eq(self.skipped + zeros)
         return m

@@ -48,9 +48,9 @@ class CoreParams:
     batch_depth : int
         Input samples (and output vectors) the core holds for one batch run (power of two).
     fire_units : int
-        Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``n_pe``;
-        0 means ``n_pe``, one per PE). Fewer units cost firing time, hidden behind the
-        accumulation of the next pass on layers with enough input chunks.
+        Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``k``;
+        0 means ``k``). Fewer units cost firing time, hidden behind the accumulation of the next
+        pass on layers with enough input chunks.
     """
 
     n_pe: int
@@ -75,15 +75,16 @@ class CoreParams:
             except TypeError:
                 raise TypeError(f"{f.name} must be an integer, not {value!r}") from None
         if self.fire_units == 0:
-            object.__setattr__(self, "fire_units", self.n_pe)
+            object.__setattr__(self, "fire_units", self.k)
         pow2 = ("fire_units", "n_pe", "k", "weight_depth", "act_chunks", "bt_depth",
                 "max_layers", "batch_depth")
         for name in pow2:
             value = getattr(self, name)
             if not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value}")
-        if self.n_pe % self.fire_units:
-            raise ValueError(f"fire_units ({self.fire_units}) must divide n_pe ({self.n_pe})")
+        if self.k % self.fire_units:
+            raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
+                             f"block of k neurons is gathered from whole groups of fire_units")
         if self.n_pe % self.k:
             raise ValueError(f"n_pe ({self.n_pe}) must be a multiple of k ({self.k})")
         if self.n_pe * self.k < 4:
@@ -149,8 +150,29 @@ class CoreParams:
 
     @property
     def bt_rows(self) -> int:
-        """Rows of the bias (and threshold) memory; one row serves one pass."""
+        """Bias/threshold *pass* rows (``n_pe`` entries each), as descriptors count them."""
         return self.bt_depth // self.n_pe
+
+    @property
+    def bt_mem_rows(self) -> int:
+        """Rows of the bias (and threshold) memory: ``fire_units`` entries each."""
+        return self.bt_depth // self.fire_units
+
+    @property
+    def sum_bits(self) -> int:
+        """Signed width of a per-plane sum: ``max_neurons`` weights of ``weight_bits`` never
+        overflow it, whatever the network (at most ``acc_bits``)."""
+        return min(self.acc_bits, self.weight_bits + (self.max_neurons - 1).bit_length())
+
+    @property
+    def out_words(self) -> int:
+        """Output memory words: one per neuron of the widest layer, per sample of a batch."""
+        return self.batch_depth * self.max_neurons
+
+    @property
+    def out_rows(self) -> int:
+        """Output memory rows (``fire_units`` words each)."""
+        return self.out_words // self.fire_units
 
     @property
     def weight_capacity(self) -> int:

@@ -4,14 +4,19 @@ A beat brings one ``k``-wide chunk of one bit-plane (the spikes of ``k`` input n
 step) and the ``k`` weights of this PE's output neuron for that chunk. The conditional adder tree
 adds the selected weights; the result is added into the per-plane sum ``P[slot]`` of the plane the
 chunk belongs to (``slot`` is the bit position in the packed word: slot ``T - t`` is time step
-``t``). The last beat of a pass emits ``P[0..t_max-1]`` and clears the bank, so the next pass
-starts without a bubble.
+``t``).
 
 Keeping one sum per plane (rather than doubling on the fly) lets the input chunk be the outer loop
 and the planes the inner loop: a weight is held for all the bit-planes it meets, all-zero planes
 are skipped without breaking the Horner order, and LIF mode (which needs every time step's input
-separately) uses the same datapath. The firing unit then does the Horner doubling
-``u = 2 u + P[slot]`` MSB first (SpikePack) or the per-step leak and fire (LIF).
+separately) uses the same datapath. The firing array then does the Horner doubling
+``u = 2 u + P[slot]`` MSB first (SpikePack) or the per-step leak and fire (LIF), reading the sums
+one plane per cycle.
+
+The sums live in a small memory of two halves (``2 t_max`` words, LUT RAM where the device has
+it): the array accumulates one pass into one half while the firing array reads the previous pass
+from the other. A PE holds no control of its own; :class:`hw.pe_array.PEArray` drives the bank
+addresses of all PEs in lockstep.
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 4 -- serial PE, weight reuse over T bit-planes.
 """
@@ -20,9 +25,10 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from .adder_tree import ConditionalAdderTree
 
@@ -47,47 +53,66 @@ def beat_layout(k: int, t_max: int, weight_bits: int = 8, n_pe: int | None = Non
 
 
 class SpikePackPE(wiring.Component):
-    """One serial SpikePack PE: adder tree plus per-plane accumulator bank.
+    """One serial SpikePack PE: adder tree plus a two-half bank of per-plane sums.
+
+    Timing, for a beat presented on ``i_spikes``/``i_weights`` in cycle 0 (``L`` is the tree's
+    latency, :attr:`tree_latency`):
+
+    * cycle ``L``: the owner presents the beat's bank address on ``rmw_addr`` (read of the old sum);
+    * cycle ``L + 1``: the owner raises ``wr_en`` with ``wr_addr`` (the same address) and ``first``
+      (the slot has not been written in this pass: the old sum counts as 0); the PE writes
+      ``old + sum``. A write in the cycle before a read of the same address is forwarded (the
+      read port is transparent), so beats may follow each other on one slot.
+
+    The sum of a beat is therefore in the bank from cycle :attr:`latency` on. ``fire_data`` is the
+    bank word at ``fire_addr`` one cycle after the address.
 
     Parameters
     ----------
     k : int
         Synapse lanes.
     t_max : int
-        Bit-planes (per-plane sums) the bank holds.
-    acc_bits : int
-        Signed width of a per-plane sum.
+        Bit-planes (per-plane sums) of one half of the bank.
+    sum_bits : int
+        Signed width of a per-plane sum (at least the tree's sum width).
     weight_bits : int
         Signed width of a weight.
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(k, t_max, weight_bits)))
-        Beats; ``last`` closes a pass.
-    o : Out(stream.Signature(ArrayLayout(signed(acc_bits), t_max)))
-        ``P[slot]`` for every slot, once per pass, :attr:`latency` cycles after the last beat
-        was accepted (when not stalled). Slots the pass never touched are 0.
-
-    The pipeline stalls only when a pass ends while the previous pass's sums are still waiting
-    on ``o``. A finished bank is copied out (flip-flops only, no multiplexer) the cycle after its
-    last beat, while the next pass's first beat is already being added.
+    i_spikes, i_weights : In
+        The beat's spike chunk and this PE's ``k`` weights.
+    rmw_addr, wr_addr : In(range(2 t_max))
+        Bank address (``half * t_max + slot``) of the beat leaving the tree / being written.
+    wr_en, first : In(1)
+        Write this cycle; ignore the stored sum (first write of the slot in this pass).
+    fire_addr : In(range(2 t_max))
+        Read address of the firing side.
+    fire_data : Out(signed(sum_bits))
+        The sum at ``fire_addr`` of the previous cycle.
     """
 
-    def __init__(self, k: int, t_max: int, acc_bits: int, weight_bits: int = 8):
+    def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8):
         self._k = operator.index(k)
         self._t_max = operator.index(t_max)
-        self._acc_bits = operator.index(acc_bits)
+        self._sum_bits = operator.index(sum_bits)
         self._weight_bits = operator.index(weight_bits)
         if self._t_max < 1:
             raise ValueError(f"t_max must be at least 1, not {t_max}")
-        self._tree = ConditionalAdderTree(self._k, self._weight_bits,
-                                          tag_bits=_slot_bits(self._t_max) + 1)
-        if self._acc_bits < self._tree.sum_bits:
-            raise ValueError(f"acc_bits ({acc_bits}) is narrower than one chunk sum "
+        self._tree = ConditionalAdderTree(self._k, self._weight_bits)
+        if self._sum_bits < self._tree.sum_bits:
+            raise ValueError(f"sum_bits ({sum_bits}) is narrower than one chunk sum "
                              f"({self._tree.sum_bits} bits)")
+        depth = 2 * self._t_max
         super().__init__({
-            "i": In(stream.Signature(beat_layout(self._k, self._t_max, self._weight_bits))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(self._acc_bits), self._t_max))),
+            "i_spikes": In(self._k),
+            "i_weights": In(data.ArrayLayout(signed(self._weight_bits), self._k)),
+            "rmw_addr": In(range(depth)),
+            "wr_addr": In(range(depth)),
+            "wr_en": In(1),
+            "first": In(1),
+            "fire_addr": In(range(depth)),
+            "fire_data": Out(signed(self._sum_bits)),
         })
 
     @property
@@ -99,50 +124,43 @@ class SpikePackPE(wiring.Component):
         return self._t_max
 
     @property
+    def sum_bits(self) -> int:
+        return self._sum_bits
+
+    @property
+    def tree_latency(self) -> int:
+        """Cycles from a beat at the input to its chunk sum at the tree output."""
+        return self._tree.latency
+
+    @property
     def latency(self) -> int:
-        """Cycles from accepting the last beat of a pass to ``o.valid`` (without stalls)."""
+        """Cycles from a beat at the input until the bank holds its sum (``tree_latency + 2``)."""
         return self._tree.latency + 2
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.tree = tree = self._tree
-        slot_bits = _slot_bits(self._t_max)
+        m.d.comb += [tree.i_spikes.eq(self.i_spikes), tree.i_weights.eq(self.i_weights)]
 
-        tail_slot = tree.o_tag[:slot_bits]
-        tail_last = tree.o_tag[slot_bits]
-        # ``emit``: the bank holds a finished pass; this cycle it is copied to ``o.payload`` and
-        # cleared (while the first beat of the next pass may already be added into it).
-        emit = Signal()
-        stall = emit & self.o.valid & ~self.o.ready
-        en = Signal()
+        m.submodules.bank = bank = memory.Memory(
+            shape=signed(self._sum_bits), depth=2 * self._t_max, init=[])
+        wr = bank.write_port()
+        rmw = bank.read_port(transparent_for=(wr,))
+        rd = bank.read_port()
+
+        chunk = Signal(signed(self._tree.sum_bits))
+        m.d.sync += chunk.eq(tree.o_sum)
         m.d.comb += [
-            en.eq(~stall),
-            tree.en.eq(en),
-            tree.i_valid.eq(self.i.valid),
-            tree.i_spikes.eq(self.i.payload.spikes),
-            tree.i_weights.eq(self.i.payload.weights),
-            tree.i_tag.eq(Cat(self.i.payload.slot, self.i.payload.last)),
-            self.i.ready.eq(en),
+            rmw.addr.eq(self.rmw_addr),
+            wr.addr.eq(self.wr_addr),
+            wr.en.eq(self.wr_en),
+            wr.data.eq(Mux(self.first, 0, rmw.data) + chunk),
+            rd.addr.eq(self.fire_addr),
+            self.fire_data.eq(rd.data),
         ]
-
-        bank = Array(Signal(signed(self._acc_bits), name=f"p{q}") for q in range(self._t_max))
-        add = en & tree.o_valid
-        new = Signal(signed(self._acc_bits))
-        m.d.comb += new.eq(Mux(emit, 0, bank[tail_slot]) + tree.o_sum)
-
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(en):
-            m.d.sync += emit.eq(add & tail_last)
-            with m.If(emit):
-                m.d.sync += self.o.valid.eq(1)
-                for q in range(self._t_max):
-                    m.d.sync += [self.o.payload[q].eq(bank[q]), bank[q].eq(0)]
-            with m.If(add):
-                m.d.sync += bank[tail_slot].eq(new)
         return m
 
 
-def _slot_bits(t_max: int) -> int:
+def slot_bits(t_max: int) -> int:
     """Bits of a slot index ``0..t_max-1``."""
-    return max(1, (t_max - 1).bit_length())
+    return max(1, ceil_log2(t_max))

@@ -2,56 +2,77 @@
 
 Every PE sees the same ``k``-wide bit-plane chunk (broadcast) and its own ``k`` weights, so one
 beat performs ``n_pe * k`` synaptic adds (one weight times one bit-plane each). Each PE's pipelined
-adder tree sums across its ``k`` lanes; its accumulator bank sums across the chunks of a pass, per
-plane. The array emits, once per pass, the per-plane sums of all ``n_pe`` output neurons.
+adder tree sums across its ``k`` lanes; its bank sums across the chunks of a pass, per plane.
 
-All PEs run the same control on the same beats, so their handshakes agree cycle for cycle; the
-array exposes PE 0's ``ready``/``valid`` (synthesis merges the identical control registers).
+The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
+drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have two
+halves: while the firing array reads pass ``p`` from one half (:data:`bank_read_signature`),
+pass ``p + 1`` accumulates into the other. A beat of pass ``p + 2`` waits (``i.ready`` low) until
+the firing array has released pass ``p``'s half; nothing inside the array ever stalls.
+
+Latency: the sums of a pass can be read (``bank.ready``) :attr:`PEArray.latency` cycles after its
+last beat was accepted.
 """
 
 from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Array, Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pe import SpikePackPE, beat_layout
 
-__all__ = ["PEArray", "sums_layout"]
+__all__ = ["PEArray", "bank_read_signature"]
 
 
-def sums_layout(n_pe: int, t_max: int, acc_bits: int):
-    """Per-plane sums of every PE: ``payload[pe][slot]``."""
-    return data.ArrayLayout(data.ArrayLayout(signed(acc_bits), t_max), n_pe)
+def bank_read_signature(n_pe: int, t_max: int, sum_bits: int) -> wiring.Signature:
+    """The firing side of the banks, seen from the PE array.
+
+    * ``ready``: a whole pass is in the read half;
+    * ``addr`` (slot) -> ``data[n]`` (PE ``n``'s sum of that slot) and ``zero`` (the pass never
+      wrote that slot: its sum is 0, whatever ``data`` holds) one cycle later;
+    * ``release``: pulse when every read of the pass has been issued (reads in the same cycle are
+      still answered); the half is cleared and the next pass becomes readable.
+    """
+    return wiring.Signature({
+        "ready": Out(1),
+        "addr": In(range(t_max)),
+        "data": Out(data.ArrayLayout(signed(sum_bits), n_pe)),
+        "zero": Out(1),
+        "release": In(1),
+    })
 
 
 class PEArray(wiring.Component):
-    """``n_pe`` :class:`hw.pe.SpikePackPE` in lockstep.
+    """``n_pe`` :class:`hw.pe.SpikePackPE` in lockstep, with their shared control.
 
     Parameters
     ----------
-    n_pe, k, t_max, acc_bits, weight_bits : int
+    n_pe, k, t_max, sum_bits, weight_bits : int
         Array shape and widths (see :class:`hw.params.CoreParams`).
 
     Members
     -------
     i : In(stream.Signature(beat_layout(k, t_max, weight_bits, n_pe)))
         One spike chunk, the weights of every PE for it, its plane slot and the end-of-pass flag.
-    o : Out(stream.Signature(sums_layout(n_pe, t_max, acc_bits)))
-        Per-plane sums of the ``n_pe`` neurons of a pass, :attr:`latency` cycles after its last
-        beat.
+    bank : Out(bank_read_signature(n_pe, t_max, sum_bits))
+        The per-plane sums of finished passes, in pass order.
     """
 
-    def __init__(self, n_pe: int, k: int, t_max: int, acc_bits: int, weight_bits: int = 8):
+    def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8):
         self._n_pe = operator.index(n_pe)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
-        self._pes = [SpikePackPE(k, t_max, acc_bits, weight_bits) for _ in range(self._n_pe)]
+        self._t_max = operator.index(t_max)
+        if self._t_max < 2 or self._t_max & (self._t_max - 1):
+            raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
+        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits)
+                     for _ in range(self._n_pe)]
         super().__init__({
-            "i": In(stream.Signature(beat_layout(k, t_max, weight_bits, self._n_pe))),
-            "o": Out(stream.Signature(sums_layout(self._n_pe, t_max, acc_bits))),
+            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_bits, self._n_pe))),
+            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
         })
 
     @property
@@ -60,24 +81,74 @@ class PEArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from accepting the last beat of a pass to ``o.valid`` (without stalls)."""
+        """Cycles from accepting the last beat of a pass to ``bank.ready`` (the PE latency)."""
         return self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
+        t_max = self._t_max
+        tree_latency = self._pes[0].tree_latency
+
+        # --- input side: which half the incoming pass fills; halves held until released -----
+        in_half = Signal()
+        hold = Signal(2)  # a complete pass was accepted into the half and is not yet released
+        accept = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~hold.bit_select(in_half, 1))
+
+        # Control beside the trees: valid, half, slot, last of the beat in each tree stage.
+        tag = data.StructLayout({"valid": 1, "half": 1, "slot": range(t_max), "last": 1})
+        stage = Signal(tag)
+        m.d.comb += [
+            stage.valid.eq(accept), stage.half.eq(in_half),
+            stage.slot.eq(self.i.payload.slot), stage.last.eq(self.i.payload.last),
+        ]
+        for n in range(tree_latency):
+            nxt = Signal(tag, name=f"tag{n + 1}")
+            m.d.sync += nxt.eq(stage)
+            stage = nxt
+        at_tree = stage  # the beat whose chunk sum leaves the trees this cycle
+        at_bank = Signal(tag)  # the beat being written this cycle
+        m.d.sync += at_bank.eq(at_tree)
+
+        # --- bank side: which slots of each half the pass has written; finished passes --------
+        touched = Array(Signal(t_max, name=f"touched{h}") for h in range(2))
+        complete = Signal(2)
+        rmw_addr = Cat(at_tree.slot, at_tree.half)
+        wr_addr = Cat(at_bank.slot, at_bank.half)
+        first = ~touched[at_bank.half].bit_select(at_bank.slot, 1)
+
+        # --- read side ------------------------------------------------------------------------
+        rd_half = Signal()
+        fire_addr = Cat(self.bank.addr, rd_half)
+        zero = Signal()
+        m.d.sync += zero.eq(~touched[rd_half].bit_select(self.bank.addr, 1))
+        m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
+                     self.bank.zero.eq(zero)]
+
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [
-                pe.i.valid.eq(self.i.valid),
-                pe.i.payload.spikes.eq(self.i.payload.spikes),
-                pe.i.payload.weights.eq(self.i.payload.weights[n]),
-                pe.i.payload.slot.eq(self.i.payload.slot),
-                pe.i.payload.last.eq(self.i.payload.last),
-                pe.o.ready.eq(self.o.ready),
-                self.o.payload[n].eq(pe.o.payload),
+                pe.i_spikes.eq(self.i.payload.spikes),
+                pe.i_weights.eq(self.i.payload.weights[n]),
+                pe.rmw_addr.eq(rmw_addr), pe.wr_addr.eq(wr_addr),
+                pe.wr_en.eq(at_bank.valid), pe.first.eq(first),
+                pe.fire_addr.eq(fire_addr),
+                self.bank.data[n].eq(pe.fire_data),
             ]
-        m.d.comb += [
-            self.i.ready.eq(self._pes[0].i.ready),
-            self.o.valid.eq(self._pes[0].o.valid),
-        ]
+
+        # Updates: a half is never written and released in the same cycle (a half is released
+        # only when complete, and no beat of it is in flight then).
+        with m.If(accept & self.i.payload.last):
+            m.d.sync += [in_half.eq(~in_half), hold.bit_select(in_half, 1).eq(1)]
+        with m.If(at_bank.valid):
+            m.d.sync += touched[at_bank.half].bit_select(at_bank.slot, 1).eq(1)
+            with m.If(at_bank.last):
+                m.d.sync += complete.bit_select(at_bank.half, 1).eq(1)
+        with m.If(self.bank.release):
+            m.d.sync += [
+                touched[rd_half].eq(0),
+                complete.bit_select(rd_half, 1).eq(0),
+                hold.bit_select(rd_half, 1).eq(0),
+                rd_half.eq(~rd_half),
+            ]
         return m

@@ -1,27 +1,35 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` (2 cycles), check it, start the fetcher and clear the per-layer counters, wait
-until the writer has stored every pass of the layer, then add the layer's cycles, output spikes and
-skipped zero plane-chunks into the counters of layer ``l``. Layer 0 reads the sample's input
-blocks; layer ``l`` writes ping-pong half ``l % 2`` of the activation memory and layer ``l + 1``
-reads it; the last layer writes the sample's output words.
+descriptor ``l`` word by word (7 cycles), check it, start the fetcher and clear the per-layer
+counters of the datapath, wait until the writer has stored every pass of the layer, then add the
+layer's cycles, output spikes and skipped zero plane-chunks into the counters of layer ``l`` (4
+cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes ping-pong half ``l % 2`` of
+the activation memory and layer ``l + 1`` reads it; the last layer writes the sample's output
+words.
 
-Layer overhead: 4 cycles of sequencing plus the pipeline fill/drain of the datapath.
+The per-layer counters live in a small memory owned by this block (``4`` words per layer:
+cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
+sequencer itself uses the memory. Layers not run since the last start read as 0.
+
+Layer overhead: 12 cycles of sequencing plus the pipeline fill/drain of the datapath.
 """
 
 from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import data, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .memory_map import DESCRIPTOR_WORDS, descriptor_layout
+from .memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
 from .params import CoreParams
 
-__all__ = ["ErrorCode", "Sequencer"]
+__all__ = ["ErrorCode", "Sequencer", "counter_read_signature", "DESCRIPTOR_WORDS_READ"]
+
+#: Descriptor words the sequencer reads (words 6 and 7 are reserved for convolutions).
+DESCRIPTOR_WORDS_READ = 6
 
 
 class ErrorCode(enum.IntEnum):
@@ -33,6 +41,17 @@ class ErrorCode(enum.IntEnum):
     BAD_SIZE = 3  #: chunks/passes/n_out/bias rows outside the build
     BAD_KIND = 4  #: layer kind not implemented (only dense)
     NO_LAST = 5  #: max_layers descriptors without a last layer
+
+
+def counter_read_signature(max_layers: int) -> wiring.Signature:
+    """Reading the counters (seen from the sequencer): ``addr`` with ``req`` is read in a cycle
+    with ``grant``; ``data`` holds the word the cycle after."""
+    return wiring.Signature({
+        "addr": In(range(COUNTER_WORDS_PER_LAYER * max_layers)),
+        "req": In(1),
+        "grant": Out(1),
+        "data": Out(32),
+    })
 
 
 class Sequencer(wiring.Component):
@@ -47,36 +66,41 @@ class Sequencer(wiring.Component):
     start : In(1)
         Pulse: run ``batch`` samples (ignored while busy).
     batch : In(16)
-    desc_addr : Out, desc_data : In(256)
-        Descriptor memory read port (data the cycle after the address).
+    desc_addr, desc_en : Out
+        Descriptor memory read port (32-bit words; data the cycle after): ``desc_en`` marks the
+        cycles the sequencer uses it (the bus may use it in the others).
+    desc_data : In(32)
     layer : Out(descriptor_layout())
         The current layer's descriptor (held during the layer).
-    src_is_input, src_base, dst_base, out_base, fetch_start, clear : Out
-        Per-layer datapath set-up; ``fetch_start``/``clear`` pulse at layer start.
+    src_base, dst_base, out_base, fetch_start, clear : Out
+        Per-layer datapath set-up; ``src_is_input`` selects the input memory (layer 0);
+        ``fetch_start``/``clear`` pulse at layer start.
     passes_done, spikes, skipped : In
         Writer pass count, writer spike count, issuer skip count of the running layer.
     busy, done, error, error_code : Out
         Status (``done``/``error`` hold until the next start).
-    cycles, layer_spikes, layer_skipped : Out(ArrayLayout(32, max_layers))
-        Counters per layer, summed over the batch; ``total_cycles`` for the whole run.
+    total_cycles : Out(32)
+        Cycles of the last run.
+    counters : Out(counter_read_signature(max_layers))
+        Per layer ``l``: word ``4 l`` cycles, ``4 l + 1`` spikes, ``4 l + 2`` skipped, summed over
+        the batch.
     """
 
     def __init__(self, params: CoreParams):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
-        self._params = params
-        p = params
-        counters = data.ArrayLayout(32, p.max_layers)
+        self._params = p = params
         super().__init__({
             "start": In(1),
             "batch": In(16),
-            "desc_addr": Out(range(p.max_layers)),
-            "desc_data": In(32 * DESCRIPTOR_WORDS),
+            "desc_addr": Out(range(DESCRIPTOR_WORDS * p.max_layers)),
+            "desc_en": Out(1),
+            "desc_data": In(32),
             "layer": Out(descriptor_layout()),
             "src_is_input": Out(1),
             "src_base": Out(range(max(p.batch_depth, 2) * p.act_chunks)),
             "dst_base": Out(range(2 * p.act_chunks)),
-            "out_base": Out(range(p.batch_depth * p.max_neurons)),
+            "out_base": Out(range(p.out_words)),
             "fetch_start": Out(1),
             "clear": Out(1),
             "passes_done": In(16),
@@ -86,10 +110,8 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             "error": Out(1),
             "error_code": Out(8),
-            "cycles": Out(counters),
-            "layer_spikes": Out(counters),
-            "layer_skipped": Out(counters),
             "total_cycles": Out(32),
+            "counters": Out(counter_read_signature(p.max_layers)),
         })
 
     def elaborate(self, platform):
@@ -103,7 +125,6 @@ class Sequencer(wiring.Component):
         d = self.layer
 
         m.d.comb += [
-            self.desc_addr.eq(lyr),
             self.src_is_input.eq(lyr == 0),
             self.dst_base.eq(lyr[0] * p.act_chunks),
         ]
@@ -116,39 +137,65 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.total_cycles.eq(self.total_cycles + 1),
                          layer_cycles.eq(layer_cycles + 1)]
 
+        # --- counter memory: one read port shared with the bus, the sequencer first ----------
+        m.submodules.cnt_mem = cnt_mem = memory.Memory(
+            shape=32, depth=COUNTER_WORDS_PER_LAYER * p.max_layers, init=[])
+        cnt_wr = cnt_mem.write_port()
+        cnt_rd = cnt_mem.read_port()
+        ran = Signal(p.max_layers)  # layers whose counters this run has written
+        cnt_use = Signal()  # the sequencer reads the counters this cycle
+        cnt_sel = Signal(2)  # which counter of the layer the sequencer reads
+        bus_ran = Signal()
+        bus_zero = Signal()
+        bus_layer = self.counters.addr >> 2
+        with m.If(cnt_use):
+            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel, lyr))
+        with m.Else():
+            m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
+        m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
+                     bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1)]
+        m.d.comb += self.counters.data.eq(Mux(bus_ran & ~bus_zero, cnt_rd.data, 0))
+
         def fail(code):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
+        word = Signal(range(DESCRIPTOR_WORDS_READ + 1))
+        m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
+        add_sel = Signal(2)  # counter being written in ACC
+        add_value = Signal(32)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_code.eq(0),
-                                 self.total_cycles.eq(0)]
-                    for arr in (self.cycles, self.layer_spikes, self.layer_skipped):
-                        m.d.sync += arr.eq(0)
+                                 self.total_cycles.eq(0), ran.eq(0)]
                     with m.If((self.batch == 0) | (self.batch > p.batch_depth)):
                         fail(ErrorCode.BAD_BATCH)
                     with m.Else():
                         m.d.sync += [self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
                                      in_base.eq(0), self.out_base.eq(0), lyr.eq(0),
-                                     layer_cycles.eq(0)]
-                        m.next = "DESC"
-            with m.State("DESC"):
-                m.next = "CHECK"
+                                     layer_cycles.eq(0), word.eq(0)]
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                # Address word ``word`` (while there are words left); store word ``word - 1``.
+                m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
+                m.d.sync += word.eq(word + 1)
+                with m.Switch(word):
+                    for w in range(1, DESCRIPTOR_WORDS_READ + 1):
+                        with m.Case(w):
+                            m.d.sync += d.as_value()[32 * (w - 1):32 * w].eq(self.desc_data)
+                with m.If(word == DESCRIPTOR_WORDS_READ):
+                    m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += d.eq(self.desc_data)
-                dd = data.View(descriptor_layout(), self.desc_data)
-                max_passes = p.max_passes
-                with m.If(dd.kind != 0):
+                with m.If(d.kind != 0):
                     fail(ErrorCode.BAD_KIND)
-                with m.Elif((dd.T == 0) | (dd.T > p.t_max)):
+                with m.Elif((d.T == 0) | (d.T > p.t_max)):
                     fail(ErrorCode.BAD_T)
-                with m.Elif((dd.chunks == 0) | (dd.chunks > p.act_chunks) | (dd.passes == 0)
-                            | (dd.passes > max_passes)
-                            | (dd.n_out > (dd.passes << (p.n_pe.bit_length() - 1)))
-                            | (dd.n_out + p.n_pe <= (dd.passes << (p.n_pe.bit_length() - 1)))
-                            | (dd.bt_base + dd.passes > p.bt_rows)):
+                with m.Elif((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
+                            | (d.passes > p.max_passes)
+                            | (d.n_out > (d.passes << (p.n_pe.bit_length() - 1)))
+                            | (d.n_out + p.n_pe <= (d.passes << (p.n_pe.bit_length() - 1)))
+                            | (d.bt_base + d.passes > p.bt_rows)):
                     fail(ErrorCode.BAD_SIZE)
                 with m.Else():
                     m.next = "START"
@@ -157,26 +204,37 @@ class Sequencer(wiring.Component):
                 m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(self.passes_done == d.passes):
+                    m.d.sync += [cnt_sel.eq(0), add_sel.eq(0)]
                     m.next = "ACC"
             with m.State("ACC"):
-                m.d.sync += [
-                    self.cycles[lyr].eq(self.cycles[lyr] + layer_cycles + 1),
-                    self.layer_spikes[lyr].eq(self.layer_spikes[lyr] + self.spikes),
-                    self.layer_skipped[lyr].eq(self.layer_skipped[lyr] + self.skipped),
-                    layer_cycles.eq(0),
-                ]
-                with m.If(d.last):
-                    with m.If(sample + 1 == batch):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
+                # Read counter ``cnt_sel`` while writing counter ``cnt_sel - 1``.
+                m.d.comb += cnt_use.eq(cnt_sel < 3)
+                m.d.sync += [cnt_sel.eq(cnt_sel + 1), add_sel.eq(cnt_sel)]
+                old = Mux(ran.bit_select(lyr, 1), cnt_rd.data, 0)
+                with m.Switch(cnt_sel):
+                    with m.Case(0):
+                        # This cycle and the three below belong to the layer.
+                        m.d.sync += add_value.eq(layer_cycles + 4)
+                    with m.Case(1):
+                        m.d.sync += add_value.eq(self.spikes)
+                    with m.Case(2):
+                        m.d.sync += add_value.eq(self.skipped)
+                m.d.comb += [cnt_wr.addr.eq(Cat(add_sel, lyr)), cnt_wr.data.eq(old + add_value),
+                             cnt_wr.en.eq(cnt_sel != 0)]
+                with m.If(cnt_sel == 3):
+                    m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
+                    with m.If(d.last):
+                        with m.If(sample + 1 == batch):
+                            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
+                                         in_base.eq(in_base + p.act_chunks),
+                                         self.out_base.eq(self.out_base + p.max_neurons)]
+                            m.next = "LOAD"
+                    with m.Elif(lyr == p.max_layers - 1):
+                        fail(ErrorCode.NO_LAST)
                     with m.Else():
-                        m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
-                                     in_base.eq(in_base + p.act_chunks),
-                                     self.out_base.eq(self.out_base + p.max_neurons)]
-                        m.next = "DESC"
-                with m.Elif(lyr == p.max_layers - 1):
-                    fail(ErrorCode.NO_LAST)
-                with m.Else():
-                    m.d.sync += lyr.eq(lyr + 1)
-                    m.next = "DESC"
+                        m.d.sync += lyr.eq(lyr + 1)
+                        m.next = "LOAD"
         return m

@@ -1,21 +1,23 @@
-"""Writer: stores one pass of fired outputs, masks padding neurons, counts spikes.
+"""Writer: stores the fired outputs of each group, masks padding neurons, counts spikes.
 
-A hidden layer's pass (``n_pe`` packed words) becomes ``n_pe // k`` spike blocks for the next
-layer (block ``j`` bit ``q*k + i`` = bit ``q`` of neuron ``j*k + i``: a transpose, pure wiring),
-written to the ping-pong activation memory at consecutive addresses from ``dst_base``. The final
-layer's pass becomes ``n_pe`` 32-bit output words (the membrane for a readout, else the packed
-word) written to the output memory from ``out_base``. Neurons at or beyond ``n_out`` (padding of
-the last pass) are forced to zero and not counted.
+The firing array delivers one group (``units`` consecutive neurons) at a time. For a hidden layer
+the groups are gathered into spike blocks for the next layer (block bit ``q*k + i`` = bit ``q`` of
+the block's neuron ``i``: a transpose, pure wiring), ``k / units`` groups per block, each block
+written to the ping-pong activation memory at consecutive addresses from ``dst_base``. For the
+final layer each group is one row of the output memory (``units`` 32-bit words: the membrane for a
+readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the last pass) are
+forced to zero and not counted.
 
-Latency: a pass takes ``n_pe // k`` (hidden) or ``n_pe`` (final) write cycles plus one accept
-cycle; ``passes`` increments with its last write.
+The writer never stalls (``i`` is always ready): it takes a group per cycle. ``passes`` counts the
+passes whose every group was written, one cycle after the last write, when ``spikes`` holds them.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from .fire_array import fire_array_output_layout
 from .params import CoreParams
@@ -24,7 +26,7 @@ __all__ = ["Writer"]
 
 
 class Writer(wiring.Component):
-    """Pass writer for hidden (activation memory) and final (output memory) layers.
+    """Group writer for hidden (activation memory) and final (output memory) layers.
 
     Parameters
     ----------
@@ -33,106 +35,127 @@ class Writer(wiring.Component):
     Members
     -------
     clear : In(1)
-        Pulse at layer start: latch ``dst_base``/``out_base``, zero ``passes`` and ``spikes``.
+        Pulse at layer start: latch ``n_out``/``dst_base``/``out_base``, zero ``passes`` and
+        ``spikes``.
     n_out : In(16)
         Output neurons of the layer (the rest of the last pass is padding).
     final, readout : In(1)
         Final layer (write output memory); readout (write membranes, no spikes).
-    dst_base, out_base : In
-        First activation-memory block / output-memory word of the layer.
+    dst_base : In
+        First activation-memory block of the layer.
+    out_base : In
+        First output-memory *word* of the layer (a multiple of ``fire_units``).
     passes : Out(16)
         Passes written since ``clear``.
     spikes : Out(32)
         Output 1-bits since ``clear`` (padding excluded).
     act_addr, act_data, act_en : Out
-        Activation-memory write port.
+        Activation-memory write port (one spike block).
     out_addr, out_data, out_en : Out
-        Output-memory write port (32-bit words).
-    i : In(stream.Signature(fire_array_output_layout(n_pe, t_max, acc_bits)))
+        Output-memory write port (one row of ``fire_units`` 32-bit words).
+    i : In(stream.Signature(fire_array_output_layout(fire_units, t_max, acc_bits),
+        always_ready=True))
     """
 
     def __init__(self, params: CoreParams):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
-        self._params = params
-        act_depth = 2 * params.act_chunks
-        out_depth = params.batch_depth * params.max_neurons
+        self._params = p = params
+        act_depth = 2 * p.act_chunks
         super().__init__({
             "clear": In(1),
             "n_out": In(16),
             "final": In(1),
             "readout": In(1),
             "dst_base": In(range(act_depth)),
-            "out_base": In(range(out_depth)),
+            "out_base": In(range(p.out_words)),
             "passes": Out(16),
             "spikes": Out(32),
             "act_addr": Out(range(act_depth)),
-            "act_data": Out(params.block_bits),
+            "act_data": Out(p.block_bits),
             "act_en": Out(1),
-            "out_addr": Out(range(out_depth)),
-            "out_data": Out(32),
+            "out_addr": Out(range(p.out_rows)),
+            "out_data": Out(32 * p.fire_units),
             "out_en": Out(1),
             "i": In(stream.Signature(
-                fire_array_output_layout(params.n_pe, params.t_max, params.acc_bits))),
+                fire_array_output_layout(p.fire_units, p.t_max, p.acc_bits), always_ready=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        n_pe, k, t_max = p.n_pe, p.k, p.t_max
-        words = [Signal(t_max, name=f"word{n}") for n in range(n_pe)]
-        vs = [Signal(32, name=f"v{n}") for n in range(n_pe)]
-        base = Signal(16)  # first neuron of the pass being accepted
-        idx = Signal(range(n_pe))
+        units, k, t_max = p.fire_units, p.k, p.t_max
+        per_block = k // units  # groups per spike block
+        groups = p.n_pe // units
+
+        left = Signal(signed(18))  # n_out minus the first neuron of the group
+        g = Signal(range(groups))
+        j = Signal(range(per_block))  # group within the block being gathered
+        blk = Signal(p.block_bits)
         act_ptr = Signal.like(self.act_addr)
         out_ptr = Signal.like(self.out_addr)
-        busy = Signal()
 
-        live = [Signal(name=f"live{n}") for n in range(n_pe)]
-        for n in range(n_pe):
-            m.d.comb += live[n].eq(base + n < self.n_out)
-        count = sum(live[n] * self.i.payload[n].spikes for n in range(n_pe))
+        res = self.i.payload
+        live = [Signal(name=f"live{f}") for f in range(units)]
+        words = [Signal(t_max, name=f"word{f}") for f in range(units)]
+        for f in range(units):
+            m.d.comb += [live[f].eq(left > f), words[f].eq(res[f].word & live[f].replicate(t_max))]
 
-        m.d.comb += self.i.ready.eq(~busy)
-        with m.If(self.i.valid & ~busy):
-            m.d.sync += [busy.eq(1), idx.eq(0), base.eq(base + n_pe)]
-            m.d.sync += self.spikes.eq(self.spikes + count)
-            for n in range(n_pe):
-                payload = self.i.payload[n]
-                m.d.sync += [
-                    words[n].eq(payload.word & live[n].replicate(t_max)),
-                    vs[n].eq(payload.v.as_signed() & live[n].replicate(32)),
-                ]
+        # Spike count: one cycle to add the group's counts, one to accumulate.
+        group_spikes = Signal(range(units * t_max + 1))
+        pass_done = Signal()
+        m.d.sync += [group_spikes.eq(0), pass_done.eq(0)]
+        with m.If(self.i.valid):
+            m.d.sync += group_spikes.eq(sum(Mux(live[f], res[f].spikes, 0)
+                                            for f in range(units)))
+        m.d.sync += self.spikes.eq(self.spikes + group_spikes)
+        with m.If(pass_done):
+            m.d.sync += self.passes.eq(self.passes + 1)
 
-        # Block j: bit q*k + i is bit q of neuron j*k + i.
-        blocks = [Cat(*(Cat(*(words[j * k + i][q] for i in range(k))) for q in range(t_max)))
-                  for j in range(n_pe // k)]
-        n_writes = Signal(range(n_pe + 1))
-        m.d.comb += n_writes.eq(0)
-        with m.If(busy):
-            with m.If(self.final):
-                m.d.comb += [n_writes.eq(n_pe), self.out_en.eq(1), self.out_addr.eq(out_ptr)]
-                for n in range(n_pe):
-                    with m.If(idx == n):
-                        with m.If(self.readout):
-                            m.d.comb += self.out_data.eq(vs[n])
-                        with m.Else():
-                            m.d.comb += self.out_data.eq(words[n])
-                m.d.sync += out_ptr.eq(out_ptr + 1)
+        # Output rows (final layer): the packed words, or the membranes of a readout.
+        for f in range(units):
+            value = Signal(32, name=f"out{f}")
+            with m.If(self.readout):
+                m.d.comb += value.eq(Mux(live[f], res[f].v, 0))
             with m.Else():
-                m.d.comb += [n_writes.eq(n_pe // k), self.act_en.eq(1),
-                             self.act_addr.eq(act_ptr)]
-                for j in range(n_pe // k):
-                    with m.If(idx == j):
-                        m.d.comb += self.act_data.eq(blocks[j])
-                m.d.sync += act_ptr.eq(act_ptr + 1)
-            m.d.sync += idx.eq(idx + 1)
-            with m.If(idx == n_writes - 1):
-                m.d.sync += [busy.eq(0), self.passes.eq(self.passes + 1)]
+                m.d.comb += value.eq(words[f])
+            m.d.comb += self.out_data[32 * f:32 * (f + 1)].eq(value)
+        m.d.comb += self.out_addr.eq(out_ptr)
+
+        # Spike blocks (hidden layer): group ``j`` of a block fills bits ``q*k + j*units + f``.
+        planes = [Cat(*(words[f][q] for f in range(units))) for q in range(t_max)]
+        block = []
+        for q in range(t_max):
+            for jj in range(per_block):
+                if jj == per_block - 1:
+                    block.append(planes[q])
+                else:
+                    block.append(blk[q * k + jj * units:q * k + (jj + 1) * units])
+        m.d.comb += [self.act_addr.eq(act_ptr), self.act_data.eq(Cat(*block))]
+
+        with m.If(self.i.valid):
+            m.d.sync += [left.eq(left - units), g.eq(g + 1)]
+            with m.If(g == groups - 1):
+                m.d.sync += [g.eq(0), pass_done.eq(1)]
+            with m.If(self.final):
+                m.d.comb += self.out_en.eq(1)
+                m.d.sync += out_ptr.eq(out_ptr + 1)
+            with m.Elif(j == per_block - 1):
+                m.d.comb += self.act_en.eq(1)
+                m.d.sync += [act_ptr.eq(act_ptr + 1), j.eq(0)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+                with m.Switch(j):
+                    for jj in range(per_block - 1):
+                        with m.Case(jj):
+                            for q in range(t_max):
+                                lo = q * k + jj * units
+                                m.d.sync += blk[lo:lo + units].eq(planes[q])
 
         with m.If(self.clear):
             m.d.sync += [
-                self.passes.eq(0), self.spikes.eq(0), base.eq(0), busy.eq(0),
-                act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base),
+                self.passes.eq(0), self.spikes.eq(0), left.eq(self.n_out), g.eq(0), j.eq(0),
+                act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
+                group_spikes.eq(0), pass_done.eq(0),
             ]
         return m

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from hw.fetcher import Fetcher
 from hw.params import CoreParams
 from hw.writer import Writer
-from sim.tb.streams import stream_get, stream_put
+from sim.tb.streams import stream_get
 
 P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64, max_layers=2,
                batch_depth=2)
@@ -32,15 +32,18 @@ class FetchRig(wiring.Component):
         m.submodules.w = w = memory.Memory(shape=P.weight_row_bits, depth=P.weight_depth,
                                            init=self._rows)
         s_rd, w_rd = src.read_port(), w.read_port()
-        m.d.comb += [s_rd.addr.eq(f.src_addr), w_rd.addr.eq(f.w_addr), s_rd.en.eq(f.rd_en),
-                     w_rd.en.eq(f.rd_en), f.src_data.eq(s_rd.data), f.w_data.eq(w_rd.data)]
+        m.d.comb += [s_rd.addr.eq(f.src_addr), w_rd.addr.eq(f.w_addr), s_rd.en.eq(f.src_en),
+                     w_rd.en.eq(f.w_en), f.src_data.eq(s_rd.data), f.w_data.eq(w_rd.data)]
         return m
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.5])
 def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     n_src = P.batch_depth * P.act_chunks
-    blocks = [int(b) for b in rng.integers(0, 1 << 31, n_src)]
+    # Sparse and dense blocks, so the plane mask sees both empty and full planes.
+    blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
+                                                    rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
+                                                    strict=True)]
     rows = [int(r) for r in rng.integers(0, 1 << 62, P.weight_depth)]
     rig = FetchRig(blocks, rows)
     f = rig.fetch
@@ -65,7 +68,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
         r = random.Random(seed)
         for _ in range(sum(c * p for c, p, _, _ in layers)):
             beat = await stream_get(ctx, f.o, rng=r, pause=pause)
-            got.append((beat.block, beat.weights.as_value().value, beat.last))
+            got.append((beat.block, beat.nonzero, beat.weights.as_value().value, beat.last))
 
     sim = Simulator(rig)
     sim.add_clock(1e-6)
@@ -76,35 +79,54 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     for chunks, passes, src_base, w_base in layers:
         for p in range(passes):
             for c in range(chunks):
-                want.append((blocks[src_base + c], rows[w_base + p * chunks + c],
-                             int(c == chunks - 1)))
+                block = blocks[src_base + c]
+                nonzero = sum(1 << q for q in range(P.t_max) if (block >> (q * P.k)) & 0xF)
+                want.append((block, nonzero, rows[w_base + p * chunks + c], int(c == chunks - 1)))
     assert got == want
 
 
-@pytest.mark.parametrize("final,readout,pause", [(False, False, 0.0), (False, False, 0.5),
-                                                 (True, True, 0.3), (True, False, 0.3)])
-def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
-    dut = Writer(P)
+def _writer_params(units):
+    return CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64,
+                      max_layers=2, batch_depth=2, fire_units=units)
+
+
+async def _put_group(ctx, dut, group, rng, pause):
+    """The writer is always ready: a group is one cycle with ``valid``."""
+    while rng.random() < pause:
+        await ctx.tick()
+    ctx.set(dut.i.valid, 1)
+    ctx.set(dut.i.payload, group)
+    await ctx.tick()
+    ctx.set(dut.i.valid, 0)
+
+
+@pytest.mark.parametrize("final,readout,pause,units", [
+    (False, False, 0.0, 4), (False, False, 0.5, 2), (False, False, 0.3, 1),
+    (True, True, 0.3, 2), (True, False, 0.3, 4), (True, True, 0.0, 1)])
+def test_writer_masks_transposes_counts(final, readout, pause, units, rng, seed):
+    p = _writer_params(units)
+    dut = Writer(p)
     n_out = 13  # two passes of 8; the last 3 neurons of pass 2 are padding
-    passes = []
-    for _ in range(2):
-        words = rng.integers(0, 256, P.n_pe)
-        vs = rng.integers(-5000, 5000, P.n_pe)
-        passes.append([{"word": int(w), "v": int(v), "spikes": bin(int(w)).count("1")}
-                       for w, v in zip(words, vs, strict=False)])
+    flat = []
+    for _ in range(2 * p.n_pe):
+        w, v = int(rng.integers(0, 256)), int(rng.integers(-5000, 5000))
+        flat.append({"word": w, "v": v, "spikes": bin(w).count("1")})
+    groups = [flat[n:n + units] for n in range(0, len(flat), units)]
     act, out = {}, {}
+    out_base = 12
 
     async def producer(ctx):
         ctx.set(dut.n_out, n_out)
         ctx.set(dut.final, final)
         ctx.set(dut.readout, readout)
         ctx.set(dut.dst_base, 4)
-        ctx.set(dut.out_base, 10)
+        ctx.set(dut.out_base, out_base)
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        for payload in passes:
-            await stream_put(ctx, dut.i, payload, rng=random.Random(seed), pause=pause)
+        r = random.Random(seed)
+        for group in groups:
+            await _put_group(ctx, dut, group, r, pause)
 
     async def monitor(ctx):
         async for _clk_edge, _, a_en, a_addr, a_data, o_en, o_addr, o_data, n in ctx.tick().sample(
@@ -113,7 +135,8 @@ def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
             if a_en:
                 act[a_addr] = a_data
             if o_en:
-                out[o_addr] = o_data
+                for f in range(units):
+                    out[o_addr * units + f] = (o_data >> (32 * f)) & 0xFFFFFFFF
             if n == 2:
                 act["spikes"] = ctx.get(dut.spikes)
                 break
@@ -124,28 +147,28 @@ def test_writer_masks_transposes_counts(final, readout, pause, rng, seed):
     sim.add_testbench(monitor)
     sim.run()
     spikes = act.pop("spikes")
-    flat = [e for pas in passes for e in pas]
     live = [n < n_out for n in range(len(flat))]
     if final:
-        want = {10 + n: ((e["v"] & 0xFFFFFFFF) if readout else e["word"]) if live[n] else 0
+        want = {out_base + n: ((e["v"] & 0xFFFFFFFF) if readout else e["word"]) if live[n] else 0
                 for n, e in enumerate(flat)}
         assert out == want and not act
     else:
         want = {}
-        for j in range(len(flat) // P.k):
+        for j in range(len(flat) // p.k):
             bits = 0
-            for q in range(P.t_max):
-                for i in range(P.k):
-                    n = j * P.k + i
-                    bits |= ((flat[n]["word"] >> q) & 1 if live[n] else 0) << (q * P.k + i)
+            for q in range(p.t_max):
+                for i in range(p.k):
+                    n = j * p.k + i
+                    bits |= ((flat[n]["word"] >> q) & 1 if live[n] else 0) << (q * p.k + i)
             want[4 + j] = bits
         assert act == want and not out
     assert spikes == sum(e["spikes"] for n, e in enumerate(flat) if live[n])
 
 
 def test_writer_counts_spikes_of_live_neurons_only():
-    dut = Writer(P)
-    payload = [{"word": 0xFF, "v": 0, "spikes": 8}] * P.n_pe
+    p = _writer_params(4)
+    dut = Writer(p)
+    group = [{"word": 0xFF, "v": 0, "spikes": 8}] * p.fire_units
     result = {}
 
     async def tb(ctx):
@@ -153,7 +176,8 @@ def test_writer_counts_spikes_of_live_neurons_only():
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        await stream_put(ctx, dut.i, payload)
+        for _ in range(p.n_pe // p.fire_units):
+            await _put_group(ctx, dut, group, random.Random(0), 0.0)
         await ctx.tick().until(dut.passes == 1)
         result["spikes"] = ctx.get(dut.spikes)
 

@@ -11,7 +11,6 @@ from hw.fire_array import FireArray
 from sim import golden
 from sim.ir import IntLayer, Mode, Reset
 from sim.packing import popcount
-from sim.tb.streams import stream_get, stream_put
 
 T_MAX, ACC = 8, 24
 
@@ -52,100 +51,206 @@ def _config(T, mode, readout, leak, reset):
             "reset_zero": int(reset is Reset.ZERO), "leak": leak}
 
 
+def _layer_key(case):
+    """The per-layer part of a case (T, mode, readout, leak, reset)."""
+    return case[3:]
+
+
+async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
+    """Beats of each case on the unit's schedule (extra idle cycles at random between neurons);
+    ``starts`` gets the cycle of each neuron's first beat."""
+    cycle = 0
+    for sums, bias, theta, T, mode, *_ in cases:
+        lif = mode is Mode.LIF
+        offsets = FireUnit.beat_offsets(T, lif)
+        starts.append(cycle)
+        for off in range(FireUnit.period(T, lif)):
+            if off in offsets:
+                j = offsets.index(off)
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, {"sum": sums[T - 1 - j], "first": int(j == 0),
+                                        "last": int(j == T - 1), "bias": bias, "theta": theta})
+            else:
+                ctx.set(dut.i.valid, 0)
+            await ctx.tick()
+            cycle += 1
+        ctx.set(dut.i.valid, 0)
+        while rng.random() < pause:
+            await ctx.tick()
+            cycle += 1
+    return cycle
+
+
 @pytest.mark.parametrize("pause", [0.0, 0.4])
 def test_fire_unit_matches_golden(pause, rng, seed):
-    dut = FireUnit(T_MAX, ACC)
-    cases = _cases(rng, 150)
-    r_in, r_out = random.Random(seed), random.Random(seed + 1)
-    got = []
-    cfg_ready = []
+    """Random neurons of every mode, back to back, against sim.golden; each result comes
+    exactly ``latency`` cycles after its neuron's first beat."""
+    dut = FireUnit(T_MAX, 16, ACC)
+    cases = sorted(_cases(rng, 200), key=lambda c: (c[4] is Mode.LIF, c[3]))
+    layers = {}
+    for case in cases:
+        layers.setdefault(_layer_key(case), []).append(case)
+    r = random.Random(seed)
+    got, starts = [], []
 
-    async def producer(ctx):
-        for sums, bias, theta, T, mode, readout, leak, reset in cases:
-            # The configuration is a per-layer setting: change it only between results.
-            while len(got) < len(cfg_ready):
-                await ctx.tick()
-            ctx.set(dut.config, _config(T, mode, readout, leak, reset))
-            cfg_ready.append(1)
-            await stream_put(ctx, dut.i, {"sums": sums, "bias": bias, "theta": theta},
-                             rng=r_in, pause=pause)
+    async def driver(ctx):
+        cycle = 0
+        for key, group in layers.items():
+            ctx.set(dut.config, _config(*key))
+            await ctx.tick()  # the configuration is held a cycle before a layer's beats
+            cycle += 1
+            s = []
+            end = cycle + await _drive_neurons(ctx, dut, group, r, pause, s)
+            starts.extend(x + cycle for x in s)
+            cycle = end
+            T, mode, readout = key[0], key[1], key[2]
+            drain = FireUnit.latency(T, mode is Mode.LIF, readout)
+            await ctx.tick().repeat(drain)  # let the last result out before the next layer
+            cycle += drain
 
-    async def consumer(ctx):
-        for _ in cases:
-            got.append(await stream_get(ctx, dut.o, rng=r_out, pause=pause))
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            cycle += 1
+            if valid:
+                got.append((cycle, payload.word, payload.v, payload.spikes))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
+    sim.add_testbench(driver)
+    sim.add_testbench(monitor, background=True)
     sim.run()
-    for case, out in zip(cases, got, strict=False):
-        word, v, spikes = _golden_case(*case)
-        readout = case[5]
+    ordered = [c for group in layers.values() for c in group]
+    assert len(got) == len(ordered)
+    for case, start, (cycle, word, v, spikes) in zip(ordered, starts, got, strict=True):
+        want_word, want_v, want_spikes = _golden_case(*case)
+        T, mode, readout = case[3], case[4], case[5]
         if readout:
-            assert out.v == v, case
+            assert v == want_v, case
         else:
-            assert (out.word, out.spikes) == (word, spikes), case
+            assert (word, spikes) == (want_word, want_spikes), case
+        # ``cycle`` counts ticks: the result was visible in the cycle before that tick.
+        assert cycle - 1 - start == FireUnit.latency(T, mode is Mode.LIF, readout), case
 
 
-@pytest.mark.parametrize("T,mode,readout", [(1, Mode.SPIKEPACK, False), (5, Mode.SPIKEPACK, False),
-                                            (5, Mode.SPIKEPACK, True), (8, Mode.LIF, False),
-                                            (3, Mode.LIF, True)])
-def test_fire_latency_property(T, mode, readout):
-    dut = FireUnit(T_MAX, ACC)
-    seen = {}
-
-    async def tb(ctx):
-        ctx.set(dut.config, _config(T, mode, readout, 0, Reset.SUBTRACT))
-        ctx.set(dut.o.ready, 1)
-        ctx.set(dut.i.valid, 1)
-        ctx.set(dut.i.payload, {"sums": [3] * T_MAX, "bias": 1, "theta": 2})
-        await ctx.tick()
-        ctx.set(dut.i.valid, 0)
-        for cycle in range(1, 40):
-            if ctx.get(dut.o.valid):
-                seen["latency"] = cycle
-                break
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    assert seen["latency"] == FireUnit.latency(T, mode is Mode.LIF, readout)
-
-
-@pytest.mark.parametrize("units", [4, 2, 1])
-def test_fire_array_units_are_independent(units, rng, seed):
-    n_pe = 4
-    dut = FireArray(n_pe, T_MAX, ACC, units)
-    T = 6
-    batches = []
-    for _ in range(20):
-        sums = rng.integers(-128, 128, (n_pe, T)).tolist()
-        bias = rng.integers(-50, 50, n_pe).tolist()
-        theta = rng.integers(1, 60, n_pe).tolist()
-        batches.append(([s + [0] * (T_MAX - T) for s in sums], bias, theta))
+def test_fire_unit_extreme_thresholds():
+    """theta at the largest value a build allows, theta 1, and large negative membranes."""
+    rng = np.random.default_rng(7)
+    theta_max = (1 << (ACC - 1)) - 1
+    cases = []
+    for T in (1, 4, 8):
+        for theta in (1, 2, theta_max, theta_max // 3):
+            for bias in (-(1 << 20), 0, 1 << 20, theta_max - (1 << 15) * 255):
+                sums = [int(x) for x in rng.integers(-(1 << 15), 1 << 15, T)] + [0] * (T_MAX - T)
+                cases.append((sums, bias, theta, T, Mode.SPIKEPACK, False, 0, Reset.SUBTRACT))
+    dut = FireUnit(T_MAX, 16, ACC)
     got = []
-    r_in, r_out = random.Random(seed), random.Random(seed + 1)
 
-    async def producer(ctx):
-        ctx.set(dut.config, _config(T, Mode.SPIKEPACK, False, 0, Reset.SUBTRACT))
-        for sums, bias, theta in batches:
-            await stream_put(ctx, dut.i, {"sums": sums, "bias": bias, "theta": theta},
-                             rng=r_in, pause=0.3)
+    async def driver(ctx):
+        for T in (1, 4, 8):
+            group = [c for c in cases if c[3] == T]
+            ctx.set(dut.config, _config(T, Mode.SPIKEPACK, False, 0, Reset.SUBTRACT))
+            await ctx.tick()
+            await _drive_neurons(ctx, dut, group, random.Random(0), 0.0, [])
+            await ctx.tick().repeat(2 * T + 2)
 
-    async def consumer(ctx):
-        for _ in batches:
-            got.append(await stream_get(ctx, dut.o, rng=r_out, pause=0.3))
+    async def monitor(ctx):
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            if valid:
+                got.append((payload.word, payload.spikes))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
+    sim.add_testbench(driver)
+    sim.add_testbench(monitor, background=True)
     sim.run()
-    for (sums, bias, theta), out in zip(batches, got, strict=False):
-        for n in range(n_pe):
-            word, _, spikes = _golden_case(sums[n], bias[n], theta[n], T, Mode.SPIKEPACK, False,
-                                           0, Reset.SUBTRACT)
-            assert (out[n].word, out[n].spikes) == (word, spikes)
+    for case, (word, spikes) in zip(cases, got, strict=True):
+        sums, bias, theta, T = case[:4]
+        v = sum(int(sums[q]) << q for q in range(T)) + bias  # the packed form of the sums
+        want = int(golden.fire_packed(np.array([v]), theta, T)[0])
+        assert (word, spikes) == (want, bin(want).count("1")), case
+
+
+class BankModel:
+    """The PE array's bank read side and the bias/theta memory, in Python: sync reads (data the
+    cycle after the address), passes offered in order, each dropped on its release."""
+
+    def __init__(self, dut, passes, zero, bias_rows, theta_rows):
+        self.dut = dut
+        self.passes, self.zero = passes, zero  # passes[p][n][slot], zero[p][slot]
+        self.bias_rows, self.theta_rows = bias_rows, theta_rows
+        self.released = 0
+
+    async def run(self, ctx):
+        dut = self.dut
+        ctx.set(dut.bank.ready, 1)
+        async for _, _, addr, release, bt_addr in ctx.tick().sample(
+                dut.bank.addr, dut.bank.release, dut.bt_addr):
+            if self.released < len(self.passes):
+                pas, zero = self.passes[self.released], self.zero[self.released]
+                ctx.set(dut.bank.data, [int(s[addr]) for s in pas])
+                ctx.set(dut.bank.zero, int(zero[addr]))
+            ctx.set(dut.bias, self.bias_rows[bt_addr])
+            ctx.set(dut.theta, self.theta_rows[bt_addr])
+            if release:
+                self.released += 1
+            ctx.set(dut.bank.ready, int(self.released < len(self.passes)))
+
+
+@pytest.mark.parametrize("units,T,mode,readout", [
+    (4, 6, Mode.SPIKEPACK, False), (2, 3, Mode.SPIKEPACK, True), (1, 8, Mode.SPIKEPACK, False),
+    (2, 5, Mode.LIF, False), (4, 1, Mode.LIF, True), (1, 1, Mode.SPIKEPACK, False)])
+def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, seed):
+    """Every neuron of every pass fired by its unit, with its own bias and threshold rows, in
+    group order; untouched slots read as 0; one pass every ``pass_cycles``."""
+    n_pe, sum_bits, n_passes, bt_base = 4, 16, 6, 2
+    dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64)
+    passes = rng.integers(-128, 128, (n_passes, n_pe, T_MAX))  # _golden_case: weights
+    zero = rng.random((n_passes, T_MAX)) < 0.2
+    rows = (bt_base + n_passes) * dut.groups
+    bias = rng.integers(-500, 500, (64, units))
+    theta = rng.integers(1, 900, (64, units))
+    model = BankModel(dut, passes.tolist(), zero.tolist(), bias.tolist(), theta.tolist())
+    leak, reset = int(rng.integers(0, 5)), Reset.SUBTRACT
+    got = []
+
+    async def control(ctx):
+        ctx.set(dut.config, _config(T, mode, readout, leak, reset))
+        ctx.set(dut.bt_base, bt_base)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            cycle += 1
+            if valid:
+                got.append((cycle, [(r.word, r.v, r.spikes) for r in payload]))
+            if len(got) == n_passes * dut.groups:
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(control)
+    sim.add_testbench(model.run, background=True)
+    sim.add_testbench(monitor)
+    sim.run()
+    assert rows <= 64 and model.released == n_passes
+    for p in range(n_passes):
+        for g in range(dut.groups):
+            _, results = got[p * dut.groups + g]
+            for f, (word, v, spikes) in enumerate(results):
+                n = g * units + f
+                sums = [0 if zero[p][q] else int(passes[p][n][q]) for q in range(T_MAX)]
+                row = (bt_base + p) * dut.groups + g
+                want = _golden_case(sums, int(bias[row][f]), int(theta[row][f]), T, mode,
+                                    readout, leak, reset)
+                if readout:
+                    assert v == want[1], (p, n)
+                else:
+                    assert (word, spikes) == (want[0], want[2]), (p, n)
+    # Steady state: passes follow each other every pass_cycles (no bank waits here).
+    starts = [got[p * dut.groups][0] for p in range(n_passes)]
+    gaps = {b - a for a, b in zip(starts, starts[1:], strict=False)}
+    assert gaps == {dut.pass_cycles(T, mode is Mode.LIF)}

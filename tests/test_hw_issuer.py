@@ -14,6 +14,11 @@ P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=4, bt_depth=16,
                batch_depth=2)
 
 
+def _nonzero(block):
+    """The fetcher's plane mask: bit q set if plane q of the block has a spike."""
+    return sum(1 << q for q in range(P.t_max) if (block >> (q * P.k)) & ((1 << P.k) - 1))
+
+
 def _expected(blocks, T):
     """Beats the issuer must send: non-zero planes q < T in slot order; empty last -> one beat."""
     beats, skipped = [], 0
@@ -44,8 +49,10 @@ def test_issuer_skips_zero_planes(T, pause, rng, seed):
 
     async def producer(ctx):
         ctx.set(dut.T, T)
+        await ctx.tick()  # T is a layer setting: held a cycle before the first block
         for block, weights, last in blocks:
-            await stream_put(ctx, dut.i, {"block": block, "weights": weights, "last": last},
+            await stream_put(ctx, dut.i, {"block": block, "nonzero": _nonzero(block),
+                                          "weights": weights, "last": last},
                              rng=r_in, pause=pause)
 
     async def consumer(ctx):
@@ -76,9 +83,11 @@ def test_issuer_one_cycle_per_nonzero_plane():
     async def tb(ctx):
         ctx.set(dut.T, T)
         ctx.set(dut.o.ready, 1)
+        await ctx.tick()
         for n, block in enumerate(blocks):
             ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"block": block, "weights": [[0] * P.k] * P.n_pe, "last": 0})
+            ctx.set(dut.i.payload, {"block": block, "nonzero": _nonzero(block),
+                                    "weights": [[0] * P.k] * P.n_pe, "last": 0})
             count = 0
             while True:
                 count += 1
