@@ -81,6 +81,8 @@ class BoardPreset:
         ``openFPGALoader -b`` board name.
     capacity : DeviceCapacity
         Device resources: the memory pre-check of every flow, the yosys estimate's fit check.
+    max_payload : int
+        Largest frame payload of the host link in bytes (its frame buffer holds two).
     description : str
         A sentence on why this size and clock.
     """
@@ -99,6 +101,7 @@ class BoardPreset:
     leds: tuple[tuple[str, int], ...] = (("led", 0), ("led", 1), ("led", 2))
     capacity: DeviceCapacity = None
     reset: str | None = None
+    max_payload: int = 1024
     description: str = ""
 
     def __post_init__(self):
@@ -121,9 +124,11 @@ class BoardPreset:
             raise TypeError(f"capacity must be a DeviceCapacity, not {self.capacity!r}")
         if ":" not in self.platform:
             raise ValueError(f"platform must be 'module:Class', not {self.platform!r}")
-        # The UART divisor must be usable at this clock (raises ValueError with the reason).
+        # The UART divisor and the frame size must be usable (raise ValueError with the reason).
+        from hw.frame_decoder import check_max_payload
         from hw.uart_tx import baud_divisor
         baud_divisor(self.clk_freq, self.baud)
+        object.__setattr__(self, "max_payload", check_max_payload(self.max_payload))
 
     def platform_class(self):
         module, _, cls = self.platform.partition(":")

@@ -29,6 +29,9 @@ ICEBREAKER = BoardPreset(
     # 12 MHz / 1 Mbaud = 12 clocks per bit; the FT2232H makes 1 Mbaud exactly.
     baud=1_000_000,
     leds=(("led", 0), ("led", 1)),
+    # 256-byte frames: the link's double frame buffer fits two block RAMs (95 % of the line
+    # rate still carries payload).
+    max_payload=256,
     programmer="ice40_generic",
     capacity=ICE40UP5K,
     description="4 PEs x 4 lanes (16 adds per cycle) at 12 MHz: 64-neuron layers, 4K weights.",

@@ -23,10 +23,11 @@ HEARTBEAT_HZ = 1.5
 ACTIVITY_S = 0.02
 
 
-def default_accelerator(params, clk_freq, baud):
-    """The full accelerator (``hw.accelerator.Accelerator``: UART host link + core)."""
+def default_accelerator(preset):
+    """The full accelerator (``hw.accelerator.Accelerator``: UART host link + core) of a preset."""
     from .accelerator import Accelerator
-    return Accelerator(params, clk_freq, baud)
+    return Accelerator(preset.params, preset.clk_freq, preset.baud,
+                       max_payload=preset.max_payload)
 
 
 class BoardTop(Elaboratable):
@@ -37,7 +38,7 @@ class BoardTop(Elaboratable):
     preset : boards.BoardPreset
         Board, clock, UART, LEDs and accelerator size.
     accelerator : callable, optional
-        ``accelerator(params, clk_freq, baud)`` returns the component placed on the board; it must
+        ``accelerator(preset)`` returns the component placed on the board; it must
         have ports ``rx`` (In(1)) and ``tx`` (Out(1)) and may have ``busy`` (Out(1)). The default
         is :func:`default_accelerator`.
 
@@ -47,7 +48,7 @@ class BoardTop(Elaboratable):
     def __init__(self, preset, accelerator=None):
         self._preset = preset
         factory = default_accelerator if accelerator is None else accelerator
-        self._accel = factory(preset.params, preset.clk_freq, preset.baud)
+        self._accel = factory(preset)
         for port in ("rx", "tx"):
             if not hasattr(self._accel, port):
                 raise TypeError(f"the accelerator {self._accel!r} has no {port!r} port")

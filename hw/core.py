@@ -6,8 +6,9 @@ Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host l
   ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
   32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
   ``req.ready`` low while a read answer waits on ``resp.ready``.
-* Throughput: one write per cycle; one read per 4 cycles (plus the master's ``resp`` stalls,
-  and a cycle or two while the sequencer updates its counters).
+* Throughput: one write per cycle (a request is registered before it is decoded); one read per
+  5 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
+  counters). INPUT writes wait while the core is busy.
 * Fixed map (``hw.bus``): identify block at ``ID_BASE`` (:func:`hw.memory_map.identify_words`),
   ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
   ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error, bits 8..15
@@ -99,52 +100,47 @@ class SpikePackCore(wiring.Component):
             shape=32, depth=DESCRIPTOR_WORDS * p.max_layers, init=[])
         m.submodules.w_mem = w_mem = memory.Memory(
             shape=p.weight_row_bits, depth=p.weight_depth, init=[])
-        m.submodules.bias_mem = bias_mem = memory.Memory(
-            shape=p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
-        m.submodules.theta_mem = theta_mem = memory.Memory(
-            shape=p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
-        m.submodules.in_mem = in_mem = memory.Memory(
-            shape=p.block_bits, depth=p.batch_depth * p.act_chunks, init=[])
-        m.submodules.act_mem = act_mem = memory.Memory(
-            shape=p.block_bits, depth=2 * p.act_chunks, init=[])
+        # Biases (lanes 0..units-1) beside thresholds (lanes units..2 units-1), a group a row.
+        m.submodules.bt_mem = bt_mem = memory.Memory(
+            shape=2 * p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
+        # Spike blocks: the two ping-pong halves of the hidden layers, then the batch's inputs.
+        m.submodules.spk_mem = spk_mem = memory.Memory(
+            shape=p.block_bits, depth=p.spike_rows, init=[])
         m.submodules.out_mem = out_mem = memory.Memory(
             shape=32 * p.fire_units, depth=p.out_rows, init=[])
 
         # Fetcher <-> spike blocks and weights.
-        in_rd, act_rd, w_rd = in_mem.read_port(), act_mem.read_port(), w_mem.read_port()
-        src_is_input = Signal()
-        m.d.sync += src_is_input.eq(seq.src_is_input)
+        spk_rd, w_rd = spk_mem.read_port(), w_mem.read_port()
         m.d.comb += [
-            in_rd.addr.eq(fetch.src_addr), act_rd.addr.eq(fetch.src_addr),
-            in_rd.en.eq(fetch.src_en), act_rd.en.eq(fetch.src_en),
+            spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
             w_rd.addr.eq(fetch.w_addr), w_rd.en.eq(fetch.w_en),
-            fetch.src_data.eq(Mux(src_is_input, in_rd.data, act_rd.data)),
+            fetch.src_data.eq(spk_rd.data),
             fetch.w_data.eq(w_rd.data),
-            fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks),
+            fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
             fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
         ]
         # Firing array <-> biases and thresholds (one row of fire_units entries per group).
-        bias_rd, theta_rd = bias_mem.read_port(), theta_mem.read_port()
+        bt_rd = bt_mem.read_port()
+        bt_lanes = p.fire_units * p.acc_bits
         m.d.comb += [
-            bias_rd.addr.eq(fire.bt_addr), theta_rd.addr.eq(fire.bt_addr),
-            fire.bias.eq(bias_rd.data),
+            bt_rd.addr.eq(fire.bt_addr),
+            fire.bias.eq(bt_rd.data[:bt_lanes]),
             fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base),
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
         ]
         with m.If(d.theta_per_channel):
-            m.d.comb += fire.theta.eq(theta_rd.data)
+            m.d.comb += fire.theta.eq(bt_rd.data[bt_lanes:])
         with m.Else():
             m.d.comb += fire.theta.eq(Cat(*(d.theta[:p.acc_bits] for _ in range(p.fire_units))))
-        # Writer -> activation / output memory.
-        act_wr, out_wr = act_mem.write_port(), out_mem.write_port()
+        # Writer -> spike / output memory. The spike memory's one write port is shared with the
+        # bus (INPUT writes); the writer never waits, so a bus write waits for a free cycle.
+        spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
         m.d.comb += [
             writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
             writer.readout.eq(d.readout), writer.dst_base.eq(seq.dst_base),
             writer.out_base.eq(seq.out_base),
-            act_wr.addr.eq(writer.act_addr), act_wr.data.eq(writer.act_data),
-            act_wr.en.eq(writer.act_en),
             out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
             out_wr.en.eq(writer.out_en),
             seq.passes_done.eq(writer.passes), seq.spikes.eq(writer.spikes),
@@ -152,8 +148,17 @@ class SpikePackCore(wiring.Component):
         ]
 
         # --- bus slave -----------------------------------------------------------------------
+        # Each request is registered first (``q``), so no decode depends on the master's logic.
         req, resp = self.bus.req, self.bus.resp
-        addr, wdata = req.payload.addr, req.payload.data
+        q = Signal(bus.BusRequest)
+        q_valid = Signal()
+        q_done = Signal()  # the registered request is carried out this cycle
+        m.d.comb += req.ready.eq(~q_valid | q_done)
+        with m.If(req.valid & req.ready):
+            m.d.sync += [q.eq(req.payload), q_valid.eq(1)]
+        with m.Elif(q_done):
+            m.d.sync += q_valid.eq(0)
+        addr, wdata = q.addr, q.data
 
         def hit(region, a=addr):
             shift = region.span.bit_length() - 1
@@ -162,84 +167,100 @@ class SpikePackCore(wiring.Component):
         def off(region, a=addr):
             return a[:region.span.bit_length() - 1]
 
-        # Writes: one bus word lands in one lane of a memory row.
-        writes = {
-            "PROGRAM": (desc_mem, 32, 1),
-            "WEIGHTS": (w_mem, 32, p.weight_row_words),
-            "BIAS": (bias_mem, p.acc_bits, p.fire_units),
-            "THETA": (theta_mem, p.acc_bits, p.fire_units),
-            "INPUT": (in_mem, 32, p.block_words),
-        }
-        wr_now = req.valid & req.ready & req.payload.write
-        for name, (mem, gran, lanes) in writes.items():
+        # Writes: one bus word lands in one lane of a memory row (BIAS and THETA share a row).
+        # INPUT shares the spike memory's write port with the writer: it waits while the core
+        # runs (the host link never writes inputs during a run).
+        wr_input_waits = hit(mm["INPUT"]) & seq.busy
+        wr_now = q_valid & q.write & ~wr_input_waits
+        with m.If(q_valid & q.write):
+            m.d.comb += q_done.eq(~wr_input_waits)
+        bt_wr = bt_mem.write_port(granularity=p.acc_bits)
+        writes = [
+            # region, port, lanes per row, first lane, row offset
+            ("PROGRAM", desc_mem.write_port(), 1, 0, 0),
+            ("WEIGHTS", w_mem.write_port(granularity=32), p.weight_row_words, 0, 0),
+            ("BIAS", bt_wr, p.fire_units, 0, 0),
+            ("THETA", bt_wr, p.fire_units, p.fire_units, 0),
+            ("INPUT", spk_wr, p.block_words, 0, p.input_base),
+        ]
+        for name, port, lanes, lane0, row0 in writes:
             region = mm[name]
-            port = mem.write_port(granularity=gran)
+            gran = len(port.data) // len(port.en)
             lane_bits = lanes.bit_length() - 1
             o = off(region)
-            m.d.comb += [
-                port.addr.eq(o >> lane_bits),
-                port.data.eq(wdata[:gran].replicate(lanes)),
-            ]
-            with m.If(wr_now & hit(region)):
-                m.d.comb += port.en.eq(1 << o[:lane_bits] if lane_bits else 1)
+            with m.If(hit(region)):
+                m.d.comb += [
+                    port.addr.eq((o >> lane_bits) + row0),
+                    port.data.eq(wdata[:gran].replicate(len(port.en))),
+                ]
+                with m.If(wr_now):
+                    m.d.comb += port.en.eq(1 << (lane0 + (o[:lane_bits] if lane_bits else 0)))
+        with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
+            m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),
+                         spk_wr.en.eq(-1)]
         with m.If(wr_now & (addr == bus.REG_CONTROL)):
             m.d.comb += [abort.eq(wdata[1]), seq.start.eq(wdata[0] & ~wdata[1]),
                          seq.batch.eq(wdata[16:32])]
 
-        # Reads: address latched in ACCEPT, memories addressed in ADDR (the descriptor and
-        # counter memories wait while the sequencer uses them), data in READ, answer in RESP.
-        r_addr = Signal.like(addr)
+        # Reads: memories addressed in ADDR (the descriptor and counter memories wait while the
+        # sequencer uses them), the answer chosen in READ and held in RESP.
         desc_rd, out_rd = desc_mem.read_port(), out_mem.read_port()
         unit_bits = p.fire_units.bit_length() - 1
         cnt_words = COUNTER_WORDS_PER_LAYER * p.max_layers
-        r_cnt = off(mm["COUNTERS"], r_addr)
-        r_out = off(mm["OUTPUT"], r_addr)
+        r_cnt = off(mm["COUNTERS"])
+        r_out = off(mm["OUTPUT"])
         with m.If(seq.desc_en):
             m.d.comb += desc_rd.addr.eq(seq.desc_addr)
         with m.Else():
-            m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"], r_addr))
+            m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"]))
         m.d.comb += [
             seq.desc_data.eq(desc_rd.data),
             out_rd.addr.eq(r_out >> unit_bits),
             seq.counters.addr.eq(r_cnt),
         ]
-        lane = Signal(range(p.fire_units))
         ident = Array(Const(w, 32) for w in identify_words(p))
         status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
+        # Where the answer comes from, decided in ADDR.
+        sources = ("ident", "status", "program", "output", "counter", "total")
+        src = {name: Signal(name=f"rd_{name}") for name in sources}
+        lane = Signal(range(p.fire_units))
+        ident_word = Signal(32)
 
         with m.FSM():
-            with m.State("ACCEPT"):
-                m.d.comb += req.ready.eq(1)
-                with m.If(req.valid & ~req.payload.write):
-                    m.d.sync += r_addr.eq(addr)
+            with m.State("IDLE"):
+                with m.If(q_valid & ~q.write):
                     m.next = "ADDR"
             with m.State("ADDR"):
-                wait_desc = hit(mm["PROGRAM"], r_addr) & seq.desc_en
-                wait_cnt = hit(mm["COUNTERS"], r_addr) & (r_cnt < cnt_words) \
-                    & ~seq.counters.grant
+                in_cnt = hit(mm["COUNTERS"]) & (r_cnt < cnt_words)
+                wait_desc = hit(mm["PROGRAM"]) & seq.desc_en
+                wait_cnt = in_cnt & ~seq.counters.grant
                 m.d.comb += seq.counters.req.eq(1)
-                m.d.sync += lane.eq(r_out[:unit_bits] if unit_bits else 0)
+                m.d.sync += [
+                    lane.eq(r_out[:unit_bits] if unit_bits else 0),
+                    ident_word.eq(ident[addr[:4]]),
+                    src["ident"].eq(addr < len(ident)),
+                    src["status"].eq(addr == bus.REG_STATUS),
+                    src["program"].eq(hit(mm["PROGRAM"])),
+                    src["output"].eq(hit(mm["OUTPUT"])),
+                    src["counter"].eq(in_cnt),
+                    src["total"].eq(hit(mm["COUNTERS"]) & (r_cnt == cnt_words)),
+                ]
                 with m.If(~wait_desc & ~wait_cnt):
                     m.next = "READ"
             with m.State("READ"):
                 word = Signal(32)
-                with m.If(r_addr < len(ident)):
-                    m.d.comb += word.eq(ident[r_addr[:4]])
-                with m.Elif(r_addr == bus.REG_STATUS):
-                    m.d.comb += word.eq(status)
-                with m.Elif(hit(mm["PROGRAM"], r_addr)):
-                    m.d.comb += word.eq(desc_rd.data)
-                with m.Elif(hit(mm["OUTPUT"], r_addr)):
-                    m.d.comb += word.eq(out_rd.data.word_select(lane, 32))
-                with m.Elif(hit(mm["COUNTERS"], r_addr)):
-                    with m.If(r_cnt < cnt_words):
-                        m.d.comb += word.eq(seq.counters.data)
-                    with m.Elif(r_cnt == cnt_words):
-                        m.d.comb += word.eq(seq.total_cycles)
+                m.d.comb += word.eq(
+                    Mux(src["ident"], ident_word, 0)
+                    | Mux(src["status"], status, 0)
+                    | Mux(src["program"], desc_rd.data, 0)
+                    | Mux(src["output"], out_rd.data.word_select(lane, 32), 0)
+                    | Mux(src["counter"], seq.counters.data, 0)
+                    | Mux(src["total"], seq.total_cycles, 0))
                 m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
                 m.next = "RESP"
             with m.State("RESP"):
                 with m.If(resp.ready):
                     m.d.sync += resp.valid.eq(0)
-                    m.next = "ACCEPT"
+                    m.d.comb += q_done.eq(1)
+                    m.next = "IDLE"
         return m

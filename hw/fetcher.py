@@ -5,13 +5,14 @@ For pass ``p = 0..passes-1`` and chunk ``c = 0..chunks-1`` it reads the spike bl
 ``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk), and sends both as one
 stream beat, with a mask of the block's non-zero bit-planes.
 
-Three stages, each advancing when the next has room: addresses; spike block read (the memory's
-read port is the stage register); block register with its plane mask, beside the weight read
-(again the read port is the register). The weight row is read one cycle after its block, so the
+Four stages, each advancing when the next has room: addresses; spike block read (the memory's
+read port is the stage register); the block registered as it is (block RAM outputs are slow:
+nothing but a wire follows them); block register with its plane mask, beside the weight read
+(again the read port is the register). The weight row is read two cycles after its block, so the
 block can be examined in between: every handshake signal of the output is a register, and no
 memory enable depends on the data read in the same cycle.
 
-Latency: the first beat is valid 3 cycles after ``start``; then one beat per cycle.
+Latency: the first beat is valid 4 cycles after ``start``; then one beat per cycle.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ __all__ = ["Fetcher", "block_beat_layout"]
 
 
 def block_beat_layout(params: CoreParams):
-    """A spike block (``t_max`` planes x ``k`` neurons, plane-major), which of its planes hold a
-    spike, its weights, end of pass."""
+    """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
+    ``T`` hold a spike, and how many; its weights; end of pass."""
     return data.StructLayout({
         "block": params.block_bits,
         "nonzero": params.t_max,
+        "count": range(params.t_max + 1),
         "weights": beat_layout(params.k, params.t_max, params.weight_bits, params.n_pe)
         .members["weights"],
         "last": 1,
@@ -51,6 +53,8 @@ class Fetcher(wiring.Component):
         Pulse: latch ``chunks``/``passes``/``src_base``/``w_base`` and begin (ignored while busy).
     chunks, passes : In(16)
         Input chunks per pass (>= 1) and passes (>= 1).
+    T : In(range(t_max + 1))
+        Time steps of the layer: planes ``>= T`` are not marked (held during the layer).
     src_base, w_base : In
         First spike-block address and first weight row.
     busy : Out(1)
@@ -64,11 +68,12 @@ class Fetcher(wiring.Component):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         self._params = params
-        src_depth = max(params.batch_depth, 2) * params.act_chunks
+        src_depth = params.spike_rows
         super().__init__({
             "start": In(1),
             "chunks": In(16),
             "passes": In(16),
+            "T": In(range(params.t_max + 1)),
             "src_base": In(range(src_depth)),
             "w_base": In(range(params.weight_depth)),
             "busy": Out(1),
@@ -84,7 +89,7 @@ class Fetcher(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from ``start`` to the first valid beat (without back-pressure)."""
-        return 3
+        return 4
 
     def elaborate(self, platform):
         m = Module()
@@ -93,48 +98,64 @@ class Fetcher(wiring.Component):
         # Stage A: addresses.
         c = Signal(16)
         pas = Signal(16)
-        chunks = Signal(16)
-        passes = Signal(16)
+        last_chunk = Signal(16)  # chunks - 1
+        last_pass = Signal(16)  # passes - 1
         w_ptr = Signal(range(p.weight_depth))
         src_base = Signal.like(self.src_base)
         # Stage B: the block on the read port.
         valid_b = Signal()
         last_b = Signal()
         w_addr_b = Signal.like(w_ptr)
+        # Stage R: the block in a register.
+        valid_r = Signal()
+        last_r = Signal()
+        block_r = Signal(p.block_bits)
+        w_addr_r = Signal.like(w_ptr)
         # Stage C: the output register (block, mask) and the weights on their read port.
         block_c = self.o.payload.block
         valid_c = self.o.valid
 
         adv_c = Signal()
+        adv_r = Signal()
         adv_b = Signal()
         m.d.comb += [
             adv_c.eq(~valid_c | self.o.ready),
-            adv_b.eq(~valid_b | adv_c),
+            adv_r.eq(~valid_r | adv_c),
+            adv_b.eq(~valid_b | adv_r),
             self.src_addr.eq(src_base + c),
             self.src_en.eq(adv_b),
-            self.w_addr.eq(w_addr_b),
+            self.w_addr.eq(w_addr_r),
             self.w_en.eq(adv_c),
             self.o.payload.weights.eq(self.w_data),
         ]
         with m.If(adv_b):
-            m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == chunks - 1), w_addr_b.eq(w_ptr)]
+            m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == last_chunk), w_addr_b.eq(w_ptr)]
             with m.If(self.busy):
                 m.d.sync += [c.eq(c + 1), w_ptr.eq(w_ptr + 1)]
-                with m.If(c == chunks - 1):
+                with m.If(c == last_chunk):
                     m.d.sync += [c.eq(0), pas.eq(pas + 1)]
-                    with m.If(pas == passes - 1):
+                    with m.If(pas == last_pass):
                         m.d.sync += self.busy.eq(0)
+        with m.If(adv_r):
+            m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), block_r.eq(self.src_data),
+                         w_addr_r.eq(w_addr_b)]
+        in_T = Signal(p.t_max)  # planes below T
+        m.d.sync += in_T.eq((1 << self.T) - 1)
+        nonzero = Signal(p.t_max)
+        m.d.comb += nonzero.eq(
+            Cat(*(block_r[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
         with m.If(adv_c):
-            nonzero = Cat(*(self.src_data[q * k:(q + 1) * k].any() for q in range(p.t_max)))
-            m.d.sync += [valid_c.eq(valid_b), block_c.eq(self.src_data),
-                         self.o.payload.nonzero.eq(nonzero), self.o.payload.last.eq(last_b)]
+            m.d.sync += [valid_c.eq(valid_r), block_c.eq(block_r),
+                         self.o.payload.nonzero.eq(nonzero),
+                         self.o.payload.count.eq(sum(nonzero[q] for q in range(p.t_max))),
+                         self.o.payload.last.eq(last_r)]
         with m.If(self.start & ~self.busy):
             m.d.sync += [
                 self.busy.eq(1),
                 c.eq(0),
                 pas.eq(0),
-                chunks.eq(self.chunks),
-                passes.eq(self.passes),
+                last_chunk.eq(self.chunks - 1),
+                last_pass.eq(self.passes - 1),
                 w_ptr.eq(self.w_base),
                 src_base.eq(self.src_base),
             ]

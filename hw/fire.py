@@ -130,6 +130,7 @@ class FireUnit(wiring.Component):
         m = Module()
         acc, t_max = self._acc_bits, self._t_max
         cfg, beat = self.config, self.i.payload
+        lif = cfg.lif
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)
@@ -140,79 +141,83 @@ class FireUnit(wiring.Component):
             m.d.sync += [bias.eq(beat.bias), theta.eq(beat.theta)]
         bias_now = Mux(beat.first, beat.bias, bias)
 
-        # Result register, valid for one cycle.
-        result = self.o.payload
-        m.d.sync += self.o.valid.eq(0)
-
-        # --- SpikePack: Horner sum ``u`` and threshold ``th_h = theta 2^(T-1)``, then + bias ---
+        # One datapath for both modes: four adders (A..D) around four registers.
+        #   register  SpikePack                       LIF
+        #   u         Horner sum                      x = P + bias
+        #   th_h      theta 2^(T-1), built by Horner  leaked membrane (low acc bits)
+        #   r         residual being fired            membrane v
+        #   th_f      theta 2^(T-t) of the firing     -
         th_bits = acc + t_max - 1
         u = Signal(signed(acc))
         th_h = Signal(unsigned(th_bits))
-        to_bias = Signal()  # the cycle after a neuron's last beat: v = u + bias
-        m.d.sync += to_bias.eq(take & beat.last & ~cfg.lif)
-        with m.If(take & ~cfg.lif):
-            with m.If(beat.first):
-                m.d.sync += [u.eq(p), th_h.eq(beat.theta)]
-            with m.Else():
-                m.d.sync += [u.eq((u << 1) + p), th_h.eq(th_h << 1)]
-
-        # --- serial firing of ``r`` against ``th_f``, MSB first --------------------------------
         r = Signal(signed(acc))
         th_f = Signal(unsigned(th_bits))
-        steps = Signal(range(t_max + 1))  # firing steps left
+        lk = th_h[:acc].as_signed()
+
+        # A: u = 2 u + P (Horner; u = P on a first beat) or u = P + bias (LIF).
+        add_a = Mux(lif, bias_now, Mux(beat.first, 0, u << 1)) + p
+        # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
+        add_b = Signal(signed(acc))
+        m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
+        # C: r - threshold, the firing compare and subtract.
+        big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
+        add_c = Signal(signed(acc + 1))
+        m.d.comb += add_c.eq(r - Mux(lif, theta, th_f[:acc - 1]))
+        # D: leak (LIF): v - (v >>> k); k = 0 is no leak.
+        add_d = Mux(cfg.leak == 0, r, r - (r >> cfg.leak))
+
+        with m.If(take):
+            m.d.sync += u.eq(add_a)
+            with m.If(lif):
+                m.d.sync += th_h.eq(Mux(beat.first, 0, add_d))
+            with m.Elif(beat.first):
+                m.d.sync += th_h.eq(beat.theta)
+            with m.Else():
+                m.d.sync += th_h.eq(th_h << 1)
+
+        # Result register, valid for one cycle.
+        result = self.o.payload
+        m.d.sync += self.o.valid.eq(0)
         word = Signal(t_max)
         count = Signal(range(t_max + 1))
-        v = Signal(signed(acc))
-        m.d.comb += v.eq(u + bias)
+        fire = Signal()  # C fires this cycle
+        s = Signal()  # the spike it makes
+        r_fired = Mux(s, Mux(lif & cfg.reset_zero, 0, add_c), r)
+        word_next = Cat(s, word)
+        count_next = count + s
+        ends = Signal()  # ... and it is the neuron's last step
+        with m.If(fire):
+            m.d.sync += [r.eq(r_fired), word.eq(word_next), count.eq(count_next)]
+            with m.If(ends):
+                m.d.sync += [self.o.valid.eq(1), result.word.eq(word_next),
+                             result.spikes.eq(count_next), result.v.eq(r_fired)]
+
+        # --- SpikePack: after the last beat, v = u + bias; then T firing steps -----------------
+        to_bias = Signal()
+        steps = Signal(range(t_max + 1))  # firing steps left
+        m.d.sync += to_bias.eq(take & beat.last & ~lif)
         with m.If(to_bias):
             with m.If(cfg.readout):
-                m.d.sync += [self.o.valid.eq(1), result.v.eq(v), result.word.eq(0),
+                m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
-                m.d.sync += [r.eq(v), th_f.eq(th_h), steps.eq(cfg.T), word.eq(0),
+                m.d.sync += [r.eq(add_b), th_f.eq(th_h), steps.eq(cfg.T), word.eq(0),
                              count.eq(0)]
-        with m.Elif(steps != 0):
-            # s = [r >= th_f]; a threshold of 2^(acc-1) or more is above any membrane.
-            big = th_f[acc - 1:].any()
-            diff = Signal(signed(acc + 1))
-            m.d.comb += diff.eq(r - th_f[:acc - 1])
-            s = ~big & ~diff[-1]
-            r_next = Mux(s, diff, r)
-            word_next = Cat(s, word)
-            count_next = count + s
-            m.d.sync += [r.eq(r_next), th_f.eq(th_f >> 1), word.eq(word_next),
-                         count.eq(count_next), steps.eq(steps - 1)]
-            with m.If(steps == 1):
-                m.d.sync += [self.o.valid.eq(1), result.word.eq(word_next),
-                             result.spikes.eq(count_next), result.v.eq(r_next)]
+        with m.Elif(~lif & (steps != 0)):
+            m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
+            m.d.sync += [th_f.eq(th_f >> 1), steps.eq(steps - 1)]
 
-        # --- LIF/IF: three cycles per beat -----------------------------------------------------
-        lv = Signal(signed(acc))  # membrane
-        lk = Signal(signed(acc))  # leaked membrane
-        x = Signal(signed(acc))  # P + bias
-        lif_b = Signal()  # second cycle of a beat: add
-        lif_c = Signal()  # third cycle: fire
+        # --- LIF/IF: beat (A, D), then v = x + leaked (B), then fire (C) ------------------------
+        lif_b = Signal()
+        lif_c = Signal()
         lif_last = Signal()
-        lword = Signal(t_max)
-        lcount = Signal(range(t_max + 1))
-        m.d.sync += [lif_b.eq(take & cfg.lif), lif_c.eq(lif_b)]
-        with m.If(take & cfg.lif):
-            leaked = Mux(cfg.leak == 0, lv, lv - (lv >> cfg.leak))
-            m.d.sync += [x.eq(p + bias_now), lk.eq(Mux(beat.first, 0, leaked)),
-                         lif_last.eq(beat.last)]
+        m.d.sync += [lif_b.eq(take & lif), lif_c.eq(lif_b)]
+        with m.If(take & lif):
+            m.d.sync += lif_last.eq(beat.last)
             with m.If(beat.first):
-                m.d.sync += [lword.eq(0), lcount.eq(0)]
+                m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
-            m.d.sync += lv.eq(lk + x)
+            m.d.sync += r.eq(add_b)
         with m.If(lif_c):
-            ldiff = Signal(signed(acc + 1))
-            m.d.comb += ldiff.eq(lv - theta)
-            ls = ~cfg.readout & ~ldiff[-1]
-            lv_next = Mux(ls, Mux(cfg.reset_zero, 0, ldiff), lv)
-            lword_next = Cat(ls, lword)
-            lcount_next = lcount + ls
-            m.d.sync += [lv.eq(lv_next), lword.eq(lword_next), lcount.eq(lcount_next)]
-            with m.If(lif_last):
-                m.d.sync += [self.o.valid.eq(1), result.word.eq(lword_next),
-                             result.spikes.eq(lcount_next), result.v.eq(lv_next)]
+            m.d.comb += [fire.eq(1), s.eq(~cfg.readout & ~add_c[-1]), ends.eq(lif_last)]
         return m

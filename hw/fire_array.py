@@ -133,9 +133,11 @@ class FireArray(wiring.Component):
         first = Signal()
         last = Signal()
         release = Signal()
+        t_last = Signal(range(self._t_max))  # T - 1 (T is held during a layer)
+        m.d.sync += t_last.eq(cfg.T - 1)
         m.d.comb += [
             self.bank.addr.eq(q),
-            first.eq(q == cfg.T - 1),
+            first.eq(q == t_last),
             last.eq(q == 0),
             self.bank.release.eq(release),
             self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
@@ -143,7 +145,7 @@ class FireArray(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.bank.ready):
-                    m.d.sync += [g.eq(0), q.eq(cfg.T - 1), phase.eq(0)]
+                    m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
                     m.next = "READ"
             with m.State("READ"):
                 # SpikePack: T reads on consecutive cycles, then one free cycle. LIF: a read
@@ -161,7 +163,7 @@ class FireArray(wiring.Component):
                                 m.d.sync += pas.eq(pas + 1)
                                 m.next = "IDLE"
                             with m.Else():
-                                m.d.sync += [g.eq(g + 1), q.eq(cfg.T - 1)]
+                                m.d.sync += [g.eq(g + 1), q.eq(t_last)]
                         with m.Else():
                             m.next = "GAP"
                     with m.Else():
@@ -172,7 +174,7 @@ class FireArray(wiring.Component):
                     m.d.sync += pas.eq(pas + 1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [g.eq(g + 1), q.eq(cfg.T - 1)]
+                    m.d.sync += [g.eq(g + 1), q.eq(t_last)]
                     m.next = "READ"
         with m.If(self.clear):
             m.d.sync += pas.eq(0)

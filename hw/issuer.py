@@ -1,14 +1,15 @@
 """Plane issuer: turns spike blocks into PE beats, one non-zero bit-plane chunk per cycle.
 
 A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane slot ``q`` in bits
-``q*k .. q*k+k-1``); the fetcher marks which planes hold a spike. The issuer sends, one per cycle,
-only the planes with ``q < T`` that have a spike, each with the block's weights (held for every
-plane: weight reuse up to ``T`` times). An all-zero plane costs no cycle; a block with no spike at
-all is dropped in the cycle it is presented (the fetcher presents one block per cycle). If the
-block that ends a pass has no spike, one empty beat carries the end-of-pass flag.
+``q*k .. q*k+k-1``); the fetcher marks which planes below ``T`` hold a spike, and counts them.
+The issuer sends, one per cycle, only the planes with ``q < T`` that have a spike, each with the
+block's weights (held for every plane: weight reuse up to ``T`` times). An all-zero plane costs
+no cycle; a block with no spike at all is dropped in the cycle it is presented (the fetcher
+presents one block per cycle). If the block that ends a pass has no spike, one empty beat carries
+the end-of-pass flag.
 
-``i.ready`` depends only on registers and ``o.ready``: the fetcher's memory enables never wait on
-the data they read.
+``i.ready`` depends only on registers (the mark count, the planes issued so far) and ``o.ready``:
+the fetcher's memory enables never wait on the data they read.
 
 Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear`` (it lags
 the blocks by two cycles).
@@ -69,22 +70,18 @@ class PlaneIssuer(wiring.Component):
         k, t_max = p.k, p.t_max
         block = self.i.payload.block
         planes = [block[q * k:(q + 1) * k] for q in range(t_max)]
-        in_T = Signal(t_max)  # planes below T
-        m.d.sync += in_T.eq((1 << self.T) - 1)
-        nonzero = Signal(t_max)
+        nonzero = self.i.payload.nonzero  # planes below T with a spike
         done = Signal(t_max)  # planes of the current block already issued
+        issued_p1 = Signal(range(t_max + 2), init=1)  # planes issued + 1
         pending = Signal(t_max)
-        m.d.comb += [
-            nonzero.eq(self.i.payload.nonzero & in_T),
-            pending.eq(nonzero & ~done),
-        ]
-        # Lowest pending plane, and whether it is the only one left.
+        m.d.comb += pending.eq(nonzero & ~done)
+        # Lowest pending plane; the last one of the block when one was issued per earlier mark.
         sel = Signal(range(t_max))
         for q in reversed(range(t_max)):
             with m.If(pending[q]):
                 m.d.comb += sel.eq(q)
         only_one = Signal()
-        m.d.comb += only_one.eq((pending & (pending - 1)) == 0)
+        m.d.comb += only_one.eq(issued_p1 == self.i.payload.count)
 
         m.d.comb += [
             self.o.payload.weights.eq(self.i.payload.weights),
@@ -96,7 +93,7 @@ class PlaneIssuer(wiring.Component):
                 m.d.comb += self.o.payload.spikes.eq(planes[q])
 
         with m.If(self.i.valid):
-            with m.If(pending.any()):
+            with m.If(self.i.payload.count != 0):
                 m.d.comb += [
                     self.o.valid.eq(1),
                     self.o.payload.last.eq(self.i.payload.last & only_one),
@@ -104,9 +101,9 @@ class PlaneIssuer(wiring.Component):
                 with m.If(self.o.ready):
                     with m.If(only_one):
                         m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += done.eq(0)
+                        m.d.sync += [done.eq(0), issued_p1.eq(1)]
                     with m.Else():
-                        m.d.sync += done.eq(done | (1 << sel))
+                        m.d.sync += [done.eq(done | (1 << sel)), issued_p1.eq(issued_p1 + 1)]
             with m.Elif(self.i.payload.last):
                 # A pass must end even if its last block is empty: one beat with no spikes.
                 m.d.comb += [
@@ -120,7 +117,7 @@ class PlaneIssuer(wiring.Component):
         # Skipped planes of each block taken: counted two cycles later (count, then add).
         zeros = Signal(range(t_max + 1))
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += zeros.eq(self.T - sum(nonzero[q] for q in range(t_max)))
+            m.d.sync += zeros.eq(self.T - self.i.payload.count)
         with m.Else():
             m.d.sync += zeros.eq(0)
         with m.If(self.clear):

@@ -135,68 +135,76 @@ class LinkExecutor(wiring.Component):
         timer = Signal(range(self._run_timeout + 1))
         status_word = Signal(32)
 
-        # Checks on the frame at the head of the queue (combinational).
+        # Checks on the frame at the head of the queue: the sums in IDLE, the compares in CHECK.
         n_write = Signal(16)
         m.d.comb += n_write.eq((f.length - 4)[2:])
+        limit = self._addr_limit
+        arg0_ok = Signal()
+        end_write = Signal(34)  # arg0 + words + 1 (the words are length / 4 - 1)
+        end_read = Signal(34)
         write_len_ok = (f.length >= 4) & (f.length[:2] == 0)
         read_len_ok = (f.length == 8) & (f.arg1 >= 1) & (f.arg1 <= max_words)
-        end_write = f.arg0 + n_write
-        end_read = f.arg0 + f.arg1
-        write_addr_ok = (f.arg0 < self._addr_limit) & (end_write <= self._addr_limit)
-        read_addr_ok = (f.arg0 < self._addr_limit) & (end_read <= self._addr_limit)
+        write_addr_ok = arg0_ok & (end_write <= limit + 1)
+        read_addr_ok = arg0_ok & (end_read <= limit)
         run_len_ok = (f.length == 4) & (f.arg0 >= 1) & (f.arg0 <= BATCH_LIMIT)
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid & ~self.reply.valid):
-                    m.d.sync += [address.eq(f.arg0), index.eq(0), timer.eq(0)]
-                    with m.If(f.status != Status.OK):
-                        send_header(f.status, 0, "FINISH")
-                    with m.Else():
-                        with m.Switch(f.command):
-                            with m.Case(Command.IDENTIFY):
-                                with m.If(f.length != 0):
-                                    send_header(Status.ERR_LENGTH, 0, "FINISH")
-                                with m.Else():
-                                    send_header(Status.OK, 4 * len(self._identify), "IDENTIFY")
-                            with m.Case(Command.WRITE):
-                                with m.If(~write_len_ok):
-                                    send_header(Status.ERR_LENGTH, 0, "FINISH")
-                                with m.Elif(~write_addr_ok):
-                                    send_header(Status.ERR_ADDRESS, 0, "FINISH")
-                                with m.Else():
-                                    m.d.sync += [todo.eq(n_write), from_buf.eq(1)]
-                                    m.next = "WRITE"
-                            with m.Case(Command.READ):
-                                with m.If(~read_len_ok):
-                                    send_header(Status.ERR_LENGTH, 0, "FINISH")
-                                with m.Elif(~read_addr_ok):
-                                    send_header(Status.ERR_ADDRESS, 0, "FINISH")
-                                with m.Else():
-                                    m.d.sync += [todo.eq(f.arg1), pending.eq(f.arg1)]
-                                    send_header(Status.OK, f.arg1 << 2, "READ")
-                            with m.Case(Command.RUN):
-                                with m.If(~run_len_ok):
-                                    send_header(Status.ERR_LENGTH, 0, "FINISH")
-                                with m.Else():
-                                    m.d.sync += [
-                                        req.valid.eq(1), req_write.eq(1),
-                                        req_addr.eq(REG_CONTROL),
-                                        req_data.eq(CONTROL_START
-                                                    | (f.arg0[:16] << CONTROL_BATCH_SHIFT)),
-                                    ]
-                                    m.next = "RUN_START"
-                            with m.Case(Command.ABORT):
-                                with m.If(f.length != 0):
-                                    send_header(Status.ERR_LENGTH, 0, "FINISH")
-                                with m.Else():
-                                    m.d.sync += [
-                                        req.valid.eq(1), req_write.eq(1),
-                                        req_addr.eq(REG_CONTROL), req_data.eq(CONTROL_ABORT),
-                                    ]
-                                    m.next = "ABORT"
-                            with m.Default():
-                                send_header(Status.ERR_COMMAND, 0, "FINISH")
+                    m.d.sync += [
+                        arg0_ok.eq(f.arg0 < limit), end_write.eq(f.arg0 + f.length[2:]),
+                        end_read.eq(f.arg0 + f.arg1),
+                        address.eq(f.arg0), index.eq(0), timer.eq(0),
+                    ]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(f.status != Status.OK):
+                    send_header(f.status, 0, "FINISH")
+                with m.Else():
+                    with m.Switch(f.command):
+                        with m.Case(Command.IDENTIFY):
+                            with m.If(f.length != 0):
+                                send_header(Status.ERR_LENGTH, 0, "FINISH")
+                            with m.Else():
+                                send_header(Status.OK, 4 * len(self._identify), "IDENTIFY")
+                        with m.Case(Command.WRITE):
+                            with m.If(~write_len_ok):
+                                send_header(Status.ERR_LENGTH, 0, "FINISH")
+                            with m.Elif(~write_addr_ok):
+                                send_header(Status.ERR_ADDRESS, 0, "FINISH")
+                            with m.Else():
+                                m.d.sync += [todo.eq(n_write), from_buf.eq(1)]
+                                m.next = "WRITE"
+                        with m.Case(Command.READ):
+                            with m.If(~read_len_ok):
+                                send_header(Status.ERR_LENGTH, 0, "FINISH")
+                            with m.Elif(~read_addr_ok):
+                                send_header(Status.ERR_ADDRESS, 0, "FINISH")
+                            with m.Else():
+                                m.d.sync += [todo.eq(f.arg1), pending.eq(f.arg1)]
+                                send_header(Status.OK, f.arg1 << 2, "READ")
+                        with m.Case(Command.RUN):
+                            with m.If(~run_len_ok):
+                                send_header(Status.ERR_LENGTH, 0, "FINISH")
+                            with m.Else():
+                                m.d.sync += [
+                                    req.valid.eq(1), req_write.eq(1),
+                                    req_addr.eq(REG_CONTROL),
+                                    req_data.eq(CONTROL_START
+                                                | (f.arg0[:16] << CONTROL_BATCH_SHIFT)),
+                                ]
+                                m.next = "RUN_START"
+                        with m.Case(Command.ABORT):
+                            with m.If(f.length != 0):
+                                send_header(Status.ERR_LENGTH, 0, "FINISH")
+                            with m.Else():
+                                m.d.sync += [
+                                    req.valid.eq(1), req_write.eq(1),
+                                    req_addr.eq(REG_CONTROL), req_data.eq(CONTROL_ABORT),
+                                ]
+                                m.next = "ABORT"
+                        with m.Default():
+                            send_header(Status.ERR_COMMAND, 0, "FINISH")
 
             with m.State("IDENTIFY"):
                 table = Array(Const(w, 32) for w in self._identify)

@@ -165,6 +165,17 @@ class CoreParams:
         return min(self.acc_bits, self.weight_bits + (self.max_neurons - 1).bit_length())
 
     @property
+    def spike_rows(self) -> int:
+        """Spike blocks of the spike memory: two ping-pong halves of ``act_chunks`` blocks for
+        hidden layers, then ``act_chunks`` input blocks per sample of a batch."""
+        return (2 + self.batch_depth) * self.act_chunks
+
+    @property
+    def input_base(self) -> int:
+        """First spike-memory block of the batch's inputs."""
+        return 2 * self.act_chunks
+
+    @property
     def out_words(self) -> int:
         """Output memory words: one per neuron of the widest layer, per sample of a batch."""
         return self.batch_depth * self.max_neurons

@@ -1,18 +1,18 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` word by word (7 cycles), check it, start the fetcher and clear the per-layer
-counters of the datapath, wait until the writer has stored every pass of the layer, then add the
-layer's cycles, output spikes and skipped zero plane-chunks into the counters of layer ``l`` (4
-cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes ping-pong half ``l % 2`` of
-the activation memory and layer ``l + 1`` reads it; the last layer writes the sample's output
-words.
+descriptor ``l`` word by word (7 cycles), check it (2 cycles), start the fetcher and clear the
+per-layer counters of the datapath, wait until the writer has stored every pass of the layer,
+then add the layer's cycles, output spikes and skipped zero plane-chunks into the counters of
+layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes ping-pong
+half ``l % 2`` of the spike memory and layer ``l + 1`` reads it; the last layer writes the
+sample's output words.
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
 sequencer itself uses the memory. Layers not run since the last start read as 0.
 
-Layer overhead: 12 cycles of sequencing plus the pipeline fill/drain of the datapath.
+Layer overhead: 15 cycles of sequencing plus the pipeline fill/drain of the datapath.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Sequencer(wiring.Component):
     layer : Out(descriptor_layout())
         The current layer's descriptor (held during the layer).
     src_base, dst_base, out_base, fetch_start, clear : Out
-        Per-layer datapath set-up; ``src_is_input`` selects the input memory (layer 0);
+        Per-layer datapath set-up (spike-memory blocks read and written, output word);
         ``fetch_start``/``clear`` pulse at layer start.
     passes_done, spikes, skipped : In
         Writer pass count, writer spike count, issuer skip count of the running layer.
@@ -97,8 +97,7 @@ class Sequencer(wiring.Component):
             "desc_en": Out(1),
             "desc_data": In(32),
             "layer": Out(descriptor_layout()),
-            "src_is_input": Out(1),
-            "src_base": Out(range(max(p.batch_depth, 2) * p.act_chunks)),
+            "src_base": Out(range(p.spike_rows)),
             "dst_base": Out(range(2 * p.act_chunks)),
             "out_base": Out(range(p.out_words)),
             "fetch_start": Out(1),
@@ -124,10 +123,7 @@ class Sequencer(wiring.Component):
         layer_cycles = Signal(32)
         d = self.layer
 
-        m.d.comb += [
-            self.src_is_input.eq(lyr == 0),
-            self.dst_base.eq(lyr[0] * p.act_chunks),
-        ]
+        m.d.comb += self.dst_base.eq(lyr[0] * p.act_chunks)
         with m.If(lyr == 0):
             m.d.comb += self.src_base.eq(in_base)
         with m.Else():
@@ -144,12 +140,12 @@ class Sequencer(wiring.Component):
         cnt_rd = cnt_mem.read_port()
         ran = Signal(p.max_layers)  # layers whose counters this run has written
         cnt_use = Signal()  # the sequencer reads the counters this cycle
-        cnt_sel = Signal(2)  # which counter of the layer the sequencer reads
+        cnt_sel = Signal(3)  # step of the counter update (ACC)
         bus_ran = Signal()
         bus_zero = Signal()
         bus_layer = self.counters.addr >> 2
         with m.If(cnt_use):
-            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel, lyr))
+            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], lyr))
         with m.Else():
             m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
         m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
@@ -162,8 +158,11 @@ class Sequencer(wiring.Component):
 
         word = Signal(range(DESCRIPTOR_WORDS_READ + 1))
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
-        add_sel = Signal(2)  # counter being written in ACC
         add_value = Signal(32)
+        old = Signal(32)
+        n_out_pad = Signal(17)
+        bt_end = Signal(33)
+        last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -173,7 +172,7 @@ class Sequencer(wiring.Component):
                         fail(ErrorCode.BAD_BATCH)
                     with m.Else():
                         m.d.sync += [self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
-                                     in_base.eq(0), self.out_base.eq(0), lyr.eq(0),
+                                     in_base.eq(p.input_base), self.out_base.eq(0), lyr.eq(0),
                                      layer_cycles.eq(0), word.eq(0)]
                         m.next = "LOAD"
             with m.State("LOAD"):
@@ -185,17 +184,21 @@ class Sequencer(wiring.Component):
                         with m.Case(w):
                             m.d.sync += d.as_value()[32 * (w - 1):32 * w].eq(self.desc_data)
                 with m.If(word == DESCRIPTOR_WORDS_READ):
-                    m.next = "CHECK"
+                    m.next = "SUMS"
+            with m.State("SUMS"):
+                # The sums the checks compare, one cycle ahead of the compares.
+                m.d.sync += [n_out_pad.eq(d.n_out + p.n_pe), bt_end.eq(d.bt_base + d.passes),
+                             last_sample.eq(sample + 1 == batch)]
+                m.next = "CHECK"
             with m.State("CHECK"):
+                covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
                 with m.If(d.kind != 0):
                     fail(ErrorCode.BAD_KIND)
                 with m.Elif((d.T == 0) | (d.T > p.t_max)):
                     fail(ErrorCode.BAD_T)
                 with m.Elif((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
-                            | (d.passes > p.max_passes)
-                            | (d.n_out > (d.passes << (p.n_pe.bit_length() - 1)))
-                            | (d.n_out + p.n_pe <= (d.passes << (p.n_pe.bit_length() - 1)))
-                            | (d.bt_base + d.passes > p.bt_rows)):
+                            | (d.passes > p.max_passes) | (d.n_out > covered)
+                            | (n_out_pad <= covered) | (bt_end > p.bt_rows)):
                     fail(ErrorCode.BAD_SIZE)
                 with m.Else():
                     m.next = "START"
@@ -204,27 +207,28 @@ class Sequencer(wiring.Component):
                 m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(self.passes_done == d.passes):
-                    m.d.sync += [cnt_sel.eq(0), add_sel.eq(0)]
+                    m.d.sync += cnt_sel.eq(0)
                     m.next = "ACC"
             with m.State("ACC"):
-                # Read counter ``cnt_sel`` while writing counter ``cnt_sel - 1``.
+                # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
+                # chosen at c + 1 (old word registered), the sum written at c + 2.
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
-                m.d.sync += [cnt_sel.eq(cnt_sel + 1), add_sel.eq(cnt_sel)]
-                old = Mux(ran.bit_select(lyr, 1), cnt_rd.data, 0)
+                m.d.sync += [cnt_sel.eq(cnt_sel + 1),
+                             old.eq(Mux(ran.bit_select(lyr, 1), cnt_rd.data, 0))]
                 with m.Switch(cnt_sel):
-                    with m.Case(0):
-                        # This cycle and the three below belong to the layer.
-                        m.d.sync += add_value.eq(layer_cycles + 4)
                     with m.Case(1):
-                        m.d.sync += add_value.eq(self.spikes)
+                        # This cycle and the three below belong to the layer too.
+                        m.d.sync += add_value.eq(layer_cycles + 4)
                     with m.Case(2):
+                        m.d.sync += add_value.eq(self.spikes)
+                    with m.Case(3):
                         m.d.sync += add_value.eq(self.skipped)
-                m.d.comb += [cnt_wr.addr.eq(Cat(add_sel, lyr)), cnt_wr.data.eq(old + add_value),
-                             cnt_wr.en.eq(cnt_sel != 0)]
-                with m.If(cnt_sel == 3):
+                m.d.comb += [cnt_wr.addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
+                             cnt_wr.data.eq(old + add_value), cnt_wr.en.eq(cnt_sel >= 2)]
+                with m.If(cnt_sel == 4):
                     m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
                     with m.If(d.last):
-                        with m.If(sample + 1 == batch):
+                        with m.If(last_sample):
                             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                             m.next = "IDLE"
                         with m.Else():

@@ -104,8 +104,9 @@ def test_board_top_constraints_for_every_board():
     from hw.board_top import BoardTop
     from hw.host_link import HostLink
 
-    def link_only(params, clk_freq, baud):
-        return HostLink(clk_freq=clk_freq, baud=baud)
+    def link_only(preset):
+        return HostLink(clk_freq=preset.clk_freq, baud=preset.baud,
+                        max_payload=preset.max_payload)
 
     constraints = {"xc7": "top.xdc", "ecp5": "top.lpf", "ice40": "top.pcf"}
     for name in sorted(BOARDS):

@@ -183,6 +183,7 @@ class BankModel:
 
     async def run(self, ctx):
         dut = self.dut
+        await ctx.tick().repeat(3)  # the layer's configuration settles before its first pass
         ctx.set(dut.bank.ready, 1)
         async for _, _, addr, release, bt_addr in ctx.tick().sample(
                 dut.bank.addr, dut.bank.release, dut.bt_addr):

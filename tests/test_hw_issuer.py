@@ -14,9 +14,11 @@ P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=4, bt_depth=16,
                batch_depth=2)
 
 
-def _nonzero(block):
-    """The fetcher's plane mask: bit q set if plane q of the block has a spike."""
-    return sum(1 << q for q in range(P.t_max) if (block >> (q * P.k)) & ((1 << P.k) - 1))
+def _marks(block, T):
+    """The fetcher's plane marks: bit q set if plane q < T of the block has a spike; their
+    count."""
+    nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & ((1 << P.k) - 1))
+    return {"nonzero": nonzero, "count": bin(nonzero).count("1")}
 
 
 def _expected(blocks, T):
@@ -51,7 +53,7 @@ def test_issuer_skips_zero_planes(T, pause, rng, seed):
         ctx.set(dut.T, T)
         await ctx.tick()  # T is a layer setting: held a cycle before the first block
         for block, weights, last in blocks:
-            await stream_put(ctx, dut.i, {"block": block, "nonzero": _nonzero(block),
+            await stream_put(ctx, dut.i, {"block": block, **_marks(block, T),
                                           "weights": weights, "last": last},
                              rng=r_in, pause=pause)
 
@@ -86,7 +88,7 @@ def test_issuer_one_cycle_per_nonzero_plane():
         await ctx.tick()
         for n, block in enumerate(blocks):
             ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"block": block, "nonzero": _nonzero(block),
+            ctx.set(dut.i.payload, {"block": block, **_marks(block, T),
                                     "weights": [[0] * P.k] * P.n_pe, "last": 0})
             count = 0
             while True:
