@@ -57,7 +57,7 @@ def param_tag(params) -> str:
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                simulator: str = "verilator", env: dict | None = None,
                testcase: str | None = None, seed: int | None = None,
-               waves: bool = False) -> Path:
+               waves: bool = False, log_file: Path | None = None) -> Path:
     """Build ``component`` and run the cocotb tests in ``test_module`` against it.
 
     Parameters
@@ -70,6 +70,8 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         Per-parameter build directory (reused when the Verilog is unchanged).
     env : dict
         Values passed to the cocotb module; each is JSON-encoded into ``SPIKEPACK_<KEY>``.
+    log_file : Path or None
+        Send the simulation's output (cocotb's log) to this file instead of stdout.
 
     Returns the results XML path. Raises ``AssertionError`` if any cocotb test failed.
     """
@@ -100,6 +102,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
         test_dir=build_dir, testcase=testcase, seed=seed, extra_env=extra_env, waves=waves,
         results_xml=str(build_dir / f"results_{test_module.rsplit('.', 1)[-1]}.xml"),
+        log_file=log_file,
     )
     n_tests, n_failed = get_results(results)
     assert n_tests > 0, f"cocotb ran no test from {test_module}"

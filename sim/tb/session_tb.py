@@ -1,0 +1,136 @@
+"""cocotb module behind ``sw.rtl_session``: the host driver runs one session against the
+Accelerator RTL through its UART pins (DUT: ``hw.accelerator.Accelerator``).
+
+The session identifies the device, takes the program image (an image file from ``spikepack
+compile``, or one compiled here for the parameters the device reports), uploads it with read-back
+verification, runs the inputs batch by batch and writes what the *device* returned (identify
+words, outputs, per-run counters, cycles) to an ``.npz``. It compares nothing: the caller does.
+
+Parameters (``sim.rtl.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
+``image`` (a ``sw.image_file`` file) or ``net`` (an ``IntNetwork.save`` file), ``inputs``
+(``.npy`` of packed inputs, may hold zero rows: upload only), ``out`` (``.npz`` to write),
+``progress`` (optional JSON file rewritten as the session goes: ``phase``, ``done``, ``total``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles, Timer
+from cocotbext.uart import UartSink, UartSource
+
+from sim.rtl import cocotb_env
+
+# cocotbext-uart 0.1.4 calls cocotb 2's deprecated ``setimmediatevalue`` once per UART.
+warnings.filterwarnings("ignore", message="Use `handle.set\\(Immediate",
+                        category=DeprecationWarning)
+
+CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
+BAUD = cocotb_env("baud", 25_000_000)
+IDLE_TIMEOUT = cocotb_env("idle_timeout", 64)
+PERIOD_NS = 1e9 / CLK_FREQ
+
+
+class Progress:
+    """Writes ``{"phase", "done", "total"}`` to a file the host polls (atomically replaced)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.state = {"phase": "start", "done": 0, "total": 0}
+
+    def set(self, phase=None, done=None, total=None):
+        for key, value in (("phase", phase), ("done", done), ("total", total)):
+            if value is not None:
+                self.state[key] = value
+        if self.path:
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.state, f)
+            os.replace(tmp, self.path)
+
+
+async def watch_upload(transport, progress, total_bytes):
+    """Report the bytes sent to the UART while the upload runs (every 20 us of simulated time)."""
+    while True:
+        progress.set(done=min(transport.bytes_written, total_bytes))
+        await Timer(20, unit="us")
+
+
+@cocotb.test()
+async def session(dut):
+    from sim.ir import IntNetwork
+    from sw.driver import Device
+    from sw.image import build_image
+    from sw.image_file import load_image_file
+    from sw.protocol import REQUEST_OVERHEAD
+    from sw.transport import CocotbUartTransport
+
+    x = np.load(cocotb_env("inputs"))
+    progress = Progress(cocotb_env("progress"))
+    progress.set("identify")
+
+    dut.rst.value = 1  # before the clock runs: no X on the pins
+    dut.rx.value = 1
+    source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
+    sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
+    for h in (dut.rx, dut.tx):
+        logging.getLogger(f"cocotb.{h._path}").setLevel(logging.WARNING)
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    await ClockCycles(dut.clk, 5)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 5)
+
+    transport = CocotbUartTransport(source, sink,
+                                    default_timeout=(IDLE_TIMEOUT + 5000) * PERIOD_NS * 1e-9)
+    dev = Device(transport)
+    info = await bridge(dev.identify)()
+    if cocotb_env("image"):
+        image = load_image_file(cocotb_env("image")).image
+    else:
+        image = build_image(IntNetwork.load(cocotb_env("net")), info.core_params())
+
+    words = sum(len(w.words) for w in image.writes)
+    per_frame = info.link.max_payload // 4 - 1
+    total_bytes = 4 * words + (REQUEST_OVERHEAD + 4) * sum(
+        -(-len(w.words) // per_frame) for w in image.writes)
+    progress.set("upload", 0, total_bytes)
+    watcher = cocotb.start_soon(watch_upload(transport, progress, total_bytes))
+    t0 = get_sim_time("ns")
+    await bridge(lambda: dev.load_image(image, verify=True, progress=False))()
+    t1 = get_sim_time("ns")
+    watcher.cancel()
+
+    progress.set("infer", 0, len(x))
+    outputs, counters = [], []
+    depth = image.params.batch_depth
+    for start in range(0, len(x), depth):
+        result = await bridge(dev.infer)(image, x[start:start + depth])
+        outputs.append(result.outputs)
+        counters += result.counters
+        progress.set(done=start + len(result.outputs))
+    t2 = get_sim_time("ns")
+
+    def per_run(field):
+        return np.array([list(getattr(c, field)) for c in counters], dtype=np.int64).reshape(
+            len(counters), len(image.layers))
+
+    np.savez(cocotb_env("out"),
+             outputs=(np.concatenate(outputs) if outputs
+                      else np.zeros((0, image.n_out), dtype=np.int64)),
+             spikes=per_run("spikes"), cycles=per_run("cycles"), skipped=per_run("skipped"),
+             total_cycles=np.array([c.total_cycles for c in counters], dtype=np.int64),
+             link_words=np.array(dataclasses.astuple(info.link), dtype=np.int64),
+             core_words=np.array(info.core_words, dtype=np.int64),
+             upload_words=words, upload_cycles=round((t1 - t0) / PERIOD_NS),
+             infer_cycles=round((t2 - t1) / PERIOD_NS), resends=dev.resends)
+    progress.set("done")
+
