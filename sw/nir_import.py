@@ -1,8 +1,10 @@
 """Import a NIR graph (Neuromorphic Intermediate Representation) as an integer LIF-mode network.
 
-Supported graphs are chains ``Input -> (Affine|Linear -> LIF|IF)* -> Affine|Linear|LIF|IF -> Output``.
-Each ``Affine|Linear -> LIF|IF`` pair becomes one ``Mode.LIF`` layer; a trailing ``Affine|Linear``
-becomes a readout that sums its currents over the ``T`` steps.
+Supported graphs are chains ``Input -> (Affine|Linear -> LIF|IF|Threshold)* [-> Affine|Linear]
+-> Output``. Each ``Affine|Linear -> LIF|IF|Threshold`` pair becomes one ``Mode.LIF`` layer; a
+trailing ``Affine|Linear`` becomes a readout that sums its currents over the ``T`` steps.
+Anything else (CubaLIF, convolutions, pooling, recurrent edges, branches) is refused with
+:class:`NirImportError` naming the node.
 
 Discretization (Euler, step ``dt``): NIR's ``tau dv/dt = (v_leak - v) + R I`` becomes
 ``v_t = beta v_(t-1) + g I_t`` with ``beta = 1 - dt/tau`` and ``g = dt R / tau``; IF
@@ -15,6 +17,11 @@ Discretization (Euler, step ``dt``): NIR's ``tau dv/dt = (v_leak - v) + R I`` be
 
 snnTorch exports ``Leaky`` as LIF with ``dt = 1e-4`` and ``r = tau / dt`` (so ``g = 1``); for
 ``beta = 1`` it writes ``tau = r = inf``, read here as ``g = 1``.
+
+``Threshold`` is NIR's stateless Heaviside, ``z = [v > threshold]`` of the current input only. The
+accelerator's membranes carry over from one time step to the next, so an ``Affine -> Threshold``
+pair maps exactly (to an IF layer with hard reset) only when ``T = 1``; for more steps it is
+refused (run every time step as its own sample with ``T = 1`` instead).
 """
 
 from __future__ import annotations
@@ -202,17 +209,30 @@ def import_nir(graph, T: int, *, dt: float = SNNTORCH_DT, weight_bits: int = 8,
             i += 1
             continue
         nname, neuron = nxt
-        if not isinstance(neuron, (nir.LIF, nir.IF)):
+        if isinstance(neuron, nir.Threshold):
+            if T != 1:
+                raise NirImportError(
+                    f"node {nname!r} is a Threshold (stateless: each step sees only its own "
+                    f"input), but the accelerator's membranes carry over time steps; it maps "
+                    f"exactly only with T = 1 (not {T}): run each time step as its own sample")
+            beta, gain, layer_reset = 1.0, np.ones(w.shape[0]), Reset.ZERO
+            thr_values = neuron.threshold
+        elif isinstance(neuron, (nir.LIF, nir.IF)):
+            beta, gain = _leak(nname, neuron, dt)
+            layer_reset, thr_values = reset, neuron.v_threshold
+        else:
             raise NirImportError(
                 f"node {nname!r} is {type(neuron).__name__}; after an Affine/Linear the "
-                "accelerator maps LIF or IF neurons (CubaLIF, Threshold, Conv, pooling and "
+                "accelerator maps LIF, IF or Threshold neurons (CubaLIF, Conv, pooling and "
                 "recurrent graphs are not supported)")
-        beta, gain = _leak(nname, neuron, dt)
         k, beta_hw = _shift_for(nname, beta, allow_leak_rounding)
-        thr = np.broadcast_to(np.asarray(neuron.v_threshold, np.float64).ravel(), (w.shape[0],))
+        thr = np.broadcast_to(np.asarray(thr_values, np.float64).ravel(), (w.shape[0],))
         gain = np.broadcast_to(np.asarray(gain, np.float64).ravel(), (w.shape[0],))
-        if np.any(gain <= 0) or np.any(thr <= 0):
-            raise NirImportError(f"node {nname!r} needs positive r and v_threshold")
+        stateless = isinstance(neuron, nir.Threshold)  # fires on v > 0 too: theta_int = 1
+        if np.any(gain <= 0) or np.any(thr < 0 if stateless else thr <= 0):
+            raise NirImportError(f"node {nname!r} needs a positive gain (r) and a threshold "
+                                 f"{'>= 0' if stateless else '> 0'} (the accelerator's integer "
+                                 "thresholds are positive)")
         theta_eff = thr / gain
         s, exact = _scale(w, b, qmax)
         w_int = np.clip(np.round(w / s[:, None]), -qmax - 1, qmax).astype(np.int64)
@@ -220,7 +240,7 @@ def import_nir(graph, T: int, *, dt: float = SNNTORCH_DT, weight_bits: int = 8,
         # v > theta  <=>  v >= floor(theta / s) + 1 for integer v
         theta_int = np.floor(theta_eff / s).astype(np.int64) + 1
         layers.append(IntLayer(w_int, b_int, theta_int, mode=Mode.LIF, weight_bits=weight_bits,
-                               leak_shift=k, reset=reset))
+                               leak_shift=k, reset=layer_reset))
         reports.append(NirLayerReport((name, nname), type(neuron).__name__, k, beta, beta_hw,
                                       bool(exact), _rel(w, s, w_int)))
         i += 2

@@ -1,5 +1,5 @@
-"""NIR import: graphs written by a real exporter (snnTorch) and by nir itself, run by the golden model
-and compared with the exporter's own forward pass where the semantics match."""
+"""NIR import: graphs written by a real exporter (snnTorch) and by nir itself, run by the golden
+model and compared with the exporter's own forward pass where the semantics match."""
 
 import warnings
 
@@ -27,7 +27,8 @@ def grid_linear(rng, n_in, n_out, lim=40):
 
 
 def leaky(n, beta, threshold, reset="zero"):
-    return snn.Leaky(beta=torch.full((n,), float(beta)), threshold=torch.full((n,), float(threshold)),
+    return snn.Leaky(beta=torch.full((n,), float(beta)),
+                     threshold=torch.full((n,), float(threshold)),
                      init_hidden=True, reset_mechanism=reset, reset_delay=False)
 
 
@@ -164,3 +165,45 @@ def test_nonzero_reset_potential_is_rejected():
     )
     with pytest.raises(NirImportError, match="resets to 0.5"):
         import_nir(graph, 4, dt=1.0)
+
+
+def threshold_graph(rng, thr):
+    """Input(9) -> Affine (1/4 grid) -> Threshold -> Affine readout -> Output, built with nir."""
+    w0 = (rng.integers(-12, 13, (6, 9)) / 4).astype(np.float32)
+    b0 = (rng.integers(-4, 5, 6) / 4).astype(np.float32)
+    w1 = rng.integers(-3, 4, (3, 6)).astype(np.float32)
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([9])),
+        nir.Affine(weight=w0, bias=b0),
+        nir.Threshold(threshold=np.asarray(thr, np.float32)),
+        nir.Affine(weight=w1, bias=np.zeros(3, np.float32)),
+        nir.Output(output_type=np.array([3])),
+    )
+    return graph, w0, b0, w1
+
+
+def test_threshold_node_maps_exactly_with_one_time_step(rng):
+    thr = np.array([0.0, 0.25, 1.0, 1.5, 0.5, 2.0])  # 0: fires on any positive current
+    graph, w0, b0, w1 = threshold_graph(rng, thr)
+    inet, report = import_nir(graph, 1, dt=1.0)
+    assert report.exact and inet.layers[0].reset is Reset.ZERO
+    x = rng.integers(0, 2, (200, 9))
+    # Reference: the Threshold node of the NIR spec, z = [W x + b > threshold]
+    z = ((x @ w0.T.astype(np.float64) + b0) > thr).astype(np.int64)
+    golden = run_network(inet, x)
+    assert np.array_equal(golden.layers[0].output, z)
+    scale = (w1[inet.layers[1].weight != 0] / inet.layers[1].weight[inet.layers[1].weight != 0])[0]
+    assert np.array_equal(golden.output * scale, z @ w1.T)
+    assert 0 < z.mean() < 1  # both outcomes occur
+
+
+def test_threshold_node_over_several_time_steps_is_refused(rng):
+    graph, *_ = threshold_graph(rng, np.full(6, 0.5))
+    with pytest.raises(NirImportError, match=r"'.*' is a Threshold .* only with T = 1 \(not 4\)"):
+        import_nir(graph, 4, dt=1.0)
+
+
+def test_negative_threshold_is_refused(rng):
+    graph, *_ = threshold_graph(rng, np.full(6, -0.5))
+    with pytest.raises(NirImportError, match="threshold >= 0"):
+        import_nir(graph, 1, dt=1.0)
