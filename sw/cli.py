@@ -11,12 +11,21 @@ import argparse
 import sys
 
 COMMANDS = {}
+EXAMPLES: dict[str, tuple[str, ...]] = {}
+
+#: The order ``spikepack --help`` lists the commands in: the way from data to the board.
+PIPELINE = ("train", "convert", "quantize", "import-nir", "eval", "report", "compile", "simulate",
+            "deploy", "infer", "serve-sim", "results")
 
 
-def command(name: str, help: str):
-    """Register ``fn(args)`` as sub-command ``name``; ``fn.configure(parser)`` adds its arguments."""
+def command(name: str, help: str, examples: tuple[str, ...] = ()):
+    """Register ``fn(args)`` as sub-command ``name``; ``fn.configure(parser)`` adds arguments.
+
+    ``examples`` are command lines shown under ``--help`` (tests parse every one of them).
+    """
     def register(fn):
         COMMANDS[name] = (fn, help)
+        EXAMPLES[name] = tuple(examples)
         return fn
     return register
 
@@ -46,7 +55,11 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per level")
+@command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per "
+                  "level", examples=(
+                      "spikepack train --T 1 2 4 8",
+                      "spikepack train --T 4 --hidden 32 --epochs 20 --out net.npz",
+                      "spikepack train --T 4 --save-dir models --json train.json"))
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -76,11 +89,13 @@ def cmd_train(args) -> int:
         bar.close()
         results.append(r)
         print(f"\nT={T}  sizes {'-'.join(map(str, r.sizes))}  (accuracy on the test split, %)")
-        print(f"  {'model':28s} {'float':>7s} {'integer':>8s}  {'int - ANN':>9s}  int torch == golden")
+        print(f"  {'model':28s} {'float':>7s} {'integer':>8s}  {'int - ANN':>9s}  "
+              "int torch == golden")
         print(f"  {'ANN (ReLU, float inputs)':28s} {100 * r.ann_accuracy:7.2f} {'':>8s}")
         for lv in r.levels.values():
+            gap = lv.int_accuracy - r.ann_accuracy
             print(f"  {'SpikePack ' + lv.name:28s} {100 * lv.float_accuracy:7.2f} "
-                  f"{100 * lv.int_accuracy:8.2f}  {100 * (lv.int_accuracy - r.ann_accuracy):+9.2f}  "
+                  f"{100 * lv.int_accuracy:8.2f}  {100 * gap:+9.2f}  "
                   f"{lv.int_torch_agrees}/{r.n_test}")
         print("  quantization of SpikePack direct:")
         print("    " + r.levels["direct"].report.table().replace("\n", "\n    "))
@@ -165,7 +180,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _register_all() -> None:
     """Import the modules whose @command functions fill :data:`COMMANDS`."""
-    from . import cli_model  # noqa: F401
+    from . import cli_device, cli_model  # noqa: F401
+
+
+def command_names() -> list[str]:
+    """Every sub-command, sorted (imports the modules that register them)."""
+    _register_all()
+    return sorted(COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spikepack", description="SpikePack SNN accelerator co-design tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, (fn, help) in COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=help)
+    order = {name: i for i, name in enumerate(PIPELINE)}
+    for name, (fn, help) in sorted(COMMANDS.items(), key=lambda c: order.get(c[0], len(order))):
+        examples = EXAMPLES.get(name, ())
+        epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         fn.configure(p)
         p.set_defaults(func=fn)
     return parser
@@ -185,7 +210,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args) or 0
     except (UserError, FileNotFoundError, ValueError, TypeError) as e:
-        print(f"spikepack {args.command}: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the message
+        print(f"spikepack {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -38,7 +38,8 @@ def _load_net(path):
 
 
 def _configure_convert(p):
-    p.add_argument("--ann", required=True, help="float ANN model file (.pt from `train --save-dir`)")
+    p.add_argument("--ann", required=True,
+                   help="float ANN model file (.pt from `train --save-dir`)")
     p.add_argument("--T", type=int, default=4, help="time steps of the SpikePack model (1..16)")
     p.add_argument("--percentile", type=float, default=99.9,
                    help="activation percentile mapped to the top level (ReLU ANNs)")
@@ -46,7 +47,8 @@ def _configure_convert(p):
     _data_args(p)
 
 
-@command("convert", "convert a float ANN (ReLU or ClipFloor) to a SpikePack model")
+@command("convert", "convert a float ANN (ReLU or ClipFloor) to a SpikePack model", examples=(
+    "spikepack convert --ann models/ann.pt --T 4 --out conv.pt",))
 def cmd_convert(args) -> int:
     from .model_io import load_model, save_model
     from .models import calibrate_thresholds, spikepack_from_ann
@@ -84,7 +86,8 @@ def _configure_quantize(p):
     _data_args(p)
 
 
-@command("quantize", "quantize a SpikePack model to an integer network and report the rounding")
+@command("quantize", "quantize a SpikePack model to an integer network and report the rounding",
+         examples=("spikepack quantize --model conv.pt --out conv.npz",))
 def cmd_quantize(args) -> int:
     from sim.golden import run_network
 
@@ -121,7 +124,8 @@ def _configure_eval(p):
                    help="golden model form (identical results; serial is the hardware's order)")
 
 
-@command("eval", "evaluate an integer network with the golden model: accuracy and spikes per layer")
+@command("eval", "evaluate an integer network with the golden model: accuracy and spikes per "
+                 "layer", examples=("spikepack eval --net net.npz",))
 def cmd_eval(args) -> int:
     from sim.golden import run_network
 
@@ -135,7 +139,7 @@ def cmd_eval(args) -> int:
     acc = float(np.mean(res.predictions() == split.y_test))
     print(f"{split.name} test split: {len(x)} samples, T={net.T}, accuracy {100 * acc:.2f}%")
     print(f"input spikes per sample {res.input_spikes.mean():.1f}")
-    for i, (layer, r) in enumerate(zip(net.layers, res.layers)):
+    for i, (layer, r) in enumerate(zip(net.layers, res.layers, strict=True)):
         kind = "readout" if layer.readout else f"{r.spikes.mean():.1f} spikes/sample, rate " \
                f"{r.spikes.mean() / (layer.n_out * net.T):.3f}"
         print(f"  layer {i}: {layer.n_in}->{layer.n_out} {layer.mode.value}: {kind}")
@@ -156,7 +160,9 @@ def _configure_report(p):
     _data_args(p)
 
 
-@command("report", "plot accuracy vs T, per-layer sparsity, spike rasters, quantization error")
+@command("report", "plot accuracy vs T, per-layer sparsity, spike rasters, quantization error",
+         examples=("spikepack report --out-dir plots --train-json train.json --net net.npz "
+                   "--model models/spikepack_T4.pt",))
 def cmd_report(args) -> int:
     from sim.golden import run_network
 
@@ -206,8 +212,8 @@ def _quantization_plot(model_path, split, path):
                 float_steps.append((h / m.theta.abs()).numpy())
             h = m(h)
     res = run_network(net, x)
-    int_steps = [r.membrane / layer.theta_vector for layer, r in zip(net.layers, res.layers)
-                 if not layer.readout]
+    int_steps = [r.membrane / layer.theta_vector
+                 for layer, r in zip(net.layers, res.layers, strict=True) if not layer.readout]
     return plots.quantization_error(float_steps, int_steps, path)
 
 
@@ -228,7 +234,9 @@ def _configure_import_nir(p):
     p.add_argument("--out", required=True, help="integer network to write (.npz)")
 
 
-@command("import-nir", "import a NIR graph (Affine/Linear + LIF/IF) as an integer LIF-mode network")
+@command("import-nir", "import a NIR graph (Affine/Linear + LIF/IF/Threshold) as an integer "
+                       "LIF-mode network", examples=(
+                           "spikepack import-nir snn.nir --T 6 --out snn.npz",))
 def cmd_import_nir(args) -> int:
     from .nir_import import import_nir
 

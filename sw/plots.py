@@ -69,7 +69,7 @@ def raster(result, x0, T: int, path, sample: int = 0) -> Path:
         if not np.array_equal(r.output, r.membrane)]
     fig, axes = plt.subplots(1, len(layers), figsize=(2.2 * len(layers), 3.6), sharey=False)
     axes = np.atleast_1d(axes)
-    for ax, (name, words) in zip(axes, layers):
+    for ax, (name, words) in zip(axes, layers, strict=True):
         planes = unpack_bitplanes(words, T)  # (T, n)
         t, n = np.nonzero(planes)
         ax.scatter(t + 1, n, s=12, marker="|", color="k")
@@ -89,11 +89,30 @@ def quantization_error(float_steps: list[np.ndarray], int_steps: list[np.ndarray
     plt = _plt()
     fig, axes = plt.subplots(1, len(float_steps), figsize=(3.2 * len(float_steps), 3))
     axes = np.atleast_1d(axes)
-    for i, (ax, f, q) in enumerate(zip(axes, float_steps, int_steps)):
+    for i, (ax, f, q) in enumerate(zip(axes, float_steps, int_steps, strict=True)):
         d = (q - f).ravel()
         ax.hist(d, bins=60, color="tab:orange")
         ax.set_title(f"layer {i}: mean {d.mean():+.3f}, max |{np.abs(d).max():.3f}|", fontsize=8)
         ax.set_xlabel("int - float membrane (steps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def cycles_per_layer(cycles, skipped, path) -> Path:
+    """Measured core cycles per sample of every layer, and the all-zero chunks the core skipped."""
+    plt = _plt()
+    names = [f"layer {i}" for i in range(len(cycles))]
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, values, color, title in ((axes[0], cycles, "tab:green", "cycles / sample"),
+                                     (axes[1], skipped, "tab:gray",
+                                      "zero plane-chunks skipped / sample")):
+        ax.bar(names, values, color=color)
+        for x, v in enumerate(values):
+            ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("RTL counters (measured)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
