@@ -52,6 +52,9 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-dir", help="save the float models here: ann.pt and, per T, "
                                       "spikepack_T<T>.pt (direct) and net_T<T>.npz (integer)")
     p.add_argument("--json", help="write the accuracy figures to this JSON file (for `report`)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: these small MLPs train fastest on one; 0: "
+                        "torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -71,6 +74,12 @@ def cmd_train(args) -> int:
             raise UserError(f"--T must be in 1..16, got {T}")
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (torch's default) or more")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     split = load_split(args.dataset, seed=args.seed, data_dir=args.data_dir)
     print(f"{split.name}: {len(split.y_train)} train / {len(split.y_test)} test samples, "
           f"{split.n_features} features, seed {args.seed}")
