@@ -7,7 +7,7 @@ Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host l
   32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
   ``req.ready`` low while a read answer waits on ``resp.ready``.
 * Throughput: one write per cycle (a request is registered before it is decoded); one read per
-  5 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
+  6 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
   counters). INPUT writes wait while the core is busy.
 * Fixed map (``hw.bus``): identify block at ``ID_BASE`` (:func:`hw.memory_map.identify_words`),
   ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
@@ -83,7 +83,7 @@ class SpikePackCore(wiring.Component):
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
-                              p.bt_mem_rows),
+                              p.bt_mem_rows, lif=bool(p.lif)),
             "writer": Writer(p),
         }
         for name, block in blocks.items():
@@ -130,10 +130,8 @@ class SpikePackCore(wiring.Component):
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
         ]
-        with m.If(d.theta_per_channel):
-            m.d.comb += fire.theta.eq(bt_rd.data[bt_lanes:])
-        with m.Else():
-            m.d.comb += fire.theta.eq(Cat(*(d.theta[:p.acc_bits] for _ in range(p.fire_units))))
+        m.d.comb += [fire.theta.eq(bt_rd.data[bt_lanes:]), fire.theta_layer.eq(d.theta),
+                     fire.theta_per_channel.eq(d.theta_per_channel)]
         # Writer -> spike / output memory. The spike memory's one write port is shared with the
         # bus (INPUT writes); the writer never waits, so a bus write waits for a free cycle.
         spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
@@ -154,10 +152,6 @@ class SpikePackCore(wiring.Component):
         q_valid = Signal()
         q_done = Signal()  # the registered request is carried out this cycle
         m.d.comb += req.ready.eq(~q_valid | q_done)
-        with m.If(req.valid & req.ready):
-            m.d.sync += [q.eq(req.payload), q_valid.eq(1)]
-        with m.Elif(q_done):
-            m.d.sync += q_valid.eq(0)
         addr, wdata = q.addr, q.data
 
         def hit(region, a=addr):
@@ -167,10 +161,22 @@ class SpikePackCore(wiring.Component):
         def off(region, a=addr):
             return a[:region.span.bit_length() - 1]
 
+        # Which region a request addresses is decided as it is registered.
+        write_regions = ("PROGRAM", "WEIGHTS", "BIAS", "THETA", "INPUT")
+        q_hit = {name: Signal(name=f"q_hit_{name.lower()}") for name in write_regions}
+        q_control = Signal()
+        with m.If(req.valid & req.ready):
+            m.d.sync += [q.eq(req.payload), q_valid.eq(1),
+                         q_control.eq(req.payload.addr == bus.REG_CONTROL)]
+            m.d.sync += [q_hit[name].eq(hit(mm[name], req.payload.addr))
+                         for name in write_regions]
+        with m.Elif(q_done):
+            m.d.sync += q_valid.eq(0)
+
         # Writes: one bus word lands in one lane of a memory row (BIAS and THETA share a row).
         # INPUT shares the spike memory's write port with the writer: it waits while the core
         # runs (the host link never writes inputs during a run).
-        wr_input_waits = hit(mm["INPUT"]) & seq.busy
+        wr_input_waits = q_hit["INPUT"] & seq.busy
         wr_now = q_valid & q.write & ~wr_input_waits
         with m.If(q_valid & q.write):
             m.d.comb += q_done.eq(~wr_input_waits)
@@ -188,7 +194,7 @@ class SpikePackCore(wiring.Component):
             gran = len(port.data) // len(port.en)
             lane_bits = lanes.bit_length() - 1
             o = off(region)
-            with m.If(hit(region)):
+            with m.If(q_hit[name]):
                 m.d.comb += [
                     port.addr.eq((o >> lane_bits) + row0),
                     port.data.eq(wdata[:gran].replicate(len(port.en))),
@@ -198,9 +204,13 @@ class SpikePackCore(wiring.Component):
         with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
             m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),
                          spk_wr.en.eq(-1)]
-        with m.If(wr_now & (addr == bus.REG_CONTROL)):
-            m.d.comb += [abort.eq(wdata[1]), seq.start.eq(wdata[0] & ~wdata[1]),
-                         seq.batch.eq(wdata[16:32])]
+        # Control: start / abort reach the sequencer and the datapath a cycle after the write.
+        start, batch = Signal(), Signal(16)
+        m.d.sync += [start.eq(0), abort.eq(0)]
+        with m.If(wr_now & q_control):
+            m.d.sync += [abort.eq(wdata[1]), start.eq(wdata[0] & ~wdata[1]),
+                         batch.eq(wdata[16:32])]
+        m.d.comb += [seq.start.eq(start), seq.batch.eq(batch)]
 
         # Reads: memories addressed in ADDR (the descriptor and counter memories wait while the
         # sequencer uses them), the answer chosen in READ and held in RESP.
@@ -220,11 +230,16 @@ class SpikePackCore(wiring.Component):
         ]
         ident = Array(Const(w, 32) for w in identify_words(p))
         status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
-        # Where the answer comes from, decided in ADDR.
+        # Where the answer comes from, decided in ADDR. Memory outputs are registered as they are
+        # (RAW) before the answer is chosen (READ): block RAM outputs are slow.
         sources = ("ident", "status", "program", "output", "counter", "total")
         src = {name: Signal(name=f"rd_{name}") for name in sources}
         lane = Signal(range(p.fire_units))
         ident_word = Signal(32)
+        desc_raw = Signal(32)
+        out_raw = Signal(32 * p.fire_units)
+        cnt_raw = Signal(32)
+        cnt_keep = Signal()
 
         with m.FSM():
             with m.State("IDLE"):
@@ -234,7 +249,6 @@ class SpikePackCore(wiring.Component):
                 in_cnt = hit(mm["COUNTERS"]) & (r_cnt < cnt_words)
                 wait_desc = hit(mm["PROGRAM"]) & seq.desc_en
                 wait_cnt = in_cnt & ~seq.counters.grant
-                m.d.comb += seq.counters.req.eq(1)
                 m.d.sync += [
                     lane.eq(r_out[:unit_bits] if unit_bits else 0),
                     ident_word.eq(ident[addr[:4]]),
@@ -246,15 +260,19 @@ class SpikePackCore(wiring.Component):
                     src["total"].eq(hit(mm["COUNTERS"]) & (r_cnt == cnt_words)),
                 ]
                 with m.If(~wait_desc & ~wait_cnt):
-                    m.next = "READ"
+                    m.next = "RAW"
+            with m.State("RAW"):
+                m.d.sync += [desc_raw.eq(desc_rd.data), out_raw.eq(out_rd.data),
+                             cnt_raw.eq(seq.counters.data), cnt_keep.eq(seq.counters.keep)]
+                m.next = "READ"
             with m.State("READ"):
                 word = Signal(32)
                 m.d.comb += word.eq(
                     Mux(src["ident"], ident_word, 0)
                     | Mux(src["status"], status, 0)
-                    | Mux(src["program"], desc_rd.data, 0)
-                    | Mux(src["output"], out_rd.data.word_select(lane, 32), 0)
-                    | Mux(src["counter"], seq.counters.data, 0)
+                    | Mux(src["program"], desc_raw, 0)
+                    | Mux(src["output"], out_raw.word_select(lane, 32), 0)
+                    | Mux(src["counter"] & cnt_keep, cnt_raw, 0)
                     | Mux(src["total"], seq.total_cycles, 0))
                 m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
                 m.next = "RESP"

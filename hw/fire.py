@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -79,6 +79,9 @@ class FireUnit(wiring.Component):
         Signed width of a per-plane sum.
     acc_bits : int
         Signed width of the membrane and the bias; ``theta`` is unsigned, below ``2^(acc_bits-1)``.
+    lif : bool
+        Build the LIF/IF mode too (else ``config.lif`` is ignored and the LIF datapath, its leak
+        shifter and its operand selects are left out).
 
     Members
     -------
@@ -88,7 +91,8 @@ class FireUnit(wiring.Component):
     o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
     """
 
-    def __init__(self, t_max: int, sum_bits: int, acc_bits: int):
+    def __init__(self, t_max: int, sum_bits: int, acc_bits: int, lif: bool = True):
+        self._lif = bool(lif)
         self._t_max = operator.index(t_max)
         self._sum_bits = operator.index(sum_bits)
         self._acc_bits = operator.index(acc_bits)
@@ -107,6 +111,10 @@ class FireUnit(wiring.Component):
     @property
     def t_max(self) -> int:
         return self._t_max
+
+    @property
+    def has_lif(self) -> bool:
+        return self._lif
 
     @staticmethod
     def period(T: int, lif: bool) -> int:
@@ -130,7 +138,7 @@ class FireUnit(wiring.Component):
         m = Module()
         acc, t_max = self._acc_bits, self._t_max
         cfg, beat = self.config, self.i.payload
-        lif = cfg.lif
+        lif = cfg.lif if self._lif else Const(0)
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)
@@ -164,7 +172,7 @@ class FireUnit(wiring.Component):
         add_c = Signal(signed(acc + 1))
         m.d.comb += add_c.eq(r - Mux(lif, theta, th_f[:acc - 1]))
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak.
-        add_d = Mux(cfg.leak == 0, r, r - (r >> cfg.leak))
+        add_d = Mux(cfg.leak == 0, r, r - (r >> cfg.leak)) if self._lif else 0
 
         with m.If(take):
             m.d.sync += u.eq(add_a)
@@ -207,6 +215,8 @@ class FireUnit(wiring.Component):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
             m.d.sync += [th_f.eq(th_f >> 1), steps.eq(steps - 1)]
 
+        if not self._lif:
+            return m
         # --- LIF/IF: beat (A, D), then v = x + leaked (B), then fire (C) ------------------------
         lif_b = Signal()
         lif_c = Signal()

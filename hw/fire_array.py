@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -45,6 +45,8 @@ class FireArray(wiring.Component):
         Firing units (divides ``n_pe``).
     bt_rows : int
         Rows of the bias/theta memory (``units`` entries each).
+    lif : bool
+        The units run LIF/IF layers too (see :class:`hw.fire.FireUnit`).
 
     Members
     -------
@@ -59,12 +61,15 @@ class FireArray(wiring.Component):
     bt_addr : Out(range(bt_rows))
         Bias/theta memory read address; ``bias``/``theta`` hold row ``bt_addr`` one cycle later.
     bias, theta : In(ArrayLayout(signed / unsigned(acc_bits), units))
+        The memory row (registered as it comes: block RAM outputs are slow).
+    theta_layer : In(unsigned(acc_bits)), theta_per_channel : In(1)
+        The layer's threshold, used instead of ``theta`` unless ``theta_per_channel``.
     o : Out(stream.Signature(fire_array_output_layout(units, t_max, acc_bits), always_ready=True))
         One beat per group, in order: groups of pass 0, then pass 1, ...
     """
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
-                 bt_rows: int):
+                 bt_rows: int, lif: bool = True):
         self._n_pe = operator.index(n_pe)
         self._n_units = operator.index(units)
         self._t_max = operator.index(t_max)
@@ -77,7 +82,8 @@ class FireArray(wiring.Component):
             raise ValueError(f"units ({units}) must divide n_pe ({n_pe})")
         if self.groups & (self.groups - 1):
             raise ValueError(f"n_pe / units ({self.groups}) must be a power of two")
-        self._units = [FireUnit(self._t_max, self._sum_bits, self._acc_bits)
+        self._lif = bool(lif)
+        self._units = [FireUnit(self._t_max, self._sum_bits, self._acc_bits, self._lif)
                        for _ in range(self._n_units)]
         super().__init__({
             "config": In(fire_config_layout(self._t_max)),
@@ -87,6 +93,8 @@ class FireArray(wiring.Component):
             "bt_addr": Out(range(self._bt_rows)),
             "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
             "theta": In(data.ArrayLayout(unsigned(self._acc_bits), self._n_units)),
+            "theta_layer": In(unsigned(self._acc_bits)),
+            "theta_per_channel": In(1),
             "o": Out(stream.Signature(
                 fire_array_output_layout(self._n_units, self._t_max, self._acc_bits),
                 always_ready=True)),
@@ -120,6 +128,7 @@ class FireArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
+        lif = cfg.lif if self._lif else Const(0)
         groups = self.groups
         g_bits = ceil_log2(groups)
 
@@ -152,12 +161,12 @@ class FireArray(wiring.Component):
                 # every LIF_BEAT_CYCLES cycles.
                 m.d.comb += reading.eq(1)
                 m.d.comb += read.eq(phase == 0)
-                end_of_beat = ~cfg.lif | (phase == LIF_BEAT_CYCLES - 1)
-                with m.If(cfg.lif):
+                end_of_beat = ~lif | (phase == LIF_BEAT_CYCLES - 1)
+                with m.If(lif):
                     m.d.sync += phase.eq(Mux(end_of_beat, 0, phase + 1))
                 with m.If(end_of_beat):
                     with m.If(last):
-                        with m.If(cfg.lif):
+                        with m.If(lif):
                             with m.If(g == groups - 1):
                                 m.d.comb += release.eq(1)
                                 m.d.sync += pas.eq(pas + 1)
@@ -203,7 +212,8 @@ class FireArray(wiring.Component):
                 unit.i.payload.first.eq(at_unit.first),
                 unit.i.payload.last.eq(at_unit.last),
                 unit.i.payload.bias.eq(bias[f]),
-                unit.i.payload.theta.eq(theta[f]),
+                unit.i.payload.theta.eq(Mux(self.theta_per_channel, theta[f],
+                                            self.theta_layer)),
                 self.o.payload[f].eq(unit.o.payload),
             ]
         m.d.comb += self.o.valid.eq(self._units[0].o.valid)

@@ -15,14 +15,12 @@ from sw.protocol import LENGTH_LIMIT, SYNC_REQUEST, Status
 LINK_CRC = crc.catalog.CRC32_ISO_HDLC
 
 #: One received frame as the executor sees it. ``status`` is ``OK`` or the reason the frame is
-#: bad; ``arg0``/``arg1`` are the first two payload words (zero where the payload is shorter).
+#: bad; the payload itself is in the frame buffer.
 FrameInfo = data.StructLayout({
     "command": 8,
     "seq": 8,
     "length": 16,
     "status": Status,
-    "arg0": 32,
-    "arg1": 32,
 })
 
 
@@ -163,8 +161,7 @@ class FrameDecoder(wiring.Component):
             with m.State("IDLE"):
                 with m.If(got):
                     m.d.sync += [
-                        info.command.eq(0), info.seq.eq(0), info.length.eq(0),
-                        info.arg0.eq(0), info.arg1.eq(0), count.eq(0),
+                        info.command.eq(0), info.seq.eq(0), info.length.eq(0), count.eq(0),
                         overrun.eq(occupied >= 2),
                     ]
                     with m.If(byte == SYNC_REQUEST):
@@ -207,12 +204,6 @@ class FrameDecoder(wiring.Component):
                         wp.data.eq(byte.replicate(4)),
                         wp.en.eq(Const(1, 4) << count[:2]),
                     ]
-                    with m.Switch(count[:3]):
-                        for k in range(8):
-                            with m.Case(k):
-                                with m.If(count < 8):
-                                    arg = info.arg0 if k < 4 else info.arg1
-                                    m.d.sync += arg[8 * (k % 4):8 * (k % 4) + 8].eq(byte)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == info.length - 1):
                         m.d.sync += count.eq(0)
@@ -246,8 +237,7 @@ class FrameDecoder(wiring.Component):
                 m.next = "IDLE"
                 with m.If(got):  # a byte right behind the frame: the start of the next one
                     m.d.sync += [
-                        info.command.eq(0), info.seq.eq(0), info.length.eq(0),
-                        info.arg0.eq(0), info.arg1.eq(0), count.eq(0),
+                        info.command.eq(0), info.seq.eq(0), info.length.eq(0), count.eq(0),
                         overrun.eq(occupied >= 2),
                     ]
                     with m.If(byte == SYNC_REQUEST):

@@ -117,16 +117,12 @@ class LinkExecutor(wiring.Component):
             ]
             m.next = next_state
 
-        # Bus request register; ``from_buf`` takes the write data from the frame buffer.
+        # Bus request register (write data is loaded straight from the frame buffer's port).
         req_addr = Signal(ADDR_BITS)
         req_data = Signal(32)
         req_write = Signal()
-        from_buf = Signal()
-        m.d.comb += [req.payload.addr.eq(req_addr), req.payload.write.eq(req_write)]
-        with m.If(from_buf):
-            m.d.comb += req.payload.data.eq(self.buf.data)
-        with m.Else():
-            m.d.comb += req.payload.data.eq(req_data)
+        m.d.comb += [req.payload.addr.eq(req_addr), req.payload.write.eq(req_write),
+                     req.payload.data.eq(req_data)]
 
         address = Signal(ADDR_BITS + 1)  # next bus address
         todo = Signal(range(max_words + 1))  # requests still to issue
@@ -135,28 +131,43 @@ class LinkExecutor(wiring.Component):
         timer = Signal(range(self._run_timeout + 1))
         status_word = Signal(32)
 
-        # Checks on the frame at the head of the queue: the sums in IDLE, the compares in CHECK.
+        # The first two payload words (address, count or batch) come from the frame buffer;
+        # then the sums the checks need, then the checks.
+        arg0 = Signal(32)
+        arg1 = Signal(32)
         n_write = Signal(16)
         m.d.comb += n_write.eq((f.length - 4)[2:])
         limit = self._addr_limit
         arg0_ok = Signal()
-        end_write = Signal(34)  # arg0 + words + 1 (the words are length / 4 - 1)
-        end_read = Signal(34)
+        end_write = Signal(ADDR_BITS + 2)  # arg0 + words + 1 (the words are length / 4 - 1)
+        end_read = Signal(ADDR_BITS + 2)
         write_len_ok = (f.length >= 4) & (f.length[:2] == 0)
-        read_len_ok = (f.length == 8) & (f.arg1 >= 1) & (f.arg1 <= max_words)
+        read_len_ok = (f.length == 8) & (arg1 >= 1) & (arg1 <= max_words)
         write_addr_ok = arg0_ok & (end_write <= limit + 1)
         read_addr_ok = arg0_ok & (end_read <= limit)
-        run_len_ok = (f.length == 4) & (f.arg0 >= 1) & (f.arg0 <= BATCH_LIMIT)
+        run_len_ok = (f.length == 4) & (arg0 >= 1) & (arg0 <= BATCH_LIMIT)
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid & ~self.reply.valid):
-                    m.d.sync += [
-                        arg0_ok.eq(f.arg0 < limit), end_write.eq(f.arg0 + f.length[2:]),
-                        end_read.eq(f.arg0 + f.arg1),
-                        address.eq(f.arg0), index.eq(0), timer.eq(0),
-                    ]
-                    m.next = "CHECK"
+                    m.d.comb += [self.buf.addr.eq(0), self.buf.en.eq(1)]
+                    m.next = "ARG0"
+            with m.State("ARG0"):
+                m.d.comb += [self.buf.addr.eq(1), self.buf.en.eq(1)]
+                m.d.sync += arg0.eq(self.buf.data)
+                m.next = "ARG1"
+            with m.State("ARG1"):
+                m.d.sync += arg1.eq(self.buf.data)
+                m.next = "SUMS"
+            with m.State("SUMS"):
+                # Past the checks arg0 < 2^24 and arg1 <= max_words: narrow sums are exact.
+                m.d.sync += [
+                    arg0_ok.eq(arg0 < limit),
+                    end_write.eq(arg0[:ADDR_BITS + 1] + f.length[2:]),
+                    end_read.eq(arg0[:ADDR_BITS + 1] + arg1[:16]),
+                    address.eq(arg0), index.eq(0), timer.eq(0),
+                ]
+                m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(f.status != Status.OK):
                     send_header(f.status, 0, "FINISH")
@@ -173,7 +184,9 @@ class LinkExecutor(wiring.Component):
                             with m.Elif(~write_addr_ok):
                                 send_header(Status.ERR_ADDRESS, 0, "FINISH")
                             with m.Else():
-                                m.d.sync += [todo.eq(n_write), from_buf.eq(1)]
+                                m.d.sync += todo.eq(n_write)
+                                # Prefetch payload word 1, the first data word.
+                                m.d.comb += [self.buf.addr.eq(1), self.buf.en.eq(1)]
                                 m.next = "WRITE"
                         with m.Case(Command.READ):
                             with m.If(~read_len_ok):
@@ -181,8 +194,8 @@ class LinkExecutor(wiring.Component):
                             with m.Elif(~read_addr_ok):
                                 send_header(Status.ERR_ADDRESS, 0, "FINISH")
                             with m.Else():
-                                m.d.sync += [todo.eq(f.arg1), pending.eq(f.arg1)]
-                                send_header(Status.OK, f.arg1 << 2, "READ")
+                                m.d.sync += [todo.eq(arg1), pending.eq(arg1)]
+                                send_header(Status.OK, arg1 << 2, "READ")
                         with m.Case(Command.RUN):
                             with m.If(~run_len_ok):
                                 send_header(Status.ERR_LENGTH, 0, "FINISH")
@@ -191,7 +204,7 @@ class LinkExecutor(wiring.Component):
                                     req.valid.eq(1), req_write.eq(1),
                                     req_addr.eq(REG_CONTROL),
                                     req_data.eq(CONTROL_START
-                                                | (f.arg0[:16] << CONTROL_BATCH_SHIFT)),
+                                                | (arg0[:16] << CONTROL_BATCH_SHIFT)),
                                 ]
                                 m.next = "RUN_START"
                         with m.Case(Command.ABORT):
@@ -216,19 +229,20 @@ class LinkExecutor(wiring.Component):
                         m.next = "FINISH"
 
             with m.State("WRITE"):
-                # Buffer read feeds the request register: fetch a word whenever the register is
-                # empty or being taken; payload word 0 is the address, data starts at word 1.
+                # The buffer's port holds payload word ``index + 1`` (word 0 is the address);
+                # whenever the request register is empty or being taken, it takes that word and
+                # the port fetches the next.
                 advance = ~req.valid | req.ready
-                m.d.comb += [self.buf.en.eq(advance), self.buf.addr.eq(index + 1)]
+                m.d.comb += [self.buf.en.eq(advance), self.buf.addr.eq(index + 2)]
                 with m.If(advance):
                     with m.If(todo != 0):
                         m.d.sync += [
-                            req.valid.eq(1), req_write.eq(1),
+                            req.valid.eq(1), req_write.eq(1), req_data.eq(self.buf.data),
                             req_addr.eq(address), address.eq(address + 1),
                             index.eq(index + 1), todo.eq(todo - 1),
                         ]
                     with m.Else():
-                        m.d.sync += [req.valid.eq(0), from_buf.eq(0)]
+                        m.d.sync += req.valid.eq(0)
                         send_header(Status.OK, 0, "FINISH")
 
             with m.State("READ"):

@@ -51,6 +51,9 @@ class CoreParams:
         Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``k``;
         0 means ``k``). Fewer units cost firing time, hidden behind the accumulation of the next
         pass on layers with enough input chunks.
+    lif : int
+        1: the firing units also run LIF/IF layers; 0: SpikePack layers only (a smaller firing
+        unit, for the smallest devices; LIF layers are refused by the compiler and the core).
     """
 
     n_pe: int
@@ -64,6 +67,7 @@ class CoreParams:
     max_layers: int = 8
     batch_depth: int = 4
     fire_units: int = 0
+    lif: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -82,6 +86,8 @@ class CoreParams:
             value = getattr(self, name)
             if not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value}")
+        if self.lif not in (0, 1):
+            raise ValueError(f"lif must be 0 or 1, not {self.lif}")
         if self.k % self.fire_units:
             raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
                              f"block of k neurons is gathered from whole groups of fire_units")
@@ -195,7 +201,9 @@ class CoreParams:
                 f"T <= {self.t_max}, {self.acc_bits}-bit accumulators, "
                 f"{self.weight_capacity} weights, layers <= {self.max_neurons} neurons, "
                 f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "
-                f"batch <= {self.batch_depth}, {self.fire_units} firing units")
+                f"batch <= {self.batch_depth}, {self.fire_units} firing unit"
+                + ("s" if self.fire_units > 1 else "")
+                + ("" if self.lif else ", SpikePack layers only (no LIF)"))
 
 
 #: Small build for the random-network tests (fast to simulate); the digits network fits.

@@ -41,16 +41,18 @@ class ErrorCode(enum.IntEnum):
     BAD_SIZE = 3  #: chunks/passes/n_out/bias rows outside the build
     BAD_KIND = 4  #: layer kind not implemented (only dense)
     NO_LAST = 5  #: max_layers descriptors without a last layer
+    NO_LIF = 6  #: a LIF/IF layer on a build without the LIF datapath (``lif=0``)
 
 
 def counter_read_signature(max_layers: int) -> wiring.Signature:
-    """Reading the counters (seen from the sequencer): ``addr`` with ``req`` is read in a cycle
-    with ``grant``; ``data`` holds the word the cycle after."""
+    """Reading the counters (seen from the sequencer): ``addr`` is read in a cycle with
+    ``grant``; the cycle after, ``data`` holds the memory word (straight from the memory) and
+    ``keep`` says whether it counts (else the counter reads as 0)."""
     return wiring.Signature({
         "addr": In(range(COUNTER_WORDS_PER_LAYER * max_layers)),
-        "req": In(1),
         "grant": Out(1),
         "data": Out(32),
+        "keep": Out(1),
     })
 
 
@@ -117,8 +119,8 @@ class Sequencer(wiring.Component):
         m = Module()
         p = self._params
         lyr = Signal(range(p.max_layers))
-        sample = Signal(16)
-        batch = Signal(16)
+        sample = Signal(range(p.batch_depth))
+        batch = Signal(range(p.batch_depth + 1))  # checked against batch_depth before it is kept
         in_base = Signal.like(self.src_base)
         layer_cycles = Signal(32)
         d = self.layer
@@ -150,7 +152,8 @@ class Sequencer(wiring.Component):
             m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
         m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
                      bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1)]
-        m.d.comb += self.counters.data.eq(Mux(bus_ran & ~bus_zero, cnt_rd.data, 0))
+        m.d.comb += [self.counters.data.eq(cnt_rd.data),
+                     self.counters.keep.eq(bus_ran & ~bus_zero)]
 
         def fail(code):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
@@ -160,8 +163,10 @@ class Sequencer(wiring.Component):
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old = Signal(32)
+        old_keep = Signal()
         n_out_pad = Signal(17)
-        bt_end = Signal(33)
+        bt_end = Signal(17)
+        bt_far = Signal()  # bt_base >= 2^16
         last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -187,8 +192,8 @@ class Sequencer(wiring.Component):
                     m.next = "SUMS"
             with m.State("SUMS"):
                 # The sums the checks compare, one cycle ahead of the compares.
-                m.d.sync += [n_out_pad.eq(d.n_out + p.n_pe), bt_end.eq(d.bt_base + d.passes),
-                             last_sample.eq(sample + 1 == batch)]
+                m.d.sync += [n_out_pad.eq(d.n_out + p.n_pe), bt_end.eq(d.bt_base[:16] + d.passes),
+                             bt_far.eq(d.bt_base[16:] != 0), last_sample.eq(sample + 1 == batch)]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
@@ -196,9 +201,11 @@ class Sequencer(wiring.Component):
                     fail(ErrorCode.BAD_KIND)
                 with m.Elif((d.T == 0) | (d.T > p.t_max)):
                     fail(ErrorCode.BAD_T)
+                with m.Elif(d.lif & (p.lif == 0)):
+                    fail(ErrorCode.NO_LIF)
                 with m.Elif((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
                             | (d.passes > p.max_passes) | (d.n_out > covered)
-                            | (n_out_pad <= covered) | (bt_end > p.bt_rows)):
+                            | (n_out_pad <= covered) | bt_far | (bt_end > p.bt_rows)):
                     fail(ErrorCode.BAD_SIZE)
                 with m.Else():
                     m.next = "START"
@@ -213,8 +220,9 @@ class Sequencer(wiring.Component):
                 # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
                 # chosen at c + 1 (old word registered), the sum written at c + 2.
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
-                m.d.sync += [cnt_sel.eq(cnt_sel + 1),
-                             old.eq(Mux(ran.bit_select(lyr, 1), cnt_rd.data, 0))]
+                # (Block RAM outputs go straight into a register: nothing else fits the cycle.)
+                m.d.sync += [cnt_sel.eq(cnt_sel + 1), old.eq(cnt_rd.data),
+                             old_keep.eq(ran.bit_select(lyr, 1))]
                 with m.Switch(cnt_sel):
                     with m.Case(1):
                         # This cycle and the three below belong to the layer too.
@@ -224,7 +232,8 @@ class Sequencer(wiring.Component):
                     with m.Case(3):
                         m.d.sync += add_value.eq(self.skipped)
                 m.d.comb += [cnt_wr.addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
-                             cnt_wr.data.eq(old + add_value), cnt_wr.en.eq(cnt_sel >= 2)]
+                             cnt_wr.data.eq(Mux(old_keep, old, 0) + add_value),
+                             cnt_wr.en.eq(cnt_sel >= 2)]
                 with m.If(cnt_sel == 4):
                     m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
                     with m.If(d.last):

@@ -113,6 +113,10 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         where = f"layer {li} ({layer.n_in} -> {layer.n_out})"
         if layer.kind != "dense":
             raise DoesNotFitError(f"{where}: kind {layer.kind!r} is not supported by the core")
+        if layer.mode is Mode.LIF and not p.lif:
+            raise DoesNotFitError(f"{where} is a LIF/IF layer; this build runs SpikePack layers "
+                                  f"only (lif=0): use a build with lif=1 (e.g. hw.build "
+                                  f"--set lif=1) or a SpikePack network")
         for what, n in (("inputs", layer.n_in), ("outputs", layer.n_out)):
             if n > p.max_neurons:
                 raise DoesNotFitError(f"{where} has {n} {what}; the build's layers are at most "

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from hw import bus
 from hw.core import SpikePackCore
-from hw.memory_map import identify_words
+from hw.memory_map import identify_words, memory_map
 from hw.params import CoreParams
 from sim import golden
 from sim.tb.random_nets import expected_counters, random_inputs, random_network
@@ -103,3 +103,51 @@ def test_core_pysim_networks(pause, seed):
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
         assert counters.total_cycles == counters.cycles.sum() > 0
+
+
+def test_core_without_lif_reports_lif_layers():
+    """On a SpikePack-only build (lif=0) a LIF descriptor stops the run with error NO_LIF, and
+    a SpikePack network still runs bit-exactly."""
+    from hw.sequencer import ErrorCode
+    from sim.ir import Mode
+
+    p = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=64, act_chunks=4, bt_depth=32,
+                   max_layers=4, batch_depth=2, lif=0)
+    dut = SpikePackCore(p)
+    pb = PyBus(dut, 0, 0.0)
+    rng = np.random.default_rng(3)
+    net = random_network(rng, p, max_depth=2)
+    x = random_inputs(rng, net, 2)
+    statuses = []
+
+    async def host(ctx):
+        image = img.build_image(net, p)
+        for w in list(image.writes) + img.encode_inputs(image, x):
+            await pb.write(ctx, w.addr, w.words)
+        await pb.write(ctx, bus.REG_CONTROL, [img.control_word(len(x))])
+        while (await pb.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
+            await ctx.tick().repeat(16)
+        statuses.append((await pb.read(ctx, bus.REG_STATUS))[0])
+        words = []
+        for addr, count in img.output_addresses(image, len(x)):
+            words += await pb.read(ctx, addr, count)
+        statuses.append(img.decode_outputs(image, words))
+        # The same program with layer 0 turned into a LIF layer (bit 4 of descriptor word 0).
+        prog = memory_map(p)["PROGRAM"].base
+        word0 = (await pb.read(ctx, prog))[0]
+        await pb.write(ctx, prog, [word0 | 1 << 4])
+        await pb.write(ctx, bus.REG_CONTROL, [img.control_word(len(x))])
+        while (await pb.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
+            await ctx.tick().repeat(16)
+        statuses.append((await pb.read(ctx, bus.REG_STATUS))[0])
+        pb.finished = True
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(pb.consumer)
+    sim.run()
+    assert not any(layer.mode is Mode.LIF for layer in net.layers)
+    assert statuses[0] == img.STATUS_DONE
+    assert np.array_equal(statuses[1], golden.run_network(net, x, acc_bits=p.acc_bits).output)
+    assert statuses[2] & img.STATUS_ERROR and statuses[2] >> 8 == ErrorCode.NO_LIF

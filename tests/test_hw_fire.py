@@ -81,12 +81,15 @@ async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
     return cycle
 
 
-@pytest.mark.parametrize("pause", [0.0, 0.4])
-def test_fire_unit_matches_golden(pause, rng, seed):
+@pytest.mark.parametrize("pause,lif", [(0.0, True), (0.4, True), (0.3, False)])
+def test_fire_unit_matches_golden(pause, lif, rng, seed):
     """Random neurons of every mode, back to back, against sim.golden; each result comes
-    exactly ``latency`` cycles after its neuron's first beat."""
-    dut = FireUnit(T_MAX, 16, ACC)
+    exactly ``latency`` cycles after its neuron's first beat. A unit built without LIF runs the
+    SpikePack cases the same."""
+    dut = FireUnit(T_MAX, 16, ACC, lif=lif)
     cases = sorted(_cases(rng, 200), key=lambda c: (c[4] is Mode.LIF, c[3]))
+    if not lif:
+        cases = [c for c in cases if c[4] is Mode.SPIKEPACK]
     layers = {}
     for case in cases:
         layers.setdefault(_layer_key(case), []).append(case)
@@ -213,10 +216,13 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, s
     theta = rng.integers(1, 900, (64, units))
     model = BankModel(dut, passes.tolist(), zero.tolist(), bias.tolist(), theta.tolist())
     leak, reset = int(rng.integers(0, 5)), Reset.SUBTRACT
+    per_channel, theta_layer = T % 2 == 0, int(rng.integers(1, 900))  # both threshold sources
     got = []
 
     async def control(ctx):
         ctx.set(dut.config, _config(T, mode, readout, leak, reset))
+        ctx.set(dut.theta_per_channel, per_channel)
+        ctx.set(dut.theta_layer, theta_layer)
         ctx.set(dut.bt_base, bt_base)
         ctx.set(dut.clear, 1)
         await ctx.tick()
@@ -245,8 +251,8 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, s
                 n = g * units + f
                 sums = [0 if zero[p][q] else int(passes[p][n][q]) for q in range(T_MAX)]
                 row = (bt_base + p) * dut.groups + g
-                want = _golden_case(sums, int(bias[row][f]), int(theta[row][f]), T, mode,
-                                    readout, leak, reset)
+                th = int(theta[row][f]) if per_channel else theta_layer
+                want = _golden_case(sums, int(bias[row][f]), th, T, mode, readout, leak, reset)
                 if readout:
                     assert v == want[1], (p, n)
                 else:

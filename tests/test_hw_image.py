@@ -27,6 +27,7 @@ def _net(rng, sizes, T=4, wmax=127, **kw):
     ({"n_pe": 3}, ValueError), ({"k": 6}, ValueError), ({"n_pe": 4, "k": 8}, ValueError),
     ({"t_max": 4}, ValueError), ({"acc_bits": 40}, ValueError), ({"weight_bits": 4}, ValueError),
     ({"fire_units": 3}, ValueError), ({"fire_units": 16}, ValueError),
+    ({"fire_units": 8}, ValueError), ({"lif": 2}, ValueError),
     ({"n_pe": 2.0}, TypeError), ({"batch_depth": True}, TypeError), ({"bt_depth": 4}, ValueError),
 ])
 def test_params_refuse(kw, err):
@@ -89,6 +90,16 @@ def test_refuses_what_does_not_fit(rng):
         im = build_image(_net(rng, [4, 4]), p)
         encode_inputs(im, np.zeros((p.batch_depth + 1, 4), int))
     assert issubclass(DoesNotFitError, ValueError)
+
+
+def test_spikepack_only_build_refuses_lif_layers(rng):
+    """A build without the LIF datapath (lif=0) takes SpikePack networks and refuses LIF ones,
+    saying which build would take them."""
+    p = CoreParams(n_pe=8, k=4, lif=0)
+    build_image(_net(rng, [8, 8]), p)
+    with pytest.raises(DoesNotFitError, match="lif=1"):
+        build_image(_net(rng, [8, 8], mode=Mode.LIF), p)
+    assert params_from_identify(identify_words(p)) == p
 
 
 def test_image_layout_and_inputs(rng):

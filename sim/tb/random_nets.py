@@ -50,7 +50,7 @@ def _draw_network(rng, params, max_depth, edge, widest):
         wb = int(rng.integers(2, 9))
         lim = 1 << (wb - 1)
         w = rng.integers(-lim, lim, (n_out, n_in))
-        mode = Mode.LIF if rng.random() < 0.4 else Mode.SPIKEPACK
+        mode = Mode.LIF if p.lif and rng.random() < 0.4 else Mode.SPIKEPACK
         typical = max(1.0, np.sqrt(n_in) * lim * 0.5)
         if edge == "negative":
             b = -rng.integers(0, int(typical * (1 << T)) + 2, n_out)
