@@ -4,7 +4,7 @@ import operator
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import crc, data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -109,7 +109,8 @@ class FrameDecoder(wiring.Component):
         wp = mem.write_port(granularity=8)
         rp = mem.read_port(transparent_for=())
 
-        m.submodules.queue = queue = SyncFIFO(width=FrameInfo.size, depth=2)
+        # Buffered: the frame at the head of the queue comes from a register.
+        m.submodules.queue = queue = SyncFIFOBuffered(width=FrameInfo.size, depth=2)
         wr_half = Signal()
         rd_half = Signal()
         with m.If(queue.w_en & queue.w_rdy):

@@ -184,9 +184,8 @@ class LinkExecutor(wiring.Component):
                             with m.Elif(~write_addr_ok):
                                 send_header(Status.ERR_ADDRESS, 0, "FINISH")
                             with m.Else():
+                                # The buffer's port holds payload word 1 since ARG0.
                                 m.d.sync += todo.eq(n_write)
-                                # Prefetch payload word 1, the first data word.
-                                m.d.comb += [self.buf.addr.eq(1), self.buf.en.eq(1)]
                                 m.next = "WRITE"
                         with m.Case(Command.READ):
                             with m.If(~read_len_ok):
