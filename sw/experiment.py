@@ -67,7 +67,8 @@ def _integer_level(name, model, split: Split, T, weight_bits, t0) -> LevelResult
     with torch.no_grad():
         torch_out = IntTorchNetwork(net)(torch.as_tensor(x_test)).numpy()
     agrees = int(np.all(torch_out == golden.output, axis=-1).sum())
-    return LevelResult(name, float_acc, int_acc, net, report, agrees, time.perf_counter() - t0, model)
+    return LevelResult(name, float_acc, int_acc, net, report, agrees, time.perf_counter() - t0,
+                       model)
 
 
 def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs: int = 60,
@@ -83,7 +84,8 @@ def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs
 
     seed_everything(seed)
     ann = ann_mlp(sizes, "relu")
-    train_classifier(ann, split.x_train, split.y_train, epochs=epochs, seed=seed, progress=cb("ann"))
+    train_classifier(ann, split.x_train, split.y_train, epochs=epochs, seed=seed,
+                     progress=cb("ann"))
     ann_acc = accuracy(predict(ann, split.x_test), split.y_test)
 
     levels = {}

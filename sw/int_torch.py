@@ -24,7 +24,8 @@ class IntTorchNetwork(nn.Module):
         for i, layer in enumerate(net.layers):
             self.register_buffer(f"w{i}", torch.tensor(np.array(layer.weight), dtype=torch.int64))
             self.register_buffer(f"b{i}", torch.tensor(np.array(layer.bias), dtype=torch.int64))
-            self.register_buffer(f"th{i}", torch.tensor(np.array(layer.theta_vector), dtype=torch.int64))
+            self.register_buffer(f"th{i}", torch.tensor(np.array(layer.theta_vector),
+                                                      dtype=torch.int64))
 
     def _planes(self, a: torch.Tensor) -> torch.Tensor:
         shifts = torch.arange(self.T - 1, -1, -1, dtype=torch.int64).reshape(
@@ -38,7 +39,8 @@ class IntTorchNetwork(nn.Module):
             w, b, th = getattr(self, f"w{i}"), getattr(self, f"b{i}"), getattr(self, f"th{i}")
             if layer.mode is Mode.SPIKEPACK:
                 v = a @ w.T + b
-                a = v if layer.readout else torch.clamp(torch.div(v, th, rounding_mode="floor"), 0, top)
+                a = v if layer.readout else torch.clamp(
+                    torch.div(v, th, rounding_mode="floor"), 0, top)
                 continue
             planes = self._planes(a)
             v = torch.zeros(a.shape[:-1] + (layer.n_out,), dtype=torch.int64)

@@ -40,7 +40,7 @@ class ClipFloor(nn.Module):
 def _linears(sizes: Sequence[int]) -> list[nn.Linear]:
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {list(sizes)}")
-    return [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
+    return [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
 
 
 def ann_mlp(sizes: Sequence[int], activation: str = "relu", T: int = 4) -> nn.Sequential:
@@ -78,11 +78,14 @@ def spikepack_from_ann(ann: nn.Sequential, T: int) -> nn.Sequential:
     """
     linears = [m for m in ann if isinstance(m, nn.Linear)]
     acts = [m for m in ann if not isinstance(m, nn.Linear)]
+    if not linears or len(acts) != len(linears) - 1:
+        raise ValueError("expected an ANN of the shape Linear, act, Linear, ..., Linear (as built "
+                         f"by ann_mlp), got {[type(m).__name__ for m in ann]}")
     sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
     snn = spikepack_mlp(sizes, T)
-    for dst, src in zip((m for m in snn if isinstance(m, nn.Linear)), linears):
+    for dst, src in zip((m for m in snn if isinstance(m, nn.Linear)), linears, strict=True):
         dst.load_state_dict(src.state_dict())
-    for dst, act in zip((m for m in snn if isinstance(m, SpikePack)), acts):
+    for dst, act in zip((m for m in snn if isinstance(m, SpikePack)), acts, strict=True):
         if isinstance(act, ClipFloor):
             if act.T != T:
                 raise ValueError(f"ClipFloor ANN was trained for T={act.T}, not T={T}")
@@ -99,6 +102,7 @@ def calibrate_thresholds(model: nn.Sequential, x: torch.Tensor, percentile: floa
     for m in model:
         if isinstance(m, SpikePack):
             pos = h[h > 0]
-            top = torch.quantile(pos.flatten()[:1_000_000], percentile / 100) if pos.numel() else 1.0
+            top = (torch.quantile(pos.flatten()[:1_000_000], percentile / 100) if pos.numel()
+                   else 1.0)
             m.theta.data.fill_(float(top) / m.levels if float(top) > 0 else 1.0)
         h = m(h)

@@ -69,13 +69,15 @@ class QuantReport:
     layers: tuple[LayerQuantization, ...]
 
     def table(self) -> str:
-        rows = ["layer  kind     W rel.rms  bias err  |dv| bound  theta_int       W range     acc bits",
+        rows = ["layer  kind     W rel.rms  bias err  |dv| bound  theta_int       W range     "
+                "acc bits",
                 "                           (in output steps; readout: in LSB)"]
         for q in self.layers:
             rows.append(
                 f"{q.index:5d}  {'readout' if q.readout else 'fire':7s}  {q.weight_rel_rms:9.2e}  "
                 f"{q.bias_max_steps:8.3f}  {q.membrane_max_steps:10.3f}  "
-                f"{q.theta_int[0]:>6d}..{q.theta_int[1]:<6d}  {q.weight_range[0]:>4d}..{q.weight_range[1]:<4d}  "
+                f"{q.theta_int[0]:>6d}..{q.theta_int[1]:<6d}  "
+                f"{q.weight_range[0]:>4d}..{q.weight_range[1]:<4d}  "
                 f"{q.acc_bits:8d}")
         return "\n".join(rows)
 
@@ -83,8 +85,8 @@ class QuantReport:
 def _parse(model: nn.Sequential) -> tuple[InputEncoder, list[tuple[nn.Linear, SpikePack | None]]]:
     mods = list(model)
     if not mods or not isinstance(mods[0], InputEncoder):
-        raise TypeError("expected a SpikePack model: nn.Sequential(InputEncoder, Linear, SpikePack, "
-                        "..., Linear), as built by sw.models.spikepack_mlp")
+        raise TypeError("expected a SpikePack model: nn.Sequential(InputEncoder, Linear, "
+                        "SpikePack, ..., Linear), as built by sw.models.spikepack_mlp")
     pairs, i = [], 1
     while i < len(mods):
         lin = mods[i]
@@ -147,7 +149,8 @@ def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
             index=index, readout=act is None,
             weight_rel_rms=float(np.linalg.norm(dw) / max(np.linalg.norm(w), 1e-300)),
             bias_max_steps=float(np.max(np.abs(db) / theta_f)),
-            membrane_max_steps=float(np.max((np.abs(dw).sum(axis=1) * amax + np.abs(db)) / theta_f)),
+            membrane_max_steps=float(
+                np.max((np.abs(dw).sum(axis=1) * amax + np.abs(db)) / theta_f)),
             theta_int=(int(theta_int.min()), int(theta_int.max())),
             weight_range=(int(w_int.min()), int(w_int.max())),
             acc_bits=required_accumulator_bits(layer, T),

@@ -31,7 +31,7 @@ def as_tensor(x, dtype=torch.float32) -> torch.Tensor:
 def train_classifier(model: nn.Module, x, y, *, epochs: int = 60, lr: float = 3e-3,
                      batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0,
                      progress=None, forward=None) -> History:
-    """Train ``model`` with Adam and cross-entropy; ``forward(model, xb)`` defaults to ``model(xb)``.
+    """Train ``model`` with Adam and cross-entropy (``forward(model, xb)``, default ``model(xb)``).
 
     ``progress`` is an optional callable ``(epoch, loss, acc)`` called after every epoch.
     """

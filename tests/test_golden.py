@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from sim.golden import (
-    accumulator_bound, fire_packed, fire_serial, lif_layer, run_network, spikepack_layer,
+    accumulator_bound,
+    fire_packed,
+    fire_serial,
+    lif_layer,
+    run_network,
+    spikepack_layer,
 )
 from sim.ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
 from sim.packing import pack_bitplanes, unpack_bitplanes
@@ -191,5 +196,6 @@ def test_network_save_load_round_trip(tmp_path, rng):
     back = IntNetwork.load(tmp_path / "n.npz")
     x = rng.integers(0, 1 << T, size=(10, 7))
     assert np.array_equal(run_network(back, x).output, run_network(net, x).output)
-    for a, b in zip(net.layers, back.layers):
-        assert (a.mode, a.reset, a.leak_shift, a.readout) == (b.mode, b.reset, b.leak_shift, b.readout)
+    for a, b in zip(net.layers, back.layers, strict=True):
+        assert ((a.mode, a.reset, a.leak_shift, a.readout)
+                == (b.mode, b.reset, b.leak_shift, b.readout))

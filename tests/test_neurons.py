@@ -28,7 +28,8 @@ def test_spikepack_serial_form_equals_packed_form_for_tau_2(T, rng):
     planes = serial.serial_spikes(z).numpy().astype(np.int64)
     ref_planes, _ = fire_serial(z.numpy().astype(np.int64), int(theta), T)
     assert np.array_equal(planes, ref_planes)
-    assert np.array_equal(pack_bitplanes(planes), packed.packed(z).detach().numpy().astype(np.int64))
+    want = packed.packed(z).detach().numpy().astype(np.int64)
+    assert np.array_equal(pack_bitplanes(planes), want)
 
 
 def test_general_tau_serial_form_fires_greedily_in_base_tau():

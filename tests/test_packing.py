@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from sim.packing import (
-    bytes_to_words, check_packed, check_T, pack_bitplanes, plane_words, popcount,
-    quantize_unit_interval, unpack_bitplanes, words_to_bytes,
+    bytes_to_words,
+    check_packed,
+    check_T,
+    pack_bitplanes,
+    plane_words,
+    popcount,
+    quantize_unit_interval,
+    unpack_bitplanes,
+    words_to_bytes,
 )
 
 
