@@ -98,12 +98,12 @@ def cmd_train(args) -> int:
         bar.close()
         results.append(r)
         print(f"\nT={T}  sizes {'-'.join(map(str, r.sizes))}  (accuracy on the test split, %)")
-        print(f"  {'model':28s} {'float':>7s} {'integer':>8s}  {'int - ANN':>9s}  "
+        print(f"  {'model':30s} {'float':>7s} {'integer':>8s}  {'int - ANN':>9s}  "
               "int torch == golden")
-        print(f"  {'ANN (ReLU, float inputs)':28s} {100 * r.ann_accuracy:7.2f} {'':>8s}")
+        print(f"  {'ANN (ReLU, float inputs)':30s} {100 * r.ann_accuracy:7.2f} {'':>8s}")
         for lv in r.levels.values():
             gap = lv.int_accuracy - r.ann_accuracy
-            print(f"  {'SpikePack ' + lv.name:28s} {100 * lv.float_accuracy:7.2f} "
+            print(f"  {'SpikePack ' + lv.name:30s} {100 * lv.float_accuracy:7.2f} "
                   f"{100 * lv.int_accuracy:8.2f}  {100 * gap:+9.2f}  "
                   f"{lv.int_torch_agrees}/{r.n_test}")
         print("  quantization of SpikePack direct:")
@@ -165,11 +165,27 @@ def _configure_results(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-bits", type=int, default=8, help="weight width of deployed networks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--rtl-samples", type=int, default=64, metavar="N",
+                   help="test digits the deployed T = 4 networks (SpikePack, LIF, PSU) run on the "
+                        "accelerator RTL, for its measured cycles and spikes beside the estimate "
+                        "and the golden-model check (default 64; 0: no RTL section; the first "
+                        "run builds the Verilator model, 1-2 minutes)")
+    p.add_argument("--rtl-board", default="small", metavar="NAME",
+                   help="board or core preset the RTL is built for (default small, quick to "
+                        "simulate)")
+    p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
+                   help="RTL simulator (default verilator; icarus is much slower)")
+    p.add_argument("--build-dir", help="where the RTL model is built (default: build/ of the "
+                                       "checkout or $SPIKEPACK_BUILD)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-@command("results", "retrain every seed (SpikePack, PSU/IPSU/RPSU, CASC, LIF) on digits and "
-                    "regenerate docs/results.md with its plots")
+@command("results", "retrain every seed (SpikePack, PSU/IPSU/RPSU, CASC, LIF) on digits, run "
+                    "the deployed networks on the accelerator RTL, and regenerate "
+                    "docs/results.md with its plots", examples=(
+                        "spikepack results",
+                        "spikepack results --epochs 5 --T 2 4 --rtl-samples 16",
+                        "spikepack results --rtl-samples 0 --out /tmp/results.md"))
 def cmd_results(args) -> int:
     from .results import run_from_args
 

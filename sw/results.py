@@ -8,7 +8,10 @@ One run measures, on the fixed digits split (1,437 train / 360 test):
 - CASC (``sw.casc``): the ClipQuan ANN, plain IF, CIF and CIF with wake-sleep conversion;
 - training time per epoch against T, SpikePack and PSU against LIF BPTT, side by side;
 - firing rates per layer;
-- the Bit Budget cost of each deployed model and a weight-bits x T sweep (``sw.bitbudget``).
+- the Bit Budget cost of each deployed model and a weight-bits x T sweep (``sw.bitbudget``);
+- the deployed SpikePack, LIF- and PSU-trained networks run on the accelerator's RTL (Verilator,
+  the real UART driver, ``sw.rtl_results``): outputs and counters against the golden model, and
+  the measured cycles and spikes per layer beside the estimate.
 
 Every number in the document is measured by the run that writes it.
 """
@@ -41,6 +44,7 @@ from .experiment import TrainResult, train_all
 from .models import calibrate_thresholds, spikepack_mlp
 from .quantize import quantize_spikepack
 from .quantize_lif import quantize_lif
+from .rtl_results import RtlDeployment, measure_on_rtl
 from .seed_experiment import (
     DeployRun,
     SpikingRun,
@@ -79,6 +83,12 @@ class ResultsConfig:
         Weight width of the deployed networks in the accuracy tables.
     seed : int
         Seed of the split, initialisations and batches.
+    rtl_samples : int
+        Test digits the deployed networks run on the accelerator RTL (0: no RTL section).
+    rtl_target : str
+        Board or core preset the RTL is built for (``sw.compiler.get_target``).
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
     """
 
     Ts: tuple[int, ...] = (1, 2, 4, 8)
@@ -91,6 +101,9 @@ class ResultsConfig:
     budgets: tuple[int, ...] = (8, 16)
     weight_bits: int = 8
     seed: int = 0
+    rtl_samples: int = 64
+    rtl_target: str = "small"
+    simulator: str = "verilator"
 
     def __post_init__(self):
         for name in ("Ts", "timing_Ts", "sweep_Ts"):
@@ -104,6 +117,26 @@ class ResultsConfig:
                 raise ValueError(f"weight bits must be in 2..8, got {wb}")
         if not self.hidden:
             raise ValueError("need at least one hidden layer")
+        if self.rtl_samples < 0:
+            raise ValueError(f"rtl_samples must be at least 0, not {self.rtl_samples}")
+        if self.rtl_samples:
+            from .compiler import get_target
+
+            try:
+                params = get_target(self.rtl_target).params
+            except KeyError as e:
+                raise ValueError(e.args[0]) from None
+            if not any(T <= params.t_max for T in self.Ts):
+                raise ValueError(f"no T of {list(self.Ts)} runs on {self.rtl_target} "
+                                 f"(t_max {params.t_max}); add one or pass rtl_samples 0")
+
+    @property
+    def rtl_T(self) -> int:
+        """T of the networks run on the RTL: 4 if measured, else the largest that fits."""
+        from .compiler import get_target
+
+        t_max = get_target(self.rtl_target).params.t_max
+        return 4 if 4 in self.Ts else max(T for T in self.Ts if T <= t_max)
 
 
 @dataclasses.dataclass
@@ -139,12 +172,40 @@ def _train_spikepack_direct(split, T, cfg):
     return snn
 
 
+def _run_rtl(cfg, split, per_T, build_dir, log) -> list[RtlDeployment]:
+    from .compiler import get_target
+
+    T = cfg.rtl_T
+    params = get_target(cfg.rtl_target).params
+    _, x_te = split.packed(T)
+    x, y = x_te[:cfg.rtl_samples], split.y_test[:cfg.rtl_samples]
+    p = per_T[T]
+    runs = []
+    for name, kind, net in (("SpikePack direct", "spikepack", p.spikepack.levels["direct"].net),
+                            ("LIF BPTT -> LIF", "lif", p.deploy["lif"].net),
+                            ("PSU -> LIF", "lif", p.deploy["psu"].net)):
+        log(f"RTL ({cfg.simulator}, {cfg.rtl_target}): {name}, T={T}, {len(x)} test digits")
+        runs.append(measure_on_rtl(name, net, kind, x, params, y, simulator=cfg.simulator,
+                                   build_dir=build_dir))
+        r = runs[-1]
+        log(f"  {'bit-exact' if r.bit_exact else 'NOT bit-exact'}: outputs differ on "
+            f"{r.outputs_differ}/{r.n}, counters on {r.counter_runs_differ}/{r.runs} runs; "
+            f"{r.total_cycles:.0f} cycles/sample ({r.wall_seconds:.0f} s)")
+    return runs
+
+
 def generate(cfg: ResultsConfig, out: Path, img_dir: Path,
-             log: Callable[[str], None] = print) -> str:
+             log: Callable[[str], None] = print, *,
+             build_dir=None) -> tuple[str, list[RtlDeployment]]:
     """Run everything in ``cfg``, write the Markdown to ``out`` and plots to ``img_dir``.
 
-    Returns the Markdown text.
+    ``build_dir``: where the RTL model is built (default ``sw.rtl_session.default_build_dir``).
+    Returns the Markdown text and the RTL runs (empty with ``cfg.rtl_samples == 0``).
     """
+    if cfg.rtl_samples:  # refuse a missing simulator before minutes of training
+        from sim.rtl import require_simulator
+
+        require_simulator(cfg.simulator)
     t_start = time.perf_counter()
     out, img_dir = Path(out), Path(img_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,16 +256,18 @@ def generate(cfg: ResultsConfig, out: Path, img_dir: Path,
             points += sweep_network(
                 label, "lif", lambda wb, m=m: quantize_lif(m, weight_bits=wb)[0], x_te,
                 split.y_test, weight_bits=cfg.sweep_weight_bits)
+    rtl = _run_rtl(cfg, split, per_T, build_dir, log) if cfg.rtl_samples else []
     sweep_png = plot_sweep(points, img_dir / "bitbudget_sweep.png", budgets=cfg.budgets)
     acc_png = _plot_accuracy(cfg, per_T, img_dir / "seeds_accuracy_vs_T.png")
     time_png = _plot_timing(timing, img_dir / "training_time_vs_T.png")
 
     elapsed = time.perf_counter() - t_start
-    text = _render(cfg, split, per_T, timing, points, out, [acc_png, time_png, sweep_png], elapsed)
+    text = _render(cfg, split, per_T, timing, points, out, [acc_png, time_png, sweep_png],
+                   elapsed, rtl)
     out.write_text(text)
     log(f"wrote {out} and {len(list(img_dir.glob('*.png')))} plot(s) in {img_dir} "
         f"({elapsed:.0f} s)")
-    return text
+    return text, rtl
 
 
 def _plt():
@@ -266,7 +329,7 @@ def _plot_timing(timing, path) -> Path:
     return Path(path)
 
 
-def _render(cfg, split, per_T, timing, points, out, pngs, elapsed) -> str:
+def _render(cfg, split, per_T, timing, points, out, pngs, elapsed, rtl) -> str:
     rel = lambda p: os.path.relpath(p, out.parent)  # noqa: E731
     Ts = list(cfg.Ts)
     hid = "-".join(map(str, cfg.hidden))
@@ -280,13 +343,15 @@ def _render(cfg, split, per_T, timing, points, out, pngs, elapsed) -> str:
         f"- Data: scikit-learn digits, fixed split seed {cfg.seed}: {len(split.y_train)} train / "
         f"{len(split.y_test)} test samples; accuracies are on the test split.",
         f"- Every model: MLP {sizes}, Adam (lr 3e-3, cosine), batch 64, **{cfg.epochs} epochs** "
-        f"(chosen so the whole run takes a few minutes on 2 cores; the longer default of "
-        f"`spikepack train` (60 epochs) gives SpikePack slightly higher figures). Integer "
+        f"(chosen so the training takes a minute or two on 2 cores; `spikepack train` "
+        f"defaults to 60 epochs, so its SpikePack figures are not these). Integer "
         f"networks use {cfg.weight_bits}-bit weights and run in the NumPy golden model.",
         "- Inputs: packed T-bit words (`Split.packed(T)`); spiking models (LIF, PSU) read them "
         "as bit-planes, MSB first, the same words the accelerator receives. CASC's ANN and CIF "
         "network take the float inputs (the CIF first layer gets them as a constant current).",
-        f"- Run: {elapsed:.0f} s wall, torch {torch.__version__}, {torch.get_num_threads()} torch "
+        f"- Run: {elapsed:.0f} s wall"
+        + (f" ({sum(r.wall_seconds for r in rtl):.0f} s of it on the RTL)" if rtl else "")
+        + f", torch {torch.__version__}, {torch.get_num_threads()} torch "
         f"thread(s), {os.cpu_count()} CPU(s), {platform.machine()}, shared with other jobs "
         f"(timings are noisy; the ratios are the point).",
         "",
@@ -410,6 +475,7 @@ def _render(cfg, split, per_T, timing, points, out, pngs, elapsed) -> str:
                       "LIF int", "CASC WSC"], rows), ""]
 
     lines += _render_bitbudget(cfg, split, per_T, points, rel(pngs[2]))
+    lines += _render_rtl(cfg, rtl)
     return "\n".join(lines) + "\n"
 
 
@@ -474,13 +540,75 @@ def _render_bitbudget(cfg, split, per_T, points, png) -> list[str]:
     return lines
 
 
+def _render_rtl(cfg, rtl: Sequence[RtlDeployment]) -> list[str]:
+    lines = ["## On the accelerator RTL: measured cycles and spikes beside the estimate", ""]
+    if not rtl:
+        return lines + ["Not run in this run (`--rtl-samples 0`).", ""]
+    p = rtl[0].params
+    T = rtl[0].net.T
+    peak = p.synapses_per_cycle
+    lines += [
+        f"The deployed T = {T} networks of the tables above (SpikePack direct; LIF BPTT and PSU "
+        f"quantized to the accelerator's LIF mode), compiled for the `{cfg.rtl_target}` build "
+        f"({p.describe()}) and run on the first {rtl[0].n} test digits by the accelerator's "
+        f"RTL under {cfg.simulator} (`sw.rtl_session.run_on_rtl`: the real `sw.driver` over "
+        f"the simulated UART pins, {rtl[0].clk_freq / 1e6:g} MHz core clock, batches of "
+        f"{p.batch_depth}), through `sw.rtl_results.measure_on_rtl`. *bit-exact* compares, with "
+        "`==`, every output vector and every batch run's per-layer spike and skip counters "
+        "with the golden model's.",
+        "",
+    ]
+    def acc(a):
+        return "-" if a is None else _pct(a)
+
+    rows = []
+    for r in rtl:
+        synops = sum(c.synops for c in r.layers)
+        rows.append([
+            r.name,
+            ("yes" if r.bit_exact else "**NO**")
+            + f" ({r.n - r.outputs_differ}/{r.n} outputs, "
+              f"{r.runs - r.counter_runs_differ}/{r.runs} runs)",
+            acc(r.rtl_accuracy), acc(r.golden_accuracy), f"{r.total_cycles:,.0f}",
+            f"{1e6 * r.total_cycles / r.clk_freq:.1f}", f"{synops:,.0f}",
+            f"{synops / r.total_cycles:.1f}", f"{r.energy_pj / 1e3:.2f}",
+            f"{r.upload_cycles:,}", f"{r.wall_seconds:.0f}"])
+    lines += [_table(["model", "bit-exact", "RTL acc %", "golden acc %", "cycles/sample",
+                      "us/sample", "SynOps/sample (est.)", "SynOps/cycle", "energy nJ (est.)",
+                      "upload cycles", "wall s"], rows), ""]
+    lines += [
+        "Per layer, means per sample. *est.* columns come from the golden model and the Bit "
+        "Budget model without the RTL: compute bits and SynOps (`sw.bitbudget`), output spikes, "
+        "and the PE-array work the documented dataflow implies (`sw.rtl_results."
+        "predicted_work`: P = ceil(n_out / n_pe) passes, each reading ceil(n_in / k) input "
+        "chunks of T bit-planes; an all-zero plane-chunk is skipped, every other one is one "
+        "*beat*). *RTL* columns are the device's counters. *cycles / beat* above 1 is firing "
+        "time not hidden behind accumulation, descriptor fetch and pipeline fill/drain; "
+        f"the peak is {peak} synaptic adds (one weight x one spike bit) per beat.",
+        "",
+    ]
+    for r in rtl:
+        rows = []
+        for i, c in enumerate(r.layers):
+            rows.append([i, f"{c.n_in} -> {c.n_out}", c.mode, f"{c.compute_bits / 1e3:.1f}",
+                         f"{c.synops:,.0f}", f"{c.golden_spikes:.1f}", f"{c.rtl_spikes:.1f}",
+                         f"{c.golden_skipped:.1f}", f"{c.rtl_skipped:.1f}", f"{c.beats:.1f}",
+                         f"{c.cycles:.1f}", f"{c.cycles / max(c.beats, 1e-9):.2f}"])
+        lines += [f"{r.name}:", "",
+                  _table(["layer", "size", "mode", "compute kbit (est.)", "SynOps (est.)",
+                          "spikes golden", "spikes RTL", "skipped golden", "skipped RTL",
+                          "beats (est.)", "cycles RTL", "cycles / beat"], rows), ""]
+    return lines
+
+
 def run_from_args(args) -> int:
     """Entry point of ``spikepack results`` (arguments from ``sw.cli``)."""
     cfg = ResultsConfig(
         Ts=tuple(args.T), timing_Ts=tuple(args.timing_T), epochs=args.epochs,
         hidden=tuple(args.hidden), timing_epochs=args.timing_epochs,
         sweep_Ts=tuple(args.sweep_T), sweep_weight_bits=tuple(args.sweep_weight_bits),
-        budgets=tuple(args.budget), weight_bits=args.weight_bits, seed=args.seed)
+        budgets=tuple(args.budget), weight_bits=args.weight_bits, seed=args.seed,
+        rtl_samples=args.rtl_samples, rtl_target=args.rtl_board, simulator=args.simulator)
     out = Path(args.out) if args.out else REPO / "docs" / "results.md"
     img = Path(args.img_dir) if args.img_dir else out.parent / "img"
     missing = [T for T in cfg.sweep_Ts if T not in cfg.Ts]
@@ -490,8 +618,13 @@ def run_from_args(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        generate(cfg, out, img, log=(lambda s: None) if args.quiet else print)
+        rtl = generate(cfg, out, img, log=(lambda s: None) if args.quiet else print,
+                       build_dir=args.build_dir)[1]
     finally:
         torch.set_num_threads(threads)
+    bad = [r.name for r in rtl if not r.bit_exact]
+    if bad:
+        print(f"NOT bit-exact on the RTL: {', '.join(bad)} (see {out})")
+        return 1
     return 0
 

@@ -32,6 +32,13 @@ def test_bad_configuration_is_refused(capsys):
         ResultsConfig(epochs=0)
     assert main(["results", "--T", "17", "--quiet"]) == 2
     assert "T must be in 1..16" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="rtl_samples must be at least 0"):
+        ResultsConfig(rtl_samples=-1)
+    assert main(["results", "--rtl-board", "nosuchboard", "--quiet"]) == 2
+    assert "unknown board or build preset 'nosuchboard'" in capsys.readouterr().err
+    assert main(["results", "--T", "16", "--quiet"]) == 2  # the small build's t_max is 8
+    assert "no T of [16] runs on small" in capsys.readouterr().err
+    assert ResultsConfig(Ts=(2, 16)).rtl_T == 2 and ResultsConfig().rtl_T == 4
 
 
 def test_results_writes_every_section_and_plot(tmp_path):
@@ -39,13 +46,37 @@ def test_results_writes_every_section_and_plot(tmp_path):
     rc = main(["results", "--out", str(out), "--img-dir", str(tmp_path / "img"), "--T", "2",
                "--timing-T", "1", "2", "--epochs", "1", "--hidden", "16", "--sweep-T", "2",
                "--sweep-weight-bits", "4", "8", "--timing-epochs", "1", "--budget", "8",
-               "--quiet"])
+               "--rtl-samples", "0", "--quiet"])
     assert rc == 0
     text = out.read_text()
     for heading in ("## SpikePack", "## PSU, IPSU, RPSU", "### Deploy gap", "## CASC",
-                    "## Training time per epoch", "## Firing rates", "## Bit Budget"):
+                    "## Training time per epoch", "## Firing rates", "## Bit Budget",
+                    "## On the accelerator RTL"):
         assert heading in text
+    assert "Not run in this run (`--rtl-samples 0`)" in text
     for png in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         path = out.parent / png
         assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
     assert "| 2 |" in text and "Horowitz" in text
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rtl_session_small")
+def test_results_rtl_section_reports_the_devices_counters(tmp_path):
+    from sim.rtl import simulator_available
+
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH (bash scripts/setup.sh)")
+    pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
+    out = tmp_path / "results.md"
+    rc = main(["results", "--out", str(out), "--T", "4", "--timing-T", "1", "--epochs", "2",
+               "--hidden", "24", "--sweep-T", "4", "--sweep-weight-bits", "8",
+               "--timing-epochs", "1", "--budget", "32", "--rtl-samples", "5", "--quiet"])
+    assert rc == 0
+    text = out.read_text().split("## On the accelerator RTL")[1]
+    print(text)
+    for name in ("SpikePack direct", "LIF BPTT -> LIF", "PSU -> LIF"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert "| yes (5/5 outputs, 2/2 runs) |" in row
+        assert f"\n{name}:\n" in text
+    assert "cycles RTL" in text and "spikes RTL" in text and "lif k=1" in text
