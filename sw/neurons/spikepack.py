@@ -34,8 +34,8 @@ class SpikePack(nn.Module):
     T : int
         Time steps (bits of the packed activation), 1..16.
     theta : float
-        Initial threshold (the output step). Recalibrate with :func:`sw.calibrate.calibrate` or
-        let it learn.
+        Initial threshold (the output step). Calibrate it with
+        :func:`sw.models.calibrate_thresholds` or let it learn.
     learn_theta : bool
         Train ``theta`` with the straight-through gradient.
     tau : float
