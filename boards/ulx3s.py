@@ -23,13 +23,15 @@ ULX3S_85F = BoardPreset(
     toolchain="Trellis",
     clk_freq=100_000_000,
     clock_gen="ecp5_pll",
-    params=CoreParams(n_pe=8, k=8, t_max=8, acc_bits=24, weight_depth=2048, act_chunks=128,
-                      bt_depth=1024, max_layers=16, batch_depth=8, fire_units=2),
+    # The Arty A7-35T's array; memories no deeper than one block RAM (512 x 36), so no
+    # multiplexer follows a block RAM output.
+    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
+                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="ulx3s",
     capacity=LFE5U_85F,
-    description="8 PEs x 8 lanes (64 adds per cycle) at 100 MHz, 128 K weights, 1024-neuron "
-                "layers.",
+    description="16 PEs x 16 lanes (256 adds per cycle) at 100 MHz, 128 K weights, 1024-neuron "
+                "layers: the Arty A7-35T's accelerator on open tools.",
 )

@@ -25,7 +25,7 @@ Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -
 writer (ping-pong activation memory or output memory). See docs/architecture.md.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -33,7 +33,13 @@ from . import bus
 from .fetcher import Fetcher
 from .fire_array import FireArray
 from .issuer import PlaneIssuer
-from .memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, identify_words, memory_map
+from .memory_map import (
+    COUNTER_WORDS_PER_LAYER,
+    DESCRIPTOR_WORDS,
+    ID_WORDS,
+    identify_words,
+    memory_map,
+)
 from .params import CoreParams
 from .pe_array import PEArray
 from .sequencer import Sequencer
@@ -228,7 +234,11 @@ class SpikePackCore(wiring.Component):
             out_rd.addr.eq(r_out >> unit_bits),
             seq.counters.addr.eq(r_cnt),
         ]
-        ident = Array(Const(w, 32) for w in identify_words(p))
+        # The identify block: a small ROM (a block RAM where one is spare).
+        m.submodules.ident_rom = ident_rom = memory.Memory(shape=32, depth=ID_WORDS,
+                                                           init=identify_words(p))
+        ident_rd = ident_rom.read_port()
+        m.d.comb += ident_rd.addr.eq(addr[:ID_WORDS.bit_length() - 1])
         status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
         # Where the answer comes from, decided in ADDR. Memory outputs are registered as they are
         # (RAW) before the answer is chosen (READ): block RAM outputs are slow.
@@ -251,8 +261,7 @@ class SpikePackCore(wiring.Component):
                 wait_cnt = in_cnt & ~seq.counters.grant
                 m.d.sync += [
                     lane.eq(r_out[:unit_bits] if unit_bits else 0),
-                    ident_word.eq(ident[addr[:4]]),
-                    src["ident"].eq(addr < len(ident)),
+                    src["ident"].eq(addr < ID_WORDS),
                     src["status"].eq(addr == bus.REG_STATUS),
                     src["program"].eq(hit(mm["PROGRAM"])),
                     src["output"].eq(hit(mm["OUTPUT"])),
@@ -262,7 +271,8 @@ class SpikePackCore(wiring.Component):
                 with m.If(~wait_desc & ~wait_cnt):
                     m.next = "RAW"
             with m.State("RAW"):
-                m.d.sync += [desc_raw.eq(desc_rd.data), out_raw.eq(out_rd.data),
+                m.d.sync += [ident_word.eq(ident_rd.data),
+                             desc_raw.eq(desc_rd.data), out_raw.eq(out_rd.data),
                              cnt_raw.eq(seq.counters.data), cnt_keep.eq(seq.counters.keep)]
                 m.next = "READ"
             with m.State("READ"):

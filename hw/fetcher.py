@@ -5,14 +5,15 @@ For pass ``p = 0..passes-1`` and chunk ``c = 0..chunks-1`` it reads the spike bl
 ``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk), and sends both as one
 stream beat, with a mask of the block's non-zero bit-planes.
 
-Four stages, each advancing when the next has room: addresses; spike block read (the memory's
-read port is the stage register); the block registered as it is (block RAM outputs are slow:
-nothing but a wire follows them); block register with its plane mask, beside the weight read
-(again the read port is the register). The weight row is read two cycles after its block, so the
-block can be examined in between: every handshake signal of the output is a register, and no
-memory enable depends on the data read in the same cycle.
+Five stages, each advancing when the next has room: addresses; spike block read (the memory's
+read port is the stage register); the block registered as it is, twice (block RAM outputs are
+slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
+multiplexer, so nothing but a short wire may follow them); block register with its plane marks,
+beside the weight read (again the read port is the register). The weight row is read three
+cycles after its block, so the block can be examined in between: every handshake signal of the
+output is a register, and no memory enable depends on the data read in the same cycle.
 
-Latency: the first beat is valid 4 cycles after ``start``; then one beat per cycle.
+Latency: the first beat is valid 5 cycles after ``start``; then one beat per cycle.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Fetcher(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from ``start`` to the first valid beat (without back-pressure)."""
-        return 4
+        return 5
 
     def elaborate(self, platform):
         m = Module()
@@ -106,25 +107,31 @@ class Fetcher(wiring.Component):
         valid_b = Signal()
         last_b = Signal()
         w_addr_b = Signal.like(w_ptr)
-        # Stage R: the block in a register.
+        # Stages R, S: the block in a register, twice.
         valid_r = Signal()
         last_r = Signal()
         block_r = Signal(p.block_bits)
         w_addr_r = Signal.like(w_ptr)
+        valid_s = Signal()
+        last_s = Signal()
+        block_s = Signal(p.block_bits)
+        w_addr_s = Signal.like(w_ptr)
         # Stage C: the output register (block, mask) and the weights on their read port.
         block_c = self.o.payload.block
         valid_c = self.o.valid
 
         adv_c = Signal()
+        adv_s = Signal()
         adv_r = Signal()
         adv_b = Signal()
         m.d.comb += [
             adv_c.eq(~valid_c | self.o.ready),
-            adv_r.eq(~valid_r | adv_c),
+            adv_s.eq(~valid_s | adv_c),
+            adv_r.eq(~valid_r | adv_s),
             adv_b.eq(~valid_b | adv_r),
             self.src_addr.eq(src_base + c),
             self.src_en.eq(adv_b),
-            self.w_addr.eq(w_addr_r),
+            self.w_addr.eq(w_addr_s),
             self.w_en.eq(adv_c),
             self.o.payload.weights.eq(self.w_data),
         ]
@@ -139,16 +146,19 @@ class Fetcher(wiring.Component):
         with m.If(adv_r):
             m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), block_r.eq(self.src_data),
                          w_addr_r.eq(w_addr_b)]
+        with m.If(adv_s):
+            m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), block_s.eq(block_r),
+                         w_addr_s.eq(w_addr_r)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
         nonzero = Signal(p.t_max)
         m.d.comb += nonzero.eq(
-            Cat(*(block_r[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
+            Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
         with m.If(adv_c):
-            m.d.sync += [valid_c.eq(valid_r), block_c.eq(block_r),
+            m.d.sync += [valid_c.eq(valid_s), block_c.eq(block_s),
                          self.o.payload.nonzero.eq(nonzero),
                          self.o.payload.count.eq(sum(nonzero[q] for q in range(p.t_max))),
-                         self.o.payload.last.eq(last_r)]
+                         self.o.payload.last.eq(last_s)]
         with m.If(self.start & ~self.busy):
             m.d.sync += [
                 self.busy.eq(1),

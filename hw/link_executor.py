@@ -129,7 +129,7 @@ class LinkExecutor(wiring.Component):
         pending = Signal(range(max_words + 1))  # responses still to forward
         index = Signal(range(max_words + 1))
         timer = Signal(range(self._run_timeout + 1))
-        status_word = Signal(32)
+        status_word = Signal(32)  # only bits 0..2 and 8..15 exist in the core's status
 
         # The first two payload words (address, count or batch) come from the frame buffer;
         # then the sums the checks need, then the checks.
@@ -138,13 +138,10 @@ class LinkExecutor(wiring.Component):
         n_write = Signal(16)
         m.d.comb += n_write.eq((f.length - 4)[2:])
         limit = self._addr_limit
-        arg0_ok = Signal()
-        end_write = Signal(ADDR_BITS + 2)  # arg0 + words + 1 (the words are length / 4 - 1)
-        end_read = Signal(ADDR_BITS + 2)
+        write_addr_ok = Signal()  # [arg0, arg0 + words) inside the map (words = length/4 - 1)
+        read_addr_ok = Signal()
         write_len_ok = (f.length >= 4) & (f.length[:2] == 0)
         read_len_ok = (f.length == 8) & (arg1 >= 1) & (arg1 <= max_words)
-        write_addr_ok = arg0_ok & (end_write <= limit + 1)
-        read_addr_ok = arg0_ok & (end_read <= limit)
         run_len_ok = (f.length == 4) & (arg0 >= 1) & (arg0 <= BATCH_LIMIT)
 
         with m.FSM():
@@ -162,9 +159,9 @@ class LinkExecutor(wiring.Component):
             with m.State("SUMS"):
                 # Past the checks arg0 < 2^24 and arg1 <= max_words: narrow sums are exact.
                 m.d.sync += [
-                    arg0_ok.eq(arg0 < limit),
-                    end_write.eq(arg0[:ADDR_BITS + 1] + f.length[2:]),
-                    end_read.eq(arg0[:ADDR_BITS + 1] + arg1[:16]),
+                    write_addr_ok.eq((arg0 < limit)
+                                     & (arg0[:ADDR_BITS + 1] + f.length[2:] <= limit + 1)),
+                    read_addr_ok.eq((arg0 < limit) & (arg0[:ADDR_BITS + 1] + arg1[:16] <= limit)),
                     address.eq(arg0), index.eq(0), timer.eq(0),
                 ]
                 m.next = "CHECK"
@@ -275,7 +272,8 @@ class LinkExecutor(wiring.Component):
                     m.d.sync += req.valid.eq(0)
                 m.d.comb += resp.ready.eq(1)
                 with m.If(resp.valid):
-                    m.d.sync += status_word.eq(resp.payload)
+                    m.d.sync += [status_word[:3].eq(resp.payload[:3]),
+                                 status_word[8:16].eq(resp.payload[8:16])]
                     with m.If(resp.payload & STATUS_ERROR):
                         send_header(Status.ERR_CORE, 4, "STATUS_WORD")
                     with m.Elif((resp.payload & STATUS_DONE) & ~(resp.payload & STATUS_BUSY)):

@@ -1,7 +1,7 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` word by word (7 cycles), check it (2 cycles), start the fetcher and clear the
+descriptor ``l`` word by word (8 cycles), check it (2 cycles), start the fetcher and clear the
 per-layer counters of the datapath, wait until the writer has stored every pass of the layer,
 then add the layer's cycles, output spikes and skipped zero plane-chunks into the counters of
 layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes ping-pong
@@ -12,7 +12,7 @@ The per-layer counters live in a small memory owned by this block (``4`` words p
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
 sequencer itself uses the memory. Layers not run since the last start read as 0.
 
-Layer overhead: 15 cycles of sequencing plus the pipeline fill/drain of the datapath.
+Layer overhead: 16 cycles of sequencing plus the pipeline fill/drain of the datapath.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
-        word = Signal(range(DESCRIPTOR_WORDS_READ + 1))
+        word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
+        desc_raw = Signal(32)
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old = Signal(32)
@@ -181,14 +182,16 @@ class Sequencer(wiring.Component):
                                      layer_cycles.eq(0), word.eq(0)]
                         m.next = "LOAD"
             with m.State("LOAD"):
-                # Address word ``word`` (while there are words left); store word ``word - 1``.
+                # Address word ``word`` (while there are words left); the memory's output goes
+                # into ``desc_raw`` a cycle later (block RAM outputs are slow), and from there
+                # word ``word - 2`` into the descriptor register.
                 m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
-                m.d.sync += word.eq(word + 1)
+                m.d.sync += [word.eq(word + 1), desc_raw.eq(self.desc_data)]
                 with m.Switch(word):
-                    for w in range(1, DESCRIPTOR_WORDS_READ + 1):
+                    for w in range(2, DESCRIPTOR_WORDS_READ + 2):
                         with m.Case(w):
-                            m.d.sync += d.as_value()[32 * (w - 1):32 * w].eq(self.desc_data)
-                with m.If(word == DESCRIPTOR_WORDS_READ):
+                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(desc_raw)
+                with m.If(word == DESCRIPTOR_WORDS_READ + 1):
                     m.next = "SUMS"
             with m.State("SUMS"):
                 # The sums the checks compare, one cycle ahead of the compares.

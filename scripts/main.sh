@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job.
+# Set up (if needed) and run the main job: the accelerator's build for the Arty A7-35T
+# (the Vivado plan, a bitstream when Vivado is on PATH, else a yosys resource estimate).
+# Extra arguments go to hw.build (e.g. --board ulx3s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-exec spikepack train --dataset digits --T 4 "$@"
+if [ "$#" -eq 0 ]; then
+    set -- --board arty_a7
+fi
+exec python -m hw.build "$@"
