@@ -9,7 +9,8 @@ readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the l
 forced to zero and not counted.
 
 The writer never stalls (``i`` is always ready): it takes a group per cycle. ``passes`` counts the
-passes whose every group was written, one cycle after the last write, when ``spikes`` holds them.
+passes whose every group was written, three cycles after the last write, when ``spikes`` holds
+them.
 """
 
 from __future__ import annotations
@@ -96,20 +97,26 @@ class Writer(wiring.Component):
         out_ptr = Signal.like(self.out_addr)
 
         res = self.i.payload
+        # live[f] = left > f, from the sign, the high bits and the low bits of ``left``.
+        u_bits = exact_log2(units)
+        left_pos = ~left[-1]
+        left_big = left[u_bits:-1].any() if u_bits < len(left) - 1 else 0  # left >= units
         live = [Signal(name=f"live{f}") for f in range(units)]
         words = [Signal(t_max, name=f"word{f}") for f in range(units)]
         for f in range(units):
-            m.d.comb += [live[f].eq(left > f), words[f].eq(res[f].word & live[f].replicate(t_max))]
+            low = left[:u_bits] > f if u_bits else 0
+            m.d.comb += [live[f].eq(left_pos & (left_big | low)),
+                         words[f].eq(res[f].word & live[f].replicate(t_max))]
 
-        # Spike count: one cycle to add the group's counts, one to accumulate.
+        # Spike count: the live counts registered, added the next cycle, accumulated the next.
+        counts = [Signal(range(t_max + 1), name=f"count{f}") for f in range(units)]
         group_spikes = Signal(range(units * t_max + 1))
-        pass_done = Signal()
-        m.d.sync += [group_spikes.eq(0), pass_done.eq(0)]
-        with m.If(self.i.valid):
-            m.d.sync += group_spikes.eq(sum(Mux(live[f], res[f].spikes, 0)
-                                            for f in range(units)))
+        pass_done = Signal(3)  # the end of a pass, moving with its counts
+        m.d.sync += [pass_done.eq(pass_done << 1), group_spikes.eq(sum(counts))]
+        for f in range(units):
+            m.d.sync += counts[f].eq(Mux(self.i.valid & live[f], res[f].spikes, 0))
         m.d.sync += self.spikes.eq(self.spikes + group_spikes)
-        with m.If(pass_done):
+        with m.If(pass_done[2]):
             m.d.sync += self.passes.eq(self.passes + 1)
 
         # Output rows (final layer): the packed words, or the membranes of a readout.
@@ -136,7 +143,7 @@ class Writer(wiring.Component):
         with m.If(self.i.valid):
             m.d.sync += [left.eq(left - units), g.eq(g + 1)]
             with m.If(g == groups - 1):
-                m.d.sync += [g.eq(0), pass_done.eq(1)]
+                m.d.sync += [g.eq(0), pass_done[0].eq(1)]
             with m.If(self.final):
                 m.d.comb += self.out_en.eq(1)
                 m.d.sync += out_ptr.eq(out_ptr + 1)
@@ -156,6 +163,6 @@ class Writer(wiring.Component):
             m.d.sync += [
                 self.passes.eq(0), self.spikes.eq(0), left.eq(self.n_out), g.eq(0), j.eq(0),
                 act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
-                group_spikes.eq(0), pass_done.eq(0),
+                group_spikes.eq(0), pass_done.eq(0), *(c.eq(0) for c in counts),
             ]
         return m
