@@ -22,10 +22,11 @@ class ConditionalAdderTree(wiring.Component):
     """Pipelined sum of the weights selected by a spike vector.
 
     ``o_sum = sum(i_weights[j] for j in range(k) if i_spikes[j])``, :attr:`latency` cycles after
-    the inputs. One register stage holds the raw inputs; every adder level is registered after
-    it. The lane selection (AND) is folded into the first adder level, where one LUT computes it
-    with the sum bit. The tree runs freely (no clock enable): its owner keeps track of which
-    cycles carry a beat.
+    the inputs. Every adder level is registered; the inputs are not, so the owner feeds the tree
+    from registers (a PE array registers a beat's spikes once for all its PEs, each PE its own
+    weights). The lane selection (AND) is folded into the first adder level, where one LUT
+    computes it with the sum bit. The tree runs freely (no clock enable): its owner keeps track
+    of which cycles carry a beat.
 
     Parameters
     ----------
@@ -66,8 +67,9 @@ class ConditionalAdderTree(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a beat at the input to its sum at the output: ``1 + levels``."""
-        return 1 + self.levels
+        """Cycles from a beat at the input to its sum at the output: ``levels`` (one stage when
+        ``k`` is 1)."""
+        return max(1, self.levels)
 
     @property
     def sum_bits(self) -> int:
@@ -76,12 +78,13 @@ class ConditionalAdderTree(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        spikes_r = Signal(self._k)
-        weights_r = Signal.like(self.i_weights)
-        m.d.sync += [spikes_r.eq(self.i_spikes), weights_r.eq(self.i_weights)]
         zero = Const(0, signed(self._weight_bits))
-        level = [Mux(spikes_r[j], weights_r[j], zero) for j in range(self._k)]
-        for stage in range(1, self.latency):
+        level = [Mux(self.i_spikes[j], self.i_weights[j], zero) for j in range(self._k)]
+        if self._k == 1:  # no adder: the selected lane is the sum, registered once
+            s = Signal(signed(self.sum_bits), name="s1_0")
+            m.d.sync += s.eq(level[0])
+            level = [s]
+        for stage in range(1, self.levels + 1):
             width = self._weight_bits + stage
             nxt = []
             for j in range(0, len(level), 2):
@@ -91,9 +94,5 @@ class ConditionalAdderTree(wiring.Component):
                 nxt.append(s)
             level = nxt
         assert len(level) == 1
-        if self.latency == 1:  # k == 1: the registered lane is the sum
-            s = Signal(signed(self.sum_bits), name="s0")
-            m.d.comb += s.eq(level[0])
-            level = [s]
         m.d.comb += self.o_sum.eq(level[0])
         return m

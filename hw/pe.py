@@ -55,8 +55,10 @@ def beat_layout(k: int, t_max: int, weight_bits: int = 8, n_pe: int | None = Non
 class SpikePackPE(wiring.Component):
     """One serial SpikePack PE: adder tree plus a two-half bank of per-plane sums.
 
-    Timing, for a beat presented on ``i_spikes``/``i_weights`` in cycle 0 (``L`` is the tree's
-    latency, :attr:`tree_latency`):
+    Timing, for a beat presented in cycle 0 (``L`` is :attr:`tree_latency`: the input register
+    and the tree's adder levels): ``i_weights`` in cycle 0 (the PE registers them), ``i_spikes_q``
+    in cycle 1 (the array registers a beat's spikes once for all PEs, next to where they are
+    chosen, so the broadcast to the PEs has a cycle of its own);
 
     * cycle ``L``: the owner presents the beat's bank address on ``rmw_addr`` (read of the old sum);
     * cycle ``L + 1``: the owner raises ``wr_en`` with ``wr_addr`` (the same address) and ``first``
@@ -80,8 +82,10 @@ class SpikePackPE(wiring.Component):
 
     Members
     -------
-    i_spikes, i_weights : In
-        The beat's spike chunk and this PE's ``k`` weights.
+    i_weights : In
+        This PE's ``k`` weights for the beat.
+    i_spikes_q : In(k)
+        The beat's spike chunk, registered (a cycle after ``i_weights``).
     rmw_addr, wr_addr : In(range(2 t_max))
         Bank address (``half * t_max + slot``) of the beat leaving the tree / being written.
     wr_en, first : In(1)
@@ -105,8 +109,8 @@ class SpikePackPE(wiring.Component):
                              f"({self._tree.sum_bits} bits)")
         depth = 2 * self._t_max
         super().__init__({
-            "i_spikes": In(self._k),
             "i_weights": In(data.ArrayLayout(signed(self._weight_bits), self._k)),
+            "i_spikes_q": In(self._k),
             "rmw_addr": In(range(depth)),
             "wr_addr": In(range(depth)),
             "wr_en": In(1),
@@ -129,18 +133,21 @@ class SpikePackPE(wiring.Component):
 
     @property
     def tree_latency(self) -> int:
-        """Cycles from a beat at the input to its chunk sum at the tree output."""
-        return self._tree.latency
+        """Cycles from a beat at the input to its chunk sum at the tree output (the input
+        register, then the tree)."""
+        return 1 + self._tree.latency
 
     @property
     def latency(self) -> int:
         """Cycles from a beat at the input until the bank holds its sum (``tree_latency + 2``)."""
-        return self._tree.latency + 2
+        return self.tree_latency + 2
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.tree = tree = self._tree
-        m.d.comb += [tree.i_spikes.eq(self.i_spikes), tree.i_weights.eq(self.i_weights)]
+        weights_q = Signal.like(self.i_weights)
+        m.d.sync += weights_q.eq(self.i_weights)
+        m.d.comb += [tree.i_spikes.eq(self.i_spikes_q), tree.i_weights.eq(weights_q)]
 
         m.submodules.bank = bank = memory.Memory(
             shape=signed(self._sum_bits), depth=2 * self._t_max, init=[])

@@ -125,10 +125,13 @@ class PEArray(wiring.Component):
         m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
                      self.bank.zero.eq(zero)]
 
+        # A beat's spikes, registered once here for all PEs (their broadcast gets its own cycle).
+        spikes_q = Signal(self.i.payload.spikes.shape())
+        m.d.sync += spikes_q.eq(self.i.payload.spikes)
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [
-                pe.i_spikes.eq(self.i.payload.spikes),
+                pe.i_spikes_q.eq(spikes_q),
                 pe.i_weights.eq(self.i.payload.weights[n]),
                 pe.rmw_addr.eq(rmw_addr), pe.wr_addr.eq(wr_addr),
                 pe.wr_en.eq(at_bank.valid), pe.first.eq(first),
