@@ -229,8 +229,11 @@ class SpikePackCore(wiring.Component):
             m.d.comb += desc_rd.addr.eq(seq.desc_addr)
         with m.Else():
             m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"]))
+        # The descriptor memory's output, registered for the sequencer and the bus alike.
+        desc_q = Signal(32)
+        m.d.sync += desc_q.eq(desc_rd.data)
         m.d.comb += [
-            seq.desc_data.eq(desc_rd.data),
+            seq.desc_data.eq(desc_q),
             out_rd.addr.eq(r_out >> unit_bits),
             seq.counters.addr.eq(r_cnt),
         ]
@@ -246,10 +249,7 @@ class SpikePackCore(wiring.Component):
         src = {name: Signal(name=f"rd_{name}") for name in sources}
         lane = Signal(range(p.fire_units))
         ident_word = Signal(32)
-        desc_raw = Signal(32)
         out_raw = Signal(32 * p.fire_units)
-        cnt_raw = Signal(32)
-        cnt_keep = Signal()
 
         with m.FSM():
             with m.State("IDLE"):
@@ -271,18 +271,17 @@ class SpikePackCore(wiring.Component):
                 with m.If(~wait_desc & ~wait_cnt):
                     m.next = "RAW"
             with m.State("RAW"):
-                m.d.sync += [ident_word.eq(ident_rd.data),
-                             desc_raw.eq(desc_rd.data), out_raw.eq(out_rd.data),
-                             cnt_raw.eq(seq.counters.data), cnt_keep.eq(seq.counters.keep)]
+                # (the descriptor and counter words are registered where they are shared)
+                m.d.sync += [ident_word.eq(ident_rd.data), out_raw.eq(out_rd.data)]
                 m.next = "READ"
             with m.State("READ"):
                 word = Signal(32)
                 m.d.comb += word.eq(
                     Mux(src["ident"], ident_word, 0)
                     | Mux(src["status"], status, 0)
-                    | Mux(src["program"], desc_raw, 0)
+                    | Mux(src["program"], desc_q, 0)
                     | Mux(src["output"], out_raw.word_select(lane, 32), 0)
-                    | Mux(src["counter"] & cnt_keep, cnt_raw, 0)
+                    | Mux(src["counter"] & seq.counters.keep, seq.counters.data, 0)
                     | Mux(src["total"], seq.total_cycles, 0))
                 m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
                 m.next = "RESP"

@@ -53,7 +53,8 @@ class Fetcher(wiring.Component):
     start : In(1)
         Pulse: latch ``chunks``/``passes``/``src_base``/``w_base`` and begin (ignored while busy).
     chunks, passes : In(16)
-        Input chunks per pass (>= 1) and passes (>= 1).
+        Input chunks per pass (1..act_chunks) and passes (1..max_passes); the sequencer checks
+        the descriptor before it starts the fetcher.
     T : In(range(t_max + 1))
         Time steps of the layer: planes ``>= T`` are not marked (held during the layer).
     src_base, w_base : In
@@ -97,10 +98,10 @@ class Fetcher(wiring.Component):
         p = self._params
         k = p.k
         # Stage A: addresses.
-        c = Signal(16)
-        pas = Signal(16)
-        last_chunk = Signal(16)  # chunks - 1
-        last_pass = Signal(16)  # passes - 1
+        c = Signal(range(p.act_chunks))
+        pas = Signal(range(p.max_passes))
+        last_chunk = Signal(range(p.act_chunks))  # chunks - 1
+        last_pass = Signal(range(p.max_passes))  # passes - 1
         w_ptr = Signal(range(p.weight_depth))
         src_base = Signal.like(self.src_base)
         # Stage B: the block on the read port.

@@ -136,7 +136,7 @@ class FireArray(wiring.Component):
         g = Signal(range(groups))
         q = Signal(range(self._t_max))  # slot of this read (T-1 .. 0)
         phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
-        pas = Signal(16)
+        pas = Signal(range(self._bt_rows))  # pass of the layer (only its bias rows matter)
         reading = Signal()
         read = Signal()
         first = Signal()

@@ -124,7 +124,6 @@ class LinkExecutor(wiring.Component):
         m.d.comb += [req.payload.addr.eq(req_addr), req.payload.write.eq(req_write),
                      req.payload.data.eq(req_data)]
 
-        address = Signal(ADDR_BITS + 1)  # next bus address
         todo = Signal(range(max_words + 1))  # requests still to issue
         pending = Signal(range(max_words + 1))  # responses still to forward
         index = Signal(range(max_words + 1))
@@ -133,7 +132,7 @@ class LinkExecutor(wiring.Component):
 
         # The first two payload words (address, count or batch) come from the frame buffer;
         # then the sums the checks need, then the checks.
-        arg0 = Signal(32)
+        arg0 = Signal(32)  # then the next bus address of a WRITE or READ
         arg1 = Signal(32)
         n_write = Signal(16)
         m.d.comb += n_write.eq((f.length - 4)[2:])
@@ -162,7 +161,7 @@ class LinkExecutor(wiring.Component):
                     write_addr_ok.eq((arg0 < limit)
                                      & (arg0[:ADDR_BITS + 1] + f.length[2:] <= limit + 1)),
                     read_addr_ok.eq((arg0 < limit) & (arg0[:ADDR_BITS + 1] + arg1[:16] <= limit)),
-                    address.eq(arg0), index.eq(0), timer.eq(0),
+                    index.eq(0), timer.eq(0),
                 ]
                 m.next = "CHECK"
             with m.State("CHECK"):
@@ -234,7 +233,7 @@ class LinkExecutor(wiring.Component):
                     with m.If(todo != 0):
                         m.d.sync += [
                             req.valid.eq(1), req_write.eq(1), req_data.eq(self.buf.data),
-                            req_addr.eq(address), address.eq(address + 1),
+                            req_addr.eq(arg0), arg0.eq(arg0 + 1),
                             index.eq(index + 1), todo.eq(todo - 1),
                         ]
                     with m.Else():
@@ -246,7 +245,7 @@ class LinkExecutor(wiring.Component):
                     with m.If(todo != 0):
                         m.d.sync += [
                             req.valid.eq(1), req_write.eq(0),
-                            req_addr.eq(address), address.eq(address + 1), todo.eq(todo - 1),
+                            req_addr.eq(arg0), arg0.eq(arg0 + 1), todo.eq(todo - 1),
                         ]
                     with m.Else():
                         m.d.sync += req.valid.eq(0)

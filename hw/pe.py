@@ -60,14 +60,16 @@ class SpikePackPE(wiring.Component):
     in cycle 1 (the array registers a beat's spikes once for all PEs, next to where they are
     chosen, so the broadcast to the PEs has a cycle of its own);
 
-    * cycle ``L``: the owner presents the beat's bank address on ``rmw_addr`` (read of the old sum);
-    * cycle ``L + 1``: the owner raises ``wr_en`` with ``wr_addr`` (the same address) and ``first``
-      (the slot has not been written in this pass: the old sum counts as 0); the PE writes
-      ``old + sum``. A write in the cycle before a read of the same address is forwarded (the
-      read port is transparent), so beats may follow each other on one slot.
+    * cycle ``L``: the owner presents the beat's bank address on ``addr`` (the old sum is read),
+      ``acc`` (the cycle carries a beat), ``first`` (the slot has not been written in this pass:
+      the old sum counts as 0) and ``fwd`` (the beat written in this cycle has the same
+      address: its new sum is the old one). The PE registers them, so its own logic never waits
+      on a signal shared by all PEs;
+    * cycle ``L + 1``: the PE writes ``old + sum``.
 
-    The sum of a beat is therefore in the bank from cycle :attr:`latency` on. ``fire_data`` is the
-    bank word at ``fire_addr`` one cycle after the address.
+    The sum of a beat is therefore in the bank from cycle :attr:`latency` on, and beats may follow
+    each other on one slot. ``fire_data`` is the bank word at ``fire_addr`` one cycle after the
+    address.
 
     Parameters
     ----------
@@ -86,10 +88,10 @@ class SpikePackPE(wiring.Component):
         This PE's ``k`` weights for the beat.
     i_spikes_q : In(k)
         The beat's spike chunk, registered (a cycle after ``i_weights``).
-    rmw_addr, wr_addr : In(range(2 t_max))
-        Bank address (``half * t_max + slot``) of the beat leaving the tree / being written.
-    wr_en, first : In(1)
-        Write this cycle; ignore the stored sum (first write of the slot in this pass).
+    addr : In(range(2 t_max))
+        Bank address (``half * t_max + slot``) of the beat leaving the tree.
+    acc, first, fwd : In(1)
+        That beat is valid; the old sum is 0; the old sum is the one written this cycle.
     fire_addr : In(range(2 t_max))
         Read address of the firing side.
     fire_data : Out(signed(sum_bits))
@@ -111,10 +113,10 @@ class SpikePackPE(wiring.Component):
         super().__init__({
             "i_weights": In(data.ArrayLayout(signed(self._weight_bits), self._k)),
             "i_spikes_q": In(self._k),
-            "rmw_addr": In(range(depth)),
-            "wr_addr": In(range(depth)),
-            "wr_en": In(1),
+            "addr": In(range(depth)),
+            "acc": In(1),
             "first": In(1),
+            "fwd": In(1),
             "fire_addr": In(range(depth)),
             "fire_data": Out(signed(self._sum_bits)),
         })
@@ -152,16 +154,27 @@ class SpikePackPE(wiring.Component):
         m.submodules.bank = bank = memory.Memory(
             shape=signed(self._sum_bits), depth=2 * self._t_max, init=[])
         wr = bank.write_port()
-        rmw = bank.read_port(transparent_for=(wr,))
-        rd = bank.read_port()
+        old_rd = bank.read_port(transparent_for=())
+        rd = bank.read_port(transparent_for=())
 
+        # Cycle L: read the old sum, register the chunk sum and this PE's copy of the control.
         chunk = Signal(signed(self._tree.sum_bits))
-        m.d.sync += chunk.eq(tree.o_sum)
+        wr_addr = Signal.like(self.addr)
+        wr_en = Signal()
+        first = Signal()
+        fwd = Signal()
+        m.d.sync += [chunk.eq(tree.o_sum), wr_addr.eq(self.addr), wr_en.eq(self.acc),
+                     first.eq(self.first), fwd.eq(self.fwd)]
+        # Cycle L + 1: old + chunk, the old sum from the bank or from the previous write.
+        new = Signal(signed(self._sum_bits))
+        last = Signal(signed(self._sum_bits))
+        m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old_rd.data)) + chunk)
+        m.d.sync += last.eq(new)
         m.d.comb += [
-            rmw.addr.eq(self.rmw_addr),
-            wr.addr.eq(self.wr_addr),
-            wr.en.eq(self.wr_en),
-            wr.data.eq(Mux(self.first, 0, rmw.data) + chunk),
+            old_rd.addr.eq(self.addr),
+            wr.addr.eq(wr_addr),
+            wr.en.eq(wr_en),
+            wr.data.eq(new),
             rd.addr.eq(self.fire_addr),
             self.fire_data.eq(rd.data),
         ]

@@ -111,11 +111,13 @@ class PEArray(wiring.Component):
         m.d.sync += at_bank.eq(at_tree)
 
         # --- bank side: which slots of each half the pass has written; finished passes --------
+        # For the beat leaving the trees: its address; whether the beat being written now has the
+        # same one (its sum is then the old sum); whether the slot is new in this pass.
         touched = Array(Signal(t_max, name=f"touched{h}") for h in range(2))
         complete = Signal(2)
-        rmw_addr = Cat(at_tree.slot, at_tree.half)
-        wr_addr = Cat(at_bank.slot, at_bank.half)
-        first = ~touched[at_bank.half].bit_select(at_bank.slot, 1)
+        addr = Cat(at_tree.slot, at_tree.half)
+        fwd = at_bank.valid & (at_bank.half == at_tree.half) & (at_bank.slot == at_tree.slot)
+        first = ~fwd & ~touched[at_tree.half].bit_select(at_tree.slot, 1)
 
         # --- read side ------------------------------------------------------------------------
         rd_half = Signal()
@@ -133,8 +135,7 @@ class PEArray(wiring.Component):
             m.d.comb += [
                 pe.i_spikes_q.eq(spikes_q),
                 pe.i_weights.eq(self.i.payload.weights[n]),
-                pe.rmw_addr.eq(rmw_addr), pe.wr_addr.eq(wr_addr),
-                pe.wr_en.eq(at_bank.valid), pe.first.eq(first),
+                pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),
             ]

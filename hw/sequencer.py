@@ -46,8 +46,8 @@ class ErrorCode(enum.IntEnum):
 
 def counter_read_signature(max_layers: int) -> wiring.Signature:
     """Reading the counters (seen from the sequencer): ``addr`` is read in a cycle with
-    ``grant``; the cycle after, ``data`` holds the memory word (straight from the memory) and
-    ``keep`` says whether it counts (else the counter reads as 0)."""
+    ``grant``; two cycles later ``data`` holds the memory word (registered as it came from the
+    memory) and ``keep`` says whether it counts (else the counter reads as 0)."""
     return wiring.Signature({
         "addr": In(range(COUNTER_WORDS_PER_LAYER * max_layers)),
         "grant": Out(1),
@@ -69,9 +69,11 @@ class Sequencer(wiring.Component):
         Pulse: run ``batch`` samples (ignored while busy).
     batch : In(16)
     desc_addr, desc_en : Out
-        Descriptor memory read port (32-bit words; data the cycle after): ``desc_en`` marks the
-        cycles the sequencer uses it (the bus may use it in the others).
+        Descriptor memory read port (32-bit words): ``desc_en`` marks the cycles the sequencer
+        uses it (the bus may use it in the others).
     desc_data : In(32)
+        The word read, *registered*: two cycles after its address (block RAM outputs are slow;
+        the core registers them before anything else).
     layer : Out(descriptor_layout())
         The current layer's descriptor (held during the layer).
     src_base, dst_base, out_base, fetch_start, clear : Out
@@ -104,7 +106,7 @@ class Sequencer(wiring.Component):
             "out_base": Out(range(p.out_words)),
             "fetch_start": Out(1),
             "clear": Out(1),
-            "passes_done": In(16),
+            "passes_done": In(range(p.max_passes + 1)),
             "spikes": In(32),
             "skipped": In(32),
             "busy": Out(1),
@@ -150,20 +152,20 @@ class Sequencer(wiring.Component):
             m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], lyr))
         with m.Else():
             m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
+        old = Signal(32)  # the counter memory's output, registered (block RAM outputs are slow)
+        bus_keep = Signal()
         m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
-                     bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1)]
-        m.d.comb += [self.counters.data.eq(cnt_rd.data),
-                     self.counters.keep.eq(bus_ran & ~bus_zero)]
+                     bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1),
+                     bus_keep.eq(bus_ran & ~bus_zero), old.eq(cnt_rd.data)]
+        m.d.comb += [self.counters.data.eq(old), self.counters.keep.eq(bus_keep)]
 
         def fail(code):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
         word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
-        desc_raw = Signal(32)
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
-        old = Signal(32)
         old_keep = Signal()
         n_out_pad = Signal(17)
         bt_end = Signal(17)
@@ -182,15 +184,14 @@ class Sequencer(wiring.Component):
                                      layer_cycles.eq(0), word.eq(0)]
                         m.next = "LOAD"
             with m.State("LOAD"):
-                # Address word ``word`` (while there are words left); the memory's output goes
-                # into ``desc_raw`` a cycle later (block RAM outputs are slow), and from there
-                # word ``word - 2`` into the descriptor register.
+                # Address word ``word`` (while there are words left); word ``word - 2`` arrives
+                # (registered) and goes into the descriptor register.
                 m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
-                m.d.sync += [word.eq(word + 1), desc_raw.eq(self.desc_data)]
+                m.d.sync += word.eq(word + 1)
                 with m.Switch(word):
                     for w in range(2, DESCRIPTOR_WORDS_READ + 2):
                         with m.Case(w):
-                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(desc_raw)
+                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
                 with m.If(word == DESCRIPTOR_WORDS_READ + 1):
                     m.next = "SUMS"
             with m.State("SUMS"):
@@ -223,9 +224,7 @@ class Sequencer(wiring.Component):
                 # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
                 # chosen at c + 1 (old word registered), the sum written at c + 2.
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
-                # (Block RAM outputs go straight into a register: nothing else fits the cycle.)
-                m.d.sync += [cnt_sel.eq(cnt_sel + 1), old.eq(cnt_rd.data),
-                             old_keep.eq(ran.bit_select(lyr, 1))]
+                m.d.sync += [cnt_sel.eq(cnt_sel + 1), old_keep.eq(ran.bit_select(lyr, 1))]
                 with m.Switch(cnt_sel):
                     with m.Case(1):
                         # This cycle and the three below belong to the layer too.

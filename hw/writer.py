@@ -46,7 +46,7 @@ class Writer(wiring.Component):
         First activation-memory block of the layer.
     out_base : In
         First output-memory *word* of the layer (a multiple of ``fire_units``).
-    passes : Out(16)
+    passes : Out(range(max_passes + 1))
         Passes written since ``clear``.
     spikes : Out(32)
         Output 1-bits since ``clear`` (padding excluded).
@@ -70,7 +70,7 @@ class Writer(wiring.Component):
             "readout": In(1),
             "dst_base": In(range(act_depth)),
             "out_base": In(range(p.out_words)),
-            "passes": Out(16),
+            "passes": Out(range(p.max_passes + 1)),
             "spikes": Out(32),
             "act_addr": Out(range(act_depth)),
             "act_data": Out(p.block_bits),
