@@ -81,14 +81,14 @@ class ConditionalAdderTree(wiring.Component):
         zero = Const(0, signed(self._weight_bits))
         level = [Mux(self.i_spikes[j], self.i_weights[j], zero) for j in range(self._k)]
         if self._k == 1:  # no adder: the selected lane is the sum, registered once
-            s = Signal(signed(self.sum_bits), name="s1_0")
+            s = Signal(signed(self.sum_bits), name="s1_0", reset_less=True)
             m.d.sync += s.eq(level[0])
             level = [s]
         for stage in range(1, self.levels + 1):
             width = self._weight_bits + stage
             nxt = []
             for j in range(0, len(level), 2):
-                s = Signal(signed(width), name=f"s{stage}_{j // 2}")
+                s = Signal(signed(width), name=f"s{stage}_{j // 2}", reset_less=True)
                 pair = level[j] + level[j + 1] if j + 1 < len(level) else level[j]
                 m.d.sync += s.eq(pair)
                 nxt.append(s)

@@ -8,10 +8,11 @@ stream beat, with a mask of the block's non-zero bit-planes.
 Five stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
-multiplexer, so nothing but a short wire may follow them); block register with its plane marks,
-beside the weight read (again the read port is the register). The weight row is read three
-cycles after its block, so the block can be examined in between: every handshake signal of the
-output is a register, and no memory enable depends on the data read in the same cycle.
+multiplexer, so nothing but a short wire may follow them); the output register: the block with
+its plane marks, beside the weight row's read (the read port is the register; the PE array
+registers the weights twice more before it uses them). The weight row is read three cycles after
+its block, so the block can be examined in between: every handshake signal of the output is a
+register, and no memory enable depends on the data read in the same cycle.
 
 Latency: the first beat is valid 5 cycles after ``start``; then one beat per cycle.
 """
@@ -111,15 +112,19 @@ class Fetcher(wiring.Component):
         # Stages R, S: the block in a register, twice.
         valid_r = Signal()
         last_r = Signal()
-        block_r = Signal(p.block_bits)
+        block_r = Signal(p.block_bits, reset_less=True)
         w_addr_r = Signal.like(w_ptr)
         valid_s = Signal()
         last_s = Signal()
-        block_s = Signal(p.block_bits)
+        block_s = Signal(p.block_bits, reset_less=True)
         w_addr_s = Signal.like(w_ptr)
-        # Stage C: the output register (block, mask) and the weights on their read port.
-        block_c = self.o.payload.block
+        # Stage C: the output register (block, mask) and the weights on their read port. Data
+        # registers have no reset:
+        # an abort only needs the valid flags cleared, and a reset costs logic at the input
+        # of registers that take block RAM outputs.
+        block_c = Signal(p.block_bits, reset_less=True)
         valid_c = self.o.valid
+        m.d.comb += [self.o.payload.block.eq(block_c), self.o.payload.weights.eq(self.w_data)]
 
         adv_c = Signal()
         adv_s = Signal()
@@ -134,7 +139,6 @@ class Fetcher(wiring.Component):
             self.src_en.eq(adv_b),
             self.w_addr.eq(w_addr_s),
             self.w_en.eq(adv_c),
-            self.o.payload.weights.eq(self.w_data),
         ]
         with m.If(adv_b):
             m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == last_chunk), w_addr_b.eq(w_ptr)]

@@ -43,8 +43,8 @@ class PlaneIssuer(wiring.Component):
         Time steps of the current layer (planes with slot ``>= T`` are ignored).
     clear : In(1)
         Zero ``skipped``.
-    skipped : Out(32)
-        All-zero plane chunks skipped.
+    skipped : Out(range(max_passes * act_chunks * t_max + 1))
+        All-zero plane chunks skipped (at most every plane of every chunk of every pass).
     i : In(stream.Signature(block_beat_layout(params)))
     o : Out(stream.Signature(beat_layout(k, t_max, weight_bits, n_pe)))
     """
@@ -56,7 +56,7 @@ class PlaneIssuer(wiring.Component):
         super().__init__({
             "T": In(range(params.t_max + 1)),
             "clear": In(1),
-            "skipped": Out(32),
+            "skipped": Out(range(params.max_passes * params.act_chunks * params.t_max + 1)),
             "i": In(stream.Signature(block_beat_layout(params))),
             "o": Out(stream.Signature(
                 beat_layout(params.k, params.t_max, params.weight_bits, params.n_pe))),

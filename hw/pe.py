@@ -147,7 +147,7 @@ class SpikePackPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.tree = tree = self._tree
-        weights_q = Signal.like(self.i_weights)
+        weights_q = Signal.like(self.i_weights, reset_less=True)
         m.d.sync += weights_q.eq(self.i_weights)
         m.d.comb += [tree.i_spikes.eq(self.i_spikes_q), tree.i_weights.eq(weights_q)]
 
@@ -158,7 +158,7 @@ class SpikePackPE(wiring.Component):
         rd = bank.read_port(transparent_for=())
 
         # Cycle L: read the old sum, register the chunk sum and this PE's copy of the control.
-        chunk = Signal(signed(self._tree.sum_bits))
+        chunk = Signal(signed(self._tree.sum_bits), reset_less=True)
         wr_addr = Signal.like(self.addr)
         wr_en = Signal()
         first = Signal()
@@ -167,7 +167,7 @@ class SpikePackPE(wiring.Component):
                      first.eq(self.first), fwd.eq(self.fwd)]
         # Cycle L + 1: old + chunk, the old sum from the bank or from the previous write.
         new = Signal(signed(self._sum_bits))
-        last = Signal(signed(self._sum_bits))
+        last = Signal(signed(self._sum_bits), reset_less=True)
         m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old_rd.data)) + chunk)
         m.d.sync += last.eq(new)
         m.d.comb += [

@@ -81,13 +81,16 @@ class PEArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from accepting the last beat of a pass to ``bank.ready`` (the PE latency)."""
-        return self._pes[0].latency
+        """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' extra
+        register, then the PE latency."""
+        return 1 + self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
         t_max = self._t_max
-        tree_latency = self._pes[0].tree_latency
+        # A beat's weights pass a register here (next to the memory they come from), then the
+        # PE's own (next to its adders); its spikes pass two registers here.
+        tree_latency = 1 + self._pes[0].tree_latency
 
         # --- input side: which half the incoming pass fills; halves held until released -----
         in_half = Signal()
@@ -127,14 +130,18 @@ class PEArray(wiring.Component):
         m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
                      self.bank.zero.eq(zero)]
 
-        # A beat's spikes, registered once here for all PEs (their broadcast gets its own cycle).
-        spikes_q = Signal(self.i.payload.spikes.shape())
-        m.d.sync += spikes_q.eq(self.i.payload.spikes)
+        # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
+        # its weights registered once before they travel to the PEs (block RAM outputs are slow).
+        spikes_q1 = Signal(self.i.payload.spikes.shape(), reset_less=True)
+        spikes_q = Signal(self.i.payload.spikes.shape(), reset_less=True)
+        weights_q1 = Signal.like(self.i.payload.weights, reset_less=True)
+        m.d.sync += [spikes_q1.eq(self.i.payload.spikes), spikes_q.eq(spikes_q1),
+                     weights_q1.eq(self.i.payload.weights)]
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [
                 pe.i_spikes_q.eq(spikes_q),
-                pe.i_weights.eq(self.i.payload.weights[n]),
+                pe.i_weights.eq(weights_q1[n]),
                 pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),

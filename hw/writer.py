@@ -48,8 +48,8 @@ class Writer(wiring.Component):
         First output-memory *word* of the layer (a multiple of ``fire_units``).
     passes : Out(range(max_passes + 1))
         Passes written since ``clear``.
-    spikes : Out(32)
-        Output 1-bits since ``clear`` (padding excluded).
+    spikes : Out(range(max_neurons * t_max + 1))
+        Output 1-bits since ``clear`` (padding excluded): at most one per neuron and step.
     act_addr, act_data, act_en : Out
         Activation-memory write port (one spike block).
     out_addr, out_data, out_en : Out
@@ -71,7 +71,7 @@ class Writer(wiring.Component):
             "dst_base": In(range(act_depth)),
             "out_base": In(range(p.out_words)),
             "passes": Out(range(p.max_passes + 1)),
-            "spikes": Out(32),
+            "spikes": Out(range(p.max_neurons * p.t_max + 1)),
             "act_addr": Out(range(act_depth)),
             "act_data": Out(p.block_bits),
             "act_en": Out(1),

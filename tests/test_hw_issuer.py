@@ -10,7 +10,7 @@ from hw.issuer import PlaneIssuer
 from hw.params import CoreParams
 from sim.tb.streams import stream_get, stream_put
 
-P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=4, bt_depth=16, max_layers=2,
+P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=32, bt_depth=16, max_layers=2,
                batch_depth=2)
 
 
