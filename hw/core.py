@@ -87,7 +87,7 @@ class SpikePackCore(wiring.Component):
         # --- datapath ------------------------------------------------------------------------
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
-            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits),
+            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif)),
             "writer": Writer(p),
@@ -119,9 +119,10 @@ class SpikePackCore(wiring.Component):
         spk_rd, w_rd = spk_mem.read_port(), w_mem.read_port()
         m.d.comb += [
             spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
-            w_rd.addr.eq(fetch.w_addr), w_rd.en.eq(fetch.w_en),
             fetch.src_data.eq(spk_rd.data),
-            fetch.w_data.eq(w_rd.data),
+            # The weight row of the beat the issuer presents, read every cycle: the PE array
+            # takes it the cycle after (no memory enable waits on the array's handshake).
+            w_rd.addr.eq(issue.o.payload.row), pes.weights.eq(w_rd.data),
             fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
             fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),

@@ -1,18 +1,17 @@
 """Fetcher: walks the chunks and passes of a layer, reading spike blocks and weight rows.
 
 For pass ``p = 0..passes-1`` and chunk ``c = 0..chunks-1`` it reads the spike block of input chunk
-``c`` (all ``t_max`` bit-planes of ``k`` input neurons) at ``src_base + c`` and the weight row
-``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk), and sends both as one
-stream beat, with a mask of the block's non-zero bit-planes.
+``c`` (all ``t_max`` bit-planes of ``k`` input neurons) at ``src_base + c`` and sends it as one
+stream beat, with the marks of its non-zero bit-planes and its weight row
+``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk; the PE array gets them
+from the weight memory, read at the beat's row every cycle).
 
-Five stages, each advancing when the next has room: addresses; spike block read (the memory's
+Four stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
 multiplexer, so nothing but a short wire may follow them); the output register: the block with
-its plane marks, beside the weight row's read (the read port is the register; the PE array
-registers the weights twice more before it uses them). The weight row is read three cycles after
-its block, so the block can be examined in between: every handshake signal of the output is a
-register, and no memory enable depends on the data read in the same cycle.
+its plane marks and counts. Every handshake signal of the output is a register, and no memory
+enable depends on the data read in the same cycle.
 
 Latency: the first beat is valid 5 cycles after ``start``; then one beat per cycle.
 """
@@ -24,20 +23,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import CoreParams
-from .pe import beat_layout
 
 __all__ = ["Fetcher", "block_beat_layout"]
 
 
 def block_beat_layout(params: CoreParams):
     """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
-    ``T`` hold a spike, and how many; its weights; end of pass."""
+    ``T`` hold a spike, and how many; its weight row; end of pass."""
     return data.StructLayout({
         "block": params.block_bits,
         "nonzero": params.t_max,
         "count": range(params.t_max + 1),
-        "weights": beat_layout(params.k, params.t_max, params.weight_bits, params.n_pe)
-        .members["weights"],
+        "row": range(params.weight_depth),
         "last": 1,
     })
 
@@ -63,7 +60,6 @@ class Fetcher(wiring.Component):
     busy : Out(1)
         Addresses remain to be issued.
     src_addr, src_en, src_data : spike-block read port (data the cycle after an enabled read).
-    w_addr, w_en, w_data : weight read port (likewise).
     o : Out(stream.Signature(block_beat_layout(params)))
     """
 
@@ -83,9 +79,6 @@ class Fetcher(wiring.Component):
             "src_addr": Out(range(src_depth)),
             "src_en": Out(1),
             "src_data": In(params.block_bits),
-            "w_addr": Out(range(params.weight_depth)),
-            "w_en": Out(1),
-            "w_data": In(params.weight_row_bits),
             "o": Out(stream.Signature(block_beat_layout(params))),
         })
 
@@ -118,13 +111,12 @@ class Fetcher(wiring.Component):
         last_s = Signal()
         block_s = Signal(p.block_bits, reset_less=True)
         w_addr_s = Signal.like(w_ptr)
-        # Stage C: the output register (block, mask) and the weights on their read port. Data
-        # registers have no reset:
+        # Stage C: the output register (block, marks, weight row). Data registers have no reset:
         # an abort only needs the valid flags cleared, and a reset costs logic at the input
         # of registers that take block RAM outputs.
         block_c = Signal(p.block_bits, reset_less=True)
         valid_c = self.o.valid
-        m.d.comb += [self.o.payload.block.eq(block_c), self.o.payload.weights.eq(self.w_data)]
+        m.d.comb += self.o.payload.block.eq(block_c)
 
         adv_c = Signal()
         adv_s = Signal()
@@ -137,8 +129,6 @@ class Fetcher(wiring.Component):
             adv_b.eq(~valid_b | adv_r),
             self.src_addr.eq(src_base + c),
             self.src_en.eq(adv_b),
-            self.w_addr.eq(w_addr_s),
-            self.w_en.eq(adv_c),
         ]
         with m.If(adv_b):
             m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == last_chunk), w_addr_b.eq(w_ptr)]
@@ -161,7 +151,7 @@ class Fetcher(wiring.Component):
             Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
         with m.If(adv_c):
             m.d.sync += [valid_c.eq(valid_s), block_c.eq(block_s),
-                         self.o.payload.nonzero.eq(nonzero),
+                         self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
                          self.o.payload.count.eq(sum(nonzero[q] for q in range(p.t_max))),
                          self.o.payload.last.eq(last_s)]
         with m.If(self.start & ~self.busy):

@@ -3,7 +3,7 @@
 A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane slot ``q`` in bits
 ``q*k .. q*k+k-1``); the fetcher marks which planes below ``T`` hold a spike, and counts them.
 The issuer sends, one per cycle, only the planes with ``q < T`` that have a spike, each with the
-block's weights (held for every plane: weight reuse up to ``T`` times). An all-zero plane costs
+block's weight row (held for every plane: weight reuse up to ``T`` times). An all-zero plane costs
 no cycle; a block with no spike at all is dropped in the cycle it is presented (the fetcher
 presents one block per cycle). If the block that ends a pass has no spike, one empty beat carries
 the end-of-pass flag.
@@ -46,7 +46,7 @@ class PlaneIssuer(wiring.Component):
     skipped : Out(range(max_passes * act_chunks * t_max + 1))
         All-zero plane chunks skipped (at most every plane of every chunk of every pass).
     i : In(stream.Signature(block_beat_layout(params)))
-    o : Out(stream.Signature(beat_layout(k, t_max, weight_bits, n_pe)))
+    o : Out(stream.Signature(beat_layout(k, t_max, weight_depth)))
     """
 
     def __init__(self, params: CoreParams):
@@ -58,8 +58,7 @@ class PlaneIssuer(wiring.Component):
             "clear": In(1),
             "skipped": Out(range(params.max_passes * params.act_chunks * params.t_max + 1)),
             "i": In(stream.Signature(block_beat_layout(params))),
-            "o": Out(stream.Signature(
-                beat_layout(params.k, params.t_max, params.weight_bits, params.n_pe))),
+            "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth))),
         })
 
     latency = 0
@@ -84,7 +83,7 @@ class PlaneIssuer(wiring.Component):
         m.d.comb += only_one.eq(issued_p1 == self.i.payload.count)
 
         m.d.comb += [
-            self.o.payload.weights.eq(self.i.payload.weights),
+            self.o.payload.row.eq(self.i.payload.row),
             self.o.payload.slot.eq(sel),
             self.o.payload.spikes.eq(0),
         ]

@@ -32,24 +32,24 @@ from amaranth.utils import ceil_log2
 
 from .adder_tree import ConditionalAdderTree
 
-__all__ = ["beat_layout", "SpikePackPE"]
+__all__ = ["beat_layout", "weights_layout", "SpikePackPE"]
 
 
-def beat_layout(k: int, t_max: int, weight_bits: int = 8, n_pe: int | None = None):
-    """Layout of one PE beat: a spike chunk, its weights, the plane slot, the end-of-pass flag.
-
-    With ``n_pe`` given, ``weights`` holds the ``k`` weights of each of ``n_pe`` PEs (the array
-    beat); otherwise the ``k`` weights of one PE.
-    """
-    w = data.ArrayLayout(signed(weight_bits), k)
-    if n_pe is not None:
-        w = data.ArrayLayout(w, n_pe)
+def beat_layout(k: int, t_max: int, weight_depth: int):
+    """Layout of one beat of the PE array: a spike chunk, its plane slot, the end-of-pass flag,
+    and the weight memory row that holds the ``k`` weights of every PE for the chunk (the array
+    receives those from the memory a cycle later)."""
     return data.StructLayout({
         "spikes": k,
-        "weights": w,
         "slot": range(t_max),
         "last": 1,
+        "row": range(weight_depth),
     })
+
+
+def weights_layout(n_pe: int, k: int, weight_bits: int = 8):
+    """One weight memory row: ``payload[n][i]`` is PE ``n``'s weight of lane ``i``."""
+    return data.ArrayLayout(data.ArrayLayout(signed(weight_bits), k), n_pe)
 
 
 class SpikePackPE(wiring.Component):

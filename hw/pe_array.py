@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import SpikePackPE, beat_layout
+from .pe import SpikePackPE, beat_layout, weights_layout
 
 __all__ = ["PEArray", "bank_read_signature"]
 
@@ -50,18 +50,22 @@ class PEArray(wiring.Component):
 
     Parameters
     ----------
-    n_pe, k, t_max, sum_bits, weight_bits : int
-        Array shape and widths (see :class:`hw.params.CoreParams`).
+    n_pe, k, t_max, sum_bits, weight_bits, weight_depth : int
+        Array shape, widths and the weight memory's depth (see :class:`hw.params.CoreParams`).
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(k, t_max, weight_bits, n_pe)))
-        One spike chunk, the weights of every PE for it, its plane slot and the end-of-pass flag.
+    i : In(stream.Signature(beat_layout(k, t_max, weight_depth)))
+        One spike chunk, its plane slot, the end-of-pass flag and its weight row.
+    weights : In(weights_layout(n_pe, k, weight_bits))
+        The weight row of the beat presented in the previous cycle: the owner reads the weight
+        memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
     bank : Out(bank_read_signature(n_pe, t_max, sum_bits))
         The per-plane sums of finished passes, in pass order.
     """
 
-    def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8):
+    def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
+                 weight_depth: int = 1024):
         self._n_pe = operator.index(n_pe)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
@@ -71,7 +75,8 @@ class PEArray(wiring.Component):
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits)
                      for _ in range(self._n_pe)]
         super().__init__({
-            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_bits, self._n_pe))),
+            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth))),
+            "weights": In(weights_layout(self._n_pe, k, weight_bits)),
             "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
         })
 
@@ -81,16 +86,17 @@ class PEArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' extra
-        register, then the PE latency."""
-        return 1 + self._pes[0].latency
+        """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' memory
+        read and register, then the PE latency."""
+        return 2 + self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
         t_max = self._t_max
-        # A beat's weights pass a register here (next to the memory they come from), then the
-        # PE's own (next to its adders); its spikes pass two registers here.
-        tree_latency = 1 + self._pes[0].tree_latency
+        # A beat's weights come from the memory a cycle later, pass a register here (next to the
+        # memory: block RAM outputs are slow), then the PE's own (next to its adders); its spikes
+        # pass three registers here.
+        tree_latency = 2 + self._pes[0].tree_latency
 
         # --- input side: which half the incoming pass fills; halves held until released -----
         in_half = Signal()
@@ -131,12 +137,14 @@ class PEArray(wiring.Component):
                      self.bank.zero.eq(zero)]
 
         # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
-        # its weights registered once before they travel to the PEs (block RAM outputs are slow).
-        spikes_q1 = Signal(self.i.payload.spikes.shape(), reset_less=True)
-        spikes_q = Signal(self.i.payload.spikes.shape(), reset_less=True)
-        weights_q1 = Signal.like(self.i.payload.weights, reset_less=True)
-        m.d.sync += [spikes_q1.eq(self.i.payload.spikes), spikes_q.eq(spikes_q1),
-                     weights_q1.eq(self.i.payload.weights)]
+        # its weights registered once before they travel to the PEs.
+        spike_regs = [Signal(self.i.payload.spikes.shape(), name=f"spikes_q{n}", reset_less=True)
+                      for n in range(3)]
+        m.d.sync += [spike_regs[0].eq(self.i.payload.spikes), spike_regs[1].eq(spike_regs[0]),
+                     spike_regs[2].eq(spike_regs[1])]
+        spikes_q = spike_regs[2]
+        weights_q1 = Signal.like(self.weights, reset_less=True)
+        m.d.sync += weights_q1.eq(self.weights)
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [

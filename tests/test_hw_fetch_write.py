@@ -17,11 +17,11 @@ P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64,
 
 
 class FetchRig(wiring.Component):
-    """Fetcher wired to a spike-block memory and a weight memory with known contents."""
+    """Fetcher wired to a spike-block memory with known contents."""
 
-    def __init__(self, blocks, rows):
+    def __init__(self, blocks):
         self.fetch = Fetcher(P)
-        self._blocks, self._rows = blocks, rows
+        self._blocks = blocks
         super().__init__({})
 
     def elaborate(self, platform):
@@ -29,11 +29,8 @@ class FetchRig(wiring.Component):
         m.submodules.fetch = f = self.fetch
         m.submodules.src = src = memory.Memory(shape=P.block_bits, depth=len(self._blocks),
                                                init=self._blocks)
-        m.submodules.w = w = memory.Memory(shape=P.weight_row_bits, depth=P.weight_depth,
-                                           init=self._rows)
-        s_rd, w_rd = src.read_port(), w.read_port()
-        m.d.comb += [s_rd.addr.eq(f.src_addr), w_rd.addr.eq(f.w_addr), s_rd.en.eq(f.src_en),
-                     w_rd.en.eq(f.w_en), f.src_data.eq(s_rd.data), f.w_data.eq(w_rd.data)]
+        s_rd = src.read_port()
+        m.d.comb += [s_rd.addr.eq(f.src_addr), s_rd.en.eq(f.src_en), f.src_data.eq(s_rd.data)]
         return m
 
 
@@ -44,8 +41,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
                                                     rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
                                                     strict=True)]
-    rows = [int(r) for r in rng.integers(0, 1 << 62, P.weight_depth)]
-    rig = FetchRig(blocks, rows)
+    rig = FetchRig(blocks)
     f = rig.fetch
     layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0)]  # chunks, passes, src_base, w_base
     T = 6  # planes 6 and 7 are never marked
@@ -70,7 +66,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
         r = random.Random(seed)
         for _ in range(sum(c * p for c, p, _, _ in layers)):
             beat = await stream_get(ctx, f.o, rng=r, pause=pause)
-            got.append((beat.block, beat.nonzero, beat.weights.as_value().value, beat.last))
+            got.append((beat.block, beat.nonzero, beat.row, beat.last))
 
     sim = Simulator(rig)
     sim.add_clock(1e-6)
@@ -83,7 +79,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
             for c in range(chunks):
                 block = blocks[src_base + c]
                 nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
-                want.append((block, nonzero, rows[w_base + p * chunks + c], int(c == chunks - 1)))
+                want.append((block, nonzero, w_base + p * chunks + c, int(c == chunks - 1)))
     assert got == want
 
 

@@ -24,14 +24,14 @@ def _marks(block, T):
 def _expected(blocks, T):
     """Beats the issuer must send: non-zero planes q < T in slot order; empty last -> one beat."""
     beats, skipped = [], 0
-    for block, weights, last in blocks:
+    for block, row, last in blocks:
         planes = [(block >> (q * P.k)) & ((1 << P.k) - 1) for q in range(P.t_max)]
         nz = [q for q in range(T) if planes[q]]
         skipped += T - len(nz)
         for n, q in enumerate(nz):
-            beats.append((planes[q], weights, q, int(last and n == len(nz) - 1)))
+            beats.append((planes[q], row, q, int(last and n == len(nz) - 1)))
         if not nz and last:
-            beats.append((0, weights, 0, 1))
+            beats.append((0, row, 0, 1))
     return beats, skipped
 
 
@@ -43,8 +43,8 @@ def test_issuer_skips_zero_planes(T, pause, rng, seed):
         density = rng.choice([0.0, 0.05, 0.5])
         bits = rng.random(P.block_bits) < density
         block = int(sum(int(b) << i for i, b in enumerate(bits)))
-        weights = rng.integers(-128, 128, (P.n_pe, P.k)).tolist()
-        blocks.append((block, weights, int(rng.random() < 0.3 or n == 79)))
+        row = int(rng.integers(0, P.weight_depth))
+        blocks.append((block, row, int(rng.random() < 0.3 or n == 79)))
     beats, skipped = _expected(blocks, T)
     r_in, r_out = random.Random(seed), random.Random(seed + 1)
     got = []
@@ -52,15 +52,15 @@ def test_issuer_skips_zero_planes(T, pause, rng, seed):
     async def producer(ctx):
         ctx.set(dut.T, T)
         await ctx.tick()  # T is a layer setting: held a cycle before the first block
-        for block, weights, last in blocks:
+        for block, row, last in blocks:
             await stream_put(ctx, dut.i, {"block": block, **_marks(block, T),
-                                          "weights": weights, "last": last},
+                                          "row": row, "last": last},
                              rng=r_in, pause=pause)
 
     async def consumer(ctx):
         for _ in beats:
             b = await stream_get(ctx, dut.o, rng=r_out, pause=pause)
-            got.append((b.spikes, [list(w) for w in b.weights], b.slot, b.last))
+            got.append((b.spikes, b.row, b.slot, b.last))
         await ctx.tick().repeat(5)
         got.append(ctx.get(dut.skipped))
 
@@ -89,7 +89,7 @@ def test_issuer_one_cycle_per_nonzero_plane():
         for n, block in enumerate(blocks):
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.payload, {"block": block, **_marks(block, T),
-                                    "weights": [[0] * P.k] * P.n_pe, "last": 0})
+                                    "row": 0, "last": 0})
             count = 0
             while True:
                 count += 1

@@ -61,6 +61,23 @@ def test_adder_tree_sums_selected_weights(k, rng):
     assert got == want
 
 
+class WeightMemory:
+    """The weight memory beside a PE array: rows written by the test, read every cycle at the
+    row the array's input presents (sync read: the row's weights arrive the cycle after)."""
+
+    def __init__(self, dut, n_pe, k):
+        self.dut = dut
+        self.rows = [[[0] * k for _ in range(n_pe)]]
+
+    def add(self, weights) -> int:
+        self.rows.append([[int(w) for w in row] for row in weights])
+        return len(self.rows) - 1
+
+    async def run(self, ctx):
+        async for _, _, row in ctx.tick().sample(self.dut.i.payload.row):
+            ctx.set(self.dut.weights, self.rows[row])
+
+
 class BankReader:
     """The firing side of the banks: waits for a finished pass, reads every slot (after random
     idle cycles, so the PE array's input must wait for its halves), releases the half."""
@@ -94,19 +111,22 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, rng, s
     dut = PEArray(n_pe, k, t_max, 20)
     passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe)
     reader = BankReader(dut, t_max, len(passes), random.Random(seed + 1), pause)
+    wmem = WeightMemory(dut, n_pe, k)
+    rows = [[wmem.add(weights) for _, weights, _ in beats] for beats in passes]
 
     async def producer(ctx):
         r_in = random.Random(seed)
-        for beats in passes:
-            for n, (spikes, weights, slot) in enumerate(beats):
+        for beats, beat_rows in zip(passes, rows, strict=True):
+            for n, ((spikes, _, slot), row) in enumerate(zip(beats, beat_rows, strict=True)):
                 await stream_put(ctx, dut.i, {
-                    "spikes": _bits(spikes), "weights": [[int(w) for w in row] for row in weights],
-                    "slot": slot, "last": int(n == len(beats) - 1)}, rng=r_in, pause=pause)
+                    "spikes": _bits(spikes), "row": row, "slot": slot,
+                    "last": int(n == len(beats) - 1)}, rng=r_in, pause=pause)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(producer)
     sim.add_testbench(reader.run)
+    sim.add_testbench(wmem.run, background=True)
     sim.run()
     assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
 
@@ -114,12 +134,13 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, rng, s
 def test_pe_array_latency_property():
     """A one-beat pass is readable ``latency`` cycles after the beat was accepted."""
     dut = PEArray(2, 8, 8, 16)
+    wmem = WeightMemory(dut, 2, 8)
+    row = wmem.add([[1] * 8, [-2] * 8])
     seen = {}
 
     async def tb(ctx):
         ctx.set(dut.i.valid, 1)
-        ctx.set(dut.i.payload, {"spikes": 0xFF, "weights": [[1] * 8, [-2] * 8], "slot": 2,
-                                "last": 1})
+        ctx.set(dut.i.payload, {"spikes": 0xFF, "row": row, "slot": 2, "last": 1})
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
         for cycle in range(1, 20):
@@ -135,6 +156,7 @@ def test_pe_array_latency_property():
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
+    sim.add_testbench(wmem.run, background=True)
     sim.run()
     assert seen["latency"] == dut.latency
     assert [seen[q] for q in range(8)] == [None, None, [8, -16], None, None, None, None, None]
@@ -147,16 +169,19 @@ def test_pe_array_back_to_back_beats_on_one_slot(rng):
     beats = [(rng.integers(0, 2, k), rng.integers(-128, 128, (n_pe, k))) for _ in range(30)]
     want = sum(w @ s for s, w in beats)
     reader = BankReader(dut, t_max, 1, random.Random(0), 0.0)
+    wmem = WeightMemory(dut, n_pe, k)
+    rows = [wmem.add(weights) for _, weights in beats]
 
     async def producer(ctx):
-        for n, (spikes, weights) in enumerate(beats):
+        for n, ((spikes, _), row) in enumerate(zip(beats, rows, strict=True)):
             await stream_put(ctx, dut.i, {
-                "spikes": _bits(spikes), "weights": weights.tolist(), "slot": 5,
+                "spikes": _bits(spikes), "row": row, "slot": 5,
                 "last": int(n == len(beats) - 1)})
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(producer)
     sim.add_testbench(reader.run)
+    sim.add_testbench(wmem.run, background=True)
     sim.run()
     assert reader.got[0][:, 5].tolist() == want.tolist()
