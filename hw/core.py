@@ -41,8 +41,10 @@ from .memory_map import (
     memory_map,
 )
 from .params import CoreParams
+from .pe import beat_layout
 from .pe_array import PEArray
 from .sequencer import Sequencer
+from .skid_buffer import SkidBuffer
 from .writer import Writer
 
 __all__ = ["SpikePackCore"]
@@ -91,13 +93,17 @@ class SpikePackCore(wiring.Component):
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif)),
             "writer": Writer(p),
+            # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
+            # does not wait on the array's, which sits across the chip.
+            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth)),
         }
         for name, block in blocks.items():
             m.submodules[name] = ResetInserter(abort)(block)
-        seq, fetch, issue, pes, fire, writer = blocks.values()
+        seq, fetch, issue, pes, fire, writer, skid = blocks.values()
         d = seq.layer
         wiring.connect(m, fetch.o, issue.i)
-        wiring.connect(m, issue.o, pes.i)
+        wiring.connect(m, issue.o, skid.i)
+        wiring.connect(m, skid.o, pes.i)
         wiring.connect(m, pes.bank, fire.bank)
         wiring.connect(m, fire.o, writer.i)
 
@@ -120,9 +126,9 @@ class SpikePackCore(wiring.Component):
         m.d.comb += [
             spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
             fetch.src_data.eq(spk_rd.data),
-            # The weight row of the beat the issuer presents, read every cycle: the PE array
+            # The weight row of the beat presented to the PE array, read every cycle: the array
             # takes it the cycle after (no memory enable waits on the array's handshake).
-            w_rd.addr.eq(issue.o.payload.row), pes.weights.eq(w_rd.data),
+            w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
             fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
             fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
