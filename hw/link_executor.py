@@ -133,6 +133,7 @@ class LinkExecutor(wiring.Component):
         # The first two payload words (address, count or batch) come from the frame buffer;
         # then the sums the checks need, then the checks.
         arg0 = Signal(32)  # then the next bus address of a WRITE or READ
+        raw = Signal(32, reset_less=True)
         arg1 = Signal(32)
         n_write = Signal(16)
         m.d.comb += n_write.eq((f.length - 4)[2:])
@@ -148,12 +149,19 @@ class LinkExecutor(wiring.Component):
                 with m.If(self.frame.valid & ~self.reply.valid):
                     m.d.comb += [self.buf.addr.eq(0), self.buf.en.eq(1)]
                     m.next = "ARG0"
+            # The frame buffer's output goes into ``raw`` first (block RAM outputs are slow):
+            # word n is on the port the cycle after its read, in ``raw`` the cycle after that.
             with m.State("ARG0"):
                 m.d.comb += [self.buf.addr.eq(1), self.buf.en.eq(1)]
-                m.d.sync += arg0.eq(self.buf.data)
+                m.d.sync += raw.eq(self.buf.data)  # word 0
                 m.next = "ARG1"
             with m.State("ARG1"):
-                m.d.sync += arg1.eq(self.buf.data)
+                # Word 2 onto the port (the first data word after word 1, for a WRITE).
+                m.d.comb += [self.buf.addr.eq(2), self.buf.en.eq(1)]
+                m.d.sync += [arg0.eq(raw), raw.eq(self.buf.data)]  # word 1
+                m.next = "ARG2"
+            with m.State("ARG2"):
+                m.d.sync += arg1.eq(raw)
                 m.next = "SUMS"
             with m.State("SUMS"):
                 # Past the checks arg0 < 2^24 and arg1 <= max_words: narrow sums are exact.
@@ -180,7 +188,7 @@ class LinkExecutor(wiring.Component):
                             with m.Elif(~write_addr_ok):
                                 send_header(Status.ERR_ADDRESS, 0, "FINISH")
                             with m.Else():
-                                # The buffer's port holds payload word 1 since ARG0.
+                                # ``raw`` holds payload word 1, the port word 2 (ARG1).
                                 m.d.sync += todo.eq(n_write)
                                 m.next = "WRITE"
                         with m.Case(Command.READ):
@@ -224,15 +232,16 @@ class LinkExecutor(wiring.Component):
                         m.next = "FINISH"
 
             with m.State("WRITE"):
-                # The buffer's port holds payload word ``index + 1`` (word 0 is the address);
-                # whenever the request register is empty or being taken, it takes that word and
-                # the port fetches the next.
+                # ``raw`` holds payload word ``index + 1`` (word 0 is the address), the port word
+                # ``index + 2``; whenever the request register is empty or being taken, it takes
+                # the word in ``raw``, which takes the port's, which fetches the next.
                 advance = ~req.valid | req.ready
-                m.d.comb += [self.buf.en.eq(advance), self.buf.addr.eq(index + 2)]
+                m.d.comb += [self.buf.en.eq(advance), self.buf.addr.eq(index + 3)]
                 with m.If(advance):
+                    m.d.sync += raw.eq(self.buf.data)
                     with m.If(todo != 0):
                         m.d.sync += [
-                            req.valid.eq(1), req_write.eq(1), req_data.eq(self.buf.data),
+                            req.valid.eq(1), req_write.eq(1), req_data.eq(raw),
                             req_addr.eq(arg0), arg0.eq(arg0 + 1),
                             index.eq(index + 1), todo.eq(todo - 1),
                         ]

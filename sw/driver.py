@@ -75,6 +75,24 @@ _HINTS = {
 }
 
 
+#: What each core error code (``REG_STATUS`` bits 8..15, ``hw.sequencer.ErrorCode``) means.
+_CORE_ERRORS = {
+    1: ("BAD_BATCH", "batch size 0 or above the build's batch_depth"),
+    2: ("BAD_T", "a layer's T is 0 or above the build's t_max"),
+    3: ("BAD_SIZE", "a layer's chunks, passes, outputs or bias rows are outside the build"),
+    4: ("BAD_KIND", "a layer kind the core does not run (only dense)"),
+    5: ("NO_LAST", "no descriptor of the program is marked last"),
+    6: ("NO_LIF", "a LIF/IF layer on a build without the LIF datapath (lif=0)"),
+}
+
+
+def core_error_text(status_word: int) -> str:
+    """``REG_STATUS`` with its error bit set, in words (the code and what it means)."""
+    code = (int(status_word) >> 8) & 0xFF
+    name, meaning = _CORE_ERRORS.get(code, (f"code {code}", "unknown error code"))
+    return f"core error {name}: {meaning} (status {int(status_word):#06x})"
+
+
 @dataclasses.dataclass(frozen=True)
 class LinkInfo:
     """The IDENTIFY reply: the link's build parameters (see ``sw.protocol.IDENTIFY_FIELDS``)."""
@@ -255,6 +273,9 @@ class Device:
             elif reply.status in RETRY_STATUS:
                 log.info("%s reported by the device; resending", Status(reply.status).name)
                 waiting.appendleft(i)
+            elif reply.status == Status.ERR_CORE and len(reply.payload) >= 4:
+                raise DeviceError(f"{Command(requests[i][0]).name} failed: "
+                                  f"{core_error_text(reply.words[0])}", reply.status)
             else:
                 name = reply.status.name if isinstance(reply.status, Status) else reply.status
                 raise DeviceError(

@@ -128,3 +128,15 @@ def test_image_layout_and_inputs(rng):
                     want = (int(x[b, n]) >> q) & 1 if n < 37 else 0
                     assert bits[c * p.block_bits + q * p.k + i] == want
     assert decode_outputs(im, [1, 0xFFFFFFFF] + [0] * 7).tolist() == [[1, 31] + [0] * 7]
+
+
+def test_core_error_codes_have_words():
+    """Every sequencer error code has a name and a meaning on the host (sw.driver)."""
+    from hw.sequencer import ErrorCode
+    from sw.driver import core_error_text
+
+    for code in ErrorCode:
+        if code is ErrorCode.NONE:
+            continue
+        text = core_error_text(code << 8 | 0x4)
+        assert code.name in text and "unknown" not in text, text
