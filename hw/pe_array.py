@@ -87,16 +87,16 @@ class PEArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' memory
-        read and register, then the PE latency."""
-        return 2 + self._pes[0].latency
+        read and two registers, then the PE latency."""
+        return 3 + self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
         t_max = self._t_max
-        # A beat's weights come from the memory a cycle later, pass a register here (next to the
-        # memory: block RAM outputs are slow), then the PE's own (next to its adders); its spikes
-        # pass three registers here.
-        tree_latency = 2 + self._pes[0].tree_latency
+        # A beat's weights come from the memory a cycle later, pass two registers here (the
+        # first next to the memory: block RAM outputs are slow; the second on the way to the
+        # PEs), then the PE's own (next to its adders); its spikes pass four registers here.
+        tree_latency = 3 + self._pes[0].tree_latency
 
         # --- input side: which half the incoming pass fills; halves held until released -----
         in_half = Signal()
@@ -139,17 +139,18 @@ class PEArray(wiring.Component):
         # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
         # its weights registered once before they travel to the PEs.
         spike_regs = [Signal(self.i.payload.spikes.shape(), name=f"spikes_q{n}", reset_less=True)
-                      for n in range(3)]
-        m.d.sync += [spike_regs[0].eq(self.i.payload.spikes), spike_regs[1].eq(spike_regs[0]),
-                     spike_regs[2].eq(spike_regs[1])]
-        spikes_q = spike_regs[2]
+                      for n in range(4)]
+        m.d.sync += spike_regs[0].eq(self.i.payload.spikes)
+        m.d.sync += [spike_regs[n + 1].eq(spike_regs[n]) for n in range(3)]
+        spikes_q = spike_regs[3]
         weights_q1 = Signal.like(self.weights, reset_less=True)
-        m.d.sync += weights_q1.eq(self.weights)
+        weights_q2 = Signal.like(self.weights, reset_less=True)
+        m.d.sync += [weights_q1.eq(self.weights), weights_q2.eq(weights_q1)]
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [
                 pe.i_spikes_q.eq(spikes_q),
-                pe.i_weights.eq(weights_q1[n]),
+                pe.i_weights.eq(weights_q2[n]),
                 pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),

@@ -9,26 +9,18 @@ Parameters (``sim.rtl.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_tim
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
-from cocotbext.uart import UartSink, UartSource
 
 from hw.params import PRESETS
 from sim.golden import run_network
 from sim.ir import IntNetwork
 from sim.rtl import cocotb_env
-
-# cocotbext-uart 0.1.4 calls cocotb 2's deprecated ``setimmediatevalue`` once per UART; that is
-# theirs to change, and must not fail runs made with PYTHONWARNINGS=error.
-warnings.filterwarnings("ignore", message="Use `handle.set\\(Immediate",
-                        category=DeprecationWarning)
+from sim.tb.uart_host import start_uart_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -38,9 +30,7 @@ PERIOD_NS = 1e9 / CLK_FREQ
 
 @cocotb.test()
 async def network_end_to_end(dut):
-    from sw.driver import Device
     from sw.image import build_image
-    from sw.transport import CocotbUartTransport
 
     params = PRESETS[cocotb_env("preset")]
     net = IntNetwork.load(cocotb_env("net"))
@@ -48,23 +38,9 @@ async def network_end_to_end(dut):
     image = build_image(net, params)
     golden = run_network(net, x)
 
-    dut.rst.value = 1  # before the clock runs: no X on the pins
-    dut.rx.value = 1
-    source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
-    sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
-    for h in (dut.rx, dut.tx):
-        import logging
+    source, sink = await start_uart_host(dut, baud=BAUD, period_ns=PERIOD_NS)
 
-        logging.getLogger(f"cocotb.{h._path}").setLevel(logging.WARNING)
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 5)
-
-    transport = CocotbUartTransport(source, sink,
-                                    default_timeout=(IDLE_TIMEOUT + 5000) * PERIOD_NS * 1e-9)
-    dev = Device(transport)
+    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS)
     info = await bridge(dev.identify)()
     assert info.core_params() == params
     t0 = get_sim_time("ns")

@@ -14,23 +14,16 @@ without a client).
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import socket
 import time
-import warnings
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Timer
-from cocotbext.uart import UartSink, UartSource
+from cocotb.triggers import Timer
 
 from sim.rtl import cocotb_env
-
-# cocotbext-uart 0.1.4 calls cocotb 2's deprecated ``setimmediatevalue`` once per UART.
-warnings.filterwarnings("ignore", message="Use `handle.set\\(Immediate",
-                        category=DeprecationWarning)
+from sim.tb.uart_host import start_uart_host
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -54,16 +47,7 @@ async def serve(dut):
     idle_exit = cocotb_env("idle_exit", 600)
     srv = _listen(cocotb_env("tcp_port", 0))
 
-    dut.rst.value = 1  # before the clock runs: no X on the pins
-    dut.rx.value = 1
-    source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
-    sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
-    for h in (dut.rx, dut.tx):
-        logging.getLogger(f"cocotb.{h._path}").setLevel(logging.WARNING)
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 5)
+    source, sink = await start_uart_host(dut, baud=BAUD, period_ns=PERIOD_NS)
 
     port_file = cocotb_env("port_file")
     if port_file:

@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import warnings
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles, Timer
-from cocotbext.uart import UartSink, UartSource
+from cocotb.triggers import Timer
 
 from sim.rtl import cocotb_env
-
-# cocotbext-uart 0.1.4 calls cocotb 2's deprecated ``setimmediatevalue`` once per UART.
-warnings.filterwarnings("ignore", message="Use `handle.set\\(Immediate",
-                        category=DeprecationWarning)
+from sim.tb.uart_host import start_uart_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -68,30 +61,17 @@ async def watch_upload(transport, progress, total_bytes):
 @cocotb.test()
 async def session(dut):
     from sim.ir import IntNetwork
-    from sw.driver import Device
     from sw.image import build_image
     from sw.image_file import load_image_file
     from sw.protocol import REQUEST_OVERHEAD
-    from sw.transport import CocotbUartTransport
 
     x = np.load(cocotb_env("inputs"))
     progress = Progress(cocotb_env("progress"))
     progress.set("identify")
 
-    dut.rst.value = 1  # before the clock runs: no X on the pins
-    dut.rx.value = 1
-    source = UartSource(dut.rx, baud=BAUD, bits=8, stop_bits=1)
-    sink = UartSink(dut.tx, baud=BAUD, bits=8, stop_bits=1)
-    for h in (dut.rx, dut.tx):
-        logging.getLogger(f"cocotb.{h._path}").setLevel(logging.WARNING)
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 5)
+    source, sink = await start_uart_host(dut, baud=BAUD, period_ns=PERIOD_NS)
 
-    transport = CocotbUartTransport(source, sink,
-                                    default_timeout=(IDLE_TIMEOUT + 5000) * PERIOD_NS * 1e-9)
-    dev = Device(transport)
+    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS)
     info = await bridge(dev.identify)()
     if cocotb_env("image"):
         image = load_image_file(cocotb_env("image")).image
@@ -103,7 +83,7 @@ async def session(dut):
     total_bytes = 4 * words + (REQUEST_OVERHEAD + 4) * sum(
         -(-len(w.words) // per_frame) for w in image.writes)
     progress.set("upload", 0, total_bytes)
-    watcher = cocotb.start_soon(watch_upload(transport, progress, total_bytes))
+    watcher = cocotb.start_soon(watch_upload(dev.transport, progress, total_bytes))
     t0 = get_sim_time("ns")
     await bridge(lambda: dev.load_image(image, verify=True, progress=False))()
     t1 = get_sim_time("ns")
