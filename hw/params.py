@@ -54,6 +54,11 @@ class CoreParams:
     lif : int
         1: the firing units also run LIF/IF layers; 0: SpikePack layers only (a smaller firing
         unit, for the smallest devices; LIF layers are refused by the compiler and the core).
+    weight_regs : int
+        Registers on the weight path between the weight memory's output and the PEs' own (0..2):
+        2 lets the weights cross a large device at 100 MHz; 0 saves ``2 * n_pe * k *
+        weight_bits`` flip-flops where the clock is slow (iCE40 at 12 MHz). Only latency
+        changes (one cycle per pass per register).
     """
 
     n_pe: int
@@ -68,6 +73,7 @@ class CoreParams:
     batch_depth: int = 4
     fire_units: int = 0
     lif: int = 1
+    weight_regs: int = 2
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -86,6 +92,8 @@ class CoreParams:
             value = getattr(self, name)
             if not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value}")
+        if self.weight_regs not in (0, 1, 2):
+            raise ValueError(f"weight_regs must be 0, 1 or 2, not {self.weight_regs}")
         if self.lif not in (0, 1):
             raise ValueError(f"lif must be 0 or 1, not {self.lif}")
         if self.k % self.fire_units:

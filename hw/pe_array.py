@@ -52,6 +52,9 @@ class PEArray(wiring.Component):
     ----------
     n_pe, k, t_max, sum_bits, weight_bits, weight_depth : int
         Array shape, widths and the weight memory's depth (see :class:`hw.params.CoreParams`).
+    weight_regs : int
+        Registers the weights pass here, between the memory and the PE (0..2; the spikes pass
+        ``weight_regs + 2``).
 
     Members
     -------
@@ -65,7 +68,10 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 weight_depth: int = 1024):
+                 weight_depth: int = 1024, *, weight_regs: int = 2):
+        self._weight_regs = operator.index(weight_regs)
+        if self._weight_regs not in (0, 1, 2):
+            raise ValueError(f"weight_regs must be 0, 1 or 2, not {weight_regs}")
         self._n_pe = operator.index(n_pe)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
@@ -87,16 +93,18 @@ class PEArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' memory
-        read and two registers, then the PE latency."""
-        return 3 + self._pes[0].latency
+        read and ``weight_regs`` registers, then the PE latency."""
+        return 1 + self._weight_regs + self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
         t_max = self._t_max
-        # A beat's weights come from the memory a cycle later, pass two registers here (the
-        # first next to the memory: block RAM outputs are slow; the second on the way to the
-        # PEs), then the PE's own (next to its adders); its spikes pass four registers here.
-        tree_latency = 3 + self._pes[0].tree_latency
+        # A beat's weights come from the memory a cycle later, pass ``weight_regs`` registers
+        # here (the first next to the memory: block RAM outputs are slow; the second on the way
+        # to the PEs), then the PE's own (next to its adders); its spikes pass
+        # ``weight_regs + 2`` registers here.
+        wregs = self._weight_regs
+        tree_latency = 1 + wregs + self._pes[0].tree_latency
 
         # --- input side: which half the incoming pass fills; halves held until released -----
         in_half = Signal()
@@ -138,19 +146,21 @@ class PEArray(wiring.Component):
 
         # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
         # its weights registered once before they travel to the PEs.
-        spike_regs = [Signal(self.i.payload.spikes.shape(), name=f"spikes_q{n}", reset_less=True)
-                      for n in range(4)]
-        m.d.sync += spike_regs[0].eq(self.i.payload.spikes)
-        m.d.sync += [spike_regs[n + 1].eq(spike_regs[n]) for n in range(3)]
-        spikes_q = spike_regs[3]
-        weights_q1 = Signal.like(self.weights, reset_less=True)
-        weights_q2 = Signal.like(self.weights, reset_less=True)
-        m.d.sync += [weights_q1.eq(self.weights), weights_q2.eq(weights_q1)]
+        spikes_q = self.i.payload.spikes
+        for n in range(wregs + 2):
+            reg = Signal(spikes_q.shape(), name=f"spikes_q{n}", reset_less=True)
+            m.d.sync += reg.eq(spikes_q)
+            spikes_q = reg
+        weights_q = self.weights
+        for n in range(wregs):
+            reg = Signal.like(self.weights, name=f"weights_q{n + 1}", reset_less=True)
+            m.d.sync += reg.eq(weights_q)
+            weights_q = reg
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             m.d.comb += [
                 pe.i_spikes_q.eq(spikes_q),
-                pe.i_weights.eq(weights_q2[n]),
+                pe.i_weights.eq(weights_q[n]),
                 pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),

@@ -4,6 +4,7 @@ A request producer and a response consumer run as separate testbenches with rand
 bus's back-pressure is exercised both ways; results are compared with sim.golden.
 """
 
+import dataclasses
 import random
 
 import numpy as np
@@ -60,9 +61,9 @@ class PyBus:
                 self.answers.append(payload)
 
 
-@pytest.mark.parametrize("pause", [0.0, 0.3])
-def test_core_pysim_networks(pause, seed):
-    dut = SpikePackCore(P)
+@pytest.mark.parametrize("pause,weight_regs", [(0.0, 2), (0.3, 2), (0.3, 0)])
+def test_core_pysim_networks(pause, weight_regs, seed):
+    dut = SpikePackCore(dataclasses.replace(P, weight_regs=weight_regs))
     pb = PyBus(dut, seed, pause)
     rng = np.random.default_rng(seed)
     cases = []

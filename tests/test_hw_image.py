@@ -27,7 +27,7 @@ def _net(rng, sizes, T=4, wmax=127, **kw):
     ({"n_pe": 3}, ValueError), ({"k": 6}, ValueError), ({"n_pe": 4, "k": 8}, ValueError),
     ({"t_max": 4}, ValueError), ({"acc_bits": 40}, ValueError), ({"weight_bits": 4}, ValueError),
     ({"fire_units": 3}, ValueError), ({"fire_units": 16}, ValueError),
-    ({"fire_units": 8}, ValueError), ({"lif": 2}, ValueError),
+    ({"fire_units": 8}, ValueError), ({"lif": 2}, ValueError), ({"weight_regs": 3}, ValueError),
     ({"n_pe": 2.0}, TypeError), ({"batch_depth": True}, TypeError), ({"bt_depth": 4}, ValueError),
 ])
 def test_params_refuse(kw, err):

@@ -105,10 +105,12 @@ class BankReader:
             self.got.append(np.array(sums).T)  # [pe][slot]
 
 
-@pytest.mark.parametrize("n_pe,k,t_max,pause", [(4, 4, 8, 0.0), (4, 4, 8, 0.6), (2, 16, 16, 0.3),
-                                                (8, 1, 8, 0.3)])
-def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, rng, seed):
-    dut = PEArray(n_pe, k, t_max, 20)
+@pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
+    (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
+    (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1)])
+def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, rng,
+                                                   seed):
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs)
     passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe)
     reader = BankReader(dut, t_max, len(passes), random.Random(seed + 1), pause)
     wmem = WeightMemory(dut, n_pe, k)
@@ -131,9 +133,10 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, rng, s
     assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
 
 
-def test_pe_array_latency_property():
+@pytest.mark.parametrize("weight_regs", [0, 1, 2])
+def test_pe_array_latency_property(weight_regs):
     """A one-beat pass is readable ``latency`` cycles after the beat was accepted."""
-    dut = PEArray(2, 8, 8, 16)
+    dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs)
     wmem = WeightMemory(dut, 2, 8)
     row = wmem.add([[1] * 8, [-2] * 8])
     seen = {}
@@ -162,10 +165,11 @@ def test_pe_array_latency_property():
     assert [seen[q] for q in range(8)] == [None, None, [8, -16], None, None, None, None, None]
 
 
-def test_pe_array_back_to_back_beats_on_one_slot(rng):
+@pytest.mark.parametrize("weight_regs", [0, 2])
+def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, rng):
     """Consecutive beats into one slot (the read-modify-write forwards the last write)."""
     n_pe, k, t_max = 2, 4, 8
-    dut = PEArray(n_pe, k, t_max, 16)
+    dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs)
     beats = [(rng.integers(0, 2, k), rng.integers(-128, 128, (n_pe, k))) for _ in range(30)]
     want = sum(w @ s for s, w in beats)
     reader = BankReader(dut, t_max, 1, random.Random(0), 0.0)
@@ -185,3 +189,8 @@ def test_pe_array_back_to_back_beats_on_one_slot(rng):
     sim.add_testbench(wmem.run, background=True)
     sim.run()
     assert reader.got[0][:, 5].tolist() == want.tolist()
+
+
+def test_pe_array_rejects_bad_weight_regs():
+    with pytest.raises(ValueError, match="weight_regs must be 0, 1 or 2"):
+        PEArray(2, 4, 8, 16, weight_regs=3)

@@ -1,0 +1,60 @@
+"""The memories :mod:`hw.synth_hints` lets synthesis treat as collision-free exist in the design
+as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints apply."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+
+from hw.accelerator import Accelerator
+from hw.build_tools import resolve_tool
+from hw.params import CoreParams
+from hw.synth_hints import COLLISION_FREE_MEMORIES, collision_hints
+
+P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=20, weight_depth=16, act_chunks=4, bt_depth=16,
+               max_layers=2, batch_depth=1)
+
+
+@pytest.fixture(scope="module")
+def design_il():
+    top = Accelerator(P, clk_freq=12_000_000, baud=1_000_000)
+    return rtlil.convert(top, ports=None)
+
+
+def _ports(text, kind):
+    """MEMID -> how many cells of ``kind`` ($memwr_v2 / $memrd_v2) name it."""
+    counts = {}
+    for cell in re.findall(rf"cell \${kind} .*?\n  end", text, flags=re.S):
+        memid = re.search(r'parameter \\MEMID "\\\\(\w+)"', cell).group(1)
+        counts[memid] = counts.get(memid, 0) + 1
+    return counts
+
+
+def test_collision_free_memories_have_one_write_port(design_il):
+    # Memories are named once per module: a PE's bank is in every PE, each with its own ports.
+    modules = re.findall(r"^module (\S+)$(.*?)^end$", design_il, flags=re.M | re.S)
+    for name in COLLISION_FREE_MEMORIES:
+        owners = [(module, _ports(body, "memwr_v2").get(name, 0), _ports(body, "memrd_v2"))
+                  for module, body in modules if _ports(body, "memrd_v2").get(name)]
+        assert owners, f"no read port of a memory named {name}"
+        for module, n_write, _ in owners:
+            assert n_write == 1, f"{module}: {name} has {n_write} write ports"
+
+
+def test_hints_reach_every_read_port(design_il, tmp_path):
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
+                                                 os.environ.get("PATH", "")]))
+    yosys = resolve_tool("yosys", env)
+    (tmp_path / "d.il").write_text(design_il)
+    script = (f"read_rtlil d.il\n{collision_hints()}\n"
+              "select -count t:$memrd_v2 r:COLLISION_X_MASK=1'1 %i\n")
+    (tmp_path / "s.ys").write_text(script)
+    out = subprocess.run([yosys, "-s", "s.ys"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    marked = int(re.search(r"(\d+) objects", out).group(1))
+    reads = _ports(design_il, "memrd_v2")
+    assert marked == sum(reads[name] for name in COLLISION_FREE_MEMORIES)
