@@ -18,7 +18,9 @@ Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host l
   ``REG_CONTROL = batch << 16 | 1``, poll ``REG_STATUS`` until ``done`` (or ``error``), read
   OUTPUT and COUNTERS. A start while busy is ignored; abort stops at once (datapath reset;
   memories keep their contents) and leaves busy, done and error at 0. The host must not write
-  INPUT, WEIGHTS, BIAS, THETA or PROGRAM while busy.
+  INPUT, WEIGHTS, BIAS, THETA or PROGRAM while busy; OUTPUT and COUNTERS read while busy are
+  undefined (synthesis may leave those memories' read/write collisions undefined:
+  :mod:`hw.synth_hints`).
 
 Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -> PE array
 (adder trees, per-plane accumulators) -> firing array (Horner, bias, serial firing / LIF) ->

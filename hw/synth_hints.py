@@ -17,6 +17,9 @@ written, so the collision may stay undefined (yosys ``COLLISION_X_MASK``):
   layer starts only after the previous one is written; INPUT writes wait while the core runs.
 * ``bank`` (each PE): the read-modify-write forwards the word being written
   (``hw.pe``), and the firing array reads only the complete half, which nothing writes.
+* ``out_mem``, ``cnt_mem`` (outputs, counters): the core writes them while it runs, the host reads
+  them when the run is done (reads while busy are undefined by the bus contract); the
+  sequencer's counter update reads and writes different counters in any one cycle.
 * ``frame_mem`` (frame decoder): the decoder writes the half that no queued frame holds.
 
 Each has exactly one write port (``tests/test_synth_hints.py`` checks the names and the ports
@@ -28,7 +31,8 @@ from __future__ import annotations
 
 __all__ = ["COLLISION_FREE_MEMORIES", "collision_hints"]
 
-COLLISION_FREE_MEMORIES = ("w_mem", "bt_mem", "desc_mem", "spk_mem", "bank", "frame_mem")
+COLLISION_FREE_MEMORIES = ("w_mem", "bt_mem", "desc_mem", "spk_mem", "out_mem", "cnt_mem", "bank",
+                           "frame_mem")
 
 
 def collision_hints() -> str:

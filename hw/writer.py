@@ -8,9 +8,9 @@ final layer each group is one row of the output memory (``units`` 32-bit words: 
 readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the last pass) are
 forced to zero and not counted.
 
-The writer never stalls (``i`` is always ready): it takes a group per cycle. ``passes`` counts the
-passes whose every group was written, three cycles after the last write, when ``spikes`` holds
-them.
+The writer never stalls (``i`` is always ready): it takes a group per cycle and writes it (its
+block, its output row) from registers the cycle after. ``passes`` counts the passes whose every
+group was written, two cycles after the last write, when ``spikes`` holds them.
 """
 
 from __future__ import annotations
@@ -96,6 +96,21 @@ class Writer(wiring.Component):
         act_ptr = Signal.like(self.act_addr)
         out_ptr = Signal.like(self.out_addr)
 
+        # The memory write ports are driven from registers: a group is written the cycle after it
+        # arrives (the output and spike memories are block RAMs spread over the device, and the
+        # group's data and enables come through a few LUTs).
+        out_addr, out_data, out_en = (Signal.like(self.out_addr), Signal.like(self.out_data),
+                                      Signal())
+        act_addr, act_data, act_en = (Signal.like(self.act_addr), Signal.like(self.act_data),
+                                      Signal())
+        regs = [(self.out_addr, out_addr), (self.out_data, out_data),
+                (self.act_addr, act_addr), (self.act_data, act_data)]
+        for port, value in regs:
+            reg = Signal.like(port, name=f"{port.name}_q", reset_less=True)
+            m.d.sync += reg.eq(value)
+            m.d.comb += port.eq(reg)
+        m.d.sync += [self.out_en.eq(out_en), self.act_en.eq(act_en)]
+
         res = self.i.payload
         # live[f] = left > f, from the sign, the high bits and the low bits of ``left``.
         u_bits = exact_log2(units)
@@ -126,8 +141,8 @@ class Writer(wiring.Component):
                 m.d.comb += value.eq(Mux(live[f], res[f].v, 0))
             with m.Else():
                 m.d.comb += value.eq(words[f])
-            m.d.comb += self.out_data[32 * f:32 * (f + 1)].eq(value)
-        m.d.comb += self.out_addr.eq(out_ptr)
+            m.d.comb += out_data[32 * f:32 * (f + 1)].eq(value)
+        m.d.comb += out_addr.eq(out_ptr)
 
         # Spike blocks (hidden layer): group ``j`` of a block fills bits ``q*k + j*units + f``.
         planes = [Cat(*(words[f][q] for f in range(units))) for q in range(t_max)]
@@ -138,17 +153,17 @@ class Writer(wiring.Component):
                     block.append(planes[q])
                 else:
                     block.append(blk[q * k + jj * units:q * k + (jj + 1) * units])
-        m.d.comb += [self.act_addr.eq(act_ptr), self.act_data.eq(Cat(*block))]
+        m.d.comb += [act_addr.eq(act_ptr), act_data.eq(Cat(*block))]
 
         with m.If(self.i.valid):
             m.d.sync += [left.eq(left - units), g.eq(g + 1)]
             with m.If(g == groups - 1):
                 m.d.sync += [g.eq(0), pass_done[0].eq(1)]
             with m.If(self.final):
-                m.d.comb += self.out_en.eq(1)
+                m.d.comb += out_en.eq(1)
                 m.d.sync += out_ptr.eq(out_ptr + 1)
             with m.Elif(j == per_block - 1):
-                m.d.comb += self.act_en.eq(1)
+                m.d.comb += act_en.eq(1)
                 m.d.sync += [act_ptr.eq(act_ptr + 1), j.eq(0)]
             with m.Else():
                 m.d.sync += j.eq(j + 1)
