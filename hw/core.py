@@ -32,7 +32,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from . import bus
-from .fetcher import Fetcher
+from .fetcher import Fetcher, block_beat_layout
 from .fire_array import FireArray
 from .issuer import PlaneIssuer
 from .memory_map import (
@@ -99,12 +99,16 @@ class SpikePackCore(wiring.Component):
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.
             "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth)),
+            # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
+            # the issuer's plane selection.
+            "fetch_skid": SkidBuffer(block_beat_layout(p)),
         }
         for name, block in blocks.items():
             m.submodules[name] = ResetInserter(abort)(block)
-        seq, fetch, issue, pes, fire, writer, skid = blocks.values()
+        seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
         d = seq.layer
-        wiring.connect(m, fetch.o, issue.i)
+        wiring.connect(m, fetch.o, fetch_skid.i)
+        wiring.connect(m, fetch_skid.o, issue.i)
         wiring.connect(m, issue.o, skid.i)
         wiring.connect(m, skid.o, pes.i)
         wiring.connect(m, pes.bank, fire.bank)

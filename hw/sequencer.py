@@ -152,6 +152,14 @@ class Sequencer(wiring.Component):
             m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], lyr))
         with m.Else():
             m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
+        # The write port is driven from registers (the sum lands a cycle after it is made): a
+        # block RAM's inputs come from registers, never through logic.
+        cnt_wr_addr = Signal.like(cnt_wr.addr, reset_less=True)
+        cnt_wr_data = Signal(32, reset_less=True)
+        cnt_wr_en = Signal()
+        m.d.sync += cnt_wr_en.eq(0)
+        m.d.comb += [cnt_wr.addr.eq(cnt_wr_addr), cnt_wr.data.eq(cnt_wr_data),
+                     cnt_wr.en.eq(cnt_wr_en)]
         old = Signal(32)  # the counter memory's output, registered (block RAM outputs are slow)
         bus_keep = Signal()
         m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
@@ -222,7 +230,8 @@ class Sequencer(wiring.Component):
                     m.next = "ACC"
             with m.State("ACC"):
                 # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
-                # chosen at c + 1 (old word registered), the sum written at c + 2.
+                # chosen at c + 1 (old word registered), the sum made at c + 2 and written the
+                # cycle after.
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
                 m.d.sync += [cnt_sel.eq(cnt_sel + 1), old_keep.eq(ran.bit_select(lyr, 1))]
                 with m.Switch(cnt_sel):
@@ -233,9 +242,9 @@ class Sequencer(wiring.Component):
                         m.d.sync += add_value.eq(self.spikes)
                     with m.Case(3):
                         m.d.sync += add_value.eq(self.skipped)
-                m.d.comb += [cnt_wr.addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
-                             cnt_wr.data.eq(Mux(old_keep, old, 0) + add_value),
-                             cnt_wr.en.eq(cnt_sel >= 2)]
+                m.d.sync += [cnt_wr_addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
+                             cnt_wr_data.eq(Mux(old_keep, old, 0) + add_value),
+                             cnt_wr_en.eq(cnt_sel >= 2)]
                 with m.If(cnt_sel == 4):
                     m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
                     with m.If(d.last):
