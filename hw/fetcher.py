@@ -122,11 +122,14 @@ class Fetcher(wiring.Component):
         adv_s = Signal()
         adv_r = Signal()
         adv_b = Signal()
+        # The stages move in lockstep: one enable, one LUT from two registers (``o.ready`` is a
+        # skid buffer's register in the core), instead of a ready chain through every stage.
+        # Bubbles only occur while the pipeline fills, so nothing is lost by not squeezing them.
         m.d.comb += [
             adv_c.eq(~valid_c | self.o.ready),
-            adv_s.eq(~valid_s | adv_c),
-            adv_r.eq(~valid_r | adv_s),
-            adv_b.eq(~valid_b | adv_r),
+            adv_s.eq(adv_c),
+            adv_r.eq(adv_c),
+            adv_b.eq(adv_c),
             self.src_addr.eq(src_base + c),
             self.src_en.eq(adv_b),
         ]
