@@ -118,22 +118,16 @@ class Fetcher(wiring.Component):
         valid_c = self.o.valid
         m.d.comb += self.o.payload.block.eq(block_c)
 
-        adv_c = Signal()
-        adv_s = Signal()
-        adv_r = Signal()
-        adv_b = Signal()
+        adv = Signal()  # every stage moves on
         # The stages move in lockstep: one enable, one LUT from two registers (``o.ready`` is a
         # skid buffer's register in the core), instead of a ready chain through every stage.
         # Bubbles only occur while the pipeline fills, so nothing is lost by not squeezing them.
         m.d.comb += [
-            adv_c.eq(~valid_c | self.o.ready),
-            adv_s.eq(adv_c),
-            adv_r.eq(adv_c),
-            adv_b.eq(adv_c),
+            adv.eq(~valid_c | self.o.ready),
             self.src_addr.eq(src_base + c),
-            self.src_en.eq(adv_b),
+            self.src_en.eq(adv),
         ]
-        with m.If(adv_b):
+        with m.If(adv):
             m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == last_chunk), w_addr_b.eq(w_ptr)]
             with m.If(self.busy):
                 m.d.sync += [c.eq(c + 1), w_ptr.eq(w_ptr + 1)]
@@ -141,10 +135,10 @@ class Fetcher(wiring.Component):
                     m.d.sync += [c.eq(0), pas.eq(pas + 1)]
                     with m.If(pas == last_pass):
                         m.d.sync += self.busy.eq(0)
-        with m.If(adv_r):
+        with m.If(adv):
             m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), block_r.eq(self.src_data),
                          w_addr_r.eq(w_addr_b)]
-        with m.If(adv_s):
+        with m.If(adv):
             m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), block_s.eq(block_r),
                          w_addr_s.eq(w_addr_r)]
         in_T = Signal(p.t_max)  # planes below T
@@ -152,7 +146,7 @@ class Fetcher(wiring.Component):
         nonzero = Signal(p.t_max)
         m.d.comb += nonzero.eq(
             Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
-        with m.If(adv_c):
+        with m.If(adv):
             m.d.sync += [valid_c.eq(valid_s), block_c.eq(block_s),
                          self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
                          self.o.payload.count.eq(sum(nonzero[q] for q in range(p.t_max))),

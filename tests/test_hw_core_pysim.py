@@ -50,6 +50,27 @@ class PyBus:
             out.append(self.answers[self.reads - 1])
         return out
 
+    async def run(self, ctx, batch):
+        """Start a run of ``batch`` samples and poll until it is over; the final status word."""
+        await self.write(ctx, bus.REG_CONTROL, [img.control_word(batch)])
+        while (await self.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
+            await ctx.tick().repeat(16)
+        return (await self.read(ctx, bus.REG_STATUS))[0]
+
+    async def read_outputs(self, ctx, image, batch):
+        words = []
+        for addr, count in img.output_addresses(image, batch):
+            words += await self.read(ctx, addr, count)
+        return img.decode_outputs(image, words)
+
+    def simulate(self, host):
+        """Run ``host`` (an async testbench) against the core, this bus's consumer beside it."""
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-6)
+        sim.add_testbench(host)
+        sim.add_testbench(self.consumer)
+        sim.run()
+
     async def consumer(self, ctx):
         """Take answers (``ready`` low at random) until the host is finished."""
         resp = self.dut.bus.resp
@@ -78,23 +99,14 @@ def test_core_pysim_networks(pause, weight_regs, seed):
             image = img.build_image(net, P)
             for w in list(image.writes) + img.encode_inputs(image, x):
                 await pb.write(ctx, w.addr, w.words)
-            await pb.write(ctx, bus.REG_CONTROL, [img.control_word(len(x))])
-            while (await pb.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
-                await ctx.tick().repeat(16)
-            status = (await pb.read(ctx, bus.REG_STATUS))[0]
-            words = []
-            for addr, count in img.output_addresses(image, len(x)):
-                words += await pb.read(ctx, addr, count)
+            status = await pb.run(ctx, len(x))
+            outputs = await pb.read_outputs(ctx, image, len(x))
             caddr, ccount = img.counter_range(image)
             counters = img.decode_counters(image, await pb.read(ctx, caddr, ccount))
-            results.append((status, img.decode_outputs(image, words), counters))
+            results.append((status, outputs, counters))
         pb.finished = True
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(host)
-    sim.add_testbench(pb.consumer)
-    sim.run()
+    pb.simulate(host)
     assert len(results) == len(cases)
     for (net, x), (status, out, counters) in zip(cases, results, strict=False):
         ref = golden.run_network(net, x, acc_bits=P.acc_bits)
@@ -125,29 +137,16 @@ def test_core_without_lif_reports_lif_layers():
         image = img.build_image(net, p)
         for w in list(image.writes) + img.encode_inputs(image, x):
             await pb.write(ctx, w.addr, w.words)
-        await pb.write(ctx, bus.REG_CONTROL, [img.control_word(len(x))])
-        while (await pb.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
-            await ctx.tick().repeat(16)
-        statuses.append((await pb.read(ctx, bus.REG_STATUS))[0])
-        words = []
-        for addr, count in img.output_addresses(image, len(x)):
-            words += await pb.read(ctx, addr, count)
-        statuses.append(img.decode_outputs(image, words))
+        statuses.append(await pb.run(ctx, len(x)))
+        statuses.append(await pb.read_outputs(ctx, image, len(x)))
         # The same program with layer 0 turned into a LIF layer (bit 4 of descriptor word 0).
         prog = memory_map(p)["PROGRAM"].base
         word0 = (await pb.read(ctx, prog))[0]
         await pb.write(ctx, prog, [word0 | 1 << 4])
-        await pb.write(ctx, bus.REG_CONTROL, [img.control_word(len(x))])
-        while (await pb.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
-            await ctx.tick().repeat(16)
-        statuses.append((await pb.read(ctx, bus.REG_STATUS))[0])
+        statuses.append(await pb.run(ctx, len(x)))
         pb.finished = True
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(host)
-    sim.add_testbench(pb.consumer)
-    sim.run()
+    pb.simulate(host)
     assert not any(layer.mode is Mode.LIF for layer in net.layers)
     assert statuses[0] == img.STATUS_DONE
     assert np.array_equal(statuses[1], golden.run_network(net, x, acc_bits=p.acc_bits).output)

@@ -8,14 +8,7 @@ from sw.casc import CIFLayer, CIFNetwork, ClipQuan, casc_ann, run_casc
 from sw.data import load_digits_split
 from sw.models import ClipFloor
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("L,lam", [(1, 1.0), (3, 0.5), (7, 2.0), (15, 1.3)])

@@ -15,14 +15,7 @@ from sw.quantize_lif import leak_of, quantize_lif
 from sw.seed_experiment import deploy_spiking, train_spiking
 from sw.spiking_mlp import BitPlaneEncoder, spiking_mlp
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bitplane_encoder_is_the_packing_modules_bitplanes(rng):

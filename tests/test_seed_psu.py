@@ -11,14 +11,7 @@ from sw.neurons import IPSU, LIF, PSU, RPSU, psu_matrices
 from sw.spiking_mlp import forward_deployed, spiking_mlp
 from sw.train import accuracy, as_tensor, predict, seed_everything, train_classifier
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def loop_membrane(x, a, r):

@@ -3,19 +3,11 @@
 import re
 
 import pytest
-import torch
 
 from sw.cli import build_parser, main
 from sw.results import ResultsConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small MLPs train faster on one thread, and pytest -n 2 already fills both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_results_command_is_registered():

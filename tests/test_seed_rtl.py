@@ -7,19 +7,12 @@ The RTL runs are ``slow`` (``pytest -m slow``); the work predictor runs in the d
 
 import numpy as np
 import pytest
-import torch
 
 from hw.params import SMALL, CoreParams
 from sim.ir import IntLayer, IntNetwork, Mode, Reset
 from sim.rtl import simulator_available
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(rng, T, sizes, mode=Mode.SPIKEPACK):

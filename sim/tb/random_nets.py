@@ -9,7 +9,7 @@ import numpy as np
 
 from sim import golden
 from sim.ir import IntLayer, IntNetwork, Mode, Reset
-from sim.packing import unpack_bitplanes
+from sw.rtl_results import predicted_work
 
 
 def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
@@ -89,22 +89,8 @@ def random_inputs(rng: np.random.Generator, net: IntNetwork, batch: int,
 
 
 def expected_counters(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
-    """Golden spikes and skipped zero plane-chunks per layer, summed over the batch.
-
-    A layer with ``C = ceil(n_in / k)`` input chunks and ``P`` passes reads every bit-plane chunk
-    of its input ``P`` times; each all-zero one is skipped.
-    """
+    """Golden spikes and skipped zero plane-chunks per layer, summed over the batch (the skipped
+    ones as :func:`sw.rtl_results.predicted_work` schedules them)."""
     result = result or golden.run_network(net, x)
-    spikes = result.spikes_per_layer.sum(axis=1)
-    skipped = []
-    a = np.atleast_2d(x)
-    for layer, r in zip(net.layers, result.layers, strict=False):
-        chunks = -(-layer.n_in // params.k)
-        passes = -(-layer.n_out // params.n_pe)
-        pad = np.zeros((len(a), chunks * params.k), dtype=np.int64)
-        pad[:, :layer.n_in] = a
-        planes = unpack_bitplanes(pad, net.T).reshape(net.T, len(a), chunks, params.k)
-        zero = (planes.sum(axis=-1) == 0).sum()
-        skipped.append(int(zero) * passes)
-        a = r.output
-    return spikes, np.array(skipped)
+    _, skipped = predicted_work(net, np.atleast_2d(x), params, result)
+    return result.spikes_per_layer.sum(axis=1), skipped.sum(axis=0)
