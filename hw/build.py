@@ -7,6 +7,9 @@ Flows (by the preset's family):
   Always: a yosys ``synth_xilinx -family xc7`` resource estimate against the device, per module.
 * ``ecp5`` (ULX3S), ``ice40`` (iCEBreaker): the bitstream with yosys + nextpnr + ecppack/icepack
   (YoWASP builds from PyPI, or native tools); nextpnr's Fmax against the clock, and utilization.
+  On ECP5 the register behind each block RAM read port moves into the block RAM between yosys
+  and nextpnr (:mod:`hw.ecp5_outreg`); the plan archive's own script skips that step and makes
+  the same circuit with slower block RAM outputs.
 
 Every build writes ``report.json`` (schema ``hw.build_report.REPORT_SCHEMA``) and ``report.txt``
 into the build directory, tool logs under ``logs/``. Exit codes: 0 ok, 1 tool failure, 2 usage or
@@ -35,6 +38,7 @@ from .build_report import (
     xc7_utilization,
 )
 from .build_tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
+from .ecp5_outreg import absorb_file
 from .synth_hints import collision_hints
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
@@ -247,6 +251,11 @@ class _Build:
                 if tool == pnr:
                     self._nextpnr_failed(plan_dir / own_logs[pnr])
                 raise
+            if tool == "yosys" and p.family == "ecp5":
+                outreg = self.progress.step("block RAM output registers", absorb_file,
+                                            plan_dir / f"{TOP}.json")
+                self.report["ecp5_outreg"] = outreg.as_dict()
+                self.progress.say(outreg.describe())
             if tool == pnr:
                 self._nextpnr_results(plan_dir / report_json, plan_dir / own_logs[pnr])
         bit = plan_dir / (f"{TOP}.bit" if p.family == "ecp5" else f"{TOP}.bin")

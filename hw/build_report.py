@@ -271,6 +271,8 @@ def validate_report(report: dict) -> None:
     for step in report["steps"]:
         if set(step) < {"name", "seconds", "ok"}:
             raise ValueError(f"step {step!r} must have name, seconds, ok")
+    if not isinstance(report.get("ecp5_outreg", {}), dict):
+        raise ValueError("report['ecp5_outreg'] must be a dict")
     if report["timing"] is not None:
         for key in ("target_mhz", "fmax_mhz", "met", "source"):
             if key not in report["timing"]:
@@ -299,6 +301,13 @@ def format_report(report: dict) -> str:
             pct = "-" if e["percent"] is None else f"{e['percent']:.1f}%"
             out.append(f"  {res:<28}{_fmt_num(e['used']):>12}{_fmt_num(e['available']):>12}"
                        f"{pct:>8}")
+        out.append("")
+    outreg = report.get("ecp5_outreg")
+    if outreg:
+        out.append(f"Block RAM output registers: {outreg['absorbed']}/{outreg['read_ports']} read "
+                   f"ports use OUTREG ({outreg['flip_flops_removed']:,} flip-flops moved in)")
+        out.extend(f"  kept NOREG: {k['cell']} port {k['port']}: {k['reason']}"
+                   for k in outreg["kept"])
         out.append("")
     timing = report["timing"]
     if timing:

@@ -244,7 +244,7 @@ class SpikePackCore(wiring.Component):
         with m.Else():
             m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"]))
         # The descriptor memory's output, registered for the sequencer and the bus alike.
-        desc_q = Signal(32)
+        desc_q = Signal(32, reset_less=True)  # (no reset: see hw.ecp5_outreg)
         m.d.sync += desc_q.eq(desc_rd.data)
         m.d.comb += [
             seq.desc_data.eq(desc_q),
@@ -263,7 +263,7 @@ class SpikePackCore(wiring.Component):
         src = {name: Signal(name=f"rd_{name}") for name in sources}
         lane = Signal(range(p.fire_units))
         ident_word = Signal(32)
-        out_raw = Signal(32 * p.fire_units)
+        out_raw = Signal(32 * p.fire_units, reset_less=True)
 
         with m.FSM():
             with m.State("IDLE"):

@@ -197,8 +197,10 @@ class FireArray(wiring.Component):
             at_data.g.eq(g), at_unit.eq(at_data),
         ]
         sums = [Signal(signed(self._sum_bits), name=f"sum{f}") for f in range(self._n_units)]
-        bias = Signal.like(self.bias)
-        theta = Signal.like(self.theta)
+        # The bias/theta memory's output, registered as it comes (no reset: the ECP5 flow moves
+        # this register into the block RAM, ``hw.ecp5_outreg``).
+        bias = Signal.like(self.bias, reset_less=True)
+        theta = Signal.like(self.theta, reset_less=True)
         m.d.sync += [bias.eq(self.bias), theta.eq(self.theta)]
         for f, unit in enumerate(self._units):
             m.submodules[f"unit{f}"] = unit

@@ -160,7 +160,9 @@ class Sequencer(wiring.Component):
         m.d.sync += cnt_wr_en.eq(0)
         m.d.comb += [cnt_wr.addr.eq(cnt_wr_addr), cnt_wr.data.eq(cnt_wr_data),
                      cnt_wr.en.eq(cnt_wr_en)]
-        old = Signal(32)  # the counter memory's output, registered (block RAM outputs are slow)
+        # The counter memory's output, registered (block RAM outputs are slow); no reset, so the
+        # ECP5 flow can make it the block RAM's output register (hw.ecp5_outreg).
+        old = Signal(32, reset_less=True)
         bus_keep = Signal()
         m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
                      bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1),
