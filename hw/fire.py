@@ -144,9 +144,8 @@ class FireUnit(wiring.Component):
         m.d.comb += p.eq(beat.sum)
 
         bias = Signal(signed(acc))
-        theta = Signal(unsigned(acc))
         with m.If(take & beat.first):
-            m.d.sync += [bias.eq(beat.bias), theta.eq(beat.theta)]
+            m.d.sync += bias.eq(beat.bias)
         bias_now = Mux(beat.first, beat.bias, bias)
 
         # One datapath for both modes: four adders (A..D) around four registers.
@@ -167,10 +166,15 @@ class FireUnit(wiring.Component):
         # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
         add_b = Signal(signed(acc))
         m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
-        # C: r - threshold, the firing compare and subtract.
+        # C: r - threshold, the firing compare and subtract. The threshold has a register of its
+        # own, loaded with whatever the mode's is next (LIF: the neuron's theta; SpikePack: th_f's
+        # low bits), so no mode multiplexer sits in front of the carry chain.
         big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
+        c_theta = Signal(unsigned(acc))
         add_c = Signal(signed(acc + 1))
-        m.d.comb += add_c.eq(r - Mux(lif, theta, th_f[:acc - 1]))
+        m.d.comb += add_c.eq(r - c_theta)
+        with m.If(take & beat.first & lif):
+            m.d.sync += c_theta.eq(beat.theta)
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak.
         add_d = Mux(cfg.leak == 0, r, r - (r >> cfg.leak)) if self._lif else 0
 
@@ -209,11 +213,11 @@ class FireUnit(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
-                m.d.sync += [r.eq(add_b), th_f.eq(th_h), steps.eq(cfg.T), word.eq(0),
-                             count.eq(0)]
+                m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                             steps.eq(cfg.T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
-            m.d.sync += [th_f.eq(th_f >> 1), steps.eq(steps - 1)]
+            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
 
         if not self._lif:
             return m

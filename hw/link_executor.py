@@ -2,7 +2,7 @@
 
 import operator
 
-from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -143,6 +143,9 @@ class LinkExecutor(wiring.Component):
         write_len_ok = (f.length >= 4) & (f.length[:2] == 0)
         read_len_ok = (f.length == 8) & (arg1 >= 1) & (arg1 <= max_words)
         run_len_ok = (f.length == 4) & (arg0 >= 1) & (arg0 <= BATCH_LIMIT)
+        # The frame's verdict (``Status.OK`` or the error to reply), registered in VERDICT so
+        # that CHECK, which loads the reply header and the bus request, acts on one register.
+        verdict = Signal(Status)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -171,56 +174,55 @@ class LinkExecutor(wiring.Component):
                     read_addr_ok.eq((arg0 < limit) & (arg0[:ADDR_BITS + 1] + arg1[:16] <= limit)),
                     index.eq(0), timer.eq(0),
                 ]
+                m.next = "VERDICT"
+            with m.State("VERDICT"):
+                def judge(length_ok, addr_ok=Const(1)):
+                    m.d.sync += verdict.eq(Mux(length_ok, Mux(addr_ok, Status.OK,
+                                                              Status.ERR_ADDRESS),
+                                               Status.ERR_LENGTH))
+                with m.If(f.status != Status.OK):
+                    m.d.sync += verdict.eq(f.status)
+                with m.Else():
+                    with m.Switch(f.command):
+                        with m.Case(Command.IDENTIFY, Command.ABORT):
+                            judge(f.length == 0)
+                        with m.Case(Command.WRITE):
+                            judge(write_len_ok, write_addr_ok)
+                        with m.Case(Command.READ):
+                            judge(read_len_ok, read_addr_ok)
+                        with m.Case(Command.RUN):
+                            judge(run_len_ok)
+                        with m.Default():
+                            m.d.sync += verdict.eq(Status.ERR_COMMAND)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(f.status != Status.OK):
-                    send_header(f.status, 0, "FINISH")
+                with m.If(verdict != Status.OK):
+                    send_header(verdict, 0, "FINISH")
                 with m.Else():
                     with m.Switch(f.command):
                         with m.Case(Command.IDENTIFY):
-                            with m.If(f.length != 0):
-                                send_header(Status.ERR_LENGTH, 0, "FINISH")
-                            with m.Else():
-                                send_header(Status.OK, 4 * len(self._identify), "IDENTIFY")
+                            send_header(Status.OK, 4 * len(self._identify), "IDENTIFY")
                         with m.Case(Command.WRITE):
-                            with m.If(~write_len_ok):
-                                send_header(Status.ERR_LENGTH, 0, "FINISH")
-                            with m.Elif(~write_addr_ok):
-                                send_header(Status.ERR_ADDRESS, 0, "FINISH")
-                            with m.Else():
-                                # ``raw`` holds payload word 1, the port word 2 (ARG1).
-                                m.d.sync += todo.eq(n_write)
-                                m.next = "WRITE"
+                            # ``raw`` holds payload word 1, the port word 2 (ARG1).
+                            m.d.sync += todo.eq(n_write)
+                            m.next = "WRITE"
                         with m.Case(Command.READ):
-                            with m.If(~read_len_ok):
-                                send_header(Status.ERR_LENGTH, 0, "FINISH")
-                            with m.Elif(~read_addr_ok):
-                                send_header(Status.ERR_ADDRESS, 0, "FINISH")
-                            with m.Else():
-                                m.d.sync += [todo.eq(arg1), pending.eq(arg1)]
-                                send_header(Status.OK, arg1 << 2, "READ")
+                            m.d.sync += [todo.eq(arg1), pending.eq(arg1)]
+                            send_header(Status.OK, arg1 << 2, "READ")
                         with m.Case(Command.RUN):
-                            with m.If(~run_len_ok):
-                                send_header(Status.ERR_LENGTH, 0, "FINISH")
-                            with m.Else():
-                                m.d.sync += [
+                            m.d.sync += [
                                     req.valid.eq(1), req_write.eq(1),
                                     req_addr.eq(REG_CONTROL),
                                     req_data.eq(CONTROL_START
                                                 | (arg0[:16] << CONTROL_BATCH_SHIFT)),
                                 ]
-                                m.next = "RUN_START"
+                            m.next = "RUN_START"
                         with m.Case(Command.ABORT):
-                            with m.If(f.length != 0):
-                                send_header(Status.ERR_LENGTH, 0, "FINISH")
-                            with m.Else():
-                                m.d.sync += [
-                                    req.valid.eq(1), req_write.eq(1),
-                                    req_addr.eq(REG_CONTROL), req_data.eq(CONTROL_ABORT),
-                                ]
-                                m.next = "ABORT"
-                        with m.Default():
-                            send_header(Status.ERR_COMMAND, 0, "FINISH")
+                            m.d.sync += [
+                                req.valid.eq(1), req_write.eq(1),
+                                req_addr.eq(REG_CONTROL), req_data.eq(CONTROL_ABORT),
+                            ]
+                            m.next = "ABORT"
 
             with m.State("IDENTIFY"):
                 table = Array(Const(w, 32) for w in self._identify)

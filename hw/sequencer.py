@@ -177,9 +177,7 @@ class Sequencer(wiring.Component):
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old_keep = Signal()
-        n_out_pad = Signal(17)
-        bt_end = Signal(17)
-        bt_far = Signal()  # bt_base >= 2^16
+        check = Signal(8)  # the descriptor's error code (0: none), judged in SUMS
         last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -205,22 +203,23 @@ class Sequencer(wiring.Component):
                 with m.If(word == DESCRIPTOR_WORDS_READ + 1):
                     m.next = "SUMS"
             with m.State("SUMS"):
-                # The sums the checks compare, one cycle ahead of the compares.
-                m.d.sync += [n_out_pad.eq(d.n_out + p.n_pe), bt_end.eq(d.bt_base[:16] + d.passes),
-                             bt_far.eq(d.bt_base[16:] != 0), last_sample.eq(sample + 1 == batch)]
+                # The descriptor's checks, registered: CHECK acts on one code.
+                covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
+                bad_size = ((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
+                            | (d.passes > p.max_passes) | (d.n_out > covered)
+                            | (d.n_out + p.n_pe <= covered) | (d.bt_base[16:] != 0)
+                            | (d.bt_base[:16] + d.passes > p.bt_rows))
+                m.d.sync += [
+                    check.eq(Mux(d.kind != 0, ErrorCode.BAD_KIND,
+                             Mux((d.T == 0) | (d.T > p.t_max), ErrorCode.BAD_T,
+                             Mux(d.lif & (p.lif == 0), ErrorCode.NO_LIF,
+                             Mux(bad_size, ErrorCode.BAD_SIZE, ErrorCode.NONE))))),
+                    last_sample.eq(sample + 1 == batch),
+                ]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
-                with m.If(d.kind != 0):
-                    fail(ErrorCode.BAD_KIND)
-                with m.Elif((d.T == 0) | (d.T > p.t_max)):
-                    fail(ErrorCode.BAD_T)
-                with m.Elif(d.lif & (p.lif == 0)):
-                    fail(ErrorCode.NO_LIF)
-                with m.Elif((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
-                            | (d.passes > p.max_passes) | (d.n_out > covered)
-                            | (n_out_pad <= covered) | bt_far | (bt_end > p.bt_rows)):
-                    fail(ErrorCode.BAD_SIZE)
+                with m.If(check != ErrorCode.NONE):
+                    fail(check)
                 with m.Else():
                     m.next = "START"
             with m.State("START"):

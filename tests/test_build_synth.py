@@ -97,6 +97,10 @@ def test_ulx3s_bitstream(ulx3s_build):
     timing = report["timing"]
     assert timing["source"] == "nextpnr" and timing["fmax_mhz"] > 0
     assert timing["target_mhz"] == get_board("ulx3s").clk_freq / 1e6
+    # Every block RAM read port's register went into the block RAM (hw.ecp5_outreg).
+    outreg = report["ecp5_outreg"]
+    assert outreg["read_ports"] >= util["DP16KD"]["used"] and outreg["kept"] == []
+    assert outreg["absorbed"] == outreg["read_ports"] and outreg["flip_flops_removed"] > 2_000
 
 
 @pytest.mark.xfail(strict=False, reason=(
