@@ -176,10 +176,10 @@ class LinkExecutor(wiring.Component):
                 ]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
-                def judge(length_ok, addr_ok=Const(1)):
-                    m.d.sync += verdict.eq(Mux(length_ok, Mux(addr_ok, Status.OK,
-                                                              Status.ERR_ADDRESS),
-                                               Status.ERR_LENGTH))
+                def judge(length_ok, addr_ok=None):
+                    ok = Status.OK if addr_ok is None else Mux(addr_ok, Status.OK,
+                                                               Status.ERR_ADDRESS)
+                    m.d.sync += verdict.eq(Mux(length_ok, ok, Status.ERR_LENGTH))
                 with m.If(f.status != Status.OK):
                     m.d.sync += verdict.eq(f.status)
                 with m.Else():
