@@ -176,7 +176,8 @@ class FireUnit(wiring.Component):
         with m.If(take & beat.first & lif):
             m.d.sync += c_theta.eq(beat.theta)
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak.
-        add_d = Mux(cfg.leak == 0, r, r - (r >> cfg.leak)) if self._lif else 0
+        # (no leak: subtract 0; the choice sits in the shifter, not behind the subtractor)
+        add_d = r - Mux(cfg.leak == 0, 0, r >> cfg.leak) if self._lif else 0
 
         with m.If(take):
             m.d.sync += u.eq(add_a)
