@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ _FF = "TRELLIS_FF"
 class PortResult:
     """One block RAM read port: absorbed, or why not."""
     cell: str
-    port: str            # "A", "B", or "B" for the 36-bit read of a pseudo-dual-port RAM
+    port: str            # "A" or "B" (a pseudo-dual-port RAM's 36-bit read is port "B")
     bits: int            # data pins in use
     absorbed: bool
     reason: str = ""     # why not, when not absorbed
@@ -107,14 +106,10 @@ def _pin(cell, name):
     return bits[0] if bits else "x"
 
 
-def _data_pins(cell, prefixes):
-    pattern = re.compile(r"DO([AB])(\d+)$")
-    pins = []
-    for name in cell["connections"]:
-        m = pattern.match(name)
-        if m and m.group(1) in prefixes:
-            pins.append(name)
-    return sorted(pins, key=lambda n: (n[2], int(n[3:])))
+def _data_pins(cell, sides):
+    """The connected read data pins of ``sides`` ("A", "B" or "AB"), in pin order."""
+    return [f"DO{side}{i}" for side in sides for i in range(18)
+            if f"DO{side}{i}" in cell["connections"]]
 
 
 def _read_ports(cell):
@@ -148,9 +143,8 @@ def absorb_output_registers(netlist: dict, top: str = "top") -> OutregSummary:
         if cell["type"] != _BRAM:
             continue
         for side, clk_pin, pins, regmodes, oce_pins in _read_ports(cell):
-            used = [(pin, _pin(cell, pin)) for pin in pins
-                    if isinstance(_pin(cell, pin), int)
-                    and (sinks.get(_pin(cell, pin)) or _pin(cell, pin) in module_outputs)]
+            used = [(pin, bit) for pin, bit in ((pin, _pin(cell, pin)) for pin in pins)
+                    if isinstance(bit, int) and (sinks.get(bit) or bit in module_outputs)]
             if not used:
                 continue
             reason, ffs, enable = _check_port(cell, clk_pin, regmodes, oce_pins, used, cells,
@@ -191,8 +185,8 @@ def _check_port(cell, clk_pin, regmodes, oce_pins, used, cells, sinks, module_ou
             return f"{pin} drives {ff['type']}.{port}, not a flip-flop's D input", None, None
         if _pin(ff, "CLK") != clock or _param(ff, "CLKMUX", "CLK") != "CLK":
             return f"{pin}'s flip-flop has another clock or edge", None, None
-        if _param(ff, "LSRMUX", "LSR") not in ("LSR", "INV") or _pin(ff, "LSR") != (
-                "0" if _param(ff, "LSRMUX", "LSR") == "LSR" else "1"):
+        inactive = {"LSR": "0", "INV": "1"}.get(_param(ff, "LSRMUX", "LSR"))  # LSR pin tie-off
+        if _pin(ff, "LSR") != inactive:
             return f"{pin}'s flip-flop has a set/reset", None, None
         if _param(ff, "GSR", "ENABLED") != "DISABLED":
             return f"{pin}'s flip-flop has the global set/reset enabled", None, None

@@ -211,11 +211,9 @@ class LinkExecutor(wiring.Component):
                             send_header(Status.OK, arg1 << 2, "READ")
                         with m.Case(Command.RUN):
                             m.d.sync += [
-                                    req.valid.eq(1), req_write.eq(1),
-                                    req_addr.eq(REG_CONTROL),
-                                    req_data.eq(CONTROL_START
-                                                | (arg0[:16] << CONTROL_BATCH_SHIFT)),
-                                ]
+                                req.valid.eq(1), req_write.eq(1), req_addr.eq(REG_CONTROL),
+                                req_data.eq(CONTROL_START | (arg0[:16] << CONTROL_BATCH_SHIFT)),
+                            ]
                             m.next = "RUN_START"
                         with m.Case(Command.ABORT):
                             m.d.sync += [

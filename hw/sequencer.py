@@ -33,15 +33,31 @@ DESCRIPTOR_WORDS_READ = 6
 
 
 class ErrorCode(enum.IntEnum):
-    """``REG_STATUS`` bits 8..15 after a run ended with the error bit set."""
+    """``REG_STATUS`` bits 8..15 after a run ended with the error bit set; ``meaning`` says what
+    each is in words (the host driver's error messages use it)."""
 
     NONE = 0
-    BAD_BATCH = 1  #: batch size 0 or above batch_depth
-    BAD_T = 2  #: T = 0 or T > t_max
-    BAD_SIZE = 3  #: chunks/passes/n_out/bias rows outside the build
-    BAD_KIND = 4  #: layer kind not implemented (only dense)
-    NO_LAST = 5  #: max_layers descriptors without a last layer
-    NO_LIF = 6  #: a LIF/IF layer on a build without the LIF datapath (``lif=0``)
+    BAD_BATCH = 1
+    BAD_T = 2
+    BAD_SIZE = 3
+    BAD_KIND = 4
+    NO_LAST = 5
+    NO_LIF = 6
+
+    @property
+    def meaning(self) -> str:
+        return _ERROR_MEANINGS[self]
+
+
+_ERROR_MEANINGS = {
+    ErrorCode.NONE: "no error",
+    ErrorCode.BAD_BATCH: "batch size 0 or above the build's batch_depth",
+    ErrorCode.BAD_T: "a layer's T is 0 or above the build's t_max",
+    ErrorCode.BAD_SIZE: "a layer's chunks, passes, outputs or bias rows are outside the build",
+    ErrorCode.BAD_KIND: "a layer kind the core does not run (only dense)",
+    ErrorCode.NO_LAST: "no descriptor of the program is marked last",
+    ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
+}
 
 
 def counter_read_signature(max_layers: int) -> wiring.Signature:
@@ -177,7 +193,7 @@ class Sequencer(wiring.Component):
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old_keep = Signal()
-        check = Signal(8)  # the descriptor's error code (0: none), judged in SUMS
+        check = Signal.like(self.error_code, name="check")  # judged in VERDICT (0: none)
         last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -201,8 +217,8 @@ class Sequencer(wiring.Component):
                         with m.Case(w):
                             m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
                 with m.If(word == DESCRIPTOR_WORDS_READ + 1):
-                    m.next = "SUMS"
-            with m.State("SUMS"):
+                    m.next = "VERDICT"
+            with m.State("VERDICT"):
                 # The descriptor's checks, registered: CHECK acts on one code.
                 covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
                 bad_size = ((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)

@@ -19,6 +19,7 @@ import logging
 from collections import deque
 
 from hw.bus import ID_BASE, ID_MAGIC
+from hw.sequencer import ErrorCode
 
 from .protocol import (
     BATCH_LIMIT,
@@ -75,21 +76,15 @@ _HINTS = {
 }
 
 
-#: What each core error code (``REG_STATUS`` bits 8..15, ``hw.sequencer.ErrorCode``) means.
-_CORE_ERRORS = {
-    1: ("BAD_BATCH", "batch size 0 or above the build's batch_depth"),
-    2: ("BAD_T", "a layer's T is 0 or above the build's t_max"),
-    3: ("BAD_SIZE", "a layer's chunks, passes, outputs or bias rows are outside the build"),
-    4: ("BAD_KIND", "a layer kind the core does not run (only dense)"),
-    5: ("NO_LAST", "no descriptor of the program is marked last"),
-    6: ("NO_LIF", "a LIF/IF layer on a build without the LIF datapath (lif=0)"),
-}
-
-
 def core_error_text(status_word: int) -> str:
-    """``REG_STATUS`` with its error bit set, in words (the code and what it means)."""
+    """``REG_STATUS`` with its error bit set, in words (the code, ``hw.sequencer.ErrorCode``,
+    and what it means)."""
     code = (int(status_word) >> 8) & 0xFF
-    name, meaning = _CORE_ERRORS.get(code, (f"code {code}", "unknown error code"))
+    try:
+        error = ErrorCode(code)
+        name, meaning = error.name, error.meaning
+    except ValueError:
+        name, meaning = f"code {code}", "unknown error code"
     return f"core error {name}: {meaning} (status {int(status_word):#06x})"
 
 
