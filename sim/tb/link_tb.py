@@ -235,10 +235,13 @@ class Fuzzer:
             self.note(r.status)
             assert (r.status, r.words) == (Status.OK, IDENTIFY)
         elif kind == "corrupt":
-            frame = bytearray(rng.choice([self.random_write(16), self.random_read()])[2])
-            for _ in range(rng.choice([1, 1, 2, 5])):
-                i = rng.randrange(len(frame))
-                frame[i] ^= rng.randrange(1, 256)
+            original = rng.choice([self.random_write(16), self.random_read()])[2]
+            frame = bytearray(original)
+            # (flips that land on one byte may cancel out: flip until the frame differs)
+            while frame == original:
+                for _ in range(rng.choice([1, 1, 2, 5])):
+                    i = rng.randrange(len(frame))
+                    frame[i] ^= rng.randrange(1, 256)
             await self.expect_refusal(bytes(frame))
         elif kind == "truncate":
             frame = self.random_write(rng.choice([8, 64]))[2]
