@@ -5,7 +5,9 @@ Bus contract (``bus: In(hw.bus.BusSignature)``; a master such as the UART host l
 * ``bus.req`` is a ``lib.stream`` of :data:`hw.bus.BusRequest` (``addr`` 24-bit *word* address,
   ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
   32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
-  ``req.ready`` low while a read answer waits on ``resp.ready``.
+  ``req.ready`` low while a read waits for its answer to be handed over. ``req.ready`` depends on
+  the core's registers only (never on ``resp.ready`` or ``req.valid``), so no handshake path
+  runs from the master through the core and back.
 * Throughput: one write per cycle (a request is registered before it is decoded); one read per
   6 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
   counters). INPUT writes wait while the core is busy.
@@ -170,7 +172,7 @@ class SpikePackCore(wiring.Component):
         req, resp = self.bus.req, self.bus.resp
         q = Signal(bus.BusRequest)
         q_valid = Signal()
-        q_done = Signal()  # the registered request is carried out this cycle
+        q_done = Signal()  # the registered request is carried out this cycle (core registers only)
         m.d.comb += req.ready.eq(~q_valid | q_done)
         addr, wdata = q.addr, q.data
 
@@ -298,10 +300,12 @@ class SpikePackCore(wiring.Component):
                     | Mux(src["counter"] & seq.counters.keep, seq.counters.data, 0)
                     | Mux(src["total"], seq.total_cycles, 0))
                 m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
+                # The read is done with ``q`` once its answer is chosen: the next request may be
+                # registered (and a write carried out) while the answer waits in RESP.
+                m.d.comb += q_done.eq(1)
                 m.next = "RESP"
             with m.State("RESP"):
                 with m.If(resp.ready):
                     m.d.sync += resp.valid.eq(0)
-                    m.d.comb += q_done.eq(1)
                     m.next = "IDLE"
         return m

@@ -8,10 +8,11 @@ from amaranth.lib.wiring import In, Out
 
 from sw.protocol import LINK_MAGIC, PROTOCOL_VERSION, crc32
 
-from .bus import ADDR_BITS, BusSignature
+from .bus import ADDR_BITS, BusRequest, BusSignature
 from .frame_decoder import FrameDecoder, check_max_payload
 from .frame_encoder import FrameEncoder
 from .link_executor import LinkExecutor
+from .skid_buffer import SkidBuffer
 from .uart_rx import UARTReceiver
 from .uart_tx import UARTTransmitter, baud_divisor
 
@@ -25,6 +26,10 @@ DEFAULT_RUN_TIMEOUT_S = 10.0
 
 class HostLink(wiring.Component):
     """UART receiver -> frame decoder -> executor -> frame encoder -> UART transmitter.
+
+    The executor's bus requests leave through a :class:`hw.skid_buffer.SkidBuffer`: its
+    handshake (which loads the request, the reply header and the frame buffer's read enable) then
+    waits on a register, not on the core's decode across the chip.
 
     Build parameters (fixed per bitstream, reported by ``IDENTIFY``) are the clock and baud rates,
     the largest payload, the idle and run timeouts, and the address limit. See ``docs/protocol.md``.
@@ -51,7 +56,7 @@ class HostLink(wiring.Component):
     tx : Out(1)
         UART to the host.
     bus : Out(hw.bus.BusSignature)
-        To the core.
+        To the core (``req`` registered, a request a cycle; ``resp`` straight through).
     """
 
     rx: In(1, init=1)
@@ -122,5 +127,8 @@ class HostLink(wiring.Component):
         wiring.connect(m, executor.reply, encoder.header)
         wiring.connect(m, executor.reply_data, encoder.data)
         wiring.connect(m, encoder.o, uart_tx.i)
-        wiring.connect(m, wiring.flipped(self.bus), executor.bus)
+        m.submodules.req_skid = req_skid = SkidBuffer(BusRequest)
+        wiring.connect(m, executor.bus.req, req_skid.i)
+        wiring.connect(m, req_skid.o, wiring.flipped(self.bus.req))
+        wiring.connect(m, wiring.flipped(self.bus.resp), executor.bus.resp)
         return m
