@@ -1,12 +1,12 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` word by word (8 cycles), check it (2 cycles), start the fetcher and clear the
-per-layer counters of the datapath, wait until the writer has stored every pass of the layer,
-then add the layer's cycles, output spikes and skipped zero plane-chunks into the counters of
-layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes ping-pong
-half ``l % 2`` of the spike memory and layer ``l + 1`` reads it; the last layer writes the
-sample's output words.
+descriptor ``l`` word by word (8 cycles), check it and the batch size (2 cycles), start the fetcher
+and clear the per-layer counters of the datapath, wait until the writer has stored every pass of
+the layer, then add the layer's cycles, output spikes and skipped zero plane-chunks into the
+counters of layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes
+ping-pong half ``l % 2`` of the spike memory and layer ``l + 1`` reads it; the last layer writes
+the sample's output words.
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
@@ -138,7 +138,8 @@ class Sequencer(wiring.Component):
         p = self._params
         lyr = Signal(range(p.max_layers))
         sample = Signal(range(p.batch_depth))
-        batch = Signal(range(p.batch_depth + 1))  # checked against batch_depth before it is kept
+        batch = Signal(range(p.batch_depth + 1))  # (meaningless when bad_batch: the run fails)
+        bad_batch = Signal()  # the start's batch is 0 or above batch_depth (acted on in CHECK)
         in_base = Signal.like(self.src_base)
         layer_cycles = Signal(32)
         d = self.layer
@@ -193,20 +194,22 @@ class Sequencer(wiring.Component):
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old_keep = Signal()
-        check = Signal.like(self.error_code, name="check")  # judged in VERDICT (0: none)
+        # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
+        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
+        bad_size = Signal(6)  # chunks, passes, n_out (2), bias/theta rows (2)
         last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
+                    # The batch size is acted on with layer 0's descriptor (CHECK), not here:
+                    # no compare sits in front of the enables of the run's registers.
                     m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_code.eq(0),
-                                 self.total_cycles.eq(0), ran.eq(0)]
-                    with m.If((self.batch == 0) | (self.batch > p.batch_depth)):
-                        fail(ErrorCode.BAD_BATCH)
-                    with m.Else():
-                        m.d.sync += [self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
-                                     in_base.eq(p.input_base), self.out_base.eq(0), lyr.eq(0),
-                                     layer_cycles.eq(0), word.eq(0)]
-                        m.next = "LOAD"
+                                 self.total_cycles.eq(0), ran.eq(0),
+                                 bad_batch.eq((self.batch == 0) | (self.batch > p.batch_depth)),
+                                 self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
+                                 in_base.eq(p.input_base), self.out_base.eq(0), lyr.eq(0),
+                                 layer_cycles.eq(0), word.eq(0)]
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 # Address word ``word`` (while there are words left); word ``word - 2`` arrives
                 # (registered) and goes into the descriptor register.
@@ -219,23 +222,26 @@ class Sequencer(wiring.Component):
                 with m.If(word == DESCRIPTOR_WORDS_READ + 1):
                     m.next = "VERDICT"
             with m.State("VERDICT"):
-                # The descriptor's checks, registered: CHECK acts on one code.
+                # The descriptor's checks, each registered on its own; CHECK picks the error.
                 covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
-                bad_size = ((d.chunks == 0) | (d.chunks > p.act_chunks) | (d.passes == 0)
-                            | (d.passes > p.max_passes) | (d.n_out > covered)
-                            | (d.n_out + p.n_pe <= covered) | (d.bt_base[16:] != 0)
-                            | (d.bt_base[:16] + d.passes > p.bt_rows))
                 m.d.sync += [
-                    check.eq(Mux(d.kind != 0, ErrorCode.BAD_KIND,
-                             Mux((d.T == 0) | (d.T > p.t_max), ErrorCode.BAD_T,
-                             Mux(d.lif & (p.lif == 0), ErrorCode.NO_LIF,
-                             Mux(bad_size, ErrorCode.BAD_SIZE, ErrorCode.NONE))))),
+                    bad_kind.eq(d.kind != 0),
+                    bad_t.eq((d.T == 0) | (d.T > p.t_max)),
+                    no_lif.eq(d.lif & (p.lif == 0)),
+                    bad_size.eq(Cat(
+                        (d.chunks == 0) | (d.chunks > p.act_chunks),
+                        (d.passes == 0) | (d.passes > p.max_passes),
+                        d.n_out > covered, d.n_out + p.n_pe <= covered,
+                        d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows)),
                     last_sample.eq(sample + 1 == batch),
                 ]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(check != ErrorCode.NONE):
-                    fail(check)
+                with m.If(bad_batch | bad_kind | bad_t | no_lif | bad_size.any()):
+                    fail(Mux(bad_batch, ErrorCode.BAD_BATCH,
+                         Mux(bad_kind, ErrorCode.BAD_KIND,
+                         Mux(bad_t, ErrorCode.BAD_T,
+                         Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
                 with m.Else():
                     m.next = "START"
             with m.State("START"):

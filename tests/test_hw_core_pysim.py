@@ -151,3 +151,89 @@ def test_core_without_lif_reports_lif_layers():
     assert statuses[0] == img.STATUS_DONE
     assert np.array_equal(statuses[1], golden.run_network(net, x, acc_bits=p.acc_bits).output)
     assert statuses[2] & img.STATUS_ERROR and statuses[2] >> 8 == ErrorCode.NO_LIF
+
+
+def test_core_rejects_bad_batch_sizes():
+    """A start with batch 0, or above batch_depth (even one whose low bits would fit the batch
+    register), stops with error BAD_BATCH and writes nothing; a good run after it is bit-exact."""
+    from hw.sequencer import ErrorCode
+
+    dut = SpikePackCore(P)
+    pb = PyBus(dut, 5, 0.2)
+    rng = np.random.default_rng(11)
+    net = random_network(rng, P, max_depth=2)
+    x = random_inputs(rng, net, P.batch_depth)
+    bad = (0, P.batch_depth + 1, 1 << 15)
+    statuses = []
+
+    async def host(ctx):
+        image = img.build_image(net, P)
+        for w in list(image.writes) + img.encode_inputs(image, x):
+            await pb.write(ctx, w.addr, w.words)
+        for batch in bad:
+            statuses.append(await pb.run(ctx, batch))
+        statuses.append(await pb.run(ctx, len(x)))
+        statuses.append(await pb.read_outputs(ctx, image, len(x)))
+        pb.finished = True
+
+    pb.simulate(host)
+    for batch, status in zip(bad, statuses, strict=False):
+        assert status & img.STATUS_ERROR and not status & img.STATUS_BUSY, batch
+        assert status >> 8 == ErrorCode.BAD_BATCH, batch
+    assert statuses[len(bad)] == img.STATUS_DONE
+    assert np.array_equal(statuses[-1], golden.run_network(net, x, acc_bits=P.acc_bits).output)
+
+
+def test_core_refuses_bad_descriptors_with_their_codes():
+    """Each descriptor check of the sequencer, broken one at a time in the first layer, stops the
+    run with its own code (the batch first, then kind, T, LIF, sizes); the program restored,
+    the run is bit-exact again."""
+    from hw.memory_map import DESCRIPTOR_WORDS, decode_descriptor, encode_descriptor
+    from hw.sequencer import ErrorCode
+
+    dut = SpikePackCore(P)
+    pb = PyBus(dut, 9, 0.1)
+    rng = np.random.default_rng(17)
+    net = random_network(rng, P, max_depth=1)
+    x = random_inputs(rng, net, 1)
+    prog = memory_map(P)["PROGRAM"].base
+    results = []
+
+    def cases(d):
+        covered = d["passes"] * P.n_pe
+        return [
+            ({"kind": 1}, 1, ErrorCode.BAD_KIND),
+            ({"kind": 1}, 0, ErrorCode.BAD_BATCH),
+            ({"T": 0}, 1, ErrorCode.BAD_T),
+            ({"T": P.t_max + 1, "kind": 0}, 1, ErrorCode.BAD_T),
+            ({"chunks": 0}, 1, ErrorCode.BAD_SIZE),
+            ({"chunks": P.act_chunks + 1}, 1, ErrorCode.BAD_SIZE),
+            ({"passes": 0}, 1, ErrorCode.BAD_SIZE),
+            ({"passes": P.max_passes + 1}, 1, ErrorCode.BAD_SIZE),
+            ({"n_out": covered + 1}, 1, ErrorCode.BAD_SIZE),
+            ({"n_out": covered - P.n_pe}, 1, ErrorCode.BAD_SIZE),
+            ({"bt_base": P.bt_rows - d["passes"] + 1}, 1, ErrorCode.BAD_SIZE),
+            ({"bt_base": 1 << 16}, 1, ErrorCode.BAD_SIZE),
+        ]
+
+    async def host(ctx):
+        image = img.build_image(net, P)
+        for w in list(image.writes) + img.encode_inputs(image, x):
+            await pb.write(ctx, w.addr, w.words)
+        words = await pb.read(ctx, prog, DESCRIPTOR_WORDS)
+        good = decode_descriptor(words)
+        for change, batch, code in cases(good):
+            await pb.write(ctx, prog, encode_descriptor(**{**good, **change}))
+            results.append((change, code, await pb.run(ctx, batch)))
+        await pb.write(ctx, prog, words)
+        results.append(await pb.run(ctx, 1))
+        results.append(await pb.read_outputs(ctx, image, 1))
+        pb.finished = True
+
+    pb.simulate(host)
+    *refused, done, out = results
+    assert len(refused) == 12
+    for change, code, status in refused:
+        assert status & img.STATUS_ERROR and status >> 8 == code, (change, code, hex(status))
+    assert done == img.STATUS_DONE
+    assert np.array_equal(out, golden.run_network(net, x, acc_bits=P.acc_bits).output)
