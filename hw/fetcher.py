@@ -18,25 +18,53 @@ Latency: the first beat is valid 5 cycles after ``start``; then one beat per cyc
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from .params import CoreParams
 
-__all__ = ["Fetcher", "block_beat_layout"]
+__all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one"]
 
 
 def block_beat_layout(params: CoreParams):
     """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
-    ``T`` hold a spike, and how many; its weight row; end of pass."""
+    ``T`` hold a spike, how many (and whether just one), and the lowest of them (0 when none);
+    its weight row; end of pass."""
     return data.StructLayout({
         "block": params.block_bits,
         "nonzero": params.t_max,
         "count": range(params.t_max + 1),
+        "single": 1,
+        "first": range(params.t_max),
         "row": range(params.weight_depth),
         "last": 1,
     })
+
+
+def lowest_one(bits):
+    """``(any, index)``: whether ``bits`` has a 1, and the index of the lowest (0 when none),
+    as a tree of ``ceil(log2(len(bits)))`` levels."""
+    if len(bits) == 1:
+        return bits[0], Const(0, 0)
+    half = 1 << (ceil_log2(len(bits)) - 1)  # a power of two: both sides' indices line up
+    lo_any, lo_idx = lowest_one(bits[:half])
+    hi_any, hi_idx = lowest_one(bits[half:])
+    low_bits = Mux(lo_any, lo_idx, hi_idx) if half > 1 else Const(0, 0)
+    return lo_any | hi_any, Cat(low_bits, ~lo_any & hi_any)
+
+
+def exactly_one(bits):
+    """Whether ``bits`` holds exactly one 1, as a tree (not through a population count)."""
+    def any_many(part):
+        if len(part) == 1:
+            return part[0], Const(0)
+        half = len(part) // 2
+        (a_any, a_many), (b_any, b_many) = any_many(part[:half]), any_many(part[half:])
+        return a_any | b_any, a_many | b_many | (a_any & b_any)
+    any_, many = any_many(bits)
+    return any_ & ~many
 
 
 class Fetcher(wiring.Component):
@@ -144,12 +172,16 @@ class Fetcher(wiring.Component):
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
         nonzero = Signal(p.t_max)
+        count = Signal(range(p.t_max + 1))
+        m.d.comb += count.eq(sum(nonzero[q] for q in range(p.t_max)))
         m.d.comb += nonzero.eq(
             Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
         with m.If(adv):
             m.d.sync += [valid_c.eq(valid_s), block_c.eq(block_s),
                          self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
-                         self.o.payload.count.eq(sum(nonzero[q] for q in range(p.t_max))),
+                         self.o.payload.count.eq(count),
+                         self.o.payload.single.eq(exactly_one(nonzero)),
+                         self.o.payload.first.eq(lowest_one(nonzero)[1]),
                          self.o.payload.last.eq(last_s)]
         with m.If(self.start & ~self.busy):
             m.d.sync += [

@@ -19,11 +19,11 @@ Latency: combinational (a beat leaves in the cycle its block is presented).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fetcher import block_beat_layout
+from .fetcher import block_beat_layout, lowest_one
 from .params import CoreParams
 from .pe import beat_layout
 
@@ -74,22 +74,27 @@ class PlaneIssuer(wiring.Component):
         issued_p1 = Signal(range(t_max + 2), init=1)  # planes issued + 1
         pending = Signal(t_max)
         m.d.comb += pending.eq(nonzero & ~done)
-        # Lowest pending plane; the last one of the block when one was issued per earlier mark.
+        # The plane to issue (the lowest pending one, 0 when none) comes from registers: the
+        # fetcher's ``first`` for a block's first plane, then ``next_sel``, found as the plane
+        # before it is issued. (The issuer's handshake with the fetcher's skid buffer, across
+        # the chip, then starts at registers.)
+        fresh = Signal(init=1)  # no plane of the presented block issued yet
+        next_sel = Signal(range(t_max))
         sel = Signal(range(t_max))
-        for q in reversed(range(t_max)):
-            with m.If(pending[q]):
-                m.d.comb += sel.eq(q)
+        m.d.comb += sel.eq(Mux(fresh, self.i.payload.first, next_sel))
+        # Whether the plane to issue is the block's last, from registers too: the fetcher's
+        # ``single`` for a block's first plane, then ``last_next``.
+        last_next = Signal()
         only_one = Signal()
-        m.d.comb += only_one.eq(issued_p1 == self.i.payload.count)
+        m.d.comb += only_one.eq(Mux(fresh, self.i.payload.single, last_next))
 
+        # One multiplexer level on ``sel`` (no priority chain): with no plane pending, ``sel`` is
+        # 0 and plane 0 (below T) holds no spike, so an empty end-of-pass beat carries zeros.
         m.d.comb += [
             self.o.payload.row.eq(self.i.payload.row),
             self.o.payload.slot.eq(sel),
-            self.o.payload.spikes.eq(0),
+            self.o.payload.spikes.eq(Array(planes)[sel]),
         ]
-        for q in range(t_max):
-            with m.If(pending[q] & (sel == q)):
-                m.d.comb += self.o.payload.spikes.eq(planes[q])
 
         with m.If(self.i.valid):
             with m.If(self.i.payload.count != 0):
@@ -100,9 +105,14 @@ class PlaneIssuer(wiring.Component):
                 with m.If(self.o.ready):
                     with m.If(only_one):
                         m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += [done.eq(0), issued_p1.eq(1)]
+                        m.d.sync += [done.eq(0), issued_p1.eq(1), fresh.eq(1)]
                     with m.Else():
-                        m.d.sync += [done.eq(done | (1 << sel)), issued_p1.eq(issued_p1 + 1)]
+                        issued = Signal(t_max)
+                        m.d.comb += issued.eq(1 << sel)
+                        m.d.sync += [done.eq(done | issued), issued_p1.eq(issued_p1 + 1),
+                                     fresh.eq(0),
+                                     next_sel.eq(lowest_one(pending & ~issued)[1]),
+                                     last_next.eq(issued_p1 + 1 == self.i.payload.count)]
             with m.Elif(self.i.payload.last):
                 # A pass must end even if its last block is empty: one beat with no spikes.
                 m.d.comb += [

@@ -16,9 +16,11 @@ P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=32, bt_depth=16
 
 def _marks(block, T):
     """The fetcher's plane marks: bit q set if plane q < T of the block has a spike; their
-    count."""
+    count (and whether it is 1); the lowest marked plane."""
     nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & ((1 << P.k) - 1))
-    return {"nonzero": nonzero, "count": bin(nonzero).count("1")}
+    first = (nonzero & -nonzero).bit_length() - 1 if nonzero else 0
+    count = bin(nonzero).count("1")
+    return {"nonzero": nonzero, "count": count, "single": int(count == 1), "first": first}
 
 
 def _expected(blocks, T):
@@ -105,3 +107,31 @@ def test_issuer_one_cycle_per_nonzero_plane():
     sim.run()
     assert cycles == {0: 1, 1: 1, 2: 3, 3: 8}
     assert np.all(np.array(list(cycles.values())) >= 1)
+
+
+def test_plane_mark_trees_every_input():
+    """The fetcher's trees over a block's plane marks: the index of the lowest 1 (0 when none),
+    and whether there is exactly one 1; widths 1..9."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from hw.fetcher import exactly_one, lowest_one
+
+    for n in range(1, 10):
+        bits = Signal(n)
+        any_, index = lowest_one(bits)
+        m = Module()
+        got_any, got_index, got_one = Signal(), Signal(8), Signal()
+        m.d.comb += [got_any.eq(any_), got_index.eq(index), got_one.eq(exactly_one(bits))]
+
+        async def bench(ctx, n=n, bits=bits, got_any=got_any, got_index=got_index,
+                        got_one=got_one):
+            for x in range(1 << n):
+                ctx.set(bits, x)
+                expect = (x & -x).bit_length() - 1 if x else 0
+                assert (ctx.get(got_any), ctx.get(got_index)) == (int(x != 0), expect), (n, x)
+                assert ctx.get(got_one) == int(bin(x).count("1") == 1), (n, x)
+
+        sim = Simulator(m)
+        sim.add_testbench(bench)
+        sim.run()
