@@ -112,16 +112,21 @@ class Writer(wiring.Component):
         m.d.sync += [self.out_en.eq(out_en), self.act_en.eq(act_en)]
 
         res = self.i.payload
-        # live[f] = left > f, from the sign, the high bits and the low bits of ``left``.
+        # live[f] = left > f, registered beside ``left`` (it gates every output bit): from the
+        # sign, the high bits and the low bits of the value ``left`` takes.
         u_bits = exact_log2(units)
-        left_pos = ~left[-1]
-        left_big = left[u_bits:-1].any() if u_bits < len(left) - 1 else 0  # left >= units
+
+        def live_of(value):
+            pos = ~value[-1]
+            big = value[u_bits:-1].any() if u_bits < len(value) - 1 else 0  # >= units
+            return [pos & (big | (value[:u_bits] > f if u_bits else 0)) for f in range(units)]
+
+        left_next, n_out = Signal.like(left), Signal.like(left)
+        m.d.comb += [left_next.eq(left - units), n_out.eq(self.n_out)]
         live = [Signal(name=f"live{f}") for f in range(units)]
         words = [Signal(t_max, name=f"word{f}") for f in range(units)]
         for f in range(units):
-            low = left[:u_bits] > f if u_bits else 0
-            m.d.comb += [live[f].eq(left_pos & (left_big | low)),
-                         words[f].eq(res[f].word & live[f].replicate(t_max))]
+            m.d.comb += words[f].eq(res[f].word & live[f].replicate(t_max))
 
         # Spike count: the live counts registered, added the next cycle, accumulated the next.
         counts = [Signal(range(t_max + 1), name=f"count{f}") for f in range(units)]
@@ -156,7 +161,8 @@ class Writer(wiring.Component):
         m.d.comb += [act_addr.eq(act_ptr), act_data.eq(Cat(*block))]
 
         with m.If(self.i.valid):
-            m.d.sync += [left.eq(left - units), g.eq(g + 1)]
+            m.d.sync += [left.eq(left_next), g.eq(g + 1)]
+            m.d.sync += [live[f].eq(v) for f, v in enumerate(live_of(left_next))]
             with m.If(g == groups - 1):
                 m.d.sync += [g.eq(0), pass_done[0].eq(1)]
             with m.If(self.final):
@@ -176,7 +182,8 @@ class Writer(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [
-                self.passes.eq(0), self.spikes.eq(0), left.eq(self.n_out), g.eq(0), j.eq(0),
+                self.passes.eq(0), self.spikes.eq(0), left.eq(n_out), g.eq(0), j.eq(0),
+                *(live[f].eq(v) for f, v in enumerate(live_of(n_out))),
                 act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
                 group_spikes.eq(0), pass_done.eq(0), *(c.eq(0) for c in counts),
             ]
