@@ -141,15 +141,19 @@ class FrameDecoder(wiring.Component):
         m.d.comb += crc_proc.data.eq(byte)
 
         idle = Signal(range(self._idle_timeout + 1))
-        timed_out = Signal()
+        timed_out = Signal()  # idle == idle_timeout, as a register
         with m.If(got):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
         with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
-        m.d.comb += timed_out.eq(idle == self._idle_timeout)
+            m.d.sync += [idle.eq(idle + 1), timed_out.eq(idle == self._idle_timeout - 1)]
 
         count = Signal(16)  # bytes of the current field/payload seen so far
         length = Signal(16)
+        left = Signal(16)  # payload bytes still to come after this one
+        # The length's low byte, judged as it comes, so that its high byte decides alone.
+        lo_zero = Signal()
+        lo_over = Signal()  # above the low byte of max_payload
+        hi_max = self._max_payload >> 8
         crc_rx = Signal(24)
         overrun = Signal()
         length_byte = Signal(8)
@@ -181,15 +185,17 @@ class FrameDecoder(wiring.Component):
                         with m.Case(1):
                             m.d.sync += info.seq.eq(byte)
                         with m.Case(2):
-                            m.d.sync += length_byte.eq(byte)
+                            m.d.sync += [length_byte.eq(byte), lo_zero.eq(byte == 0),
+                                         lo_over.eq(byte > (self._max_payload & 0xFF))]
                         with m.Case(3):
                             m.d.comb += length.eq(Cat(length_byte, byte))
-                            m.d.sync += [info.length.eq(length), count.eq(0)]
+                            m.d.sync += [info.length.eq(length), count.eq(0),
+                                         left.eq(length - 1)]
                             with m.If(overrun):
                                 fail(Status.ERR_OVERRUN)
-                            with m.Elif(length > self._max_payload):
+                            with m.Elif((byte > hi_max) | ((byte == hi_max) & lo_over)):
                                 fail(Status.ERR_LENGTH)
-                            with m.Elif(length == 0):
+                            with m.Elif((byte == 0) & lo_zero):
                                 m.next = "CRC"
                             with m.Else():
                                 m.next = "PAYLOAD"
@@ -205,8 +211,8 @@ class FrameDecoder(wiring.Component):
                         wp.data.eq(byte.replicate(4)),
                         wp.en.eq(Const(1, 4) << count[:2]),
                     ]
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == info.length - 1):
+                    m.d.sync += [count.eq(count + 1), left.eq(left - 1)]
+                    with m.If(left == 0):
                         m.d.sync += count.eq(0)
                         m.next = "CRC"
                 with m.Elif(timed_out):

@@ -47,15 +47,23 @@ class FrameEncoder(wiring.Component):
         words_left = Signal(14)
         index = Signal(2)
         sent = Signal()
+        # The CRC takes each byte a cycle after it is sent, from a register (not through the
+        # byte multiplexer); the last payload byte is in it before the CRC state reads it
+        # (FETCH comes between).
+        crc_byte = Signal(8)
+        crc_take = Signal()
+        counted = Signal()  # this state's byte is under the CRC
         m.d.comb += [
             sent.eq(self.o.valid & self.o.ready),
-            crc_proc.data.eq(self.o.payload),
+            crc_proc.data.eq(crc_byte),
+            crc_proc.valid.eq(crc_take),
         ]
+        m.d.sync += [crc_byte.eq(self.o.payload), crc_take.eq(sent & counted)]
 
         def emit(value, next_state, crc=True):
             m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value)]
             if crc:
-                m.d.comb += crc_proc.valid.eq(sent)
+                m.d.comb += counted.eq(1)
             with m.If(sent):
                 m.next = next_state
 

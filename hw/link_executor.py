@@ -313,7 +313,9 @@ class LinkExecutor(wiring.Component):
 
             with m.State("FINISH"):
                 # Release the frame once its header has been taken (its payload already has).
-                with m.If(~self.reply.valid | self.reply.ready):
+                # (``reply.valid`` is a register: the decoder's queue does not wait on the
+                # encoder's state.)
+                with m.If(~self.reply.valid):
                     m.d.comb += self.frame.ready.eq(1)
                     m.next = "IDLE"
         return m

@@ -149,6 +149,25 @@ def test_decoder_bad_frames_one_error_each():
     assert payload_words(words_payload(*frames[4][4])) == [0x1000, 4]
 
 
+def test_decoder_length_limit_in_either_byte():
+    """Lengths around max_payload, over it in the length's low byte or only in its high byte:
+    up to max_payload is taken, anything above is ERR_LENGTH."""
+    rng = _seeded()
+    for max_payload in (64, 1020, 1024):
+        lengths = [0, 4, max_payload - 4, max_payload, max_payload + 4, 256, 260, 512,
+                   max_payload + 256, (max_payload + 256) & ~0xFF]
+        stream, gaps, expect = b"", set(), []
+        for seq, length in enumerate(lengths):
+            stream += encode_request(Command.WRITE, seq, bytes(length))
+            gaps.add(len(stream) - 1)  # an over-long frame is dropped until the line is idle
+            expect.append((seq, Status.OK if length <= max_payload else Status.ERR_LENGTH))
+        frames = _run_decoder(stream, max_payload=max_payload, n_frames=len(lengths), rng=rng,
+                              gaps=gaps)
+        assert [(f[1], f[3]) for f in frames] == expect, max_payload
+        assert [f[2] for f in frames if f[3] == Status.OK] == [
+            n for n in lengths if n <= max_payload]
+
+
 def test_decoder_third_frame_overruns_while_two_are_held():
     rng = _seeded()
     frames_in = [encode_request(Command.WRITE, s, words_payload(s, s + 1)) for s in range(4)]
