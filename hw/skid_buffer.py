@@ -46,11 +46,15 @@ class SkidBuffer(wiring.Component):
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
         take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
+        # ``skid`` follows ``i.payload`` while it is empty (its enable is a register, so only the
+        # output register's enable waits on ``o.ready``); it holds once it keeps a beat.
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(take_o):
             with m.If(skid_valid):
                 m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m
