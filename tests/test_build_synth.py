@@ -103,11 +103,6 @@ def test_ulx3s_bitstream(ulx3s_build):
     assert outreg["absorbed"] == outreg["read_ports"] and outreg["flip_flops_removed"] > 2_000
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (issue 5 stays open): nextpnr's routed Fmax on the ULX3S preset is 89.8-100.6 MHz "
-    "against 100 MHz over the last runs, with every block RAM on its output register "
-    "(hw.ecp5_outreg); the worst paths left are control logic (link executor into the frame "
-    "buffer's enable, firing-unit control), 75-80 % of them routing"))
 def test_ulx3s_meets_timing(ulx3s_build):
     """The ULX3S preset's clock (>= 100 MHz) is met by nextpnr's routed Fmax."""
     result, report, out = ulx3s_build
