@@ -1,6 +1,6 @@
 """Host-link upload throughput, measured in clock cycles of the RTL simulation.
 
-Runs the driver (``sw.driver.Device.write_words``) against ``HostLink`` + a fixture RAM under
+Runs the driver (``sw.host.driver.Device.write_words``) against ``HostLink`` + a fixture RAM under
 Verilator through the UART pins (cocotbext-uart on the host side) and prints the model-upload
 payload rate against the line rate (``baud / 10`` bytes/s for 8N1), stop-and-wait (window 1) and
 with two frames in flight (window 2). The host takes no simulated time, so the figures are the
@@ -34,9 +34,9 @@ def main(argv=None):
     ap.add_argument("--max-payload", type=int, default=1024)
     args = ap.parse_args(argv)
 
-    from sim.rtl import param_tag, run_cocotb
-    from sim.tb.bus_ram import LinkTestTop
-    from sw.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD
+    from hw.contract.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD
+    from sim.rtl.bus_ram import LinkTestTop
+    from sim.rtl.runner import param_tag, run_cocotb
 
     os.environ.setdefault("MAKEFLAGS", PCH_FIX)
     clk, baud = int(args.clk_freq), int(args.baud)

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from sw.data import load_digits_split  # noqa: E402
-from sw.seed_experiment import time_epochs_side_by_side  # noqa: E402
+from sw.research.seed_experiment import time_epochs_side_by_side  # noqa: E402
+from sw.train.data import load_digits_split  # noqa: E402
 
 MODELS = ("spikepack", "psu", "lif")
 

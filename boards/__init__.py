@@ -12,7 +12,7 @@ import importlib
 import operator
 from typing import Literal
 
-from hw.params import CoreParams
+from hw.contract.params import CoreParams
 
 __all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "get_board", "board_names"]
 
@@ -60,7 +60,7 @@ class BoardPreset:
     platform : str
         amaranth-boards platform class as ``"module:Class"`` (imported when building).
     family : "xc7", "ecp5" or "ice40"
-        Selects the flow of ``hw.build`` (Vivado plan + yosys estimate, or nextpnr bitstream).
+        Selects the flow of ``hw.build.main`` (Vivado plan + yosys estimate, or nextpnr bitstream).
     toolchain : str
         The Amaranth toolchain name (``"Vivado"``, ``"Trellis"``, ``"IceStorm"``).
     clk_freq : int
@@ -125,8 +125,8 @@ class BoardPreset:
         if ":" not in self.platform:
             raise ValueError(f"platform must be 'module:Class', not {self.platform!r}")
         # The UART divisor and the frame size must be usable (raise ValueError with the reason).
-        from hw.frame_decoder import check_max_payload
-        from hw.uart_tx import baud_divisor
+        from hw.link.frame_decoder import check_max_payload
+        from hw.link.uart_tx import baud_divisor
         baud_divisor(self.clk_freq, self.baud)
         object.__setattr__(self, "max_payload", check_max_payload(self.max_payload))
 
@@ -150,7 +150,7 @@ class BoardPreset:
 
 
 def _registry() -> dict[str, BoardPreset]:
-    from . import arty_a7, icebreaker, ulx3s
+    from boards import arty_a7, icebreaker, ulx3s
     presets = [arty_a7.ARTY_A7_35, arty_a7.ARTY_A7_100, ulx3s.ULX3S_85F, icebreaker.ICEBREAKER]
     return {p.name: p for p in presets}
 

@@ -1,15 +1,14 @@
 """Digilent Arty A7-35T and A7-100T (Xilinx Artix-7, Vivado).
 
-The board's 100 MHz oscillator feeds an MMCM (``hw.clocks_xilinx``) that makes the accelerator
+The board's 100 MHz oscillator feeds an MMCM (``hw.platform.clocks_xilinx``) that makes the accelerator
 clock; the FT2232H's second channel is the host UART (amaranth-boards resource ``uart``); LD4..LD6
-show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build`` writes
+show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build.main`` writes
 the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when Vivado is absent.
 """
 
-from hw.params import ARTY_A7 as ARTY_A7_PARAMS
-from hw.params import CoreParams
-
-from . import BoardPreset, DeviceCapacity
+from boards import BoardPreset, DeviceCapacity
+from hw.contract.params import ARTY_A7 as ARTY_A7_PARAMS
+from hw.contract.params import CoreParams
 
 __all__ = ["XC7A35T", "XC7A100T", "ARTY_A7_35", "ARTY_A7_100"]
 

@@ -5,9 +5,8 @@ clocks the accelerator directly; the FT2232H's second channel is the host UART (
 the red and green LEDs show heartbeat and host activity.
 """
 
-from hw.params import CoreParams
-
-from . import BoardPreset, DeviceCapacity
+from boards import BoardPreset, DeviceCapacity
+from hw.contract.params import CoreParams
 
 __all__ = ["ICE40UP5K", "ICEBREAKER"]
 

@@ -1,12 +1,11 @@
 """Radiona ULX3S with the LFE5U-85F (Lattice ECP5; yosys + nextpnr-ecp5 + ecppack, all from PyPI).
 
-The 25 MHz oscillator feeds an EHXPLLL (``hw.clocks_ecp5``) that makes the accelerator clock; the
+The 25 MHz oscillator feeds an EHXPLLL (``hw.platform.clocks_ecp5``) that makes the accelerator clock; the
 FT231X is the host UART (resource ``uart``); LEDs D0..D2 show heartbeat, host activity and run.
 """
 
-from hw.params import CoreParams
-
-from . import BoardPreset, DeviceCapacity
+from boards import BoardPreset, DeviceCapacity
+from hw.contract.params import CoreParams
 
 __all__ = ["LFE5U_85F", "ULX3S_85F"]
 

@@ -4,10 +4,10 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .core import SpikePackCore
-from .host_link import DEFAULT_BAUD, HostLink
-from .memory_map import memory_map
-from .params import CoreParams
+from hw.contract.memory_map import memory_map
+from hw.contract.params import CoreParams
+from hw.core.core import SpikePackCore
+from hw.link.host_link import DEFAULT_BAUD, HostLink
 
 
 class Accelerator(wiring.Component):
@@ -17,7 +17,7 @@ class Accelerator(wiring.Component):
 
     Parameters
     ----------
-    params : hw.params.CoreParams
+    params : hw.contract.params.CoreParams
         Core build parameters.
     clk_freq : int
         Clock frequency in Hz.

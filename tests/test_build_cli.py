@@ -1,4 +1,4 @@
-"""hw.build: presets, clock generator settings, the CLI's error paths and the report schema.
+"""hw.build.main: presets, clock generator settings, the CLI's error paths and the report schema.
 
 Fast tier: nothing here runs synthesis (see tests/test_build_synth.py for the builds).
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from boards import BOARDS, BoardPreset, get_board
-from hw import build
-from hw.build_report import REPORT_SCHEMA, validate_report
-from hw.build_tools import ToolMissing, resolve_tool
-from hw.clocks_ecp5 import ehxplll_config
-from hw.clocks_xilinx import mmcm_config
-from hw.params import CoreParams
+from hw.build.main import main as build
+from hw.build.report import REPORT_SCHEMA, validate_report
+from hw.build.tools import ToolMissing, resolve_tool
+from hw.contract.params import CoreParams
+from hw.platform.clocks_ecp5 import ehxplll_config
+from hw.platform.clocks_xilinx import mmcm_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,8 +101,8 @@ def test_clock_configs():
 def test_board_top_constraints_for_every_board():
     """The board top (clock generator, reset synchronizer, UART, LEDs) around the host link
     builds a plan on each platform, and the plan's constraints place the preset's pins."""
-    from hw.board_top import BoardTop
-    from hw.host_link import HostLink
+    from hw.link.host_link import HostLink
+    from hw.platform.board_top import BoardTop
 
     def link_only(preset):
         return HostLink(clk_freq=preset.clk_freq, baud=preset.baud,

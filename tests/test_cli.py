@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from sw.cli import command_names, main
+from sw.cli.main import command_names, main
 
 
 def run(*args):

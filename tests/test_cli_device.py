@@ -6,13 +6,13 @@ import re
 import numpy as np
 import pytest
 
-from hw.params import SMALL
-from sim.golden import run_network
-from sim.ir import IntLayer, IntNetwork
-from sw.cli import main
-from sw.data import load_digits_split
-from sw.image import build_image
-from sw.image_file import load_image_file
+from hw.contract.params import SMALL
+from sim.golden.ir import IntLayer, IntNetwork
+from sim.golden.model import run_network
+from sw.cli.main import main
+from sw.compile.image_file import load_image_file
+from sw.compile.program_image import build_image
+from sw.train.data import load_digits_split
 
 
 def call(argv, capsys):

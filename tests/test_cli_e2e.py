@@ -3,7 +3,7 @@ accelerator's RTL (Verilator, the driver over the simulated UART) -> infer, and 
 accuracy must equal the golden model's, bit for bit. A NIR graph written by snnTorch takes the
 same way and must give snnTorch's own outputs.
 
-The RTL runs the SMALL build at the fast simulated baud of ``sw.rtl_session.SIM_LINK``; the
+The RTL runs the SMALL build at the fast simulated baud of ``sim.rtl.session.SIM_LINK``; the
 Verilator model is built once under build/ (about a minute) and shared by these tests, which run
 in one xdist group.
 """
@@ -17,14 +17,14 @@ import warnings
 import numpy as np
 import pytest
 
-from hw.params import SMALL
-from sim.golden import run_network
-from sim.ir import IntNetwork
-from sim.packing import pack_bitplanes
-from sim.rtl import simulator_available
-from sw.data import load_digits_split
-from sw.image import build_image
-from sw.image_file import load_image_file
+from hw.contract.params import SMALL
+from sim.golden.ir import IntNetwork
+from sim.golden.model import run_network
+from sim.golden.packing import pack_bitplanes
+from sim.rtl.runner import simulator_available
+from sw.compile.image_file import load_image_file
+from sw.compile.program_image import build_image
+from sw.train.data import load_digits_split
 
 pytestmark = [
     pytest.mark.xdist_group("rtl_session_small"),

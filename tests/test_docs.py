@@ -42,8 +42,8 @@ def _command_lines():
 @pytest.mark.parametrize("argv", _command_lines())
 def test_doc_command_lines_parse(argv):
     """Every command line shown in the docs has options the CLI takes, and real board names."""
-    from sw.cli import build_parser
-    from sw.compiler import target_names
+    from sw.cli.main import build_parser
+    from sw.compile.targets import target_names
 
     if "--help" in argv:
         with pytest.raises(SystemExit) as e:
@@ -57,7 +57,7 @@ def test_doc_command_lines_parse(argv):
 def test_every_command_help_example_parses():
     import shlex
 
-    from sw.cli import EXAMPLES, build_parser, command_names
+    from sw.cli.main import EXAMPLES, build_parser, command_names
 
     parser = build_parser()
     for name in command_names():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sim.golden import (
+from sim.golden.ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
+from sim.golden.model import (
     accumulator_bound,
     fire_packed,
     fire_serial,
@@ -11,8 +12,7 @@ from sim.golden import (
     run_network,
     spikepack_layer,
 )
-from sim.ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
-from sim.packing import pack_bitplanes, unpack_bitplanes
+from sim.golden.packing import pack_bitplanes, unpack_bitplanes
 
 
 def random_layer(rng, T, *, n_in=None, n_out=None, weight_bits=8, mode=Mode.SPIKEPACK,
@@ -78,7 +78,7 @@ def test_readout_returns_membrane(rng):
 
 
 def lif_reference(layer, a, T):
-    """Step-by-step scalar loop, written independently of sim.golden.lif_layer."""
+    """Step-by-step scalar loop, written independently of sim.golden.model.lif_layer."""
     batch, n_out = a.shape[0], layer.n_out
     out = np.zeros((batch, n_out), dtype=np.int64)
     final = np.zeros((batch, n_out), dtype=np.int64)

@@ -1,13 +1,13 @@
-"""The whole core through its bus under cocotb: random networks bit-exact with sim.golden."""
+"""The whole core through its bus under cocotb: random networks bit-exact with sim.golden.model."""
 
 import os
 
 import numpy as np
 import pytest
 
-from hw.core import SpikePackCore
-from hw.params import PRESETS
-from sim.rtl import param_tag, run_cocotb, simulator_available
+from hw.contract.params import PRESETS
+from hw.core.core import SpikePackCore
+from sim.rtl.runner import param_tag, run_cocotb, simulator_available
 
 BUILD = os.path.join(os.path.dirname(__file__), "..", "build", "hw_core")
 
@@ -30,7 +30,7 @@ def _run(simulator, preset, networks, seed, testcase=RANDOM_TESTS, monkeypatch=N
     if monkeypatch is not None and simulator == "verilator":
         monkeypatch.setenv("MAKEFLAGS", PCH_FIX)
     params = PRESETS[preset]
-    run_cocotb(SpikePackCore(params), toplevel="spikepack_core", test_module="sim.tb.test_core",
+    run_cocotb(SpikePackCore(params), toplevel="spikepack_core", test_module="sim.tb.core_tb",
                build_dir=os.path.join(BUILD, f"{preset}_{param_tag(params)}"),
                simulator=simulator, testcase=testcase,
                env={"preset": preset, "networks": networks, "seed": seed, **env})
@@ -50,7 +50,7 @@ def test_core_icarus_random_networks():
 
 def test_core_digits_network(monkeypatch, tmp_path):
     """Every sklearn test digit through the RTL gives the golden model's outputs and predictions."""
-    zoo = pytest.importorskip("sw.zoo")
+    zoo = pytest.importorskip("sw.research.zoo")
     net, x, y = zoo.digits_int_network(T=4, seed=0)
     net.save(tmp_path / "digits.net.npz")
     np.savez(tmp_path / "digits.data.npz", x=x, y=y)

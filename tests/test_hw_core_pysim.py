@@ -1,7 +1,7 @@
 """The whole core in Amaranth's simulator: sequencer, memories and bus slave, through the bus.
 
 A request producer and a response consumer run as separate testbenches with random stalls, so the
-bus's back-pressure is exercised both ways; results are compared with sim.golden.
+bus's back-pressure is exercised both ways; results are compared with sim.golden.model.
 """
 
 import dataclasses
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw import bus
-from hw.core import SpikePackCore
-from hw.memory_map import identify_words, memory_map
-from hw.params import CoreParams
-from sim import golden
+from hw.contract import bus
+from hw.contract.memory_map import identify_words, memory_map
+from hw.contract.params import CoreParams
+from hw.core.core import SpikePackCore
+from sim.golden import model as golden
+from sim.rtl.streams import stream_put
 from sim.tb.random_nets import expected_counters, random_inputs, random_network
-from sim.tb.streams import stream_put
-from sw import image as img
+from sw.compile import program_image as img
 
 P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=64, act_chunks=4, bt_depth=32,
                max_layers=4, batch_depth=2)
@@ -130,8 +130,8 @@ def test_core_pysim_networks(pause, weight_regs, seed):
 def test_core_without_lif_reports_lif_layers():
     """On a SpikePack-only build (lif=0) a LIF descriptor stops the run with error NO_LIF, and
     a SpikePack network still runs bit-exactly."""
-    from hw.sequencer import ErrorCode
-    from sim.ir import Mode
+    from hw.core.sequencer import ErrorCode
+    from sim.golden.ir import Mode
 
     p = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=64, act_chunks=4, bt_depth=32,
                    max_layers=4, batch_depth=2, lif=0)
@@ -165,8 +165,8 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
     register), and each descriptor check of the sequencer broken one at a time in the first
     layer, stop the run with their own code (the batch first, then kind, T, LIF, sizes); the
     program restored, the run is bit-exact again."""
-    from hw.memory_map import DESCRIPTOR_WORDS, decode_descriptor, encode_descriptor
-    from hw.sequencer import ErrorCode
+    from hw.contract.memory_map import DESCRIPTOR_WORDS, decode_descriptor, encode_descriptor
+    from hw.core.sequencer import ErrorCode
 
     dut = SpikePackCore(P)
     pb = PyBus(dut, 9, 0.1)

@@ -7,10 +7,10 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from hw.fetcher import Fetcher
-from hw.params import CoreParams
-from hw.writer import Writer
-from sim.tb.streams import stream_get
+from hw.contract.params import CoreParams
+from hw.core.fetcher import Fetcher
+from hw.core.writer import Writer
+from sim.rtl.streams import stream_get
 
 P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64, max_layers=2,
                batch_depth=2)

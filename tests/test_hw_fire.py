@@ -1,4 +1,4 @@
-"""Amaranth-simulator tests of the firing unit and array against sim.golden (back-pressure)."""
+"""Amaranth-simulator tests of the firing unit and array against sim.golden.model (back-pressure)."""
 
 import random
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.fire import FireUnit
-from hw.fire_array import FireArray
-from sim import golden
-from sim.ir import IntLayer, Mode, Reset
-from sim.packing import popcount
+from hw.core.fire import FireUnit
+from hw.core.fire_array import FireArray
+from sim.golden.ir import IntLayer, Mode, Reset
+from sim.golden import model as golden
+from sim.golden.packing import popcount
 
 T_MAX, ACC = 8, 24
 
@@ -83,7 +83,7 @@ async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
 
 @pytest.mark.parametrize("pause,lif", [(0.0, True), (0.4, True), (0.3, False)])
 def test_fire_unit_matches_golden(pause, lif, rng, seed):
-    """Random neurons of every mode, back to back, against sim.golden; each result comes
+    """Random neurons of every mode, back to back, against sim.golden.model; each result comes
     exactly ``latency`` cycles after its neuron's first beat. A unit built without LIF runs the
     SpikePack cases the same."""
     dut = FireUnit(T_MAX, 16, ACC, lif=lif)

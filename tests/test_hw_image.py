@@ -1,10 +1,10 @@
-"""Build parameters, the memory map, identify, and sw.image (layout, refusals, encodings)."""
+"""Build parameters, the memory map, identify, and sw.compile.program_image (layout, refusals, encodings)."""
 
 import numpy as np
 import pytest
 
-from hw import bus
-from hw.memory_map import (
+from hw.contract import bus
+from hw.contract.memory_map import (
     decode_descriptor,
     descriptor_layout,
     encode_descriptor,
@@ -12,9 +12,9 @@ from hw.memory_map import (
     memory_map,
     params_from_identify,
 )
-from hw.params import ARTY_A7, PRESETS, SMALL, CoreParams
-from sim.ir import IntLayer, IntNetwork, Mode
-from sw.image import DoesNotFitError, build_image, decode_outputs, encode_inputs
+from hw.contract.params import ARTY_A7, PRESETS, SMALL, CoreParams
+from sim.golden.ir import IntLayer, IntNetwork, Mode
+from sw.compile.program_image import DoesNotFitError, build_image, decode_outputs, encode_inputs
 
 
 def _net(rng, sizes, T=4, wmax=127, **kw):
@@ -131,9 +131,9 @@ def test_image_layout_and_inputs(rng):
 
 
 def test_core_error_codes_have_words():
-    """Every sequencer error code has a name and a meaning on the host (sw.driver)."""
-    from hw.sequencer import ErrorCode
-    from sw.driver import core_error_text
+    """Every sequencer error code has a name and a meaning on the host (sw.host.driver)."""
+    from hw.core.sequencer import ErrorCode
+    from sw.host.driver import core_error_text
 
     for code in ErrorCode:
         if code is ErrorCode.NONE:

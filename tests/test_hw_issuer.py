@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.issuer import PlaneIssuer
-from hw.params import CoreParams
-from sim.tb.streams import stream_get, stream_put
+from hw.contract.params import CoreParams
+from hw.core.issuer import PlaneIssuer
+from sim.rtl.streams import stream_get, stream_put
 
 P = CoreParams(n_pe=4, k=4, t_max=8, weight_depth=16, act_chunks=32, bt_depth=16, max_layers=2,
                batch_depth=2)
@@ -115,7 +115,7 @@ def test_plane_mark_trees_every_input():
     from amaranth.hdl import Module, Signal
     from amaranth.sim import Simulator
 
-    from hw.fetcher import exactly_one, lowest_one
+    from hw.core.fetcher import exactly_one, lowest_one
 
     for n in range(1, 10):
         bits = Signal(n)

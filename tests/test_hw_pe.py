@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.adder_tree import ConditionalAdderTree
-from hw.pe_array import PEArray
-from sim.tb.streams import stream_put
+from hw.core.adder_tree import ConditionalAdderTree
+from hw.core.pe_array import PEArray
+from sim.rtl.streams import stream_put
 
 
 def _random_passes(rng, n_passes, k, t_max, n_pe=None, wb=8):

@@ -6,8 +6,8 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hw.skid_buffer import SkidBuffer
-from sim.tb.streams import stream_get, stream_put
+from hw.common.skid_buffer import SkidBuffer
+from sim.rtl.streams import stream_get, stream_put
 
 
 @pytest.mark.parametrize("pause_in,pause_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.4)])

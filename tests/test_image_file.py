@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from hw.params import MEDIUM, SMALL
-from sim.ir import IntLayer, IntNetwork, Mode, Reset
-from sw.compiler import get_target, target_names, usage
-from sw.image import build_image
-from sw.image_file import ImageFileError, load_image_file, save_image_file
+from hw.contract.params import MEDIUM, SMALL
+from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
+from sw.compile.image_file import ImageFileError, load_image_file, save_image_file
+from sw.compile.program_image import build_image
+from sw.compile.targets import get_target, target_names, usage
 
 
 def random_net(rng, sizes=(20, 12, 5), T=4):

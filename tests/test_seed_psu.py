@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sw.data import load_digits_split
-from sw.neurons import IPSU, LIF, PSU, RPSU, psu_matrices
-from sw.spiking_mlp import forward_deployed, spiking_mlp
-from sw.train import accuracy, as_tensor, predict, seed_everything, train_classifier
+from sw.train.data import load_digits_split
+from sw.train.neurons import IPSU, LIF, PSU, RPSU, psu_matrices
+from sw.train.spiking_mlp import forward_deployed, spiking_mlp
+from sw.train.train import accuracy, as_tensor, predict, seed_everything, train_classifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -115,7 +115,7 @@ def test_psu_with_real_spikes_is_the_soft_reset_charge_then_decay_lif(T, tau, th
 
 
 def test_psu_tau2_with_real_spikes_equals_lif_module_fed_half_the_input(seed):
-    """For tau = 2, V_t = V+_(t-1) (1 - 1/2) + I_t / 2: sw.neurons.LIF(tau=2) on I / 2."""
+    """For tau = 2, V_t = V+_(t-1) (1 - 1/2) + I_t / 2: sw.train.neurons.LIF(tau=2) on I / 2."""
     torch.manual_seed(seed)
     x = torch.randn(8, 30, 4, dtype=torch.float64) * 3 + 1
     s_psu, _ = PSU(8, tau=2.0).double().forward_spiking(x)

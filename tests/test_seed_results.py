@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from sw.cli import build_parser, main
-from sw.results import ResultsConfig
+from sw.cli.main import build_parser, main
+from sw.research.results import ResultsConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,7 +55,7 @@ def test_results_writes_every_section_and_plot(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xdist_group("rtl_session_small")
 def test_results_rtl_section_reports_the_devices_counters(tmp_path):
-    from sim.rtl import simulator_available
+    from sim.rtl.runner import simulator_available
 
     if not simulator_available("verilator"):
         pytest.skip("verilator is not on PATH (bash scripts/setup.sh)")

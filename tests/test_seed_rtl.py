@@ -1,6 +1,6 @@
 """Deployed seeds on the accelerator RTL: LIF- and PSU-trained networks in LIF mode and a SpikePack
 network, through the real driver under Verilator, equal to the golden model (outputs and
-counters), with the device's cycles and spikes beside the estimate (``sw.rtl_results``).
+counters), with the device's cycles and spikes beside the estimate (``sw.research.rtl_results``).
 
 The RTL runs are ``slow`` (``pytest -m slow``); the work predictor runs in the default tier.
 """
@@ -8,9 +8,9 @@ The RTL runs are ``slow`` (``pytest -m slow``); the work predictor runs in the d
 import numpy as np
 import pytest
 
-from hw.params import SMALL, CoreParams
-from sim.ir import IntLayer, IntNetwork, Mode, Reset
-from sim.rtl import simulator_available
+from hw.contract.params import SMALL, CoreParams
+from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
+from sim.rtl.runner import simulator_available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,7 +26,7 @@ def _net(rng, T, sizes, mode=Mode.SPIKEPACK):
 
 
 def test_predicted_work_counts_passes_chunks_and_zero_planes(rng):
-    from sw.rtl_results import predicted_work
+    from sw.research.rtl_results import predicted_work
 
     params = CoreParams(n_pe=8, k=4)
     T = 4
@@ -41,8 +41,8 @@ def test_predicted_work_counts_passes_chunks_and_zero_planes(rng):
     assert skipped[:, 0].tolist() == [3 * 3 * T, 0, 3 * (3 * T - 1)]
     assert np.all(beats + skipped == np.array([3 * 3 * T, 1 * 5 * T]))  # every plane-chunk once
     # the second layer's work follows the first layer's (golden) output spikes
-    from sim.golden import run_network
-    from sim.packing import unpack_bitplanes
+    from sim.golden.model import run_network
+    from sim.golden.packing import unpack_bitplanes
 
     h = run_network(net, x).layers[0].output  # 20 neurons = 5 whole chunks of k = 4
     planes = unpack_bitplanes(h, T).reshape(T, 3, 5, 4)
@@ -51,7 +51,7 @@ def test_predicted_work_counts_passes_chunks_and_zero_planes(rng):
 
 @pytest.fixture(scope="module")
 def digits():
-    from sw.data import load_digits_split
+    from sw.train.data import load_digits_split
 
     return load_digits_split(0)
 
@@ -63,9 +63,9 @@ def digits():
 @pytest.mark.parametrize("neuron", ["lif", "psu", "spikepack"])
 def test_trained_network_on_the_rtl_equals_the_golden_model(neuron, digits):
     pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
-    from sw.experiment import train_all
-    from sw.rtl_results import measure_on_rtl
-    from sw.seed_experiment import deploy_spiking, train_spiking
+    from sw.research.experiment import train_all
+    from sw.research.rtl_results import measure_on_rtl
+    from sw.research.seed_experiment import deploy_spiking, train_spiking
 
     T, n = 4, 12
     if neuron == "spikepack":

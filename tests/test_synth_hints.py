@@ -1,4 +1,4 @@
-"""The memories :mod:`hw.synth_hints` lets synthesis treat as collision-free exist in the design
+"""The memories :mod:`hw.common.synth_hints` lets synthesis treat as collision-free exist in the design
 as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints apply;
 the register copies it keeps stay apart through yosys' merging of equal flip-flops."""
 
@@ -12,9 +12,9 @@ import pytest
 from amaranth.back import rtlil
 
 from hw.accelerator import Accelerator
-from hw.build_tools import resolve_tool
-from hw.params import CoreParams
-from hw.synth_hints import COLLISION_FREE_MEMORIES, collision_hints, synthesis_hints
+from hw.build.tools import resolve_tool
+from hw.common.synth_hints import COLLISION_FREE_MEMORIES, collision_hints, synthesis_hints
+from hw.contract.params import CoreParams
 
 P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=20, weight_depth=16, act_chunks=4, bt_depth=16,
                max_layers=2, batch_depth=1)

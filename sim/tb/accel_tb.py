@@ -1,8 +1,8 @@
 """cocotb end-to-end test: the driver loads a network into the Accelerator RTL over its UART pins,
-runs inputs, and the outputs must equal ``sim.golden`` (DUT: ``hw.accelerator.Accelerator``).
+runs inputs, and the outputs must equal ``sim.golden.model`` (DUT: ``hw.accelerator.Accelerator``).
 
-Parameters (``sim.rtl.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
-``preset`` (a ``hw.params.PRESETS`` key), ``net`` (an ``IntNetwork.save`` file), ``inputs`` (a
+Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
+``preset`` (a ``hw.contract.params.PRESETS`` key), ``net`` (an ``IntNetwork.save`` file), ``inputs`` (a
 ``.npy`` of packed inputs), ``results`` (JSON file for the figures).
 """
 
@@ -16,11 +16,11 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
 
-from hw.params import PRESETS
-from sim.golden import run_network
-from sim.ir import IntNetwork
-from sim.rtl import cocotb_env
-from sim.tb.uart_host import start_uart_host, uart_device
+from hw.contract.params import PRESETS
+from sim.golden.ir import IntNetwork
+from sim.golden.model import run_network
+from sim.rtl.runner import cocotb_env
+from sim.rtl.uart_host import start_uart_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -30,7 +30,7 @@ PERIOD_NS = 1e9 / CLK_FREQ
 
 @cocotb.test()
 async def network_end_to_end(dut):
-    from sw.image import build_image
+    from sw.compile.program_image import build_image
 
     params = PRESETS[cocotb_env("preset")]
     net = IntNetwork.load(cocotb_env("net"))
@@ -51,7 +51,7 @@ async def network_end_to_end(dut):
 
     assert result.outputs.shape == golden.output.shape
     mismatches = int(np.sum(np.any(result.outputs != golden.output, axis=-1)))
-    assert mismatches == 0, f"{mismatches} of {len(x)} samples differ from sim.golden"
+    assert mismatches == 0, f"{mismatches} of {len(x)} samples differ from sim.golden.model"
     # Counters: output spikes per layer, summed over each run's batch, as golden counts them.
     depth = params.batch_depth
     for run, c in enumerate(result.counters):

@@ -11,12 +11,13 @@ import json
 import cocotb
 import numpy as np
 
-from hw.params import PRESETS
-from sim import golden
-from sim.ir import IntLayer, IntNetwork
-from sim.rtl import cocotb_env
-from sim.tb.test_core import TB
-from sw import image as img
+from hw.contract.params import PRESETS
+from sim.golden.ir import IntLayer, IntNetwork
+from sim.golden import model as golden
+from sim.rtl.runner import cocotb_env
+from sw.compile import program_image as img
+
+from .core_tb import TB
 
 
 def dense_net(rng, sizes, T, theta_scale=0.5):

@@ -1,10 +1,10 @@
-"""cocotb tests of the host link through its UART pins (DUT: ``sim.tb.bus_ram.LinkTestTop``).
+"""cocotb tests of the host link through its UART pins (DUT: ``sim.rtl.bus_ram.LinkTestTop``).
 
 The host side is cocotbext-uart's ``UartSource``/``UartSink`` -- a UART model that is not the
 project's own -- driven either by raw frames (``uart_frames``, ``fuzz``) or by the project's driver
-``sw.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
+``sw.host.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
 
-Parameters come from ``sim.rtl.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
+Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
 ``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words), ``fuzz_frames``, ``seed``,
 ``results`` (a JSON file the tests add their figures to).
 """
@@ -25,9 +25,8 @@ from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, First, Timer
 from cocotbext.uart import UartSink, UartSource
 
-from hw.bus import ID_BASE, ID_MAGIC, REG_STATUS, REGIONS_BASE
-from sim.rtl import cocotb_env
-from sw.protocol import (
+from hw.contract.bus import ID_BASE, ID_MAGIC, REG_STATUS, REGIONS_BASE
+from hw.contract.protocol import (
     REQUEST_OVERHEAD,
     SYNC_REQUEST,
     Command,
@@ -36,6 +35,7 @@ from sw.protocol import (
     encode_request,
     words_payload,
 )
+from sim.rtl.runner import cocotb_env
 
 # cocotbext-uart 0.1.4 calls cocotb 2's deprecated ``setimmediatevalue`` once per UART; that is
 # theirs to change, and must not fail runs made with PYTHONWARNINGS=error.
@@ -359,8 +359,8 @@ async def fuzz(dut):
 async def driver_roundtrip(dut):
     """The project's driver over the simulated UART: identify, verified upload, run, errors,
     retries."""
-    from sw.driver import Device, DeviceError
-    from sw.transport import CocotbUartTransport
+    from sw.host.driver import Device, DeviceError
+    from sw.host.transport import CocotbUartTransport
 
     tb = TB(dut)
     await tb.reset()
@@ -431,8 +431,8 @@ async def driver_roundtrip(dut):
 @cocotb.test()
 async def bench_upload(dut):
     """Model-upload throughput in clock cycles: payload bytes/s against the line rate."""
-    from sw.driver import Device
-    from sw.transport import CocotbUartTransport
+    from sw.host.driver import Device
+    from sw.host.transport import CocotbUartTransport
 
     tb = TB(dut)
     await tb.reset()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim import golden
-from sim.ir import IntLayer, IntNetwork, Mode, Reset
-from sw.rtl_results import predicted_work
+from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
+from sim.golden import model as golden
+from sw.research.rtl_results import predicted_work
 
 
 def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
@@ -18,10 +18,10 @@ def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
 
     ``edge``: ``"largest"`` makes every layer as wide as the build allows; ``"theta1"`` uses
     theta 1 everywhere; ``"negative"`` uses negative biases (membranes below zero). Draws again
-    (with fewer layers) until ``sw.image.build_image`` accepts the network. ``widest`` caps
+    (with fewer layers) until ``sw.compile.program_image.build_image`` accepts the network. ``widest`` caps
     the layer widths (default: the build's limit).
     """
-    from sw.image import DoesNotFitError, build_image
+    from sw.compile.program_image import DoesNotFitError, build_image
 
     for _ in range(100):
         net = _draw_network(rng, params, max_depth, edge, widest or params.max_neurons)
@@ -90,7 +90,7 @@ def random_inputs(rng: np.random.Generator, net: IntNetwork, batch: int,
 
 def expected_counters(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
     """Golden spikes and skipped zero plane-chunks per layer, summed over the batch (the skipped
-    ones as :func:`sw.rtl_results.predicted_work` schedules them)."""
+    ones as :func:`sw.research.rtl_results.predicted_work` schedules them)."""
     result = result or golden.run_network(net, x)
     _, skipped = predicted_work(net, np.atleast_2d(x), params, result)
     return result.spikes_per_layer.sum(axis=1), skipped.sum(axis=0)

@@ -1,4 +1,4 @@
-"""cocotb module behind ``sw.rtl_session``: the host driver runs one session against the
+"""cocotb module behind ``sim.rtl.session``: the host driver runs one session against the
 Accelerator RTL through its UART pins (DUT: ``hw.accelerator.Accelerator``).
 
 The session identifies the device, takes the program image (an image file from ``spikepack
@@ -6,8 +6,8 @@ compile``, or one compiled here for the parameters the device reports), uploads 
 verification, runs the inputs batch by batch and writes what the *device* returned (identify
 words, outputs, per-run counters, cycles) to an ``.npz``. It compares nothing: the caller does.
 
-Parameters (``sim.rtl.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
-``image`` (a ``sw.image_file`` file) or ``net`` (an ``IntNetwork.save`` file), ``inputs``
+Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
+``image`` (a ``sw.compile.image_file`` file) or ``net`` (an ``IntNetwork.save`` file), ``inputs``
 (``.npy`` of packed inputs, may hold zero rows: upload only), ``out`` (``.npz`` to write),
 ``progress`` (optional JSON file rewritten as the session goes: ``phase``, ``done``, ``total``).
 """
@@ -24,8 +24,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
 from cocotb.triggers import Timer
 
-from sim.rtl import cocotb_env
-from sim.tb.uart_host import start_uart_host, uart_device
+from sim.rtl.runner import cocotb_env
+from sim.rtl.uart_host import start_uart_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -60,10 +60,10 @@ async def watch_upload(transport, progress, total_bytes):
 
 @cocotb.test()
 async def session(dut):
-    from sim.ir import IntNetwork
-    from sw.image import build_image
-    from sw.image_file import load_image_file
-    from sw.protocol import REQUEST_OVERHEAD
+    from hw.contract.protocol import REQUEST_OVERHEAD
+    from sim.golden.ir import IntNetwork
+    from sw.compile.image_file import load_image_file
+    from sw.compile.program_image import build_image
 
     x = np.load(cocotb_env("inputs"))
     progress = Progress(cocotb_env("progress"))

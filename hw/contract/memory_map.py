@@ -1,0 +1,200 @@
+"""The build-dependent address map, the layer descriptor format and the identify block.
+
+Plain Python data computed from :class:`hw.contract.params.CoreParams`: the gateware decodes these
+addresses, ``sw.compile.program_image`` writes to them, and the host computes the same map from the identify reply
+(:func:`params_from_identify` then :func:`memory_map`). All addresses are 32-bit *word* addresses
+on the core bus (``hw.contract.bus``).
+
+Regions follow ``hw.contract.bus.REGIONS_BASE``; each is aligned to its size rounded up to a power of two
+so the core decodes it with a mask:
+
+========  ========================================================================================
+PROGRAM   ``max_layers`` descriptors of :data:`DESCRIPTOR_WORDS` words (layer ``l`` at ``8 l``)
+WEIGHTS   ``weight_depth`` rows of ``n_pe * k`` int8 weights; row ``r`` word ``w`` at
+          ``r * weight_row_words + w``; PE ``n`` lane ``i`` is byte ``n * k + i`` of the row
+BIAS      ``bt_depth`` signed biases, one per word (row ``r`` = ``n_pe`` entries of one pass)
+THETA     ``bt_depth`` thresholds, one per word
+INPUT     ``batch_depth`` samples x ``act_chunks`` spike blocks of ``block_words`` words
+OUTPUT    ``batch_depth`` samples x ``max_neurons`` words (membrane or packed word per neuron)
+COUNTERS  per layer ``l``: ``4 l + 0`` cycles, ``+1`` output spikes, ``+2`` skipped zero
+          plane-chunks (sums over the batch); then ``4 max_layers + 0`` total cycles of the run
+========  ========================================================================================
+
+WEIGHTS, BIAS, THETA and INPUT are write-only (reads return 0); PROGRAM, OUTPUT and COUNTERS are
+readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+from amaranth.lib import data
+
+from hw.contract import bus
+
+from .params import CoreParams
+
+__all__ = [
+    "DESCRIPTOR_WORDS", "DESCRIPTOR_FIELDS", "descriptor_layout", "encode_descriptor",
+    "decode_descriptor", "Region", "MemoryMap", "memory_map", "identify_words",
+    "params_from_identify", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER",
+]
+
+# --- layer descriptor --------------------------------------------------------------------------
+
+DESCRIPTOR_WORDS = 8
+COUNTER_WORDS_PER_LAYER = 4
+
+#: (name, word, lsb, width) of every descriptor field.
+DESCRIPTOR_FIELDS = (
+    ("kind", 0, 0, 4),  # 0 = dense (conv later)
+    ("lif", 0, 4, 1),  # 0 = SpikePack, 1 = LIF/IF
+    ("readout", 0, 5, 1),  # return the membrane, do not fire
+    ("reset_zero", 0, 6, 1),  # LIF: 0 = subtract theta, 1 = reset to zero
+    ("last", 0, 7, 1),  # last layer of the program
+    ("leak", 0, 8, 4),  # LIF: v -= v >> leak; 0 = no leak
+    ("T", 0, 12, 5),  # time steps, 1..t_max
+    ("theta_per_channel", 0, 17, 1),  # 1: thetas from THETA memory; 0: word 5
+    ("n_in", 1, 0, 16),
+    ("n_out", 1, 16, 16),
+    ("chunks", 2, 0, 16),  # ceil(n_in / k)
+    ("passes", 2, 16, 16),  # ceil(n_out / n_pe)
+    ("w_base", 3, 0, 32),  # first weight row
+    ("bt_base", 4, 0, 32),  # first bias/theta row
+    ("theta", 5, 0, 32),  # layer threshold when theta_per_channel = 0
+    ("conv0", 6, 0, 32),  # reserved for convolution geometry (0 for dense)
+    ("conv1", 7, 0, 32),  # reserved
+)
+
+_ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
+                "bt_depth", "max_layers", "batch_depth", "fire_units", "lif")
+CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
+
+
+def descriptor_layout() -> data.StructLayout:
+    """The descriptor as an Amaranth layout (bit ``32 w + lsb`` is field bit 0)."""
+    fields = {}
+    pos = 0
+    for name, word, lsb, width in DESCRIPTOR_FIELDS:
+        start = 32 * word + lsb
+        if start > pos:
+            fields[f"_pad{pos}"] = start - pos
+        fields[name] = width
+        pos = start + width
+    if pos < 32 * DESCRIPTOR_WORDS:
+        fields[f"_pad{pos}"] = 32 * DESCRIPTOR_WORDS - pos
+    return data.StructLayout(fields)
+
+
+def encode_descriptor(**values) -> list[int]:
+    """Descriptor words from field values (missing fields are 0)."""
+    known = {f[0] for f in DESCRIPTOR_FIELDS}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown descriptor fields {sorted(unknown)}")
+    words = [0] * DESCRIPTOR_WORDS
+    for name, word, lsb, width in DESCRIPTOR_FIELDS:
+        v = int(values.get(name, 0))
+        if not 0 <= v < (1 << width):
+            raise ValueError(f"descriptor field {name}={v} does not fit {width} bits")
+        words[word] |= v << lsb
+    return words
+
+
+def decode_descriptor(words) -> dict[str, int]:
+    return {name: (int(words[word]) >> lsb) & ((1 << width) - 1)
+            for name, word, lsb, width in DESCRIPTOR_FIELDS}
+
+
+# --- regions -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A block of bus words: ``base`` (word address), ``size`` (words used), ``span`` (aligned)."""
+
+    name: str
+    base: int
+    size: int
+    span: int
+    writable: bool
+    readable: bool
+
+    def __contains__(self, addr: int) -> bool:
+        return self.base <= addr < self.base + self.size
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryMap:
+    params: CoreParams
+    regions: tuple[Region, ...]
+
+    def __getitem__(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def end(self) -> int:
+        return max(r.base + r.span for r in self.regions)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def memory_map(params: CoreParams) -> MemoryMap:
+    """Lay out the regions of ``params`` after :data:`hw.contract.bus.REGIONS_BASE`."""
+    p = params
+    wanted = [
+        ("PROGRAM", p.max_layers * DESCRIPTOR_WORDS, True, True),
+        ("WEIGHTS", p.weight_depth * p.weight_row_words, True, False),
+        ("BIAS", p.bt_depth, True, False),
+        ("THETA", p.bt_depth, True, False),
+        ("INPUT", p.batch_depth * p.act_chunks * p.block_words, True, False),
+        ("OUTPUT", p.batch_depth * p.max_neurons, False, True),
+        ("COUNTERS", (p.max_layers + 1) * COUNTER_WORDS_PER_LAYER, False, True),
+    ]
+    # Largest first: every base stays aligned to its own span.
+    order = sorted(wanted, key=lambda w: -_pow2_ceil(w[1]))
+    addr = bus.REGIONS_BASE
+    placed = {}
+    for name, size, wr, rd in order:
+        span = _pow2_ceil(size)
+        addr = -(-addr // span) * span
+        placed[name] = Region(name, addr, size, span, wr, rd)
+        addr += span
+    if addr > 1 << bus.ADDR_BITS:
+        raise ValueError(f"the memory map needs {addr} words, more than the bus addresses")
+    return MemoryMap(params, tuple(placed[w[0]] for w in wanted))
+
+
+# --- identify ----------------------------------------------------------------------------------
+
+_ID_PARAMS = _ID_FIELDS_V
+ID_WORDS = 16
+
+
+def identify_words(params: CoreParams) -> list[int]:
+    """The identify block at :data:`hw.contract.bus.ID_BASE`: magic, version, build parameters, padding.
+
+    Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
+    acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif``);
+    word 14 is :data:`DESCRIPTOR_WORDS`.
+    """
+    words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
+    words.append(DESCRIPTOR_WORDS)
+    return words + [0] * (ID_WORDS - len(words))
+
+
+def params_from_identify(words) -> CoreParams:
+    """Rebuild the build parameters from an identify reply (refuses a foreign or newer core)."""
+    words = [int(w) for w in words]
+    if len(words) < 2 + len(_ID_PARAMS) or words[0] != bus.ID_MAGIC:
+        raise ValueError(f"not a SpikePack core (magic {words[0] if words else None:#x})")
+    if words[1] != CORE_VERSION:
+        raise ValueError(f"core version {words[1]:#010x} is not {CORE_VERSION:#010x} "
+                         f"(host and bitstream differ)")
+    return CoreParams(**dict(zip(_ID_PARAMS, words[2:2 + len(_ID_PARAMS)], strict=False)))

@@ -1,0 +1,229 @@
+"""Build parameters of the SpikePack core (fixed when the bitstream is made).
+
+These are the *build* arguments (array shape, memory depths, T_max, accumulator width). Everything a
+network changes at run time (layer sizes, T, thresholds, leak, reset, the layer program) lives in
+the memories and registers described by ``hw.contract.memory_map`` instead.
+
+The datapath is multiplier-free: a PE adds the int8 weights its ``k`` input spikes select, the
+accumulator doubles (Horner) and the firing unit compares and subtracts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+__all__ = ["CoreParams", "SMALL", "MEDIUM", "ARTY_A7", "PRESETS"]
+
+
+def _is_pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreParams:
+    """Build parameters of :class:`hw.core.core.SpikePackCore`.
+
+    Parameters
+    ----------
+    n_pe : int
+        Processing elements; each owns one output neuron per pass (power of two, multiple of ``k``).
+    k : int
+        Synapse lanes per PE: input neurons of one bit-plane chunk added per cycle (power of two).
+    t_max : int
+        Largest number of time steps (bit-planes) a layer may use: 8 or 16.
+    weight_bits : int
+        Width of a stored weight (8).
+    acc_bits : int
+        Signed width of the per-plane sums, the membrane and the bias (16..32).
+    weight_depth : int
+        Weight memory rows; one row holds ``n_pe * k`` weights (power of two).
+    act_chunks : int
+        Bit-plane chunks (of ``k`` neurons) per layer input or output: a layer is at most
+        ``act_chunks * k`` neurons wide (power of two, ``act_chunks * k`` a multiple of ``n_pe``).
+    bt_depth : int
+        Bias and threshold entries over all layers (power of two, multiple of ``n_pe``).
+    max_layers : int
+        Layer descriptors in the program memory (power of two).
+    batch_depth : int
+        Input samples (and output vectors) the core holds for one batch run (power of two).
+    fire_units : int
+        Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``k``;
+        0 means ``k``). Fewer units cost firing time, hidden behind the accumulation of the next
+        pass on layers with enough input chunks.
+    lif : int
+        1: the firing units also run LIF/IF layers; 0: SpikePack layers only (a smaller firing
+        unit, for the smallest devices; LIF layers are refused by the compiler and the core).
+    weight_regs : int
+        Registers on the weight path between the weight memory's output and the PEs' own (0..2):
+        2 lets the weights cross a large device at 100 MHz; 0 saves ``2 * n_pe * k *
+        weight_bits`` flip-flops where the clock is slow (iCE40 at 12 MHz). Only latency
+        changes (one cycle per pass per register).
+    """
+
+    n_pe: int
+    k: int
+    t_max: int = 8
+    weight_bits: int = 8
+    acc_bits: int = 24
+    weight_depth: int = 512
+    act_chunks: int = 16
+    bt_depth: int = 256
+    max_layers: int = 8
+    batch_depth: int = 4
+    fire_units: int = 0
+    lif: int = 1
+    weight_regs: int = 2
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                raise TypeError(f"{f.name} must be an integer, not {value!r}")
+            try:
+                object.__setattr__(self, f.name, operator.index(value))
+            except TypeError:
+                raise TypeError(f"{f.name} must be an integer, not {value!r}") from None
+        if self.fire_units == 0:
+            object.__setattr__(self, "fire_units", self.k)
+        pow2 = ("fire_units", "n_pe", "k", "weight_depth", "act_chunks", "bt_depth",
+                "max_layers", "batch_depth")
+        for name in pow2:
+            value = getattr(self, name)
+            if not _is_pow2(value):
+                raise ValueError(f"{name} must be a power of two, not {value}")
+        if self.weight_regs not in (0, 1, 2):
+            raise ValueError(f"weight_regs must be 0, 1 or 2, not {self.weight_regs}")
+        if self.lif not in (0, 1):
+            raise ValueError(f"lif must be 0 or 1, not {self.lif}")
+        if self.k % self.fire_units:
+            raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
+                             f"block of k neurons is gathered from whole groups of fire_units")
+        if self.n_pe % self.k:
+            raise ValueError(f"n_pe ({self.n_pe}) must be a multiple of k ({self.k})")
+        if self.n_pe * self.k < 4:
+            raise ValueError(f"n_pe * k must be at least 4 (one 32-bit bus word of weights), "
+                             f"not {self.n_pe * self.k}")
+        if self.t_max not in (8, 16):
+            raise ValueError(f"t_max must be 8 or 16, not {self.t_max}")
+        if self.t_max * self.k < 32:
+            raise ValueError(f"t_max * k must be at least 32 (one bus word per spike block), "
+                             f"not {self.t_max * self.k}")
+        if self.weight_bits != 8:
+            raise ValueError(f"weight_bits must be 8 (narrower weights are stored as int8), "
+                             f"not {self.weight_bits}")
+        if not 16 <= self.acc_bits <= 32:
+            raise ValueError(f"acc_bits must be in 16..32, not {self.acc_bits}")
+        if self.max_neurons % self.n_pe:
+            raise ValueError(f"act_chunks * k ({self.max_neurons}) must be a multiple of n_pe "
+                             f"({self.n_pe})")
+        if self.bt_depth % self.n_pe:
+            raise ValueError(f"bt_depth ({self.bt_depth}) must be a multiple of n_pe ({self.n_pe})")
+        if self.max_neurons > 0xFFFF or self.batch_depth > 0xFFFF:
+            raise ValueError("layers and batches are limited to 65535 (16-bit fields)")
+
+    # --- derived ------------------------------------------------------------------------------
+
+    @property
+    def synapses_per_cycle(self) -> int:
+        """Peak synaptic adds per cycle (one weight times one bit-plane): ``n_pe * k``."""
+        return self.n_pe * self.k
+
+    @property
+    def max_neurons(self) -> int:
+        """Widest layer input or output, in neurons."""
+        return self.act_chunks * self.k
+
+    @property
+    def max_passes(self) -> int:
+        """Passes of the PE array the widest layer needs."""
+        return self.max_neurons // self.n_pe
+
+    @property
+    def chunks_per_pass(self) -> int:
+        """Output chunks (of ``k`` neurons) one pass of the array produces: ``n_pe // k``."""
+        return self.n_pe // self.k
+
+    @property
+    def weight_row_bits(self) -> int:
+        return self.n_pe * self.k * self.weight_bits
+
+    @property
+    def weight_row_words(self) -> int:
+        """32-bit bus words per weight row."""
+        return self.weight_row_bits // 32
+
+    @property
+    def block_bits(self) -> int:
+        """Bits of one spike block: ``t_max`` bit-planes of one chunk of ``k`` neurons."""
+        return self.t_max * self.k
+
+    @property
+    def block_words(self) -> int:
+        return self.block_bits // 32
+
+    @property
+    def bt_rows(self) -> int:
+        """Bias/threshold *pass* rows (``n_pe`` entries each), as descriptors count them."""
+        return self.bt_depth // self.n_pe
+
+    @property
+    def bt_mem_rows(self) -> int:
+        """Rows of the bias (and threshold) memory: ``fire_units`` entries each."""
+        return self.bt_depth // self.fire_units
+
+    @property
+    def sum_bits(self) -> int:
+        """Signed width of a per-plane sum: ``max_neurons`` weights of ``weight_bits`` never
+        overflow it, whatever the network (at most ``acc_bits``)."""
+        return min(self.acc_bits, self.weight_bits + (self.max_neurons - 1).bit_length())
+
+    @property
+    def spike_rows(self) -> int:
+        """Spike blocks of the spike memory: two ping-pong halves of ``act_chunks`` blocks for
+        hidden layers, then ``act_chunks`` input blocks per sample of a batch."""
+        return (2 + self.batch_depth) * self.act_chunks
+
+    @property
+    def input_base(self) -> int:
+        """First spike-memory block of the batch's inputs."""
+        return 2 * self.act_chunks
+
+    @property
+    def out_words(self) -> int:
+        """Output memory words: one per neuron of the widest layer, per sample of a batch."""
+        return self.batch_depth * self.max_neurons
+
+    @property
+    def out_rows(self) -> int:
+        """Output memory rows (``fire_units`` words each)."""
+        return self.out_words // self.fire_units
+
+    @property
+    def weight_capacity(self) -> int:
+        """Weights the build stores (``weight_depth * n_pe * k``)."""
+        return self.weight_depth * self.n_pe * self.k
+
+    def describe(self) -> str:
+        return (f"{self.n_pe} PEs x {self.k} lanes ({self.synapses_per_cycle} adds/cycle), "
+                f"T <= {self.t_max}, {self.acc_bits}-bit accumulators, "
+                f"{self.weight_capacity} weights, layers <= {self.max_neurons} neurons, "
+                f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "
+                f"batch <= {self.batch_depth}, {self.fire_units} firing unit"
+                + ("s" if self.fire_units > 1 else "")
+                + ("" if self.lif else ", SpikePack layers only (no LIF)"))
+
+
+#: Small build for the random-network tests (fast to simulate); the digits network fits.
+SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
+                   bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
+
+#: Medium build: the sklearn digits network (64-128-64-10) fits.
+MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,
+                    bt_depth=512, max_layers=8, batch_depth=8)
+
+#: Digilent Arty A7-35T: 256 int8 synaptic adds per cycle, 784-128-128-10 MLPs fit.
+ARTY_A7 = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
+                     bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4)
+
+PRESETS = {"small": SMALL, "medium": MEDIUM, "arty_a7": ARTY_A7}

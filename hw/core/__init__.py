@@ -1,0 +1,1 @@
+"""The SpikePack core gateware: PE array, fetcher, issuer, firing units, writer, sequencer."""

@@ -1,0 +1,312 @@
+"""The SpikePack core: PE array, memories, sequencer and the bus slave, behind ``hw.contract.bus``.
+
+Bus contract (``bus: In(hw.contract.bus.BusSignature)``; a master such as the UART host link drives it)
+----------------------------------------------------------------------------------------------
+* ``bus.req`` is a ``lib.stream`` of :data:`hw.contract.bus.BusRequest` (``addr`` 24-bit *word* address,
+  ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
+  32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
+  ``req.ready`` low while a read waits for its answer to be handed over. ``req.ready`` depends on
+  the core's registers only (never on ``resp.ready`` or ``req.valid``), so no handshake path
+  runs from the master through the core and back.
+* Throughput: one write per cycle (a request is registered before it is decoded); one read per
+  6 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
+  counters). INPUT writes wait while the core is busy.
+* Fixed map (``hw.contract.bus``): identify block at ``ID_BASE`` (:func:`hw.contract.memory_map.identify_words`),
+  ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
+  ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error, bits 8..15
+  :class:`hw.core.sequencer.ErrorCode`). Build-dependent regions: :func:`hw.contract.memory_map.memory_map`.
+  Unmapped and write-only addresses read as 0; writes to read-only addresses are ignored.
+* Run: load PROGRAM/WEIGHTS/BIAS/THETA (``sw.compile.program_image``), write a batch to INPUT, write
+  ``REG_CONTROL = batch << 16 | 1``, poll ``REG_STATUS`` until ``done`` (or ``error``), read
+  OUTPUT and COUNTERS. A start while busy is ignored; abort stops at once (datapath reset;
+  memories keep their contents) and leaves busy, done and error at 0. The host must not write
+  INPUT, WEIGHTS, BIAS, THETA or PROGRAM while busy; OUTPUT and COUNTERS read while busy are
+  undefined (synthesis may leave those memories' read/write collisions undefined:
+  :mod:`hw.common.synth_hints`).
+
+Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -> PE array
+(adder trees, per-plane accumulators) -> firing array (Horner, bias, serial firing / LIF) ->
+writer (ping-pong activation memory or output memory). See docs/architecture.md.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In
+
+from hw.common.skid_buffer import SkidBuffer
+from hw.contract import bus
+from hw.contract.memory_map import (
+    COUNTER_WORDS_PER_LAYER,
+    DESCRIPTOR_WORDS,
+    ID_WORDS,
+    identify_words,
+    memory_map,
+)
+from hw.contract.params import CoreParams
+
+from .fetcher import Fetcher, block_beat_layout
+from .fire_array import FireArray
+from .issuer import PlaneIssuer
+from .pe import beat_layout
+from .pe_array import PEArray
+from .sequencer import Sequencer
+from .writer import Writer
+
+__all__ = ["SpikePackCore"]
+
+
+class SpikePackCore(wiring.Component):
+    """A SpikePack SNN accelerator core with a word-addressed stream bus.
+
+    Parameters
+    ----------
+    params : CoreParams
+        Build parameters (see :mod:`hw.contract.params`).
+
+    Members
+    -------
+    bus : In(hw.contract.bus.BusSignature)
+        Requests in, read answers out (see the module docstring).
+    """
+
+    bus: In(bus.BusSignature)
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = params
+        self._map = memory_map(params)
+        super().__init__()
+
+    @property
+    def params(self) -> CoreParams:
+        return self._params
+
+    @property
+    def memory_map(self):
+        return self._map
+
+    def elaborate(self, platform):
+        m = Module()
+        p, mm = self._params, self._map
+        abort = Signal()
+
+        # --- datapath ------------------------------------------------------------------------
+        blocks = {
+            "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
+            "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
+                           weight_regs=p.weight_regs),
+            "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
+                              p.bt_mem_rows, lif=bool(p.lif)),
+            "writer": Writer(p),
+            # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
+            # does not wait on the array's, which sits across the chip.
+            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth)),
+            # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
+            # the issuer's plane selection.
+            "fetch_skid": SkidBuffer(block_beat_layout(p)),
+        }
+        for name, block in blocks.items():
+            m.submodules[name] = ResetInserter(abort)(block)
+        seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
+        d = seq.layer
+        wiring.connect(m, fetch.o, fetch_skid.i)
+        wiring.connect(m, fetch_skid.o, issue.i)
+        wiring.connect(m, issue.o, skid.i)
+        wiring.connect(m, skid.o, pes.i)
+        wiring.connect(m, pes.bank, fire.bank)
+        wiring.connect(m, fire.o, writer.i)
+
+        # --- memories ------------------------------------------------------------------------
+        m.submodules.desc_mem = desc_mem = memory.Memory(
+            shape=32, depth=DESCRIPTOR_WORDS * p.max_layers, init=[])
+        m.submodules.w_mem = w_mem = memory.Memory(
+            shape=p.weight_row_bits, depth=p.weight_depth, init=[])
+        # Biases (lanes 0..units-1) beside thresholds (lanes units..2 units-1), a group a row.
+        m.submodules.bt_mem = bt_mem = memory.Memory(
+            shape=2 * p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
+        # Spike blocks: the two ping-pong halves of the hidden layers, then the batch's inputs.
+        m.submodules.spk_mem = spk_mem = memory.Memory(
+            shape=p.block_bits, depth=p.spike_rows, init=[])
+        m.submodules.out_mem = out_mem = memory.Memory(
+            shape=32 * p.fire_units, depth=p.out_rows, init=[])
+
+        # Fetcher <-> spike blocks and weights.
+        spk_rd, w_rd = spk_mem.read_port(), w_mem.read_port()
+        m.d.comb += [
+            spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
+            fetch.src_data.eq(spk_rd.data),
+            # The weight row of the beat presented to the PE array, read every cycle: the array
+            # takes it the cycle after (no memory enable waits on the array's handshake).
+            w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
+            fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
+            fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
+            issue.T.eq(d.T), issue.clear.eq(seq.clear),
+        ]
+        # Firing array <-> biases and thresholds (one row of fire_units entries per group).
+        bt_rd = bt_mem.read_port()
+        bt_lanes = p.fire_units * p.acc_bits
+        m.d.comb += [
+            bt_rd.addr.eq(fire.bt_addr),
+            fire.bias.eq(bt_rd.data[:bt_lanes]),
+            fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base),
+            fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
+            fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
+        ]
+        m.d.comb += [fire.theta.eq(bt_rd.data[bt_lanes:]), fire.theta_layer.eq(d.theta),
+                     fire.theta_per_channel.eq(d.theta_per_channel)]
+        # Writer -> spike / output memory. The spike memory's one write port is shared with the
+        # bus (INPUT writes); the writer never waits, so a bus write waits for a free cycle.
+        spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
+        m.d.comb += [
+            writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
+            writer.readout.eq(d.readout), writer.dst_base.eq(seq.dst_base),
+            writer.out_base.eq(seq.out_base),
+            out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
+            out_wr.en.eq(writer.out_en),
+            seq.passes_done.eq(writer.passes), seq.spikes.eq(writer.spikes),
+            seq.skipped.eq(issue.skipped),
+        ]
+
+        # --- bus slave -----------------------------------------------------------------------
+        # Each request is registered first (``q``), so no decode depends on the master's logic.
+        req, resp = self.bus.req, self.bus.resp
+        q = Signal(bus.BusRequest)
+        q_valid = Signal()
+        q_done = Signal()  # the registered request is carried out this cycle (core registers only)
+        m.d.comb += req.ready.eq(~q_valid | q_done)
+        addr, wdata = q.addr, q.data
+
+        def hit(region, a=addr):
+            shift = region.span.bit_length() - 1
+            return ((a >> shift) == (region.base >> shift)) & (a[:shift] < region.size)
+
+        def off(region, a=addr):
+            return a[:region.span.bit_length() - 1]
+
+        # Which region a request addresses is decided as it is registered.
+        write_regions = ("PROGRAM", "WEIGHTS", "BIAS", "THETA", "INPUT")
+        q_hit = {name: Signal(name=f"q_hit_{name.lower()}") for name in write_regions}
+        q_control = Signal()
+        with m.If(req.valid & req.ready):
+            m.d.sync += [q.eq(req.payload), q_valid.eq(1),
+                         q_control.eq(req.payload.addr == bus.REG_CONTROL)]
+            m.d.sync += [q_hit[name].eq(hit(mm[name], req.payload.addr))
+                         for name in write_regions]
+        with m.Elif(q_done):
+            m.d.sync += q_valid.eq(0)
+
+        # Writes: one bus word lands in one lane of a memory row (BIAS and THETA share a row).
+        # INPUT shares the spike memory's write port with the writer: it waits while the core
+        # runs (the host link never writes inputs during a run).
+        wr_input_waits = q_hit["INPUT"] & seq.busy
+        wr_now = q_valid & q.write & ~wr_input_waits
+        with m.If(q_valid & q.write):
+            m.d.comb += q_done.eq(~wr_input_waits)
+        bt_wr = bt_mem.write_port(granularity=p.acc_bits)
+        writes = [
+            # region, port, lanes per row, first lane, row offset
+            ("PROGRAM", desc_mem.write_port(), 1, 0, 0),
+            ("WEIGHTS", w_mem.write_port(granularity=32), p.weight_row_words, 0, 0),
+            ("BIAS", bt_wr, p.fire_units, 0, 0),
+            ("THETA", bt_wr, p.fire_units, p.fire_units, 0),
+            ("INPUT", spk_wr, p.block_words, 0, p.input_base),
+        ]
+        for name, port, lanes, lane0, row0 in writes:
+            region = mm[name]
+            gran = len(port.data) // len(port.en)
+            lane_bits = lanes.bit_length() - 1
+            o = off(region)
+            with m.If(q_hit[name]):
+                m.d.comb += [
+                    port.addr.eq((o >> lane_bits) + row0),
+                    port.data.eq(wdata[:gran].replicate(len(port.en))),
+                ]
+                with m.If(wr_now):
+                    m.d.comb += port.en.eq(1 << (lane0 + (o[:lane_bits] if lane_bits else 0)))
+        with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
+            m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),
+                         spk_wr.en.eq(-1)]
+        # Control: start / abort reach the sequencer and the datapath a cycle after the write.
+        start, batch = Signal(), Signal(16)
+        m.d.sync += [start.eq(0), abort.eq(0)]
+        with m.If(wr_now & q_control):
+            m.d.sync += [abort.eq(wdata[1]), start.eq(wdata[0] & ~wdata[1]),
+                         batch.eq(wdata[16:32])]
+        m.d.comb += [seq.start.eq(start), seq.batch.eq(batch)]
+
+        # Reads: memories addressed in ADDR (the descriptor and counter memories wait while the
+        # sequencer uses them), the answer chosen in READ and held in RESP.
+        desc_rd, out_rd = desc_mem.read_port(), out_mem.read_port()
+        unit_bits = p.fire_units.bit_length() - 1
+        cnt_words = COUNTER_WORDS_PER_LAYER * p.max_layers
+        r_cnt = off(mm["COUNTERS"])
+        r_out = off(mm["OUTPUT"])
+        with m.If(seq.desc_en):
+            m.d.comb += desc_rd.addr.eq(seq.desc_addr)
+        with m.Else():
+            m.d.comb += desc_rd.addr.eq(off(mm["PROGRAM"]))
+        # The descriptor memory's output, registered for the sequencer and the bus alike.
+        desc_q = Signal(32, reset_less=True)  # (no reset: see hw.build.ecp5_outreg)
+        m.d.sync += desc_q.eq(desc_rd.data)
+        m.d.comb += [
+            seq.desc_data.eq(desc_q),
+            out_rd.addr.eq(r_out >> unit_bits),
+            seq.counters.addr.eq(r_cnt),
+        ]
+        # The identify block: a small ROM (a block RAM where one is spare).
+        m.submodules.ident_rom = ident_rom = memory.Memory(shape=32, depth=ID_WORDS,
+                                                           init=identify_words(p))
+        ident_rd = ident_rom.read_port()
+        m.d.comb += ident_rd.addr.eq(addr[:ID_WORDS.bit_length() - 1])
+        status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
+        # Where the answer comes from, decided in ADDR. Memory outputs are registered as they are
+        # (RAW) before the answer is chosen (READ): block RAM outputs are slow.
+        sources = ("ident", "status", "program", "output", "counter", "total")
+        src = {name: Signal(name=f"rd_{name}") for name in sources}
+        lane = Signal(range(p.fire_units))
+        ident_word = Signal(32)
+        out_raw = Signal(32 * p.fire_units, reset_less=True)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(q_valid & ~q.write):
+                    m.next = "ADDR"
+            with m.State("ADDR"):
+                in_cnt = hit(mm["COUNTERS"]) & (r_cnt < cnt_words)
+                wait_desc = hit(mm["PROGRAM"]) & seq.desc_en
+                wait_cnt = in_cnt & ~seq.counters.grant
+                m.d.sync += [
+                    lane.eq(r_out[:unit_bits] if unit_bits else 0),
+                    src["ident"].eq(addr < ID_WORDS),
+                    src["status"].eq(addr == bus.REG_STATUS),
+                    src["program"].eq(hit(mm["PROGRAM"])),
+                    src["output"].eq(hit(mm["OUTPUT"])),
+                    src["counter"].eq(in_cnt),
+                    src["total"].eq(hit(mm["COUNTERS"]) & (r_cnt == cnt_words)),
+                ]
+                with m.If(~wait_desc & ~wait_cnt):
+                    m.next = "RAW"
+            with m.State("RAW"):
+                # (the descriptor and counter words are registered where they are shared)
+                m.d.sync += [ident_word.eq(ident_rd.data), out_raw.eq(out_rd.data)]
+                m.next = "READ"
+            with m.State("READ"):
+                word = Signal(32)
+                m.d.comb += word.eq(
+                    Mux(src["ident"], ident_word, 0)
+                    | Mux(src["status"], status, 0)
+                    | Mux(src["program"], desc_q, 0)
+                    | Mux(src["output"], out_raw.word_select(lane, 32), 0)
+                    | Mux(src["counter"] & seq.counters.keep, seq.counters.data, 0)
+                    | Mux(src["total"], seq.total_cycles, 0))
+                m.d.sync += [resp.payload.eq(word), resp.valid.eq(1)]
+                # The read is done with ``q`` once its answer is chosen: the next request may be
+                # registered (and a write carried out) while the answer waits in RESP.
+                m.d.comb += q_done.eq(1)
+                m.next = "RESP"
+            with m.State("RESP"):
+                with m.If(resp.ready):
+                    m.d.sync += resp.valid.eq(0)
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,258 @@
+"""Firing unit: Horner doubling, bias and serial MSB-first firing (SpikePack) or LIF/IF steps.
+
+Takes the per-plane sums ``P[slot]`` of one output neuron, one per beat, most significant slot
+first (slot ``q`` = bit ``q`` of the packed word, so time step ``t`` is slot ``T - t``), and
+produces its packed output word, spike count and membrane.
+
+SpikePack mode (tau = 2), a neuron every ``T + 1`` cycles::
+
+    u = P[T-1];  for q = T-2 .. 0:  u = 2 u + P[q]          -- T beats, one per cycle
+    v = u + bias                                            -- 1 cycle
+    r = v;  for t = 1 .. T: th = theta 2^(T-t); s_t = [r >= th]; r -= s_t th   -- T cycles
+
+The firing of one neuron overlaps the Horner sum of the next. LIF/IF mode, one beat every 3
+cycles (``k = leak``; ``k = 0`` means no leak)::
+
+    v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta];  v = v - theta or 0 if s_t
+
+``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout layer
+returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no divider;
+every cycle does at most one add or compare of the membrane's width.
+
+# Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); ../shared/DESIGN.md numerics.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.common.synth_hints import COPY_ATTRS
+
+__all__ = ["FireUnit", "fire_config_layout", "fire_beat_layout", "fire_output_layout",
+           "LIF_BEAT_CYCLES"]
+
+#: Cycles between LIF beats: (leak and P + bias), membrane, fire.
+LIF_BEAT_CYCLES = 3
+
+
+def fire_config_layout(t_max: int):
+    """Layer settings a firing unit holds constant during a layer."""
+    return data.StructLayout({
+        "T": range(t_max + 1), "lif": 1, "readout": 1, "reset_zero": 1, "leak": 4,
+    })
+
+
+def fire_beat_layout(sum_bits: int, acc_bits: int):
+    """One beat: a per-plane sum; ``first`` beats also bring the neuron's bias and threshold."""
+    return data.StructLayout({
+        "sum": signed(sum_bits),
+        "first": 1,
+        "last": 1,
+        "bias": signed(acc_bits),
+        "theta": unsigned(acc_bits),
+    })
+
+
+def fire_output_layout(t_max: int, acc_bits: int):
+    return data.StructLayout({
+        "word": t_max,  # packed spikes, bit T - t = spike at step t
+        "v": signed(acc_bits),  # membrane: the output of a readout layer (residual otherwise)
+        "spikes": range(t_max + 1),  # 1-bits in word
+    })
+
+
+class FireUnit(wiring.Component):
+    """Post-processing of one neuron at a time: per-plane sums in, packed word (or membrane) out.
+
+    The unit never waits: beats must follow the schedule of :meth:`period` (SpikePack: a
+    neuron's ``T`` beats on consecutive cycles, the next neuron's first beat ``T + 1`` cycles after
+    this one's; LIF: one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every ``3 T``), and
+    each result is valid for one cycle, :meth:`latency` cycles after the neuron's first beat.
+
+    Parameters
+    ----------
+    t_max : int
+        Largest ``T``.
+    sum_bits : int
+        Signed width of a per-plane sum.
+    acc_bits : int
+        Signed width of the membrane and the bias; ``theta`` is unsigned, below ``2^(acc_bits-1)``.
+    lif : bool
+        Build the LIF/IF mode too (else ``config.lif`` is ignored and the LIF datapath, its leak
+        shifter and its operand selects are left out).
+
+    Members
+    -------
+    config : In(fire_config_layout(t_max))
+        ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``; held during a layer
+        and set at least one cycle before its first beat (the unit registers it).
+    i : In(stream.Signature(fire_beat_layout(sum_bits, acc_bits), always_ready=True))
+    o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
+    """
+
+    def __init__(self, t_max: int, sum_bits: int, acc_bits: int, lif: bool = True):
+        self._lif = bool(lif)
+        self._t_max = operator.index(t_max)
+        self._sum_bits = operator.index(sum_bits)
+        self._acc_bits = operator.index(acc_bits)
+        if self._t_max < 1 or self._acc_bits < 2:
+            raise ValueError("t_max must be >= 1 and acc_bits >= 2")
+        if not 2 <= self._sum_bits <= self._acc_bits:
+            raise ValueError(f"sum_bits must be in 2..acc_bits, not {sum_bits}")
+        super().__init__({
+            "config": In(fire_config_layout(self._t_max)),
+            "i": In(stream.Signature(fire_beat_layout(self._sum_bits, self._acc_bits),
+                                     always_ready=True)),
+            "o": Out(stream.Signature(fire_output_layout(self._t_max, self._acc_bits),
+                                      always_ready=True)),
+        })
+
+    @property
+    def t_max(self) -> int:
+        return self._t_max
+
+    @property
+    def has_lif(self) -> bool:
+        return self._lif
+
+    @staticmethod
+    def period(T: int, lif: bool) -> int:
+        """Cycles from one neuron's first beat to the next neuron's first beat."""
+        return LIF_BEAT_CYCLES * T if lif else T + 1
+
+    @staticmethod
+    def beat_offsets(T: int, lif: bool) -> list[int]:
+        """Cycles of a neuron's beats (slots ``T-1 .. 0``) after its first beat."""
+        step = LIF_BEAT_CYCLES if lif else 1
+        return [step * j for j in range(T)]
+
+    @staticmethod
+    def latency(T: int, lif: bool, readout: bool) -> int:
+        """Cycles from a neuron's first beat to its result's ``o.valid``."""
+        if lif:
+            return LIF_BEAT_CYCLES * T
+        return T + 1 if readout else 2 * T + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        acc, t_max = self._acc_bits, self._t_max
+        beat = self.i.payload
+        # The layer's settings, registered here (they are steady during a layer, so the first
+        # beat may come a cycle after they are set): every multiplexer of the datapath hangs on
+        # ``lif``, and a copy per unit (kept apart by synthesis, ``hw.common.synth_hints``) keeps that
+        # fan-out short and local. The flags the datapath tests are decoded here too.
+        def copy(name, shape=1):
+            return Signal(shape, name=f"cfg_{name}", reset_less=True, attrs=COPY_ATTRS)
+        T, readout = copy("T", range(t_max + 1)), copy("readout")
+        m.d.sync += [T.eq(self.config.T), readout.eq(self.config.readout)]
+        lif = copy("lif")
+        lif_reset_zero = copy("lif_reset_zero")  # LIF, reset to 0 on a spike
+        leak, no_leak = copy("leak", 4), copy("no_leak")
+        if self._lif:
+            m.d.sync += [lif.eq(self.config.lif),
+                         lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
+                         leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
+        take = self.i.valid
+        p = Signal(signed(acc))
+        m.d.comb += p.eq(beat.sum)
+
+        bias = Signal(signed(acc))
+        with m.If(take & beat.first):
+            m.d.sync += bias.eq(beat.bias)
+        bias_now = Mux(beat.first, beat.bias, bias)
+
+        # One datapath for both modes: four adders (A..D) around four registers.
+        #   register  SpikePack                       LIF
+        #   u         Horner sum                      x = P + bias
+        #   th_h      theta 2^(T-1), built by Horner  leaked membrane (low acc bits)
+        #   r         residual being fired            membrane v
+        #   th_f      theta 2^(T-t) of the firing     -
+        th_bits = acc + t_max - 1
+        u = Signal(signed(acc))
+        th_h = Signal(unsigned(th_bits))
+        r = Signal(signed(acc))
+        th_f = Signal(unsigned(th_bits))
+        lk = th_h[:acc].as_signed()
+
+        # A: u = 2 u + P (Horner; u = P on a first beat) or u = P + bias (LIF).
+        add_a = Mux(lif, bias_now, Mux(beat.first, 0, u << 1)) + p
+        # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
+        add_b = Signal(signed(acc))
+        m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
+        # C: r - threshold, the firing compare and subtract. The threshold has a register of its
+        # own, loaded with whatever the mode's is next (LIF: the neuron's theta; SpikePack: th_f's
+        # low bits), so no mode multiplexer sits in front of the carry chain.
+        big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
+        c_theta = Signal(unsigned(acc))
+        add_c = Signal(signed(acc + 1))
+        m.d.comb += add_c.eq(r - c_theta)
+        with m.If(take & beat.first & lif):
+            m.d.sync += c_theta.eq(beat.theta)
+        # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
+        # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
+        if self._lif:
+            add_d = Mux(beat.first, 0, r) - Mux(beat.first | no_leak, 0, r >> leak)
+        else:
+            add_d = 0
+
+        with m.If(take):
+            m.d.sync += u.eq(add_a)
+            with m.If(lif):
+                m.d.sync += th_h.eq(add_d)
+            with m.Elif(beat.first):
+                m.d.sync += th_h.eq(beat.theta)
+            with m.Else():
+                m.d.sync += th_h.eq(th_h << 1)
+
+        # Result register, valid for one cycle.
+        result = self.o.payload
+        m.d.sync += self.o.valid.eq(0)
+        word = Signal(t_max)
+        count = Signal(range(t_max + 1))
+        fire = Signal()  # C fires this cycle
+        s = Signal()  # the spike it makes
+        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_c), r)
+        word_next = Cat(s, word)
+        count_next = count + s
+        ends = Signal()  # ... and it is the neuron's last step
+        with m.If(fire):
+            m.d.sync += [r.eq(r_fired), word.eq(word_next), count.eq(count_next)]
+            with m.If(ends):
+                m.d.sync += [self.o.valid.eq(1), result.word.eq(word_next),
+                             result.spikes.eq(count_next), result.v.eq(r_fired)]
+
+        # --- SpikePack: after the last beat, v = u + bias; then T firing steps -----------------
+        to_bias = Signal()
+        steps = Signal(range(t_max + 1))  # firing steps left
+        m.d.sync += to_bias.eq(take & beat.last & ~lif)
+        with m.If(to_bias):
+            with m.If(readout):
+                m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
+                             result.spikes.eq(0)]
+            with m.Else():
+                m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                             steps.eq(T), word.eq(0), count.eq(0)]
+        with m.Elif(~lif & (steps != 0)):
+            m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
+            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
+
+        if not self._lif:
+            return m
+        # --- LIF/IF: beat (A, D), then v = x + leaked (B), then fire (C) ------------------------
+        lif_b = Signal()
+        lif_c = Signal()
+        lif_last = Signal()
+        m.d.sync += [lif_b.eq(take & lif), lif_c.eq(lif_b)]
+        with m.If(take & lif):
+            m.d.sync += lif_last.eq(beat.last)
+            with m.If(beat.first):
+                m.d.sync += [word.eq(0), count.eq(0)]
+        with m.If(lif_b):
+            m.d.sync += r.eq(add_b)
+        with m.If(lif_c):
+            m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
+        return m

@@ -1,0 +1,222 @@
+"""The firing array: ``units`` :class:`hw.core.fire.FireUnit` s shared by the ``n_pe`` neurons of a pass.
+
+Reads the per-plane sums of a finished pass from the PE array's banks, one slot per read, most
+significant slot first, and feeds them to the units together with each neuron's bias and
+threshold. Unit ``f`` fires neuron ``g * units + f`` of the pass in *group* ``g``; the
+``n_pe / units`` groups follow each other, every group reading one slot of all PEs per read (the
+read address is shared, each unit picks its PE of the group). When the last read of a pass has
+been issued, the bank half is released and the PE array may fill it with pass ``p + 2``.
+
+Per pass, a read of the bias/theta memory per group gives the ``units`` biases and thresholds of
+the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this block.
+
+Timing: reads are issued on the units' schedule (:meth:`hw.core.fire.FireUnit.period`); a sum reaches
+its unit two cycles after its read (bank read, group select). The units never wait, and neither
+does this block: ``o`` (one beat per group, all units' results) must always be accepted.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .fire import LIF_BEAT_CYCLES, FireUnit, fire_config_layout, fire_output_layout
+from .pe_array import bank_read_signature
+
+__all__ = ["FireArray", "fire_array_output_layout"]
+
+
+def fire_array_output_layout(units: int, t_max: int, acc_bits: int):
+    """One group's results: ``payload[f]`` is unit ``f``'s neuron."""
+    return data.ArrayLayout(fire_output_layout(t_max, acc_bits), units)
+
+
+class FireArray(wiring.Component):
+    """Firing units shared by the ``n_pe`` neurons of a pass.
+
+    Parameters
+    ----------
+    n_pe, t_max, sum_bits, acc_bits : int
+    units : int
+        Firing units (divides ``n_pe``).
+    bt_rows : int
+        Rows of the bias/theta memory (``units`` entries each).
+    lif : bool
+        The units run LIF/IF layers too (see :class:`hw.core.fire.FireUnit`).
+
+    Members
+    -------
+    config : In(fire_config_layout(t_max))
+        The layer's ``T`` and mode; held while the layer runs.
+    clear : In(1)
+        Layer start: the next pass is pass 0.
+    bt_base : In(16)
+        The layer's first bias/theta *pass* row (``n_pe`` entries per pass).
+    bank : In(bank_read_signature(n_pe, t_max, sum_bits))
+        The PE array's banks.
+    bt_addr : Out(range(bt_rows))
+        Bias/theta memory read address; ``bias``/``theta`` hold row ``bt_addr`` one cycle later.
+    bias, theta : In(ArrayLayout(signed / unsigned(acc_bits), units))
+        The memory row (registered as it comes: block RAM outputs are slow).
+    theta_layer : In(unsigned(acc_bits)), theta_per_channel : In(1)
+        The layer's threshold, used instead of ``theta`` unless ``theta_per_channel``.
+    o : Out(stream.Signature(fire_array_output_layout(units, t_max, acc_bits), always_ready=True))
+        One beat per group, in order: groups of pass 0, then pass 1, ...
+    """
+
+    def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
+                 bt_rows: int, lif: bool = True):
+        self._n_pe = operator.index(n_pe)
+        self._n_units = operator.index(units)
+        self._t_max = operator.index(t_max)
+        self._acc_bits = operator.index(acc_bits)
+        self._sum_bits = operator.index(sum_bits)
+        self._bt_rows = operator.index(bt_rows)
+        if self._n_pe < 1:
+            raise ValueError(f"n_pe must be at least 1, not {n_pe}")
+        if self._n_units < 1 or self._n_pe % self._n_units:
+            raise ValueError(f"units ({units}) must divide n_pe ({n_pe})")
+        if self.groups & (self.groups - 1):
+            raise ValueError(f"n_pe / units ({self.groups}) must be a power of two")
+        self._lif = bool(lif)
+        self._units = [FireUnit(self._t_max, self._sum_bits, self._acc_bits, self._lif)
+                       for _ in range(self._n_units)]
+        super().__init__({
+            "config": In(fire_config_layout(self._t_max)),
+            "clear": In(1),
+            "bt_base": In(16),
+            "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
+            "bt_addr": Out(range(self._bt_rows)),
+            "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
+            "theta": In(data.ArrayLayout(unsigned(self._acc_bits), self._n_units)),
+            "theta_layer": In(unsigned(self._acc_bits)),
+            "theta_per_channel": In(1),
+            "o": Out(stream.Signature(
+                fire_array_output_layout(self._n_units, self._t_max, self._acc_bits),
+                always_ready=True)),
+        })
+
+    @property
+    def n_pe(self) -> int:
+        return self._n_pe
+
+    @property
+    def units(self) -> int:
+        return self._n_units
+
+    @property
+    def groups(self) -> int:
+        """Neurons each unit fires per pass."""
+        return self._n_pe // self._n_units
+
+    #: Cycles from a read to its sum at the unit (bank read, group select).
+    READ_LATENCY = 2
+
+    def pass_cycles(self, T: int, lif: bool) -> int:
+        """Cycles the reads of one pass take, from ``bank.ready`` to the release (inclusive),
+        plus the cycle before the next pass may start."""
+        return self.groups * FireUnit.period(T, lif) + 1
+
+    def latency(self, T: int, lif: bool, readout: bool) -> int:
+        """Cycles from a group's first read to its results on ``o``."""
+        return self.READ_LATENCY + FireUnit.latency(T, lif, readout)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        lif = cfg.lif if self._lif else Const(0)
+        groups = self.groups
+        g_bits = ceil_log2(groups)
+
+        # --- read schedule -------------------------------------------------------------------
+        g = Signal(range(groups))
+        q = Signal(range(self._t_max))  # slot of this read (T-1 .. 0)
+        phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
+        pas = Signal(range(self._bt_rows))  # pass of the layer (only its bias rows matter)
+        reading = Signal()
+        read = Signal()
+        first = Signal()
+        last = Signal()
+        release = Signal()
+        t_last = Signal(range(self._t_max))  # T - 1 (T is held during a layer)
+        m.d.sync += t_last.eq(cfg.T - 1)
+        m.d.comb += [
+            self.bank.addr.eq(q),
+            first.eq(q == t_last),
+            last.eq(q == 0),
+            self.bank.release.eq(release),
+            self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
+        ]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.bank.ready):
+                    m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                # SpikePack: T reads on consecutive cycles, then one free cycle. LIF: a read
+                # every LIF_BEAT_CYCLES cycles.
+                m.d.comb += reading.eq(1)
+                m.d.comb += read.eq(phase == 0)
+                end_of_beat = ~lif | (phase == LIF_BEAT_CYCLES - 1)
+                with m.If(lif):
+                    m.d.sync += phase.eq(Mux(end_of_beat, 0, phase + 1))
+                with m.If(end_of_beat):
+                    with m.If(last):
+                        with m.If(lif):
+                            with m.If(g == groups - 1):
+                                m.d.comb += release.eq(1)
+                                m.d.sync += pas.eq(pas + 1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += [g.eq(g + 1), q.eq(t_last)]
+                        with m.Else():
+                            m.next = "GAP"
+                    with m.Else():
+                        m.d.sync += q.eq(q - 1)
+            with m.State("GAP"):
+                with m.If(g == groups - 1):
+                    m.d.comb += release.eq(1)
+                    m.d.sync += pas.eq(pas + 1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [g.eq(g + 1), q.eq(t_last)]
+                    m.next = "READ"
+        with m.If(self.clear):
+            m.d.sync += pas.eq(0)
+
+        # --- two cycles to the units: bank read, then group select ----------------------------
+        beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups)})
+        at_data = Signal(beat)  # the bank data of this read is on ``bank.data`` now
+        at_unit = Signal(beat)
+        m.d.sync += [
+            at_data.valid.eq(reading & read), at_data.first.eq(first), at_data.last.eq(last),
+            at_data.g.eq(g), at_unit.eq(at_data),
+        ]
+        sums = [Signal(signed(self._sum_bits), name=f"sum{f}") for f in range(self._n_units)]
+        # The bias/theta memory's output, registered as it comes (no reset: the ECP5 flow moves
+        # this register into the block RAM, ``hw.build.ecp5_outreg``).
+        bias = Signal.like(self.bias, reset_less=True)
+        theta = Signal.like(self.theta, reset_less=True)
+        m.d.sync += [bias.eq(self.bias), theta.eq(self.theta)]
+        for f, unit in enumerate(self._units):
+            m.submodules[f"unit{f}"] = unit
+            picked = Array(self.bank.data[gg * self._n_units + f] for gg in range(groups))[
+                at_data.g]
+            m.d.sync += sums[f].eq(Mux(self.bank.zero, 0, picked))
+            m.d.comb += [
+                unit.config.eq(cfg),
+                unit.i.valid.eq(at_unit.valid),
+                unit.i.payload.sum.eq(sums[f]),
+                unit.i.payload.first.eq(at_unit.first),
+                unit.i.payload.last.eq(at_unit.last),
+                unit.i.payload.bias.eq(bias[f]),
+                unit.i.payload.theta.eq(Mux(self.theta_per_channel, theta[f],
+                                            self.theta_layer)),
+                self.o.payload[f].eq(unit.o.payload),
+            ]
+        m.d.comb += self.o.valid.eq(self._units[0].o.valid)
+        return m

@@ -1,0 +1,137 @@
+"""Plane issuer: turns spike blocks into PE beats, one non-zero bit-plane chunk per cycle.
+
+A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane slot ``q`` in bits
+``q*k .. q*k+k-1``); the fetcher marks which planes below ``T`` hold a spike, and counts them.
+The issuer sends, one per cycle, only the planes with ``q < T`` that have a spike, each with the
+block's weight row (held for every plane: weight reuse up to ``T`` times). An all-zero plane costs
+no cycle; a block with no spike at all is dropped in the cycle it is presented (the fetcher
+presents one block per cycle). If the block that ends a pass has no spike, one empty beat carries
+the end-of-pass flag.
+
+``i.ready`` depends only on registers (the mark count, the planes issued so far) and ``o.ready``:
+the fetcher's memory enables never wait on the data they read.
+
+Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear`` (it lags
+the blocks by two cycles).
+
+Latency: combinational (a beat leaves in the cycle its block is presented).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.contract.params import CoreParams
+
+from .fetcher import block_beat_layout, lowest_one
+from .pe import beat_layout
+
+__all__ = ["PlaneIssuer"]
+
+
+class PlaneIssuer(wiring.Component):
+    """Zero-skipping bit-plane issuer.
+
+    Parameters
+    ----------
+    params : CoreParams
+
+    Members
+    -------
+    T : In(range(t_max + 1))
+        Time steps of the current layer (planes with slot ``>= T`` are ignored).
+    clear : In(1)
+        Zero ``skipped``.
+    skipped : Out(range(max_passes * act_chunks * t_max + 1))
+        All-zero plane chunks skipped (at most every plane of every chunk of every pass).
+    i : In(stream.Signature(block_beat_layout(params)))
+    o : Out(stream.Signature(beat_layout(k, t_max, weight_depth)))
+    """
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "T": In(range(params.t_max + 1)),
+            "clear": In(1),
+            "skipped": Out(range(params.max_passes * params.act_chunks * params.t_max + 1)),
+            "i": In(stream.Signature(block_beat_layout(params))),
+            "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth))),
+        })
+
+    latency = 0
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        k, t_max = p.k, p.t_max
+        block = self.i.payload.block
+        planes = [block[q * k:(q + 1) * k] for q in range(t_max)]
+        nonzero = self.i.payload.nonzero  # planes below T with a spike
+        done = Signal(t_max)  # planes of the current block already issued
+        issued_p1 = Signal(range(t_max + 2), init=1)  # planes issued + 1
+        pending = Signal(t_max)
+        m.d.comb += pending.eq(nonzero & ~done)
+        # The plane to issue (the lowest pending one, 0 when none) comes from registers: the
+        # fetcher's ``first`` for a block's first plane, then ``next_sel``, found as the plane
+        # before it is issued. (The issuer's handshake with the fetcher's skid buffer, across
+        # the chip, then starts at registers.)
+        fresh = Signal(init=1)  # no plane of the presented block issued yet
+        next_sel = Signal(range(t_max))
+        sel = Signal(range(t_max))
+        m.d.comb += sel.eq(Mux(fresh, self.i.payload.first, next_sel))
+        # Whether the plane to issue is the block's last, from registers too: the fetcher's
+        # ``single`` for a block's first plane, then ``last_next``.
+        last_next = Signal()
+        only_one = Signal()
+        m.d.comb += only_one.eq(Mux(fresh, self.i.payload.single, last_next))
+
+        # One multiplexer level on ``sel`` (no priority chain): with no plane pending, ``sel`` is
+        # 0 and plane 0 (below T) holds no spike, so an empty end-of-pass beat carries zeros.
+        m.d.comb += [
+            self.o.payload.row.eq(self.i.payload.row),
+            self.o.payload.slot.eq(sel),
+            self.o.payload.spikes.eq(Array(planes)[sel]),
+        ]
+
+        with m.If(self.i.valid):
+            with m.If(self.i.payload.count != 0):
+                m.d.comb += [
+                    self.o.valid.eq(1),
+                    self.o.payload.last.eq(self.i.payload.last & only_one),
+                ]
+                with m.If(self.o.ready):
+                    with m.If(only_one):
+                        m.d.comb += self.i.ready.eq(1)
+                        m.d.sync += [done.eq(0), issued_p1.eq(1), fresh.eq(1)]
+                    with m.Else():
+                        issued = Signal(t_max)
+                        m.d.comb += issued.eq(1 << sel)
+                        m.d.sync += [done.eq(done | issued), issued_p1.eq(issued_p1 + 1),
+                                     fresh.eq(0),
+                                     next_sel.eq(lowest_one(pending & ~issued)[1]),
+                                     last_next.eq(issued_p1 + 1 == self.i.payload.count)]
+            with m.Elif(self.i.payload.last):
+                # A pass must end even if its last block is empty: one beat with no spikes.
+                m.d.comb += [
+                    self.o.valid.eq(1),
+                    self.o.payload.last.eq(1),
+                    self.i.ready.eq(self.o.ready),
+                ]
+            with m.Else():
+                m.d.comb += self.i.ready.eq(1)
+
+        # Skipped planes of each block taken: counted two cycles later (count, then add).
+        zeros = Signal(range(t_max + 1))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += zeros.eq(self.T - self.i.payload.count)
+        with m.Else():
+            m.d.sync += zeros.eq(0)
+        with m.If(self.clear):
+            m.d.sync += [self.skipped.eq(0), zeros.eq(0)]
+        with m.Else():
+            m.d.sync += self.skipped.eq(self.skipped + zeros)
+        return m

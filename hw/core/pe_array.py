@@ -1,0 +1,184 @@
+"""The PE array: ``n_pe`` serial SpikePack PEs fed one spike chunk in lockstep.
+
+Every PE sees the same ``k``-wide bit-plane chunk (broadcast) and its own ``k`` weights, so one
+beat performs ``n_pe * k`` synaptic adds (one weight times one bit-plane each). Each PE's pipelined
+adder tree sums across its ``k`` lanes; its bank sums across the chunks of a pass, per plane.
+
+The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
+drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have two
+halves: while the firing array reads pass ``p`` from one half (:data:`bank_read_signature`),
+pass ``p + 1`` accumulates into the other. A beat of pass ``p + 2`` waits (``i.ready`` low) until
+the firing array has released pass ``p``'s half; nothing inside the array ever stalls.
+
+Latency: the sums of a pass can be read (``bank.ready``) :attr:`PEArray.latency` cycles after its
+last beat was accepted.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth.hdl import Array, Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import SpikePackPE, beat_layout, weights_layout
+
+__all__ = ["PEArray", "bank_read_signature"]
+
+
+def bank_read_signature(n_pe: int, t_max: int, sum_bits: int) -> wiring.Signature:
+    """The firing side of the banks, seen from the PE array.
+
+    * ``ready``: a whole pass is in the read half;
+    * ``addr`` (slot) -> ``data[n]`` (PE ``n``'s sum of that slot) and ``zero`` (the pass never
+      wrote that slot: its sum is 0, whatever ``data`` holds) one cycle later;
+    * ``release``: pulse when every read of the pass has been issued (reads in the same cycle are
+      still answered); the half is cleared and the next pass becomes readable.
+    """
+    return wiring.Signature({
+        "ready": Out(1),
+        "addr": In(range(t_max)),
+        "data": Out(data.ArrayLayout(signed(sum_bits), n_pe)),
+        "zero": Out(1),
+        "release": In(1),
+    })
+
+
+class PEArray(wiring.Component):
+    """``n_pe`` :class:`hw.core.pe.SpikePackPE` in lockstep, with their shared control.
+
+    Parameters
+    ----------
+    n_pe, k, t_max, sum_bits, weight_bits, weight_depth : int
+        Array shape, widths and the weight memory's depth (see :class:`hw.contract.params.CoreParams`).
+    weight_regs : int
+        Registers the weights pass here, between the memory and the PE (0..2; the spikes pass
+        ``weight_regs + 2``).
+
+    Members
+    -------
+    i : In(stream.Signature(beat_layout(k, t_max, weight_depth)))
+        One spike chunk, its plane slot, the end-of-pass flag and its weight row.
+    weights : In(weights_layout(n_pe, k, weight_bits))
+        The weight row of the beat presented in the previous cycle: the owner reads the weight
+        memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
+    bank : Out(bank_read_signature(n_pe, t_max, sum_bits))
+        The per-plane sums of finished passes, in pass order.
+    """
+
+    def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
+                 weight_depth: int = 1024, *, weight_regs: int = 2):
+        self._weight_regs = operator.index(weight_regs)
+        if self._weight_regs not in (0, 1, 2):
+            raise ValueError(f"weight_regs must be 0, 1 or 2, not {weight_regs}")
+        self._n_pe = operator.index(n_pe)
+        if self._n_pe < 1:
+            raise ValueError(f"n_pe must be at least 1, not {n_pe}")
+        self._t_max = operator.index(t_max)
+        if self._t_max < 2 or self._t_max & (self._t_max - 1):
+            raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
+        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits)
+                     for _ in range(self._n_pe)]
+        super().__init__({
+            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth))),
+            "weights": In(weights_layout(self._n_pe, k, weight_bits)),
+            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
+        })
+
+    @property
+    def n_pe(self) -> int:
+        return self._n_pe
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' memory
+        read and ``weight_regs`` registers, then the PE latency."""
+        return 1 + self._weight_regs + self._pes[0].latency
+
+    def elaborate(self, platform):
+        m = Module()
+        t_max = self._t_max
+        # A beat's weights come from the memory a cycle later, pass ``weight_regs`` registers
+        # here (the first next to the memory: block RAM outputs are slow; the second on the way
+        # to the PEs), then the PE's own (next to its adders); its spikes pass
+        # ``weight_regs + 2`` registers here.
+        wregs = self._weight_regs
+        tree_latency = 1 + wregs + self._pes[0].tree_latency
+
+        # --- input side: which half the incoming pass fills; halves held until released -----
+        in_half = Signal()
+        hold = Signal(2)  # a complete pass was accepted into the half and is not yet released
+        accept = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~hold.bit_select(in_half, 1))
+
+        # Control beside the trees: valid, half, slot, last of the beat in each tree stage.
+        tag = data.StructLayout({"valid": 1, "half": 1, "slot": range(t_max), "last": 1})
+        stage = Signal(tag)
+        m.d.comb += [
+            stage.valid.eq(accept), stage.half.eq(in_half),
+            stage.slot.eq(self.i.payload.slot), stage.last.eq(self.i.payload.last),
+        ]
+        for n in range(tree_latency):
+            nxt = Signal(tag, name=f"tag{n + 1}")
+            m.d.sync += nxt.eq(stage)
+            stage = nxt
+        at_tree = stage  # the beat whose chunk sum leaves the trees this cycle
+        at_bank = Signal(tag)  # the beat being written this cycle
+        m.d.sync += at_bank.eq(at_tree)
+
+        # --- bank side: which slots of each half the pass has written; finished passes --------
+        # For the beat leaving the trees: its address; whether the beat being written now has the
+        # same one (its sum is then the old sum); whether the slot is new in this pass.
+        touched = Array(Signal(t_max, name=f"touched{h}") for h in range(2))
+        complete = Signal(2)
+        addr = Cat(at_tree.slot, at_tree.half)
+        fwd = at_bank.valid & (at_bank.half == at_tree.half) & (at_bank.slot == at_tree.slot)
+        first = ~fwd & ~touched[at_tree.half].bit_select(at_tree.slot, 1)
+
+        # --- read side ------------------------------------------------------------------------
+        rd_half = Signal()
+        fire_addr = Cat(self.bank.addr, rd_half)
+        zero = Signal()
+        m.d.sync += zero.eq(~touched[rd_half].bit_select(self.bank.addr, 1))
+        m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
+                     self.bank.zero.eq(zero)]
+
+        # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
+        # its weights registered once before they travel to the PEs.
+        spikes_q = self.i.payload.spikes
+        for n in range(wregs + 2):
+            reg = Signal(spikes_q.shape(), name=f"spikes_q{n}", reset_less=True)
+            m.d.sync += reg.eq(spikes_q)
+            spikes_q = reg
+        weights_q = self.weights
+        for n in range(wregs):
+            reg = Signal.like(self.weights, name=f"weights_q{n + 1}", reset_less=True)
+            m.d.sync += reg.eq(weights_q)
+            weights_q = reg
+        for n, pe in enumerate(self._pes):
+            m.submodules[f"pe{n}"] = pe
+            m.d.comb += [
+                pe.i_spikes_q.eq(spikes_q),
+                pe.i_weights.eq(weights_q[n]),
+                pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
+                pe.fire_addr.eq(fire_addr),
+                self.bank.data[n].eq(pe.fire_data),
+            ]
+
+        # Updates: a half is never written and released in the same cycle (a half is released
+        # only when complete, and no beat of it is in flight then).
+        with m.If(accept & self.i.payload.last):
+            m.d.sync += [in_half.eq(~in_half), hold.bit_select(in_half, 1).eq(1)]
+        with m.If(at_bank.valid):
+            m.d.sync += touched[at_bank.half].bit_select(at_bank.slot, 1).eq(1)
+            with m.If(at_bank.last):
+                m.d.sync += complete.bit_select(at_bank.half, 1).eq(1)
+        with m.If(self.bank.release):
+            m.d.sync += [
+                touched[rd_half].eq(0),
+                complete.bit_select(rd_half, 1).eq(0),
+                hold.bit_select(rd_half, 1).eq(0),
+                rd_half.eq(~rd_half),
+            ]
+        return m

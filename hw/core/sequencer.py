@@ -1,0 +1,287 @@
+"""Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
+
+For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
+descriptor ``l`` word by word (8 cycles), check it and the batch size (2 cycles), start the fetcher
+and clear the per-layer counters of the datapath, wait until the writer has stored every pass of
+the layer, then add the layer's cycles, output spikes and skipped zero plane-chunks into the
+counters of layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes
+ping-pong half ``l % 2`` of the spike memory and layer ``l + 1`` reads it; the last layer writes
+the sample's output words.
+
+The per-layer counters live in a small memory owned by this block (``4`` words per layer:
+cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
+sequencer itself uses the memory. Layers not run since the last start read as 0.
+
+Layer overhead: 16 cycles of sequencing plus the pipeline fill/drain of the datapath.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
+from hw.contract.params import CoreParams
+
+__all__ = ["ErrorCode", "Sequencer", "counter_read_signature", "DESCRIPTOR_WORDS_READ"]
+
+#: Descriptor words the sequencer reads (words 6 and 7 are reserved for convolutions).
+DESCRIPTOR_WORDS_READ = 6
+
+
+class ErrorCode(enum.IntEnum):
+    """``REG_STATUS`` bits 8..15 after a run ended with the error bit set; ``meaning`` says what
+    each is in words (the host driver's error messages use it)."""
+
+    NONE = 0
+    BAD_BATCH = 1
+    BAD_T = 2
+    BAD_SIZE = 3
+    BAD_KIND = 4
+    NO_LAST = 5
+    NO_LIF = 6
+
+    @property
+    def meaning(self) -> str:
+        return _ERROR_MEANINGS[self]
+
+
+_ERROR_MEANINGS = {
+    ErrorCode.NONE: "no error",
+    ErrorCode.BAD_BATCH: "batch size 0 or above the build's batch_depth",
+    ErrorCode.BAD_T: "a layer's T is 0 or above the build's t_max",
+    ErrorCode.BAD_SIZE: "a layer's chunks, passes, outputs or bias rows are outside the build",
+    ErrorCode.BAD_KIND: "a layer kind the core does not run (only dense)",
+    ErrorCode.NO_LAST: "no descriptor of the program is marked last",
+    ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
+}
+
+
+def counter_read_signature(max_layers: int) -> wiring.Signature:
+    """Reading the counters (seen from the sequencer): ``addr`` is read in a cycle with
+    ``grant``; two cycles later ``data`` holds the memory word (registered as it came from the
+    memory) and ``keep`` says whether it counts (else the counter reads as 0)."""
+    return wiring.Signature({
+        "addr": In(range(COUNTER_WORDS_PER_LAYER * max_layers)),
+        "grant": Out(1),
+        "data": Out(32),
+        "keep": Out(1),
+    })
+
+
+class Sequencer(wiring.Component):
+    """Batch and layer control of :class:`hw.core.core.SpikePackCore`.
+
+    Parameters
+    ----------
+    params : CoreParams
+
+    Members
+    -------
+    start : In(1)
+        Pulse: run ``batch`` samples (ignored while busy).
+    batch : In(16)
+    desc_addr, desc_en : Out
+        Descriptor memory read port (32-bit words): ``desc_en`` marks the cycles the sequencer
+        uses it (the bus may use it in the others).
+    desc_data : In(32)
+        The word read, *registered*: two cycles after its address (block RAM outputs are slow;
+        the core registers them before anything else).
+    layer : Out(descriptor_layout())
+        The current layer's descriptor (held during the layer).
+    src_base, dst_base, out_base, fetch_start, clear : Out
+        Per-layer datapath set-up (spike-memory blocks read and written, output word);
+        ``fetch_start``/``clear`` pulse at layer start.
+    passes_done, spikes, skipped : In
+        Writer pass count, writer spike count, issuer skip count of the running layer.
+    busy, done, error, error_code : Out
+        Status (``done``/``error`` hold until the next start).
+    total_cycles : Out(32)
+        Cycles of the last run.
+    counters : Out(counter_read_signature(max_layers))
+        Per layer ``l``: word ``4 l`` cycles, ``4 l + 1`` spikes, ``4 l + 2`` skipped, summed over
+        the batch.
+    """
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = p = params
+        super().__init__({
+            "start": In(1),
+            "batch": In(16),
+            "desc_addr": Out(range(DESCRIPTOR_WORDS * p.max_layers)),
+            "desc_en": Out(1),
+            "desc_data": In(32),
+            "layer": Out(descriptor_layout()),
+            "src_base": Out(range(p.spike_rows)),
+            "dst_base": Out(range(2 * p.act_chunks)),
+            "out_base": Out(range(p.out_words)),
+            "fetch_start": Out(1),
+            "clear": Out(1),
+            "passes_done": In(range(p.max_passes + 1)),
+            "spikes": In(32),
+            "skipped": In(32),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(8),
+            "total_cycles": Out(32),
+            "counters": Out(counter_read_signature(p.max_layers)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lyr = Signal(range(p.max_layers))
+        sample = Signal(range(p.batch_depth))
+        batch = Signal(range(p.batch_depth + 1))  # (meaningless when bad_batch: the run fails)
+        bad_batch = Signal()  # the start's batch is 0 or above batch_depth (acted on in CHECK)
+        in_base = Signal.like(self.src_base)
+        layer_cycles = Signal(32)
+        d = self.layer
+
+        m.d.comb += self.dst_base.eq(lyr[0] * p.act_chunks)
+        with m.If(lyr == 0):
+            m.d.comb += self.src_base.eq(in_base)
+        with m.Else():
+            m.d.comb += self.src_base.eq((~lyr[0]) * p.act_chunks)
+
+        with m.If(self.busy):
+            m.d.sync += [self.total_cycles.eq(self.total_cycles + 1),
+                         layer_cycles.eq(layer_cycles + 1)]
+
+        # --- counter memory: one read port shared with the bus, the sequencer first ----------
+        m.submodules.cnt_mem = cnt_mem = memory.Memory(
+            shape=32, depth=COUNTER_WORDS_PER_LAYER * p.max_layers, init=[])
+        cnt_wr = cnt_mem.write_port()
+        cnt_rd = cnt_mem.read_port()
+        ran = Signal(p.max_layers)  # layers whose counters this run has written
+        cnt_use = Signal()  # the sequencer reads the counters this cycle
+        cnt_sel = Signal(3)  # step of the counter update (ACC)
+        bus_ran = Signal()
+        bus_zero = Signal()
+        bus_layer = self.counters.addr >> 2
+        with m.If(cnt_use):
+            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], lyr))
+        with m.Else():
+            m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
+        # The write port is driven from registers (the sum lands a cycle after it is made): a
+        # block RAM's inputs come from registers, never through logic.
+        cnt_wr_addr = Signal.like(cnt_wr.addr, reset_less=True)
+        cnt_wr_data = Signal(32, reset_less=True)
+        cnt_wr_en = Signal()
+        m.d.sync += cnt_wr_en.eq(0)
+        m.d.comb += [cnt_wr.addr.eq(cnt_wr_addr), cnt_wr.data.eq(cnt_wr_data),
+                     cnt_wr.en.eq(cnt_wr_en)]
+        # The counter memory's output, registered (block RAM outputs are slow); no reset, so the
+        # ECP5 flow can make it the block RAM's output register (hw.build.ecp5_outreg).
+        old = Signal(32, reset_less=True)
+        bus_keep = Signal()
+        m.d.sync += [bus_ran.eq(ran.bit_select(bus_layer, 1)),
+                     bus_zero.eq(self.counters.addr[:2] == COUNTER_WORDS_PER_LAYER - 1),
+                     bus_keep.eq(bus_ran & ~bus_zero), old.eq(cnt_rd.data)]
+        m.d.comb += [self.counters.data.eq(old), self.counters.keep.eq(bus_keep)]
+
+        def fail(code):
+            m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
+            m.next = "IDLE"
+
+        word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
+        m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
+        add_value = Signal(32)
+        old_keep = Signal()
+        # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
+        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
+        bad_size = Signal(6)  # chunks, passes, n_out (2), bias/theta rows (2)
+        last_sample = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    # The batch size is acted on with layer 0's descriptor (CHECK), not here:
+                    # no compare sits in front of the enables of the run's registers.
+                    m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_code.eq(0),
+                                 self.total_cycles.eq(0), ran.eq(0),
+                                 bad_batch.eq((self.batch == 0) | (self.batch > p.batch_depth)),
+                                 self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
+                                 in_base.eq(p.input_base), self.out_base.eq(0), lyr.eq(0),
+                                 layer_cycles.eq(0), word.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                # Address word ``word`` (while there are words left); word ``word - 2`` arrives
+                # (registered) and goes into the descriptor register.
+                m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
+                m.d.sync += word.eq(word + 1)
+                with m.Switch(word):
+                    for w in range(2, DESCRIPTOR_WORDS_READ + 2):
+                        with m.Case(w):
+                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
+                with m.If(word == DESCRIPTOR_WORDS_READ + 1):
+                    m.next = "VERDICT"
+            with m.State("VERDICT"):
+                # The descriptor's checks, each registered on its own; CHECK picks the error.
+                covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
+                m.d.sync += [
+                    bad_kind.eq(d.kind != 0),
+                    bad_t.eq((d.T == 0) | (d.T > p.t_max)),
+                    no_lif.eq(d.lif & (p.lif == 0)),
+                    bad_size.eq(Cat(
+                        (d.chunks == 0) | (d.chunks > p.act_chunks),
+                        (d.passes == 0) | (d.passes > p.max_passes),
+                        d.n_out > covered, d.n_out + p.n_pe <= covered,
+                        d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows)),
+                    last_sample.eq(sample + 1 == batch),
+                ]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(bad_batch | bad_kind | bad_t | no_lif | bad_size.any()):
+                    fail(Mux(bad_batch, ErrorCode.BAD_BATCH,
+                         Mux(bad_kind, ErrorCode.BAD_KIND,
+                         Mux(bad_t, ErrorCode.BAD_T,
+                         Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
+                with m.Else():
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [self.fetch_start.eq(1), self.clear.eq(1)]
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(self.passes_done == d.passes):
+                    m.d.sync += cnt_sel.eq(0)
+                    m.next = "ACC"
+            with m.State("ACC"):
+                # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
+                # chosen at c + 1 (old word registered), the sum made at c + 2 and written the
+                # cycle after.
+                m.d.comb += cnt_use.eq(cnt_sel < 3)
+                m.d.sync += [cnt_sel.eq(cnt_sel + 1), old_keep.eq(ran.bit_select(lyr, 1))]
+                with m.Switch(cnt_sel):
+                    with m.Case(1):
+                        # This cycle and the three below belong to the layer too.
+                        m.d.sync += add_value.eq(layer_cycles + 4)
+                    with m.Case(2):
+                        m.d.sync += add_value.eq(self.spikes)
+                    with m.Case(3):
+                        m.d.sync += add_value.eq(self.skipped)
+                m.d.sync += [cnt_wr_addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
+                             cnt_wr_data.eq(Mux(old_keep, old, 0) + add_value),
+                             cnt_wr_en.eq(cnt_sel >= 2)]
+                with m.If(cnt_sel == 4):
+                    m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
+                    with m.If(d.last):
+                        with m.If(last_sample):
+                            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
+                                         in_base.eq(in_base + p.act_chunks),
+                                         self.out_base.eq(self.out_base + p.max_neurons)]
+                            m.next = "LOAD"
+                    with m.Elif(lyr == p.max_layers - 1):
+                        fail(ErrorCode.NO_LAST)
+                    with m.Else():
+                        m.d.sync += lyr.eq(lyr + 1)
+                        m.next = "LOAD"
+        return m

@@ -1,0 +1,191 @@
+"""Writer: stores the fired outputs of each group, masks padding neurons, counts spikes.
+
+The firing array delivers one group (``units`` consecutive neurons) at a time. For a hidden layer
+the groups are gathered into spike blocks for the next layer (block bit ``q*k + i`` = bit ``q`` of
+the block's neuron ``i``: a transpose, pure wiring), ``k / units`` groups per block, each block
+written to the ping-pong activation memory at consecutive addresses from ``dst_base``. For the
+final layer each group is one row of the output memory (``units`` 32-bit words: the membrane for a
+readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the last pass) are
+forced to zero and not counted.
+
+The writer never stalls (``i`` is always ready): it takes a group per cycle and writes it (its
+block, its output row) from registers the cycle after. ``passes`` counts the passes whose every
+group was written, two cycles after the last write, when ``spikes`` holds them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from hw.contract.params import CoreParams
+
+from .fire_array import fire_array_output_layout
+
+__all__ = ["Writer"]
+
+
+class Writer(wiring.Component):
+    """Group writer for hidden (activation memory) and final (output memory) layers.
+
+    Parameters
+    ----------
+    params : CoreParams
+
+    Members
+    -------
+    clear : In(1)
+        Pulse at layer start: latch ``n_out``/``dst_base``/``out_base``, zero ``passes`` and
+        ``spikes``.
+    n_out : In(16)
+        Output neurons of the layer (the rest of the last pass is padding).
+    final, readout : In(1)
+        Final layer (write output memory); readout (write membranes, no spikes).
+    dst_base : In
+        First activation-memory block of the layer.
+    out_base : In
+        First output-memory *word* of the layer (a multiple of ``fire_units``).
+    passes : Out(range(max_passes + 1))
+        Passes written since ``clear``.
+    spikes : Out(range(max_neurons * t_max + 1))
+        Output 1-bits since ``clear`` (padding excluded): at most one per neuron and step.
+    act_addr, act_data, act_en : Out
+        Activation-memory write port (one spike block).
+    out_addr, out_data, out_en : Out
+        Output-memory write port (one row of ``fire_units`` 32-bit words).
+    i : In(stream.Signature(fire_array_output_layout(fire_units, t_max, acc_bits),
+        always_ready=True))
+    """
+
+    def __init__(self, params: CoreParams):
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        self._params = p = params
+        act_depth = 2 * p.act_chunks
+        super().__init__({
+            "clear": In(1),
+            "n_out": In(16),
+            "final": In(1),
+            "readout": In(1),
+            "dst_base": In(range(act_depth)),
+            "out_base": In(range(p.out_words)),
+            "passes": Out(range(p.max_passes + 1)),
+            "spikes": Out(range(p.max_neurons * p.t_max + 1)),
+            "act_addr": Out(range(act_depth)),
+            "act_data": Out(p.block_bits),
+            "act_en": Out(1),
+            "out_addr": Out(range(p.out_rows)),
+            "out_data": Out(32 * p.fire_units),
+            "out_en": Out(1),
+            "i": In(stream.Signature(
+                fire_array_output_layout(p.fire_units, p.t_max, p.acc_bits), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        units, k, t_max = p.fire_units, p.k, p.t_max
+        per_block = k // units  # groups per spike block
+        groups = p.n_pe // units
+
+        left = Signal(signed(18))  # n_out minus the first neuron of the group
+        g = Signal(range(groups))
+        j = Signal(range(per_block))  # group within the block being gathered
+        blk = Signal(p.block_bits)
+        act_ptr = Signal.like(self.act_addr)
+        out_ptr = Signal.like(self.out_addr)
+
+        # The memory write ports are driven from registers: a group is written the cycle after it
+        # arrives (the output and spike memories are block RAMs spread over the device, and the
+        # group's data and enables come through a few LUTs).
+        out_addr, out_data, out_en = (Signal.like(self.out_addr), Signal.like(self.out_data),
+                                      Signal())
+        act_addr, act_data, act_en = (Signal.like(self.act_addr), Signal.like(self.act_data),
+                                      Signal())
+        regs = [(self.out_addr, out_addr), (self.out_data, out_data),
+                (self.act_addr, act_addr), (self.act_data, act_data)]
+        for port, value in regs:
+            reg = Signal.like(port, name=f"{port.name}_q", reset_less=True)
+            m.d.sync += reg.eq(value)
+            m.d.comb += port.eq(reg)
+        m.d.sync += [self.out_en.eq(out_en), self.act_en.eq(act_en)]
+
+        res = self.i.payload
+        # live[f] = left > f, registered beside ``left`` (it gates every output bit): from the
+        # sign, the high bits and the low bits of the value ``left`` takes.
+        u_bits = exact_log2(units)
+
+        def live_of(value):
+            pos = ~value[-1]
+            big = value[u_bits:-1].any() if u_bits < len(value) - 1 else 0  # >= units
+            return [pos & (big | (value[:u_bits] > f if u_bits else 0)) for f in range(units)]
+
+        left_next, n_out = Signal.like(left), Signal.like(left)
+        m.d.comb += [left_next.eq(left - units), n_out.eq(self.n_out)]
+        live = [Signal(name=f"live{f}") for f in range(units)]
+        words = [Signal(t_max, name=f"word{f}") for f in range(units)]
+        for f in range(units):
+            m.d.comb += words[f].eq(res[f].word & live[f].replicate(t_max))
+
+        # Spike count: the live counts registered, added the next cycle, accumulated the next.
+        counts = [Signal(range(t_max + 1), name=f"count{f}") for f in range(units)]
+        group_spikes = Signal(range(units * t_max + 1))
+        pass_done = Signal(3)  # the end of a pass, moving with its counts
+        m.d.sync += [pass_done.eq(pass_done << 1), group_spikes.eq(sum(counts))]
+        for f in range(units):
+            m.d.sync += counts[f].eq(Mux(self.i.valid & live[f], res[f].spikes, 0))
+        m.d.sync += self.spikes.eq(self.spikes + group_spikes)
+        with m.If(pass_done[2]):
+            m.d.sync += self.passes.eq(self.passes + 1)
+
+        # Output rows (final layer): the packed words, or the membranes of a readout.
+        for f in range(units):
+            value = Signal(32, name=f"out{f}")
+            with m.If(self.readout):
+                m.d.comb += value.eq(Mux(live[f], res[f].v, 0))
+            with m.Else():
+                m.d.comb += value.eq(words[f])
+            m.d.comb += out_data[32 * f:32 * (f + 1)].eq(value)
+        m.d.comb += out_addr.eq(out_ptr)
+
+        # Spike blocks (hidden layer): group ``j`` of a block fills bits ``q*k + j*units + f``.
+        planes = [Cat(*(words[f][q] for f in range(units))) for q in range(t_max)]
+        block = []
+        for q in range(t_max):
+            for jj in range(per_block):
+                if jj == per_block - 1:
+                    block.append(planes[q])
+                else:
+                    block.append(blk[q * k + jj * units:q * k + (jj + 1) * units])
+        m.d.comb += [act_addr.eq(act_ptr), act_data.eq(Cat(*block))]
+
+        with m.If(self.i.valid):
+            m.d.sync += [left.eq(left_next), g.eq(g + 1)]
+            m.d.sync += [live[f].eq(v) for f, v in enumerate(live_of(left_next))]
+            with m.If(g == groups - 1):
+                m.d.sync += [g.eq(0), pass_done[0].eq(1)]
+            with m.If(self.final):
+                m.d.comb += out_en.eq(1)
+                m.d.sync += out_ptr.eq(out_ptr + 1)
+            with m.Elif(j == per_block - 1):
+                m.d.comb += act_en.eq(1)
+                m.d.sync += [act_ptr.eq(act_ptr + 1), j.eq(0)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+                with m.Switch(j):
+                    for jj in range(per_block - 1):
+                        with m.Case(jj):
+                            for q in range(t_max):
+                                lo = q * k + jj * units
+                                m.d.sync += blk[lo:lo + units].eq(planes[q])
+
+        with m.If(self.clear):
+            m.d.sync += [
+                self.passes.eq(0), self.spikes.eq(0), left.eq(n_out), g.eq(0), j.eq(0),
+                *(live[f].eq(v) for f, v in enumerate(live_of(n_out))),
+                act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
+                group_spikes.eq(0), pass_done.eq(0), *(c.eq(0) for c in counts),
+            ]
+        return m

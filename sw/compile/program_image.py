@@ -1,0 +1,253 @@
+"""Program images: an :class:`sim.golden.ir.IntNetwork` laid out in a SpikePack core's memories.
+
+``build_image(net, params)`` maps every layer onto the build (descriptor, weight rows, bias and
+threshold rows) and returns the bus writes that load it; it refuses, with :class:`DoesNotFitError`,
+any network the build cannot run exactly -- it never truncates or wraps. ``encode_inputs``,
+``decode_outputs`` and ``decode_counters`` convert batches and results. The host driver and the
+testbenches use the same functions, so both load a core exactly the same way.
+
+Layout (see ``hw.contract.memory_map``): layer ``l`` with ``C = ceil(n_in / k)`` chunks and
+``P = ceil(n_out / n_pe)`` passes owns weight rows ``w_base .. w_base + P C - 1`` (row
+``w_base + p C + c``, byte ``n k + i`` = ``W[p n_pe + n, c k + i]``) and bias/theta rows
+``bt_base .. bt_base + P - 1``. A spike block (chunk ``c`` of an input) has bit ``q k + i`` =
+bit ``q`` of the packed word of neuron ``c k + i``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hw.contract import bus
+from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, MemoryMap, encode_descriptor, memory_map
+from hw.contract.params import CoreParams
+from sim.golden.ir import IntNetwork, Mode, Reset
+from sim.golden.model import required_accumulator_bits
+from sim.golden.packing import check_packed
+
+__all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
+           "encode_inputs", "decode_outputs", "decode_counters", "control_word", "Counters"]
+
+
+class DoesNotFitError(ValueError):
+    """The network needs more than the build has (the message names what and the limit)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageWrite:
+    """Consecutive 32-bit words written from word address ``addr`` into region ``region``."""
+
+    region: str
+    addr: int
+    words: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerLayout:
+    index: int
+    n_in: int
+    n_out: int
+    chunks: int
+    passes: int
+    w_base: int
+    bt_base: int
+    descriptor: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramImage:
+    """What to write to load a network, and where its inputs and outputs live.
+
+    Members
+    -------
+    params : CoreParams
+    memory_map : MemoryMap
+    layers : tuple of LayerLayout
+    writes : tuple of ImageWrite
+        PROGRAM, WEIGHTS, BIAS and THETA contents (write them all before a run).
+    T, n_in, n_out : int
+    readout : bool
+        The last layer returns membranes (signed words) rather than packed spikes.
+    """
+
+    params: CoreParams
+    memory_map: MemoryMap
+    layers: tuple[LayerLayout, ...]
+    writes: tuple[ImageWrite, ...]
+    T: int
+    n_in: int
+    n_out: int
+    readout: bool
+
+    @property
+    def weight_rows(self) -> int:
+        return sum(lay.chunks * lay.passes for lay in self.layers)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _words(values: np.ndarray, bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [int(v) & mask for v in values]
+
+
+def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
+    """Lay ``net`` out for a core built with ``params``; refuse what does not fit."""
+    if not isinstance(net, IntNetwork):
+        raise TypeError(f"net must be a sim.golden.ir.IntNetwork, not {type(net).__name__}")
+    if not isinstance(params, CoreParams):
+        raise TypeError(f"params must be a hw.contract.params.CoreParams, not {type(params).__name__}")
+    p, T = params, net.T
+    mm = memory_map(p)
+    if len(net.layers) > p.max_layers:
+        raise DoesNotFitError(f"the network has {len(net.layers)} layers; the build runs at most "
+                              f"{p.max_layers} (max_layers)")
+    if T > p.t_max:
+        raise DoesNotFitError(f"T = {T} time steps is more than the build's t_max = {p.t_max}")
+    layers, weights, biases, thetas = [], [], [], []
+    w_base = bt_base = 0
+    for li, layer in enumerate(net.layers):
+        where = f"layer {li} ({layer.n_in} -> {layer.n_out})"
+        if layer.kind != "dense":
+            raise DoesNotFitError(f"{where}: kind {layer.kind!r} is not supported by the core")
+        if layer.mode is Mode.LIF and not p.lif:
+            raise DoesNotFitError(f"{where} is a LIF/IF layer; this build runs SpikePack layers "
+                                  f"only (lif=0): use a build with lif=1 (e.g. hw.build.main "
+                                  f"--set lif=1) or a SpikePack network")
+        for what, n in (("inputs", layer.n_in), ("outputs", layer.n_out)):
+            if n > p.max_neurons:
+                raise DoesNotFitError(f"{where} has {n} {what}; the build's layers are at most "
+                                      f"{p.max_neurons} neurons wide (act_chunks * k)")
+        if layer.weight_bits > p.weight_bits:
+            raise DoesNotFitError(f"{where}: {layer.weight_bits}-bit weights are wider than the "
+                                  f"build's {p.weight_bits}-bit weights")
+        need = required_accumulator_bits(layer, T)
+        if need > p.acc_bits:
+            raise DoesNotFitError(f"{where} may reach {need}-bit membrane values (weights, bias, "
+                                  f"T = {T}); the build's accumulators are {p.acc_bits} bits")
+        theta = layer.theta_vector
+        theta_max = (1 << (p.acc_bits - 1)) - 1
+        if theta.max() > theta_max:
+            raise DoesNotFitError(f"{where}: theta {int(theta.max())} exceeds the build's "
+                                  f"largest threshold {theta_max}")
+        chunks, passes = _ceil_div(layer.n_in, p.k), _ceil_div(layer.n_out, p.n_pe)
+        # Weight rows: (pass, chunk) -> n_pe x k int8.
+        wpad = np.zeros((passes * p.n_pe, chunks * p.k), dtype=np.int64)
+        wpad[:layer.n_out, :layer.n_in] = layer.weight
+        rows = wpad.reshape(passes, p.n_pe, chunks, p.k).transpose(0, 2, 1, 3)
+        weights.append(rows.reshape(passes * chunks, p.n_pe * p.k))
+        bpad = np.zeros(passes * p.n_pe, dtype=np.int64)
+        bpad[:layer.n_out] = layer.bias
+        biases.append(bpad)
+        per_channel = np.ndim(layer.theta) == 1
+        tpad = np.ones(passes * p.n_pe, dtype=np.int64)
+        tpad[:layer.n_out] = theta
+        thetas.append(tpad)
+        desc = encode_descriptor(
+            kind=0, lif=int(layer.mode is Mode.LIF), readout=int(layer.readout),
+            reset_zero=int(layer.reset is Reset.ZERO), last=int(li == len(net.layers) - 1),
+            leak=layer.leak_shift if layer.mode is Mode.LIF else 0, T=T,
+            theta_per_channel=int(per_channel), n_in=layer.n_in, n_out=layer.n_out,
+            chunks=chunks, passes=passes, w_base=w_base, bt_base=bt_base,
+            theta=0 if per_channel else int(theta[0]),
+        )
+        layers.append(LayerLayout(li, layer.n_in, layer.n_out, chunks, passes, w_base, bt_base,
+                                  tuple(desc)))
+        w_base += passes * chunks
+        bt_base += passes
+    if w_base > p.weight_depth:
+        raise DoesNotFitError(f"the network needs {w_base} weight rows of {p.n_pe * p.k} "
+                              f"weights; the build has {p.weight_depth} (weight_depth)")
+    if bt_base > p.bt_rows:
+        raise DoesNotFitError(f"the network needs {bt_base * p.n_pe} bias/theta entries (padded "
+                              f"to passes of {p.n_pe}); the build has {p.bt_depth} (bt_depth)")
+
+    program = [w for lay in layers for w in lay.descriptor]
+    wbytes = (np.concatenate(weights) & 0xFF).astype(np.uint32).reshape(-1, 4)
+    wwords = (wbytes[:, 0] | wbytes[:, 1] << 8 | wbytes[:, 2] << 16 | wbytes[:, 3] << 24)
+    writes = (
+        ImageWrite("PROGRAM", mm["PROGRAM"].base, tuple(program)),
+        ImageWrite("WEIGHTS", mm["WEIGHTS"].base, tuple(int(w) for w in wwords)),
+        ImageWrite("BIAS", mm["BIAS"].base, tuple(_words(np.concatenate(biases), 32))),
+        ImageWrite("THETA", mm["THETA"].base, tuple(_words(np.concatenate(thetas), 32))),
+    )
+    return ProgramImage(p, mm, tuple(layers), writes, T, net.n_in, net.n_out,
+                        net.layers[-1].readout)
+
+
+def control_word(batch: int, *, start: bool = True, abort: bool = False) -> int:
+    """``REG_CONTROL`` value: start a batch of ``batch`` samples (or abort)."""
+    if not 0 <= batch <= 0xFFFF:
+        raise ValueError(f"batch must be in 0..65535, not {batch}")
+    return (batch << 16) | int(start) | int(abort) << 1
+
+
+def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
+    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``."""
+    p = image.params
+    x = check_packed(np.atleast_2d(x), image.T, "inputs")
+    if x.shape[1] != image.n_in:
+        raise ValueError(f"the network takes {image.n_in} inputs, not {x.shape[1]}")
+    if len(x) > p.batch_depth:
+        raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds "
+                              f"({p.batch_depth}, batch_depth); split it")
+    chunks = _ceil_div(image.n_in, p.k)
+    pad = np.zeros((len(x), chunks * p.k), dtype=np.int64)
+    pad[:, :image.n_in] = x
+    # bit q*k + i of block c = bit q of neuron c*k + i
+    bits = (pad.reshape(len(x), chunks, 1, p.k) >> np.arange(p.t_max).reshape(1, 1, -1, 1)) & 1
+    bits = bits.reshape(len(x), chunks, p.t_max * p.k)
+    weights = 1 << np.arange(32, dtype=np.int64)
+    words = (bits.reshape(len(x), chunks, p.block_words, 32) * weights).sum(axis=-1)
+    base = image.memory_map["INPUT"].base
+    stride = p.act_chunks * p.block_words
+    return [ImageWrite("INPUT", base + b * stride, tuple(int(w) for w in words[b].ravel()))
+            for b in range(len(x))]
+
+
+def output_addresses(image: ProgramImage, batch: int) -> list[tuple[int, int]]:
+    """``(addr, count)`` to read the outputs of each sample of a batch."""
+    base = image.memory_map["OUTPUT"].base
+    return [(base + b * image.params.max_neurons, image.n_out) for b in range(batch)]
+
+
+def decode_outputs(image: ProgramImage, words) -> np.ndarray:
+    """Outputs of a batch from the words read at :func:`output_addresses`.
+
+    Membranes (signed) for a readout network, packed ``T``-bit words otherwise.
+    """
+    w = np.asarray(words, dtype=np.int64).reshape(-1, image.n_out)
+    if image.readout:
+        return np.where(w >= 1 << 31, w - (1 << 32), w)
+    return w & ((1 << image.T) - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+    """Performance counters of the last run (sums over its batch)."""
+
+    cycles: np.ndarray  #: per layer
+    spikes: np.ndarray  #: output 1-bits per layer
+    skipped: np.ndarray  #: all-zero plane-chunks skipped per layer
+    total_cycles: int
+
+
+def counter_range(image: ProgramImage) -> tuple[int, int]:
+    """``(addr, count)`` of the counter words to read."""
+    p = image.params
+    return image.memory_map["COUNTERS"].base, (p.max_layers + 1) * COUNTER_WORDS_PER_LAYER
+
+
+def decode_counters(image: ProgramImage, words) -> Counters:
+    w = np.asarray(words, dtype=np.int64)
+    n = len(image.layers)
+    per = w[:COUNTER_WORDS_PER_LAYER * n].reshape(n, COUNTER_WORDS_PER_LAYER)
+    total = int(w[COUNTER_WORDS_PER_LAYER * image.params.max_layers])
+    return Counters(per[:, 0].copy(), per[:, 1].copy(), per[:, 2].copy(), total)
+
+
+STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1, 2, 4
+REG_CONTROL, REG_STATUS = bus.REG_CONTROL, bus.REG_STATUS

@@ -1,0 +1,137 @@
+"""The compiler's front: build targets by name, and what a compiled network uses of a build.
+
+``sw.compile.program_image.build_image`` lays an :class:`sim.golden.ir.IntNetwork` out for one build's
+:class:`hw.contract.params.CoreParams` and refuses what does not fit. This module finds those parameters
+from a name (a board preset of ``boards`` or a core preset of ``hw.contract.params``; a device's identify
+reply gives them too, see ``sw.host.driver.DeviceInfo.core_params``) and tabulates, for people, how the
+network landed: per layer, and per resource against the build's capacity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hw.contract.params import PRESETS, CoreParams
+from sim.golden.ir import IntNetwork, Mode
+from sim.golden.model import required_accumulator_bits
+
+from .program_image import ProgramImage
+
+__all__ = ["Target", "target_names", "get_target", "mode_name", "layer_table", "usage_table",
+           "Usage", "usage"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Build parameters with where they came from.
+
+    Members
+    -------
+    name : str
+        ``"board arty_a7"``, ``"preset small"``, ``"device /dev/ttyUSB1"``.
+    params : CoreParams
+    baud, clk_freq : int or None
+        The board's UART rate and clock (None for a core preset).
+    """
+
+    name: str
+    params: CoreParams
+    baud: int | None = None
+    clk_freq: int | None = None
+
+
+def target_names() -> list[str]:
+    """Names ``get_target`` knows: board presets, then core presets that are not boards."""
+    from boards import board_names
+
+    boards = board_names()
+    return boards + sorted(n for n in PRESETS if n not in boards)
+
+
+def get_target(name: str) -> Target:
+    """A board preset (``boards``) or, failing that, a core preset (``hw.contract.params.PRESETS``)."""
+    from boards import BOARDS
+
+    if name in BOARDS:
+        b = BOARDS[name]
+        return Target(f"board {name}", b.params, b.baud, b.clk_freq)
+    if name in PRESETS:
+        return Target(f"preset {name}", PRESETS[name])
+    raise KeyError(f"unknown board or build preset {name!r}; known: {', '.join(target_names())}")
+
+
+def mode_name(layer) -> str:
+    """``readout``, ``spikepack``, ``if`` or ``lif k=<leak shift>``."""
+    if layer.readout:
+        return "readout"
+    if layer.mode is Mode.SPIKEPACK:
+        return "spikepack"
+    return f"lif k={layer.leak_shift}" if layer.leak_shift else "if"
+
+
+def layer_table(net: IntNetwork, image: ProgramImage) -> str:
+    """One row per layer: sizes, mode, threshold, placement and accumulator width."""
+    p = image.params
+    rows = [f"{'layer':>5s}  {'size':>11s}  {'mode':9s} {'theta':>13s}  {'chunks x passes':>15s}  "
+            f"{'weight rows':>11s}  {'b/theta rows':>12s}  {'acc bits':>8s}"]
+    for layer, lay in zip(net.layers, image.layers, strict=True):
+        theta = layer.theta_vector
+        th = str(int(theta[0])) if theta.min() == theta.max() else f"{theta.min()}..{theta.max()}"
+        mode = mode_name(layer)
+        if layer.readout:
+            th = "-"
+        rows.append(
+            f"{lay.index:5d}  {f'{lay.n_in} -> {lay.n_out}':>11s}  {mode:9s} {th:>13s}  "
+            f"{f'{lay.chunks} x {lay.passes}':>15s}  "
+            f"{f'{lay.w_base}..{lay.w_base + lay.chunks * lay.passes - 1}':>11s}  "
+            f"{f'{lay.bt_base}..{lay.bt_base + lay.passes - 1}':>12s}  "
+            f"{f'{required_accumulator_bits(layer, net.T)}/{p.acc_bits}':>8s}")
+    return "\n".join(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """One resource: what the network needs against what the build has."""
+
+    what: str
+    used: int
+    capacity: int
+    unit: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.capacity
+
+
+def usage(net: IntNetwork, image: ProgramImage) -> list[Usage]:
+    p = image.params
+    bt_rows = sum(lay.passes for lay in image.layers)
+    return [
+        Usage("layers", len(net.layers), p.max_layers, "descriptors"),
+        Usage("time steps T", net.T, p.t_max, "bit-planes"),
+        Usage("widest layer", max(max(la.n_in, la.n_out) for la in net.layers), p.max_neurons,
+              "neurons"),
+        Usage("weight memory", image.weight_rows, p.weight_depth,
+              f"rows of {p.n_pe * p.k} weights"),
+        Usage("bias/theta memory", bt_rows * p.n_pe, p.bt_depth, "entries"),
+        Usage("weight width", max(la.weight_bits for la in net.layers), p.weight_bits, "bits"),
+        Usage("accumulator", max(required_accumulator_bits(la, net.T) for la in net.layers),
+              p.acc_bits, "bits (worst case)"),
+    ]
+
+
+def usage_table(net: IntNetwork, image: ProgramImage) -> str:
+    rows = [f"{'resource':18s} {'used':>6s} / {'build':<6s} {'':>5s}"]
+    for u in usage(net, image):
+        rows.append(f"{u.what:18s} {u.used:6d} / {u.capacity:<6d} {100 * u.fraction:4.0f}%  "
+                    f"{u.unit}")
+    weights = sum(la.n_in * la.n_out for la in net.layers)
+    rows.append(f"{weights} weights stored in {image.weight_rows * _row(image)} slots "
+                f"({100 * weights / max(1, image.weight_rows * _row(image)):.0f}% of the rows "
+                f"used are weights, the rest is padding to {image.params.k}-input chunks and "
+                f"{image.params.n_pe}-neuron passes)")
+    return "\n".join(rows)
+
+
+def _row(image: ProgramImage) -> int:
+    return image.params.n_pe * image.params.k

@@ -1,0 +1,1 @@
+"""Talking to a device: byte transports (serial, TCP, simulation) and the driver."""

@@ -1,0 +1,1 @@
+"""The seed papers reproduced: experiments, Bit Budget, results page and its plots."""

@@ -1,0 +1,47 @@
+"""Ready-trained integer networks for tests, benchmarks and examples (trained on first use, cached).
+
+The cache lives in ``$SPIKEPACK_CACHE`` (default ``~/.cache/spikepack``), keyed by every
+argument, so a test that asks for the same network twice trains once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sim.golden.ir import IntNetwork
+from sw.train.data import load_digits_split
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("SPIKEPACK_CACHE", Path.home() / ".cache" / "spikepack"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def digits_int_network(T: int = 4, seed: int = 0, hidden=(128, 64), epochs: int = 60,
+                       ) -> tuple[IntNetwork, np.ndarray, np.ndarray]:
+    """The directly trained SpikePack digits MLP as integers.
+
+    Returns ``(net, x_test_packed, y_test)``: the network, the test split's packed ``T``-bit
+    inputs (shape ``(360, 64)``) and their labels.
+    """
+    from .experiment import train_all
+
+    split = load_digits_split(seed)
+    _, x_test = split.packed(T)
+    tag = f"digits_T{T}_s{seed}_h{'-'.join(map(str, hidden))}_e{epochs}.npz"
+    path = cache_dir() / tag
+    if path.exists():
+        try:
+            return IntNetwork.load(path), x_test, split.y_test
+        except (OSError, KeyError, ValueError):
+            path.unlink()  # a stale or broken cache entry: train again
+    result = train_all(split, T, hidden=hidden, epochs=epochs, seed=seed, variants=("direct",))
+    net = result.levels["direct"].net
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    net.save(tmp)
+    os.replace(tmp, path)
+    return net, x_test, split.y_test
