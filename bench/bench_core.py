@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hw.contract.params import PRESETS  # noqa: E402
+from boards import CORE_PRESETS  # noqa: E402
 from hw.core.core import SpikePackCore  # noqa: E402
 from sim.rtl.runner import param_tag, run_cocotb  # noqa: E402
 
@@ -31,11 +31,11 @@ PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS=
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="arty_a7", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="arty_a7", choices=sorted(CORE_PRESETS))
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    params = PRESETS[args.preset]
+    params = CORE_PRESETS[args.preset]
     build = ROOT / "build" / "bench_core" / f"{args.preset}_{param_tag(params)}"
     results = build / "results.json"
     if args.simulator == "verilator":

@@ -13,8 +13,12 @@ import operator
 from typing import Literal
 
 from hw.contract.params import CoreParams
+from hw.contract.protocol import baud_divisor, check_max_payload
 
-__all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "get_board", "board_names"]
+from .core_presets import MEDIUM, SMALL
+
+__all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "CORE_PRESETS", "SMALL", "MEDIUM",
+           "get_board", "board_names"]
 
 Family = Literal["xc7", "ecp5", "ice40"]
 ClockGen = Literal["mmcm", "ecp5_pll", "direct"]
@@ -125,8 +129,6 @@ class BoardPreset:
         if ":" not in self.platform:
             raise ValueError(f"platform must be 'module:Class', not {self.platform!r}")
         # The UART divisor and the frame size must be usable (raise ValueError with the reason).
-        from hw.link.frame_decoder import check_max_payload
-        from hw.link.uart_tx import baud_divisor
         baud_divisor(self.clk_freq, self.baud)
         object.__setattr__(self, "max_payload", check_max_payload(self.max_payload))
 
@@ -156,6 +158,11 @@ def _registry() -> dict[str, BoardPreset]:
 
 
 BOARDS: dict[str, BoardPreset] = _registry()
+
+#: Core builds by name (``spikepack compile --board small``): the board-less sizes and the Arty
+#: A7-35T's core.
+CORE_PRESETS: dict[str, CoreParams] = {"small": SMALL, "medium": MEDIUM,
+                                        "arty_a7": BOARDS["arty_a7"].params}
 
 
 def board_names() -> list[str]:

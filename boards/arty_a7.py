@@ -2,15 +2,14 @@
 
 The board's 100 MHz oscillator feeds an MMCM (``hw.platform.clocks_xilinx``) that makes the accelerator
 clock; the FT2232H's second channel is the host UART (amaranth-boards resource ``uart``); LD4..LD6
-show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build.main`` writes
+show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build`` writes
 the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when Vivado is absent.
 """
 
 from boards import BoardPreset, DeviceCapacity
-from hw.contract.params import ARTY_A7 as ARTY_A7_PARAMS
 from hw.contract.params import CoreParams
 
-__all__ = ["XC7A35T", "XC7A100T", "ARTY_A7_35", "ARTY_A7_100"]
+__all__ = ["XC7A35T", "XC7A100T", "ARTY_A7_PARAMS", "ARTY_A7_35", "ARTY_A7_100"]
 
 # Ref: Xilinx DS180 (7 Series Product Selection Guide), Artix-7 table: logic cells / 6.4 = LUTs,
 # CLB flip-flops, 36 Kb block RAMs, DSP48E1 slices, distributed RAM (Kb).
@@ -18,6 +17,10 @@ XC7A35T = DeviceCapacity(device="xc7a35t", luts=20_800, ffs=41_600, brams=50, ds
                          ram_bits=50 * 36 * 1024 + 400 * 1024)
 XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135, dsps=240,
                           ram_bits=135 * 36 * 1024 + 1_188 * 1024)
+
+#: The Arty A7-35T's core: 256 int8 synaptic adds per cycle, 784-128-128-10 MLPs fit.
+ARTY_A7_PARAMS = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
+                            bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4)
 
 #: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
 _BAUD = 4_000_000

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boards import BOARDS, BoardPreset, get_board
-from hw.build.main import main as build
+from hw.build import main as build
 from hw.build.report import REPORT_SCHEMA, validate_report
 from hw.build.tools import ToolMissing, resolve_tool
 from hw.contract.params import CoreParams

@@ -26,7 +26,7 @@ def test_every_command_has_help(name):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["train", "--T", "0"], "--T must be in 1..16"),
+    (["train", "--T", "0"], "--T: must be in 1..16"),
     (["train", "--dataset", "cifar"], "invalid choice"),
     (["train", "--dataset", "mnist"], "--data-dir"),
     (["train", "--epochs", "0"], "--epochs must be at least 1"),
@@ -66,7 +66,7 @@ def test_model_workflow_through_the_cli(tmp_path):
     assert r.returncode == 0 and "SpikePack T=4" in r.stdout, r.stderr
     r = run("quantize", "--model", str(d / "conv.pt"), "--out", str(d / "conv.npz"))
     assert r.returncode == 0 and "integer (golden)" in r.stdout, r.stderr
-    r = run("eval", "--net", str(d / "conv.npz"))
+    r = run("eval", str(d / "conv.npz"))
     assert r.returncode == 0 and "accuracy" in r.stdout and "spikes/sample" in r.stdout, r.stderr
     r = run("report", "--out-dir", str(d / "plots"), "--train-json", str(d / "r.json"),
             "--net", str(d / "net_T4.npz"), "--model", str(d / "spikepack_T4.pt"))

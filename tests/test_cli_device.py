@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from hw.contract.params import SMALL
+from boards import SMALL
 from sim.golden.ir import IntLayer, IntNetwork
 from sim.golden.model import run_network
 from sw.cli.main import main

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hw.contract.params import SMALL
+from boards import SMALL
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import pack_bitplanes

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from hw.contract.params import PRESETS
+from boards import CORE_PRESETS
 from hw.core.core import SpikePackCore
 from sim.rtl.runner import param_tag, run_cocotb, simulator_available
 
@@ -29,7 +29,7 @@ def _run(simulator, preset, networks, seed, testcase=RANDOM_TESTS, monkeypatch=N
         pytest.skip(f"{simulator} is not on PATH")
     if monkeypatch is not None and simulator == "verilator":
         monkeypatch.setenv("MAKEFLAGS", PCH_FIX)
-    params = PRESETS[preset]
+    params = CORE_PRESETS[preset]
     run_cocotb(SpikePackCore(params), toplevel="spikepack_core", test_module="sim.tb.core_tb",
                build_dir=os.path.join(BUILD, f"{preset}_{param_tag(params)}"),
                simulator=simulator, testcase=testcase,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.contract import bus
+from hw.contract import bus, registers
 from hw.contract.memory_map import identify_words, memory_map
 from hw.contract.params import CoreParams
 from hw.core.core import SpikePackCore
@@ -61,9 +61,9 @@ class PyBus:
         """Start a run of ``batch`` samples and poll until it is over (at most ``polls`` times,
         about 25 cycles each: a run that never ends returns a busy status, it does not hang the
         test); the final status word."""
-        await self.write(ctx, bus.REG_CONTROL, [img.control_word(batch)])
+        await self.write(ctx, bus.REG_CONTROL, [registers.control_word(batch)])
         for _ in range(polls):
-            if not (await self.read(ctx, bus.REG_STATUS))[0] & img.STATUS_BUSY:
+            if not (await self.read(ctx, bus.REG_STATUS))[0] & registers.STATUS_BUSY:
                 break
             await ctx.tick().repeat(16)
         return (await self.read(ctx, bus.REG_STATUS))[0]
@@ -120,7 +120,7 @@ def test_core_pysim_networks(pause, weight_regs, seed):
     for (net, x), (status, out, counters) in zip(cases, results, strict=False):
         ref = golden.run_network(net, x, acc_bits=P.acc_bits)
         spikes, skipped = expected_counters(net, x, P, ref)
-        assert status == img.STATUS_DONE
+        assert status == registers.STATUS_DONE
         assert np.array_equal(out, ref.output)
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
@@ -130,7 +130,7 @@ def test_core_pysim_networks(pause, weight_regs, seed):
 def test_core_without_lif_reports_lif_layers():
     """On a SpikePack-only build (lif=0) a LIF descriptor stops the run with error NO_LIF, and
     a SpikePack network still runs bit-exactly."""
-    from hw.core.sequencer import ErrorCode
+    from hw.contract.errors import ErrorCode
     from sim.golden.ir import Mode
 
     p = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=64, act_chunks=4, bt_depth=32,
@@ -155,9 +155,9 @@ def test_core_without_lif_reports_lif_layers():
 
     pb.simulate(host)
     assert not any(layer.mode is Mode.LIF for layer in net.layers)
-    assert statuses[0] == img.STATUS_DONE
+    assert statuses[0] == registers.STATUS_DONE
     assert np.array_equal(statuses[1], golden.run_network(net, x, acc_bits=p.acc_bits).output)
-    assert statuses[2] & img.STATUS_ERROR and statuses[2] >> 8 == ErrorCode.NO_LIF
+    assert statuses[2] & registers.STATUS_ERROR and statuses[2] >> 8 == ErrorCode.NO_LIF
 
 
 def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
@@ -165,8 +165,8 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
     register), and each descriptor check of the sequencer broken one at a time in the first
     layer, stop the run with their own code (the batch first, then kind, T, LIF, sizes); the
     program restored, the run is bit-exact again."""
+    from hw.contract.errors import ErrorCode
     from hw.contract.memory_map import DESCRIPTOR_WORDS, decode_descriptor, encode_descriptor
-    from hw.core.sequencer import ErrorCode
 
     dut = SpikePackCore(P)
     pb = PyBus(dut, 9, 0.1)
@@ -212,7 +212,7 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
     *refused, done, out = results
     assert len(refused) == 15
     for change, code, status in refused:
-        assert status & img.STATUS_ERROR and not status & img.STATUS_BUSY, (change, hex(status))
+        assert status & registers.STATUS_ERROR and not status & registers.STATUS_BUSY, (change, hex(status))
         assert status >> 8 == code, (change, code, hex(status))
-    assert done == img.STATUS_DONE
+    assert done == registers.STATUS_DONE
     assert np.array_equal(out, golden.run_network(net, x, acc_bits=P.acc_bits).output)

@@ -8,8 +8,8 @@ from amaranth.sim import Simulator
 
 from hw.core.fire import FireUnit
 from hw.core.fire_array import FireArray
-from sim.golden.ir import IntLayer, Mode, Reset
 from sim.golden import model as golden
+from sim.golden.ir import IntLayer, Mode, Reset
 from sim.golden.packing import popcount
 
 T_MAX, ACC = 8, 24

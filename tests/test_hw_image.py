@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from boards import CORE_PRESETS, SMALL
+from boards.arty_a7 import ARTY_A7_PARAMS as ARTY_A7
 from hw.contract import bus
 from hw.contract.memory_map import (
     decode_descriptor,
@@ -12,7 +14,7 @@ from hw.contract.memory_map import (
     memory_map,
     params_from_identify,
 )
-from hw.contract.params import ARTY_A7, PRESETS, SMALL, CoreParams
+from hw.contract.params import CoreParams
 from sim.golden.ir import IntLayer, IntNetwork, Mode
 from sw.compile.program_image import DoesNotFitError, build_image, decode_outputs, encode_inputs
 
@@ -38,13 +40,13 @@ def test_params_refuse(kw, err):
 
 def test_arty_preset_is_256_adds_per_cycle():
     assert ARTY_A7.synapses_per_cycle >= 256
-    for p in PRESETS.values():
+    for p in CORE_PRESETS.values():
         assert p == CoreParams(**{f: getattr(p, f) for f in p.__dataclass_fields__})
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(CORE_PRESETS))
 def test_memory_map_regions_disjoint_aligned(name):
-    p = PRESETS[name]
+    p = CORE_PRESETS[name]
     mm = memory_map(p)
     spans = sorted((r.base, r.base + r.span, r.name) for r in mm.regions)
     assert spans[0][0] >= bus.REGIONS_BASE
@@ -132,7 +134,7 @@ def test_image_layout_and_inputs(rng):
 
 def test_core_error_codes_have_words():
     """Every sequencer error code has a name and a meaning on the host (sw.host.driver)."""
-    from hw.core.sequencer import ErrorCode
+    from hw.contract.errors import ErrorCode
     from sw.host.driver import core_error_text
 
     for code in ErrorCode:

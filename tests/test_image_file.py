@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hw.contract.params import MEDIUM, SMALL
+from boards import MEDIUM, SMALL
 from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
 from sw.compile.image_file import ImageFileError, load_image_file, save_image_file
 from sw.compile.program_image import build_image

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boards import CORE_PRESETS
 from hw.accelerator import Accelerator
-from hw.contract.params import PRESETS
 from sim.rtl.runner import param_tag, require_simulator, run_cocotb
 
 pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
@@ -30,7 +30,7 @@ def _run(tmp_path, monkeypatch, n_samples):
     x = np.asarray(x_test[:n_samples])
     net.save(tmp_path / "net.npz")
     np.save(tmp_path / "inputs.npy", x)
-    params = PRESETS[PRESET]
+    params = CORE_PRESETS[PRESET]
     dut = Accelerator(params, LINK["clk_freq"], LINK["baud"], idle_timeout=LINK["idle_timeout"])
     t0 = time.monotonic()
     run_cocotb(dut, toplevel="accelerator", test_module="sim.tb.accel_tb",

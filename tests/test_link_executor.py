@@ -11,17 +11,13 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from hw.contract.bus import REG_CONTROL, REG_STATUS, REGIONS_BASE
-from hw.contract.protocol import (
+from hw.contract.protocol import Command, ReplyParser, Status, encode_request, words_payload
+from hw.contract.registers import (
     CONTROL_ABORT,
     CONTROL_START,
     STATUS_BUSY,
     STATUS_DONE,
     STATUS_ERROR,
-    Command,
-    ReplyParser,
-    Status,
-    encode_request,
-    words_payload,
 )
 from hw.link.frame_decoder import FrameDecoder
 from hw.link.frame_encoder import FrameEncoder

@@ -7,8 +7,9 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
+from hw.contract.protocol import baud_divisor
 from hw.link.uart_rx import UARTReceiver
-from hw.link.uart_tx import UARTTransmitter, baud_divisor
+from hw.link.uart_tx import UARTTransmitter
 from sim.rtl.streams import stream_put
 
 

@@ -8,7 +8,8 @@ The RTL runs are ``slow`` (``pytest -m slow``); the work predictor runs in the d
 import numpy as np
 import pytest
 
-from hw.contract.params import SMALL, CoreParams
+from boards import SMALL
+from hw.contract.params import CoreParams
 from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
 from sim.rtl.runner import simulator_available
 

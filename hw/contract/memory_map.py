@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
+import numpy as np
+from amaranth.hdl import signed
 from amaranth.lib import data
 
 from hw.contract import bus
@@ -38,7 +40,8 @@ from .params import CoreParams
 __all__ = [
     "DESCRIPTOR_WORDS", "DESCRIPTOR_FIELDS", "descriptor_layout", "encode_descriptor",
     "decode_descriptor", "Region", "MemoryMap", "memory_map", "identify_words",
-    "params_from_identify", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER",
+    "params_from_identify", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER", "weights_layout",
+    "weight_words",
 ]
 
 # --- layer descriptor --------------------------------------------------------------------------
@@ -198,3 +201,20 @@ def params_from_identify(words) -> CoreParams:
         raise ValueError(f"core version {words[1]:#010x} is not {CORE_VERSION:#010x} "
                          f"(host and bitstream differ)")
     return CoreParams(**dict(zip(_ID_PARAMS, words[2:2 + len(_ID_PARAMS)], strict=False)))
+
+
+# --- weight rows -------------------------------------------------------------------------------
+
+
+def weights_layout(n_pe: int, k: int, weight_bits: int = 8) -> data.ArrayLayout:
+    """One weight memory row as the PE array sees it: ``row[n][i]`` is PE ``n``'s weight of
+    lane ``i``, so PE ``n`` lane ``i`` is byte ``n * k + i`` of the row (8-bit weights)."""
+    return data.ArrayLayout(data.ArrayLayout(signed(weight_bits), k), n_pe)
+
+
+def weight_words(rows) -> list[int]:
+    """WEIGHTS region words of weight rows (shape ``(rows, n_pe * k)``, signed 8-bit values):
+    four weights per little-endian word, in the byte order of :func:`weights_layout`."""
+    wbytes = (np.asarray(rows, dtype=np.int64) & 0xFF).astype(np.uint32).reshape(-1, 4)
+    words = wbytes[:, 0] | wbytes[:, 1] << 8 | wbytes[:, 2] << 16 | wbytes[:, 3] << 24
+    return [int(w) for w in words]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 
-__all__ = ["CoreParams", "SMALL", "MEDIUM", "ARTY_A7", "PRESETS"]
+__all__ = ["CoreParams"]
 
 
 def _is_pow2(x: int) -> bool:
@@ -212,18 +212,3 @@ class CoreParams:
                 f"batch <= {self.batch_depth}, {self.fire_units} firing unit"
                 + ("s" if self.fire_units > 1 else "")
                 + ("" if self.lif else ", SpikePack layers only (no LIF)"))
-
-
-#: Small build for the random-network tests (fast to simulate); the digits network fits.
-SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
-                   bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
-
-#: Medium build: the sklearn digits network (64-128-64-10) fits.
-MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,
-                    bt_depth=512, max_layers=8, batch_depth=8)
-
-#: Digilent Arty A7-35T: 256 int8 synaptic adds per cycle, 784-128-128-10 MLPs fit.
-ARTY_A7 = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
-                     bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4)
-
-PRESETS = {"small": SMALL, "medium": MEDIUM, "arty_a7": ARTY_A7}

@@ -20,6 +20,7 @@ See ``docs/protocol.md`` for the command set, timing and error handling.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import struct
 import zlib
 
@@ -75,15 +76,40 @@ IDENTIFY_FIELDS = (
     "run_timeout", "addr_limit", "link_hash",
 )
 
-#: Status register bits (``hw.contract.bus.REG_STATUS``) the RUN command looks at.
-STATUS_BUSY = 1 << 0
-STATUS_DONE = 1 << 1
-STATUS_ERROR = 1 << 2
-#: Control register bits (``hw.contract.bus.REG_CONTROL``).
-CONTROL_START = 1 << 0
-CONTROL_ABORT = 1 << 1
-CONTROL_BATCH_SHIFT = 16
-BATCH_LIMIT = 0xFFFF
+# --- link build parameters (checked where a board preset or a link is made) ----------------
+
+#: Fewest clocks per bit the receiver's synchronizer and mid-bit sampling support.
+MIN_DIVISOR = 4
+#: Largest rate error (clock not an integer multiple of the baud rate) accepted at build time.
+MAX_RATE_ERROR = 0.02
+
+
+def baud_divisor(clk_freq, baud) -> int:
+    """Clocks per bit for ``baud`` at ``clk_freq``; raises ``ValueError`` if it is unusable."""
+    if clk_freq <= 0 or baud <= 0:
+        raise ValueError(f"clk_freq and baud must be positive, not {clk_freq} and {baud}")
+    divisor = round(clk_freq / baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(
+            f"baud {baud} needs at least {MIN_DIVISOR} clocks per bit at {clk_freq} Hz; "
+            f"use a baud rate of at most {clk_freq / MIN_DIVISOR:.0f}"
+        )
+    error = abs(clk_freq / divisor - baud) / baud
+    if error > MAX_RATE_ERROR:
+        raise ValueError(
+            f"{clk_freq} Hz / {divisor} = {clk_freq / divisor:.0f} baud is {error:.1%} off {baud}; "
+            f"pick a baud rate that divides the clock more closely"
+        )
+    return divisor
+
+
+def check_max_payload(max_payload) -> int:
+    max_payload = operator.index(max_payload)
+    if not 8 <= max_payload <= LENGTH_LIMIT or max_payload % 4:
+        raise ValueError(
+            f"max_payload must be a multiple of 4 in 8..{LENGTH_LIMIT}, not {max_payload}"
+        )
+    return max_payload
 
 
 def crc32(data: bytes) -> int:

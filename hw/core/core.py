@@ -43,6 +43,12 @@ from hw.contract.memory_map import (
     memory_map,
 )
 from hw.contract.params import CoreParams
+from hw.contract.registers import (
+    CONTROL_ABORT_BIT,
+    CONTROL_BATCH_SHIFT,
+    CONTROL_START_BIT,
+    STATUS_CODE_SHIFT,
+)
 
 from .fetcher import Fetcher, block_beat_layout
 from .fire_array import FireArray
@@ -231,8 +237,9 @@ class SpikePackCore(wiring.Component):
         start, batch = Signal(), Signal(16)
         m.d.sync += [start.eq(0), abort.eq(0)]
         with m.If(wr_now & q_control):
-            m.d.sync += [abort.eq(wdata[1]), start.eq(wdata[0] & ~wdata[1]),
-                         batch.eq(wdata[16:32])]
+            m.d.sync += [abort.eq(wdata[CONTROL_ABORT_BIT]),
+                         start.eq(wdata[CONTROL_START_BIT] & ~wdata[CONTROL_ABORT_BIT]),
+                         batch.eq(wdata[CONTROL_BATCH_SHIFT:32])]
         m.d.comb += [seq.start.eq(start), seq.batch.eq(batch)]
 
         # Reads: memories addressed in ADDR (the descriptor and counter memories wait while the
@@ -259,7 +266,8 @@ class SpikePackCore(wiring.Component):
                                                            init=identify_words(p))
         ident_rd = ident_rom.read_port()
         m.d.comb += ident_rd.addr.eq(addr[:ID_WORDS.bit_length() - 1])
-        status = Cat(seq.busy, seq.done, seq.error, Const(0, 5), seq.error_code)
+        status = Cat(seq.busy, seq.done, seq.error, Const(0, STATUS_CODE_SHIFT - 3),
+                     seq.error_code)
         # Where the answer comes from, decided in ADDR. Memory outputs are registered as they are
         # (RAW) before the answer is chosen (READ): block RAM outputs are slow.
         sources = ("ident", "status", "program", "output", "counter", "total")

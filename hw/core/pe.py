@@ -28,11 +28,10 @@ import operator
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from .adder_tree import ConditionalAdderTree
 
-__all__ = ["beat_layout", "weights_layout", "SpikePackPE"]
+__all__ = ["beat_layout", "SpikePackPE"]
 
 
 def beat_layout(k: int, t_max: int, weight_depth: int):
@@ -45,11 +44,6 @@ def beat_layout(k: int, t_max: int, weight_depth: int):
         "last": 1,
         "row": range(weight_depth),
     })
-
-
-def weights_layout(n_pe: int, k: int, weight_bits: int = 8):
-    """One weight memory row: ``payload[n][i]`` is PE ``n``'s weight of lane ``i``."""
-    return data.ArrayLayout(data.ArrayLayout(signed(weight_bits), k), n_pe)
 
 
 class SpikePackPE(wiring.Component):
@@ -179,8 +173,3 @@ class SpikePackPE(wiring.Component):
             self.fire_data.eq(rd.data),
         ]
         return m
-
-
-def slot_bits(t_max: int) -> int:
-    """Bits of a slot index ``0..t_max-1``."""
-    return max(1, ceil_log2(t_max))

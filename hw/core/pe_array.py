@@ -22,7 +22,9 @@ from amaranth.hdl import Array, Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import SpikePackPE, beat_layout, weights_layout
+from hw.contract.memory_map import weights_layout
+
+from .pe import SpikePackPE, beat_layout
 
 __all__ = ["PEArray", "bank_read_signature"]
 

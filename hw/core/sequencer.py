@@ -17,12 +17,11 @@ Layer overhead: 16 cycles of sequencing plus the pipeline fill/drain of the data
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.contract.errors import ErrorCode
 from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
 from hw.contract.params import CoreParams
 
@@ -30,34 +29,6 @@ __all__ = ["ErrorCode", "Sequencer", "counter_read_signature", "DESCRIPTOR_WORDS
 
 #: Descriptor words the sequencer reads (words 6 and 7 are reserved for convolutions).
 DESCRIPTOR_WORDS_READ = 6
-
-
-class ErrorCode(enum.IntEnum):
-    """``REG_STATUS`` bits 8..15 after a run ended with the error bit set; ``meaning`` says what
-    each is in words (the host driver's error messages use it)."""
-
-    NONE = 0
-    BAD_BATCH = 1
-    BAD_T = 2
-    BAD_SIZE = 3
-    BAD_KIND = 4
-    NO_LAST = 5
-    NO_LIF = 6
-
-    @property
-    def meaning(self) -> str:
-        return _ERROR_MEANINGS[self]
-
-
-_ERROR_MEANINGS = {
-    ErrorCode.NONE: "no error",
-    ErrorCode.BAD_BATCH: "batch size 0 or above the build's batch_depth",
-    ErrorCode.BAD_T: "a layer's T is 0 or above the build's t_max",
-    ErrorCode.BAD_SIZE: "a layer's chunks, passes, outputs or bias rows are outside the build",
-    ErrorCode.BAD_KIND: "a layer kind the core does not run (only dense)",
-    ErrorCode.NO_LAST: "no descriptor of the program is marked last",
-    ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
-}
 
 
 def counter_read_signature(max_layers: int) -> wiring.Signature:

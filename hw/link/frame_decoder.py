@@ -9,7 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.contract.protocol import LENGTH_LIMIT, SYNC_REQUEST, Status
+from hw.contract.protocol import SYNC_REQUEST, Status, check_max_payload
 
 #: CRC of the host link, matched by ``hw.contract.protocol.crc32`` (``zlib.crc32``).
 LINK_CRC = crc.catalog.CRC32_ISO_HDLC
@@ -35,15 +35,6 @@ def buffer_signature(max_payload):
         "en": Out(1),
         "data": In(32),
     })
-
-
-def check_max_payload(max_payload) -> int:
-    max_payload = operator.index(max_payload)
-    if not 8 <= max_payload <= LENGTH_LIMIT or max_payload % 4:
-        raise ValueError(
-            f"max_payload must be a multiple of 4 in 8..{LENGTH_LIMIT}, not {max_payload}"
-        )
-    return max_payload
 
 
 class FrameDecoder(wiring.Component):

@@ -8,13 +8,19 @@ from amaranth.lib.wiring import In, Out
 
 from hw.common.skid_buffer import SkidBuffer
 from hw.contract.bus import ADDR_BITS, BusRequest, BusSignature
-from hw.contract.protocol import LINK_MAGIC, PROTOCOL_VERSION, crc32
+from hw.contract.protocol import (
+    LINK_MAGIC,
+    PROTOCOL_VERSION,
+    baud_divisor,
+    check_max_payload,
+    crc32,
+)
 
-from .frame_decoder import FrameDecoder, check_max_payload
+from .frame_decoder import FrameDecoder
 from .frame_encoder import FrameEncoder
 from .link_executor import LinkExecutor
 from .uart_rx import UARTReceiver
-from .uart_tx import UARTTransmitter, baud_divisor
+from .uart_tx import UARTTransmitter
 
 #: Default baud rate: 12 MHz / 3, a rate the FT2232H makes exactly; 25 clocks per bit at 100 MHz.
 DEFAULT_BAUD = 4_000_000

@@ -7,7 +7,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.contract.bus import ADDR_BITS, REG_CONTROL, REG_STATUS, BusSignature
-from hw.contract.protocol import (
+from hw.contract.protocol import Command, Status, check_max_payload
+from hw.contract.registers import (
     BATCH_LIMIT,
     CONTROL_ABORT,
     CONTROL_BATCH_SHIFT,
@@ -15,11 +16,9 @@ from hw.contract.protocol import (
     STATUS_BUSY,
     STATUS_DONE,
     STATUS_ERROR,
-    Command,
-    Status,
 )
 
-from .frame_decoder import FrameInfo, buffer_signature, check_max_payload
+from .frame_decoder import FrameInfo, buffer_signature
 from .frame_encoder import ReplyHeader
 
 

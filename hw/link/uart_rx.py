@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .uart_tx import MIN_DIVISOR
+from hw.contract.protocol import MIN_DIVISOR
 
 
 class UARTReceiver(wiring.Component):
@@ -25,7 +25,7 @@ class UARTReceiver(wiring.Component):
     Parameters
     ----------
     divisor : int
-        Clocks per bit (see :func:`hw.link.uart_tx.baud_divisor`).
+        Clocks per bit (see :func:`hw.contract.protocol.baud_divisor`).
 
     Members
     -------

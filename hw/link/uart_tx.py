@@ -6,29 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Fewest clocks per bit the receiver's synchronizer and mid-bit sampling support.
-MIN_DIVISOR = 4
-#: Largest rate error (clock not an integer multiple of the baud rate) accepted at build time.
-MAX_RATE_ERROR = 0.02
-
-
-def baud_divisor(clk_freq, baud) -> int:
-    """Clocks per bit for ``baud`` at ``clk_freq``; raises ``ValueError`` if it is unusable."""
-    if clk_freq <= 0 or baud <= 0:
-        raise ValueError(f"clk_freq and baud must be positive, not {clk_freq} and {baud}")
-    divisor = round(clk_freq / baud)
-    if divisor < MIN_DIVISOR:
-        raise ValueError(
-            f"baud {baud} needs at least {MIN_DIVISOR} clocks per bit at {clk_freq} Hz; "
-            f"use a baud rate of at most {clk_freq / MIN_DIVISOR:.0f}"
-        )
-    error = abs(clk_freq / divisor - baud) / baud
-    if error > MAX_RATE_ERROR:
-        raise ValueError(
-            f"{clk_freq} Hz / {divisor} = {clk_freq / divisor:.0f} baud is {error:.1%} off {baud}; "
-            f"pick a baud rate that divides the clock more closely"
-        )
-    return divisor
+from hw.contract.protocol import MIN_DIVISOR
 
 
 class UARTTransmitter(wiring.Component):
@@ -40,7 +18,7 @@ class UARTTransmitter(wiring.Component):
     Parameters
     ----------
     divisor : int
-        Clocks per bit (see :func:`baud_divisor`).
+        Clocks per bit (see :func:`hw.contract.protocol.baud_divisor`).
 
     Members
     -------

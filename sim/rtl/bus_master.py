@@ -16,7 +16,7 @@ import random
 import numpy as np
 from cocotb.triggers import RisingEdge, Timer
 
-from hw.contract import bus
+from hw.contract import bus, registers
 from sw.compile import program_image as img
 
 ADDR_BITS, DATA_BITS = bus.ADDR_BITS, bus.DATA_BITS
@@ -98,17 +98,17 @@ class BusMaster:
         return (await self.read(bus.REG_STATUS))[0]
 
     async def start(self, batch: int) -> None:
-        await self.write(bus.REG_CONTROL, [img.control_word(batch)])
+        await self.write(bus.REG_CONTROL, [registers.control_word(batch)])
 
     async def abort(self) -> None:
-        await self.write(bus.REG_CONTROL, [img.control_word(0, start=False, abort=True)])
+        await self.write(bus.REG_CONTROL, [registers.control_word(0, start=False, abort=True)])
 
     async def wait_done(self, *, poll: int = 64, timeout: int = 10_000_000) -> int:
         """Poll ``REG_STATUS`` every ``poll`` cycles until not busy; return the status word."""
         waited = 0
         while True:
             st = await self.status()
-            if not st & img.STATUS_BUSY:
+            if not st & registers.STATUS_BUSY:
                 return st
             await Timer(poll * self.period_ns, unit="ns")
             await RisingEdge(self.clock)
@@ -122,9 +122,9 @@ class BusMaster:
         await self.load(img.encode_inputs(image, x))
         await self.start(len(x))
         st = await self.wait_done(poll=poll)
-        if st & img.STATUS_ERROR:
+        if st & registers.STATUS_ERROR:
             raise RuntimeError(f"core reported error code {(st >> 8) & 0xFF}")
-        if not st & img.STATUS_DONE:
+        if not st & registers.STATUS_DONE:
             raise RuntimeError(f"core stopped without done (status {st:#x})")
         words = []
         for addr, count in img.output_addresses(image, len(x)):

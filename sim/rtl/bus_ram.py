@@ -17,7 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.contract.bus import ID_BASE, ID_MAGIC, REG_CONTROL, REG_STATUS, REGIONS_BASE, BusSignature
-from hw.contract.protocol import CONTROL_ABORT, CONTROL_BATCH_SHIFT, CONTROL_START
+from hw.contract.registers import CONTROL_ABORT, CONTROL_BATCH_SHIFT, CONTROL_START
 from hw.link.host_link import HostLink
 
 

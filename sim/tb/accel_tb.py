@@ -2,7 +2,7 @@
 runs inputs, and the outputs must equal ``sim.golden.model`` (DUT: ``hw.accelerator.Accelerator``).
 
 Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
-``preset`` (a ``hw.contract.params.PRESETS`` key), ``net`` (an ``IntNetwork.save`` file), ``inputs`` (a
+``preset`` (a ``boards.CORE_PRESETS`` key), ``net`` (an ``IntNetwork.save`` file), ``inputs`` (a
 ``.npy`` of packed inputs), ``results`` (JSON file for the figures).
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
 
-from hw.contract.params import PRESETS
+from boards import CORE_PRESETS
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.rtl.runner import cocotb_env
@@ -32,7 +32,7 @@ PERIOD_NS = 1e9 / CLK_FREQ
 async def network_end_to_end(dut):
     from sw.compile.program_image import build_image
 
-    params = PRESETS[cocotb_env("preset")]
+    params = CORE_PRESETS[cocotb_env("preset")]
     net = IntNetwork.load(cocotb_env("net"))
     x = np.load(cocotb_env("inputs"))
     image = build_image(net, params)

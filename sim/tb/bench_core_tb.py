@@ -11,9 +11,9 @@ import json
 import cocotb
 import numpy as np
 
-from hw.contract.params import PRESETS
-from sim.golden.ir import IntLayer, IntNetwork
+from boards import CORE_PRESETS
 from sim.golden import model as golden
+from sim.golden.ir import IntLayer, IntNetwork
 from sim.rtl.runner import cocotb_env
 from sw.compile import program_image as img
 
@@ -52,7 +52,7 @@ async def measure(tb, net, x):
 async def bench(dut):
     tb = TB(dut)
     await tb.reset()
-    p = PRESETS[cocotb_env("preset", "arty_a7")]
+    p = CORE_PRESETS[cocotb_env("preset", "arty_a7")]
     rng = np.random.default_rng(int(cocotb_env("seed", 0)))
     T = 4
     results = {"params": p.describe(), "peak": p.synapses_per_cycle, "dense": [], "sparse": [],

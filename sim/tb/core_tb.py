@@ -14,9 +14,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.contract import bus
+from boards import CORE_PRESETS
+from hw.contract import bus, registers
 from hw.contract.memory_map import identify_words, params_from_identify
-from hw.contract.params import PRESETS
 from sim.golden import model as golden
 from sim.rtl.bus_master import BusMaster
 from sim.rtl.runner import cocotb_env
@@ -32,7 +32,7 @@ class TB:
 
     def __init__(self, dut, *, stall: float = 0.0, seed: int = 0):
         self.dut = dut
-        self.params = PRESETS[cocotb_env("preset", "small")]
+        self.params = CORE_PRESETS[cocotb_env("preset", "small")]
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         self.bus = BusMaster(dut, dut.clk, stall=stall, rng=random.Random(seed))
 
@@ -75,17 +75,17 @@ async def identify_and_errors(dut):
     assert await tb.bus.status() == 0
     await tb.bus.start(0)
     st = await tb.bus.wait_done()
-    assert st & img.STATUS_ERROR and (st >> 8) & 0xFF == 1, hex(st)
+    assert st & registers.STATUS_ERROR and (st >> 8) & 0xFF == 1, hex(st)
     await tb.bus.start(p.batch_depth + 1)
     st = await tb.bus.wait_done()
-    assert st & img.STATUS_ERROR and (st >> 8) & 0xFF == 1, hex(st)
+    assert st & registers.STATUS_ERROR and (st >> 8) & 0xFF == 1, hex(st)
     # A descriptor with T = 0.
     mm = img.memory_map(p)
     await tb.bus.write(mm["PROGRAM"].base, img.encode_descriptor(T=0, last=1, chunks=1, passes=1,
                                                                    n_in=1, n_out=1))
     await tb.bus.start(1)
     st = await tb.bus.wait_done()
-    assert st & img.STATUS_ERROR and (st >> 8) & 0xFF == 2, hex(st)
+    assert st & registers.STATUS_ERROR and (st >> 8) & 0xFF == 2, hex(st)
 
 
 @cocotb.test()
@@ -101,7 +101,7 @@ async def abort_midway(dut):
     await tb.bus.load(img.encode_inputs(image, x))
     await tb.bus.start(len(x))
     await ClockCycles(dut.clk, 50)
-    assert await tb.bus.status() & img.STATUS_BUSY
+    assert await tb.bus.status() & registers.STATUS_BUSY
     await tb.bus.abort()
     assert await tb.bus.status() == 0
     errors = await check_network(tb, net, [x], "after abort")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
 from sim.golden import model as golden
+from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
 from sw.research.rtl_results import predicted_work
 
 

@@ -41,9 +41,9 @@ def time_steps(text: str) -> int:
     try:
         T = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"T must be a whole number, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
     if not 1 <= T <= T_LIMIT:
-        raise argparse.ArgumentTypeError(f"T must be in 1..{T_LIMIT}, not {T}")
+        raise argparse.ArgumentTypeError(f"must be in 1..{T_LIMIT}, not {T}")
     return T
 
 

@@ -19,15 +19,20 @@ import dataclasses
 
 import numpy as np
 
-from hw.contract import bus
-from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, MemoryMap, encode_descriptor, memory_map
+from hw.contract.memory_map import (
+    COUNTER_WORDS_PER_LAYER,
+    MemoryMap,
+    encode_descriptor,
+    memory_map,
+    weight_words,
+)
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.model import required_accumulator_bits
 from sim.golden.packing import check_packed
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
-           "encode_inputs", "decode_outputs", "decode_counters", "control_word", "Counters"]
+           "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
 
 
 class DoesNotFitError(ValueError):
@@ -166,23 +171,14 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
                               f"to passes of {p.n_pe}); the build has {p.bt_depth} (bt_depth)")
 
     program = [w for lay in layers for w in lay.descriptor]
-    wbytes = (np.concatenate(weights) & 0xFF).astype(np.uint32).reshape(-1, 4)
-    wwords = (wbytes[:, 0] | wbytes[:, 1] << 8 | wbytes[:, 2] << 16 | wbytes[:, 3] << 24)
     writes = (
         ImageWrite("PROGRAM", mm["PROGRAM"].base, tuple(program)),
-        ImageWrite("WEIGHTS", mm["WEIGHTS"].base, tuple(int(w) for w in wwords)),
+        ImageWrite("WEIGHTS", mm["WEIGHTS"].base, tuple(weight_words(np.concatenate(weights)))),
         ImageWrite("BIAS", mm["BIAS"].base, tuple(_words(np.concatenate(biases), 32))),
         ImageWrite("THETA", mm["THETA"].base, tuple(_words(np.concatenate(thetas), 32))),
     )
     return ProgramImage(p, mm, tuple(layers), writes, T, net.n_in, net.n_out,
                         net.layers[-1].readout)
-
-
-def control_word(batch: int, *, start: bool = True, abort: bool = False) -> int:
-    """``REG_CONTROL`` value: start a batch of ``batch`` samples (or abort)."""
-    if not 0 <= batch <= 0xFFFF:
-        raise ValueError(f"batch must be in 0..65535, not {batch}")
-    return (batch << 16) | int(start) | int(abort) << 1
 
 
 def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
@@ -249,5 +245,3 @@ def decode_counters(image: ProgramImage, words) -> Counters:
     return Counters(per[:, 0].copy(), per[:, 1].copy(), per[:, 2].copy(), total)
 
 
-STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1, 2, 4
-REG_CONTROL, REG_STATUS = bus.REG_CONTROL, bus.REG_STATUS

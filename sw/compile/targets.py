@@ -2,7 +2,7 @@
 
 ``sw.compile.program_image.build_image`` lays an :class:`sim.golden.ir.IntNetwork` out for one build's
 :class:`hw.contract.params.CoreParams` and refuses what does not fit. This module finds those parameters
-from a name (a board preset of ``boards`` or a core preset of ``hw.contract.params``; a device's identify
+from a name (a board preset of ``boards`` or a core preset of ``boards.CORE_PRESETS``; a device's identify
 reply gives them too, see ``sw.host.driver.DeviceInfo.core_params``) and tabulates, for people, how the
 network landed: per layer, and per resource against the build's capacity.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from hw.contract.params import PRESETS, CoreParams
+from boards import CORE_PRESETS
+from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import required_accumulator_bits
 
@@ -45,18 +46,18 @@ def target_names() -> list[str]:
     from boards import board_names
 
     boards = board_names()
-    return boards + sorted(n for n in PRESETS if n not in boards)
+    return boards + sorted(n for n in CORE_PRESETS if n not in boards)
 
 
 def get_target(name: str) -> Target:
-    """A board preset (``boards``) or, failing that, a core preset (``hw.contract.params.PRESETS``)."""
+    """A board preset (``boards``) or, failing that, a core preset (``boards.CORE_PRESETS``)."""
     from boards import BOARDS
 
     if name in BOARDS:
         b = BOARDS[name]
         return Target(f"board {name}", b.params, b.baud, b.clk_freq)
-    if name in PRESETS:
-        return Target(f"preset {name}", PRESETS[name])
+    if name in CORE_PRESETS:
+        return Target(f"preset {name}", CORE_PRESETS[name])
     raise KeyError(f"unknown board or build preset {name!r}; known: {', '.join(target_names())}")
 
 

@@ -19,8 +19,8 @@ import logging
 from collections import deque
 
 from hw.contract.bus import ID_BASE, ID_MAGIC
+from hw.contract.errors import ErrorCode
 from hw.contract.protocol import (
-    BATCH_LIMIT,
     IDENTIFY_FIELDS,
     LINK_MAGIC,
     PROTOCOL_VERSION,
@@ -34,7 +34,7 @@ from hw.contract.protocol import (
     request_bytes,
     words_payload,
 )
-from hw.core.sequencer import ErrorCode
+from hw.contract.registers import BATCH_LIMIT
 
 from .transport import Transport
 
@@ -77,7 +77,7 @@ _HINTS = {
 
 
 def core_error_text(status_word: int) -> str:
-    """``REG_STATUS`` with its error bit set, in words (the code, ``hw.core.sequencer.ErrorCode``,
+    """``REG_STATUS`` with its error bit set, in words (the code, ``hw.contract.errors.ErrorCode``,
     and what it means)."""
     code = (int(status_word) >> 8) & 0xFF
     try:
