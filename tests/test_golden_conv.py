@@ -32,7 +32,12 @@ from sim.ir import (
     Reset,
     Residual,
 )
-from sim.packing import pack_bitplanes, popcount
+from sim.packing import (
+    feature_map_blocks,
+    feature_map_from_blocks,
+    pack_bitplanes,
+    popcount,
+)
 
 # --- independent references ----------------------------------------------------------------------
 
@@ -533,3 +538,20 @@ def test_bad_conv_networks_and_inputs_are_refused(rng):
                   residual=np.zeros((1, 2, 4, 4), dtype=np.int64))
     with pytest.raises(ValueError, match=r"conv layer takes inputs of shape \(2, 4, 4\)"):
         run_layer(net.layers[0], np.zeros((1, 3, 4, 4), dtype=np.int64), 4)
+
+
+# --- memory layout -------------------------------------------------------------------------------
+
+
+def test_feature_map_blocks_round_trip_and_layout(rng):
+    for _ in range(50):
+        c, h, w, k = (int(n) for n in rng.integers(1, 9, size=4))
+        a = rng.integers(0, 256, size=(2, c, h, w))
+        blocks = feature_map_blocks(a, k)
+        assert blocks.shape == (2, h, w, -(-c // k), k)
+        assert np.array_equal(feature_map_from_blocks(blocks, c), a)
+        n, y, x, ch = (int(rng.integers(0, m)) for m in (2, h, w, c))
+        assert blocks[n, y, x, ch // k, ch % k] == a[n, ch, y, x]
+        assert not blocks.reshape(2, h, w, -1)[..., c:].any()  # channels past C are zero
+    with pytest.raises(ValueError, match="cannot hold 9 channels"):
+        feature_map_from_blocks(np.zeros((2, 2, 2, 4)), 9)
