@@ -319,6 +319,58 @@ def test_lif_pooling_is_or_of_spikes_and_not_a_max(rng):
     assert differ > 0  # it is not the SpikePack max: the two pools are different operations
 
 
+def test_average_pooling_folds_into_the_next_dense_layer(rng, one_torch_thread):
+    """avg-pool (k, stride k) then dense == dense with weights repeated over each window and
+    k^2 in theta and bias (docs/numerics.md); torch's avg_pool2d is the oracle."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    for _ in range(100):
+        T = int(rng.integers(1, 9))
+        k = int(rng.choice([2, 4]))  # 1 / k^2 is exact in float64
+        c, h, w = int(rng.integers(1, 5)), int(rng.integers(k, 3 * k + 2)), int(rng.integers(k, 13))
+        hp, wp = h // k, w // k
+        n_out = int(rng.integers(1, 8))
+        weight = rng.integers(-8, 8, size=(n_out, c, hp, wp))
+        bias = rng.integers(-100, 100, size=n_out)
+        theta = rng.integers(1, 50, size=n_out)
+        folded_w = np.zeros((n_out, c, h, w), dtype=np.int64)
+        folded_w[:, :, :hp * k, :wp * k] = weight.repeat(k, axis=2).repeat(k, axis=3)
+        folded = IntLayer(folded_w.reshape(n_out, -1), k * k * bias, k * k * theta, weight_bits=4)
+        a = rng.integers(0, 1 << T, size=(3, c, h, w))
+        avg = F.avg_pool2d(torch.from_numpy(a.astype(np.float64)), k).numpy()
+        v = bias + avg.reshape(3, -1) @ weight.reshape(n_out, -1).T.astype(np.float64)
+        want = np.clip(np.floor(v / theta), 0, (1 << T) - 1).astype(np.int64)
+        assert np.array_equal(spikepack_layer(folded, a.reshape(3, -1), T).output, want)
+
+
+def test_average_pooling_folds_into_the_next_conv_layer(rng, one_torch_thread):
+    """avg-pool (k, stride k) then conv (kh, kw, s, p) == conv (k kh, k kw, k s, k p) with each
+    weight repeated over a k x k block and k^2 in theta and bias, for H, W multiples of k."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    for _ in range(100):
+        T = int(rng.integers(1, 9))
+        k = int(rng.choice([2, 4]))
+        kh, kw, s, p = (int(n) for n in (*rng.integers(1, 4, size=2), rng.integers(1, 3),
+                                          rng.integers(0, 2)))
+        c_in, c_out = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        hp, wp = int(rng.integers(max(1, kh - 2 * p), 6)), int(rng.integers(max(1, kw - 2 * p), 6))
+        weight = rng.integers(-8, 8, size=(c_out, c_in, kh, kw))
+        bias = rng.integers(-100, 100, size=c_out)
+        theta = rng.integers(1, 50, size=c_out)
+        folded = IntLayer(weight.repeat(k, axis=2).repeat(k, axis=3), k * k * bias,
+                          k * k * theta, weight_bits=4, kind="conv",
+                          in_shape=(c_in, hp * k, wp * k), stride=k * s, padding=k * p)
+        a = rng.integers(0, 1 << T, size=(2, c_in, hp * k, wp * k))
+        avg = F.avg_pool2d(torch.from_numpy(a.astype(np.float64)), k)
+        v = F.conv2d(avg, torch.from_numpy(weight.astype(np.float64)),
+                     torch.from_numpy(bias.astype(np.float64)), stride=s, padding=p).numpy()
+        want = np.clip(np.floor(v / theta[:, None, None]), 0, (1 << T) - 1).astype(np.int64)
+        assert np.array_equal(spikepack_layer(folded, a, T, form="serial").output, want)
+
+
 # --- networks ------------------------------------------------------------------------------------
 
 
