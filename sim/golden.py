@@ -405,7 +405,7 @@ class NetworkResult:
         return np.stack([r.spikes for r in self.layers])
 
     def predictions(self) -> np.ndarray:
-        """Class index per sample: argmax of the output, lowest index on ties."""
+        """Class index per sample: argmax of a vector output, lowest index on ties."""
         return np.argmax(self.output, axis=-1)
 
 

@@ -263,9 +263,12 @@ def test_conv_matches_torch_conv2d(rng, one_torch_thread):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    for _ in range(300):
+    for i in range(300):
         T = int(rng.integers(1, 9))
-        layer = random_conv_layer(rng, residual=None, pool=None, readout=True)
+        big = i % 5 == 0  # kernels up to 7 x 7 and stride 3 as well
+        kernel = tuple(int(n) for n in rng.integers(1, 8, size=2)) if big else None
+        layer = random_conv_layer(rng, residual=None, pool=None, readout=True, kernel=kernel,
+                                  stride=int(rng.integers(1, 4)) if big else None)
         a, _ = random_inputs(rng, layer, T, batch=3)
         # float64 holds these integers exactly (|v| < 2^53)
         ref = F.conv2d(torch.from_numpy(a.astype(np.float64)),
