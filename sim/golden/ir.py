@@ -3,16 +3,30 @@
 The quantizer (``sw.compile.quantize``) produces an :class:`IntNetwork`; the golden model (``sim.golden.model``)
 runs it; the compiler turns it into a program image for the accelerator. It holds integers only.
 
-A layer is fully connected (``kind="dense"``; the field leaves room for convolutions). Its mode is
+A layer is fully connected (``kind="dense"``, weight ``(n_out, n_in)``) or a 2-D convolution
+(``kind="conv"``, weight ``(C_out, C_in, kh, kw)`` shared over positions, input shape
+``in_shape = (C_in, H, W)``, one ``stride`` and one zero ``padding`` for both axes). Its mode is
 ``"spikepack"`` (packed form, one product per neuron, serial MSB-first firing) or ``"lif"`` (one
 membrane update per time step with a shift leak). The last layer of a network is usually a readout:
 it returns its membrane value instead of firing.
+
+A conv layer may carry a fused max pooling (:class:`MaxPool`, applied to the fired packed words) and
+any layer may carry a shortcut (:class:`Residual`): ``v += gain * a_src`` with ``a_src`` the stored
+output of an earlier layer (or the network input) of the same shape as this layer's pre-pool output.
+Average pooling is not an IR operation: the quantizer folds it into the next layer
+(docs/numerics.md).
+
+Shapes are channel-major, as in torch: a conv layer's output is ``(C, H, W)``; a dense layer after a
+conv layer reads it flattened in that ``(C, H, W)`` order (``a.reshape(-1)``). The compiler permutes
+weight rows to the memory's channel-chunked HWC layout; the IR does not know it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
+import math
 import operator
 
 import numpy as np
@@ -38,17 +52,135 @@ class AccumulatorOverflowError(OverflowError):
     """A membrane value would not fit the accumulator: raised instead of wrapping."""
 
 
+#: Layer kinds the IR knows (``IntLayer.kind``).
+KINDS = ("dense", "conv")
+
+#: ``Residual.source`` value that names the network input instead of a layer.
+NETWORK_INPUT = -1
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution or pooling along one axis: ``(size + 2p - k) // s + 1``.
+
+    Raises
+    ------
+    ValueError
+        If the kernel is larger than the padded input.
+    """
+    if kernel > size + 2 * padding:
+        raise ValueError(
+            f"kernel {kernel} is larger than the padded input ({size} + 2 x {padding} padding); "
+            f"use a smaller kernel or more padding"
+        )
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _positive(value, name: str, minimum: int = 1) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPool:
+    """Max pooling fused into a conv layer, applied to its fired packed outputs.
+
+    Windows of ``kernel x kernel`` positions, ``stride`` apart (default: ``kernel``, no overlap), no
+    padding, trailing rows/columns that do not fill a window dropped (torch's ``ceil_mode=False``).
+    In SpikePack mode the pooled word is the largest packed word of the window, which equals firing
+    the largest membrane (firing is monotone). In LIF mode it is the OR of the window's spikes per
+    time step (bitwise OR of the words); see docs/numerics.md.
+
+    Parameters
+    ----------
+    kernel : int
+        Window side, at least 1.
+    stride : int, optional
+        Step between windows, at least 1; ``kernel`` if omitted.
+    """
+
+    kernel: int
+    stride: int | None = None
+
+    def __post_init__(self):
+        k = _positive(self.kernel, "pool kernel")
+        s = _positive(k if self.stride is None else self.stride, "pool stride")
+        object.__setattr__(self, "kernel", k)
+        object.__setattr__(self, "stride", s)
+
+    @classmethod
+    def coerce(cls, value) -> MaxPool | None:
+        """``None``, a :class:`MaxPool`, an int ``k`` or a pair ``(k, stride)`` as a ``MaxPool``."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, tuple | list):
+            if len(value) != 2:
+                raise ValueError(f"pool must be (kernel, stride), not {value!r}")
+            return cls(*value)
+        return cls(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """A shortcut into a layer's membrane: ``v += gain * a_src`` at every position and channel.
+
+    ``a_src`` is the stored (fired, post-pool) output of layer ``source`` of the network, or the
+    network input for ``source = NETWORK_INPUT`` (-1); it must have the shape of this layer's
+    pre-pool output. Its bit-planes enter the serial (Horner) accumulation like any input, and in
+    LIF mode its spikes enter each step's update; it is exactly a 1x1 conv with weight
+    ``gain * identity`` on the concatenated input ``[a, a_src]``, so ``gain`` must fit the layer's
+    ``weight_bits``.
+
+    Parameters
+    ----------
+    source : int
+        Index of an earlier layer in the network, or ``NETWORK_INPUT``.
+    gain : int
+        Signed integer gain, non-zero, within the layer's weight range.
+    """
+
+    source: int
+    gain: int = 1
+
+    def __post_init__(self):
+        src = _positive(self.source, "residual source", NETWORK_INPUT)
+        try:
+            gain = operator.index(self.gain)
+        except TypeError:
+            raise TypeError(f"residual gain must be an integer, not {self.gain!r}") from None
+        if gain == 0:
+            raise ValueError("residual gain must be non-zero (leave residual=None for no shortcut)")
+        object.__setattr__(self, "source", src)
+        object.__setattr__(self, "gain", gain)
+
+    @classmethod
+    def coerce(cls, value) -> Residual | None:
+        """``None``, a :class:`Residual` or a pair ``(source, gain)`` as a ``Residual``."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, tuple | list):
+            if len(value) != 2:
+                raise ValueError(f"residual must be (source, gain), not {value!r}")
+            return cls(*value)
+        raise TypeError(f"residual must be a Residual or (source, gain), not {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class IntLayer:
     """One integer layer.
 
     Parameters
     ----------
-    weight : ndarray, shape (n_out, n_in)
-        Signed integer weights, each in ``[-2**(weight_bits-1), 2**(weight_bits-1) - 1]``.
-    bias : ndarray, shape (n_out,)
-        Signed integer bias, added once (SpikePack) or every time step (LIF).
-    theta : int or ndarray, shape (n_out,)
+    weight : ndarray, shape (n_out, n_in) or (C_out, C_in, kh, kw)
+        Signed integer weights, each in ``[-2**(weight_bits-1), 2**(weight_bits-1) - 1]``; 2-D for
+        ``kind="dense"``, 4-D for ``kind="conv"``.
+    bias : ndarray, shape (n_out,) or (C_out,)
+        Signed integer bias per output channel, added once (SpikePack) or every time step (LIF).
+    theta : int or ndarray, shape (n_out,) or (C_out,)
         Positive integer threshold, per layer (scalar) or per output channel.
     mode : Mode
         ``Mode.SPIKEPACK`` or ``Mode.LIF``.
@@ -60,6 +192,33 @@ class IntLayer:
         LIF only: ``k`` in ``v -= v >> k``; 0 means no leak (IF).
     reset : Reset
         LIF only: soft (subtract theta) or hard (to zero) reset.
+    kind : str
+        ``"dense"`` or ``"conv"`` (see :data:`KINDS`).
+    in_shape : tuple of int, optional
+        Conv: the input feature map ``(C_in, H, W)`` (required). Dense: ``(n_in,)`` or omitted.
+    stride : int
+        Conv only: step between output positions, both axes (at least 1).
+    padding : int
+        Conv only: zero rows/columns added on every side of the input (at least 0).
+    pool : MaxPool or int or (int, int), optional
+        Conv only: fused max pooling ``(kernel, stride)`` of the fired outputs; not on a readout.
+    residual : Residual or (int, int), optional
+        A shortcut ``(source, gain)`` added into the membrane; checked by :class:`IntNetwork`.
+
+    Members
+    -------
+    out_channels : int
+        Output channels (``n_out`` of a dense layer).
+    kernel : (int, int)
+        ``(kh, kw)``; ``(1, 1)`` for a dense layer.
+    conv_shape : tuple of int
+        Shape of one sample's membrane / pre-pool output: ``(C_out, H', W')`` or ``(n_out,)``.
+    out_shape : tuple of int
+        Shape of one sample's stored (post-pool) output.
+    n_in, n_out : int
+        Input and stored output sizes, flattened.
+    fan_in : int
+        Synapses per output neuron: ``C_in kh kw`` (``n_in`` for dense), plus one for a shortcut.
     """
 
     weight: np.ndarray
@@ -71,12 +230,21 @@ class IntLayer:
     leak_shift: int = 0
     reset: Reset = Reset.SUBTRACT
     kind: str = "dense"
+    in_shape: tuple[int, ...] | None = None
+    stride: int = 1
+    padding: int = 0
+    pool: MaxPool | None = None
+    residual: Residual | None = None
 
     def __post_init__(self):
         weight = as_int_array(self.weight, "weight")
-        if weight.ndim != 2:
+        if self.kind == "dense" and weight.ndim != 2:
             raise ValueError(f"weight must be 2-D (n_out, n_in), not shape {weight.shape}")
-        n_out, _ = weight.shape
+        if self.kind == "conv" and weight.ndim != 4:
+            raise ValueError(
+                f"a conv weight must be 4-D (C_out, C_in, kh, kw), not shape {weight.shape}"
+            )
+        n_out = weight.shape[0] if weight.ndim else 0
         bias = as_int_array(self.bias, "bias")
         if bias.shape != (n_out,):
             raise ValueError(f"bias must have shape ({n_out},), not {bias.shape}")
@@ -99,8 +267,7 @@ class IntLayer:
         k = operator.index(self.leak_shift)
         if not 0 <= k <= 15:
             raise ValueError(f"leak_shift must be in 0..15 (0 = no leak), not {k}")
-        if self.kind != "dense":
-            raise ValueError(f"layer kind {self.kind!r} is not supported yet (only 'dense')")
+        self._check_geometry(weight)
         for name, value in (("weight", weight), ("bias", bias), ("theta", theta)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -110,25 +277,124 @@ class IntLayer:
         object.__setattr__(self, "leak_shift", k)
         object.__setattr__(self, "readout", bool(self.readout))
 
+    def _check_geometry(self, weight: np.ndarray) -> None:
+        """Check and store kind, in_shape, stride, padding, pool and residual (conv checks)."""
+        if self.kind not in KINDS:
+            raise ValueError(f"layer kind must be one of {KINDS}, not {self.kind!r}")
+        stride = _positive(self.stride, "stride")
+        padding = _positive(self.padding, "padding", 0)
+        pool = MaxPool.coerce(self.pool)
+        residual = Residual.coerce(self.residual)
+        if self.kind == "dense":
+            in_shape = (weight.shape[1],)
+            if self.in_shape is not None and tuple(self.in_shape) != in_shape:
+                raise ValueError(
+                    f"a dense layer's in_shape is (n_in,) = {in_shape}, not {tuple(self.in_shape)}"
+                )
+            if stride != 1 or padding != 0 or pool is not None:
+                raise ValueError(
+                    "stride, padding and pool apply to conv layers only; a dense layer has none"
+                )
+        else:
+            if self.in_shape is None:
+                raise ValueError("a conv layer needs in_shape=(C_in, H, W), its input feature map")
+            in_shape = tuple(_positive(n, "in_shape entry") for n in self.in_shape)
+            if len(in_shape) != 3:
+                raise ValueError(f"a conv in_shape must be (C_in, H, W), not {in_shape}")
+            c_out, c_in, kh, kw = weight.shape
+            if c_out < 1 or kh < 1 or kw < 1:
+                raise ValueError(
+                    f"a conv weight needs C_out, kh, kw >= 1, not shape {weight.shape}"
+                )
+            if c_in != in_shape[0]:
+                raise ValueError(
+                    f"the conv weight takes {c_in} input channels (shape {weight.shape}) but "
+                    f"in_shape {in_shape} has {in_shape[0]}"
+                )
+            ho = conv_output_size(in_shape[1], kh, stride, padding)
+            wo = conv_output_size(in_shape[2], kw, stride, padding)
+            if pool is not None:
+                if self.readout:
+                    raise ValueError(
+                        "a readout layer returns membranes and cannot pool (pooling is fused "
+                        "into firing); pool an earlier layer or end with a dense readout"
+                    )
+                for size in (ho, wo):
+                    if pool.kernel > size:
+                        raise ValueError(
+                            f"pool kernel {pool.kernel} is larger than the conv output "
+                            f"{(ho, wo)}; use a smaller pool or a larger input"
+                        )
+        if residual is not None:
+            wb = operator.index(self.weight_bits)
+            lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+            if not lo <= residual.gain <= hi:
+                raise ValueError(
+                    f"residual gain {residual.gain} does not fit {wb}-bit weights "
+                    f"[{lo}, {hi}]; it is the weight of the shortcut's identity synapse"
+                )
+        object.__setattr__(self, "in_shape", in_shape)
+        object.__setattr__(self, "stride", stride)
+        object.__setattr__(self, "padding", padding)
+        object.__setattr__(self, "pool", pool)
+        object.__setattr__(self, "residual", residual)
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return tuple(self.weight.shape[2:]) if self.kind == "conv" else (1, 1)
+
+    @property
+    def conv_shape(self) -> tuple[int, ...]:
+        if self.kind == "dense":
+            return (self.weight.shape[0],)
+        kh, kw = self.kernel
+        _, h, w = self.in_shape
+        return (self.out_channels, conv_output_size(h, kh, self.stride, self.padding),
+                conv_output_size(w, kw, self.stride, self.padding))
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        shape = self.conv_shape
+        if self.pool is None:
+            return shape
+        k, s = self.pool.kernel, self.pool.stride
+        return (shape[0], conv_output_size(shape[1], k, s, 0), conv_output_size(shape[2], k, s, 0))
+
     @property
     def n_in(self) -> int:
-        return self.weight.shape[1]
+        return math.prod(self.in_shape)
 
     @property
     def n_out(self) -> int:
-        return self.weight.shape[0]
+        return math.prod(self.out_shape)
+
+    @property
+    def fan_in(self) -> int:
+        taps = self.weight.shape[1] * self.kernel[0] * self.kernel[1]
+        return taps + (self.residual is not None)
 
     @property
     def theta_vector(self) -> np.ndarray:
         """Threshold broadcast to one value per output channel."""
-        return np.broadcast_to(self.theta, (self.n_out,)).copy()
+        return np.broadcast_to(self.theta, (self.out_channels,)).copy()
 
 
 @dataclasses.dataclass(frozen=True)
 class IntNetwork:
     """A feed-forward integer network: ``T`` time steps, layers in order.
 
-    The input is one packed ``T``-bit word per input neuron.
+    The input is one packed ``T``-bit word per input neuron: a vector ``(n_in,)`` when the first
+    layer is dense, an image ``in_shape = (C, H, W)`` when it is a conv layer.
+
+    Consecutive layers must agree: conv -> conv needs ``in_shape == previous out_shape``; conv ->
+    dense reads the previous output flattened in ``(C, H, W)`` order, so ``n_in == previous
+    n_out``; dense -> dense needs ``n_in == previous n_out``; a conv layer cannot follow a dense
+    one. A shortcut (``layer.residual``) names the network input or an earlier layer whose
+    stored output shape equals the layer's ``conv_shape``.
     """
 
     layers: tuple[IntLayer, ...]
@@ -139,14 +405,25 @@ class IntNetwork:
         layers = tuple(self.layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
-        for i, (a, b) in enumerate(zip(layers, layers[1:])):
+        for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
             if a.readout:
                 raise ValueError(f"layer {i} is a readout but is not the last layer")
             if b.n_in != a.n_out:
                 raise ValueError(
                     f"layer {i + 1} takes {b.n_in} inputs but layer {i} gives {a.n_out}"
                 )
+        _check_shapes(layers)
         object.__setattr__(self, "layers", layers)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample: ``(n_in,)`` or ``(C, H, W)``."""
+        return self.layers[0].in_shape
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of one output sample (the last layer's ``out_shape``)."""
+        return self.layers[-1].out_shape
 
     @property
     def n_in(self) -> int:
@@ -157,7 +434,12 @@ class IntNetwork:
         return self.layers[-1].n_out
 
     def save(self, path) -> None:
-        """Write the network to an ``.npz`` file (read back with :meth:`load`)."""
+        """Write the network to an ``.npz`` file (read back with :meth:`load`).
+
+        Per layer ``l``: ``l{l}_weight``, ``l{l}_bias``, ``l{l}_theta``, ``l{l}_meta`` (strings:
+        mode, readout, weight_bits, leak_shift, reset, kind) and ``l{l}_geom`` (integers, see
+        :data:`GEOM_FIELDS`). Files written before ``l{l}_geom`` existed load as dense layers.
+        """
         arrays = {"T": np.array(self.T), "n_layers": np.array(len(self.layers))}
         for i, layer in enumerate(self.layers):
             arrays[f"l{i}_weight"] = layer.weight
@@ -167,6 +449,7 @@ class IntNetwork:
                 [layer.mode.value, str(int(layer.readout)), str(layer.weight_bits),
                  str(layer.leak_shift), layer.reset.value, layer.kind]
             )
+            arrays[f"l{i}_geom"] = _geom_to_array(layer)
         np.savez(path, **arrays)
 
     @classmethod
@@ -175,9 +458,74 @@ class IntNetwork:
             layers = []
             for i in range(int(f["n_layers"])):
                 mode, readout, wb, k, reset, kind = (str(x) for x in f[f"l{i}_meta"])
+                geom = f[f"l{i}_geom"] if f"l{i}_geom" in f.files else None
                 layers.append(IntLayer(
                     weight=f[f"l{i}_weight"], bias=f[f"l{i}_bias"], theta=f[f"l{i}_theta"],
                     mode=Mode(mode), readout=bool(int(readout)), weight_bits=int(wb),
                     leak_shift=int(k), reset=Reset(reset), kind=kind,
+                    **_geom_from_array(geom, kind),
                 ))
             return cls(layers=tuple(layers), T=int(f["T"]))
+
+
+#: Order of the integers in a saved layer's ``l{l}_geom`` array (0 where a field does not apply).
+GEOM_FIELDS = ("in_c", "in_h", "in_w", "stride", "padding", "pool_kernel", "pool_stride",
+               "has_residual", "residual_source", "residual_gain")
+
+
+def _geom_to_array(layer: IntLayer) -> np.ndarray:
+    conv = layer.kind == "conv"
+    c, h, w = layer.in_shape if conv else (0, 0, 0)
+    pool, res = layer.pool, layer.residual
+    return np.array([
+        c, h, w, layer.stride, layer.padding,
+        pool.kernel if pool else 0, pool.stride if pool else 0,
+        int(res is not None), res.source if res else 0, res.gain if res else 0,
+    ], dtype=np.int64)
+
+
+def _geom_from_array(geom, kind: str) -> dict:
+    if geom is None:
+        return {}
+    g = dict(zip(GEOM_FIELDS, (int(x) for x in geom), strict=True))
+    out = dict(stride=g["stride"], padding=g["padding"])
+    if kind == "conv":
+        out["in_shape"] = (g["in_c"], g["in_h"], g["in_w"])
+    if g["pool_kernel"]:
+        out["pool"] = MaxPool(g["pool_kernel"], g["pool_stride"])
+    if g["has_residual"]:
+        out["residual"] = Residual(g["residual_source"], g["residual_gain"])
+    return out
+
+
+def _check_shapes(layers: tuple[IntLayer, ...]) -> None:
+    """Check the conv-related agreements between layers (kinds, shapes, shortcut sources)."""
+    for i, (a, b) in enumerate(itertools.pairwise(layers)):
+        if b.kind == "conv" and a.kind != "conv":
+            raise ValueError(
+                f"layer {i + 1} is a conv layer after dense layer {i}; a conv layer takes a "
+                f"feature map (C, H, W), so put conv layers before dense ones"
+            )
+        if b.kind == "conv" and b.in_shape != a.out_shape:
+            raise ValueError(
+                f"layer {i + 1} expects a (C, H, W) input of {b.in_shape} but layer {i} gives "
+                f"{a.out_shape}"
+            )
+    for i, layer in enumerate(layers):
+        res = layer.residual
+        if res is None:
+            continue
+        if res.source == NETWORK_INPUT:
+            src_name, src_shape = "the network input", layers[0].in_shape
+        elif 0 <= res.source < i:
+            src_name, src_shape = f"layer {res.source}", layers[res.source].out_shape
+        else:
+            raise ValueError(
+                f"layer {i}'s residual source {res.source} is not an earlier layer; use 0..{i - 1} "
+                f"or NETWORK_INPUT ({NETWORK_INPUT})"
+            )
+        if src_shape != layer.conv_shape:
+            raise ValueError(
+                f"layer {i}'s residual source, {src_name}, has shape {src_shape} but the layer's "
+                f"pre-pool output is {layer.conv_shape}; the shortcut adds position by position"
+            )

@@ -1,7 +1,8 @@
 """The integer-only golden model of the accelerator (NumPy).
 
 Everything here is integer arithmetic on ``int64`` arrays and is the reference the RTL is checked
-against with ``==``. Functions accept a batch: activations have shape ``(..., n_in)``.
+against with ``==``. Functions accept a batch: activations have shape ``(..., n_in)`` for a dense
+layer and ``(..., C, H, W)`` for a conv layer (channel-major, as in torch).
 
 SpikePack layer (tau = 2)::
 
@@ -14,19 +15,27 @@ LIF layer, one update per time step, shift leak ``k`` (0 = no leak)::
 
     v_t = v_(t-1) - (v_(t-1) >> k) + W s_t + b;  s'_t = [v_t >= theta];  soft or hard reset
 
-# Ref: arXiv 2501.14484 (SpikePack), Sec. 3; ../shared/DESIGN.md "SpikePack numerics".
+Conv layer: the same per output position, with ``W a`` the convolution
+``sum_{c_in, ky, kx} W[c, c_in, ky, kx] a[c_in, y s + ky - p, x s + kx - p]`` (zero outside the
+input), computed by im2col; ``b`` and ``theta`` are per output channel. A shortcut
+(``layer.residual``) adds ``g a_src`` to ``W a`` (and ``g s_src,t`` to ``W s_t``). A fused max pool
+takes the largest packed word of each window (SpikePack: equal to firing the largest membrane) or
+the OR of the window's spikes per step (LIF). Spike counters count the stored (post-pool) words.
+
+# Ref: arXiv 2501.14484 (SpikePack), Sec. 3; docs/numerics.md (conv, pooling, residual).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-from .ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
+from .ir import NETWORK_INPUT, AccumulatorOverflowError, IntLayer, IntNetwork, MaxPool, Mode, Reset
 from .packing import check_packed, check_T, pack_bitplanes, popcount, unpack_bitplanes
 
-#: Accumulator width the golden model checks against by default (the hardware's is a build parameter).
+#: Accumulator width the golden model checks against by default (the hardware's: a build parameter).
 DEFAULT_ACC_BITS = 32
 
 
@@ -83,8 +92,72 @@ def dense_serial(a, weight, bias, T: int, acc_bits: int | None = None) -> np.nda
     return u + np.asarray(bias, dtype=np.int64)
 
 
+def im2col(a, kernel: tuple[int, int], stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Receptive fields of a convolution as rows: ``(..., C, H, W) -> (..., H', W', C kh kw)``.
+
+    Row ``(y, x)`` holds ``a[c, y s + ky - p, x s + kx - p]`` (zero outside the input) in
+    ``(c, ky, kx)`` order, the order of ``weight.reshape(C_out, -1)``.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    kh, kw = kernel
+    if padding:
+        a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(padding, padding)] * 2)
+    win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(-2, -1))
+    win = win[..., ::stride, ::stride, :, :]  # (..., C, H', W', kh, kw)
+    win = np.moveaxis(win, -5, -3)  # (..., H', W', C, kh, kw)
+    return win.reshape(win.shape[:-3] + (-1,))
+
+
+def conv2d(a, weight, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """The linear part of a conv layer: ``(..., C_in, H, W) -> (..., C_out, H', W')``, no bias."""
+    weight = np.asarray(weight, dtype=np.int64)
+    cols = im2col(a, weight.shape[2:], stride, padding)
+    out = cols @ weight.reshape(weight.shape[0], -1).T  # (..., H', W', C_out)
+    return np.moveaxis(out, -1, -3)
+
+
+def conv_packed(a, weight, bias, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Packed form of a conv layer's input: ``v[c] = b[c] + (W * a)[c]`` at every position."""
+    bias = np.asarray(bias, dtype=np.int64)[:, None, None]
+    return conv2d(a, weight, stride, padding) + bias
+
+
+def conv_serial(a, weight, bias, T: int, stride: int = 1, padding: int = 0,
+                acc_bits: int | None = None) -> np.ndarray:
+    """Serial form of a conv layer: Horner over the input's bit-planes, MSB first.
+
+    Each bit-plane is convolved like a packed input (the fetcher gathers a receptive field of 0/1
+    spikes); ``u_t = 2 u_(t-1) + W * s_t``, ``v = b + u_T``. ``acc_bits`` checks every ``u_t``.
+    """
+    per_plane = conv2d(unpack_bitplanes(a, T), weight, stride, padding)
+    u = np.zeros(per_plane.shape[1:], dtype=np.int64)
+    for t in range(T):
+        u = 2 * u + per_plane[t]
+        if acc_bits is not None:
+            check_accumulator(u, acc_bits, what=f"partial sum u_{t + 1}")
+    return u + np.asarray(bias, dtype=np.int64)[:, None, None]
+
+
+def _windows(a, pool: MaxPool) -> np.ndarray:
+    win = np.lib.stride_tricks.sliding_window_view(a, (pool.kernel,) * 2, axis=(-2, -1))
+    return win[..., ::pool.stride, ::pool.stride, :, :]
+
+
+def max_pool(a, pool: MaxPool) -> np.ndarray:
+    """Max pooling over the last two axes (no padding, incomplete windows dropped)."""
+    return _windows(np.asarray(a, dtype=np.int64), pool).max(axis=(-2, -1))
+
+
+def or_pool(a, pool: MaxPool) -> np.ndarray:
+    """Bitwise OR of the packed words of each window: per time step, a spike if any input spiked.
+
+    This is LIF mode's pooling (docs/numerics.md): ``max`` of the spike of each step.
+    """
+    return np.bitwise_or.reduce(_windows(np.asarray(a, dtype=np.int64), pool), axis=(-2, -1))
+
+
 def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
-    """Raise :class:`AccumulatorOverflowError` if any value does not fit ``acc_bits`` signed bits."""
+    """Raise :class:`AccumulatorOverflowError` if a value does not fit ``acc_bits`` signed bits."""
     values = np.asarray(values)
     if not values.size:
         return
@@ -100,7 +173,7 @@ def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
 def accumulator_bound(layer: IntLayer, T: int) -> int:
     """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound)."""
     T = check_T(T)
-    w_abs = np.abs(layer.weight).sum(axis=1)
+    w_abs = synapse_abs_sum(layer)
     b_abs = np.abs(layer.bias)
     theta = layer.theta_vector
     if layer.mode is Mode.SPIKEPACK:
@@ -114,6 +187,18 @@ def accumulator_bound(layer: IntLayer, T: int) -> int:
         v = leaked + step
         peak = np.maximum(peak, v)
     return int((peak + theta).max(initial=0))
+
+
+def synapse_abs_sum(layer: IntLayer) -> np.ndarray:
+    """Per output channel, the sum of ``|weight|`` over its fan-in (conv: ``C_in kh kw`` taps),
+    plus ``|gain|`` of a shortcut: the factor of ``2**T - 1`` in :func:`accumulator_bound`.
+
+    Padding only removes terms and max pooling picks one of the values, so neither raises it.
+    """
+    w_abs = np.abs(layer.weight).reshape(layer.out_channels, -1).sum(axis=1)
+    if layer.residual is not None:
+        w_abs = w_abs + abs(layer.residual.gain)
+    return w_abs
 
 
 def required_accumulator_bits(layer: IntLayer, T: int) -> int:
@@ -131,11 +216,14 @@ class LayerResult:
     Members
     -------
     output : ndarray
-        Packed ``T``-bit words (firing layer) or membrane values ``v`` (readout).
+        Packed ``T``-bit words (firing layer) or membrane values ``v`` (readout), shape
+        ``batch + layer.out_shape`` (after any fused pooling).
     membrane : ndarray
-        ``v`` for SpikePack (before firing); the final ``v_T`` for LIF.
+        ``v`` for SpikePack (before firing); the final ``v_T`` for LIF; shape
+        ``batch + layer.conv_shape`` (before pooling).
     spikes : ndarray
-        Number of output spikes (1-bits) per sample; zeros for a readout layer.
+        Number of output spikes (1-bits) of the stored, post-pool ``output`` per sample; zeros for
+        a readout layer.
     """
 
     output: np.ndarray
@@ -143,41 +231,129 @@ class LayerResult:
     spikes: np.ndarray
 
 
-def spikepack_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
-                    acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
-    """Run a SpikePack layer on packed inputs ``a`` in packed or serial form (same result)."""
+def _layer_input(layer: IntLayer, a, T: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Check packed inputs; return them shaped ``batch + in_shape`` and the batch shape.
+
+    A conv layer also takes its input flattened in ``(C, H, W)`` order, ``(..., n_in)``.
+    """
     a = check_packed(a, T)
+    shape = layer.in_shape
+    if a.ndim >= len(shape) and a.shape[a.ndim - len(shape):] == shape:
+        return a, a.shape[:a.ndim - len(shape)]
+    if a.ndim >= 1 and a.shape[-1] == layer.n_in:
+        return a.reshape(a.shape[:-1] + shape), a.shape[:-1]
+    what = f"{layer.n_in} inputs" if len(shape) == 1 else (
+        f"inputs of shape {shape} (or {layer.n_in} values flattened in (C, H, W) order)")
+    raise ValueError(f"the {layer.kind} layer takes {what}, got an array of shape {a.shape}")
+
+
+def _shortcut(layer: IntLayer, residual, T: int, batch: tuple[int, ...]) -> np.ndarray | None:
+    """Check the shortcut's packed words against the layer: ``None`` or ``batch + conv_shape``."""
+    if layer.residual is None:
+        if residual is not None:
+            raise ValueError("residual= was given but the layer has no shortcut (layer.residual)")
+        return None
+    if residual is None:
+        raise ValueError(
+            f"the layer adds a shortcut from {layer.residual.source}; pass that output as residual="
+        )
+    src = check_packed(residual, T, "residual input")
+    want = batch + layer.conv_shape
+    if src.shape != want:
+        if src.size == math.prod(want):
+            return src.reshape(want)
+        raise ValueError(f"the residual input must have shape {want}, not {src.shape}")
+    return src
+
+
+def _per_channel(layer: IntLayer, values) -> np.ndarray:
+    """Per-output-channel values shaped to broadcast over ``conv_shape``."""
+    values = np.asarray(values, dtype=np.int64)
+    return values[:, None, None] if layer.kind == "conv" else values
+
+
+def synaptic_sum(layer: IntLayer, a) -> np.ndarray:
+    """``W a`` of a layer without bias or shortcut: ``batch + in_shape -> batch + conv_shape``.
+
+    Dense: a matrix product. Conv: :func:`conv2d` with the layer's stride and padding. Works on
+    packed words and on 0/1 bit-planes alike (it is linear).
+    """
+    if layer.kind == "conv":
+        return conv2d(a, layer.weight, layer.stride, layer.padding)
+    return np.asarray(a, dtype=np.int64) @ layer.weight.T
+
+
+def _count(layer: IntLayer, words) -> np.ndarray:
+    axes = tuple(range(-len(layer.out_shape), 0))
+    return popcount(words).sum(axis=axes)
+
+
+def spikepack_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
+                    acc_bits: int | None = DEFAULT_ACC_BITS, residual=None) -> LayerResult:
+    """Run a SpikePack layer on packed inputs ``a`` in packed or serial form (same result).
+
+    ``form="packed"`` is the closed form: ``v = b + W a + g a_src`` in one product, max pooling
+    applied to the membranes, then ``clip(floor(v / theta), 0, 2**T - 1)``. ``form="serial"`` is
+    what the hardware does: Horner over the bit-planes of the input and of the shortcut, serial
+    compare/subtract firing at every position, then max pooling of the packed words. ``residual``
+    is the shortcut's packed words (required exactly when ``layer.residual`` is set).
+    """
+    a, batch = _layer_input(layer, a, T)
+    src = _shortcut(layer, residual, T, batch)
+    gain = layer.residual.gain if src is not None else 0
+    bias = _per_channel(layer, layer.bias)
     if form == "packed":
-        v = dense_packed(a, layer.weight, layer.bias)
-        if acc_bits is not None:
-            check_accumulator(v, acc_bits)
+        v = synaptic_sum(layer, a) + bias
+        if src is not None:
+            v = v + gain * src
     elif form == "serial":
-        v = dense_serial(a, layer.weight, layer.bias, T, acc_bits)
-        if acc_bits is not None:
-            check_accumulator(v, acc_bits)
+        per_plane = synaptic_sum(layer, unpack_bitplanes(a, T))
+        if src is not None:
+            per_plane = per_plane + gain * unpack_bitplanes(src, T)
+        u = np.zeros(per_plane.shape[1:], dtype=np.int64)
+        for t in range(T):
+            u = 2 * u + per_plane[t]
+            if acc_bits is not None:
+                check_accumulator(u, acc_bits, what=f"partial sum u_{t + 1}")
+        v = u + bias
     else:
         raise ValueError(f"form must be 'packed' or 'serial', not {form!r}")
+    if acc_bits is not None:
+        check_accumulator(v, acc_bits)
     if layer.readout:
-        return LayerResult(v, v, np.zeros(v.shape[:-1], dtype=np.int64))
+        return LayerResult(v, v, np.zeros(batch, dtype=np.int64))
+    theta = _per_channel(layer, layer.theta_vector)
     if form == "packed":
-        out = fire_packed(v, layer.theta_vector, T)
+        pooled = v if layer.pool is None else max_pool(v, layer.pool)
+        out = fire_packed(pooled, theta, T)
     else:
-        out = pack_bitplanes(fire_serial(v, layer.theta_vector, T)[0])
-    return LayerResult(out, v, popcount(out).sum(axis=-1))
+        out = pack_bitplanes(fire_serial(v, theta, T)[0])
+        if layer.pool is not None:
+            out = max_pool(out, layer.pool)
+    return LayerResult(out, v, _count(layer, out))
 
 
-def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
-    """Run a LIF/IF layer: one membrane update per time step, spikes stored as T-bit words."""
-    planes = unpack_bitplanes(check_packed(a, T), T)
-    weight = layer.weight
-    theta = layer.theta_vector
+def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_BITS,
+              residual=None) -> LayerResult:
+    """Run a LIF/IF layer: one membrane update per time step, spikes stored as T-bit words.
+
+    At step ``t`` the input's spikes ``s_t`` (and the shortcut's, times its gain) enter the
+    membrane. A fused pool ORs the spikes of each window per step (:func:`or_pool`).
+    """
+    a, batch = _layer_input(layer, a, T)
+    src = _shortcut(layer, residual, T, batch)
+    per_step = synaptic_sum(layer, unpack_bitplanes(a, T))
+    if src is not None:
+        per_step = per_step + layer.residual.gain * unpack_bitplanes(src, T)
+    bias = _per_channel(layer, layer.bias)
+    theta = _per_channel(layer, layer.theta_vector)
     k = layer.leak_shift
-    v = np.zeros(planes.shape[1:-1] + (layer.n_out,), dtype=np.int64)
+    v = np.zeros(per_step.shape[1:], dtype=np.int64)
     out_planes = np.zeros((T,) + v.shape, dtype=np.int64)
     for t in range(T):
         if k:
             v = v - (v >> k)
-        v = v + planes[t] @ weight.T + layer.bias
+        v = v + per_step[t] + bias
         if acc_bits is not None:
             check_accumulator(v, acc_bits, what=f"membrane v_{t + 1}")
         if layer.readout:
@@ -186,17 +362,19 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
         v = v - theta * s if layer.reset is Reset.SUBTRACT else v * (1 - s)
         out_planes[t] = s
     if layer.readout:
-        return LayerResult(v, v, np.zeros(v.shape[:-1], dtype=np.int64))
+        return LayerResult(v, v, np.zeros(batch, dtype=np.int64))
     out = pack_bitplanes(out_planes)
-    return LayerResult(out, v, out_planes.sum(axis=(0, -1)))
+    if layer.pool is not None:
+        out = or_pool(out, layer.pool)
+    return LayerResult(out, v, _count(layer, out))
 
 
 def run_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
-              acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
-    """Run one layer in its mode."""
+              acc_bits: int | None = DEFAULT_ACC_BITS, residual=None) -> LayerResult:
+    """Run one layer in its mode (``residual``: the shortcut's packed words, if it has one)."""
     if layer.mode is Mode.SPIKEPACK:
-        return spikepack_layer(layer, a, T, form=form, acc_bits=acc_bits)
-    return lif_layer(layer, a, T, acc_bits=acc_bits)
+        return spikepack_layer(layer, a, T, form=form, acc_bits=acc_bits, residual=residual)
+    return lif_layer(layer, a, T, acc_bits=acc_bits, residual=residual)
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -209,7 +387,8 @@ class NetworkResult:
     Members
     -------
     output : ndarray
-        The last layer's output (membrane values for a readout, packed words otherwise).
+        The last layer's output (membrane values for a readout, packed words otherwise), shape
+        ``batch + net.out_shape``.
     layers : list of LayerResult
         Per layer, in order.
     input_spikes : ndarray
@@ -222,24 +401,47 @@ class NetworkResult:
 
     @property
     def spikes_per_layer(self) -> np.ndarray:
-        """Output spikes per layer, shape ``(n_layers,) + batch``."""
+        """Output spikes per layer (in the stored, post-pool words): ``(n_layers,) + batch``."""
         return np.stack([r.spikes for r in self.layers])
 
     def predictions(self) -> np.ndarray:
-        """Class index per sample: argmax of the output, lowest index on ties."""
+        """Class index per sample: argmax of a vector output, lowest index on ties."""
         return np.argmax(self.output, axis=-1)
 
 
 def run_network(net: IntNetwork, x, *, form: str = "packed",
                 acc_bits: int | None = DEFAULT_ACC_BITS) -> NetworkResult:
-    """Run ``net`` on packed inputs ``x`` of shape ``(..., n_in)``."""
-    a = check_packed(x, net.T, "network input")
-    if a.shape[-1] != net.n_in:
-        raise ValueError(f"network takes {net.n_in} inputs, got arrays of width {a.shape[-1]}")
-    input_spikes = popcount(a).sum(axis=-1)
-    results = []
+    """Run ``net`` on packed inputs ``x``.
+
+    ``x`` has shape ``(..., n_in)`` for a vector input, ``(..., C, H, W)`` for an image input (a
+    network whose first layer is a conv layer; ``(..., C H W)`` flattened in ``(C, H, W)`` order is
+    accepted too). A dense layer after a conv layer reads its output flattened in ``(C, H, W)``
+    order; a shortcut reads the stored output of its source layer (or ``x``).
+    """
+    x = check_packed(x, net.T, "network input")
+    shape = net.in_shape
+    if x.ndim >= len(shape) and x.shape[x.ndim - len(shape):] == shape:
+        batch = x.shape[:x.ndim - len(shape)]
+    elif x.ndim >= 1 and x.shape[-1] == net.n_in:
+        batch = x.shape[:-1]
+        x = x.reshape(batch + shape)
+    elif len(shape) == 1:
+        raise ValueError(f"network takes {net.n_in} inputs, got arrays of width {x.shape[-1:]}")
+    else:
+        raise ValueError(
+            f"network takes images of shape {shape} (or {net.n_in} values flattened in (C, H, W) "
+            f"order), got an array of shape {x.shape}"
+        )
+    input_spikes = popcount(x).sum(axis=tuple(range(len(batch), x.ndim)))
+    results: list[LayerResult] = []
+    a = x
     for layer in net.layers:
-        r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits)
+        a = a.reshape(batch + layer.in_shape)  # conv -> dense: flatten in (C, H, W) order
+        src = None
+        if layer.residual is not None:
+            i = layer.residual.source
+            src = x if i == NETWORK_INPUT else results[i].output
+        r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits, residual=src)
         results.append(r)
         a = r.output
     return NetworkResult(a, results, input_spikes)

@@ -6,6 +6,10 @@ binary code, most significant bit first: bit-plane ``t`` (``t = 1..T``) holds th
 
 Arrays use the leading axis for time: ``planes[t - 1]`` is bit-plane ``t``.
 
+Feature maps (conv layers) are ``(C, H, W)`` in the IR; :func:`feature_map_blocks` gives the
+memory's channel-chunked HWC blocks (``k`` channels per position) and
+:func:`feature_map_from_blocks` reads them back.
+
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3 -- packed spikes.
 """
 
@@ -15,7 +19,7 @@ import operator
 
 import numpy as np
 
-#: Largest number of time steps the golden model accepts (the hardware's T_max is a build parameter).
+#: Largest number of time steps the golden model accepts (the hardware's T_max: a build parameter).
 T_LIMIT = 16
 
 
@@ -87,7 +91,8 @@ def pack_bitplanes(planes) -> np.ndarray:
     T = check_T(planes.shape[0])
     if planes.size and (planes.min() < 0 or planes.max() > 1):
         raise ValueError("bit-planes must hold only 0 and 1")
-    weights = (1 << np.arange(T - 1, -1, -1, dtype=np.int64)).reshape((T,) + (1,) * (planes.ndim - 1))
+    weights = (1 << np.arange(T - 1, -1, -1, dtype=np.int64))
+    weights = weights.reshape((T,) + (1,) * (planes.ndim - 1))
     return (planes * weights).sum(axis=0)
 
 
@@ -108,6 +113,35 @@ def plane_words(planes, width: int) -> np.ndarray:
     if weights is None:
         raise ValueError("plane word width must be below 63 bits for int64 arithmetic")
     return (padded.reshape(T, chunks, width) * weights).sum(axis=2)
+
+
+def feature_map_blocks(a, k: int) -> np.ndarray:
+    """Channel-chunked HWC layout of feature maps: ``(..., C, H, W) -> (..., H, W, ceil(C/k), k)``.
+
+    The IR and the golden model keep feature maps channel-major ``(C, H, W)``; the packed-spike
+    memory stores them position by position, ``k`` channels per block: block ``(y, x, j)`` holds
+    channels ``j k .. j k + k - 1`` at ``(y, x)``, zero past ``C``. A receptive field is then
+    gathered block by block, and a padding position is an all-zero block.
+    """
+    a = as_int_array(a, "feature maps")
+    k = operator.index(k)
+    if a.ndim < 3 or k < 1:
+        raise ValueError(f"need feature maps (..., C, H, W) and k >= 1, not shape {a.shape}, k={k}")
+    c = a.shape[-3]
+    chunks = -(-c // k)
+    hwc = np.moveaxis(a, -3, -1)
+    pad = np.zeros(hwc.shape[:-1] + (chunks * k,), dtype=np.int64)
+    pad[..., :c] = hwc
+    return pad.reshape(hwc.shape[:-1] + (chunks, k))
+
+
+def feature_map_from_blocks(blocks, channels: int) -> np.ndarray:
+    """Inverse of :func:`feature_map_blocks`: ``(..., H, W, chunks, k) -> (..., C, H, W)``."""
+    blocks = as_int_array(blocks, "feature map blocks")
+    if blocks.ndim < 4 or not 0 < channels <= blocks.shape[-2] * blocks.shape[-1]:
+        raise ValueError(f"blocks of shape {blocks.shape} cannot hold {channels} channels")
+    hwc = blocks.reshape(blocks.shape[:-2] + (-1,))[..., :channels]
+    return np.moveaxis(hwc, -1, -3)
 
 
 def quantize_unit_interval(x, T: int) -> np.ndarray:
@@ -140,7 +174,8 @@ def words_to_bytes(words, word_bytes: int, signed: bool = False) -> bytes:
     lo = -(1 << (8 * word_bytes - 1)) if signed else 0
     hi = (1 << (8 * word_bytes - 1)) - 1 if signed else (1 << (8 * word_bytes)) - 1
     if words.size and (words.min() < lo or words.max() > hi):
-        raise ValueError(f"values do not fit {word_bytes} byte(s) ({'signed' if signed else 'unsigned'})")
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"values do not fit {word_bytes} byte(s) ({kind})")
     return b"".join(int(w).to_bytes(word_bytes, "little", signed=signed) for w in words)
 
 
