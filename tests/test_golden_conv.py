@@ -1,6 +1,6 @@
 """Convolution, max pooling and residual shortcuts in the golden model.
 
-Each property is checked against a reference written here independently of ``sim.golden``: a conv
+Each property is checked against a reference written here independently of ``sim.golden.model``: a conv
 by shifted slices (not im2col), the same layer unrolled into a dense (Toeplitz) layer, pooling by
 shifted slices, and ``torch.nn.functional.conv2d`` as an outside oracle for the linear part.
 """
@@ -8,7 +8,17 @@ shifted slices, and ``torch.nn.functional.conv2d`` as an outside oracle for the 
 import numpy as np
 import pytest
 
-from sim.golden import (
+from sim.golden.ir import (
+    NETWORK_INPUT,
+    AccumulatorOverflowError,
+    IntLayer,
+    IntNetwork,
+    MaxPool,
+    Mode,
+    Reset,
+    Residual,
+)
+from sim.golden.model import (
     accumulator_bound,
     conv2d,
     conv_packed,
@@ -22,17 +32,7 @@ from sim.golden import (
     run_network,
     spikepack_layer,
 )
-from sim.ir import (
-    NETWORK_INPUT,
-    AccumulatorOverflowError,
-    IntLayer,
-    IntNetwork,
-    MaxPool,
-    Mode,
-    Reset,
-    Residual,
-)
-from sim.packing import (
+from sim.golden.packing import (
     feature_map_blocks,
     feature_map_from_blocks,
     pack_bitplanes,
