@@ -6,8 +6,9 @@ show heartbeat, host activity and run. Vivado is not free to redistribute, so ``
 the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when Vivado is absent.
 """
 
-from boards import BoardPreset, DeviceCapacity
 from hw.contract.params import CoreParams
+
+from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["XC7A35T", "XC7A100T", "ARTY_A7_PARAMS", "ARTY_A7_35", "ARTY_A7_100"]
 

@@ -5,8 +5,9 @@ clocks the accelerator directly; the FT2232H's second channel is the host UART (
 the red and green LEDs show heartbeat and host activity.
 """
 
-from boards import BoardPreset, DeviceCapacity
 from hw.contract.params import CoreParams
+
+from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["ICE40UP5K", "ICEBREAKER"]
 

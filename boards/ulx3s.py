@@ -4,8 +4,9 @@ The 25 MHz oscillator feeds an EHXPLLL (``hw.platform.clocks_ecp5``) that makes 
 FT231X is the host UART (resource ``uart``); LEDs D0..D2 show heartbeat, host activity and run.
 """
 
-from boards import BoardPreset, DeviceCapacity
 from hw.contract.params import CoreParams
+
+from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["LFE5U_85F", "ULX3S_85F"]
 

@@ -95,7 +95,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     )
     extra_env = {f"SPIKEPACK_{k.upper()}": json.dumps(v) for k, v in (env or {}).items()}
     pythonpath = os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p
+        p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p
     )
     extra_env["PYTHONPATH"] = pythonpath
     results = runner.test(

@@ -86,10 +86,10 @@ def default_build_dir() -> Path:
     """``$SPIKEPACK_BUILD``, else ``build/`` of this checkout, else ``~/.cache/spikepack/build``."""
     if os.environ.get("SPIKEPACK_BUILD"):
         return Path(os.environ["SPIKEPACK_BUILD"])
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").exists():
         return root / "build"
-    from sw.research.zoo import cache_dir
+    from sw import cache_dir
 
     return cache_dir() / "build"
 

@@ -55,7 +55,7 @@ from .seed_experiment import (
     train_spiking,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)

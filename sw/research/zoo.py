@@ -7,18 +7,12 @@ argument, so a test that asks for the same network twice trains once.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from sim.golden.ir import IntNetwork
+from sw import cache_dir
 from sw.train.data import load_digits_split
-
-
-def cache_dir() -> Path:
-    d = Path(os.environ.get("SPIKEPACK_CACHE", Path.home() / ".cache" / "spikepack"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def digits_int_network(T: int = 4, seed: int = 0, hidden=(128, 64), epochs: int = 60,
