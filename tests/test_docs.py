@@ -87,3 +87,19 @@ def test_cli_walkthrough_runs(tmp_path, monkeypatch):
                                text=True, timeout=1200)
             print(f"$ {line}\n{r.stdout}")
             assert r.returncode == 0, f"{line}: {r.stderr[-2000:]}"
+
+
+def test_the_repository_stands_alone():
+    """docs/ state the contract; no file points at a design note outside the repository."""
+    pattern = re.compile(r"\.\./shared|shared/DESIGN|DESIGN\.md")
+    offenders = []
+    for path in ROOT.rglob("*"):
+        if (path.suffix not in (".py", ".md", ".toml", ".sh", ".txt") and path.name != "run"
+                or any(p in path.parts for p in (".git", ".venv", "build", "__pycache__"))):
+            continue
+        if path == Path(__file__):
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

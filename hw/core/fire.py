@@ -19,7 +19,7 @@ cycles (``k = leak``; ``k = 0`` means no leak)::
 returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no divider;
 every cycle does at most one add or compare of the membrane's width.
 
-# Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); ../shared/DESIGN.md numerics.
+# Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); docs/numerics.md "A SpikePack layer".
 """
 
 from __future__ import annotations

@@ -329,17 +329,17 @@ def cmd_simulate(args) -> int:
             print(f"  {i:4d}  {'' if y is None else f'label {y[i]}  '}pred "
                   f"{golden.predictions()[i]}  {golden.output[i]}")
     if args.plots:
-        _simulate_plots(args.plots, net, x, golden, run)
+        _simulate_plots(args.plots, net, x, y, golden, run)
     return status
 
 
-def _simulate_plots(out_dir, net, x, golden, run):
+def _simulate_plots(out_dir, net, x, y, golden, run):
     from sw.research import plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [plots.sparsity(golden, net.T, out / "sparsity.png"),
-               plots.raster(golden, x, net.T, out / "raster.png")]
+               plots.raster(golden, x, net.T, out / "raster.png", labels=y)]
     if run is not None:
         written.append(plots.cycles_per_layer(run.cycles.sum(axis=0) / len(x),
                                               run.skipped.sum(axis=0) / len(x),

@@ -154,7 +154,7 @@ def cmd_report(args) -> int:
         _, x = split.packed(net.T)
         res = run_network(net, x)
         written.append(plots.sparsity(res, net.T, out / "sparsity.png"))
-        written.append(plots.raster(res, x, net.T, out / "raster.png"))
+        written.append(plots.raster(res, x, net.T, out / "raster.png", labels=split.y_test))
     if args.model:
         written.append(_quantization_plot(args.model, split, out / "quantization_error.png"))
     for p in written:

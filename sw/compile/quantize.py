@@ -13,7 +13,7 @@ row's weights within ``weight_bits``: ``theta_int_j = floor(qmax theta_j / max_i
 reported (:class:`QuantReport`). The readout layer uses one scale for all its outputs so argmax is
 unchanged.
 
-# Ref: ../shared/DESIGN.md "Quantization: the threshold absorbs the scales".
+# Ref: docs/numerics.md "Quantization: the threshold absorbs the scales".
 """
 
 from __future__ import annotations

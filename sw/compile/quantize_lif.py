@@ -25,7 +25,7 @@ argmax is kept. What is not exact: weight and bias rounding, and the floor in th
 shift leak (``v >> k`` rounds toward minus infinity; ``v / 2^k`` does not), worth at most one
 integer unit per step, i.e. ``1 / theta_int`` of a threshold.
 
-# Ref: ../shared/DESIGN.md "Baseline modes" and "Quantization: the threshold absorbs the scales";
+# Ref: docs/numerics.md "LIF / IF mode" and "Quantization: the threshold absorbs the scales";
 # arXiv 2402.00449 (PSU), Sec. 3.
 """
 

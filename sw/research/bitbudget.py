@@ -251,54 +251,47 @@ def best_at_budget(points: Sequence[SweepPoint], budget: int) -> dict[str, Sweep
 
 def plot_sweep(points: Sequence[SweepPoint], path, *, budgets: Sequence[int] = ()) -> Path:
     """Accuracy against bits per synapse-op (``b_w b_a T``), one series per model and T."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax = axes[0]
-    markers = {"ann": "s", "spikepack": "o", "lif": "^"}
-    for model in dict.fromkeys(p.model for p in points):
-        pts = sorted((p for p in points if p.model == model), key=lambda p: p.bits_per_synapse_op)
-        ax.scatter([p.bits_per_synapse_op for p in pts], [100 * p.accuracy for p in pts],
-                   marker=markers.get(pts[0].kind, "x"), s=18, label=model, alpha=0.8)
-    for b in budgets:
-        ax.axvline(b, color="k", ls=":", lw=1)
-        ax.text(b, 2, f" budget {b}", rotation=90, fontsize=7, va="bottom")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("bits per synapse-op  b_w x b_a x T")
-    ax.set_ylabel("test accuracy (%), integer golden model")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    # Heat map: accuracy of the SpikePack points by weight bits x T.
-    ax = axes[1]
-    sp = [p for p in points if p.kind == "spikepack"]
-    if sp:
-        wbs = sorted({p.weight_bits for p in sp})
-        Ts = sorted({p.T for p in sp})
-        grid = np.full((len(wbs), len(Ts)), np.nan)
-        for p in sp:
-            grid[wbs.index(p.weight_bits), Ts.index(p.T)] = 100 * p.accuracy
-        im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=100,
-                       aspect="auto")
-        for i in range(len(wbs)):
-            for j in range(len(Ts)):
-                if np.isfinite(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                            color="w" if grid[i, j] < 80 else "k")
-        ax.set_xticks(range(len(Ts)), [str(t) for t in Ts])
-        ax.set_yticks(range(len(wbs)), [str(w) for w in wbs])
-        ax.set_xlabel("T (time steps = packed bits)")
-        ax.set_ylabel("weight bits")
-        ax.set_title("SpikePack direct, integer accuracy (%)", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    else:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(11, 4.2)) as (fig, axes):
+        ax = axes[0]
+        markers = {"ann": "s", "spikepack": "o", "lif": "^"}
+        for model in dict.fromkeys(p.model for p in points):
+            pts = sorted((p for p in points if p.model == model), key=lambda p: p.bits_per_synapse_op)
+            ax.scatter([p.bits_per_synapse_op for p in pts], [100 * p.accuracy for p in pts],
+                       marker=markers.get(pts[0].kind, "x"), s=18, label=model, alpha=0.8)
+        for b in budgets:
+            ax.axvline(b, color="k", ls=":", lw=1)
+            ax.text(b, 2, f" budget {b}", rotation=90, fontsize=7, va="bottom")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("bits per synapse-op  b_w x b_a x T")
+        ax.set_ylabel("test accuracy (%), integer golden model")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+        # Heat map: accuracy of the SpikePack points by weight bits x T.
+        ax = axes[1]
+        sp = [p for p in points if p.kind == "spikepack"]
+        if sp:
+            wbs = sorted({p.weight_bits for p in sp})
+            Ts = sorted({p.T for p in sp})
+            grid = np.full((len(wbs), len(Ts)), np.nan)
+            for p in sp:
+                grid[wbs.index(p.weight_bits), Ts.index(p.T)] = 100 * p.accuracy
+            im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=100,
+                           aspect="auto")
+            for i in range(len(wbs)):
+                for j in range(len(Ts)):
+                    if np.isfinite(grid[i, j]):
+                        ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                                color="w" if grid[i, j] < 80 else "k")
+            ax.set_xticks(range(len(Ts)), [str(t) for t in Ts])
+            ax.set_yticks(range(len(wbs)), [str(w) for w in wbs])
+            ax.set_xlabel("T (time steps = packed bits)")
+            ax.set_ylabel("weight bits")
+            ax.set_title("SpikePack direct, integer accuracy (%)", fontsize=9)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        else:
+            ax.axis("off")
     return path

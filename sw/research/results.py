@@ -46,6 +46,7 @@ from .bitbudget import (
     sweep_network,
 )
 from .experiment import TrainResult, train_all
+from .plots import T_axis, figure
 from .rtl_results import RtlDeployment, measure_on_rtl
 from .seed_experiment import (
     DeployRun,
@@ -273,17 +274,7 @@ def generate(cfg: ResultsConfig, out: Path, img_dir: Path,
     return text, rtl
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_accuracy(cfg, per_T, path) -> Path:
-    plt = _plt()
     Ts = list(cfg.Ts)
     series = {
         "SpikePack direct (int)": [per_T[T].spikepack.levels["direct"].int_accuracy for T in Ts],
@@ -297,38 +288,27 @@ def _plot_accuracy(cfg, per_T, path) -> Path:
         "LIF BPTT (int)": [per_T[T].deploy["lif"].int_accuracy for T in Ts],
         "CASC WSC": [per_T[T].casc.wsc_accuracy for T in Ts],
     }
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ann = per_T[Ts[0]].spikepack.ann_accuracy
-    ax.axhline(100 * ann, color="k", ls="--", lw=1, label="float ANN (ReLU)")
-    for name, ys in series.items():
-        ax.plot(Ts, [100 * y for y in ys], marker="o", ms=3, label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(Ts, [str(t) for t in Ts])
-    ax.set_xlabel("T (time steps)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, figsize=(6.5, 4.2)) as (fig, ax):
+        ann = per_T[Ts[0]].spikepack.ann_accuracy
+        ax.axhline(100 * ann, color="k", ls="--", lw=1, label="float ANN (ReLU)")
+        for name, ys in series.items():
+            ax.plot(Ts, [100 * y for y in ys], marker="o", ms=3, label=name)
+        T_axis(ax, Ts)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     return Path(path)
 
 
 def _plot_timing(timing, path) -> Path:
-    plt = _plt()
     Ts = [r["T"] for r in timing]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for m, label in (("spikepack", "SpikePack"), ("psu", "PSU"), ("lif", "LIF (BPTT)")):
-        ax.plot(Ts, [1000 * r[m] for r in timing], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(Ts, [str(t) for t in Ts])
-    ax.set_xlabel("T (time steps)")
-    ax.set_ylabel("training time per epoch (ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, figsize=(5.5, 3.6)) as (fig, ax):
+        for m, label in (("spikepack", "SpikePack"), ("psu", "PSU"), ("lif", "LIF (BPTT)")):
+            ax.plot(Ts, [1000 * r[m] for r in timing], marker="o", label=label)
+        T_axis(ax, Ts)
+        ax.set_ylabel("training time per epoch (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return Path(path)
 
 

@@ -14,8 +14,8 @@ steps; the neuron carries the dynamics. The readout ``Linear`` + :class:`TimeMea
 ``W s_t + b`` over the ``T`` steps: a non-firing integrator without leak, which the accelerator
 runs as a readout LIF layer with ``leak_shift = 0`` (its ``v_T`` is ``T`` times the mean).
 
-# Ref: arXiv 2402.00449 (PSU), Sec. 4 -- networks of PSU/LIF neurons; ../shared/DESIGN.md
-# "Baseline modes".
+# Ref: arXiv 2402.00449 (PSU), Sec. 4 -- networks of PSU/LIF neurons; docs/numerics.md
+# "LIF / IF mode".
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Input is time-major, shape ``(T, batch, ...)``::
 ``H`` has the atan surrogate gradient. ``tau = inf`` gives IF (no leak). With ``tau = 2^k`` the
 leak ``v / tau`` matches the hardware's shift ``v >> k`` up to the integer rounding.
 
-# Ref: arXiv 2402.00449 (PSU), Sec. 2 -- LIF; ../shared/DESIGN.md "Baseline modes".
+# Ref: arXiv 2402.00449 (PSU), Sec. 2 -- LIF; docs/numerics.md "LIF / IF mode".
 """
 
 from __future__ import annotations

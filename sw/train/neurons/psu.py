@@ -7,7 +7,7 @@ the Heaviside step (atan surrogate gradient)::
     A[t, j]  =  tau^-(t-j+1)   for j <= t   (leaky integration, lower triangular)
     B-[t, j] = -tau^-(t-j)     for j <  t   (leaky reset, strictly lower triangular)
 
-``sigma(A I)`` is applied to ``A I`` exactly as written in the design brief (no threshold offset):
+``sigma(A I)`` is applied to ``A I`` exactly as the PSU paper writes it (no threshold offset):
 it stands in, during training, for the spikes the neuron has fired so far, which is what makes
 every time step independent of the previous one's output.
 
@@ -32,7 +32,7 @@ Variants (both default to the PSU matrices at initialisation):
 - RPSU (reset-aware): the reset term is learned, ``V = A I + R sigma(A I)`` with ``R`` a learnable
   strictly lower-triangular ``T x T`` matrix, initialised to ``theta B-``.
 
-# Ref: arXiv 2402.00449 (PSU), Sec. 3 -- PSU, IPSU, RPSU; ../shared/DESIGN.md "seed papers" 3.
+# Ref: arXiv 2402.00449 (PSU), Sec. 3 -- PSU, IPSU, RPSU.
 """
 
 from __future__ import annotations
