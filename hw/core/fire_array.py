@@ -151,6 +151,19 @@ class FireArray(wiring.Component):
             self.bank.release.eq(release),
             self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
         ]
+
+        def end_of_group(then=None):
+            """The group's last read: release the bank after the last group (next pass), else
+            the next group from slot T-1 (in state ``then``)."""
+            with m.If(g == groups - 1):
+                m.d.comb += release.eq(1)
+                m.d.sync += pas.eq(pas + 1)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += [g.eq(g + 1), q.eq(t_last)]
+                if then is not None:
+                    m.next = then
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.bank.ready):
@@ -167,24 +180,13 @@ class FireArray(wiring.Component):
                 with m.If(end_of_beat):
                     with m.If(last):
                         with m.If(lif):
-                            with m.If(g == groups - 1):
-                                m.d.comb += release.eq(1)
-                                m.d.sync += pas.eq(pas + 1)
-                                m.next = "IDLE"
-                            with m.Else():
-                                m.d.sync += [g.eq(g + 1), q.eq(t_last)]
+                            end_of_group()
                         with m.Else():
                             m.next = "GAP"
                     with m.Else():
                         m.d.sync += q.eq(q - 1)
             with m.State("GAP"):
-                with m.If(g == groups - 1):
-                    m.d.comb += release.eq(1)
-                    m.d.sync += pas.eq(pas + 1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [g.eq(g + 1), q.eq(t_last)]
-                    m.next = "READ"
+                end_of_group(then="READ")
         with m.If(self.clear):
             m.d.sync += pas.eq(0)
 

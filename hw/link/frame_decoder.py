@@ -153,18 +153,25 @@ class FrameDecoder(wiring.Component):
             m.d.sync += info.status.eq(status)
             m.next = "DISCARD"
 
+        def truncated():  # the line went idle in the middle of a frame: report it at once
+            m.d.sync += info.status.eq(Status.ERR_TRUNCATED)
+            m.next = "PUSH"
+
+        def start_frame():  # a byte arrived with no frame open: a new frame starts (or fails)
+            m.d.sync += [
+                info.command.eq(0), info.seq.eq(0), info.length.eq(0), count.eq(0),
+                overrun.eq(occupied >= 2),
+            ]
+            with m.If(byte == SYNC_REQUEST):
+                m.d.comb += crc_proc.start.eq(1)
+                m.next = "HEADER"
+            with m.Else():
+                fail(Status.ERR_SYNC)
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(got):
-                    m.d.sync += [
-                        info.command.eq(0), info.seq.eq(0), info.length.eq(0), count.eq(0),
-                        overrun.eq(occupied >= 2),
-                    ]
-                    with m.If(byte == SYNC_REQUEST):
-                        m.d.comb += crc_proc.start.eq(1)
-                        m.next = "HEADER"
-                    with m.Else():
-                        fail(Status.ERR_SYNC)
+                    start_frame()
 
             with m.State("HEADER"):
                 with m.If(got):
@@ -191,8 +198,7 @@ class FrameDecoder(wiring.Component):
                             with m.Else():
                                 m.next = "PAYLOAD"
                 with m.Elif(timed_out):
-                    m.d.sync += info.status.eq(Status.ERR_TRUNCATED)
-                    m.next = "PUSH"
+                    truncated()
 
             with m.State("PAYLOAD"):
                 with m.If(got):
@@ -207,8 +213,7 @@ class FrameDecoder(wiring.Component):
                         m.d.sync += count.eq(0)
                         m.next = "CRC"
                 with m.Elif(timed_out):
-                    m.d.sync += info.status.eq(Status.ERR_TRUNCATED)
-                    m.next = "PUSH"
+                    truncated()
 
             with m.State("CRC"):
                 with m.If(got):
@@ -220,8 +225,7 @@ class FrameDecoder(wiring.Component):
                         with m.Else():
                             fail(Status.ERR_CRC)
                 with m.Elif(timed_out):
-                    m.d.sync += info.status.eq(Status.ERR_TRUNCATED)
-                    m.next = "PUSH"
+                    truncated()
 
             with m.State("DISCARD"):
                 # Drop bytes until the line is idle, then report once (when the queue has room).
@@ -234,13 +238,5 @@ class FrameDecoder(wiring.Component):
                 m.d.comb += queue.w_en.eq(1)
                 m.next = "IDLE"
                 with m.If(got):  # a byte right behind the frame: the start of the next one
-                    m.d.sync += [
-                        info.command.eq(0), info.seq.eq(0), info.length.eq(0), count.eq(0),
-                        overrun.eq(occupied >= 2),
-                    ]
-                    with m.If(byte == SYNC_REQUEST):
-                        m.d.comb += crc_proc.start.eq(1)
-                        m.next = "HEADER"
-                    with m.Else():
-                        fail(Status.ERR_SYNC)
+                    start_frame()
         return m
