@@ -38,9 +38,11 @@ class UserError(Exception):
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist"],
-                   help="data set (digits ships with scikit-learn; mnist needs --data-dir)")
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    from .datasets import dataset_arg, dataset_help
+
+    p.add_argument("--dataset", default="digits", type=dataset_arg, metavar="NAME",
+                   help=f"data set (default digits): {dataset_help()}")
+    p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--T", type=int, nargs="+", default=[4], metavar="T",
                    help="time steps (bits per packed activation), one or more, 1..16 (default 4)")
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes")

@@ -17,8 +17,11 @@ def _split(args):
 
 
 def _data_args(p):
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    from .datasets import dataset_arg, dataset_help
+
+    p.add_argument("--dataset", default="digits", type=dataset_arg, metavar="NAME",
+                   help=f"data set (default digits): {dataset_help()}")
+    p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
 
 

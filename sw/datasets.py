@@ -280,22 +280,30 @@ def _load_idx(name: str, class_names, subdirs, root, seed=0, test_fraction=None)
 # --- CIFAR-10 python batches -------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """A pickle asked for something other than arrays."""
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists and numpy arrays only: a data file must not run code."""
 
     ALLOWED = {(m, f) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-               for f in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+               for f in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype"),
+                                                       ("_codecs", "encode")}  # bytes, protocol 2
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise _Refused(f"{module}.{name}")
 
 
 def _unpickle(path: Path, name: str):
     raw = _open_bytes(path, name)
     try:
         obj = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _Refused as e:
+        raise DataError(f"{name}: {path} asks to run {e} while loading; a CIFAR-10 batch holds "
+                        "only arrays, so it is refused: fetch the original file again") from None
     except Exception as e:  # a broken pickle can raise nearly anything
         raise DataError(f"{name}: {path} is not a CIFAR-10 python batch ({type(e).__name__}: "
                         f"{e}); it is truncated or of another format: fetch it again") from None
@@ -323,8 +331,8 @@ def read_cifar_batch(path, name: str = "cifar10", n_classes: int = 10):
 
 def _load_cifar10(root, seed=0, test_fraction=None) -> Dataset:
     name = "cifar10"
-    how = ("the CIFAR-10 python batches (" + ", ".join(CIFAR10_FILES) + "; extract "
-           "cifar-10-python.tar.gz there)")
+    how = ("the CIFAR-10 python batches (" + ", ".join(CIFAR10_FILES) + ", from "
+           "cifar-10-python.tar.gz)")
     if root is not None and (Path(root) / "cifar-10-python.tar.gz").is_file() \
             and not (Path(root) / "cifar-10-batches-py").is_dir():
         raise DataError(f"{name}: {Path(root) / 'cifar-10-python.tar.gz'} is not extracted yet; "
@@ -513,8 +521,8 @@ def dataset_arg(value: str) -> str:
     import argparse
 
     if not is_dataset(value):
-        raise argparse.ArgumentTypeError(
-            f"unknown data set {value!r}: choose one of {', '.join(REGISTRY)}, or npz:PATH")
+        raise argparse.ArgumentTypeError(  # worded as argparse words a bad choice
+            f"invalid choice: {value!r} (choose from {', '.join(REGISTRY)}, or npz:PATH)")
     return value
 
 
