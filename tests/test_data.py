@@ -64,8 +64,10 @@ def write_cifar(directory, rng, n_per_batch=3, str_keys=False, meta=True):
         labels = [int(v) for v in rng.integers(0, 10, n_per_batch)]
         batch = {key("batch_label"): key(f"{name} of 5"), key("labels"): labels,
                  key("data"): data, key("filenames"): [key(f"img{i}.png") for i in labels]}
-        with open(directory / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
+        # The originals were pickled by Python 2's numpy, which named numpy.core.multiarray.
+        raw = pickle.dumps(batch, protocol=2)
+        (directory / name).write_bytes(raw.replace(b"numpy._core.multiarray",
+                                                   b"numpy.core.multiarray"))
         written[name] = (data, labels)
     if meta:
         with open(directory / "batches.meta", "wb") as f:
