@@ -196,7 +196,9 @@ def _find_dir(root, name: str, files: tuple[str, ...], subdirs: tuple[str, ...],
                         f"holding {how}")
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"{name}: data directory {root} does not exist; put {how} there")
+        what = "is a file, not a directory" if root.exists() else "does not exist"
+        raise DataError(f"{name}: data directory {root} {what}; put {how} in a directory and "
+                        "pass that")
     places = [root] + [root / s for s in subdirs]
     for d in places:
         if any((d / (f + ext)).is_file() for f in files for ext in ("", ".gz")):

@@ -26,6 +26,8 @@ from sw.datasets import (
     Dataset,
     dataset_names,
     load_dataset,
+    read_cifar_batch,
+    read_idx,
 )
 
 # --- writers of the real formats ---------------------------------------------------------------
@@ -229,6 +231,21 @@ def test_idx_truncated_gzip(tmp_path, rng):
     assert_one_line_data_error(e, "fashion-mnist", str(path), "cannot be read", "truncated")
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_idx_every_truncation_is_caught(tmp_path, rng, gz):
+    """Cut anywhere, an IDX file (raw or gzip) raises DataError, never loads short."""
+    full = idx_bytes(rng.integers(0, 256, (2, 3, 3), dtype=np.uint8))
+    if gz:
+        full = gzip.compress(full)
+    path = tmp_path / ("x.gz" if gz else "x")
+    path.write_bytes(full)
+    assert read_idx(path, ndim=3).shape == (2, 3, 3)
+    for cut in range(len(full)):
+        path.write_bytes(full[:cut])
+        with pytest.raises(DataError):
+            read_idx(path, ndim=3)
+
+
 def test_idx_missing(tmp_path, rng):
     with pytest.raises(DataError) as e:
         load_dataset("mnist")
@@ -309,6 +326,18 @@ def test_cifar10_malformed(tmp_path, rng, capsys, damage, needles):
         load_dataset("cifar10", tmp_path)
     assert_one_line_data_error(e, "cifar10", *needles)
     assert "must never run" not in capsys.readouterr().out
+
+
+def test_cifar10_every_truncation_is_caught(tmp_path, rng):
+    """Cut anywhere, a CIFAR-10 batch raises DataError (a pickle's STOP is its last byte)."""
+    write_cifar(tmp_path, rng, n_per_batch=1, meta=False)
+    path = tmp_path / "test_batch"
+    full = path.read_bytes()
+    assert read_cifar_batch(path)[0].shape == (1, 3, 32, 32)
+    for cut in [*range(0, len(full), 13), *range(len(full) - 40, len(full))]:
+        path.write_bytes(full[:cut])
+        with pytest.raises(DataError):
+            read_cifar_batch(path)
 
 
 def test_cifar10_archive_not_extracted(tmp_path):
@@ -409,6 +438,20 @@ def test_cli_trains_on_a_dataset_from_data_dir(tmp_path, rng, capsys, one_torch_
     assert code == 0
     assert "cifar10: 20 train / 4 test samples, 3072 features" in out
     assert "4/4" in out  # integer torch == golden on every test image
+
+
+def test_cli_trains_on_mnist5k(tmp_path, capsys, one_torch_thread):
+    """The 28x28 benchmark: one epoch of a 784-64-10 MLP, every level; golden == integer torch."""
+    code = main(["train", "--dataset", "mnist-5k", "--T", "4", "--hidden", "64", "--epochs", "1",
+                 "--quiet", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "mnist-5k: 4000 train / 1000 test samples, 784 features" in out
+    assert out.count("1000/1000") == 3
+    import json
+
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    print(run)
+    assert run["ann"] > 0.8 and all(v["int"] > 0.8 for v in run["levels"].values())
 
 
 @pytest.mark.parametrize("argv,needle", [
