@@ -190,7 +190,7 @@ def _labels(y, what: str, n_classes: int | None = None) -> np.ndarray:
 
 
 def _find_dir(root, name: str, files: tuple[str, ...], subdirs: tuple[str, ...], how: str) -> Path:
-    """The first of ``root``, ``root/<subdir>`` holding ``files[0]`` (raw or .gz)."""
+    """The first of ``root``, ``root/<subdir>`` holding any of ``files`` (raw or .gz)."""
     if root is None:
         raise DataError(f"{name} is not shipped: pass --data-dir (root=) pointing at a directory "
                         f"holding {how}")
@@ -235,6 +235,8 @@ def read_idx(path, name: str = "idx", ndim: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     raw = _open_bytes(path, name)
+    if raw[:2] == b"\x1f\x8b":
+        raise DataError(f"{name}: {path} is gzip-compressed; name it {path.name}.gz or gunzip it")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] == 0:
         raise DataError(f"{name}: {path} is not an unsigned-byte IDX file (magic "
                         f"{raw[:4].hex() or 'missing'}, expected 0000080{ndim or 'n'}); fetch "
@@ -335,10 +337,11 @@ def _load_cifar10(root, seed=0, test_fraction=None) -> Dataset:
     name = "cifar10"
     how = ("the CIFAR-10 python batches (" + ", ".join(CIFAR10_FILES) + ", from "
            "cifar-10-python.tar.gz)")
-    if root is not None and (Path(root) / "cifar-10-python.tar.gz").is_file() \
-            and not (Path(root) / "cifar-10-batches-py").is_dir():
-        raise DataError(f"{name}: {Path(root) / 'cifar-10-python.tar.gz'} is not extracted yet; "
-                        f"run `tar xzf cifar-10-python.tar.gz` in {root}")
+    archive = None if root is None else Path(root).expanduser() / "cifar-10-python.tar.gz"
+    if archive is not None and archive.is_file() \
+            and not (archive.parent / "cifar-10-batches-py").is_dir():
+        raise DataError(f"{name}: {archive} is not extracted yet; run `tar xzf "
+                        f"cifar-10-python.tar.gz` in {archive.parent}")
     d = _find_dir(root, name, CIFAR10_FILES, ("cifar-10-batches-py",), how)
     missing = [f for f in CIFAR10_FILES if not (d / f).is_file()]
     if missing:

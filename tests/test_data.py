@@ -246,6 +246,14 @@ def test_idx_every_truncation_is_caught(tmp_path, rng, gz):
             read_idx(path, ndim=3)
 
 
+def test_idx_gzip_without_gz_name(tmp_path, rng):
+    write_idx(tmp_path, idx_arrays(rng), True)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").rename(tmp_path / "t10k-images-idx3-ubyte")
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", tmp_path)
+    assert_one_line_data_error(e, "is gzip-compressed", "t10k-images-idx3-ubyte.gz or gunzip")
+
+
 def test_idx_missing(tmp_path, rng):
     with pytest.raises(DataError) as e:
         load_dataset("mnist")
