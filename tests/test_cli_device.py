@@ -116,7 +116,7 @@ def test_simulate_runs_packed_inputs_from_a_file(nets, tmp_path, capsys, rng):
      "not allowed with argument"),
     (["simulate", "{digits}", "--board", "small"], "--board selects the build --rtl simulates"),
     (["simulate", "{digits}", "--limit", "0"], "--limit must be at least 1"),
-    (["simulate", "{digits}", "--data", "cifar"], "--data must be digits, mnist or an .npz"),
+    (["simulate", "{digits}", "--data", "cifar"], "--data must be a data set (digits, mnist-5k"),
     (["simulate", "{eight_inputs}"], "the network takes 8 inputs; digits test split has 64"),
     (["simulate", "{digits}", "--data", "mnist"], "--data-dir"),
     (["deploy", "{digits}"], "one of the arguments --port --sim is required"),

@@ -27,10 +27,11 @@ from .registry import UserError, command
 
 def _data_args(p):
     p.add_argument("--data", "--dataset", dest="data", default="digits", metavar="DATA",
-                   help="digits (scikit-learn, the test split), mnist (with --data-dir), or an "
-                        ".npz file with 'x' (packed T-bit inputs, n x n_in) and optional 'y' "
+                   help="a data set's test split (digits, mnist-5k; mnist, fashion-mnist, "
+                        "cifar10 with --data-dir; npz:PATH of images and labels), or an .npz "
+                        "file with 'x' (packed T-bit inputs, n x n_in) and optional 'y' "
                         "(labels) (default digits)")
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--seed", type=int, default=0, help="seed of the digits train/test split")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N samples only")
 
@@ -41,7 +42,9 @@ def _inputs(args, net):
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
-    if args.data.endswith(".npz"):
+    from sw.train.datasets import dataset_names, is_dataset
+
+    if args.data.endswith(".npz") and not args.data.startswith("npz:"):
         path = Path(args.data)
         if not path.exists():
             raise UserError(f"input file {path} does not exist")
@@ -53,14 +56,15 @@ def _inputs(args, net):
         if y is not None and len(y) != len(x):
             raise UserError(f"{path}: 'y' has {len(y)} labels for {len(x)} samples in 'x'")
         name = path.name
-    elif args.data in ("digits", "mnist"):
+    elif is_dataset(args.data):
         from sw.train.data import load_split
 
         split = load_split(args.data, seed=args.seed, data_dir=args.data_dir)
         _, x = split.packed(net.T)
         y, name = split.y_test, f"{split.name} test split"
     else:
-        raise UserError(f"--data must be digits, mnist or an .npz file, not {args.data!r}")
+        raise UserError(f"--data must be a data set ({', '.join(dataset_names())}, npz:PATH) "
+                        f"or an .npz file of packed inputs, not {args.data!r}")
     if x.shape[1] != net.n_in:
         raise UserError(f"the network takes {net.n_in} inputs; {name} has {x.shape[1]} "
                         "features per sample")

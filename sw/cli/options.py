@@ -85,9 +85,11 @@ def target(name):
 
 def add_split_args(p) -> None:
     """The data set of a train/test split (``--dataset``, ``--data-dir``, ``--seed``)."""
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist"],
-                   help="data set (digits ships with scikit-learn; mnist needs --data-dir)")
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    from sw.train.datasets import dataset_arg, dataset_help
+
+    p.add_argument("--dataset", default="digits", type=dataset_arg, metavar="NAME",
+                   help=f"data set (default digits): {dataset_help()}")
+    p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
 
 
