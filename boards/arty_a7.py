@@ -1,9 +1,10 @@
 """Digilent Arty A7-35T and A7-100T (Xilinx Artix-7, Vivado).
 
-The board's 100 MHz oscillator feeds an MMCM (``hw.platform.clocks_xilinx``) that makes the accelerator
-clock; the FT2232H's second channel is the host UART (amaranth-boards resource ``uart``); LD4..LD6
-show heartbeat, host activity and run. Vivado is not free to redistribute, so ``hw.build`` writes
-the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when Vivado is absent.
+The board's 100 MHz oscillator feeds an MMCM (``hw.platform.clocks_xilinx``) that makes the
+accelerator clock; the FT2232H's second channel is the host UART (amaranth-boards resource
+``uart``); LD4..LD6 show heartbeat, host activity and run. Vivado is not free to redistribute, so
+``hw.build`` writes the Vivado build plan and estimates the size with yosys ``synth_xilinx`` when
+Vivado is absent.
 """
 
 from hw.contract.params import CoreParams

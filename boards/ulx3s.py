@@ -1,7 +1,8 @@
 """Radiona ULX3S with the LFE5U-85F (Lattice ECP5; yosys + nextpnr-ecp5 + ecppack, all from PyPI).
 
-The 25 MHz oscillator feeds an EHXPLLL (``hw.platform.clocks_ecp5``) that makes the accelerator clock; the
-FT231X is the host UART (resource ``uart``); LEDs D0..D2 show heartbeat, host activity and run.
+The 25 MHz oscillator feeds an EHXPLLL (``hw.platform.clocks_ecp5``) that makes the accelerator
+clock; the FT231X is the host UART (resource ``uart``); LEDs D0..D2 show heartbeat, host activity
+and run.
 """
 
 from hw.contract.params import CoreParams

@@ -11,8 +11,8 @@ The memories in :data:`COLLISION_FREE_MEMORIES` never *use* the word read in the
 written, so the collision may stay undefined (yosys ``COLLISION_X_MASK``):
 
 * ``w_mem``, ``bt_mem``, ``desc_mem`` (weights, biases and thresholds, program): written only by
-  the host, which must not write them while the core runs (``hw.core.core`` bus contract); reads while
-  idle are discarded.
+  the host, which must not write them while the core runs (``hw.core.core`` bus contract); reads
+  while idle are discarded.
 * ``spk_mem``: the writer writes the half of the ping-pong pair the fetcher does not read, and a
   layer starts only after the previous one is written; INPUT writes wait while the core runs.
 * ``bank`` (each PE): the read-modify-write forwards the word being written

@@ -1,12 +1,12 @@
 """The build-dependent address map, the layer descriptor format and the identify block.
 
 Plain Python data computed from :class:`hw.contract.params.CoreParams`: the gateware decodes these
-addresses, ``sw.compile.program_image`` writes to them, and the host computes the same map from the identify reply
-(:func:`params_from_identify` then :func:`memory_map`). All addresses are 32-bit *word* addresses
-on the core bus (``hw.contract.bus``).
+addresses, ``sw.compile.program_image`` writes to them, and the host computes the same map from the
+identify reply (:func:`params_from_identify` then :func:`memory_map`). All addresses are 32-bit
+*word* addresses on the core bus (``hw.contract.bus``).
 
-Regions follow ``hw.contract.bus.REGIONS_BASE``; each is aligned to its size rounded up to a power of two
-so the core decodes it with a mask:
+Regions follow ``hw.contract.bus.REGIONS_BASE``; each is aligned to its size rounded up to a power
+of two so the core decodes it with a mask:
 
 ========  ========================================================================================
 PROGRAM   ``max_layers`` descriptors of :data:`DESCRIPTOR_WORDS` words (layer ``l`` at ``8 l``)

@@ -1,8 +1,9 @@
 """The host link protocol: frame format, command and status codes, shared by gateware and host.
 
 Both ends import their constants from here: the gateware (``hw.link.frame_decoder``,
-``hw.link.link_executor``, ``hw.link.frame_encoder``) and the host driver (``sw.host.driver``). The enums are
-Amaranth shaped enums, so the gateware uses them as 8-bit values and the host as plain ``IntEnum``.
+``hw.link.link_executor``, ``hw.link.frame_encoder``) and the host driver (``sw.host.driver``). The
+enums are Amaranth shaped enums, so the gateware uses them as 8-bit values and the host as plain
+``IntEnum``.
 
 Request frame (host -> device), little-endian::
 

@@ -1,21 +1,22 @@
 """The SpikePack core: PE array, memories, sequencer and the bus slave, behind ``hw.contract.bus``.
 
-Bus contract (``bus: In(hw.contract.bus.BusSignature)``; a master such as the UART host link drives it)
+Bus contract (``bus: In(BusSignature)`` of ``hw.contract.bus``; the UART host link drives it)
 ----------------------------------------------------------------------------------------------
-* ``bus.req`` is a ``lib.stream`` of :data:`hw.contract.bus.BusRequest` (``addr`` 24-bit *word* address,
-  ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly one
-  32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
+* ``bus.req`` is a ``lib.stream`` of :data:`hw.contract.bus.BusRequest` (``addr`` 24-bit *word*
+  address, ``data`` 32 bits, ``write``). Writes are not answered. Each read is answered by exactly
+  one 32-bit word on ``bus.resp``, in request order. Both directions may stall: the core holds
   ``req.ready`` low while a read waits for its answer to be handed over. ``req.ready`` depends on
   the core's registers only (never on ``resp.ready`` or ``req.valid``), so no handshake path
   runs from the master through the core and back.
 * Throughput: one write per cycle (a request is registered before it is decoded); one read per
   6 cycles (plus the master's ``resp`` stalls, and a cycle or two while the sequencer updates its
   counters). INPUT writes wait while the core is busy.
-* Fixed map (``hw.contract.bus``): identify block at ``ID_BASE`` (:func:`hw.contract.memory_map.identify_words`),
-  ``REG_CONTROL`` (write: bit 0 start, bit 1 abort, bits 16..31 batch size; reads 0) and
-  ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error, bits 8..15
-  :class:`hw.core.sequencer.ErrorCode`). Build-dependent regions: :func:`hw.contract.memory_map.memory_map`.
-  Unmapped and write-only addresses read as 0; writes to read-only addresses are ignored.
+* Fixed map (``hw.contract.bus``): identify block at ``ID_BASE``
+  (:func:`hw.contract.memory_map.identify_words`), ``REG_CONTROL`` (write: bit 0 start, bit 1 abort,
+  bits 16..31 batch size; reads 0) and ``REG_STATUS`` (read: bit 0 busy, bit 1 done, bit 2 error,
+  bits 8..15 :class:`hw.contract.errors.ErrorCode`). Build-dependent regions:
+  :func:`hw.contract.memory_map.memory_map`. Unmapped and write-only addresses read as 0; writes to
+  read-only addresses are ignored.
 * Run: load PROGRAM/WEIGHTS/BIAS/THETA (``sw.compile.program_image``), write a batch to INPUT, write
   ``REG_CONTROL = batch << 16 | 1``, poll ``REG_STATUS`` until ``done`` (or ``error``), read
   OUTPUT and COUNTERS. A start while busy is ignored; abort stops at once (datapath reset;

@@ -15,9 +15,9 @@ cycles (``k = leak``; ``k = 0`` means no leak)::
 
     v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta];  v = v - theta or 0 if s_t
 
-``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout layer
-returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no divider;
-every cycle does at most one add or compare of the membrane's width.
+``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout
+layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no
+divider; every cycle does at most one add or compare of the membrane's width.
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); docs/numerics.md "A SpikePack layer".
 """
@@ -143,8 +143,8 @@ class FireUnit(wiring.Component):
         beat = self.i.payload
         # The layer's settings, registered here (they are steady during a layer, so the first
         # beat may come a cycle after they are set): every multiplexer of the datapath hangs on
-        # ``lif``, and a copy per unit (kept apart by synthesis, ``hw.common.synth_hints``) keeps that
-        # fan-out short and local. The flags the datapath tests are decoded here too.
+        # ``lif``, and a copy per unit (kept apart by synthesis, ``hw.common.synth_hints``) keeps
+        # that fan-out short and local. The flags the datapath tests are decoded here too.
         def copy(name, shape=1):
             return Signal(shape, name=f"cfg_{name}", reset_less=True, attrs=COPY_ATTRS)
         T, readout = copy("T", range(t_max + 1)), copy("readout")

@@ -10,9 +10,9 @@ been issued, the bank half is released and the PE array may fill it with pass ``
 Per pass, a read of the bias/theta memory per group gives the ``units`` biases and thresholds of
 the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this block.
 
-Timing: reads are issued on the units' schedule (:meth:`hw.core.fire.FireUnit.period`); a sum reaches
-its unit two cycles after its read (bank read, group select). The units never wait, and neither
-does this block: ``o`` (one beat per group, all units' results) must always be accepted.
+Timing: reads are issued on the units' schedule (:meth:`hw.core.fire.FireUnit.period`); a sum
+reaches its unit two cycles after its read (bank read, group select). The units never wait, and
+neither does this block: ``o`` (one beat per group, all units' results) must always be accepted.
 """
 
 from __future__ import annotations

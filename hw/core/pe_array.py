@@ -53,7 +53,8 @@ class PEArray(wiring.Component):
     Parameters
     ----------
     n_pe, k, t_max, sum_bits, weight_bits, weight_depth : int
-        Array shape, widths and the weight memory's depth (see :class:`hw.contract.params.CoreParams`).
+        Array shape, widths and the weight memory's depth (see
+        :class:`hw.contract.params.CoreParams`).
     weight_regs : int
         Registers the weights pass here, between the memory and the PE (0..2; the spikes pass
         ``weight_regs + 2``).

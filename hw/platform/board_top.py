@@ -1,9 +1,9 @@
 """Board top: clock generator + reset synchronizer + the accelerator on the board's UART and LEDs.
 
 The ``sync`` domain is made here, never by the platform's default: the preset's clock generator
-(``hw.platform.clocks_xilinx`` MMCM, ``hw.platform.clocks_ecp5`` PLL, or the oscillator directly) drives it, and a
-reset synchronizer holds it in reset until the clock generator has locked (and while the board's
-reset button, if any, is pressed).
+(``hw.platform.clocks_xilinx`` MMCM, ``hw.platform.clocks_ecp5`` PLL, or the oscillator directly)
+drives it, and a reset synchronizer holds it in reset until the clock generator has locked (and
+while the board's reset button, if any, is pressed).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The integer network: the typed model every stage agrees on.
 
-The quantizer (``sw.compile.quantize``) produces an :class:`IntNetwork`; the golden model (``sim.golden.model``)
-runs it; the compiler turns it into a program image for the accelerator. It holds integers only.
+The quantizer (``sw.compile.quantize``) produces an :class:`IntNetwork`; the golden model
+(``sim.golden.model``) runs it; the compiler turns it into a program image for the accelerator. It
+holds integers only.
 
 A layer is fully connected (``kind="dense"``, weight ``(n_out, n_in)``) or a 2-D convolution
 (``kind="conv"``, weight ``(C_out, C_in, kh, kw)`` shared over positions, input shape

@@ -1,10 +1,10 @@
 """Test fixture, not product code: a bus slave standing in for the core in host-link tests.
 
-:class:`BusRam` answers ``hw.contract.bus`` like a slow core: a RAM at ``REGIONS_BASE``, the identify magic
-at ``ID_BASE``, ``REG_CONTROL``/``REG_STATUS`` with a run that stays busy for ``run_cycles`` per
-sample. It stalls requests and delays responses pseudo-randomly (an LFSR), so the link meets
-back-pressure in RTL simulation too. ``writes`` counts accepted write requests, which lets a test
-prove that refused frames changed nothing.
+:class:`BusRam` answers ``hw.contract.bus`` like a slow core: a RAM at ``REGIONS_BASE``, the
+identify magic at ``ID_BASE``, ``REG_CONTROL``/``REG_STATUS`` with a run that stays busy for
+``run_cycles`` per sample. It stalls requests and delays responses pseudo-randomly (an LFSR), so the
+link meets back-pressure in RTL simulation too. ``writes`` counts accepted write requests, which
+lets a test prove that refused frames changed nothing.
 
 :class:`LinkTestTop` is ``HostLink`` + ``BusRam`` with ``rx``/``tx`` pins, the device the cocotb
 link tests and the link benchmark talk to.

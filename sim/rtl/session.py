@@ -2,8 +2,8 @@
 
 :func:`run_on_rtl` builds ``hw.accelerator.Accelerator`` (UART host link + core) for a set of
 build parameters, simulates it under Verilator (or Icarus) with cocotb (``sim.tb.session_tb``),
-and lets the *same* ``sw.host.driver.Device`` code that talks to a board identify it, upload the image
-with read-back verification and run the inputs through the UART pins. What the device returned
+and lets the *same* ``sw.host.driver.Device`` code that talks to a board identify it, upload the
+image with read-back verification and run the inputs through the UART pins. What the device returned
 comes back here; nothing is compared (the caller compares with ``sim.golden.model``).
 
 :func:`serve_rtl` instead serves the simulated accelerator on a TCP port (``sim.tb.serve_tb``):

@@ -1,7 +1,7 @@
 """cocotb tests of the whole SpikePack core through its bus (run via tests/test_hw_core.py).
 
-Parameters arrive as ``SPIKEPACK_*`` environment variables (``sim.rtl.runner.run_cocotb``): the build
-preset, the number of random networks and the base seed. Every case logs its seed; a mismatch
+Parameters arrive as ``SPIKEPACK_*`` environment variables (``sim.rtl.runner.run_cocotb``): the
+build preset, the number of random networks and the base seed. Every case logs its seed; a mismatch
 names the seed so it can be replayed alone.
 """
 

@@ -4,9 +4,9 @@ The host side is cocotbext-uart's ``UartSource``/``UartSink`` -- a UART model th
 project's own -- driven either by raw frames (``uart_frames``, ``fuzz``) or by the project's driver
 ``sw.host.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
 
-Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
-``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words), ``fuzz_frames``, ``seed``,
-``results`` (a JSON file the tests add their figures to).
+Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``,
+``max_payload``, ``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words),
+``fuzz_frames``, ``seed``, ``results`` (a JSON file the tests add their figures to).
 """
 
 from __future__ import annotations

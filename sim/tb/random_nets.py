@@ -18,8 +18,8 @@ def random_network(rng: np.random.Generator, params, *, max_depth: int = 4,
 
     ``edge``: ``"largest"`` makes every layer as wide as the build allows; ``"theta1"`` uses
     theta 1 everywhere; ``"negative"`` uses negative biases (membranes below zero). Draws again
-    (with fewer layers) until ``sw.compile.program_image.build_image`` accepts the network. ``widest`` caps
-    the layer widths (default: the build's limit).
+    (with fewer layers) until ``sw.compile.program_image.build_image`` accepts the network.
+    ``widest`` caps the layer widths (default: the build's limit).
     """
     from sw.compile.program_image import DoesNotFitError, build_image
 

@@ -6,8 +6,8 @@ host program that opens ``socket://127.0.0.1:PORT`` with pyserial (``spikepack d
 --port``) talks to the RTL exactly as to a board on a serial port. The device keeps its memories
 from one client to the next, as a board does. Clients are served one at a time.
 
-Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``tcp_port`` (0: any free
-port), ``port_file`` (the bound port is written there once listening), ``max_clients`` (stop
+Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``tcp_port`` (0: any
+free port), ``port_file`` (the bound port is written there once listening), ``max_clients`` (stop
 after serving this many; 0 = no limit), ``idle_exit`` (stop after this many wall-clock seconds
 without a client).
 """

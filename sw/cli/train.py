@@ -111,7 +111,8 @@ cmd_train.configure = _configure_train
 
 
 
-# --- results (the seed systems; body in sw/research/results.py) -----------------------------------------
+# --- results (the seed systems; body in sw/research/results.py)
+# -----------------------------------------
 
 
 def _configure_results(p: argparse.ArgumentParser) -> None:

@@ -1,9 +1,10 @@
 """Program image files (``.spkimg``): made by ``spikepack compile``, run by ``deploy``, ``infer``.
 
-An image file is an ``.npz`` holding the compiled :class:`sw.compile.program_image.ProgramImage` (the build
-parameters it was laid out for, the layer layout and every memory write) together with the
-:class:`sim.golden.ir.IntNetwork` it came from, so the host can always say what the device should return
-(the golden model) and check that the image still is what this host's compiler makes of it.
+An image file is an ``.npz`` holding the compiled :class:`sw.compile.program_image.ProgramImage`
+(the build parameters it was laid out for, the layer layout and every memory write) together with
+the :class:`sim.golden.ir.IntNetwork` it came from, so the host can always say what the device
+should return (the golden model) and check that the image still is what this host's compiler makes
+of it.
 
 Members of the archive: ``header`` (JSON: format, version, target, params, T, sizes, layers,
 regions), ``write<i>`` (uint32 words of write ``i``) and ``network`` (the network's own ``.npz``

@@ -1,6 +1,7 @@
 """LIF-mode quantizer: trained time-major spiking MLP (LIF or PSU) -> integer LIF network.
 
-The accelerator's LIF mode runs, per time step and output neuron ``j`` (``sim.golden.model.lif_layer``)::
+The accelerator's LIF mode runs, per time step and output neuron ``j``
+(``sim.golden.model.lif_layer``)::
 
     v_t = v_(t-1) - (v_(t-1) >> k) + sum_i W_ji s_i,t + b_j;   fire v_t >= theta_j;  reset
 
@@ -13,8 +14,8 @@ The float models it deploys (``sw.train.spiking_mlp``) are, in the same order of
   difference is part of the deploy gap and is measured, not hidden
   (``sw.train.spiking_mlp.forward_deployed`` evaluates the float model with the deployed reset).
 
-As in ``sw.compile.quantize`` the threshold absorbs the scales. Inputs are 0/1 spikes (no input step), so
-with ``W' = c W`` and ``b' = c b`` a hidden layer gets a per-channel scale ``s_j``::
+As in ``sw.compile.quantize`` the threshold absorbs the scales. Inputs are 0/1 spikes (no input
+step), so with ``W' = c W`` and ``b' = c b`` a hidden layer gets a per-channel scale ``s_j``::
 
     theta_int_j = floor(qmax theta / max_i |W'_ji|),  s_j = theta / theta_int_j,
     W_int = round(W' / s_j),  b_int = round(b' / s_j)

@@ -1,10 +1,11 @@
 """The compiler's front: build targets by name, and what a compiled network uses of a build.
 
-``sw.compile.program_image.build_image`` lays an :class:`sim.golden.ir.IntNetwork` out for one build's
-:class:`hw.contract.params.CoreParams` and refuses what does not fit. This module finds those parameters
-from a name (a board preset of ``boards`` or a core preset of ``boards.CORE_PRESETS``; a device's identify
-reply gives them too, see ``sw.host.driver.DeviceInfo.core_params``) and tabulates, for people, how the
-network landed: per layer, and per resource against the build's capacity.
+``sw.compile.program_image.build_image`` lays an :class:`sim.golden.ir.IntNetwork` out for one
+build's :class:`hw.contract.params.CoreParams` and refuses what does not fit. This module finds
+those parameters from a name (a board preset of ``boards`` or a core preset of
+``boards.CORE_PRESETS``; a device's identify reply gives them too, see
+``sw.host.driver.DeviceInfo.core_params``) and tabulates, for people, how the network landed: per
+layer, and per resource against the build's capacity.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Host driver for a SpikePack accelerator behind the UART host link.
 
-:class:`Device` speaks the frame protocol of ``hw.contract.protocol`` over any ``sw.host.transport.Transport``:
-the board's serial port or the RTL simulation's UART pins, with the same code.
+:class:`Device` speaks the frame protocol of ``hw.contract.protocol`` over any
+``sw.host.transport.Transport``: the board's serial port or the RTL simulation's UART pins, with the
+same code.
 
 Low level (no knowledge of networks): :meth:`Device.identify`, :meth:`Device.write_words`,
 :meth:`Device.read_words`, :meth:`Device.run`, :meth:`Device.abort`.
@@ -397,7 +398,8 @@ class Device:
         """Stop a run (the core keeps its memories)."""
         self.transact(Command.ABORT)
 
-    # --- high level (program images from sw.compile.program_image) ----------------------------------------------
+    # --- high level (program images from sw.compile.program_image)
+    # ----------------------------------------------
 
     def check_image(self, image) -> None:
         """Refuse an image built for other core parameters than the device's."""
@@ -427,7 +429,8 @@ class Device:
     def infer(self, image, x) -> InferenceResult:
         """Run packed inputs ``x`` (``(n, n_in)``) in batches of ``batch_depth``.
 
-        Returns the outputs decoded as ``sw.compile.program_image.decode_outputs`` does and each run's counters.
+        Returns the outputs decoded as ``sw.compile.program_image.decode_outputs`` does and each
+        run's counters.
         """
         import numpy as np
 

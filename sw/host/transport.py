@@ -1,7 +1,7 @@
 """Byte transports for the driver: the board's serial port, and the RTL simulation's UART pins.
 
-The driver (``sw.host.driver``) talks to an abstract :class:`Transport`; the same driver code runs on
-the board (:class:`SerialTransport`, any pyserial URL) and on the RTL under cocotb
+The driver (``sw.host.driver``) talks to an abstract :class:`Transport`; the same driver code runs
+on the board (:class:`SerialTransport`, any pyserial URL) and on the RTL under cocotb
 (:class:`CocotbUartTransport`, the Verilog ``rx``/``tx`` pins driven by cocotbext-uart).
 """
 

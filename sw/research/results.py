@@ -2,16 +2,18 @@
 
 One run measures, on the fixed digits split (1,437 train / 360 test):
 
-- SpikePack, direct and converted (``sw.research.experiment.train_all``), float and integer (golden);
+- SpikePack, direct and converted (``sw.research.experiment.train_all``), float and integer
+  (golden);
 - PSU, IPSU, RPSU (``sw.train.neurons.psu``) and the LIF baseline trained by BPTT, and the LIF-mode
   deployment of the PSU- and LIF-trained networks (``sw.compile.quantize_lif``): the deploy gap;
 - CASC (``sw.train.casc``): the ClipQuan ANN, plain IF, CIF and CIF with wake-sleep conversion;
 - training time per epoch against T, SpikePack and PSU against LIF BPTT, side by side;
 - firing rates per layer;
-- the Bit Budget cost of each deployed model and a weight-bits x T sweep (``sw.research.bitbudget``);
+- the Bit Budget cost of each deployed model and a weight-bits x T sweep
+  (``sw.research.bitbudget``);
 - the deployed SpikePack, LIF- and PSU-trained networks run on the accelerator's RTL (Verilator,
-  the real UART driver, ``sw.research.rtl_results``): outputs and counters against the golden model, and
-  the measured cycles and spikes per layer beside the estimate.
+  the real UART driver, ``sw.research.rtl_results``): outputs and counters against the golden model,
+  and the measured cycles and spikes per layer beside the estimate.
 
 Every number in the document is measured by the run that writes it.
 """

@@ -3,11 +3,12 @@
 :func:`measure_on_rtl` runs an integer network on the accelerator's RTL under Verilator through
 the real UART driver (:func:`sim.rtl.session.run_on_rtl`) and lines up, per layer and per sample:
 
-- the estimate, made without the RTL: Bit Budget compute bits and SynOps (:mod:`sw.research.bitbudget`,
-  SynOps from the golden model's spikes), the golden model's output spikes, and the work the
-  documented dataflow implies (``P = ceil(n_out / n_pe)`` passes, each reading ``C = ceil(n_in /
-  k)`` input chunks of ``T`` bit-planes; an all-zero bit-plane chunk of the golden model's
-  activations is skipped, every other one is one beat of the PE array: :func:`predicted_work`);
+- the estimate, made without the RTL: Bit Budget compute bits and SynOps
+  (:mod:`sw.research.bitbudget`, SynOps from the golden model's spikes), the golden model's output
+  spikes, and the work the documented dataflow implies (``P = ceil(n_out / n_pe)`` passes, each
+  reading ``C = ceil(n_in / k)`` input chunks of ``T`` bit-planes; an all-zero bit-plane chunk of
+  the golden model's activations is skipped, every other one is one beat of the PE array:
+  :func:`predicted_work`);
 - the measurement: the device's counters (cycles, output spikes and skipped plane-chunks per
   layer, total cycles).
 

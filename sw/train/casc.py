@@ -5,8 +5,8 @@ ANN side. A hidden activation is ``ClipQuan_L`` with a learned scale ``lam``::
     y = lam * floor(L clamp(x / lam, 0, 1)) / L
 
 and its gradient is the clipped straight-through estimate: ``dy/dx = 1`` for ``0 <= x <= lam``,
-0 outside. ``sw.train.models.ClipFloor`` is the special case ``L = 2^T - 1`` (SpikePack's levels); here
-``L`` is any positive integer, and for conversion to rate-coded IF neurons ``L = T``.
+0 outside. ``sw.train.models.ClipFloor`` is the special case ``L = 2^T - 1`` (SpikePack's levels);
+here ``L`` is any positive integer, and for conversion to rate-coded IF neurons ``L = T``.
 
 SNN side: Consistent IF (CIF) neurons, soft reset, threshold ``theta = lam``. At step ``t``
 (``1 <= t <= T_wake + T_sleep``) a neuron with membrane ``v`` and spike count ``n`` receives its

@@ -4,7 +4,8 @@ Nothing is downloaded at run time. :func:`load_dataset` returns a :class:`Datase
 images with shape ``(N, C, H, W)`` (``uint8`` pixels in ``0..255`` or floats in ``[0, 1]``), integer
 labels, class names and where the data came from. ``Dataset.flat`` gives the ``(N, C*H*W)`` view
 the MLPs take, ``Dataset.unit`` the ``(N, C, H, W)`` view in ``[0, 1]``, and ``Dataset.packed`` the
-packed ``T``-bit inputs the accelerator receives (:func:`sim.golden.packing.quantize_unit_interval`).
+packed ``T``-bit inputs the accelerator receives
+(:func:`sim.golden.packing.quantize_unit_interval`).
 
 ==================  ===============================================================================
 name                data

@@ -1,8 +1,8 @@
 """Time-major spiking MLPs (LIF trained by BPTT, PSU/IPSU/RPSU trained in parallel).
 
 The model takes the same packed ``T``-bit integer inputs the accelerator receives and turns them
-into spike trains by their bit-planes, MSB first (``sim.golden.packing.unpack_bitplanes``): bit ``t`` of
-input word ``i`` is the spike of input neuron ``i`` at step ``t``. That is exactly what the
+into spike trains by their bit-planes, MSB first (``sim.golden.packing.unpack_bitplanes``): bit
+``t`` of input word ``i`` is the spike of input neuron ``i`` at step ``t``. That is exactly what the
 hardware's LIF mode reads, so the first layer needs no separate input encoding to deploy.
 
 Shape of every model (``nn.Sequential``)::
@@ -91,7 +91,8 @@ def spiking_mlp(sizes: Sequence[int], T: int, neuron: str = "lif", *, tau: float
     neuron : str
         ``"lif"``, ``"if"``, ``"psu"``, ``"ipsu"`` or ``"rpsu"``.
     tau, theta, reset, alpha
-        Passed to the neurons (see :class:`~sw.train.neurons.LIF` and :class:`~sw.train.neurons.PSU`).
+        Passed to the neurons (see :class:`~sw.train.neurons.LIF` and
+        :class:`~sw.train.neurons.PSU`).
     """
     T = check_T(T)
     if len(sizes) < 2:
