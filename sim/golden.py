@@ -26,7 +26,8 @@ import numpy as np
 from .ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
 from .packing import check_packed, check_T, pack_bitplanes, popcount, unpack_bitplanes
 
-#: Accumulator width the golden model checks against by default (the hardware's is a build parameter).
+#: Accumulator width the golden model checks against by default (the hardware's is a build
+#: parameter).
 DEFAULT_ACC_BITS = 32
 
 
@@ -84,7 +85,7 @@ def dense_serial(a, weight, bias, T: int, acc_bits: int | None = None) -> np.nda
 
 
 def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
-    """Raise :class:`AccumulatorOverflowError` if any value does not fit ``acc_bits`` signed bits."""
+    """Raise :class:`AccumulatorOverflowError` if a value does not fit ``acc_bits`` signed bits."""
     values = np.asarray(values)
     if not values.size:
         return
@@ -98,27 +99,55 @@ def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
 
 
 def accumulator_bound(layer: IntLayer, T: int) -> int:
-    """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound)."""
+    """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound).
+
+    Computed with Python integers, so it is exact for every bias and threshold an
+    :class:`~sim.ir.IntLayer` holds (``|-2**63|`` does not wrap as it would in int64).
+    """
     T = check_T(T)
-    w_abs = np.abs(layer.weight).sum(axis=1)
-    b_abs = np.abs(layer.bias)
-    theta = layer.theta_vector
+    w_abs = _python_ints(np.abs(layer.weight).sum(axis=1))  # |W| <= 128: no overflow in int64
+    b_abs = [abs(b) for b in _python_ints(layer.bias)]
+    theta = _python_ints(layer.theta_vector)
     if layer.mode is Mode.SPIKEPACK:
-        return int((w_abs * ((1 << T) - 1) + b_abs).max(initial=0))
+        return max((w * ((1 << T) - 1) + b for w, b in zip(w_abs, b_abs, strict=True)), default=0)
     # LIF: |v_t| <= |v_(t-1) - leak| + |W s| + |b| (+ theta for what a reset leaves).
-    step = w_abs + b_abs
-    v = np.zeros_like(step)
-    peak = np.zeros_like(step)
-    for _ in range(T):
-        leaked = v - (v >> layer.leak_shift) if layer.leak_shift else v
-        v = leaked + step
-        peak = np.maximum(peak, v)
-    return int((peak + theta).max(initial=0))
+    k = layer.leak_shift
+    bound = 0
+    for w, b, th in zip(w_abs, b_abs, theta, strict=True):
+        v = peak = 0
+        for _ in range(T):
+            v = (v - (v >> k) if k else v) + w + b
+            peak = max(peak, v)
+        bound = max(bound, peak + th)
+    return bound
+
+
+def _python_ints(values) -> list[int]:
+    return [int(v) for v in np.asarray(values).ravel()]
 
 
 def required_accumulator_bits(layer: IntLayer, T: int) -> int:
     """Signed accumulator width that holds :func:`accumulator_bound` for this layer."""
     return accumulator_bound(layer, T).bit_length() + 1
+
+
+#: Largest accumulator bound the int64 golden model computes exactly (with room for a threshold).
+INT64_SAFE_BOUND = (1 << 62) - 1
+
+
+def check_int64_exact(layer: IntLayer, T: int) -> None:
+    """Raise :class:`AccumulatorOverflowError` if int64 arithmetic could wrap on this layer.
+
+    The golden model computes in int64; a layer whose :func:`accumulator_bound` exceeds
+    :data:`INT64_SAFE_BOUND` (a bias near ``+-2**63``, say) is refused rather than run wrongly,
+    whatever ``acc_bits`` the caller asked for.
+    """
+    bound = accumulator_bound(layer, T)
+    if bound > INT64_SAFE_BOUND:
+        raise AccumulatorOverflowError(
+            f"membrane values may reach {bound} ({bound.bit_length() + 1} bits), beyond the "
+            "64-bit integers of the golden model; use smaller biases/thresholds (requantize)"
+        )
 
 
 # --- layers ------------------------------------------------------------------------------------
@@ -166,7 +195,8 @@ def spikepack_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
     return LayerResult(out, v, popcount(out).sum(axis=-1))
 
 
-def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
+def lif_layer(layer: IntLayer, a, T: int, *,
+              acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
     """Run a LIF/IF layer: one membrane update per time step, spikes stored as T-bit words."""
     planes = unpack_bitplanes(check_packed(a, T), T)
     weight = layer.weight
@@ -193,7 +223,8 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
 
 def run_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
               acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
-    """Run one layer in its mode."""
+    """Run one layer in its mode (:func:`check_int64_exact` first: int64 never wraps)."""
+    check_int64_exact(layer, T)
     if layer.mode is Mode.SPIKEPACK:
         return spikepack_layer(layer, a, T, form=form, acc_bits=acc_bits)
     return lif_layer(layer, a, T, acc_bits=acc_bits)
@@ -238,8 +269,11 @@ def run_network(net: IntNetwork, x, *, form: str = "packed",
         raise ValueError(f"network takes {net.n_in} inputs, got arrays of width {a.shape[-1]}")
     input_spikes = popcount(a).sum(axis=-1)
     results = []
-    for layer in net.layers:
-        r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits)
+    for i, layer in enumerate(net.layers):
+        try:
+            r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits)
+        except AccumulatorOverflowError as e:
+            raise AccumulatorOverflowError(f"layer {i}: {e}") from None
         results.append(r)
         a = r.output
     return NetworkResult(a, results, input_spikes)

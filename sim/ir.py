@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import operator
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 
-from .packing import as_int_array, check_T
+from .packing import T_LIMIT, as_int_array, check_T
 
 
 class Mode(enum.Enum):
@@ -36,6 +43,27 @@ class Reset(enum.Enum):
 
 class AccumulatorOverflowError(OverflowError):
     """A membrane value would not fit the accumulator: raised instead of wrapping."""
+
+
+class NetworkFileError(ValueError):
+    """A file is not an integer network :meth:`IntNetwork.save` wrote (the message says why)."""
+
+
+#: Largest threshold a layer may have: ``theta * 2**(T - 1)`` (the serial firing's first step)
+#: then fits int64 for every ``T`` up to ``sim.packing.T_LIMIT``, so no threshold arithmetic wraps.
+THETA_MAX = (1 << (63 - T_LIMIT)) - 1
+
+
+def _check_theta(theta: np.ndarray) -> None:
+    """Refuse thresholds that are not positive or that the int64 firing could not shift."""
+    if not theta.size:
+        return
+    if theta.min() <= 0:
+        raise ValueError(f"theta must be a positive integer, got minimum {theta.min()}")
+    if theta.max() > THETA_MAX:
+        raise ValueError(f"theta {theta.max()} is larger than {THETA_MAX} (2**{63 - T_LIMIT} - 1, "
+                         "the largest the integer firing shifts without overflow); requantize "
+                         "with larger weight and threshold steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +111,7 @@ class IntLayer:
         theta = as_int_array(self.theta, "theta")
         if theta.ndim not in (0, 1) or (theta.ndim == 1 and theta.shape != (n_out,)):
             raise ValueError(f"theta must be a scalar or have shape ({n_out},), not {theta.shape}")
-        if theta.size and theta.min() <= 0:
-            raise ValueError(f"theta must be a positive integer, got minimum {theta.min()}")
+        _check_theta(theta)
         wb = operator.index(self.weight_bits)
         if not 2 <= wb <= 8:
             raise ValueError(f"weight_bits must be in 2..8, not {wb}")
@@ -139,7 +166,7 @@ class IntNetwork:
         layers = tuple(self.layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
-        for i, (a, b) in enumerate(zip(layers, layers[1:])):
+        for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
             if a.readout:
                 raise ValueError(f"layer {i} is a readout but is not the last layer")
             if b.n_in != a.n_out:
@@ -157,7 +184,12 @@ class IntNetwork:
         return self.layers[-1].n_out
 
     def save(self, path) -> None:
-        """Write the network to an ``.npz`` file (read back with :meth:`load`)."""
+        """Write the network to an ``.npz`` file (read back with :meth:`load`).
+
+        ``path`` is a file name (``.npz`` is appended when it has another suffix, as
+        :func:`numpy.savez` does) or a binary file object. A file name is written to a temporary
+        file beside it and renamed, so an interrupted save never leaves a partial file.
+        """
         arrays = {"T": np.array(self.T), "n_layers": np.array(len(self.layers))}
         for i, layer in enumerate(self.layers):
             arrays[f"l{i}_weight"] = layer.weight
@@ -167,17 +199,110 @@ class IntNetwork:
                 [layer.mode.value, str(int(layer.readout)), str(layer.weight_bits),
                  str(layer.leak_shift), layer.reset.value, layer.kind]
             )
-        np.savez(path, **arrays)
+        if not isinstance(path, (str, os.PathLike)):
+            np.savez(path, **arrays)
+            return
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        write_file_atomically(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> IntNetwork:
-        with np.load(path) as f:
-            layers = []
-            for i in range(int(f["n_layers"])):
-                mode, readout, wb, k, reset, kind = (str(x) for x in f[f"l{i}_meta"])
+        """Read a network written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        NetworkFileError
+            If the file is empty, truncated, damaged or not a network file (the message names the
+            file and what is wrong), or holds a network :class:`IntLayer` refuses.
+        """
+        name = getattr(path, "name", None) if not isinstance(path, (str, os.PathLike)) else path
+        what = f"{name}" if name else "the network data"
+        _check_npz_magic(path, what)
+        try:
+            with np.load(path) as f:
+                return cls._from_npz(f)
+        except FileNotFoundError:
+            raise
+        except _LOAD_ERRORS as e:
+            detail = f"missing entry {e}" if isinstance(e, KeyError) else str(e)
+            detail = " ".join(detail.split())
+            raise NetworkFileError(
+                f"{what} is not a valid integer network file ({detail}); write it again with "
+                "`spikepack quantize`, `spikepack train --out` or IntNetwork.save"
+            ) from None
+
+    @classmethod
+    def _from_npz(cls, f) -> IntNetwork:
+        n_layers = int(f["n_layers"])
+        if not 1 <= n_layers <= len(f.files):
+            raise ValueError(f"n_layers = {n_layers} does not match the file's entries")
+        layers = []
+        for i in range(n_layers):
+            meta = [str(x) for x in f[f"l{i}_meta"]]
+            if len(meta) != 6:
+                raise ValueError(f"l{i}_meta has {len(meta)} entries, not 6")
+            mode, readout, wb, k, reset, kind = meta
+            try:
                 layers.append(IntLayer(
                     weight=f[f"l{i}_weight"], bias=f[f"l{i}_bias"], theta=f[f"l{i}_theta"],
                     mode=Mode(mode), readout=bool(int(readout)), weight_bits=int(wb),
                     leak_shift=int(k), reset=Reset(reset), kind=kind,
                 ))
-            return cls(layers=tuple(layers), T=int(f["T"]))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"layer {i}: {e}") from None
+        return cls(layers=tuple(layers), T=int(f["T"]))
+
+
+#: What reading a damaged ``.npz`` can raise (zip structure, npy headers, our own checks).
+_LOAD_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError,
+                IndexError, ValueError, TypeError, OverflowError, MemoryError)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_npz_magic(path, what: str) -> None:
+    """Say plainly what a file is when it is not a zip archive (numpy's messages mislead)."""
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "rb") as fh:  # FileNotFoundError passes through
+            head = fh.read(8)
+    else:
+        pos = path.tell()
+        head = path.read(8)
+        path.seek(pos)
+    if not head:
+        raise NetworkFileError(f"{what} is empty (0 bytes); write it again with `spikepack "
+                               "quantize`, `spikepack train --out` or IntNetwork.save")
+    if head.startswith(_NPY_MAGIC):
+        raise NetworkFileError(f"{what} is a single NumPy array (.npy), not an integer network "
+                               ".npz archive; write the network with IntNetwork.save")
+    if not head.startswith(_ZIP_MAGICS):
+        raise NetworkFileError(f"{what} is not an .npz archive (it does not start like a zip "
+                               "file); give an integer network from `spikepack quantize`, "
+                               "`spikepack train --out` or IntNetwork.save")
+
+
+def write_file_atomically(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    Readers see the old file or the complete new one, never a partial write; on any error the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
