@@ -24,18 +24,13 @@ SIM_BOARD = "small"
 def _load_model(path):
     """``(net, image_file or None)`` from an integer network or a program image."""
     from .cli_model import _load_net
-    from .image_file import FORMAT, ImageFileError, load_image_file
+    from .image_file import ImageFileError, is_image_file, load_image_file
 
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path} does not exist (give an integer network .npz from `spikepack "
                         "train --out`/`quantize`/`import-nir`, or an image from `compile`)")
-    try:
-        with np.load(p) as f:
-            is_image = "header" in f.files and FORMAT in str(f["header"])
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is neither an integer network nor a program image ({e})") from e
-    if not is_image:
+    if not is_image_file(p):  # a damaged file is refused by the network loader, with the reason
         return _load_net(p), None
     try:
         image_file = load_image_file(p)
@@ -81,11 +76,11 @@ def _inputs(args, net):
         path = Path(args.data)
         if not path.exists():
             raise UserError(f"input file {path} does not exist")
-        with np.load(path) as f:
-            if "x" not in f.files:
-                raise UserError(f"{path} has no array 'x' (packed inputs, n x n_in)")
-            x, y = f["x"], (f["y"] if "y" in f.files else None)
+        x, y = _read_inputs(path)
         x = check_packed(np.atleast_2d(x), net.T, f"'x' of {path}")
+        if x.ndim != 2 or not len(x):
+            raise UserError(f"'x' of {path} has shape {x.shape}; it needs at least one sample "
+                            f"of {net.n_in} packed inputs (shape n x {net.n_in})")
         if y is not None and len(y) != len(x):
             raise UserError(f"{path}: 'y' has {len(y)} labels for {len(x)} samples in 'x'")
         name = path.name
@@ -102,6 +97,29 @@ def _inputs(args, net):
                         "features per sample")
     n = len(x) if args.limit is None else min(args.limit, len(x))
     return x[:n], (None if y is None else np.asarray(y)[:n]), f"{name}, {n} samples"
+
+
+def _read_inputs(path):
+    """``(x, y or None)`` from an inputs ``.npz``; a damaged or wrong file is a UserError."""
+    import struct
+    import zipfile
+    import zlib
+
+    remedy = "save inputs with numpy.savez(FILE, x=X, y=Y)"
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(4).startswith(b"PK"):
+                raise UserError(f"input file {path} is not an .npz archive (empty, an .npy or "
+                                f"another format); {remedy}")
+        with np.load(path) as f:
+            if "x" not in f.files:
+                raise UserError(f"{path} has no array 'x' (packed inputs, n x n_in); {remedy}")
+            return f["x"], (f["y"] if "y" in f.files else None)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError,
+            ValueError, TypeError, MemoryError) as e:
+        detail = " ".join(str(e).split())
+        raise UserError(f"input file {path} is damaged or truncated ({e.__class__.__name__}: "
+                        f"{detail}); {remedy}") from None
 
 
 def _compile(net, params, target_name):

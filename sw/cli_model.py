@@ -100,11 +100,11 @@ def cmd_quantize(args) -> int:
         raise UserError(f"{args.model} is an ANN; `spikepack convert` it first")
     net, report = quantize_spikepack(model, weight_bits=args.weight_bits,
                                      per_channel=not args.per_layer_theta)
-    net.save(args.out)
     split = _split(args)
     _, x = split.packed(net.T)
     fa = accuracy(predict(model, x), split.y_test)
     ia = accuracy(run_network(net, x).predictions(), split.y_test)
+    net.save(args.out)  # after the golden run: a network it refuses is not written
     print(report.table())
     print(f"accuracy on the {split.name} test split: float {100 * fa:.2f}%, integer (golden) "
           f"{100 * ia:.2f}% ({100 * (ia - fa):+.2f}); wrote {args.out}")

@@ -7,10 +7,13 @@ A model file is ``torch.save`` of a dict: ``kind`` ("ann" or "spikepack"), ``siz
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from sim.ir import write_file_atomically
 
 from .models import ClipFloor, ann_mlp, spikepack_mlp
 from .neurons import InputEncoder
@@ -27,26 +30,61 @@ def describe(model: nn.Sequential) -> dict:
     return {"kind": "ann", "sizes": sizes, "activation": "relu", "T": None}
 
 
+class ModelFileError(ValueError):
+    """A file is not a usable float model file (the message names the file and what is wrong)."""
+
+
 def save_model(model: nn.Sequential, path) -> Path:
+    """Write ``model`` to ``path`` (through a temporary file and a rename: never partial)."""
     path = Path(path)
-    torch.save({**describe(model), "state_dict": model.state_dict()}, path)
+    buf = io.BytesIO()
+    torch.save({**describe(model), "state_dict": model.state_dict()}, buf)
+    write_file_atomically(path, buf.getvalue())
     return path
 
 
 def load_model(path) -> tuple[nn.Sequential, dict]:
+    """Rebuild a model saved by :func:`save_model`; returns ``(model, description)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        If the file is not a spikepack model file, does not match the model it describes, or
+        holds NaN or infinite parameters (a diverged training run).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
+    remedy = "save it with `spikepack train --save-dir` or sw.model_io.save_model"
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds here
-        raise ValueError(f"{path} is not a spikepack model file ({e.__class__.__name__})") from e
+        raise ModelFileError(f"{path} is not a spikepack model file ({e.__class__.__name__}); "
+                             f"{remedy}") from None
     if not isinstance(blob, dict) or blob.get("kind") not in ("ann", "spikepack"):
-        raise ValueError(f"{path} is not a spikepack model file (no 'kind')")
-    if blob["kind"] == "spikepack":
-        model = spikepack_mlp(blob["sizes"], blob["T"])
-    else:
-        model = ann_mlp(blob["sizes"], blob["activation"], blob["T"] or 4)
-    model.load_state_dict(blob["state_dict"])
+        raise ModelFileError(f"{path} is not a spikepack model file (no 'kind'); {remedy}")
+    try:
+        if blob["kind"] == "spikepack":
+            model = spikepack_mlp(blob["sizes"], blob["T"])
+        else:
+            model = ann_mlp(blob["sizes"], blob["activation"], blob["T"] or 4)
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise ModelFileError(f"{path} is a damaged spikepack model file "
+                             f"({e.__class__.__name__}: {detail[:300]}); {remedy}") from None
     model.eval()
+    check_finite(model, str(path))
     return model, {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def check_finite(model: nn.Module, what: str = "the model") -> None:
+    """Raise :class:`ModelFileError` if any parameter or buffer holds NaN or infinity."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ModelFileError(f"{what}: {name} holds {bad} NaN/infinite value(s) (did the "
+                                     "training diverge?); retrain the model or fix that tensor")
