@@ -2,8 +2,8 @@
 corrupted inputs, give a clean result or their documented error class, never another exception;
 integer limits at the int64 edge are refused or handled exactly.
 
-Example counts are modest so the default tier stays fast; ``HYPOTHESIS_PROFILE=thorough`` runs
-many more (``pytest tests/test_properties.py -p no:xdist``).
+Example counts are modest so the default tier stays fast; ``HYPOTHESIS_EXAMPLES=500 pytest
+tests/test_properties.py -p no:xdist`` runs many more.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ from sw.quantize import QuantizationError, quantize_spikepack
 from sw.quantize_lif import quantize_lif
 from sw.spiking_mlp import spiking_mlp
 
-settings.register_profile("default", max_examples=25, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", max_examples=500, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
-settings.load_profile(PROFILE)
+#: Examples per property: modest by default, ``HYPOTHESIS_EXAMPLES=500`` for a thorough run. No
+#: example database (it would be written into the source tree); failures print a reproduce blob.
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "25"))
+prop = settings(max_examples=EXAMPLES, deadline=None, print_blob=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Biases that stress the int64 edge, with ordinary ones.
@@ -100,6 +99,7 @@ def corrupt(data: bytes, draw) -> tuple[bytes, bool]:
 # --- loaders ---------------------------------------------------------------------------------
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), data=st.data())
 def test_network_load_of_corrupted_files(seed, data, tmp_path):
     net = network_from_seed(seed)
@@ -120,6 +120,7 @@ def test_network_load_of_corrupted_files(seed, data, tmp_path):
         assert same_network(loaded, net)
 
 
+@prop
 @given(data=st.binary(max_size=400))
 def test_network_load_of_random_bytes(data, tmp_path):
     path = tmp_path / "r.npz"
@@ -128,6 +129,7 @@ def test_network_load_of_random_bytes(data, tmp_path):
         IntNetwork.load(path)
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), data=st.data())
 def test_image_load_of_corrupted_files(seed, data, tmp_path):
     net = network_from_seed(seed)
@@ -158,6 +160,7 @@ finite_or_not = st.one_of(
 )
 
 
+@prop
 @given(bias=st.lists(st.one_of(edge_ints.map(float), finite_or_not), min_size=1, max_size=4))
 def test_intlayer_float_biases_are_exact_or_refused(bias):
     try:
@@ -171,6 +174,7 @@ def test_intlayer_float_biases_are_exact_or_refused(bias):
     assert [int(v) for v in layer.bias] == [int(b) for b in bias]
 
 
+@prop
 @given(bias=st.lists(edge_ints, min_size=1, max_size=4), T=st.integers(1, 16),
        w=st.integers(-128, 127), lif=st.booleans(), k=st.integers(0, 15))
 def test_accumulator_bound_is_exact_at_the_int64_edge(bias, T, w, lif, k):
@@ -186,6 +190,7 @@ def test_accumulator_bound_is_exact_at_the_int64_edge(bias, T, w, lif, k):
 # --- compiler --------------------------------------------------------------------------------
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), bias=st.lists(edge_ints, min_size=1, max_size=3),
        data=st.data())
 def test_build_image_fits_exactly_or_refuses(seed, bias, data):
@@ -213,6 +218,7 @@ def test_build_image_fits_exactly_or_refuses(seed, bias, data):
     run_network(net, np.array([x]), acc_bits=SMALL.acc_bits)  # must not raise
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), bias=st.lists(edge_ints, min_size=1, max_size=3))
 def test_golden_model_is_exact_or_refuses(seed, bias):
     """A SpikePack readout layer: v = b + W a in Python integers, or AccumulatorOverflowError."""
@@ -237,6 +243,7 @@ def test_golden_model_is_exact_or_refuses(seed, bias):
 special = st.sampled_from([math.nan, math.inf, -math.inf, 1e30, -1e30, 0.0, -0.5, 1e-30])
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), edits=st.lists(
     st.tuples(st.sampled_from(["w0", "b0", "w1", "b1", "theta"]), special), max_size=3),
        per_channel=st.booleans(), weight_bits=st.integers(2, 8))
@@ -263,6 +270,7 @@ def test_quantize_spikepack_on_random_and_broken_models(seed, edits, per_channel
         pass
 
 
+@prop
 @given(seed=st.integers(0, 2**32 - 1), edits=st.lists(
     st.tuples(st.sampled_from(["w0", "b0", "b1", "theta"]), special), max_size=3),
        neuron=st.sampled_from(["lif", "if", "psu"]))
