@@ -174,7 +174,11 @@ def cmd_report(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if args.train_json:
-        runs = json.loads(Path(args.train_json).read_text())["runs"]
+        try:
+            runs = json.loads(Path(args.train_json).read_text())["runs"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{args.train_json} is not a `spikepack train --json` file "
+                            f"({e.__class__.__name__}: {e}); write one with train --json") from None
         written.append(plots.accuracy_vs_T(runs, out / "accuracy_vs_T.png"))
     split = _split(args) if (args.net or args.model) else None
     if args.net:

@@ -357,3 +357,21 @@ def test_end_to_end_a_nan_bias_stops_at_quantize(tmp_path, capsys):
                              tmp_path / "q.spkimg"], capsys)
     assert_one_line_error(code, err, "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+@pytest.mark.parametrize("where", ["missing directory", "a directory"])
+def test_compile_to_an_unwritable_output(where, tmp_path, rng, capsys):
+    small_net(rng).save(tmp_path / "net.npz")
+    out = tmp_path / "nowhere" / "o.spkimg" if where == "missing directory" else tmp_path
+    code, _, err = run_main(["compile", tmp_path / "net.npz", "--board", "small", "-o", out],
+                            capsys)
+    assert_one_line_error(code, err, "cannot write", "does not exist" if where ==
+                          "missing directory" else "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]
+
+
+def test_report_of_a_json_file_that_is_not_from_train(tmp_path, capsys):
+    (tmp_path / "t.json").write_text('{"dataset": "digits"}')
+    code, _, err = run_main(["report", "--out-dir", tmp_path / "plots", "--train-json",
+                             tmp_path / "t.json"], capsys)
+    assert_one_line_error(code, err, "t.json is not a `spikepack train --json` file")
