@@ -77,7 +77,8 @@ class IntLayer:
     bias : ndarray, shape (n_out,)
         Signed integer bias, added once (SpikePack) or every time step (LIF).
     theta : int or ndarray, shape (n_out,)
-        Positive integer threshold, per layer (scalar) or per output channel.
+        Positive integer threshold, per layer (scalar) or per output channel, at most
+        :data:`THETA_MAX`.
     mode : Mode
         ``Mode.SPIKEPACK`` or ``Mode.LIF``.
     readout : bool
@@ -99,6 +100,9 @@ class IntLayer:
     leak_shift: int = 0
     reset: Reset = Reset.SUBTRACT
     kind: str = "dense"
+
+    # Every array goes through sim.packing.as_int_array: NaN, infinity, fractions and floats
+    # beyond int64 raise TypeError/ValueError instead of being cast to some other integer.
 
     def __post_init__(self):
         weight = as_int_array(self.weight, "weight")

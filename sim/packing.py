@@ -37,7 +37,10 @@ def as_int_array(x, name: str = "array") -> np.ndarray:
     Raises
     ------
     TypeError
-        If ``x`` holds non-integer values (floats with a fractional part, NaN, objects).
+        If ``x`` holds non-integer values (floats with a fractional part, NaN, infinity, objects)
+        or is ragged.
+    ValueError
+        If a value lies outside the int64 range (``1e30``, ``2**63``): a cast would change it.
     """
     try:
         arr = np.asarray(x)
