@@ -375,3 +375,10 @@ def test_report_of_a_json_file_that_is_not_from_train(tmp_path, capsys):
     code, _, err = run_main(["report", "--out-dir", tmp_path / "plots", "--train-json",
                              tmp_path / "t.json"], capsys)
     assert_one_line_error(code, err, "t.json is not a `spikepack train --json` file")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path, rng):
+    small_net(rng).save(tmp_path / "n.npz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "n.npz").stat().st_mode & 0o777 == 0o666 & ~umask
