@@ -101,29 +101,24 @@ def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
 def accumulator_bound(layer: IntLayer, T: int) -> int:
     """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound).
 
-    Computed with Python integers, so it is exact for every bias and threshold an
-    :class:`~sim.ir.IntLayer` holds (``|-2**63|`` does not wrap as it would in int64).
+    Computed on Python integers (object arrays), so it is exact for every bias and threshold an
+    :class:`~sim.ir.IntLayer` holds: in int64, ``|-2**63|`` would wrap to a negative number.
     """
     T = check_T(T)
-    w_abs = _python_ints(np.abs(layer.weight).sum(axis=1))  # |W| <= 128: no overflow in int64
-    b_abs = [abs(b) for b in _python_ints(layer.bias)]
-    theta = _python_ints(layer.theta_vector)
+    w_abs = np.abs(layer.weight).sum(axis=1).astype(object)
+    b_abs = np.abs(layer.bias.astype(object))
+    theta = layer.theta_vector.astype(object)
     if layer.mode is Mode.SPIKEPACK:
-        return max((w * ((1 << T) - 1) + b for w, b in zip(w_abs, b_abs, strict=True)), default=0)
+        return int((w_abs * ((1 << T) - 1) + b_abs).max(initial=0))
     # LIF: |v_t| <= |v_(t-1) - leak| + |W s| + |b| (+ theta for what a reset leaves).
-    k = layer.leak_shift
-    bound = 0
-    for w, b, th in zip(w_abs, b_abs, theta, strict=True):
-        v = peak = 0
-        for _ in range(T):
-            v = (v - (v >> k) if k else v) + w + b
-            peak = max(peak, v)
-        bound = max(bound, peak + th)
-    return bound
-
-
-def _python_ints(values) -> list[int]:
-    return [int(v) for v in np.asarray(values).ravel()]
+    step = w_abs + b_abs
+    v = np.zeros_like(step)
+    peak = np.zeros_like(step)
+    for _ in range(T):
+        leaked = v - (v >> layer.leak_shift) if layer.leak_shift else v
+        v = leaked + step
+        peak = np.maximum(peak, v)
+    return int((peak + theta).max(initial=0))
 
 
 def required_accumulator_bits(layer: IntLayer, T: int) -> int:
