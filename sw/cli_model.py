@@ -248,8 +248,12 @@ def cmd_import_nir(args) -> int:
         raise UserError(f"graph file {args.graph} does not exist")
     if not 1 <= args.T <= 16:
         raise UserError(f"--T must be in 1..16, got {args.T}")
-    net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
-                             allow_leak_rounding=args.allow_leak_rounding)
+    try:
+        net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
+                                 allow_leak_rounding=args.allow_leak_rounding)
+    except OSError as e:  # h5py: empty, truncated or not an HDF5 file
+        raise UserError(f"{args.graph} is not a readable NIR graph file ({e}); write one with "
+                        "nir.write or an exporter such as snntorch.export_to_nir") from None
     net.save(args.out)
     print(report.table())
     print(f"{'exact' if report.exact else 'approximate (see table)'} mapping; wrote {args.out}")

@@ -382,3 +382,12 @@ def test_saved_files_get_the_usual_permissions(tmp_path, rng):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "n.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("how", ["empty", "random"])
+def test_import_nir_of_a_damaged_graph_file(how, tmp_path, rng, capsys):
+    (tmp_path / "g.nir").write_bytes(damaged(b"\x89HDF" + bytes(400), how, rng))
+    out = tmp_path / "n.npz"
+    code, _, err = run_main(["import-nir", tmp_path / "g.nir", "--T", "4", "--out", out], capsys)
+    assert_one_line_error(code, err, "g.nir is not a readable NIR graph file", "nir.write")
+    assert not out.exists()
