@@ -187,6 +187,11 @@ class CIFNetwork:
                 raise TypeError("expected nn.Sequential(Linear, ClipQuan, ..., Linear), as built "
                                 "by sw.casc.casc_ann")
             if act is not None:
+                lam = float(act.lam.detach())
+                if not (math.isfinite(lam) and lam > 0):
+                    raise ValueError(f"module {i + 1}: ClipQuan lam = {lam:g} is not a positive "
+                                     "number (the forward pass uses |lam|, the CIF threshold "
+                                     "must be positive): set lam and re-check, or retrain")
                 if L is not None and act.L != L:
                     raise ValueError(f"all ClipQuan layers need the same L, got {L} and {act.L}")
                 L = act.L

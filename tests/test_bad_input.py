@@ -391,3 +391,19 @@ def test_import_nir_of_a_damaged_graph_file(how, tmp_path, rng, capsys):
     code, _, err = run_main(["import-nir", tmp_path / "g.nir", "--T", "4", "--out", out], capsys)
     assert_one_line_error(code, err, "g.nir is not a readable NIR graph file", "nir.write")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda a: a[0].weight.__setitem__((1, 2), math.nan), "CIF layer 0: weight holds 1 NaN"),
+    (lambda a: a[2].bias.__setitem__(0, math.inf), "CIF layer 1: bias"),
+    (lambda a: a[1].lam.fill_(-0.5), "lam = -0.5 is not a positive number"),
+])
+def test_casc_conversion_refuses_a_broken_ann(edit, needle):
+    from sw.casc import CIFNetwork, casc_ann
+
+    torch.manual_seed(0)
+    ann = casc_ann([6, 5, 3], L=4)
+    with torch.no_grad():
+        edit(ann)
+    with pytest.raises(ValueError, match=needle):
+        CIFNetwork.from_ann(ann)
