@@ -16,10 +16,7 @@ import enum
 import io
 import operator
 import os
-import struct
 import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +227,7 @@ class IntNetwork:
             raise
         except _LOAD_ERRORS as e:
             detail = f"missing entry {e}" if isinstance(e, KeyError) else str(e)
-            detail = " ".join(detail.split())
+            detail = " ".join(f"{e.__class__.__name__}: {detail}".split())
             raise NetworkFileError(
                 f"{what} is not a valid integer network file ({detail}); write it again with "
                 "`spikepack quantize`, `spikepack train --out` or IntNetwork.save"
@@ -250,9 +247,11 @@ class IntNetwork:
             return cls(layers=tuple(layers), T=int(f["T"]))
 
 
-#: What reading a damaged ``.npz`` can raise (zip structure, npy headers, our own checks).
-_LOAD_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError,
-                IndexError, ValueError, TypeError, OverflowError, MemoryError)
+#: What reading a damaged ``.npz`` can raise: zipfile, numpy's header parser (ValueError,
+#: SyntaxError, tokenize.TokenError), zlib, our own checks and more (RuntimeError for zip flag
+#: bits) -- any exception while decoding the bytes means the file is damaged, and the message
+#: keeps its class and text.
+_LOAD_ERRORS = (Exception,)
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")

@@ -101,10 +101,6 @@ def _inputs(args, net):
 
 def _read_inputs(path):
     """``(x, y or None)`` from an inputs ``.npz``; a damaged or wrong file is a UserError."""
-    import struct
-    import zipfile
-    import zlib
-
     remedy = "save inputs with numpy.savez(FILE, x=X, y=Y)"
     try:
         with open(path, "rb") as fh:
@@ -115,8 +111,9 @@ def _read_inputs(path):
             if "x" not in f.files:
                 raise UserError(f"{path} has no array 'x' (packed inputs, n x n_in); {remedy}")
             return f["x"], (f["y"] if "y" in f.files else None)
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, KeyError,
-            ValueError, TypeError, MemoryError) as e:
+    except UserError:
+        raise
+    except Exception as e:  # zipfile, numpy's header parser, zlib...: the file is damaged
         detail = " ".join(str(e).split())
         raise UserError(f"input file {path} is damaged or truncated ({e.__class__.__name__}: "
                         f"{detail}); {remedy}") from None

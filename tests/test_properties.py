@@ -290,3 +290,53 @@ def test_quantize_lif_on_random_and_broken_models(seed, edits, neuron):
         assert "layer" in str(e)
         return
     assert all(np.all(la.theta_vector > 0) for la in net.layers)
+
+
+# --- every single bit flip (deterministic sweeps) ----------------------------------------------
+
+
+def _flips(data: bytes, every: int, all_bits: bool):
+    for pos in range(0, len(data), every):
+        for bit in range(8) if all_bits else ((pos * 3) % 8,):
+            b = bytearray(data)
+            b[pos] ^= 1 << bit
+            yield bytes(b)
+
+
+@pytest.mark.parametrize("all_bits", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["one-bit-per-byte", "every-bit"])
+def test_every_bit_flip_of_a_network_file(all_bits):
+    """Each flip gives the original network (a field nothing reads) or NetworkFileError.
+
+    Zip flag bits (encryption, patched data) raise RuntimeError/NotImplementedError inside
+    zipfile; those must arrive as NetworkFileError too.
+    """
+    net = network_from_seed(3)
+    buf = io.BytesIO()
+    net.save(buf)
+    outcomes = {"same": 0, "error": 0}
+    for bad in _flips(buf.getvalue(), 1, all_bits):
+        try:
+            loaded = IntNetwork.load(io.BytesIO(bad))
+        except NetworkFileError:
+            outcomes["error"] += 1
+            continue
+        assert same_network(loaded, net)
+        outcomes["same"] += 1
+    assert outcomes["error"] > outcomes["same"] > 0
+
+
+@pytest.mark.parametrize("every", [16, pytest.param(1, marks=pytest.mark.slow)],
+                         ids=["every-16th-byte", "every-byte"])
+def test_every_bit_flip_of_an_image_file(every, tmp_path):
+    net = network_from_seed(3, T=4)
+    image = build_image(net, SMALL)
+    data = save_image_file(tmp_path / "good.spkimg", image, net).read_bytes()
+    path = tmp_path / "bad.spkimg"
+    for bad in _flips(data, every, False):
+        path.write_bytes(bad)
+        try:
+            loaded = load_image_file(path)
+        except ImageFileError:
+            continue
+        assert loaded.image == image and same_network(loaded.net, net)
