@@ -1,13 +1,17 @@
 """Saving and loading float models with what is needed to rebuild them (``.pt`` files).
 
 A model file is ``torch.save`` of a dict: ``kind`` ("ann" or "spikepack"), ``sizes``, ``T``,
-``activation`` (ANN only) and ``state_dict``. Integer networks are ``.npz`` files
-(:meth:`sim.ir.IntNetwork.save`).
+``activation`` (ANN only), ``state_dict`` and ``sha256``, a digest of the description and every
+tensor: torch's zip reader does not check CRCs, so a flipped bit in a weight would otherwise load as
+another model. Files without ``sha256`` (older ones) load unchecked. Integer networks are ``.npz``
+files (:meth:`sim.ir.IntNetwork.save`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -38,7 +42,8 @@ def save_model(model: nn.Sequential, path) -> Path:
     """Write ``model`` to ``path`` (through a temporary file and a rename: never partial)."""
     path = Path(path)
     buf = io.BytesIO()
-    torch.save({**describe(model), "state_dict": model.state_dict()}, buf)
+    meta, state = describe(model), model.state_dict()
+    torch.save({**meta, "state_dict": state, "sha256": _digest(meta, state)}, buf)
     write_file_atomically(path, buf.getvalue())
     return path
 
@@ -65,6 +70,15 @@ def load_model(path) -> tuple[nn.Sequential, dict]:
                              f"{remedy}") from None
     if not isinstance(blob, dict) or blob.get("kind") not in ("ann", "spikepack"):
         raise ModelFileError(f"{path} is not a spikepack model file (no 'kind'); {remedy}")
+    meta = {k: v for k, v in blob.items() if k not in ("state_dict", "sha256")}
+    if "sha256" in blob:
+        try:
+            intact = blob["sha256"] == _digest(meta, blob["state_dict"])
+        except Exception:  # noqa: BLE001 - whatever a damaged blob holds, it is not intact
+            intact = False
+        if not intact:
+            raise ModelFileError(f"{path} is damaged: its contents do not match the checksum "
+                                 f"saved with them; {remedy}")
     try:
         if blob["kind"] == "spikepack":
             model = spikepack_mlp(blob["sizes"], blob["T"])
@@ -77,7 +91,17 @@ def load_model(path) -> tuple[nn.Sequential, dict]:
                              f"({e.__class__.__name__}: {detail[:300]}); {remedy}") from None
     model.eval()
     check_finite(model, str(path))
-    return model, {k: v for k, v in blob.items() if k != "state_dict"}
+    return model, meta
+
+
+def _digest(meta: dict, state: dict) -> str:
+    """SHA-256 of a model's description and tensors (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def check_finite(model: nn.Module, what: str = "the model") -> None:

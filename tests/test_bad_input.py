@@ -407,3 +407,22 @@ def test_casc_conversion_refuses_a_broken_ann(edit, needle):
         edit(ann)
     with pytest.raises(ValueError, match=needle):
         CIFNetwork.from_ann(ann)
+
+
+def test_a_flipped_weight_bit_in_a_model_file_is_caught(tmp_path):
+    """torch's zip reader checks no CRC: the saved SHA-256 does."""
+    model = _spikepack_model(lambda m: None)
+    save_model(model, tmp_path / "m.pt")
+    data = bytearray((tmp_path / "m.pt").read_bytes())
+    pos = bytes(data).find(model[1].weight.detach().numpy().tobytes()[:32])
+    assert pos > 0
+    data[pos + 5] ^= 0x10
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"bad\.pt is damaged: .*checksum"):
+        load_model(tmp_path / "bad.pt")
+    # a file from before the checksum still loads
+    torch.save({"kind": "spikepack", "sizes": [64, 12, 10], "T": 4,
+                "state_dict": model.state_dict()}, tmp_path / "old.pt")
+    loaded, meta = load_model(tmp_path / "old.pt")
+    assert meta == {"kind": "spikepack", "sizes": [64, 12, 10], "T": 4}
+    assert torch.equal(loaded[1].weight, model[1].weight)
