@@ -70,6 +70,10 @@ def load_model(path) -> tuple[nn.Sequential, dict]:
                              f"{remedy}") from None
     if not isinstance(blob, dict) or blob.get("kind") not in ("ann", "spikepack"):
         raise ModelFileError(f"{path} is not a spikepack model file (no 'kind'); {remedy}")
+    unknown = sorted(str(k) for k in blob if k not in _KEYS)
+    if unknown:
+        raise ModelFileError(f"{path} is damaged or from another program: unknown entries "
+                             f"{', '.join(unknown)}; {remedy}")
     meta = {k: v for k, v in blob.items() if k not in ("state_dict", "sha256")}
     if "sha256" in blob:
         try:
@@ -92,6 +96,10 @@ def load_model(path) -> tuple[nn.Sequential, dict]:
     model.eval()
     check_finite(model, str(path))
     return model, meta
+
+
+#: The entries of a model file.
+_KEYS = frozenset({"kind", "sizes", "T", "activation", "state_dict", "sha256"})
 
 
 def _digest(meta: dict, state: dict) -> str:

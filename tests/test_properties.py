@@ -340,3 +340,28 @@ def test_every_bit_flip_of_an_image_file(every, tmp_path):
         except ImageFileError:
             continue
         assert loaded.image == image and same_network(loaded.net, net)
+
+
+@pytest.mark.parametrize("every", [16, pytest.param(1, marks=pytest.mark.slow)],
+                         ids=["every-16th-byte", "every-byte"])
+def test_every_bit_flip_of_a_model_file(every, tmp_path):
+    """The original model, or ModelFileError (the SHA-256 catches flips torch's reader misses)."""
+    import warnings
+
+    from sw.model_io import ModelFileError, load_model, save_model
+
+    torch.manual_seed(3)
+    model = spikepack_mlp([8, 4, 3], 2)
+    data = save_model(model, tmp_path / "good.pt").read_bytes()
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "bad.pt"
+    for bad in _flips(data, every, False):
+        path.write_bytes(bad)
+        try:
+            with warnings.catch_warnings():  # torch warns about odd pickle protocols
+                warnings.simplefilter("ignore")
+                loaded, meta = load_model(path)
+        except ModelFileError:
+            continue
+        assert meta == {"kind": "spikepack", "sizes": [8, 4, 3], "T": 2}
+        assert all(torch.equal(want[k], v) for k, v in loaded.state_dict().items())
