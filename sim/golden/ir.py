@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import itertools
 import math
 import operator
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from .packing import as_int_array, check_T
+from .packing import T_LIMIT, as_int_array, check_T
 
 
 class Mode(enum.Enum):
@@ -51,6 +55,28 @@ class Reset(enum.Enum):
 
 class AccumulatorOverflowError(OverflowError):
     """A membrane value would not fit the accumulator: raised instead of wrapping."""
+
+
+class NetworkFileError(ValueError):
+    """A file is not an integer network :meth:`IntNetwork.save` wrote (the message says why)."""
+
+
+#: Largest threshold a layer may have: ``theta * 2**(T - 1)`` (the serial firing's first step)
+#: then fits int64 for every ``T`` up to ``sim.golden.packing.T_LIMIT``, so no threshold
+#: arithmetic wraps.
+THETA_MAX = (1 << (63 - T_LIMIT)) - 1
+
+
+def _check_theta(theta: np.ndarray) -> None:
+    """Refuse thresholds that are not positive or that the int64 firing could not shift."""
+    if not theta.size:
+        return
+    if theta.min() <= 0:
+        raise ValueError(f"theta must be a positive integer, got minimum {theta.min()}")
+    if theta.max() > THETA_MAX:
+        raise ValueError(f"theta {theta.max()} is larger than {THETA_MAX} (2**{63 - T_LIMIT} - 1, "
+                         "the largest the integer firing shifts without overflow); requantize "
+                         "with larger weight and threshold steps")
 
 
 #: Layer kinds the IR knows (``IntLayer.kind``).
@@ -252,8 +278,7 @@ class IntLayer:
         theta = as_int_array(self.theta, "theta")
         if theta.ndim not in (0, 1) or (theta.ndim == 1 and theta.shape != (n_out,)):
             raise ValueError(f"theta must be a scalar or have shape ({n_out},), not {theta.shape}")
-        if theta.size and theta.min() <= 0:
-            raise ValueError(f"theta must be a positive integer, got minimum {theta.min()}")
+        _check_theta(theta)
         wb = operator.index(self.weight_bits)
         if not 2 <= wb <= 8:
             raise ValueError(f"weight_bits must be in 2..8, not {wb}")
@@ -440,6 +465,10 @@ class IntNetwork:
         Per layer ``l``: ``l{l}_weight``, ``l{l}_bias``, ``l{l}_theta``, ``l{l}_meta`` (strings:
         mode, readout, weight_bits, leak_shift, reset, kind) and ``l{l}_geom`` (integers, see
         :data:`GEOM_FIELDS`). Files written before ``l{l}_geom`` existed load as dense layers.
+
+        ``path`` is a file name (``.npz`` is appended when it has another suffix, as
+        :func:`numpy.savez` does) or a binary file object. A file name is written to a temporary
+        file beside it and renamed, so an interrupted save never leaves a partial file.
         """
         arrays = {"T": np.array(self.T), "n_layers": np.array(len(self.layers))}
         for i, layer in enumerate(self.layers):
@@ -451,10 +480,45 @@ class IntNetwork:
                  str(layer.leak_shift), layer.reset.value, layer.kind]
             )
             arrays[f"l{i}_geom"] = _geom_to_array(layer)
-        np.savez(path, **arrays)
+        if not isinstance(path, (str, os.PathLike)):
+            np.savez(path, **arrays)
+            return
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        write_file_atomically(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> IntNetwork:
+        """Read a network written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        NetworkFileError
+            If the file is empty, truncated, damaged or not a network file (the message names the
+            file and what is wrong), or holds a network :class:`IntLayer` refuses.
+        """
+        name = getattr(path, "name", None) if not isinstance(path, (str, os.PathLike)) else path
+        what = f"{name}" if name else "the network data"
+        _check_npz_magic(path, what)
+        try:
+            return cls._load(path)
+        except FileNotFoundError:
+            raise
+        except _LOAD_ERRORS as e:
+            detail = f"missing entry {e}" if isinstance(e, KeyError) else str(e)
+            detail = " ".join(f"{e.__class__.__name__}: {detail}".split())
+            raise NetworkFileError(
+                f"{what} is not a valid integer network file ({detail}); write it again with "
+                "`spikepack quantize`, `spikepack train --out` or IntNetwork.save"
+            ) from None
+
+    @classmethod
+    def _load(cls, path) -> IntNetwork:
         with np.load(path) as f:
             layers = []
             for i in range(int(f["n_layers"])):
@@ -530,3 +594,62 @@ def _check_shapes(layers: tuple[IntLayer, ...]) -> None:
                 f"layer {i}'s residual source, {src_name}, has shape {src_shape} but the layer's "
                 f"pre-pool output is {layer.conv_shape}; the shortcut adds position by position"
             )
+
+
+#: What reading a damaged ``.npz`` can raise: zipfile, numpy's header parser (ValueError,
+#: SyntaxError, tokenize.TokenError), zlib, our own checks and more (RuntimeError for zip flag
+#: bits) -- any exception while decoding the bytes means the file is damaged, and the message
+#: keeps its class and text.
+_LOAD_ERRORS = (Exception,)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_npz_magic(path, what: str) -> None:
+    """Say plainly what a file is when it is not a zip archive (numpy's messages mislead)."""
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "rb") as fh:  # FileNotFoundError passes through
+            head = fh.read(8)
+    else:
+        pos = path.tell()
+        head = path.read(8)
+        path.seek(pos)
+    if not head:
+        raise NetworkFileError(f"{what} is empty (0 bytes); write it again with `spikepack "
+                               "quantize`, `spikepack train --out` or IntNetwork.save")
+    if head.startswith(_NPY_MAGIC):
+        raise NetworkFileError(f"{what} is a single NumPy array (.npy), not an integer network "
+                               ".npz archive; write the network with IntNetwork.save")
+    if not head.startswith(_ZIP_MAGICS):
+        raise NetworkFileError(f"{what} is not an .npz archive (it does not start like a zip "
+                               "file); give an integer network from `spikepack quantize`, "
+                               "`spikepack train --out` or IntNetwork.save")
+
+
+def write_file_atomically(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    Readers see the old file or the complete new one, never a partial write; on any error the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist "
+                                "(create it first)")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)  # mkstemp makes the file 0600; give it what open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -171,11 +171,15 @@ def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
 
 
 def accumulator_bound(layer: IntLayer, T: int) -> int:
-    """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound)."""
+    """Largest ``|value|`` any input could drive the layer's accumulator to (a static bound).
+
+    Computed on Python integers (object arrays), so it is exact for every bias and threshold an
+    :class:`~sim.golden.ir.IntLayer` holds: in int64, ``|-2**63|`` would wrap to a negative number.
+    """
     T = check_T(T)
-    w_abs = synapse_abs_sum(layer)
-    b_abs = np.abs(layer.bias)
-    theta = layer.theta_vector
+    w_abs = synapse_abs_sum(layer).astype(object)
+    b_abs = np.abs(layer.bias.astype(object))
+    theta = layer.theta_vector.astype(object)
     if layer.mode is Mode.SPIKEPACK:
         return int((w_abs * ((1 << T) - 1) + b_abs).max(initial=0))
     # LIF: |v_t| <= |v_(t-1) - leak| + |W s| + |b| (+ theta for what a reset leaves).
@@ -187,6 +191,25 @@ def accumulator_bound(layer: IntLayer, T: int) -> int:
         v = leaked + step
         peak = np.maximum(peak, v)
     return int((peak + theta).max(initial=0))
+
+
+#: Largest accumulator bound the int64 golden model computes exactly (with room for a threshold).
+INT64_SAFE_BOUND = (1 << 62) - 1
+
+
+def check_int64_exact(layer: IntLayer, T: int) -> None:
+    """Raise :class:`AccumulatorOverflowError` if int64 arithmetic could wrap on this layer.
+
+    The golden model computes in int64; a layer whose :func:`accumulator_bound` exceeds
+    :data:`INT64_SAFE_BOUND` (a bias near ``+-2**63``, say) is refused rather than run wrongly,
+    whatever ``acc_bits`` the caller asked for.
+    """
+    bound = accumulator_bound(layer, T)
+    if bound > INT64_SAFE_BOUND:
+        raise AccumulatorOverflowError(
+            f"membrane values may reach {bound} ({bound.bit_length() + 1} bits), beyond the "
+            "64-bit integers of the golden model; use smaller biases/thresholds (requantize)"
+        )
 
 
 def synapse_abs_sum(layer: IntLayer) -> np.ndarray:
@@ -371,7 +394,10 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
 
 def run_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
               acc_bits: int | None = DEFAULT_ACC_BITS, residual=None) -> LayerResult:
-    """Run one layer in its mode (``residual``: the shortcut's packed words, if it has one)."""
+    """Run one layer in its mode (``residual``: the shortcut's packed words, if it has one).
+
+    :func:`check_int64_exact` first: int64 never wraps."""
+    check_int64_exact(layer, T)
     if layer.mode is Mode.SPIKEPACK:
         return spikepack_layer(layer, a, T, form=form, acc_bits=acc_bits, residual=residual)
     return lif_layer(layer, a, T, acc_bits=acc_bits, residual=residual)
@@ -435,13 +461,16 @@ def run_network(net: IntNetwork, x, *, form: str = "packed",
     input_spikes = popcount(x).sum(axis=tuple(range(len(batch), x.ndim)))
     results: list[LayerResult] = []
     a = x
-    for layer in net.layers:
+    for li, layer in enumerate(net.layers):
         a = a.reshape(batch + layer.in_shape)  # conv -> dense: flatten in (C, H, W) order
         src = None
         if layer.residual is not None:
             i = layer.residual.source
             src = x if i == NETWORK_INPUT else results[i].output
-        r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits, residual=src)
+        try:
+            r = run_layer(layer, a, net.T, form=form, acc_bits=acc_bits, residual=src)
+        except AccumulatorOverflowError as e:
+            raise AccumulatorOverflowError(f"layer {li}: {e}") from None
         results.append(r)
         a = r.output
     return NetworkResult(a, results, input_spikes)

@@ -19,7 +19,8 @@ import operator
 
 import numpy as np
 
-#: Largest number of time steps the golden model accepts (the hardware's T_max: a build parameter).
+#: Largest number of time steps the golden model accepts (the hardware's T_max is a build
+#: parameter).
 T_LIMIT = 16
 
 
@@ -40,23 +41,43 @@ def as_int_array(x, name: str = "array") -> np.ndarray:
     Raises
     ------
     TypeError
-        If ``x`` holds non-integer values (floats with a fractional part, NaN, objects).
+        If ``x`` holds non-integer values (floats with a fractional part, NaN, infinity, objects)
+        or is ragged.
+    ValueError
+        If a value lies outside the int64 range (``1e30``, ``2**63``): a cast would change it.
     """
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged lists, ints beyond 64 bits
+        raise TypeError(f"{name} must be a rectangular array of integers ({e})") from None
     if arr.dtype == np.bool_:
         return arr.astype(np.int64)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} has values beyond int64")
+            raise ValueError(f"{name} has values beyond int64 (largest {arr.max()}, limit "
+                             f"{np.iinfo(np.int64).max})")
         return arr.astype(np.int64)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
             raise TypeError(
-                f"{name} must hold integers; got non-integer floats (quantize first, e.g. with "
-                f"sw.compile.quantize)"
+                f"{name} must hold integers; got non-integer floats (NaN, inf or fractions; "
+                f"quantize first, e.g. with sw.compile.quantize)"
             )
+        _check_int64_floats(arr, name)
         return arr.astype(np.int64)
     raise TypeError(f"{name} must be an integer array, not dtype {arr.dtype}")
+
+
+def _check_int64_floats(arr: np.ndarray, name: str) -> None:
+    """Refuse whole floats outside ``[-2**63, 2**63)``: a cast would not keep their value."""
+    if not arr.size:
+        return
+    lo, hi = float(arr.min()), float(arr.max())
+    # -2**63 and 2**63 are exact floats; every float in [-2**63, 2**63) casts exactly.
+    if lo < -(2.0 ** 63) or hi >= 2.0 ** 63:
+        bad = lo if lo < -(2.0 ** 63) else hi
+        raise ValueError(f"{name} holds {bad:g}, beyond the 64-bit integer range "
+                         f"[-2**63, 2**63 - 1]; scale the values down before converting")
 
 
 def check_packed(a, T: int, name: str = "activations") -> np.ndarray:
@@ -91,8 +112,8 @@ def pack_bitplanes(planes) -> np.ndarray:
     T = check_T(planes.shape[0])
     if planes.size and (planes.min() < 0 or planes.max() > 1):
         raise ValueError("bit-planes must hold only 0 and 1")
-    weights = (1 << np.arange(T - 1, -1, -1, dtype=np.int64))
-    weights = weights.reshape((T,) + (1,) * (planes.ndim - 1))
+    weights = (1 << np.arange(T - 1, -1, -1, dtype=np.int64)).reshape(
+        (T,) + (1,) * (planes.ndim - 1))
     return (planes * weights).sum(axis=0)
 
 

@@ -48,11 +48,11 @@ def _inputs(args, net):
         path = Path(args.data)
         if not path.exists():
             raise UserError(f"input file {path} does not exist")
-        with np.load(path) as f:
-            if "x" not in f.files:
-                raise UserError(f"{path} has no array 'x' (packed inputs, n x n_in)")
-            x, y = f["x"], (f["y"] if "y" in f.files else None)
+        x, y = _read_inputs(path)
         x = check_packed(np.atleast_2d(x), net.T, f"'x' of {path}")
+        if x.ndim != 2 or not len(x):
+            raise UserError(f"'x' of {path} has shape {x.shape}; it needs at least one sample "
+                            f"of {net.n_in} packed inputs (shape n x {net.n_in})")
         if y is not None and len(y) != len(x):
             raise UserError(f"{path}: 'y' has {len(y)} labels for {len(x)} samples in 'x'")
         name = path.name
@@ -70,6 +70,26 @@ def _inputs(args, net):
                         "features per sample")
     n = len(x) if args.limit is None else min(args.limit, len(x))
     return x[:n], (None if y is None else np.asarray(y)[:n]), f"{name}, {n} samples"
+
+
+def _read_inputs(path):
+    """``(x, y or None)`` from an inputs ``.npz``; a damaged or wrong file is a UserError."""
+    remedy = "save inputs with numpy.savez(FILE, x=X, y=Y)"
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(4).startswith(b"PK"):
+                raise UserError(f"input file {path} is not an .npz archive (empty, an .npy or "
+                                f"another format); {remedy}")
+        with np.load(path) as f:
+            if "x" not in f.files:
+                raise UserError(f"{path} has no array 'x' (packed inputs, n x n_in); {remedy}")
+            return f["x"], (f["y"] if "y" in f.files else None)
+    except UserError:
+        raise
+    except Exception as e:  # zipfile, numpy's header parser, zlib...: the file is damaged
+        detail = " ".join(str(e).split())
+        raise UserError(f"input file {path} is damaged or truncated ({e.__class__.__name__}: "
+                        f"{detail}); {remedy}") from None
 
 
 def _compile(net, params, target_name):

@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from sim.golden.ir import AccumulatorOverflowError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (UserError, FileNotFoundError, ValueError, TypeError) as e:
+    except (UserError, OSError, ValueError, TypeError, AccumulatorOverflowError) as e:
         message = " ".join(str(e).split())  # one line, whatever the message
         print(f"spikepack {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -73,11 +73,11 @@ def cmd_quantize(args) -> int:
         raise UserError(f"{args.model} is an ANN; `spikepack convert` it first")
     net, report = quantize_spikepack(model, weight_bits=args.weight_bits,
                                      per_channel=not args.per_layer_theta)
-    net.save(args.out)
     split = load_split(args)
     _, x = split.packed(net.T)
     fa = accuracy(predict(model, x), split.y_test)
     ia = accuracy(run_network(net, x).predictions(), split.y_test)
+    net.save(args.out)  # after the golden run: a network it refuses is not written
     print(report.table())
     print(f"accuracy on the {split.name} test split: float {100 * fa:.2f}%, integer (golden) "
           f"{100 * ia:.2f}% ({100 * (ia - fa):+.2f}); wrote {args.out}")
@@ -146,7 +146,11 @@ def cmd_report(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if args.train_json:
-        runs = json.loads(Path(args.train_json).read_text())["runs"]
+        try:
+            runs = json.loads(Path(args.train_json).read_text())["runs"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{args.train_json} is not a `spikepack train --json` file "
+                            f"({e.__class__.__name__}: {e}); write one with train --json") from None
         written.append(plots.accuracy_vs_T(runs, out / "accuracy_vs_T.png"))
     split = load_split(args) if (args.net or args.model) else None
     if args.net:
@@ -213,8 +217,12 @@ def cmd_import_nir(args) -> int:
 
     if not Path(args.graph).exists():
         raise UserError(f"graph file {args.graph} does not exist")
-    net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
-                             allow_leak_rounding=args.allow_leak_rounding)
+    try:
+        net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
+                                 allow_leak_rounding=args.allow_leak_rounding)
+    except OSError as e:  # h5py: empty, truncated or not an HDF5 file
+        raise UserError(f"{args.graph} is not a readable NIR graph file ({e}); write one with "
+                        "nir.write or an exporter such as snntorch.export_to_nir") from None
     net.save(args.out)
     print(report.table())
     print(f"{'exact' if report.exact else 'approximate (see table)'} mapping; wrote {args.out}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from sim.golden.packing import T_LIMIT
 
 from .registry import UserError
@@ -115,18 +113,13 @@ def load_net(path):
 
 def load_model(path):
     """``(net, image_file or None)`` from an integer network or a program image."""
-    from sw.compile.image_file import FORMAT, ImageFileError, load_image_file
+    from sw.compile.image_file import ImageFileError, is_image_file, load_image_file
 
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path} does not exist (give an integer network .npz from `spikepack "
                         "train --out`/`quantize`/`import-nir`, or an image from `compile`)")
-    try:
-        with np.load(p) as f:
-            is_image = "header" in f.files and FORMAT in str(f["header"])
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is neither an integer network nor a program image ({e})") from e
-    if not is_image:
+    if not is_image_file(p):  # a damaged file is refused by the network loader, with the reason
         return load_net(p), None
     try:
         image_file = load_image_file(p)

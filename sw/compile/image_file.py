@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from hw.contract.params import CoreParams
-from sim.golden.ir import IntNetwork
+from sim.golden.ir import IntNetwork, write_file_atomically
 
 from .program_image import ImageWrite, LayerLayout, ProgramImage, build_image
 
-__all__ = ["ImageFile", "ImageFileError", "save_image_file", "load_image_file", "FORMAT"]
+__all__ = ["ImageFile", "ImageFileError", "save_image_file", "load_image_file", "is_image_file",
+           "FORMAT"]
 
 FORMAT = "spikepack-image"
 VERSION = 1
@@ -54,7 +55,11 @@ class ImageFile:
 
 
 def save_image_file(path, image: ProgramImage, net: IntNetwork, target: str = "") -> Path:
-    """Write ``image`` (compiled from ``net``) to ``path``."""
+    """Write ``image`` (compiled from ``net``) to ``path``.
+
+    The archive is built in memory and written through a temporary file and a rename, so a
+    failed or interrupted save leaves no partial image file.
+    """
     path = Path(path)
     header = {
         "format": FORMAT, "version": VERSION, "target": target,
@@ -66,42 +71,98 @@ def save_image_file(path, image: ProgramImage, net: IntNetwork, target: str = ""
     buf = io.BytesIO()
     net.save(buf)
     arrays = {f"write{i}": np.array(w.words, dtype=np.uint32) for i, w in enumerate(image.writes)}
-    with open(path, "wb") as f:  # np.savez would append ".npz" to a path
-        np.savez(f, header=np.array(json.dumps(header)),
-                 network=np.frombuffer(buf.getvalue(), dtype=np.uint8), **arrays)
+    out = io.BytesIO()  # np.savez would append ".npz" to a path
+    np.savez(out, header=np.array(json.dumps(header)),
+             network=np.frombuffer(buf.getvalue(), dtype=np.uint8), **arrays)
+    write_file_atomically(path, out.getvalue())
     return path
 
 
+#: What reading a damaged archive can raise: anything (zipfile, numpy's header parser, JSON, zlib,
+#: our checks); the message keeps the exception's class and text.
+_READ_ERRORS = (Exception,)
+
+
+def is_image_file(path) -> bool:
+    """True if ``path`` is a zip archive whose ``header`` says it is an image file.
+
+    Never raises for a damaged file (it is then not an image file); a missing file raises
+    :class:`FileNotFoundError`.
+    """
+    with open(path, "rb") as fh:
+        if not fh.read(4).startswith(b"PK"):
+            return False
+    try:
+        with np.load(path) as f:
+            return "header" in f.files and FORMAT in str(f["header"])
+    except _READ_ERRORS:
+        return False
+
+
 def load_image_file(path) -> ImageFile:
-    """Read an image file; refuse one that is not, or that this host's compiler would not make."""
+    """Read an image file; refuse one that is not, or that this host's compiler would not make.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ImageFileError
+        If the file is empty, truncated, damaged, not an image file, or not what this host's
+        compiler makes of its network (the message names the file and what to do).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image file {path} does not exist (make one with "
                                 "`spikepack compile`)")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ImageFileError(f"{path} is {'empty (0 bytes)' if path.is_file() else 'not a file'}"
+                             "; make an image with `spikepack compile`")
+    with open(path, "rb") as fh:
+        if not fh.read(4).startswith(b"PK"):
+            raise ImageFileError(f"{path} is not a spikepack image file (not an .npz archive); "
+                                 "make one with `spikepack compile`")
     try:
         with np.load(path) as f:
+            if "header" not in f.files:
+                raise _NotAnImage("it has no header; an integer network .npz?")
             header = json.loads(str(f["header"]))
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
+            if header.get("format") != FORMAT or header.get("version") != VERSION:
+                raise _NotAnImage(f"its header is not a version-{VERSION} image header")
             net = IntNetwork.load(io.BytesIO(f["network"].tobytes()))
             words = [tuple(int(w) for w in f[f"write{i}"]) for i in range(len(header["writes"]))]
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
-        raise ImageFileError(f"{path} is not a spikepack image file ({e.__class__.__name__}: "
-                             f"{e})") from e
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ImageFileError(f"{path} is not a version-{VERSION} spikepack image file")
+    except _NotAnImage as e:
+        raise ImageFileError(f"{path} is not a spikepack image file ({e}); make one with "
+                             "`spikepack compile`") from None
+    except _READ_ERRORS as e:
+        detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise ImageFileError(f"{path} is not a valid spikepack image file (damaged or truncated: "
+                             f"{e.__class__.__name__}: {detail}); run `spikepack compile` "
+                             "again") from None
     try:
         params = CoreParams(**header["params"])
         fresh = build_image(net, params)
-    except (TypeError, ValueError) as e:  # parameters of another host version
+    except (TypeError, ValueError, KeyError) as e:  # parameters of another host version
         raise ImageFileError(f"{path} was compiled for build parameters this host does not "
-                             f"know ({e}); run `spikepack compile` again") from e
-    image = ProgramImage(
-        params, fresh.memory_map,
-        tuple(LayerLayout(**{**lay, "descriptor": tuple(lay["descriptor"])})
-              for lay in header["layers"]),
-        tuple(ImageWrite(region, addr, w) for (region, addr), w in
-              zip(header["writes"], words, strict=True)),
-        header["T"], header["n_in"], header["n_out"], header["readout"])
+                             f"know ({e}); run `spikepack compile` again") from None
+    try:
+        image = ProgramImage(
+            params, fresh.memory_map,
+            tuple(LayerLayout(**{**lay, "descriptor": tuple(lay["descriptor"])})
+                  for lay in header["layers"]),
+            tuple(ImageWrite(region, addr, w) for (region, addr), w in
+                  zip(header["writes"], words, strict=True)),
+            header["T"], header["n_in"], header["n_out"], header["readout"])
+    except _READ_ERRORS as e:
+        detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise ImageFileError(f"{path} has a damaged header ({e.__class__.__name__}: {detail}); "
+                             "run `spikepack compile` again") from None
     if image != fresh:
         raise ImageFileError(f"{path} differs from what this host compiles for its network "
                              "(made by another version?); run `spikepack compile` again")
     return ImageFile(image, net, header.get("target", ""))
+
+
+class _NotAnImage(Exception):
+    """Internal: a readable archive whose header is not an image header."""

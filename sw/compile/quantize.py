@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 
 import numpy as np
 import torch
@@ -31,6 +32,46 @@ from sw.train.neurons import InputEncoder, SpikePack
 
 #: Largest integer threshold the quantizer will produce (the hardware's theta registers are wider).
 THETA_INT_MAX = (1 << 24) - 1
+
+
+class QuantizationError(ValueError):
+    """The float model cannot be quantized as it is (the message names the layer and the fix)."""
+
+
+def check_finite_layer(index: int, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Refuse NaN or infinite weights or biases: rounding them to integers gives garbage."""
+    for name, values in (("weight", weight), ("bias", bias)):
+        bad = int(np.sum(~np.isfinite(values)))
+        if bad:
+            raise QuantizationError(f"layer {index}: {name} holds {bad} NaN/infinite value(s) "
+                                    "(did the training diverge?); retrain or fix the model")
+
+
+def check_theta(index: int, theta: float) -> float:
+    """Return ``theta`` after checking it is a finite positive threshold."""
+    theta = float(theta)
+    if not math.isfinite(theta) or theta <= 0:
+        sign = "negative" if theta < 0 else "zero" if theta == 0 else "not finite"
+        raise QuantizationError(
+            f"layer {index}: threshold theta = {theta:g} is {sign}; the hardware threshold must "
+            "be a positive number: set it (e.g. to |theta| if the float model used that) and "
+            "re-check the model's accuracy, or retrain")
+    return theta
+
+
+def integer_bias(index: int, bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``round(bias / scale)`` as int64, refusing values beyond 64-bit integers."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        b = np.round(bias / scale)
+    limit = 2.0 ** 62  # what the int64 golden model can still add weights to exactly
+    bad = ~np.isfinite(b) | (np.abs(b) >= limit)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise QuantizationError(
+            f"layer {index}: bias {bias[j]:g} of output {j} is {b[j]:g} integer steps (step "
+            f"{scale[j]:g}), beyond 2**62; the bias is far too large for the weights: fix or "
+            "retrain the model")
+    return b.astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +149,7 @@ def _parse(model: nn.Sequential) -> tuple[InputEncoder, list[tuple[nn.Linear, Sp
 def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
                        per_channel: bool = True) -> tuple[IntNetwork, QuantReport]:
     """Quantize a SpikePack MLP to an :class:`~sim.golden.ir.IntNetwork` and report the rounding error."""
+    weight_bits = operator.index(weight_bits)
     if not 2 <= weight_bits <= 8:
         raise ValueError(f"weight_bits must be in 2..8, not {weight_bits}")
     qmax = (1 << (weight_bits - 1)) - 1
@@ -121,6 +163,7 @@ def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
         w = lin.weight.double().numpy() * step_in[None, :]
         b = (lin.bias.double().numpy() if lin.bias is not None
              else np.zeros(lin.out_features))
+        check_finite_layer(index, lin.weight.double().numpy(), b)
         row_max = np.abs(w).max(axis=1)
         if act is None:
             scale = max(float(np.abs(w).max()), 1e-300) / qmax
@@ -128,7 +171,7 @@ def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
             theta_int = np.ones(lin.out_features, dtype=np.int64)
             theta_f = s.copy()  # one integer unit, for error reporting
         else:
-            theta_f = np.full(lin.out_features, float(act.theta.abs()))
+            theta_f = np.full(lin.out_features, check_theta(index, act.theta))
             ref = row_max if per_channel else np.full_like(row_max, row_max.max())
             with np.errstate(divide="ignore"):
                 ti = np.floor(qmax * theta_f / ref)
@@ -136,7 +179,7 @@ def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
             theta_int = theta_int.astype(np.int64)
             s = theta_f / theta_int
         w_int = np.clip(np.round(w / s[:, None]), -qmax - 1, qmax).astype(np.int64)
-        b_int = np.round(b / s).astype(np.int64)
+        b_int = integer_bias(index, b, s)
         theta_val = theta_int if per_channel or act is None else int(theta_int[0])
         layer = IntLayer(weight=w_int, bias=b_int, theta=theta_val if act is not None else 1,
                          mode=Mode.SPIKEPACK, readout=act is None, weight_bits=weight_bits)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ from sim.golden.model import required_accumulator_bits
 from sw.train.neurons import LIF, PSU
 from sw.train.spiking_mlp import BitPlaneEncoder, TimeMean
 
-from .quantize import THETA_INT_MAX
+from .quantize import THETA_INT_MAX, check_finite_layer, check_theta, integer_bias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +165,7 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
     per_channel : bool
         One threshold per output neuron (else one per layer: the smallest fitting all rows).
     """
+    weight_bits = operator.index(weight_bits)
     if not 2 <= weight_bits <= 8:
         raise ValueError(f"weight_bits must be in 2..8, not {weight_bits}")
     qmax = (1 << (weight_bits - 1)) - 1
@@ -172,6 +174,7 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
     for index, (lin, neuron) in enumerate(pairs):
         w = lin.weight.double().numpy()
         b = lin.bias.double().numpy() if lin.bias is not None else np.zeros(lin.out_features)
+        check_finite_layer(index, w, b)
         if neuron is None:
             k, c, reset = 0, 1.0, Reset.SUBTRACT
             s = np.full(lin.out_features, max(float(np.abs(w).max()), 1e-300) / qmax)
@@ -180,7 +183,7 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
         else:
             k, c, reset = leak_of(neuron)
             w, b = c * w, c * b
-            theta = float(neuron.theta)
+            theta = check_theta(index, neuron.theta)
             row_max = np.abs(w).max(axis=1)
             ref = row_max if per_channel else np.full_like(row_max, row_max.max())
             with np.errstate(divide="ignore"):
@@ -193,7 +196,7 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
             unit = np.full(lin.out_features, theta)
         w_int = np.clip(np.round(w / s[:, None]), -qmax - 1, qmax).astype(np.int64)
         theta_val = theta_int if per_channel else int(theta_int[0])
-        b_int = np.round(b / s).astype(np.int64)
+        b_int = integer_bias(index, b, s)
         layer = IntLayer(weight=w_int, bias=b_int,
                          theta=1 if neuron is None else theta_val,
                          mode=Mode.LIF, readout=neuron is None, weight_bits=weight_bits,

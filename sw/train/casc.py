@@ -34,6 +34,7 @@ equals the ANN's logits.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Sequence
 
@@ -139,6 +140,18 @@ class CIFResult:
         return np.argmax(self.logits, axis=-1)
 
 
+def _check_cif_layer(index: int, layer: CIFLayer) -> None:
+    """Refuse a layer the conversion cannot run: non-finite values or a threshold <= 0."""
+    for name in ("weight", "bias"):
+        bad = int(np.sum(~np.isfinite(getattr(layer, name))))
+        if bad:
+            raise ValueError(f"CIF layer {index}: {name} holds {bad} NaN/infinite value(s) (did "
+                             "the ANN's training diverge?); retrain or fix the ANN")
+    if not layer.readout and not (math.isfinite(layer.theta) and layer.theta > 0):
+        raise ValueError(f"CIF layer {index}: threshold {layer.theta:g} must be a positive "
+                         "number (the ClipQuan scale lambda); retrain or fix the ANN")
+
+
 class CIFNetwork:
     """A converted CASC network of Consistent IF layers and a readout.
 
@@ -157,9 +170,8 @@ class CIFNetwork:
             raise ValueError("a CIF network ends with a readout layer")
         if any(layer.readout for layer in self.layers[:-1]):
             raise ValueError("only the last CIF layer may be a readout")
-        for layer in self.layers[:-1]:
-            if not layer.theta > 0:
-                raise ValueError(f"CIF thresholds must be positive, got {layer.theta}")
+        for i, layer in enumerate(self.layers):
+            _check_cif_layer(i, layer)
 
     @classmethod
     @torch.no_grad()
@@ -175,6 +187,11 @@ class CIFNetwork:
                 raise TypeError("expected nn.Sequential(Linear, ClipQuan, ..., Linear), as built "
                                 "by sw.train.casc.casc_ann")
             if act is not None:
+                lam = float(act.lam.detach())
+                if not (math.isfinite(lam) and lam > 0):
+                    raise ValueError(f"module {i + 1}: ClipQuan lam = {lam:g} is not a positive "
+                                     "number (the forward pass uses |lam|, the CIF threshold "
+                                     "must be positive): set lam and re-check, or retrain")
                 if L is not None and act.L != L:
                     raise ValueError(f"all ClipQuan layers need the same L, got {L} and {act.L}")
                 L = act.L
