@@ -76,49 +76,64 @@ def integer_bias(index: int, bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class LayerQuantization:
-    """Rounding error of one layer, in the layer's own units.
+    """Rounding error of one layer, in the layer's own units (every quantizer reports these).
 
     Members
     -------
+    index : int
+        Layer position.
+    readout : bool
+        Readout (no firing) or firing layer.
     weight_rel_rms : float
         ``||W' - s W_int|| / ||W'||``.
     bias_max_steps : float
-        Largest bias rounding error, in output steps (thresholds).
-    membrane_max_steps : float
-        Bound on the membrane error any input can see, in output steps.
+        Largest bias rounding error, in output steps (thresholds; readout: in integer units).
     theta_int : tuple[int, int]
         Smallest and largest integer threshold.
     weight_range : tuple[int, int]
         Smallest and largest integer weight.
     acc_bits : int
         Signed accumulator width the layer needs in the worst case.
+    membrane_max_steps : float or None
+        SpikePack: bound on the membrane error any input can see, in output steps.
+    leak_shift, input_scale : int or None, float or None
+        LIF mode: ``k`` of the shift leak, and ``c`` (1 for LIF/IF, ``1/tau`` for PSU).
     """
 
     index: int
     readout: bool
     weight_rel_rms: float
     bias_max_steps: float
-    membrane_max_steps: float
     theta_int: tuple[int, int]
     weight_range: tuple[int, int]
     acc_bits: int
+    membrane_max_steps: float | None = None
+    leak_shift: int | None = None
+    input_scale: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantReport:
+    """What quantizing a network rounded, one row per layer (SpikePack or LIF mode)."""
+
     layers: tuple[LayerQuantization, ...]
 
     def table(self) -> str:
-        rows = ["layer  kind     W rel.rms  bias err  |dv| bound  theta_int       W range     "
-                "acc bits",
-                "                           (in output steps; readout: in LSB)"]
+        lif = any(q.leak_shift is not None for q in self.layers)
+        bound = any(q.membrane_max_steps is not None for q in self.layers)
+        head = "layer  kind   " + ("  k  c    " if lif else "") + "  W rel.rms  bias err" + (
+            "  |dv| bound" if bound else "") + "  theta_int       W range     acc bits"
+        rows = [head, "                           (in output steps; readout: in LSB)"]
         for q in self.layers:
-            rows.append(
-                f"{q.index:5d}  {'readout' if q.readout else 'fire':7s}  {q.weight_rel_rms:9.2e}  "
-                f"{q.bias_max_steps:8.3f}  {q.membrane_max_steps:10.3f}  "
-                f"{q.theta_int[0]:>6d}..{q.theta_int[1]:<6d}  "
-                f"{q.weight_range[0]:>4d}..{q.weight_range[1]:<4d}  "
-                f"{q.acc_bits:8d}")
+            row = f"{q.index:5d}  {'readout' if q.readout else 'fire':7s}"
+            if lif:
+                row += f"  {q.leak_shift or 0:d}  {q.input_scale or 1:5.3f}"
+            row += f"  {q.weight_rel_rms:9.2e}  {q.bias_max_steps:8.3f}"
+            if bound:
+                row += f"  {q.membrane_max_steps or 0:10.3f}"
+            row += (f"  {q.theta_int[0]:>6d}..{q.theta_int[1]:<6d}  "
+                    f"{q.weight_range[0]:>4d}..{q.weight_range[1]:<4d}  {q.acc_bits:8d}")
+            rows.append(row)
         return "\n".join(rows)
 
 

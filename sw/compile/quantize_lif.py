@@ -32,7 +32,6 @@ integer unit per step, i.e. ``1 / theta_int`` of a threshold.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import operator
 
@@ -45,60 +44,14 @@ from sim.golden.model import required_accumulator_bits
 from sw.train.neurons import LIF, PSU
 from sw.train.spiking_mlp import BitPlaneEncoder, TimeMean
 
-from .quantize import THETA_INT_MAX, check_finite_layer, check_theta, integer_bias
-
-
-@dataclasses.dataclass(frozen=True)
-class LifLayerQuantization:
-    """Rounding of one LIF-mode layer.
-
-    Members
-    -------
-    index : int
-        Layer position.
-    readout : bool
-        Readout (``k = 0``, no firing) or firing layer.
-    leak_shift : int
-        ``k`` of the shift leak.
-    input_scale : float
-        ``c``: 1 for LIF/IF, ``1/tau`` for PSU.
-    weight_rel_rms : float
-        ``||W' - s W_int|| / ||W'||``.
-    bias_max_steps : float
-        Largest bias rounding error, in thresholds (readout: in integer units).
-    theta_int : tuple[int, int]
-        Smallest and largest integer threshold.
-    weight_range : tuple[int, int]
-        Smallest and largest integer weight.
-    acc_bits : int
-        Signed accumulator width the layer needs in the worst case.
-    """
-
-    index: int
-    readout: bool
-    leak_shift: int
-    input_scale: float
-    weight_rel_rms: float
-    bias_max_steps: float
-    theta_int: tuple[int, int]
-    weight_range: tuple[int, int]
-    acc_bits: int
-
-
-@dataclasses.dataclass(frozen=True)
-class LifQuantReport:
-    layers: tuple[LifLayerQuantization, ...]
-
-    def table(self) -> str:
-        rows = ["layer  kind     k  c      W rel.rms  bias err  theta_int       W range"
-                "     acc bits"]
-        for q in self.layers:
-            rows.append(
-                f"{q.index:5d}  {'readout' if q.readout else 'fire':7s}  {q.leak_shift:d}  "
-                f"{q.input_scale:5.3f}  {q.weight_rel_rms:9.2e}  {q.bias_max_steps:8.3f}  "
-                f"{q.theta_int[0]:>6d}..{q.theta_int[1]:<6d}  "
-                f"{q.weight_range[0]:>4d}..{q.weight_range[1]:<4d}  {q.acc_bits:8d}")
-        return "\n".join(rows)
+from .quantize import (
+    THETA_INT_MAX,
+    LayerQuantization,
+    QuantReport,
+    check_finite_layer,
+    check_theta,
+    integer_bias,
+)
 
 
 def leak_of(neuron: nn.Module) -> tuple[int, float, Reset]:
@@ -152,7 +105,7 @@ def _parse(model: nn.Sequential):
 
 @torch.no_grad()
 def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
-                 per_channel: bool = True) -> tuple[IntNetwork, LifQuantReport]:
+                 per_channel: bool = True) -> tuple[IntNetwork, QuantReport]:
     """Quantize a LIF- or PSU-trained MLP to an ``IntNetwork`` of LIF-mode layers.
 
     Parameters
@@ -204,7 +157,7 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
         layers.append(layer)
         dw = w - s[:, None] * w_int
         db = b - s * b_int
-        reports.append(LifLayerQuantization(
+        reports.append(LayerQuantization(
             index=index, readout=neuron is None, leak_shift=k, input_scale=c,
             weight_rel_rms=float(np.linalg.norm(dw) / max(np.linalg.norm(w), 1e-300)),
             bias_max_steps=float(np.max(np.abs(db) / unit)),
@@ -212,4 +165,4 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
             weight_range=(int(w_int.min()), int(w_int.max())),
             acc_bits=required_accumulator_bits(layer, T),
         ))
-    return IntNetwork(layers=tuple(layers), T=T), LifQuantReport(tuple(reports))
+    return IntNetwork(layers=tuple(layers), T=T), QuantReport(tuple(reports))

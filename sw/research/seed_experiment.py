@@ -21,7 +21,8 @@ import torch
 
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
-from sw.compile.quantize_lif import LifQuantReport, quantize_lif
+from sw.compile.quantize import QuantReport
+from sw.compile.quantize_lif import quantize_lif
 from sw.train.data import Split
 from sw.train.spiking_mlp import forward_deployed, layer_spikes, spiking_mlp
 from sw.train.train import History, accuracy, as_tensor, predict, seed_everything, train_classifier
@@ -71,7 +72,7 @@ class DeployRun:
         Fraction of test samples where the integer and the float-deployed predictions agree.
     net : IntNetwork
         The integer network.
-    report : LifQuantReport
+    report : QuantReport
         Rounding per layer.
     int_firing_rates : list of float
         Per firing layer of the integer network: spikes per neuron per step on the test split.
@@ -82,7 +83,7 @@ class DeployRun:
     int_accuracy: float
     agreement: float
     net: IntNetwork
-    report: LifQuantReport
+    report: QuantReport
     int_firing_rates: list[float]
 
     @property
