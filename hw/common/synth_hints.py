@@ -22,7 +22,7 @@ written, so the collision may stay undefined (yosys ``COLLISION_X_MASK``):
   sequencer's counter update reads and writes different counters in any one cycle.
 * ``frame_mem`` (frame decoder): the decoder writes the half that no queued frame holds.
 
-Each has exactly one write port (``tests/test_synth_hints.py`` checks the names and the ports
+Each has exactly one write port (``tests/hw/build/test_synth_hints.py`` checks the names and the ports
 against the elaborated design). Simulation keeps Amaranth's read-old semantics, which is one of
 the behaviours the hardware may show; the design never depends on which.
 

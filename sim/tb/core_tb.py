@@ -1,4 +1,4 @@
-"""cocotb tests of the whole SpikePack core through its bus (run via tests/test_hw_core.py).
+"""cocotb tests of the whole SpikePack core through its bus (run via tests/hw/core/test_hw_core.py).
 
 Parameters arrive as ``SPIKEPACK_*`` environment variables (``sim.rtl.runner.run_cocotb``): the
 build preset, the number of random networks and the base seed. Every case logs its seed; a mismatch

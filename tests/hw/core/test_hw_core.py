@@ -9,7 +9,7 @@ from boards import CORE_PRESETS
 from hw.core.core import SpikePackCore
 from sim.rtl.runner import param_tag, run_cocotb, simulator_available
 
-BUILD = os.path.join(os.path.dirname(__file__), "..", "build", "hw_core")
+BUILD = os.path.join(os.path.dirname(__file__), "..", "..", "..", "build", "hw_core")
 
 #: The Verilator tests build and run in one directory (the SMALL core's): never at once.
 pytestmark = pytest.mark.xdist_group("hw_core_small")

@@ -25,7 +25,7 @@ from sw.compile.quantize import QuantizationError, quantize_spikepack
 from sw.train.model_io import ModelFileError, load_model, save_model
 from sw.train.models import ann_mlp, spikepack_mlp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_main(argv, capsys):

@@ -1,5 +1,5 @@
 """``compile``, ``simulate``, ``deploy``, ``infer`` as a user types them (no RTL here: see
-tests/test_cli_e2e.py). What cannot run gets one line on stderr and exit status 2."""
+tests/sw/cli/test_cli_e2e.py). What cannot run gets one line on stderr and exit status 2."""
 
 import re
 

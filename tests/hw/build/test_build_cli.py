@@ -21,7 +21,7 @@ from hw.contract.params import CoreParams
 from hw.platform.clocks_ecp5 import ehxplll_config
 from hw.platform.clocks_xilinx import mmcm_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run_cli(*args, env=None, cwd=None):

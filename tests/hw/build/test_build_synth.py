@@ -19,7 +19,7 @@ from hw.build.report import validate_report
 
 pytestmark = pytest.mark.synth
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def build(tmp_path, *args):

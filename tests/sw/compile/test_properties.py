@@ -3,7 +3,7 @@ corrupted inputs, give a clean result or their documented error class, never ano
 integer limits at the int64 edge are refused or handled exactly.
 
 Example counts are modest so the default tier stays fast; ``HYPOTHESIS_EXAMPLES=500 pytest
-tests/test_properties.py -p no:xdist`` runs many more.
+tests/sw/compile/test_properties.py -p no:xdist`` runs many more.
 """
 
 from __future__ import annotations
