@@ -27,8 +27,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         help = action.help or ""
         default = action.default
-        if (not action.option_strings or default in (None, False, argparse.SUPPRESS)
-                or "default" in help):
+        if (not action.option_strings or default is None or default is False
+                or default == argparse.SUPPRESS or "default" in help):
             return help
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{help} (default {shown})".replace("%", "%%").replace("%%(", "%(")
