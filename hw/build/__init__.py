@@ -1,0 +1,1 @@
+"""``python -m hw.build --board NAME``: bitstreams, Vivado plans and resource estimates."""
