@@ -24,10 +24,12 @@ from sw.train.train import resolve_device, train_classifier
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 
-# Documented in docs/cli.md ("Training on several processes or machines").
-FLOAT_TOL_ANN = 1e-5        # max |w_ddp - w_single| of a ReLU MLP after a few epochs
-INT_WEIGHTS_DIFFER = 0.02   # fraction of integer weights that may differ (by one step)
-ACC_POINTS = 1.0            # golden test accuracy difference, percentage points
+# Documented in docs/cli.md ("Training on several processes or machines"), measured with
+# bench/bench_ddp.py: after 2 epochs (64-16-10, six seeds) the ReLU ANN's weights differ by at
+# most 6e-8, at most 14 of 1,184 integer weights differ (by one step), accuracy by 0.56 points.
+FLOAT_TOL_ANN = 1e-6        # max |w_ddp - w_single| of the ReLU ANN
+INT_WEIGHTS_DIFFER = 0.03   # fraction of integer weights that may differ (by one step)
+ACC_POINTS = 1.5            # golden test accuracy difference, percentage points
 
 
 def _cli(argv, capsys):
@@ -162,7 +164,7 @@ def test_torchrun_train_matches_single_process(tmp_path, seed, one_torch_thread)
     r = run_distributed_train(args, tmp_path, nproc=2)
     # rank 0 alone prints and writes
     assert r.stdout.count("data-parallel: 2 processes (gloo, cpu)") == 1, r.stdout
-    assert r.stdout.count("SpikePack direct") == 1, r.stdout
+    assert r.stdout.count("T=4  sizes 64-16-10") == 1, r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ann.pt", "net_T4.npz",
                                                          "spikepack_T4.pt"]
     c = compare_with_single(tmp_path, load_split("digits", seed=seed), 4, hidden=[16], epochs=2,
