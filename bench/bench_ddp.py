@@ -3,9 +3,9 @@
 For each seed, ``torchrun --nproc-per-node N -m sw.cli train --distributed`` trains on digits (on
 127.0.0.1, gloo, CPU) and the same settings train here in one process; the script prints
 ``max |w_ddp - w_single|`` of the float ANN and SpikePack models, how many integer weights,
-biases and thresholds of the quantized networks differ, and both golden test accuracies. ``--threads-baseline`` prints the same figures for two
-single-process runs that differ only in torch's thread count (1 vs 2): the same kind of float
-summation-order difference, for scale.
+biases and thresholds of the quantized networks differ, and both golden test accuracies.
+``--threads-baseline`` prints the same figures for two single-process runs that differ only in
+torch's thread count (1 vs 2): the same kind of float summation-order difference, for scale.
 
     python bench/bench_ddp.py [--T 4] [--hidden 128 64] [--epochs 60] [--seeds 0 1 2] [--nproc 2]
                               [--threads-baseline]

@@ -150,7 +150,7 @@ cmd_train.configure = _configure_train
 
 
 
-# --- results (the seed systems; body in sw/research/results.py) ------------------------------
+# --- results (the seed systems; body in sw/research/results.py) -----------------------------------------
 
 
 def _configure_results(p: argparse.ArgumentParser) -> None:
