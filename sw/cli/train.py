@@ -27,23 +27,61 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="torch threads (default 1: these small MLPs train fastest on one; 0: "
                         "torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to train: auto takes CUDA when torch finds a GPU, else the CPU")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training, one rank per process torchrun starts (`torchrun "
+                        "--nproc-per-node 2 --no-python spikepack train --distributed ...`); "
+                        "rank 0 prints and writes the outputs")
 
 
 @command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per "
                   "level", examples=(
                       "spikepack train --T 1 2 4 8",
                       "spikepack train --T 4 --hidden 32 --epochs 20 --out net.npz",
-                      "spikepack train --T 4 --save-dir models --json train.json"))
+                      "spikepack train --T 4 --save-dir models --json train.json",
+                      "spikepack train --T 4 --device cpu"))
 def cmd_train(args) -> int:
-    from tqdm import tqdm
+    import contextlib
+    import os
 
-    from sw.research.experiment import train_all
-    from sw.train.data import load_split
+    from sw.train import distributed
+    from sw.train.train import resolve_device
 
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     if args.threads < 0:
         raise UserError("--threads must be 0 (torch's default) or more")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.distributed != distributed.launched_by_torchrun():
+        raise UserError("--distributed needs the processes torchrun starts: `torchrun "
+                        "--nproc-per-node 2 --no-python spikepack train --distributed ...`"
+                        if args.distributed else
+                        f"started by torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}) without "
+                        "--distributed: every process would train alone and write the same "
+                        "files; add --distributed")
+    if not args.distributed:
+        return _train(args, device, None)
+    with distributed.data_parallel(device) as dp:
+        if dp.is_main:
+            print(f"data-parallel: {dp.world_size} processes ({dp.backend}, {dp.device.type}); "
+                  "rank 0 writes the outputs")
+            return _train(args, dp.device, dp)
+        args.out = args.save_dir = args.json = None
+        args.quiet = True
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return _train(args, dp.device, dp)
+
+
+def _train(args, device, parallel) -> int:
+    from tqdm import tqdm
+
+    from sw.research.experiment import train_all
+    from sw.train.data import load_split
+
     if args.threads:
         import torch
 
@@ -62,7 +100,8 @@ def cmd_train(args) -> int:
             bar.update(1)
 
         r = train_all(split, T, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
-                      weight_bits=args.weight_bits, progress=progress)
+                      weight_bits=args.weight_bits, progress=progress, device=device,
+                      parallel=parallel)
         bar.close()
         results.append(r)
         print(f"\nT={T}  sizes {'-'.join(map(str, r.sizes))}  (accuracy on the test split, %)")

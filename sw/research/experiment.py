@@ -73,8 +73,12 @@ def _integer_level(name, model, split: Split, T, weight_bits, t0) -> LevelResult
 def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs: int = 60,
               seed: int = 0, weight_bits: int = 8, progress=None,
               variants: Sequence[str] = ("direct", "converted_relu", "converted_clipfloor"),
-              ) -> TrainResult:
-    """Train and measure every variant for one ``T``. ``progress(name, epoch, loss, acc)``."""
+              device=None, parallel=None) -> TrainResult:
+    """Train and measure every variant for one ``T``. ``progress(name, epoch, loss, acc)``.
+
+    ``device`` and ``parallel`` (a :class:`sw.train.distributed.DataParallel`) go to every
+    :func:`sw.train.train.train_classifier` call; evaluation and quantization run on the CPU.
+    """
     sizes = (split.n_features, *hidden, split.n_classes)
     x_tr_packed, _ = split.packed(T)
 
@@ -83,8 +87,9 @@ def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs
 
     seed_everything(seed)
     ann = ann_mlp(sizes, "relu")
+    kw = {"device": device, "parallel": parallel}
     train_classifier(ann, split.x_train, split.y_train, epochs=epochs, seed=seed,
-                     progress=cb("ann"))
+                     progress=cb("ann"), **kw)
     ann_acc = accuracy(predict(ann, split.x_test), split.y_test)
 
     levels = {}
@@ -94,7 +99,7 @@ def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs
         snn = spikepack_mlp(sizes, T)
         calibrate_thresholds(snn, as_tensor(x_tr_packed))
         train_classifier(snn, x_tr_packed, split.y_train, epochs=epochs, seed=seed,
-                         progress=cb("direct"))
+                         progress=cb("direct"), **kw)
         levels["direct"] = _integer_level("direct", snn, split, T, weight_bits, t0)
     if "converted_relu" in variants:
         t0 = time.perf_counter()
@@ -108,7 +113,7 @@ def train_all(split: Split, T: int, *, hidden: Sequence[int] = (128, 64), epochs
         # The ClipFloor ANN trains on the same packed inputs the SNN will see.
         step = 1.0 / ((1 << T) - 1)
         train_classifier(qann, x_tr_packed * step, split.y_train, epochs=epochs, seed=seed,
-                         progress=cb("clipfloor ann"))
+                         progress=cb("clipfloor ann"), **kw)
         snn = spikepack_from_ann(qann, T)
         levels["converted_clipfloor"] = _integer_level(
             "converted_clipfloor", snn, split, T, weight_bits, t0)
