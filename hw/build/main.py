@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+from hw.common.synth_hints import synthesis_hints
+
+from .ecp5_outreg import absorb_file
 from .report import (
     SCHEMA_ID,
     critical_path,
@@ -38,8 +41,6 @@ from .report import (
     xc7_utilization,
 )
 from .tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
-from .ecp5_outreg import absorb_file
-from hw.common.synth_hints import synthesis_hints
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 

@@ -4,7 +4,7 @@
 --distributed`` on loopback and returns the directory of its saved models;
 :func:`compare_with_single` trains the same thing in this process and measures how far apart the
 two are, in float weights and in the integer networks (weights, biases, thresholds, test
-accuracy). ``tests/test_distributed.py`` and ``bench/bench_ddp.py`` use both.
+accuracy). ``tests/sw/train/test_distributed.py`` and ``bench/bench_ddp.py`` use both.
 """
 
 from __future__ import annotations
