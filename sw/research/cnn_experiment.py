@@ -60,10 +60,13 @@ def _integer_level(name, model, x_test, y_test, weight_bits, t0, batch=250):
 
 def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int = 15,
                   seed: int = 0, weight_bits: int = 8, lr: float = 3e-3, batch_size: int = 64,
-                  variants: Sequence[str] = VARIANTS, progress=None) -> CnnResult:
+                  variants: Sequence[str] = VARIANTS, train_ann: bool = True,
+                  progress=None) -> CnnResult:
     """Train and measure every variant of one CNN for one ``T``.
 
-    ``progress(name, epoch, loss, acc)`` is called after every epoch of every model.
+    ``progress(name, epoch, loss, acc)`` is called after every epoch of every model. The float
+    ReLU ANN is trained if ``train_ann`` or ``"converted_relu"`` is asked for (else
+    ``ann_accuracy`` is NaN).
     """
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -80,10 +83,12 @@ def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int =
                          batch_size=batch_size, progress=cb(name))
 
     levels, spikes = {}, {}
-    seed_everything(seed)
-    ann = cnn(in_shape, blocks, ds.n_classes, T, activation="relu")
-    fit(ann, u_tr, "ann")
-    ann_acc = accuracy(predict(ann, u_te), ds.y_test)
+    ann, ann_acc = None, float("nan")
+    if train_ann or "converted_relu" in variants:
+        seed_everything(seed)
+        ann = cnn(in_shape, blocks, ds.n_classes, T, activation="relu")
+        fit(ann, u_tr, "ann")
+        ann_acc = accuracy(predict(ann, u_te), ds.y_test)
     calib = as_tensor(x_tr[:1000])
     if "direct" in variants:
         t0 = time.perf_counter()
