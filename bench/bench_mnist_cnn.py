@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, default=4, help="time steps (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="train on images shifted by up to this many pixels (default 0)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     n_weights = sum(m.weight.numel() for m in model.modules() if hasattr(m, "weight")
                     and isinstance(m, torch.nn.Conv2d | torch.nn.Linear))
     print(f"mnist-5k: {len(ds.y_train)} train / {len(ds.y_test)} test; T={args.T}; "
-          f"{n_weights} weights; epochs={args.epochs}; seed={args.seed}")
+          f"{n_weights} weights; epochs={args.epochs}; shift={args.shift}; seed={args.seed}")
     n_models = 1 + len(args.variants) - ("converted_relu" in args.variants)
     bar = tqdm(total=n_models * args.epochs, unit="epoch", file=sys.stdout)
 
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
         bar.update(1)
 
     res = train_cnn_all(ds, args.T, blocks, epochs=args.epochs, seed=args.seed,
-                        variants=args.variants, progress=progress)
+                        variants=args.variants, shift=args.shift, progress=progress)
     bar.close()
     print(f"\nfloat ReLU ANN: {res.ann_accuracy:.4f}")
     print(f"{'variant':22s} {'float':>7s} {'integer':>8s} {'int-float':>9s} "

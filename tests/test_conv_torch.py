@@ -314,3 +314,17 @@ def test_residual_block_module_is_in_the_model():
     model = cnn((2, 5, 5), [ResBlock(3, gain=0.5)], 3, T)
     blocks = [m for m in model if isinstance(m, ResidualBlock)]
     assert len(blocks) == 1 and blocks[0].gain == 0.5
+
+
+def test_random_shift_moves_each_image_within_range(seed):
+    from sw.train.conv_models import random_shift
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(1, 16, (16, 2, 6, 7))
+    out = random_shift(x, 2, gen)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):
+        assert any(torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 7])
+                   for dy in range(5) for dx in range(5))
+    assert random_shift(x, 0) is x

@@ -23,7 +23,13 @@ import torch
 from sim.golden.model import run_network
 from sw.compile.int_torch import IntTorchConvNetwork
 from sw.compile.quantize_conv import quantize_cnn
-from sw.train.conv_models import Block, calibrate_cnn_thresholds, cnn, spikepack_from_ann_cnn
+from sw.train.conv_models import (
+    Block,
+    calibrate_cnn_thresholds,
+    cnn,
+    random_shift,
+    spikepack_from_ann_cnn,
+)
 from sw.train.datasets import Dataset
 from sw.train.train import accuracy, as_tensor, predict, seed_everything, train_classifier
 
@@ -60,11 +66,13 @@ def _integer_level(name, model, x_test, y_test, weight_bits, t0, batch=250):
 
 def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int = 15,
                   seed: int = 0, weight_bits: int = 8, lr: float = 3e-3, batch_size: int = 64,
-                  variants: Sequence[str] = VARIANTS, train_ann: bool = True,
+                  variants: Sequence[str] = VARIANTS, train_ann: bool = True, shift: int = 0,
                   progress=None) -> CnnResult:
     """Train and measure every variant of one CNN for one ``T``.
 
-    ``progress(name, epoch, loss, acc)`` is called after every epoch of every model. The float
+    ``shift`` > 0 trains on images shifted by up to ``shift`` pixels (a new random shift per
+    image and batch). ``progress(name, epoch, loss, acc)`` is called after every epoch of every
+    model. The float
     ReLU ANN is trained if ``train_ann`` or ``"converted_relu"`` is asked for (else
     ``ann_accuracy`` is NaN).
     """
@@ -78,9 +86,14 @@ def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int =
     def cb(name):
         return (lambda e, loss, acc: progress(name, e, loss, acc)) if progress else None
 
+    gen = torch.Generator().manual_seed(seed)
+
+    def forward(model, xb):
+        return model(random_shift(xb, shift, gen) if model.training else xb)
+
     def fit(model, x, name):
         train_classifier(model, x, ds.y_train, epochs=epochs, seed=seed, lr=lr,
-                         batch_size=batch_size, progress=cb(name))
+                         batch_size=batch_size, progress=cb(name), forward=forward)
 
     levels, spikes = {}, {}
     ann, ann_acc = None, float("nan")

@@ -28,7 +28,7 @@ from .models import ClipFloor
 from .neurons import InputEncoder, SpikePack
 
 __all__ = ["AvgPool", "Conv", "Dense", "ResBlock", "ResidualBlock", "calibrate_cnn_thresholds",
-           "cnn", "mnist_cnn_blocks", "spikepack_from_ann_cnn"]
+           "cnn", "mnist_cnn_blocks", "random_shift", "spikepack_from_ann_cnn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,3 +260,16 @@ def calibrate_cnn_thresholds(model: nn.Module, x: torch.Tensor, percentile: floa
         top = float(torch.quantile(pos, percentile / 100)) if pos.numel() else 0.0
         sp.theta.data.fill_(top / sp.levels if top > 0 else 1.0)
     model.train(was_training)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None,
+                 ) -> torch.Tensor:
+    """Shift each image of ``x`` (N, C, H, W) by its own random ``(dy, dx)`` in
+    ``[-max_shift, max_shift]``, filling with zeros (training augmentation; packed integer
+    inputs stay integers)."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (max_shift,) * 4)
+    off = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    return torch.stack([xp[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(off)])
