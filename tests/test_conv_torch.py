@@ -328,3 +328,20 @@ def test_random_shift_moves_each_image_within_range(seed):
         assert any(torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 7])
                    for dy in range(5) for dx in range(5))
     assert random_shift(x, 0) is x
+
+
+@pytest.mark.slow
+def test_cli_trains_the_cnn(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cnn.npz"
+    r = subprocess.run([sys.executable, "-m", "sw.cli", "train", "--model", "cnn", "--dataset",
+                        "digits", "--T", "2", "--epochs", "1", "--quiet", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    for needle in ("SpikePack direct", "converted_relu", "converted_clipfloor",
+                   "int torch == golden 360/360", "acc bits"):
+        assert needle in r.stdout
+    net = IntNetwork.load(out)
+    assert net.layers[0].kind == "conv" and net.layers[0].pool == MaxPool(2)
