@@ -61,7 +61,7 @@ def _integer_level(name, model, x_test, y_test, weight_bits, t0, batch=250):
     agrees = int(np.all(torch_out == golden.output, axis=-1).sum())
     level = LevelResult(name, float_acc, accuracy(golden.predictions(), y_test), net, report,
                         agrees, time.perf_counter() - t0, model)
-    return level, golden.spikes_per_layer.mean(axis=0)
+    return level, golden.spikes_per_layer.mean(axis=1)  # (n_layers, N) -> per layer
 
 
 def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int = 15,
@@ -86,12 +86,12 @@ def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int =
     def cb(name):
         return (lambda e, loss, acc: progress(name, e, loss, acc)) if progress else None
 
-    gen = torch.Generator().manual_seed(seed)
-
-    def forward(model, xb):
-        return model(random_shift(xb, shift, gen) if model.training else xb)
-
     def fit(model, x, name):
+        gen = torch.Generator().manual_seed(seed)  # the same shifts whatever trained before
+
+        def forward(model, xb):
+            return model(random_shift(xb, shift, gen) if model.training else xb)
+
         train_classifier(model, x, ds.y_train, epochs=epochs, seed=seed, lr=lr,
                          batch_size=batch_size, progress=cb(name), forward=forward)
 
