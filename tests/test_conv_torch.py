@@ -84,7 +84,10 @@ def test_random_cnn_int_torch_equals_golden(case, rng):
     _randomize(model, torch.as_tensor(x, dtype=torch.float32), rng)
     print("blocks:", blocks)
 
-    net, report = quantize_cnn(model, weight_bits=int(rng.choice([4, 6, 8])))
+    per_channel = bool(rng.integers(2))
+    net, report = quantize_cnn(model, weight_bits=int(rng.choice([4, 6, 8])),
+                               per_channel=per_channel)
+    assert per_channel or all(np.ndim(layer.theta) == 0 for layer in net.layers[:-1])
     assert len(report.layers) == len(net.layers)
     golden = run_network(net, x)
     assert (run_network(net, x, form="serial").output == golden.output).all()
