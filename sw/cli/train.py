@@ -33,6 +33,45 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="data-parallel training, one rank per process torchrun starts (`torchrun "
                         "--nproc-per-node 2 --no-python spikepack train --distributed ...`); "
                         "rank 0 prints and writes the outputs")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp: --hidden sizes; cnn: the MNIST CNN (conv 16 k5 + max pool 2, conv "
+                        "32 k5 + max pool 2, dense readout; sw.train.conv_models) on the images")
+
+
+def _train_cnn(args) -> int:
+    """``spikepack train --model cnn``: the CNN per T, every level, as for the MLPs."""
+    from tqdm import tqdm
+
+    from sw.research.cnn_experiment import train_cnn_all
+    from sw.train.conv_models import mnist_cnn_blocks
+    from sw.train.datasets import load_dataset
+
+    ds = load_dataset(args.dataset, args.data_dir, seed=args.seed)
+    print(f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images "
+          f"{ds.image_shape}, seed {args.seed}")
+    for T in args.T:
+        bar = tqdm(total=3 * args.epochs, desc=f"T={T}", disable=args.quiet, unit="epoch",
+                   file=sys.stderr, leave=False, mininterval=0.5)
+
+        def progress(name, epoch, loss, acc, bar=bar):
+            bar.set_postfix_str(f"{name} loss {loss:.3f} acc {acc:.3f}")
+            bar.update(1)
+
+        r = train_cnn_all(ds, T, mnist_cnn_blocks(), epochs=args.epochs, seed=args.seed,
+                          weight_bits=args.weight_bits, progress=progress)
+        bar.close()
+        print(f"\nT={T}  CNN  (accuracy on the test split, %)")
+        print(f"  {'ANN (ReLU, float inputs)':30s} {100 * r.ann_accuracy:7.2f}")
+        for lv in r.levels.values():
+            print(f"  {'SpikePack ' + lv.name:30s} {100 * lv.float_accuracy:7.2f} "
+                  f"{100 * lv.int_accuracy:8.2f}  int torch == golden "
+                  f"{lv.int_torch_agrees}/{r.n_test}")
+        print("    " + r.levels["direct"].report.table().replace("\n", "\n    "))
+        if args.out:
+            path = args.out if len(args.T) == 1 else args.out.replace(".npz", f"_T{T}.npz")
+            r.levels["direct"].net.save(path)
+            print(f"  saved integer network to {path}")
+    return 0
 
 
 @command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per "
@@ -86,6 +125,8 @@ def _train(args, device, parallel) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.model == "cnn":
+        return _train_cnn(args)
     split = load_split(args.dataset, seed=args.seed, data_dir=args.data_dir)
     print(f"{split.name}: {len(split.y_train)} train / {len(split.y_test)} test samples, "
           f"{split.n_features} features, seed {args.seed}")
@@ -150,8 +191,7 @@ cmd_train.configure = _configure_train
 
 
 
-# --- results (the seed systems; body in sw/research/results.py)
-# -----------------------------------------
+# --- results (the seed systems; body in sw/research/results.py) --------------------------------
 
 
 def _configure_results(p: argparse.ArgumentParser) -> None:
