@@ -7,6 +7,7 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .options import HelpFormatter
@@ -17,6 +18,8 @@ from .registry import COMMANDS, EXAMPLES, PIPELINE, UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
+        # "argument --T: --T must be ..." -> "--T must be ..." (the check names its option)
+        message = re.sub(r"^argument (\S+): (?=\1 )", "", message)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -50,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from sim.golden.ir import AccumulatorOverflowError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error argparse printed as one line (2)
+        return e.code
     try:
         return args.func(args) or 0
     except (UserError, OSError, ValueError, TypeError, AccumulatorOverflowError) as e:

@@ -34,21 +34,26 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{help} (default {shown})".replace("%", "%%").replace("%%(", "%(")
 
 
-def time_steps(text: str) -> int:
-    """argparse ``type`` for T: a whole number in ``1..T_LIMIT`` (the golden model's limit)."""
-    try:
-        T = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if not 1 <= T <= T_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be in 1..{T_LIMIT}, not {T}")
-    return T
+def time_steps(flag: str = "--T"):
+    """argparse ``type`` for a T option: a whole number in ``1..T_LIMIT`` (the golden model's
+    limit); the message names ``flag``."""
+    def parse(text: str) -> int:
+        try:
+            T = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, not {text!r}") \
+                from None
+        if not 1 <= T <= T_LIMIT:
+            raise argparse.ArgumentTypeError(f"{flag} must be in 1..{T_LIMIT}, not {T}")
+        return T
+    parse.__name__ = "time steps"
+    return parse
 
 
 def add_T(p, *, many: bool = False, flag: str = "--T", help: str = "time steps (bits per "
           "packed activation)", **kwargs) -> None:
     """``--T`` (one value, or one or more with ``many``), checked against ``T_LIMIT``."""
-    p.add_argument(flag, type=time_steps, metavar="T", help=f"{help}, 1..{T_LIMIT}",
+    p.add_argument(flag, type=time_steps(flag), metavar="T", help=f"{help}, 1..{T_LIMIT}",
                    **({"nargs": "+"} if many else {}), **kwargs)
 
 

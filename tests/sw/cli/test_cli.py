@@ -26,7 +26,7 @@ def test_every_command_has_help(name):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["train", "--T", "0"], "--T: must be in 1..16"),
+    (["train", "--T", "0"], "--T must be in 1..16"),
     (["train", "--dataset", "cifar"], "invalid choice"),
     (["train", "--dataset", "mnist"], "--data-dir"),
     (["train", "--epochs", "0"], "--epochs must be at least 1"),
