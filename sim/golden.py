@@ -14,6 +14,8 @@ LIF layer, one update per time step, shift leak ``k`` (0 = no leak)::
 
     v_t = v_(t-1) - (v_(t-1) >> k) + W s_t + b;  s'_t = [v_t >= theta];  soft or hard reset
 
+(with ``fire_above``: ``s'_t = [v_t > theta]``, the soft reset still subtracts ``theta``).
+
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3; ../shared/DESIGN.md "SpikePack numerics".
 """
 
@@ -171,6 +173,7 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
     planes = unpack_bitplanes(check_packed(a, T), T)
     weight = layer.weight
     theta = layer.theta_vector
+    compare = theta + int(layer.fire_above)  # v > theta  <=>  v >= theta + 1
     k = layer.leak_shift
     v = np.zeros(planes.shape[1:-1] + (layer.n_out,), dtype=np.int64)
     out_planes = np.zeros((T,) + v.shape, dtype=np.int64)
@@ -182,7 +185,7 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
             check_accumulator(v, acc_bits, what=f"membrane v_{t + 1}")
         if layer.readout:
             continue
-        s = (v >= theta).astype(np.int64)
+        s = (v >= compare).astype(np.int64)
         v = v - theta * s if layer.reset is Reset.SUBTRACT else v * (1 - s)
         out_planes[t] = s
     if layer.readout:

@@ -60,6 +60,10 @@ class IntLayer:
         LIF only: ``k`` in ``v -= v >> k``; 0 means no leak (IF).
     reset : Reset
         LIF only: soft (subtract theta) or hard (to zero) reset.
+    fire_above : bool
+        LIF only: spike when ``v > theta`` (``v >= theta + 1``) instead of ``v >= theta``; a soft
+        reset still subtracts ``theta``. This is snnTorch's and NIR's strict compare with a
+        threshold that reset by subtraction must remove whole.
     """
 
     weight: np.ndarray
@@ -71,6 +75,7 @@ class IntLayer:
     leak_shift: int = 0
     reset: Reset = Reset.SUBTRACT
     kind: str = "dense"
+    fire_above: bool = False
 
     def __post_init__(self):
         weight = as_int_array(self.weight, "weight")
@@ -109,6 +114,7 @@ class IntLayer:
         object.__setattr__(self, "reset", reset)
         object.__setattr__(self, "leak_shift", k)
         object.__setattr__(self, "readout", bool(self.readout))
+        object.__setattr__(self, "fire_above", bool(self.fire_above))
 
     @property
     def n_in(self) -> int:
@@ -165,7 +171,8 @@ class IntNetwork:
             arrays[f"l{i}_theta"] = np.asarray(layer.theta)
             arrays[f"l{i}_meta"] = np.array(
                 [layer.mode.value, str(int(layer.readout)), str(layer.weight_bits),
-                 str(layer.leak_shift), layer.reset.value, layer.kind]
+                 str(layer.leak_shift), layer.reset.value, layer.kind,
+                 str(int(layer.fire_above))]
             )
         np.savez(path, **arrays)
 
@@ -174,10 +181,12 @@ class IntNetwork:
         with np.load(path) as f:
             layers = []
             for i in range(int(f["n_layers"])):
-                mode, readout, wb, k, reset, kind = (str(x) for x in f[f"l{i}_meta"])
+                meta = [str(x) for x in f[f"l{i}_meta"]]
+                mode, readout, wb, k, reset, kind = meta[:6]
+                above = len(meta) > 6 and bool(int(meta[6]))  # files before fire_above: False
                 layers.append(IntLayer(
                     weight=f[f"l{i}_weight"], bias=f[f"l{i}_bias"], theta=f[f"l{i}_theta"],
                     mode=Mode(mode), readout=bool(int(readout)), weight_bits=int(wb),
-                    leak_shift=int(k), reset=Reset(reset), kind=kind,
+                    leak_shift=int(k), reset=Reset(reset), kind=kind, fire_above=above,
                 ))
             return cls(layers=tuple(layers), T=int(f["T"]))
