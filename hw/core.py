@@ -152,6 +152,7 @@ class SpikePackCore(wiring.Component):
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
             fire.config.fire_above.eq(d.fire_above),
+            fire.config.compare_leaked.eq(d.compare_leaked),
         ]
         m.d.comb += [fire.theta.eq(bt_rd.data[bt_lanes:]), fire.theta_layer.eq(d.theta),
                      fire.theta_per_channel.eq(d.theta_per_channel)]

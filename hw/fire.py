@@ -15,9 +15,10 @@ cycles (``k = leak``; ``k = 0`` means no leak)::
 
     v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta'];  v = v - theta or 0 if s_t
 
-where ``theta' = theta + fire_above`` (``fire_above``: spike when ``v > theta``, yet subtract
-``theta``), computed into a register of its own when a neuron's first beat brings ``theta``, so
-the compare is one subtractor as without it.
+where ``theta' = theta + fire_above - (theta >>> k if compare_leaked else 0)`` (``fire_above``:
+spike when ``v > theta``; ``compare_leaked``: against the threshold after a leak; the reset
+still subtracts ``theta``), computed into a register of its own in the two cycles between a
+neuron's first beat and its first compare, so the compare is one subtractor as without it.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden``. A readout layer
 returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no divider;
@@ -47,7 +48,7 @@ def fire_config_layout(t_max: int):
     """Layer settings a firing unit holds constant during a layer."""
     return data.StructLayout({
         "T": range(t_max + 1), "lif": 1, "readout": 1, "reset_zero": 1, "leak": 4,
-        "fire_above": 1,
+        "fire_above": 1, "compare_leaked": 1,
     })
 
 
@@ -94,7 +95,8 @@ class FireUnit(wiring.Component):
     -------
     config : In(fire_config_layout(t_max))
         ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``, ``fire_above`` (LIF:
-        spike when ``v > theta``, subtract ``theta``); held during a layer
+        spike when ``v > theta``), ``compare_leaked`` (LIF: compare against
+        ``theta - (theta >>> leak)``); held during a layer
         and set at least one cycle before its first beat (the unit registers it).
     i : In(stream.Signature(fire_beat_layout(sum_bits, acc_bits), always_ready=True))
     o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
@@ -159,9 +161,12 @@ class FireUnit(wiring.Component):
         lif_reset_zero = copy("lif_reset_zero")  # LIF, reset to 0 on a spike
         leak, no_leak = copy("leak", 4), copy("no_leak")
         above = copy("lif_fire_above")  # LIF, compare against theta + 1
+        cmp_leak = copy("lif_compare_leaked")  # LIF with a leak, compare against the leaked theta
         if self._lif:
             m.d.sync += [lif.eq(self.config.lif),
                          above.eq(self.config.lif & self.config.fire_above),
+                         cmp_leak.eq(self.config.lif & self.config.compare_leaked
+                                     & (self.config.leak != 0)),
                          lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
                          leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
         take = self.i.valid
@@ -261,14 +266,19 @@ class FireUnit(wiring.Component):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
             m.d.sync += r.eq(add_b)
-        # E: r - (theta + fire_above), the LIF compare; its threshold is added up when the
-        # neuron's first beat brings theta (off the membrane's path), so the compare is one
-        # subtractor like C, which still gives the subtracted membrane.
+        # E: r - theta', the LIF compare; theta' = theta + fire_above (- theta >>> k) is worked
+        # out off the membrane's path in the two cycles from a neuron's first beat (theta
+        # registered) to its first compare, so the compare is one subtractor like C, which
+        # still gives the subtracted membrane.
+        e_raw = Signal(unsigned(acc), reset_less=True)
+        e_above = Signal(unsigned(acc), reset_less=True)
         e_theta = Signal(unsigned(acc))
         add_e = Signal(signed(acc + 1))
         m.d.comb += add_e.eq(r - e_theta)
         with m.If(take & beat.first & lif):
-            m.d.sync += e_theta.eq(beat.theta + above)
+            m.d.sync += [e_raw.eq(beat.theta), e_above.eq(beat.theta + above)]
+        with m.If(lif_b):
+            m.d.sync += e_theta.eq(e_above - Mux(cmp_leak, e_raw >> leak, 0))
         with m.If(lif_c):
             m.d.comb += [fire.eq(1), s.eq(~readout & ~add_e[-1]), ends.eq(lif_last)]
         return m

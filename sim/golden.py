@@ -14,7 +14,8 @@ LIF layer, one update per time step, shift leak ``k`` (0 = no leak)::
 
     v_t = v_(t-1) - (v_(t-1) >> k) + W s_t + b;  s'_t = [v_t >= theta];  soft or hard reset
 
-(with ``fire_above``: ``s'_t = [v_t > theta]``, the soft reset still subtracts ``theta``).
+(with ``fire_above``: ``s'_t = [v_t > theta]``; with ``compare_leaked`` the compare is against
+``theta - (theta >> k)``; the soft reset still subtracts ``theta``).
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3; ../shared/DESIGN.md "SpikePack numerics".
 """
@@ -28,7 +29,8 @@ import numpy as np
 from .ir import AccumulatorOverflowError, IntLayer, IntNetwork, Mode, Reset
 from .packing import check_packed, check_T, pack_bitplanes, popcount, unpack_bitplanes
 
-#: Accumulator width the golden model checks against by default (the hardware's is a build parameter).
+#: Accumulator width the golden model checks against by default (the hardware's is a build
+#: parameter).
 DEFAULT_ACC_BITS = 32
 
 
@@ -86,7 +88,7 @@ def dense_serial(a, weight, bias, T: int, acc_bits: int | None = None) -> np.nda
 
 
 def check_accumulator(values, acc_bits: int, what: str = "membrane") -> None:
-    """Raise :class:`AccumulatorOverflowError` if any value does not fit ``acc_bits`` signed bits."""
+    """Raise :class:`AccumulatorOverflowError` if a value does not fit ``acc_bits`` signed bits."""
     values = np.asarray(values)
     if not values.size:
         return
@@ -168,12 +170,15 @@ def spikepack_layer(layer: IntLayer, a, T: int, *, form: str = "packed",
     return LayerResult(out, v, popcount(out).sum(axis=-1))
 
 
-def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
+def lif_layer(layer: IntLayer, a, T: int, *,
+              acc_bits: int | None = DEFAULT_ACC_BITS) -> LayerResult:
     """Run a LIF/IF layer: one membrane update per time step, spikes stored as T-bit words."""
     planes = unpack_bitplanes(check_packed(a, T), T)
     weight = layer.weight
     theta = layer.theta_vector
     compare = theta + int(layer.fire_above)  # v > theta  <=>  v >= theta + 1
+    if layer.compare_leaked and layer.leak_shift:
+        compare = compare - (theta >> layer.leak_shift)
     k = layer.leak_shift
     v = np.zeros(planes.shape[1:-1] + (layer.n_out,), dtype=np.int64)
     out_planes = np.zeros((T,) + v.shape, dtype=np.int64)

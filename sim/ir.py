@@ -64,6 +64,11 @@ class IntLayer:
         LIF only: spike when ``v > theta`` (``v >= theta + 1``) instead of ``v >= theta``; a soft
         reset still subtracts ``theta``. This is snnTorch's and NIR's strict compare with a
         threshold that reset by subtraction must remove whole.
+    compare_leaked : bool
+        LIF only: compare against ``theta - (theta >> k)`` (plus ``fire_above``), the threshold
+        after one leak, while a soft reset still subtracts ``theta`` before the leak. With
+        ``theta = theta_graph / beta`` this is a subtraction of ``theta_graph`` landing after the
+        next leak (snnTorch's ``reset_delay=True``).
     """
 
     weight: np.ndarray
@@ -76,6 +81,7 @@ class IntLayer:
     reset: Reset = Reset.SUBTRACT
     kind: str = "dense"
     fire_above: bool = False
+    compare_leaked: bool = False
 
     def __post_init__(self):
         weight = as_int_array(self.weight, "weight")
@@ -115,6 +121,7 @@ class IntLayer:
         object.__setattr__(self, "leak_shift", k)
         object.__setattr__(self, "readout", bool(self.readout))
         object.__setattr__(self, "fire_above", bool(self.fire_above))
+        object.__setattr__(self, "compare_leaked", bool(self.compare_leaked))
 
     @property
     def n_in(self) -> int:
@@ -145,7 +152,7 @@ class IntNetwork:
         layers = tuple(self.layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
-        for i, (a, b) in enumerate(zip(layers, layers[1:])):
+        for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
             if a.readout:
                 raise ValueError(f"layer {i} is a readout but is not the last layer")
             if b.n_in != a.n_out:
@@ -172,7 +179,7 @@ class IntNetwork:
             arrays[f"l{i}_meta"] = np.array(
                 [layer.mode.value, str(int(layer.readout)), str(layer.weight_bits),
                  str(layer.leak_shift), layer.reset.value, layer.kind,
-                 str(int(layer.fire_above))]
+                 str(int(layer.fire_above)), str(int(layer.compare_leaked))]
             )
         np.savez(path, **arrays)
 
@@ -183,10 +190,12 @@ class IntNetwork:
             for i in range(int(f["n_layers"])):
                 meta = [str(x) for x in f[f"l{i}_meta"]]
                 mode, readout, wb, k, reset, kind = meta[:6]
-                above = len(meta) > 6 and bool(int(meta[6]))  # files before fire_above: False
+                above = len(meta) > 6 and bool(int(meta[6]))  # files before these: False
+                leaked = len(meta) > 7 and bool(int(meta[7]))
                 layers.append(IntLayer(
                     weight=f[f"l{i}_weight"], bias=f[f"l{i}_bias"], theta=f[f"l{i}_theta"],
                     mode=Mode(mode), readout=bool(int(readout)), weight_bits=int(wb),
                     leak_shift=int(k), reset=Reset(reset), kind=kind, fire_above=above,
+                    compare_leaked=leaked,
                 ))
             return cls(layers=tuple(layers), T=int(f["T"]))

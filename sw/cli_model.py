@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -226,9 +227,16 @@ cmd_report.configure = _configure_report
 def _configure_import_nir(p):
     p.add_argument("graph", help="NIR graph file (.nir, written by nir.write / an exporter)")
     p.add_argument("--T", type=int, required=True, help="time steps to run (1..16)")
-    p.add_argument("--dt", type=float, default=1e-4, help="Euler step (snnTorch uses 1e-4)")
+    p.add_argument("--dt", type=float, help="the graph's time step, required by IF and "
+                   "finite-tau LIF nodes (NIR does not store it; snnTorch exports use 1e-4)")
+    p.add_argument("--discretization", choices=["euler", "exp"],
+                   help="how a finite-tau LIF was stepped: beta = 1 - dt/tau (euler: snnTorch) "
+                        "or exp(-dt/tau) (exp: sinabs, Norse); required by such nodes")
     p.add_argument("--reset", choices=["zero", "subtract"],
-                   help="override the reset (NIR only says v_reset; snnTorch subtracts)")
+                   help="what a spike does (required with LIF/IF nodes: NIR's v_reset = 0 is "
+                        "also what snnTorch writes for reset by subtraction)")
+    p.add_argument("--reset-delay", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --reset subtract: snnTorch's reset_delay (its default is True)")
     p.add_argument("--allow-leak-rounding", action="store_true",
                    help="round a leak beta to the nearest 1 - 2^-k instead of refusing")
     p.add_argument("--out", required=True, help="integer network to write (.npz)")
@@ -236,7 +244,9 @@ def _configure_import_nir(p):
 
 @command("import-nir", "import a NIR graph (Affine/Linear + LIF/IF/Threshold) as an integer "
                        "LIF-mode network", examples=(
-                           "spikepack import-nir snn.nir --T 6 --out snn.npz",))
+                           "spikepack import-nir snn.nir --T 6 --reset zero --out snn.npz",
+                           "spikepack import-nir lif.nir --T 8 --dt 1e-4 --discretization euler "
+                           "--reset subtract --reset-delay --out lif.npz"))
 def cmd_import_nir(args) -> int:
     from .nir_import import import_nir
 
@@ -245,10 +255,11 @@ def cmd_import_nir(args) -> int:
     if not 1 <= args.T <= 16:
         raise UserError(f"--T must be in 1..16, got {args.T}")
     net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
+                             reset_delay=args.reset_delay, discretization=args.discretization,
                              allow_leak_rounding=args.allow_leak_rounding)
     net.save(args.out)
     print(report.table())
-    print(f"{'exact' if report.exact else 'approximate (see table)'} mapping; wrote {args.out}")
+    print(f"{report.summary()}; wrote {args.out}")
     return 0
 
 
