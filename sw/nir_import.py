@@ -448,8 +448,11 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
     scales, w_int, b_int, theta = np.empty(n_out), [], [], np.empty(n_out, np.int64)
     leak_short = off_grid = thr_off = cmp_off = 0
     for j in range(n_out):
-        exact_vals = np.concatenate([w[j], [b[j]] + ([theta_sub[j]] if subtract else [])])
-        s, extra, on_grid = _row_scale(w[j], exact_vals, qmax, finer)
+        exact_vals = np.concatenate([w[j], [b[j]]])
+        s, extra, on_grid = _row_scale(w[j], np.append(exact_vals, theta_sub[j]), qmax, finer)
+        if not on_grid:  # the threshold alone off the grid: keep the weights on theirs and
+            # round it on the finest step they fit
+            s, extra, on_grid = _row_scale(w[j], exact_vals, qmax, max(finer, 24))
         scales[j] = s
         off_grid += not on_grid
         leak_short += on_grid and extra < finer
@@ -467,9 +470,8 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
     w_int, b_int = np.array(w_int, np.int64), np.array(b_int, np.int64)
     rel = _rel(w, scales, w_int)
     if off_grid:
-        approx.append(f"{off_grid} of {n_out} neurons' weights/bias"
-                      f"{'/threshold' if subtract else ''} off a power-of-two grid within "
-                      f"{weight_bits} bits: rounded, weight rel. RMS error {rel:.2e}")
+        approx.append(f"{off_grid} of {n_out} neurons' weights/bias off a power-of-two grid "
+                      f"within {weight_bits} bits: rounded, weight rel. RMS error {rel:.2e}")
     if thr_off:
         approx.append(f"threshold not a whole number of weight steps: subtracts a rounded "
                       f"threshold, up to {thr_off:.1%} off")
