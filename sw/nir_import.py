@@ -220,7 +220,7 @@ def _leak(name, node, dt, discretization) -> tuple[float, np.ndarray]:
     if discretization is None:
         raise NirImportError(
             f"node {name!r} is a LIF neuron; NIR does not say how its equation was stepped: pass "
-            "--discretization euler (beta = 1 - dt/tau: snnTorch, NIR's reference) or "
+            "--discretization euler (beta = 1 - dt/tau: snnTorch) or "
             "--discretization exp (beta = exp(-dt/tau): sinabs, Norse) (discretization= in "
             "Python)")
     if discretization not in DISCRETIZATIONS:

@@ -14,6 +14,7 @@ import torch
 
 from sim.golden import run_network
 from sim.packing import unpack_bitplanes
+from sim.rtl import simulator_available
 from sw.data import load_digits_split
 from sw.nir_import import SNNTORCH_DT, import_nir
 
@@ -104,6 +105,27 @@ def compare(net, graph, x, T, **conventions):
     return inet, report, agree, golden
 
 
+def exact_case(rng, x, T, beta, reset, delay, hidden):
+    """A snnTorch net of the case whose every hidden layer fires on ``x`` (in snnTorch), and the
+    conventions to import it with."""
+    sizes = (64,) + (16,) * hidden + (10,)
+    thr = [1.0, 1.5]
+    lim, density, low = 3, 1.0, None
+    if reset == "subtract" and not delay:
+        # snnTorch's no-double-reset guard never acts when no membrane can pass 2 theta:
+        # sparse rows and a threshold at the largest drive keep it out of reach (rows mostly
+        # positive, so that typical digits still make the neurons fire)
+        lim, density, low, thr = 3, 0.2, -1, [None, None]
+    for _ in range(20):
+        net = build(rng, sizes, beta, thr, reset, delay, lim, density, low)
+        if all(s.any() for s in snntorch_run(net, unpack_bitplanes(x, T))[0]):
+            break
+    conv = dict(reset=reset, reset_delay=delay if reset == "subtract" else None)
+    if beta != 1.0:
+        conv.update(dt=SNNTORCH_DT, discretization="euler")
+    return net, conv
+
+
 CASES = [(beta, reset, delay, hidden) for beta in (1.0, 0.5) for reset in ("zero", "subtract")
          for delay in (True, False) for hidden in (1, 2)]
 
@@ -115,21 +137,7 @@ def test_import_equals_snntorch_on_every_test_digit(beta, reset, delay, hidden, 
     spikes of every layer and the readout sums equal snnTorch's on every test digit."""
     T = 4
     _, x = digits.packed(T)
-    sizes = (64,) + (16,) * hidden + (10,)
-    thr = [1.0, 1.5]
-    lim, density, low = 3, 1.0, None
-    if reset == "subtract" and not delay:
-        # snnTorch's no-double-reset guard never acts when no membrane can pass 2 theta:
-        # sparse rows and a threshold at the largest drive keep it out of reach (rows mostly
-        # positive, so that typical digits still make the neurons fire)
-        lim, density, low, thr = 3, 0.2, -1, [None, None]
-    for _ in range(20):  # a net whose every hidden layer fires on the digits (in snnTorch)
-        net = build(rng, sizes, beta, thr, reset, delay, lim, density, low)
-        if all(s.any() for s in snntorch_run(net, unpack_bitplanes(x, T))[0]):
-            break
-    conv = dict(reset=reset, reset_delay=delay if reset == "subtract" else None)
-    if beta != 1.0:
-        conv.update(dt=SNNTORCH_DT, discretization="euler")
+    net, conv = exact_case(rng, x, T, beta, reset, delay, hidden)
     inet, report, agree, golden = compare(net, export(net, 64), x, T, **conv)
     print(f"beta={beta} reset={reset} reset_delay={delay} hidden={hidden}: agreement per layer "
           f"{agree}, spikes per layer {golden.spikes_per_layer.sum(axis=1).tolist()}\n"
@@ -208,3 +216,32 @@ def test_delayed_subtraction_whose_threshold_is_off_the_grid_is_approximate(digi
           f"{report.table()}")
     assert not report.layers[0].exact and "not a whole number" in report.table()
     assert agree[0] < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rtl_session_small")
+@pytest.mark.skipif(not simulator_available("verilator"),
+                    reason="verilator is not on PATH (bash scripts/setup.sh)")
+@pytest.mark.parametrize("beta,reset,delay", [(0.5, "subtract", True), (1.0, "subtract", False),
+                                              (0.5, "zero", True), (1.0, "subtract", True)])
+def test_imported_snntorch_net_on_the_rtl_equals_snntorch(beta, reset, delay, digits, rng):
+    """Two hidden layers of the exact cases (snnTorch's default Leaky first: compare_leaked and
+    fire_above) through the real driver on the Verilator RTL: outputs and spike counters equal
+    the golden model's, and the readout sums equal snnTorch's, on every digit run."""
+    pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
+    from hw.params import SMALL
+    from sw.rtl_session import run_on_rtl
+
+    T, n = 4, 24
+    _, x = digits.packed(T)
+    x = x[:n]
+    net, conv = exact_case(rng, x, T, beta, reset, delay, 2)
+    inet, report, agree, golden = compare(net, export(net, 64), x, T, **conv)
+    assert report.exact and agree == [1.0, 1.0, 1.0], report.table()
+    r = run_on_rtl(inet, x, SMALL)
+    print(f"beta={beta} reset={reset} reset_delay={delay}: RTL spikes per layer "
+          f"{r.spikes.sum(axis=0).tolist()}, cycles {int(r.total_cycles.sum())}")
+    assert np.array_equal(r.outputs, golden.output)
+    assert r.spikes.sum(axis=0).tolist() == golden.spikes_per_layer.sum(axis=1).tolist()
+    _, total = snntorch_run(net, unpack_bitplanes(x, T))
+    assert np.array_equal(r.outputs * np.asarray(report.layers[-1].steps), total)
