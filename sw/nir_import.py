@@ -449,9 +449,10 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
     leak_short = off_grid = thr_off = cmp_off = 0
     for j in range(n_out):
         exact_vals = np.concatenate([w[j], [b[j]]])
-        s, extra, on_grid = _row_scale(w[j], np.append(exact_vals, theta_sub[j]), qmax, finer)
-        if not on_grid:  # the threshold alone off the grid: keep the weights on theirs and
-            # round it on the finest step they fit
+        with_thr = np.append(exact_vals, theta_sub[j]) if subtract else exact_vals
+        s, extra, on_grid = _row_scale(w[j], with_thr, qmax, finer)
+        if not on_grid and subtract:  # the threshold alone off the grid? keep the weights on
+            # their grid and round the threshold on the finest step they fit
             s, extra, on_grid = _row_scale(w[j], exact_vals, qmax, max(finer, 24))
         scales[j] = s
         off_grid += not on_grid
@@ -474,7 +475,7 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
                       f"within {weight_bits} bits: rounded, weight rel. RMS error {rel:.2e}")
     if thr_off:
         approx.append(f"threshold not a whole number of weight steps: subtracts a rounded "
-                      f"threshold, up to {thr_off:.1%} off")
+                      f"threshold, up to {thr_off:.2e} (relative) off")
     if k and leak_short:
         approx.append(f"the shift leak v - (v >> {k}) floors: {leak_short} of {n_out} neurons "
                       f"lack the 2^{finer} finer grid (within {weight_bits} bits) that keeps it "
@@ -482,7 +483,7 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
     if cmp_off:
         approx.append(f"reset_delay=True with a leak: the threshold over beta is not a whole "
                       f"number of weight steps divisible by 2^{k}; the compare is up to "
-                      f"{cmp_off:.1%} off")
+                      f"{cmp_off:.2e} (relative) off")
     if subtract and not delayed and not stateless:
         # snnTorch's guard: a neuron above theta after its subtraction needs 2 theta next step.
         drive = np.clip(w_int, 0, None).sum(axis=1) + b_int

@@ -292,6 +292,6 @@ def test_table_shows_reset_and_compare_and_says_approximate_only_with_a_reason()
     assert report.layers[0].weight_rel_rms == 0 and "threshold not a whole number" in report.table()
     # row 0 (weights up to 2) on the 1/32 grid, row 1 (up to 1) on 1/64: 127 bounds both
     assert net.layers[0].theta_vector.tolist() == [round(2.3 * 32), round(2.3 * 64)]
-    assert "0.5% off" in report.table()  # 74 / 32 = 2.3125
+    assert "up to 5.43e-03 (relative) off" in report.table()  # 74 / 73.6
     _, report = import_nir(if_graph(thr=2.3), 4, dt=1.0, reset="zero")
     assert report.exact and "zero" in report.table().splitlines()[1]  # v > 2.3 <=> v >= 3
