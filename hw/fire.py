@@ -196,15 +196,23 @@ class FireUnit(wiring.Component):
         # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
         add_b = Signal(signed(acc))
         m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
-        # C: r - threshold, the firing compare and subtract. The threshold has a register of its
-        # own, loaded with whatever the mode's is next (LIF: the neuron's theta; SpikePack: th_f's
-        # low bits), so no mode multiplexer sits in front of the carry chain.
+        # C: r - threshold, the firing compare; C': the same subtraction for the membrane a
+        # spike leaves. Each threshold has a register of its own, loaded with whatever the
+        # mode's is next (SpikePack: th_f's low bits in both; LIF: theta' in C's, worked out
+        # below, and the neuron's theta in C''s), so no mode multiplexer sits in front of either
+        # carry chain, and the spike and the membrane take the paths they take without C'.
         big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
         c_theta = Signal(unsigned(acc))
         add_c = Signal(signed(acc + 1))
         m.d.comb += add_c.eq(r - c_theta)
-        with m.If(take & beat.first & lif):
-            m.d.sync += c_theta.eq(beat.theta)
+        if self._lif:
+            s_theta = Signal(unsigned(acc))
+            add_s = Signal(signed(acc + 1))
+            m.d.comb += add_s.eq(r - s_theta)
+            with m.If(take & beat.first & lif):
+                m.d.sync += s_theta.eq(beat.theta)
+        else:
+            s_theta, add_s = Signal(unsigned(acc)), add_c  # s_theta unused
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
         # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
         if self._lif:
@@ -228,7 +236,7 @@ class FireUnit(wiring.Component):
         count = Signal(range(t_max + 1))
         fire = Signal()  # C fires this cycle
         s = Signal()  # the spike it makes
-        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_c), r)
+        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_s), r)
         word_next = Cat(s, word)
         count_next = count + s
         ends = Signal()  # ... and it is the neuron's last step
@@ -248,10 +256,12 @@ class FireUnit(wiring.Component):
                              result.spikes.eq(0)]
             with m.Else():
                 m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                             s_theta.eq(th_h[:acc - 1]),
                              steps.eq(T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
-            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
+            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), s_theta.eq(th_f[1:acc]),
+                         steps.eq(steps - 1)]
 
         if not self._lif:
             return m
@@ -266,19 +276,14 @@ class FireUnit(wiring.Component):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
             m.d.sync += r.eq(add_b)
-        # E: r - theta', the LIF compare; theta' = theta + fire_above (- theta >>> k) is worked
-        # out off the membrane's path in the two cycles from a neuron's first beat (theta
-        # registered) to its first compare, so the compare is one subtractor like C, which
-        # still gives the subtracted membrane.
+        # C's LIF threshold theta' = theta + fire_above (- theta >>> k) is worked out off the
+        # membrane's path, in the two cycles from a neuron's first beat to its first compare.
         e_raw = Signal(unsigned(acc), reset_less=True)
         e_above = Signal(unsigned(acc), reset_less=True)
-        e_theta = Signal(unsigned(acc))
-        add_e = Signal(signed(acc + 1))
-        m.d.comb += add_e.eq(r - e_theta)
         with m.If(take & beat.first & lif):
             m.d.sync += [e_raw.eq(beat.theta), e_above.eq(beat.theta + above)]
         with m.If(lif_b):
-            m.d.sync += e_theta.eq(e_above - Mux(cmp_leak, e_raw >> leak, 0))
+            m.d.sync += c_theta.eq(e_above - Mux(cmp_leak, e_raw >> leak, 0))
         with m.If(lif_c):
-            m.d.comb += [fire.eq(1), s.eq(~readout & ~add_e[-1]), ends.eq(lif_last)]
+            m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
         return m
