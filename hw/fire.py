@@ -17,8 +17,9 @@ cycles (``k = leak``; ``k = 0`` means no leak)::
 
 where ``theta' = theta + fire_above - (theta >>> k if compare_leaked else 0)`` (``fire_above``:
 spike when ``v > theta``; ``compare_leaked``: against the threshold after a leak; the reset
-still subtracts ``theta``), computed into a register of its own in the two cycles between a
-neuron's first beat and its first compare, so the compare is one subtractor as without it.
+still subtracts ``theta``), worked out in the two cycles between a neuron's first beat and its
+first compare; the compare is one subtractor as without it, and a copy of that subtractor gives
+the subtracted membrane.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden``. A readout layer
 returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no divider;
