@@ -59,6 +59,8 @@ DESCRIPTOR_FIELDS = (
     ("leak", 0, 8, 4),  # LIF: v -= v >> leak; 0 = no leak
     ("T", 0, 12, 5),  # time steps, 1..t_max
     ("theta_per_channel", 0, 17, 1),  # 1: thetas from THETA memory; 0: word 5
+    ("fire_above", 0, 18, 1),  # LIF: 1 = spike when v > theta (v >= theta + 1), 0 = v >= theta
+    ("compare_leaked", 0, 19, 1),  # LIF: compare against theta - (theta >> leak) (+ fire_above)
     ("n_in", 1, 0, 16),
     ("n_out", 1, 16, 16),
     ("chunks", 2, 0, 16),  # ceil(n_in / k)

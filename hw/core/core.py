@@ -159,6 +159,8 @@ class SpikePackCore(wiring.Component):
             fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base),
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
+            fire.config.fire_above.eq(d.fire_above),
+            fire.config.compare_leaked.eq(d.compare_leaked),
         ]
         m.d.comb += [fire.theta.eq(bt_rd.data[bt_lanes:]), fire.theta_layer.eq(d.theta),
                      fire.theta_per_channel.eq(d.theta_per_channel)]

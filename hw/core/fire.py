@@ -13,7 +13,13 @@ SpikePack mode (tau = 2), a neuron every ``T + 1`` cycles::
 The firing of one neuron overlaps the Horner sum of the next. LIF/IF mode, one beat every 3
 cycles (``k = leak``; ``k = 0`` means no leak)::
 
-    v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta];  v = v - theta or 0 if s_t
+    v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta'];  v = v - theta or 0 if s_t
+
+where ``theta' = theta + fire_above - (theta >>> k if compare_leaked else 0)`` (``fire_above``:
+spike when ``v > theta``; ``compare_leaked``: against the threshold after a leak; the reset
+still subtracts ``theta``), worked out in the two cycles between a neuron's first beat and its
+first compare; the compare is one subtractor as without it, and a copy of that subtractor gives
+the subtracted membrane.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout
 layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no
@@ -43,6 +49,7 @@ def fire_config_layout(t_max: int):
     """Layer settings a firing unit holds constant during a layer."""
     return data.StructLayout({
         "T": range(t_max + 1), "lif": 1, "readout": 1, "reset_zero": 1, "leak": 4,
+        "fire_above": 1, "compare_leaked": 1,
     })
 
 
@@ -88,7 +95,9 @@ class FireUnit(wiring.Component):
     Members
     -------
     config : In(fire_config_layout(t_max))
-        ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``; held during a layer
+        ``T`` (1..t_max), ``lif``, ``readout``, ``reset_zero``, ``leak``, ``fire_above`` (LIF:
+        spike when ``v > theta``), ``compare_leaked`` (LIF: compare against
+        ``theta - (theta >>> leak)``); held during a layer
         and set at least one cycle before its first beat (the unit registers it).
     i : In(stream.Signature(fire_beat_layout(sum_bits, acc_bits), always_ready=True))
     o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
@@ -152,8 +161,13 @@ class FireUnit(wiring.Component):
         lif = copy("lif")
         lif_reset_zero = copy("lif_reset_zero")  # LIF, reset to 0 on a spike
         leak, no_leak = copy("leak", 4), copy("no_leak")
+        above = copy("lif_fire_above")  # LIF, compare against theta + 1
+        cmp_leak = copy("lif_compare_leaked")  # LIF with a leak, compare against the leaked theta
         if self._lif:
             m.d.sync += [lif.eq(self.config.lif),
+                         above.eq(self.config.lif & self.config.fire_above),
+                         cmp_leak.eq(self.config.lif & self.config.compare_leaked
+                                     & (self.config.leak != 0)),
                          lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
                          leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
         take = self.i.valid
@@ -183,15 +197,23 @@ class FireUnit(wiring.Component):
         # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
         add_b = Signal(signed(acc))
         m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
-        # C: r - threshold, the firing compare and subtract. The threshold has a register of its
-        # own, loaded with whatever the mode's is next (LIF: the neuron's theta; SpikePack: th_f's
-        # low bits), so no mode multiplexer sits in front of the carry chain.
+        # C: r - threshold, the firing compare; C': the same subtraction for the membrane a
+        # spike leaves. Each threshold has a register of its own, loaded with whatever the
+        # mode's is next (SpikePack: th_f's low bits in both; LIF: theta' in C's, worked out
+        # below, and the neuron's theta in C''s), so no mode multiplexer sits in front of either
+        # carry chain, and the spike and the membrane take the paths they take without C'.
         big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
         c_theta = Signal(unsigned(acc))
         add_c = Signal(signed(acc + 1))
         m.d.comb += add_c.eq(r - c_theta)
-        with m.If(take & beat.first & lif):
-            m.d.sync += c_theta.eq(beat.theta)
+        if self._lif:
+            s_theta = Signal(unsigned(acc))
+            add_s = Signal(signed(acc + 1))
+            m.d.comb += add_s.eq(r - s_theta)
+            with m.If(take & beat.first & lif):
+                m.d.sync += s_theta.eq(beat.theta)
+        else:
+            s_theta, add_s = Signal(unsigned(acc)), add_c  # s_theta unused
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
         # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
         if self._lif:
@@ -215,7 +237,7 @@ class FireUnit(wiring.Component):
         count = Signal(range(t_max + 1))
         fire = Signal()  # C fires this cycle
         s = Signal()  # the spike it makes
-        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_c), r)
+        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_s), r)
         word_next = Cat(s, word)
         count_next = count + s
         ends = Signal()  # ... and it is the neuron's last step
@@ -235,10 +257,12 @@ class FireUnit(wiring.Component):
                              result.spikes.eq(0)]
             with m.Else():
                 m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                             s_theta.eq(th_h[:acc - 1]),
                              steps.eq(T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
-            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
+            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), s_theta.eq(th_f[1:acc]),
+                         steps.eq(steps - 1)]
 
         if not self._lif:
             return m
@@ -253,6 +277,14 @@ class FireUnit(wiring.Component):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
             m.d.sync += r.eq(add_b)
+        # C's LIF threshold theta' = theta + fire_above (- theta >>> k) is worked out off the
+        # membrane's path, in the two cycles from a neuron's first beat to its first compare.
+        e_raw = Signal(unsigned(acc), reset_less=True)
+        e_above = Signal(unsigned(acc), reset_less=True)
+        with m.If(take & beat.first & lif):
+            m.d.sync += [e_raw.eq(beat.theta), e_above.eq(beat.theta + above)]
+        with m.If(lif_b):
+            m.d.sync += c_theta.eq(e_above - Mux(cmp_leak, e_raw >> leak, 0))
         with m.If(lif_c):
             m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
         return m

@@ -231,6 +231,15 @@ class IntLayer:
         Conv only: fused max pooling ``(kernel, stride)`` of the fired outputs; not on a readout.
     residual : Residual or (int, int), optional
         A shortcut ``(source, gain)`` added into the membrane; checked by :class:`IntNetwork`.
+    fire_above : bool
+        LIF only: spike when ``v > theta`` (``v >= theta + 1``) instead of ``v >= theta``; a soft
+        reset still subtracts ``theta``. This is snnTorch's and NIR's strict compare with a
+        threshold that reset by subtraction must remove whole.
+    compare_leaked : bool
+        LIF only: compare against ``theta - (theta >> k)`` (plus ``fire_above``), the threshold
+        after one leak, while a soft reset still subtracts ``theta`` before the leak. With
+        ``theta = theta_graph / beta`` this is a subtraction of ``theta_graph`` landing after the
+        next leak (snnTorch's ``reset_delay=True``).
 
     Members
     -------
@@ -262,6 +271,8 @@ class IntLayer:
     padding: int = 0
     pool: MaxPool | None = None
     residual: Residual | None = None
+    fire_above: bool = False
+    compare_leaked: bool = False
 
     def __post_init__(self):
         weight = as_int_array(self.weight, "weight")
@@ -302,6 +313,8 @@ class IntLayer:
         object.__setattr__(self, "reset", reset)
         object.__setattr__(self, "leak_shift", k)
         object.__setattr__(self, "readout", bool(self.readout))
+        object.__setattr__(self, "fire_above", bool(self.fire_above))
+        object.__setattr__(self, "compare_leaked", bool(self.compare_leaked))
 
     def _check_geometry(self, weight: np.ndarray) -> None:
         """Check and store kind, in_shape, stride, padding, pool and residual (conv checks)."""
@@ -477,7 +490,8 @@ class IntNetwork:
             arrays[f"l{i}_theta"] = np.asarray(layer.theta)
             arrays[f"l{i}_meta"] = np.array(
                 [layer.mode.value, str(int(layer.readout)), str(layer.weight_bits),
-                 str(layer.leak_shift), layer.reset.value, layer.kind]
+                 str(layer.leak_shift), layer.reset.value, layer.kind,
+                 str(int(layer.fire_above)), str(int(layer.compare_leaked))]
             )
             arrays[f"l{i}_geom"] = _geom_to_array(layer)
         if not isinstance(path, (str, os.PathLike)):
@@ -522,12 +536,16 @@ class IntNetwork:
         with np.load(path) as f:
             layers = []
             for i in range(int(f["n_layers"])):
-                mode, readout, wb, k, reset, kind = (str(x) for x in f[f"l{i}_meta"])
+                meta = [str(x) for x in f[f"l{i}_meta"]]
+                mode, readout, wb, k, reset, kind = meta[:6]
+                above = len(meta) > 6 and bool(int(meta[6]))  # files before these: False
+                leaked = len(meta) > 7 and bool(int(meta[7]))
                 geom = f[f"l{i}_geom"] if f"l{i}_geom" in f.files else None
                 layers.append(IntLayer(
                     weight=f[f"l{i}_weight"], bias=f[f"l{i}_bias"], theta=f[f"l{i}_theta"],
                     mode=Mode(mode), readout=bool(int(readout)), weight_bits=int(wb),
-                    leak_shift=int(k), reset=Reset(reset), kind=kind,
+                    leak_shift=int(k), reset=Reset(reset), kind=kind, fire_above=above,
+                    compare_leaked=leaked,
                     **_geom_from_array(geom, kind),
                 ))
             return cls(layers=tuple(layers), T=int(f["T"]))

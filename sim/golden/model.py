@@ -15,6 +15,9 @@ LIF layer, one update per time step, shift leak ``k`` (0 = no leak)::
 
     v_t = v_(t-1) - (v_(t-1) >> k) + W s_t + b;  s'_t = [v_t >= theta];  soft or hard reset
 
+(with ``fire_above``: ``s'_t = [v_t > theta]``; with ``compare_leaked`` the compare is against
+``theta - (theta >> k)``; the soft reset still subtracts ``theta``).
+
 Conv layer: the same per output position, with ``W a`` the convolution
 ``sum_{c_in, ky, kx} W[c, c_in, ky, kx] a[c_in, y s + ky - p, x s + kx - p]`` (zero outside the
 input), computed by im2col; ``b`` and ``theta`` are per output channel. A shortcut
@@ -370,6 +373,9 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
         per_step = per_step + layer.residual.gain * unpack_bitplanes(src, T)
     bias = _per_channel(layer, layer.bias)
     theta = _per_channel(layer, layer.theta_vector)
+    compare = theta + int(layer.fire_above)  # v > theta  <=>  v >= theta + 1
+    if layer.compare_leaked and layer.leak_shift:
+        compare = compare - (theta >> layer.leak_shift)
     k = layer.leak_shift
     v = np.zeros(per_step.shape[1:], dtype=np.int64)
     out_planes = np.zeros((T,) + v.shape, dtype=np.int64)
@@ -381,7 +387,7 @@ def lif_layer(layer: IntLayer, a, T: int, *, acc_bits: int | None = DEFAULT_ACC_
             check_accumulator(v, acc_bits, what=f"membrane v_{t + 1}")
         if layer.readout:
             continue
-        s = (v >= theta).astype(np.int64)
+        s = (v >= compare).astype(np.int64)
         v = v - theta * s if layer.reset is Reset.SUBTRACT else v * (1 - s)
         out_planes[t] = s
     if layer.readout:

@@ -71,6 +71,8 @@ def _draw_network(rng, params, max_depth, edge, widest):
             weight=w, bias=b, theta=theta, mode=mode, readout=readout and last,
             weight_bits=wb, leak_shift=int(rng.integers(0, 16)) if rng.random() < 0.7 else 0,
             reset=Reset.ZERO if rng.random() < 0.4 else Reset.SUBTRACT,
+            fire_above=mode is Mode.LIF and rng.random() < 0.5,
+            compare_leaked=mode is Mode.LIF and rng.random() < 0.5,
         ))
     return IntNetwork(tuple(layers), T)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -201,9 +202,16 @@ cmd_report.configure = _configure_report
 def _configure_import_nir(p):
     p.add_argument("graph", help="NIR graph file (.nir, written by nir.write / an exporter)")
     add_T(p, required=True, help="time steps to run")
-    p.add_argument("--dt", type=float, default=1e-4, help="Euler step (snnTorch uses 1e-4)")
+    p.add_argument("--dt", type=float, help="the graph's time step, required by IF and "
+                   "finite-tau LIF nodes (NIR does not store it; snnTorch exports use 1e-4)")
+    p.add_argument("--discretization", choices=["euler", "exp"],
+                   help="how a finite-tau LIF was stepped: beta = 1 - dt/tau (euler: snnTorch) "
+                        "or exp(-dt/tau) (exp: sinabs, Norse); required by such nodes")
     p.add_argument("--reset", choices=["zero", "subtract"],
-                   help="override the reset (NIR only says v_reset; snnTorch subtracts)")
+                   help="what a spike does (required with LIF/IF nodes: NIR's v_reset = 0 is "
+                        "also what snnTorch writes for reset by subtraction)")
+    p.add_argument("--reset-delay", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --reset subtract: snnTorch's reset_delay (its default is True)")
     p.add_argument("--allow-leak-rounding", action="store_true",
                    help="round a leak beta to the nearest 1 - 2^-k instead of refusing")
     p.add_argument("--out", required=True, help="integer network to write (.npz)")
@@ -211,7 +219,9 @@ def _configure_import_nir(p):
 
 @command("import-nir", "import a NIR graph (Affine/Linear + LIF/IF/Threshold) as an integer "
                        "LIF-mode network", examples=(
-                           "spikepack import-nir snn.nir --T 6 --out snn.npz",))
+                           "spikepack import-nir snn.nir --T 6 --reset zero --out snn.npz",
+                           "spikepack import-nir lif.nir --T 8 --dt 1e-4 --discretization euler "
+                           "--reset subtract --reset-delay --out lif.npz"))
 def cmd_import_nir(args) -> int:
     from sw.compile.nir_import import import_nir
 
@@ -219,13 +229,15 @@ def cmd_import_nir(args) -> int:
         raise UserError(f"graph file {args.graph} does not exist")
     try:
         net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
+                                 reset_delay=args.reset_delay,
+                                 discretization=args.discretization,
                                  allow_leak_rounding=args.allow_leak_rounding)
     except OSError as e:  # h5py: empty, truncated or not an HDF5 file
         raise UserError(f"{args.graph} is not a readable NIR graph file ({e}); write one with "
                         "nir.write or an exporter such as snntorch.export_to_nir") from None
     net.save(args.out)
     print(report.table())
-    print(f"{'exact' if report.exact else 'approximate (see table)'} mapping; wrote {args.out}")
+    print(f"{report.summary()}; wrote {args.out}")
     return 0
 
 

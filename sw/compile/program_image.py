@@ -158,6 +158,8 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
             theta_per_channel=int(per_channel), n_in=layer.n_in, n_out=layer.n_out,
             chunks=chunks, passes=passes, w_base=w_base, bt_base=bt_base,
             theta=0 if per_channel else int(theta[0]),
+            fire_above=int(layer.mode is Mode.LIF and layer.fire_above),
+            compare_leaked=int(layer.mode is Mode.LIF and layer.compare_leaked),
         )
         layers.append(LayerLayout(li, layer.n_in, layer.n_out, chunks, passes, w_base, bt_base,
                                   tuple(desc)))

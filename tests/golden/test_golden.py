@@ -199,3 +199,27 @@ def test_network_save_load_round_trip(tmp_path, rng):
     for a, b in zip(net.layers, back.layers, strict=True):
         assert ((a.mode, a.reset, a.leak_shift, a.readout)
                 == (b.mode, b.reset, b.leak_shift, b.readout))
+
+
+def test_lif_fire_above_and_compare_leaked_by_hand(tmp_path):
+    """One IF/LIF neuron, input current 5 every step, theta 10: the compare is v >= 10, v > 10
+    (fire_above) or v >= 10 - (10 >> 1) = 5 (compare_leaked, k = 1); the reset subtracts 10 in
+    every case. The settings survive save/load."""
+    a = np.array([[0b1111]])  # one input spiking at all T = 4 steps, weight 5
+
+    def run(k, **flags):
+        layer = IntLayer([[5]], [0], 10, mode=Mode.LIF, leak_shift=k, **flags)
+        net = IntNetwork((layer,), 4)
+        net.save(tmp_path / "n.npz")
+        loaded = IntNetwork.load(tmp_path / "n.npz").layers[0]
+        assert (loaded.fire_above, loaded.compare_leaked) == (layer.fire_above,
+                                                              layer.compare_leaked)
+        return int(run_network(net, a).output[0, 0])
+
+    assert run(0) == 0b0101  # v = 5, 10 fires (v = 0), 5, 10 fires
+    assert run(0, fire_above=True) == 0b0010  # v = 5, 10, 15 fires (v = 5), 10
+    assert run(1) == 0b0001  # v = 5, 5 - 2 + 5 = 8, 8 - 4 + 5 = 9, 9 - 4 + 5 = 10 fires
+    # v = 5 fires (v = -5), -5 + 3 + 5 = 3, 3 - 1 + 5 = 7 fires (v = -3), -3 + 2 + 5 = 4
+    assert run(1, compare_leaked=True) == 0b1010
+    # the same against 5 + 1: v = 5, -> 8 fires (v = -2), -1 + 5 = 4, 2 + 5 = 7 fires
+    assert run(1, compare_leaked=True, fire_above=True) == 0b0101

@@ -15,7 +15,8 @@ from sim.golden.packing import popcount
 T_MAX, ACC = 8, 24
 
 
-def _golden_case(sums, bias, theta, T, mode, readout, leak, reset):
+def _golden_case(sums, bias, theta, T, mode, readout, leak, reset, fire_above=False,
+                 compare_leaked=False):
     """Golden output for per-plane sums ``sums[slot]``, built as a layer with one input per step.
 
     Input neuron ``j`` spikes only at step ``j + 1`` (slot ``T - 1 - j``) and has weight
@@ -23,7 +24,8 @@ def _golden_case(sums, bias, theta, T, mode, readout, leak, reset):
     """
     w = np.array([[sums[T - 1 - j] for j in range(T)]])
     a = np.array([1 << (T - 1 - j) for j in range(T)])
-    layer = IntLayer(w, [bias], theta, mode=mode, readout=readout, leak_shift=leak, reset=reset)
+    layer = IntLayer(w, [bias], theta, mode=mode, readout=readout, leak_shift=leak, reset=reset,
+                     fire_above=fire_above, compare_leaked=compare_leaked)
     r = golden.run_layer(layer, a, T, acc_bits=ACC)
     out = int(r.output[0])
     if readout:
@@ -42,17 +44,23 @@ def _cases(rng, n):
         readout = bool(rng.random() < 0.25)
         leak = int(rng.integers(0, 16)) if mode is Mode.LIF and rng.random() < 0.7 else 0
         reset = Reset.ZERO if rng.random() < 0.4 else Reset.SUBTRACT
-        cases.append((sums, bias, theta, T, mode, readout, leak, reset))
+        above = mode is Mode.LIF and rng.random() < 0.5  # spike when v > theta
+        leaked = mode is Mode.LIF and rng.random() < 0.5  # against theta - (theta >> leak)
+        if leaked and rng.random() < 0.7:  # a short leak, so that theta >> leak is not 0
+            leak = int(rng.integers(1, 4))
+        cases.append((sums, bias, theta, T, mode, readout, leak, reset, above, leaked))
     return cases
 
 
-def _config(T, mode, readout, leak, reset):
+def _config(T, mode, readout, leak, reset, fire_above=False, compare_leaked=False):
     return {"T": T, "lif": int(mode is Mode.LIF), "readout": int(readout),
-            "reset_zero": int(reset is Reset.ZERO), "leak": leak}
+            "reset_zero": int(reset is Reset.ZERO), "leak": leak, "fire_above": int(fire_above),
+            "compare_leaked": int(compare_leaked)}
 
 
 def _layer_key(case):
-    """The per-layer part of a case (T, mode, readout, leak, reset)."""
+    """The per-layer part of a case (T, mode, readout, leak, reset, fire_above,
+    compare_leaked)."""
     return case[3:]
 
 
@@ -216,11 +224,13 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, s
     theta = rng.integers(1, 900, (64, units))
     model = BankModel(dut, passes.tolist(), zero.tolist(), bias.tolist(), theta.tolist())
     leak, reset = int(rng.integers(0, 5)), Reset.SUBTRACT
+    above = mode is Mode.LIF and T % 2 == 1  # both compares of the LIF cases
+    leaked = mode is Mode.LIF and not readout
     per_channel, theta_layer = T % 2 == 0, int(rng.integers(1, 900))  # both threshold sources
     got = []
 
     async def control(ctx):
-        ctx.set(dut.config, _config(T, mode, readout, leak, reset))
+        ctx.set(dut.config, _config(T, mode, readout, leak, reset, above, leaked))
         ctx.set(dut.theta_per_channel, per_channel)
         ctx.set(dut.theta_layer, theta_layer)
         ctx.set(dut.bt_base, bt_base)
@@ -252,7 +262,8 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, s
                 sums = [0 if zero[p][q] else int(passes[p][n][q]) for q in range(T_MAX)]
                 row = (bt_base + p) * dut.groups + g
                 th = int(theta[row][f]) if per_channel else theta_layer
-                want = _golden_case(sums, int(bias[row][f]), th, T, mode, readout, leak, reset)
+                want = _golden_case(sums, int(bias[row][f]), th, T, mode, readout, leak, reset,
+                                    above, leaked)
                 if readout:
                     assert v == want[1], (p, n)
                 else:

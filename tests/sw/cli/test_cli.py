@@ -92,8 +92,11 @@ def test_import_nir_through_the_cli(tmp_path):
         nir.Output(output_type=np.array([2])),
     )
     nir.write(str(tmp_path / "g.nir"), graph)
-    r = run("import-nir", str(tmp_path / "g.nir"), "--T", "4", "--dt", "1",
+    r = run("import-nir", str(tmp_path / "g.nir"), "--T", "4", "--dt", "1", "--reset", "zero",
             "--out", str(tmp_path / "g.npz"))
     assert r.returncode == 0 and "exact mapping" in r.stdout, r.stderr
+    r = run("import-nir", str(tmp_path / "g.nir"), "--T", "4", "--reset", "zero",
+            "--out", str(tmp_path / "g.npz"))  # an IF integrates dt r I: dt is asked for
+    assert r.returncode == 2 and "pass --dt" in r.stderr and len(r.stderr.splitlines()) == 1
     r = run("import-nir", str(tmp_path / "missing.nir"), "--T", "4", "--out", "x.npz")
     assert r.returncode == 2 and "does not exist" in r.stderr

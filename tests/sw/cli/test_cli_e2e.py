@@ -132,7 +132,8 @@ def test_snntorch_graph_runs_on_the_simulated_board_as_in_snntorch(tmp_path, rng
         for t in range(T):
             theirs += model(torch.tensor(spikes[t], dtype=torch.float32)).numpy()
 
-    out = spikepack("import-nir", tmp_path / "g.nir", "--T", T, "--out", tmp_path / "g.npz")
+    out = spikepack("import-nir", tmp_path / "g.nir", "--T", T, "--reset", "zero",
+                    "--out", tmp_path / "g.npz")
     assert "exact mapping" in out
     spikepack("compile", tmp_path / "g.npz", "--board", "small", "-o", tmp_path / "g.spkimg")
     out = spikepack("simulate", tmp_path / "g.spkimg", "--rtl", "--data", tmp_path / "in.npz",
