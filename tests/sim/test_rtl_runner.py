@@ -1,0 +1,109 @@
+"""``sim.rtl.runner.run_cocotb`` shared by several processes: one build per design, safe concurrent runs.
+
+The design is ``sim.tb.tiny_tb.TinyAccumulator`` (a few seconds of Verilator build).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.rtl.runner import BUILD_HISTORY, run_cocotb, simulator_available
+from sim.tb.tiny_tb import TinyAccumulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _need(simulator):
+    if not simulator_available(simulator):
+        pytest.skip(f"{simulator} is not on PATH")
+
+#: One process: build (or reuse) and run the tiny design, then report when it ran.
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    from sim.rtl.runner import run_cocotb
+    from sim.tb.tiny_tb import TinyAccumulator
+    build, out, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    t0 = time.time()
+    run_cocotb(TinyAccumulator(8), toplevel="tiny", test_module="sim.tb.tiny_tb",
+               build_dir=build, env={"out": out, "seed": seed, "width": 8},
+               log_file=out + ".log")
+    with open(out + ".times", "w") as f:
+        json.dump([t0, time.time()], f)
+""")
+
+
+def _builds(build_dir: Path, simulator: str = "verilator") -> list[str]:
+    history = build_dir / simulator / BUILD_HISTORY
+    return history.read_text().splitlines() if history.exists() else []
+
+
+def test_processes_build_one_design_at_once(tmp_path, seed):
+    """Three processes build and run the same design in one fresh build directory at once."""
+    _need("verilator")
+    build = tmp_path / "build"
+    n = 3
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(build), str(tmp_path / f"out{i}"),
+                               str(seed + i)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(n)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
+        assert p.returncode == 0, f"process {i} failed:\n{out[-3000:]}"
+    pids = set()
+    for i in range(n):
+        result = json.loads((tmp_path / f"out{i}").read_text())
+        assert result["checked"] == 200
+        pids.add(result["pid"])
+    assert len(pids) == n, "each process ran its own simulation"
+    assert len(_builds(build)) == 1, f"built more than once: {_builds(build)}"
+    # They really ran at once: every process started before the first one finished.
+    times = [json.loads((tmp_path / f"out{i}.times").read_text()) for i in range(n)]
+    assert max(t0 for t0, _ in times) < min(t1 for _, t1 in times), times
+    # Each run had its own directory, and only the failing ones are kept.
+    assert not list((build / "verilator" / "runs").iterdir())
+
+
+def test_reuse_threads_and_rebuild(tmp_path, seed):
+    """The finished build is reused (also by threads at once); a changed design is rebuilt.
+
+    Icarus, whose builds take a fraction of a second (the locking does not depend on the
+    simulator; the process test above covers Verilator).
+    """
+    _need("icarus")
+    build = tmp_path / "build"
+
+    def run(width, name, seed):
+        run_cocotb(TinyAccumulator(width), toplevel="tiny", test_module="sim.tb.tiny_tb",
+                   build_dir=build, simulator="icarus",
+                   env={"out": str(tmp_path / name), "seed": seed, "width": width},
+                   log_file=tmp_path / f"{name}.log")
+
+    run(8, "first", seed)
+    assert len(_builds(build, "icarus")) == 1
+    errors = []
+
+    def thread_run(i):
+        try:
+            run(8, f"thread{i}", seed + i)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=thread_run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    print(f"two reusing runs at once: {time.monotonic() - t0:.1f} s")
+    assert len(_builds(build, "icarus")) == 1, "an unchanged design was rebuilt"
+    for i in range(2):
+        assert json.loads((tmp_path / f"thread{i}").read_text())["checked"] == 200
+    run(12, "wider", seed)  # other Verilog in the same directory: rebuilt, and right
+    assert len(_builds(build, "icarus")) == 2
+    assert json.loads((tmp_path / "wider").read_text())["checked"] == 200
