@@ -29,7 +29,7 @@ from hw.contract.memory_map import (
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.model import required_accumulator_bits
-from sim.golden.packing import check_packed
+from sim.golden.packing import check_packed, feature_map_blocks
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
@@ -58,6 +58,13 @@ class LayerLayout:
     w_base: int
     bt_base: int
     descriptor: tuple[int, ...]
+    taps: int = 1  #: kernel taps ``kh kw`` of a conv layer (1 for dense)
+    kind: int = 0  #: descriptor kind: 0 dense, 1 conv
+
+    @property
+    def weight_rows(self) -> int:
+        """Weight rows the layer owns: ``passes x taps x chunks``."""
+        return self.passes * self.taps * self.chunks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,9 @@ class ProgramImage:
     T, n_in, n_out : int
     readout : bool
         The last layer returns membranes (signed words) rather than packed spikes.
+    in_shape : tuple of int
+        The network input's shape: ``(n_in,)``, or ``(C, H, W)`` for an image (first layer conv),
+        which :func:`encode_inputs` writes as channel-chunked HWC blocks. ``()``: ``(n_in,)``.
     """
 
     params: CoreParams
@@ -84,10 +94,11 @@ class ProgramImage:
     n_in: int
     n_out: int
     readout: bool
+    in_shape: tuple[int, ...] = ()
 
     @property
     def weight_rows(self) -> int:
-        return sum(lay.chunks * lay.passes for lay in self.layers)
+        return sum(lay.weight_rows for lay in self.layers)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -105,6 +116,9 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         raise TypeError(f"net must be a sim.golden.ir.IntNetwork, not {type(net).__name__}")
     if not isinstance(params, CoreParams):
         raise TypeError(f"params must be a hw.contract.params.CoreParams, not {type(params).__name__}")
+    if any(layer.kind == "conv" for layer in net.layers):
+        from .conv_layout import build_conv_image  # conv images: sw.compile.conv_layout
+        return build_conv_image(net, params)
     p, T = params, net.T
     mm = memory_map(p)
     if len(net.layers) > p.max_layers:
@@ -182,17 +196,27 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
 
 
 def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
-    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``."""
+    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``.
+
+    An image network also takes ``(batch, C, H, W)`` (``(batch, n_in)`` is that flattened in
+    ``(C, H, W)`` order).
+    """
     p = image.params
     x = check_packed(np.atleast_2d(x), image.T, "inputs")
+    if len(image.in_shape) == 3 and x.shape[1:] == image.in_shape:
+        x = x.reshape(len(x), -1)
     if x.shape[1] != image.n_in:
         raise ValueError(f"the network takes {image.n_in} inputs, not {x.shape[1]}")
     if len(x) > p.batch_depth:
         raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds "
                               f"({p.batch_depth}, batch_depth); split it")
-    chunks = _ceil_div(image.n_in, p.k)
-    pad = np.zeros((len(x), chunks * p.k), dtype=np.int64)
-    pad[:, :image.n_in] = x
+    if len(image.in_shape) == 3:  # an image: channel-chunked HWC blocks, (y W + x) chunks + j
+        pad = feature_map_blocks(x.reshape((len(x),) + image.in_shape), p.k).reshape(len(x), -1)
+        chunks = pad.shape[1] // p.k
+    else:
+        chunks = _ceil_div(image.n_in, p.k)
+        pad = np.zeros((len(x), chunks * p.k), dtype=np.int64)
+        pad[:, :image.n_in] = x
     # bit q*k + i of block c = bit q of neuron c*k + i
     bits = (pad.reshape(len(x), chunks, 1, p.k) >> np.arange(p.t_max).reshape(1, 1, -1, 1)) & 1
     bits = bits.reshape(len(x), chunks, p.t_max * p.k)
