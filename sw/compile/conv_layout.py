@@ -1,7 +1,8 @@
 """Convolution layers in the program image: feature-map placement, weight rows, descriptors.
 
 :func:`sw.compile.program_image.build_image` hands a network with a conv layer to
-:func:`build_conv_image`; dense-only networks never come here, so their images are unchanged.
+:func:`conv_image_parts` and wraps what it returns in a ``ProgramImage``; dense-only networks
+never come here, so their images are unchanged.
 
 Layout (docs/architecture.md, "Convolution layers in the image"):
 
@@ -35,9 +36,9 @@ from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, Mode, Reset
 from sim.golden.model import required_accumulator_bits
 from sim.golden.packing import feature_map_blocks
 
-from .program_image import DoesNotFitError, ImageWrite, LayerLayout, ProgramImage
+from .errors import DoesNotFitError
 
-__all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "build_conv_image",
+__all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "conv_image_parts",
            "conv_weight_rows", "dense_after_conv_weight", "MapPlacement", "place_feature_maps"]
 
 KIND_DENSE = 0
@@ -221,8 +222,16 @@ def place_feature_maps(net: IntNetwork, p: CoreParams) -> MapPlacement:
     return MapPlacement(tuple(bases), tuple(sizes))
 
 
-def build_conv_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
-    """The program image of a network with conv layers (see the module docstring)."""
+def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
+    """The layers and writes of a network with conv layers (see the module docstring).
+
+    Returns
+    -------
+    layers : list of dict
+        ``sw.compile.program_image.LayerLayout`` fields of each layer.
+    writes : list of tuple
+        ``(region, addr, words)`` of the PROGRAM, WEIGHTS, BIAS and THETA writes.
+    """
     p, T = params, net.T
     mm = memory_map(p)
     if len(net.layers) > p.max_layers:
@@ -304,8 +313,9 @@ def build_conv_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         tpad = np.ones(passes * p.n_pe, dtype=np.int64)
         tpad[:layer.out_channels] = layer.theta_vector
         thetas.append(tpad)
-        layers.append(LayerLayout(li, n_in, n_out, chunks, passes, w_base, bt_base, tuple(desc),
-                                  taps=taps, kind=KIND_CONV if layer.kind == "conv" else 0))
+        layers.append(dict(index=li, n_in=n_in, n_out=n_out, chunks=chunks, passes=passes,
+                           w_base=w_base, bt_base=bt_base, descriptor=tuple(desc), taps=taps,
+                           kind=KIND_CONV if layer.kind == "conv" else KIND_DENSE))
         w_base += len(rows)
         bt_base += passes
     if w_base > p.weight_depth:
@@ -316,12 +326,11 @@ def build_conv_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         raise DoesNotFitError(f"the network needs {bt_base * p.n_pe} bias/theta entries (padded "
                               f"to passes of {p.n_pe}); the build has {p.bt_depth} (bt_depth)")
     mask = 0xFFFFFFFF
-    program = [wd for lay in layers for wd in lay.descriptor]
-    writes = (
-        ImageWrite("PROGRAM", mm["PROGRAM"].base, tuple(program)),
-        ImageWrite("WEIGHTS", mm["WEIGHTS"].base, tuple(weight_words(np.concatenate(weights)))),
-        ImageWrite("BIAS", mm["BIAS"].base, tuple(int(v) & mask for v in np.concatenate(biases))),
-        ImageWrite("THETA", mm["THETA"].base, tuple(int(v) & mask for v in np.concatenate(thetas))),
-    )
-    return ProgramImage(p, mm, tuple(layers), writes, T, net.n_in, net.n_out,
-                        net.layers[-1].readout, in_shape=tuple(net.in_shape))
+    program = [wd for lay in layers for wd in lay["descriptor"]]
+    writes = [
+        ("PROGRAM", mm["PROGRAM"].base, tuple(program)),
+        ("WEIGHTS", mm["WEIGHTS"].base, tuple(weight_words(np.concatenate(weights)))),
+        ("BIAS", mm["BIAS"].base, tuple(int(v) & mask for v in np.concatenate(biases))),
+        ("THETA", mm["THETA"].base, tuple(int(v) & mask for v in np.concatenate(thetas))),
+    ]
+    return layers, writes

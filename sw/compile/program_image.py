@@ -31,12 +31,10 @@ from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.model import required_accumulator_bits
 from sim.golden.packing import check_packed, feature_map_blocks
 
+from .errors import DoesNotFitError
+
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
-
-
-class DoesNotFitError(ValueError):
-    """The network needs more than the build has (the message names what and the limit)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +115,11 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
     if not isinstance(params, CoreParams):
         raise TypeError(f"params must be a hw.contract.params.CoreParams, not {type(params).__name__}")
     if any(layer.kind == "conv" for layer in net.layers):
-        from .conv_layout import build_conv_image  # conv images: sw.compile.conv_layout
-        return build_conv_image(net, params)
+        from .conv_layout import conv_image_parts  # conv images: sw.compile.conv_layout
+        layers, writes = conv_image_parts(net, params)
+        return ProgramImage(params, memory_map(params), tuple(LayerLayout(**d) for d in layers),
+                            tuple(ImageWrite(*w) for w in writes), net.T, net.n_in, net.n_out,
+                            net.layers[-1].readout, in_shape=tuple(net.in_shape))
     p, T = params, net.T
     mm = memory_map(p)
     if len(net.layers) > p.max_layers:

@@ -101,21 +101,23 @@ def layer_table(net: IntNetwork, image: ProgramImage) -> str:
     p = image.params
     sizes = [layer_size(layer) for layer in net.layers]
     wide = max(11, *(len(s) for s in sizes))
+    conv = any(lay.taps > 1 for lay in image.layers)
+    split = "chunks x taps x passes" if conv else "chunks x passes"
     rows = [f"{'layer':>5s}  {'size':>{wide}s}  {'mode':9s} {'theta':>13s}  "
-            f"{'chunks x passes':>15s}  {'weight rows':>11s}  {'b/theta rows':>12s}  "
-            f"{'acc bits':>8s}"]
+            f"{split:>15s}  {'weight rows':>11s}  {'b/theta rows':>12s}  "
+            f"{'acc bits':>8s}" + ("  conv geometry" if conv else "")]
     for layer, lay, size in zip(net.layers, image.layers, sizes, strict=True):
         theta = layer.theta_vector
         th = str(int(theta[0])) if theta.min() == theta.max() else f"{theta.min()}..{theta.max()}"
         mode = mode_name(layer)
         if layer.readout:
             th = "-"
-        shape = (f"{lay.chunks} x {lay.taps} x {lay.passes}" if lay.taps > 1
+        shape = (f"{lay.chunks} x {lay.taps} x {lay.passes}" if conv
                  else f"{lay.chunks} x {lay.passes}")
         geometry = conv_geometry(layer)
         rows.append(
             f"{lay.index:5d}  {size:>{wide}s}  {mode:9s} {th:>13s}  "
-            f"{shape:>15s}  "
+            f"{shape:>{len(split)}s}  "
             f"{f'{lay.w_base}..{lay.w_base + lay.weight_rows - 1}':>11s}  "
             f"{f'{lay.bt_base}..{lay.bt_base + lay.passes - 1}':>12s}  "
             f"{f'{required_accumulator_bits(layer, net.T)}/{p.acc_bits}':>8s}"
