@@ -38,7 +38,7 @@ from sim.golden.packing import feature_map_blocks
 
 from .errors import DoesNotFitError
 
-__all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "conv_image_parts",
+__all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "conv_image_parts", "conv_fetch",
            "conv_weight_rows", "dense_after_conv_weight", "MapPlacement", "place_feature_maps"]
 
 KIND_DENSE = 0
@@ -334,3 +334,57 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
         ("THETA", mm["THETA"].base, tuple(int(v) & mask for v in np.concatenate(thetas))),
     ]
     return layers, writes
+
+
+def conv_fetch(d: dict):
+    """The conv fetcher's walk over a decoded descriptor, with counters, adds and shifts only.
+
+    Yields ``(cy, cx, p, fetches)`` for each conv position (pooled positions in raster order,
+    then the ``2^pool_log2`` square window of each) and pass ``p``: ``fetches`` lists
+    ``(block, row)`` for every tap and channel chunk inside the input map, ``block`` relative to
+    the input map's first block, ``row`` the weight row. Taps in the padding are left out (an
+    all-zero block: no cycle). docs/architecture.md, "The walk", gives the same in formulas; the
+    tests check this walk against them and :func:`sw.compile.image_golden.run_image` runs it.
+    """
+    chunks, kh, kw = d["chunks"], d["kh"], d["kw"]
+    stride, pad, pl = d["stride"], d["pad"], d["pool_log2"]
+    # Per layer: steps by repeated adds (a multiply outside the loop would do as well).
+    row_step = 0
+    for _ in range(d["in_w"]):
+        row_step += chunks  # blocks per input row
+    s_col = s_row = 0
+    for _ in range(stride):
+        s_col += chunks  # blocks per output column step
+        s_row += row_step  # blocks per output row step
+    pass_rows = 0
+    for _ in range(kh * kw):  # kh kw taps: a 3-bit by 3-bit count, once per layer
+        pass_rows += chunks
+    win = 1 << pl
+    py_in, py_addr = -pad, -pad * row_step  # top input row (and its block offset) of the window
+    for py in range(d["conv_h"] >> pl):
+        px_in, px_addr = -pad, -pad * chunks
+        for px in range(d["conv_w"] >> pl):
+            cy_in, cy_addr = py_in, py_addr
+            for dy in range(win):
+                cx_in, cx_addr = px_in, px_addr
+                for dx in range(win):
+                    p_row = d["w_base"]
+                    for p in range(d["passes"]):
+                        fetches = []
+                        row = p_row
+                        iy, y_addr = cy_in, cy_addr + cx_addr
+                        for _ky in range(kh):
+                            ix, addr = cx_in, y_addr
+                            for _kx in range(kw):
+                                inside = 0 <= iy < d["in_h"] and 0 <= ix < d["in_w"]
+                                for j in range(chunks):
+                                    if inside:
+                                        fetches.append((addr + j, row + j))
+                                ix, addr, row = ix + 1, addr + chunks, row + chunks
+                            iy, y_addr = iy + 1, y_addr + row_step
+                        yield (py << pl) + dy, (px << pl) + dx, p, fetches
+                        p_row += pass_rows
+                    cx_in, cx_addr = cx_in + stride, cx_addr + s_col
+                cy_in, cy_addr = cy_in + stride, cy_addr + s_row
+            px_in, px_addr = px_in + (stride << pl), px_addr + (s_col << pl)
+        py_in, py_addr = py_in + (stride << pl), py_addr + (s_row << pl)

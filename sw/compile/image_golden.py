@@ -3,12 +3,13 @@
 :func:`run_image` reads only the image's memories -- the descriptors in PROGRAM, the weight rows
 in WEIGHTS, BIAS, THETA, and the spike blocks :func:`sw.compile.program_image.encode_inputs`
 writes to INPUT -- never the :class:`sim.golden.ir.IntNetwork`. It keeps a spike memory of blocks
-(two ping-pong halves of ``act_chunks`` blocks, then the samples' input slots) and, for every
-output position and pass, gathers the receptive field's blocks, sums each bit-plane of the
-selected weights per PE (padding taps are skipped: an all-zero block), adds the shortcut's
-bit-planes times its gain, and fires with :mod:`sim.golden.model`'s arithmetic (Horner over the
-planes, serial compare/subtract; LIF per step). Pooling keeps the window's largest word
-(SpikePack) or ORs them (LIF) as the writer will. The tests check it equals
+(two ping-pong halves of ``act_chunks`` blocks, then the samples' input slots). For every output
+position and pass it gathers the receptive field's blocks in the order and at the addresses
+:func:`sw.compile.conv_layout.conv_fetch` generates (counters and adds, as the fetcher will; taps
+in the padding are skipped), sums each bit-plane of the selected weights per PE, adds the
+shortcut's bit-planes times its gain, and fires with :mod:`sim.golden.model`'s arithmetic
+(Horner over the planes, serial compare/subtract; LIF per step). Pooling keeps the window's
+largest word (SpikePack) or ORs them (LIF) as the writer will. The tests check it equals
 :func:`sim.golden.model.run_network` on the IR, so the image format is checked end to end before
 any gateware exists.
 """
@@ -23,6 +24,7 @@ from hw.contract.memory_map import DESCRIPTOR_WORDS, decode_descriptor
 from sim.golden.model import fire_serial
 from sim.golden.packing import pack_bitplanes
 
+from .conv_layout import conv_fetch
 from .program_image import ProgramImage, decode_outputs, encode_inputs, output_addresses
 
 __all__ = ["ImageMemories", "image_memories", "run_image", "ImageRun"]
@@ -153,64 +155,50 @@ class _Core:
             out.append(self.fire(d, sums, d["bt_base"] + ps))
         return np.concatenate(out)  # passes * n_pe values
 
-    def conv_position(self, d, cy: int, cx: int, in_base: int, from_input: bool) -> np.ndarray:
-        """All passes' outputs at conv position ``(cy, cx)``: ``passes * n_pe`` words."""
+    def shortcut(self, d, cy: int, cx: int, ps: int) -> np.ndarray:
+        """Gain x the bit-planes of pass ``ps``'s shortcut channels at ``(cy, cx)``, (T, n_pe)."""
         p, T = self.p, d["T"]
-        kh, kw, chunks = d["kh"], d["kw"], d["chunks"]
-        row_step = d["in_w"] * chunks  # blocks per input row
-        co_chunks = -(-d["n_out"] // p.k)
         gain = d["res_gain"] - 256 if d["res_gain"] >= 128 else d["res_gain"]
-        out = []
-        for ps in range(d["passes"]):
-            sums = np.zeros((T, p.n_pe), dtype=np.int64)
-            for ky in range(kh):
-                iy = cy * d["stride"] - d["pad"] + ky
-                for kx in range(kw):
-                    ix = cx * d["stride"] - d["pad"] + kx
-                    if not (0 <= iy < d["in_h"] and 0 <= ix < d["in_w"]):
-                        continue  # padding: an all-zero block, no cycle
-                    addr = in_base + iy * row_step + ix * chunks
-                    row = d["w_base"] + (ps * kh * kw + ky * kw + kx) * chunks
-                    for j in range(chunks):
-                        planes = _planes(self.block(addr + j, from_input), T)  # (T, k)
-                        sums += planes @ self.mem.weights[row + j].T
-            if gain:
-                # Shortcut: channel ps n_pe + n at (cy, cx) adds gain x its bit-planes to PE n.
-                base = d["res_base"] + (cy * d["conv_w"] + cx) * co_chunks
-                src = np.zeros(p.n_pe, dtype=np.int64)
-                for b in range(p.n_pe // p.k):
-                    j = ps * (p.n_pe // p.k) + b
-                    if j < co_chunks:
-                        src[b * p.k:(b + 1) * p.k] = self.block(base + j, bool(d["res_input"]))
-                sums += gain * _planes(src, T)
-            out.append(self.fire(d, sums, d["bt_base"] + ps))
-        return np.concatenate(out)
+        co_chunks = -(-d["n_out"] // p.k)
+        base = d["res_base"] + (cy * d["conv_w"] + cx) * co_chunks
+        src = np.zeros(p.n_pe, dtype=np.int64)
+        for b in range(p.n_pe // p.k):
+            j = ps * (p.n_pe // p.k) + b
+            if j < co_chunks:
+                src[b * p.k:(b + 1) * p.k] = self.block(base + j, bool(d["res_input"]))
+        return gain * _planes(src, T)
 
     def conv(self, d, in_base: int, from_input: bool) -> None:
-        """Walk pooled positions, their windows, passes, taps and chunks; write the map."""
-        p = self.p
-        pk = 1 << d["pool_log2"]
-        ph, pw = d["conv_h"] >> d["pool_log2"], d["conv_w"] >> d["pool_log2"]
+        """Follow the fetcher's walk (:func:`sw.compile.conv_layout.conv_fetch`): per conv
+        position and pass, sum the fetched blocks' bit-planes times their weight rows, add the
+        shortcut, fire; the writer pools each window and writes its blocks."""
+        p, T = self.p, d["T"]
         co_chunks = -(-d["n_out"] // p.k)
         live = np.arange(d["passes"] * p.n_pe) < d["n_out"]
+        window = 1 << (2 * d["pool_log2"])  # conv positions per pooled position
         addr = d["out_base"]
-        for py in range(ph):
-            for px in range(pw):
-                best = None
-                for dy in range(pk):
-                    for dx in range(pk):
-                        words = self.conv_position(d, py * pk + dy, px * pk + dx, in_base,
-                                                   from_input)
-                        words = np.where(live, words, 0)  # the writer masks channels >= n_out
-                        if best is None:
-                            best = words
-                        elif d["lif"]:
-                            best = best | words
-                        else:
-                            best = np.maximum(best, words)
-                blocks = best.reshape(-1, p.k)[:co_chunks]
-                self.act[addr:addr + co_chunks] = blocks
+        passes, best, seen = [], None, 0
+        for cy, cx, ps, fetches in conv_fetch(d):
+            sums = np.zeros((T, p.n_pe), dtype=np.int64)
+            for block, row in fetches:
+                sums += _planes(self.block(in_base + block, from_input), T) @ \
+                    self.mem.weights[row].T
+            if d["res_gain"]:
+                sums += self.shortcut(d, cy, cx, ps)
+            passes.append(self.fire(d, sums, d["bt_base"] + ps))
+            if ps < d["passes"] - 1:
+                continue
+            words = np.where(live, np.concatenate(passes), 0)  # the writer masks c >= n_out
+            passes = []
+            if best is None:
+                best = words
+            else:  # SpikePack: the largest word (= firing the largest membrane); LIF: OR
+                best = best | words if d["lif"] else np.maximum(best, words)
+            seen += 1
+            if seen == window:
+                self.act[addr:addr + co_chunks] = best.reshape(-1, p.k)[:co_chunks]
                 addr += co_chunks
+                best, seen = None, 0
 
 
 def run_image(image: ProgramImage, x) -> ImageRun:

@@ -11,7 +11,7 @@ from hw.contract.memory_map import DESCRIPTOR_FIELDS, decode_descriptor, encode_
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, MaxPool, Mode, Reset, Residual
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
-from sw.compile.conv_layout import conv_weight_rows, dense_after_conv_weight
+from sw.compile.conv_layout import conv_fetch, conv_weight_rows, dense_after_conv_weight
 from sw.compile.image_file import load_image_file, save_image_file
 from sw.compile.image_golden import image_memories, run_image
 from sw.compile.program_image import DoesNotFitError, build_image, encode_inputs
@@ -93,7 +93,7 @@ def _random_conv_net(rng, p):
 def test_image_golden_equals_ir_golden_conv(name, rng):
     """Many random conv nets: run_image (memories only) == run_network (IR), bit for bit."""
     p = PARAMS[name]
-    built = features = 0
+    built = 0
     seen = set()
     for _ in range(60):
         drawn = _random_conv_net(rng, p)
@@ -109,9 +109,10 @@ def test_image_golden_equals_ir_golden_conv(name, rng):
         for layer in net.layers:
             seen |= {("pool", layer.pool is not None), ("res", layer.residual is not None),
                      ("mode", layer.mode), ("stride", layer.stride)}
-        features += 1
     assert built >= 20, f"only {built} of 60 random nets fit {name}"
     assert {("pool", True), ("res", True), ("stride", 2)} <= seen
+    if p.lif:
+        assert ("mode", Mode.LIF) in seen  # LIF conv layers, OR-pooled
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
@@ -322,3 +323,40 @@ def test_image_file_round_trip_and_tables(rng, tmp_path):
     assert "weight memory" in usage_table(net, img)
     mem = image_memories(img)
     assert [d["kind"] for d in mem.program] == [1, 1, 0]
+
+
+@pytest.mark.parametrize("name", ["small", "arty_a7"])
+def test_conv_fetch_walk_equals_formulas(name, rng):
+    """The counter-and-add walk visits exactly the in-map taps, at the formula's addresses."""
+    p = CORE_PRESETS[name]
+    checked = 0
+    for _ in range(40):
+        drawn = _random_conv_net(rng, p)
+        if drawn is None:
+            continue
+        net, image = drawn
+        for layer, lay in zip(net.layers, image.layers, strict=True):
+            if layer.kind != "conv":
+                continue
+            d = decode_descriptor(lay.descriptor)
+            _, h, w = layer.in_shape
+            kh, kw = layer.kernel
+            s, pad, ch = layer.stride, layer.padding, lay.chunks
+            pk = layer.pool.kernel if layer.pool else 1
+            _, oh, ow = layer.out_shape
+            want = []
+            for py in range(oh):
+                for px in range(ow):
+                    for dy in range(pk):
+                        for dx in range(pk):
+                            cy, cx = py * pk + dy, px * pk + dx
+                            for ps in range(lay.passes):
+                                f = [((iy * w + ix) * ch + j,
+                                      lay.w_base + (ps * kh * kw + ky * kw + kx) * ch + j)
+                                     for ky in range(kh) for kx in range(kw)
+                                     for iy, ix in [(cy * s - pad + ky, cx * s - pad + kx)]
+                                     if 0 <= iy < h and 0 <= ix < w for j in range(ch)]
+                                want.append((cy, cx, ps, f))
+            assert list(conv_fetch(d)) == want
+            checked += 1
+    assert checked >= 20
