@@ -10,7 +10,9 @@ Layout (see ``hw.contract.memory_map``): layer ``l`` with ``C = ceil(n_in / k)``
 ``P = ceil(n_out / n_pe)`` passes owns weight rows ``w_base .. w_base + P C - 1`` (row
 ``w_base + p C + c``, byte ``n k + i`` = ``W[p n_pe + n, c k + i]``) and bias/theta rows
 ``bt_base .. bt_base + P - 1``. A spike block (chunk ``c`` of an input) has bit ``q k + i`` =
-bit ``q`` of the packed word of neuron ``c k + i``.
+bit ``q`` of the packed word of neuron ``c k + i``. A network with conv layers is laid out by
+``sw.compile.conv_layout`` (feature maps as channel-chunked HWC blocks, weight rows per pass, tap
+and channel chunk, the conv descriptor words).
 """
 
 from __future__ import annotations
