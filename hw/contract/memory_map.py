@@ -51,7 +51,7 @@ COUNTER_WORDS_PER_LAYER = 4
 
 #: (name, word, lsb, width) of every descriptor field.
 DESCRIPTOR_FIELDS = (
-    ("kind", 0, 0, 4),  # 0 = dense (conv later)
+    ("kind", 0, 0, 4),  # 0 = dense, 1 = conv (the dense gateware refuses conv: BAD_KIND)
     ("lif", 0, 4, 1),  # 0 = SpikePack, 1 = LIF/IF
     ("readout", 0, 5, 1),  # return the membrane, do not fire
     ("reset_zero", 0, 6, 1),  # LIF: 0 = subtract theta, 1 = reset to zero
@@ -61,6 +61,7 @@ DESCRIPTOR_FIELDS = (
     ("theta_per_channel", 0, 17, 1),  # 1: thetas from THETA memory; 0: word 5
     ("fire_above", 0, 18, 1),  # LIF: 1 = spike when v > theta (v >= theta + 1), 0 = v >= theta
     ("compare_leaked", 0, 19, 1),  # LIF: compare against theta - (theta >> leak) (+ fire_above)
+    ("out_base", 0, 20, 11),  # conv: first spike block of the output map (dense: 0, half l % 2)
     ("n_in", 1, 0, 16),
     ("n_out", 1, 16, 16),
     ("chunks", 2, 0, 16),  # ceil(n_in / k)
@@ -68,8 +69,20 @@ DESCRIPTOR_FIELDS = (
     ("w_base", 3, 0, 32),  # first weight row
     ("bt_base", 4, 0, 32),  # first bias/theta row
     ("theta", 5, 0, 32),  # layer threshold when theta_per_channel = 0
-    ("conv0", 6, 0, 32),  # reserved for convolution geometry (0 for dense)
-    ("conv1", 7, 0, 32),  # reserved
+    # Words 6 and 7: convolution geometry (0 for a dense layer). For conv, n_in / n_out are the
+    # channels C_in / C_out and chunks = ceil(C_in / k) channel chunks per position.
+    ("in_h", 6, 0, 8),  # input map height
+    ("in_w", 6, 8, 8),  # input map width
+    ("conv_h", 6, 16, 8),  # conv output height (before pooling)
+    ("conv_w", 6, 24, 8),  # conv output width (before pooling)
+    ("kh", 7, 0, 3),  # kernel height, 1..7
+    ("kw", 7, 3, 3),  # kernel width, 1..7
+    ("stride", 7, 6, 2),  # 1..3
+    ("pad", 7, 8, 2),  # zero padding, 0..3
+    ("pool_log2", 7, 10, 2),  # max pool 2^pool_log2 (stride = kernel); 0 = none
+    ("res_gain", 7, 12, 8),  # shortcut gain, two's complement; 0 = no shortcut
+    ("res_input", 7, 20, 1),  # shortcut from the sample's input slot (else the ping-pong area)
+    ("res_base", 7, 21, 11),  # first spike block of the shortcut's map
 )
 
 _ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
@@ -183,7 +196,8 @@ ID_WORDS = 16
 
 
 def identify_words(params: CoreParams) -> list[int]:
-    """The identify block at :data:`hw.contract.bus.ID_BASE`: magic, version, build parameters, padding.
+    """The identify block at :data:`hw.contract.bus.ID_BASE`: magic, version, build parameters,
+    padding.
 
     Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
     acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif``);

@@ -64,7 +64,7 @@ def save_image_file(path, image: ProgramImage, net: IntNetwork, target: str = ""
     header = {
         "format": FORMAT, "version": VERSION, "target": target,
         "params": dataclasses.asdict(image.params), "T": image.T, "n_in": image.n_in,
-        "n_out": image.n_out, "readout": image.readout,
+        "n_out": image.n_out, "readout": image.readout, "in_shape": list(image.in_shape),
         "layers": [dataclasses.asdict(lay) for lay in image.layers],
         "writes": [[w.region, w.addr] for w in image.writes],
     }
@@ -153,7 +153,8 @@ def load_image_file(path) -> ImageFile:
                   for lay in header["layers"]),
             tuple(ImageWrite(region, addr, w) for (region, addr), w in
                   zip(header["writes"], words, strict=True)),
-            header["T"], header["n_in"], header["n_out"], header["readout"])
+            header["T"], header["n_in"], header["n_out"], header["readout"],
+            tuple(header.get("in_shape", ())))
     except _READ_ERRORS as e:
         detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
         raise ImageFileError(f"{path} has a damaged header ({e.__class__.__name__}: {detail}); "

@@ -10,7 +10,9 @@ Layout (see ``hw.contract.memory_map``): layer ``l`` with ``C = ceil(n_in / k)``
 ``P = ceil(n_out / n_pe)`` passes owns weight rows ``w_base .. w_base + P C - 1`` (row
 ``w_base + p C + c``, byte ``n k + i`` = ``W[p n_pe + n, c k + i]``) and bias/theta rows
 ``bt_base .. bt_base + P - 1``. A spike block (chunk ``c`` of an input) has bit ``q k + i`` =
-bit ``q`` of the packed word of neuron ``c k + i``.
+bit ``q`` of the packed word of neuron ``c k + i``. A network with conv layers is laid out by
+``sw.compile.conv_layout`` (feature maps as channel-chunked HWC blocks, weight rows per pass, tap
+and channel chunk, the conv descriptor words).
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ from hw.contract.memory_map import (
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.model import required_accumulator_bits
-from sim.golden.packing import check_packed
+from sim.golden.packing import check_packed, feature_map_blocks
+
+from .errors import DoesNotFitError
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
-
-
-class DoesNotFitError(ValueError):
-    """The network needs more than the build has (the message names what and the limit)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,13 @@ class LayerLayout:
     w_base: int
     bt_base: int
     descriptor: tuple[int, ...]
+    taps: int = 1  #: kernel taps ``kh kw`` of a conv layer (1 for dense)
+    kind: int = 0  #: descriptor kind: 0 dense, 1 conv
+
+    @property
+    def weight_rows(self) -> int:
+        """Weight rows the layer owns: ``passes x taps x chunks``."""
+        return self.passes * self.taps * self.chunks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,9 @@ class ProgramImage:
     T, n_in, n_out : int
     readout : bool
         The last layer returns membranes (signed words) rather than packed spikes.
+    in_shape : tuple of int
+        The network input's shape: ``(n_in,)``, or ``(C, H, W)`` for an image (first layer conv),
+        which :func:`encode_inputs` writes as channel-chunked HWC blocks. ``()``: ``(n_in,)``.
     """
 
     params: CoreParams
@@ -84,10 +94,11 @@ class ProgramImage:
     n_in: int
     n_out: int
     readout: bool
+    in_shape: tuple[int, ...] = ()
 
     @property
     def weight_rows(self) -> int:
-        return sum(lay.chunks * lay.passes for lay in self.layers)
+        return sum(lay.weight_rows for lay in self.layers)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -105,6 +116,12 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         raise TypeError(f"net must be a sim.golden.ir.IntNetwork, not {type(net).__name__}")
     if not isinstance(params, CoreParams):
         raise TypeError(f"params must be a hw.contract.params.CoreParams, not {type(params).__name__}")
+    if any(layer.kind == "conv" for layer in net.layers):
+        from .conv_layout import conv_image_parts  # conv images: sw.compile.conv_layout
+        layers, writes = conv_image_parts(net, params)
+        return ProgramImage(params, memory_map(params), tuple(LayerLayout(**d) for d in layers),
+                            tuple(ImageWrite(*w) for w in writes), net.T, net.n_in, net.n_out,
+                            net.layers[-1].readout, in_shape=tuple(net.in_shape))
     p, T = params, net.T
     mm = memory_map(p)
     if len(net.layers) > p.max_layers:
@@ -184,17 +201,27 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
 
 
 def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
-    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``."""
+    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``.
+
+    An image network also takes ``(batch, C, H, W)`` (``(batch, n_in)`` is that flattened in
+    ``(C, H, W)`` order).
+    """
     p = image.params
     x = check_packed(np.atleast_2d(x), image.T, "inputs")
+    if len(image.in_shape) == 3 and x.shape[1:] == image.in_shape:
+        x = x.reshape(len(x), -1)
     if x.shape[1] != image.n_in:
         raise ValueError(f"the network takes {image.n_in} inputs, not {x.shape[1]}")
     if len(x) > p.batch_depth:
         raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds "
                               f"({p.batch_depth}, batch_depth); split it")
-    chunks = _ceil_div(image.n_in, p.k)
-    pad = np.zeros((len(x), chunks * p.k), dtype=np.int64)
-    pad[:, :image.n_in] = x
+    if len(image.in_shape) == 3:  # an image: channel-chunked HWC blocks, (y W + x) chunks + j
+        pad = feature_map_blocks(x.reshape((len(x),) + image.in_shape), p.k).reshape(len(x), -1)
+        chunks = pad.shape[1] // p.k
+    else:
+        chunks = _ceil_div(image.n_in, p.k)
+        pad = np.zeros((len(x), chunks * p.k), dtype=np.int64)
+        pad[:, :image.n_in] = x
     # bit q*k + i of block c = bit q of neuron c*k + i
     bits = (pad.reshape(len(x), chunks, 1, p.k) >> np.arange(p.t_max).reshape(1, 1, -1, 1)) & 1
     bits = bits.reshape(len(x), chunks, p.t_max * p.k)

@@ -71,23 +71,57 @@ def mode_name(layer) -> str:
     return f"lif k={layer.leak_shift}" if layer.leak_shift else "if"
 
 
+def layer_size(layer) -> str:
+    """``n_in -> n_out`` of a dense layer, ``conv C x H x W -> C' x H' x W'`` of a conv layer."""
+    if layer.kind != "conv":
+        return f"{layer.n_in} -> {layer.n_out}"
+    return "conv {}x{}x{} -> {}x{}x{}".format(*layer.in_shape, *layer.out_shape)
+
+
+def conv_geometry(layer) -> str:
+    """``k3x3 s1 p1 pool 2 shortcut 0 x2`` of a conv layer, ``""`` for a dense one."""
+    if layer.kind != "conv":
+        return ""
+    kh, kw = layer.kernel
+    text = f"k{kh}x{kw} s{layer.stride} p{layer.padding}"
+    if layer.pool is not None:
+        text += f" pool {layer.pool.kernel}"
+    if layer.residual is not None:
+        src = "in" if layer.residual.source < 0 else layer.residual.source
+        text += f" shortcut {src} x{layer.residual.gain}"
+    return text
+
+
 def layer_table(net: IntNetwork, image: ProgramImage) -> str:
-    """One row per layer: sizes, mode, threshold, placement and accumulator width."""
+    """One row per layer: sizes, mode, threshold, placement and accumulator width.
+
+    A conv layer's rows are ``chunks x taps x passes`` (channel chunks per position, kernel
+    taps, passes over the output channels); its geometry follows in the last column.
+    """
     p = image.params
-    rows = [f"{'layer':>5s}  {'size':>11s}  {'mode':9s} {'theta':>13s}  {'chunks x passes':>15s}  "
-            f"{'weight rows':>11s}  {'b/theta rows':>12s}  {'acc bits':>8s}"]
-    for layer, lay in zip(net.layers, image.layers, strict=True):
+    sizes = [layer_size(layer) for layer in net.layers]
+    wide = max(11, *(len(s) for s in sizes))
+    conv = any(lay.taps > 1 for lay in image.layers)
+    split = "chunks x taps x passes" if conv else "chunks x passes"
+    rows = [f"{'layer':>5s}  {'size':>{wide}s}  {'mode':9s} {'theta':>13s}  "
+            f"{split:>15s}  {'weight rows':>11s}  {'b/theta rows':>12s}  "
+            f"{'acc bits':>8s}" + ("  conv geometry" if conv else "")]
+    for layer, lay, size in zip(net.layers, image.layers, sizes, strict=True):
         theta = layer.theta_vector
         th = str(int(theta[0])) if theta.min() == theta.max() else f"{theta.min()}..{theta.max()}"
         mode = mode_name(layer)
         if layer.readout:
             th = "-"
+        shape = (f"{lay.chunks} x {lay.taps} x {lay.passes}" if conv
+                 else f"{lay.chunks} x {lay.passes}")
+        geometry = conv_geometry(layer)
         rows.append(
-            f"{lay.index:5d}  {f'{lay.n_in} -> {lay.n_out}':>11s}  {mode:9s} {th:>13s}  "
-            f"{f'{lay.chunks} x {lay.passes}':>15s}  "
-            f"{f'{lay.w_base}..{lay.w_base + lay.chunks * lay.passes - 1}':>11s}  "
+            f"{lay.index:5d}  {size:>{wide}s}  {mode:9s} {th:>13s}  "
+            f"{shape:>{len(split)}s}  "
+            f"{f'{lay.w_base}..{lay.w_base + lay.weight_rows - 1}':>11s}  "
             f"{f'{lay.bt_base}..{lay.bt_base + lay.passes - 1}':>12s}  "
-            f"{f'{required_accumulator_bits(layer, net.T)}/{p.acc_bits}':>8s}")
+            f"{f'{required_accumulator_bits(layer, net.T)}/{p.acc_bits}':>8s}"
+            + (f"  {geometry}" if geometry else ""))
     return "\n".join(rows)
 
 
@@ -111,8 +145,10 @@ def usage(net: IntNetwork, image: ProgramImage) -> list[Usage]:
     return [
         Usage("layers", len(net.layers), p.max_layers, "descriptors"),
         Usage("time steps T", net.T, p.t_max, "bit-planes"),
-        Usage("widest layer", max(max(la.n_in, la.n_out) for la in net.layers), p.max_neurons,
-              "neurons"),
+        Usage("widest layer", max(max(la.n_in, la.n_out) for la in image.layers),
+              p.max_neurons, "neurons (conv: channels)"),
+        Usage("largest map", max(_map_blocks(la, p.k) for la in net.layers), p.act_chunks,
+              f"spike blocks of {p.k}"),
         Usage("weight memory", image.weight_rows, p.weight_depth,
               f"rows of {p.n_pe * p.k} weights"),
         Usage("bias/theta memory", bt_rows * p.n_pe, p.bt_depth, "entries"),
@@ -127,12 +163,21 @@ def usage_table(net: IntNetwork, image: ProgramImage) -> str:
     for u in usage(net, image):
         rows.append(f"{u.what:18s} {u.used:6d} / {u.capacity:<6d} {100 * u.fraction:4.0f}%  "
                     f"{u.unit}")
-    weights = sum(la.n_in * la.n_out for la in net.layers)
+    weights = sum(la.weight.size for la in net.layers)
     rows.append(f"{weights} weights stored in {image.weight_rows * _row(image)} slots "
                 f"({100 * weights / max(1, image.weight_rows * _row(image)):.0f}% of the rows "
                 f"used are weights, the rest is padding to {image.params.k}-input chunks and "
                 f"{image.params.n_pe}-neuron passes)")
     return "\n".join(rows)
+
+
+def _map_blocks(layer, k: int) -> int:
+    """Spike blocks of the layer's input and output (channel-chunked HWC for feature maps)."""
+    def blocks(shape):
+        if len(shape) == 3:
+            return shape[1] * shape[2] * -(-shape[0] // k)
+        return -(-shape[0] // k)
+    return max(blocks(layer.in_shape), blocks(layer.out_shape))
 
 
 def _row(image: ProgramImage) -> int:
