@@ -33,10 +33,9 @@ import numpy as np
 from hw.contract.memory_map import encode_descriptor, memory_map, weight_words
 from hw.contract.params import CoreParams
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, Mode, Reset
-from sim.golden.model import required_accumulator_bits
 from sim.golden.packing import feature_map_blocks
 
-from .errors import DoesNotFitError
+from .errors import DoesNotFitError, check_layer_fits
 
 __all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "conv_image_parts", "conv_fetch",
            "conv_weight_rows", "dense_after_conv_weight", "MapPlacement", "place_feature_maps"]
@@ -70,25 +69,6 @@ def _where(li: int, layer: IntLayer) -> str:
         co, ho, wo = layer.out_shape
         return f"layer {li} (conv {c}x{h}x{w} -> {co}x{ho}x{wo})"
     return f"layer {li} ({layer.n_in} -> {layer.n_out})"
-
-
-def _check_common(where: str, layer: IntLayer, p: CoreParams, T: int) -> None:
-    """The checks every layer passes, dense or conv (the same as the dense path's)."""
-    if layer.mode is Mode.LIF and not p.lif:
-        raise DoesNotFitError(f"{where} is a LIF/IF layer; this build runs SpikePack layers "
-                              f"only (lif=0): use a build with lif=1 (e.g. hw.build.main "
-                              f"--set lif=1) or a SpikePack network")
-    if layer.weight_bits > p.weight_bits:
-        raise DoesNotFitError(f"{where}: {layer.weight_bits}-bit weights are wider than the "
-                              f"build's {p.weight_bits}-bit weights")
-    need = required_accumulator_bits(layer, T)
-    if need > p.acc_bits:
-        raise DoesNotFitError(f"{where} may reach {need}-bit membrane values (weights, bias, "
-                              f"T = {T}); the build's accumulators are {p.acc_bits} bits")
-    theta_max = (1 << (p.acc_bits - 1)) - 1
-    if layer.theta_vector.max() > theta_max:
-        raise DoesNotFitError(f"{where}: theta {int(layer.theta_vector.max())} exceeds the build's "
-                              f"largest threshold {theta_max}")
 
 
 def _check_conv(where: str, layer: IntLayer, li: int, n_layers: int, p: CoreParams) -> int:
@@ -254,7 +234,7 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
     prev_shape = None  # out_shape of the previous conv layer, for a dense layer after it
     for li, layer in enumerate(net.layers):
         where = _where(li, layer)
-        _check_common(where, layer, p, T)
+        check_layer_fits(where, layer, p, T)
         passes = _ceil_div(layer.out_channels, p.n_pe)
         per_channel = np.ndim(layer.theta) == 1
         common = dict(

@@ -1,9 +1,35 @@
-"""The compiler's refusal, :class:`DoesNotFitError` (re-exported by ``program_image``)."""
+"""The compiler's refusal, :class:`DoesNotFitError` (re-exported by ``program_image``), and the
+checks every layer of an image passes, dense or conv."""
 
 from __future__ import annotations
 
-__all__ = ["DoesNotFitError"]
+from hw.contract.params import CoreParams
+from sim.golden.ir import IntLayer, Mode
+from sim.golden.model import required_accumulator_bits
+
+__all__ = ["DoesNotFitError", "check_layer_fits"]
 
 
 class DoesNotFitError(ValueError):
     """The network needs more than the build has (the message names what and the limit)."""
+
+
+def check_layer_fits(where: str, layer: IntLayer, p: CoreParams, T: int) -> None:
+    """Refuse a layer the build's datapath cannot run: a LIF layer without the LIF datapath,
+    weights wider than the build's, membranes wider than its accumulators, thresholds above
+    its largest. ``where`` names the layer in the message."""
+    if layer.mode is Mode.LIF and not p.lif:
+        raise DoesNotFitError(f"{where} is a LIF/IF layer; this build runs SpikePack layers "
+                              f"only (lif=0): use a build with lif=1 (e.g. python -m hw.build "
+                              f"--set lif=1) or a SpikePack network")
+    if layer.weight_bits > p.weight_bits:
+        raise DoesNotFitError(f"{where}: {layer.weight_bits}-bit weights are wider than the "
+                              f"build's {p.weight_bits}-bit weights")
+    need = required_accumulator_bits(layer, T)
+    if need > p.acc_bits:
+        raise DoesNotFitError(f"{where} may reach {need}-bit membrane values (weights, bias, "
+                              f"T = {T}); the build's accumulators are {p.acc_bits} bits")
+    theta_max = (1 << (p.acc_bits - 1)) - 1
+    if layer.theta_vector.max() > theta_max:
+        raise DoesNotFitError(f"{where}: theta {int(layer.theta_vector.max())} exceeds the "
+                              f"build's largest threshold {theta_max}")

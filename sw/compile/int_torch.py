@@ -14,19 +14,24 @@ from torch import nn
 from sim.golden.ir import NETWORK_INPUT, IntNetwork, Mode, Reset
 
 
+def _register_layers(module: nn.Module, net: IntNetwork) -> None:
+    """``net``, ``T`` and, per layer ``i``, buffers ``w{i}``, ``b{i}``, ``th{i}`` (int64)."""
+    module.net = net
+    module.T = net.T
+    for i, layer in enumerate(net.layers):
+        module.register_buffer(f"w{i}", torch.tensor(np.array(layer.weight), dtype=torch.int64))
+        module.register_buffer(f"b{i}", torch.tensor(np.array(layer.bias), dtype=torch.int64))
+        module.register_buffer(f"th{i}", torch.tensor(np.array(layer.theta_vector),
+                                                      dtype=torch.int64))
+
+
 class IntTorchNetwork(nn.Module):
     """Runs a dense :class:`~sim.golden.ir.IntNetwork` on packed ``int64`` inputs, returns the
     last output (conv networks: :class:`IntTorchConvNetwork`)."""
 
     def __init__(self, net: IntNetwork):
         super().__init__()
-        self.net = net
-        self.T = net.T
-        for i, layer in enumerate(net.layers):
-            self.register_buffer(f"w{i}", torch.tensor(np.array(layer.weight), dtype=torch.int64))
-            self.register_buffer(f"b{i}", torch.tensor(np.array(layer.bias), dtype=torch.int64))
-            self.register_buffer(f"th{i}", torch.tensor(np.array(layer.theta_vector),
-                                                      dtype=torch.int64))
+        _register_layers(self, net)
 
     def _planes(self, a: torch.Tensor) -> torch.Tensor:
         shifts = torch.arange(self.T - 1, -1, -1, dtype=torch.int64).reshape(
@@ -76,13 +81,7 @@ class IntTorchConvNetwork(nn.Module):
 
     def __init__(self, net: IntNetwork):
         super().__init__()
-        self.net = net
-        self.T = net.T
-        for i, layer in enumerate(net.layers):
-            self.register_buffer(f"w{i}", torch.tensor(np.array(layer.weight), dtype=torch.int64))
-            self.register_buffer(f"b{i}", torch.tensor(np.array(layer.bias), dtype=torch.int64))
-            self.register_buffer(f"th{i}", torch.tensor(np.array(layer.theta_vector),
-                                                      dtype=torch.int64))
+        _register_layers(self, net)
 
     @staticmethod
     def _synapses(layer, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -30,10 +30,9 @@ from hw.contract.memory_map import (
 )
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
-from sim.golden.model import required_accumulator_bits
 from sim.golden.packing import check_packed, feature_map_blocks
 
-from .errors import DoesNotFitError
+from .errors import DoesNotFitError, check_layer_fits
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
@@ -135,26 +134,12 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         where = f"layer {li} ({layer.n_in} -> {layer.n_out})"
         if layer.kind != "dense":
             raise DoesNotFitError(f"{where}: kind {layer.kind!r} is not supported by the core")
-        if layer.mode is Mode.LIF and not p.lif:
-            raise DoesNotFitError(f"{where} is a LIF/IF layer; this build runs SpikePack layers "
-                                  f"only (lif=0): use a build with lif=1 (e.g. hw.build.main "
-                                  f"--set lif=1) or a SpikePack network")
         for what, n in (("inputs", layer.n_in), ("outputs", layer.n_out)):
             if n > p.max_neurons:
                 raise DoesNotFitError(f"{where} has {n} {what}; the build's layers are at most "
                                       f"{p.max_neurons} neurons wide (act_chunks * k)")
-        if layer.weight_bits > p.weight_bits:
-            raise DoesNotFitError(f"{where}: {layer.weight_bits}-bit weights are wider than the "
-                                  f"build's {p.weight_bits}-bit weights")
-        need = required_accumulator_bits(layer, T)
-        if need > p.acc_bits:
-            raise DoesNotFitError(f"{where} may reach {need}-bit membrane values (weights, bias, "
-                                  f"T = {T}); the build's accumulators are {p.acc_bits} bits")
+        check_layer_fits(where, layer, p, T)
         theta = layer.theta_vector
-        theta_max = (1 << (p.acc_bits - 1)) - 1
-        if theta.max() > theta_max:
-            raise DoesNotFitError(f"{where}: theta {int(theta.max())} exceeds the build's "
-                                  f"largest threshold {theta_max}")
         chunks, passes = _ceil_div(layer.n_in, p.k), _ceil_div(layer.n_out, p.n_pe)
         # Weight rows: (pass, chunk) -> n_pe x k int8.
         wpad = np.zeros((passes * p.n_pe, chunks * p.k), dtype=np.int64)
