@@ -24,7 +24,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.task import bridge
 
 from boards import CORE_PRESETS
-from sim.golden.model import model as golden
+from sim.golden import model as golden
 from sim.rtl.runner import cocotb_env
 from sim.rtl.uart_host import start_uart_host, uart_device
 from sim.tb.random_nets import expected_counters, random_inputs, random_network
