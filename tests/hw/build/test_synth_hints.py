@@ -66,9 +66,10 @@ def test_hints_reach_every_read_port(design_il, tmp_path):
 
 
 def test_register_copies_survive_merging(design_il, tmp_path):
-    # Each firing unit registers the layer settings (6 signals) from the same source: equal
-    # flip-flops that opt_merge would make one.
+    # Each firing unit registers the layer settings (8 signals: T, readout, lif, lif_reset_zero,
+    # leak, no_leak, lif_fire_above, lif_compare_leaked) from the same source: equal flip-flops
+    # that opt_merge would make one.
     script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
               "select -count t:$dff a:keep %i")
-    assert _yosys_count(design_il, tmp_path, script) == 6 * P.fire_units
+    assert _yosys_count(design_il, tmp_path, script) == 8 * P.fire_units
     assert P.fire_units > 1
