@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli as run_main
 
 from boards import SMALL
 from sim.golden.ir import AccumulatorOverflowError, IntLayer, IntNetwork, NetworkFileError
 from sim.golden.model import accumulator_bound, required_accumulator_bits, run_network
-from sw.cli.main import main
 from sw.compile.image_file import ImageFileError, load_image_file, save_image_file
 from sw.compile.program_image import DoesNotFitError, build_image
 from sw.compile.quantize import QuantizationError, quantize_spikepack
@@ -26,16 +26,6 @@ from sw.train.model_io import ModelFileError, load_model, save_model
 from sw.train.models import ann_mlp, spikepack_mlp
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def run_main(argv, capsys):
-    """``(exit code, stdout, stderr)`` of ``spikepack ARGV`` run in this process."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code, err, *needles):

@@ -5,23 +5,19 @@ import re
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from boards import SMALL
 from sim.golden.ir import IntLayer, IntNetwork
 from sim.golden.model import run_network
-from sw.cli.main import main
 from sw.compile.image_file import load_image_file
 from sw.compile.program_image import build_image
 from sw.train.data import load_digits_split
 
 
 def call(argv, capsys):
-    """Run the CLI in-process; ``(exit status, stdout, stderr)``."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
+    """Run the CLI in-process; ``(exit status, stdout, stderr stripped)``."""
+    code, out, err = run_cli(argv, capsys)
     return code, out, err.strip()
 
 
