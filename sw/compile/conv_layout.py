@@ -35,7 +35,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, Mode, Reset
 from sim.golden.packing import feature_map_blocks
 
-from .errors import DoesNotFitError, check_layer_fits
+from .errors import DoesNotFitError, check_layer_fits, check_network_fits
 
 __all__ = ["KIND_DENSE", "KIND_CONV", "ConvLimits", "CONV_LIMITS", "conv_image_parts", "conv_fetch",
            "conv_weight_rows", "dense_after_conv_weight", "MapPlacement", "place_feature_maps"]
@@ -214,11 +214,7 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
     """
     p, T = params, net.T
     mm = memory_map(p)
-    if len(net.layers) > p.max_layers:
-        raise DoesNotFitError(f"the network has {len(net.layers)} layers; the build runs at most "
-                              f"{p.max_layers} (max_layers)")
-    if T > p.t_max:
-        raise DoesNotFitError(f"T = {T} time steps is more than the build's t_max = {p.t_max}")
+    check_network_fits(net, p)
     if 2 * p.act_chunks > CONV_LIMITS.base + 1:
         raise DoesNotFitError(f"the build's spike memory ({2 * p.act_chunks} blocks) is beyond "
                               f"the conv descriptor's {CONV_LIMITS.base + 1} block addresses")

@@ -4,14 +4,25 @@ checks every layer of an image passes, dense or conv."""
 from __future__ import annotations
 
 from hw.contract.params import CoreParams
-from sim.golden.ir import IntLayer, Mode
+from sim.golden.ir import IntLayer, IntNetwork, Mode
 from sim.golden.model import required_accumulator_bits
 
-__all__ = ["DoesNotFitError", "check_layer_fits"]
+__all__ = ["DoesNotFitError", "check_network_fits", "check_layer_fits"]
 
 
 class DoesNotFitError(ValueError):
     """The network needs more than the build has (the message names what and the limit)."""
+
+
+def check_network_fits(net: IntNetwork, p: CoreParams) -> None:
+    """Refuse a network with more layers than the build's program holds, or more time steps
+    than its ``t_max``."""
+    if len(net.layers) > p.max_layers:
+        raise DoesNotFitError(f"the network has {len(net.layers)} layers; the build runs at most "
+                              f"{p.max_layers} (max_layers)")
+    if net.T > p.t_max:
+        raise DoesNotFitError(f"T = {net.T} time steps is more than the build's t_max = "
+                              f"{p.t_max}")
 
 
 def check_layer_fits(where: str, layer: IntLayer, p: CoreParams, T: int) -> None:

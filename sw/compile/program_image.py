@@ -32,7 +32,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.packing import check_packed, feature_map_blocks
 
-from .errors import DoesNotFitError, check_layer_fits
+from .errors import DoesNotFitError, check_layer_fits, check_network_fits
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
@@ -123,11 +123,7 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
                             net.layers[-1].readout, in_shape=tuple(net.in_shape))
     p, T = params, net.T
     mm = memory_map(p)
-    if len(net.layers) > p.max_layers:
-        raise DoesNotFitError(f"the network has {len(net.layers)} layers; the build runs at most "
-                              f"{p.max_layers} (max_layers)")
-    if T > p.t_max:
-        raise DoesNotFitError(f"T = {T} time steps is more than the build's t_max = {p.t_max}")
+    check_network_fits(net, p)
     layers, weights, biases, thetas = [], [], [], []
     w_base = bt_base = 0
     for li, layer in enumerate(net.layers):
