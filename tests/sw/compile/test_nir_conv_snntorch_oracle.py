@@ -211,6 +211,29 @@ def test_conv_import_equals_snntorch_on_every_test_digit(arch, beta, reset, digi
     check_exact_case(rng, digits_x, arch, beta, reset, "avg")
 
 
+@pytest.mark.parametrize("beta,reset", [(1.0, "zero"), (1.0, "subtract"), (0.5, "subtract")])
+def test_imported_conv_net_in_a_program_image_equals_the_golden_model(beta, reset, digits_x,
+                                                                      rng):
+    """The program image of an imported conv net (its descriptors carry fire_above and
+    compare_leaked, snnTorch's strict compare and delayed subtraction) run by the image-level
+    golden model equals the IR's golden model, and so snnTorch."""
+    import dataclasses
+
+    from boards import CORE_PRESETS
+    from sw.compile.image_golden import run_image
+    from sw.compile.program_image import build_image
+
+    params = dataclasses.replace(CORE_PRESETS["medium"], act_chunks=128)  # 8x8 input maps
+    x = digits_x[:params.batch_depth]
+    net = firing_net(rng, x, "pool-dense", beta, reset)
+    inet, report, agree, golden = compare(net, export(net), x, **conventions(beta, reset))
+    assert report.exact and agree == [1.0, 1.0]
+    assert inet.layers[0].fire_above == (reset == "subtract")
+    run = run_image(build_image(inet, params), x)
+    assert np.array_equal(run.output.reshape(golden.output.shape), golden.output)
+    assert np.array_equal(run.spikes, golden.spikes_per_layer)
+
+
 def test_off_grid_conv_weights_report_their_agreement(digits_x, rng):
     """Conv weights off any power-of-two grid: the first layer is approximate, named with its
     rounding error, and the agreement with snnTorch is measured (the later layers, on the grid,
