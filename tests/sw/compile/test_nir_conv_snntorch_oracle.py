@@ -431,3 +431,20 @@ def test_conv_graph_round_trips_through_a_file_and_the_cli(tmp_path, rng, digits
     assert [la.kind for la in c.layers] == ["conv", "conv", "dense"]
     assert np.array_equal(run_network(c, digits_x[:8]).output,
                           run_network(a, digits_x[:8]).output)
+
+
+def test_cli_checks_the_input_shape(tmp_path, rng, capsys):
+    """``--input-shape``: one that disagrees with the graph's Input node, or is not C,H,W, exits
+    2 saying what is wrong; ``1x8x8`` is taken. (nir.write cannot store a graph without its
+    shapes; the in-memory case is in test_graph_shapes_the_importer_cannot_map.)"""
+    from sw.cli.main import main
+
+    path = tmp_path / "cnn.nir"
+    nir.write(str(path), export(conv_net(rng, "pool-dense", 1.0, "zero")))
+    base = ["import-nir", str(path), "--T", "4", "--reset", "zero", "--out", str(tmp_path / "o")]
+    assert main(base + ["--input-shape", "2,8,8"]) == 2
+    assert "disagrees with the graph's Input node 'input', (1, 8, 8)" in capsys.readouterr().err
+    assert main(base + ["--input-shape", "1,8"]) == 2
+    assert "'1,8' is not C,H,W (or N) of positive integers" in capsys.readouterr().err
+    assert main(base + ["--input-shape", "1x8x8"]) == 0
+    assert "exact mapping" in capsys.readouterr().out
