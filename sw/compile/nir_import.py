@@ -523,8 +523,8 @@ def _readout(wl: _Weighted, qmax, weight_bits):
 
 
 def _per_channel(name, what, values, conv_shape) -> np.ndarray:
-    """A neuron parameter (scalar, per neuron of ``conv_shape``, or per channel) as one value per
-    output channel; a conv layer's must not vary over positions (the IR's are per channel)."""
+    """A neuron parameter (a scalar, or one per neuron of ``conv_shape``) as one value per output
+    channel; a conv layer's must not vary over positions (the IR's are per channel)."""
     arr = np.asarray(values, np.float64).ravel()
     n_out = conv_shape[0]
     if arr.size == 1:
@@ -535,8 +535,6 @@ def _per_channel(name, what, values, conv_shape) -> np.ndarray:
             raise NirImportError(f"node {name!r}: its {what} varies over the positions of a "
                                  "channel; a conv layer's threshold and leak are per channel")
         return per[:, 0].copy()
-    if len(conv_shape) == 3 and arr.size == n_out:
-        return arr
     raise NirImportError(f"node {name!r} has {arr.size} neurons ({what}) but the layer before "
                          f"it gives {nir_shapes.shape_text(conv_shape)}")
 

@@ -379,6 +379,20 @@ def test_graph_shapes_the_importer_cannot_map(rng):
     with pytest.raises(NirImportError, match="varies over the positions"):
         import_nir(g, T, reset="zero")
 
+    g = fresh()  # a LIF node of the wrong size
+    lif = g.nodes["1"]
+    g.nodes["1"] = nir.LIF(tau=np.full(4, np.inf), r=np.full(4, np.inf), v_leak=np.zeros(4),
+                           v_threshold=np.ones(4), v_reset=np.zeros(4))
+    with pytest.raises(NirImportError, match="node '1' has 4 neurons .* gives 4x8x8"):
+        import_nir(g, T, reset="zero")
+    g.nodes["1"] = lif
+
+    g = fresh()  # a pooling whose windows do not tile the map, then a conv
+    g.nodes["2"].kernel_size = g.nodes["2"].stride = np.array([3, 3])
+    g.nodes["3"].input_shape = np.array([2, 2])
+    with pytest.raises(NirImportError, match="dropping its last 2 row"):
+        import_nir(g, T, reset="zero")
+
     g = fresh()  # a dense layer right after a conv layer's neurons (no Flatten)
     g.edges = [e for e in g.edges if e not in (("4", "5"), ("5", "6"))] + [("4", "6")]
     del g.nodes["5"]
