@@ -499,6 +499,7 @@ def _weighted(name, node, shape, pending, passed) -> _Weighted:
     if pending is not None:
         w = nir_shapes.fold_pool_into_dense(pending, w)
         b = b * pending.gain
+        pool_txt += f"; as dense {w.shape[1]}->{w.shape[0]}"
     return _Weighted((*passed, name), w, b, pending.gain if pending else 1, dict(kind="dense"),
                      (w.shape[0],), text, pool_txt)
 

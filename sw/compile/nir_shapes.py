@@ -98,6 +98,8 @@ def input_shape(name: str, node, given) -> tuple[int, ...] | None:
 
 
 def need_input_shape(name: str, what: str) -> NirImportError:
+    """The error asking for ``--input-shape`` when node ``name`` (``what``) needs the input's
+    shape and the graph does not store it."""
     return NirImportError(
         f"node {name!r} is {what} but the graph does not say the input's shape (its Input node "
         "has none): pass --input-shape C,H,W, e.g. --input-shape 1,8,8 for 8x8 digits "

@@ -181,6 +181,7 @@ def check_exact_case(rng, x, arch, beta, reset, pool):
         assert inet.layers[1].padding == 2 and inet.layers[1].in_shape == (4, 8, 8)
     else:
         assert inet.layers[1].in_shape == (4 * 4 * 4,)
+        assert "; as dense 64->10" in report.table()
     assert f"{pool} 2x2 folded" in report.table() and "conv 1x8x8->4x" in report.table()
     if arch == "pool-conv":
         assert "as k6x6 s4 p2 on 4x8x8" in report.table()
