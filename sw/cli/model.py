@@ -214,14 +214,31 @@ def _configure_import_nir(p):
                    help="with --reset subtract: snnTorch's reset_delay (its default is True)")
     p.add_argument("--allow-leak-rounding", action="store_true",
                    help="round a leak beta to the nearest 1 - 2^-k instead of refusing")
+    p.add_argument("--input-shape", type=_input_shape, metavar="C,H,W",
+                   help="the input image's shape when the graph's Input node does not store it "
+                        "(a graph starting with a Conv2d needs it), e.g. 1,8,8")
     p.add_argument("--out", required=True, help="integer network to write (.npz)")
 
 
-@command("import-nir", "import a NIR graph (Affine/Linear + LIF/IF/Threshold) as an integer "
-                       "LIF-mode network", examples=(
-                           "spikepack import-nir snn.nir --T 6 --reset zero --out snn.npz",
-                           "spikepack import-nir lif.nir --T 8 --dt 1e-4 --discretization euler "
-                           "--reset subtract --reset-delay --out lif.npz"))
+def _input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (or N) of positive integers, "
+                                         "e.g. 1,8,8")
+    return shape
+
+
+@command("import-nir", "import a NIR graph (Affine/Linear/Conv2d + LIF/IF/Threshold, "
+                       "SumPool2d/AvgPool2d and Flatten between) as an integer LIF-mode network",
+         examples=(
+             "spikepack import-nir snn.nir --T 6 --reset zero --out snn.npz",
+             "spikepack import-nir lif.nir --T 8 --dt 1e-4 --discretization euler "
+             "--reset subtract --reset-delay --out lif.npz",
+             "spikepack import-nir cnn.nir --T 4 --reset zero --input-shape 1,8,8 "
+             "--out cnn.npz"))
 def cmd_import_nir(args) -> int:
     from sw.compile.nir_import import import_nir
 
@@ -231,7 +248,8 @@ def cmd_import_nir(args) -> int:
         net, report = import_nir(args.graph, args.T, dt=args.dt, reset=args.reset,
                                  reset_delay=args.reset_delay,
                                  discretization=args.discretization,
-                                 allow_leak_rounding=args.allow_leak_rounding)
+                                 allow_leak_rounding=args.allow_leak_rounding,
+                                 input_shape=args.input_shape)
     except OSError as e:  # h5py: empty, truncated or not an HDF5 file
         raise UserError(f"{args.graph} is not a readable NIR graph file ({e}); write one with "
                         "nir.write or an exporter such as snntorch.export_to_nir") from None

@@ -1,10 +1,14 @@
 """Import a NIR graph (Neuromorphic Intermediate Representation) as an integer LIF-mode network.
 
-Supported graphs are chains ``Input -> (Affine|Linear -> LIF|IF|Threshold)* [-> Affine|Linear]
--> Output``. Each ``Affine|Linear -> LIF|IF|Threshold`` pair becomes one ``Mode.LIF`` layer; a
-trailing ``Affine|Linear`` becomes a readout that sums its currents over the ``T`` steps.
-Anything else (CubaLIF, convolutions, pooling, recurrent edges, branches) is refused with
-:class:`NirImportError` naming the node.
+Supported graphs are chains ``Input -> (W -> LIF|IF|Threshold [-> SumPool2d|AvgPool2d]
+[-> Flatten])* [-> W] -> Output`` with ``W`` an ``Affine``, ``Linear`` or ``Conv2d`` node. Each
+``W -> LIF|IF|Threshold`` pair becomes one ``Mode.LIF`` layer (``kind="conv"`` for a ``Conv2d``);
+a trailing ``W`` becomes a readout that sums its currents over the ``T`` steps. Conv layers come
+before dense ones (a ``Flatten`` between, the IR's ``(C, H, W)`` order); a sum or average
+pooling folds into the next weighted layer (:mod:`sw.compile.nir_shapes`: exact, an average's
+``1 / k^2`` goes into that layer's threshold and bias). Anything else (CubaLIF, dilated or
+grouped convolutions, padding or strides that differ per axis, recurrent edges, branches) is
+refused with :class:`NirImportError` naming the node.
 
 What NIR does not store, the caller says (nothing is guessed):
 
@@ -65,17 +69,18 @@ import numpy as np
 
 from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
 
+from . import nir_shapes
+from .nir_shapes import NirImportError
+
+__all__ = ["DISCRETIZATIONS", "SNNTORCH_DT", "NirImportError", "NirImportReport",
+           "NirLayerReport", "import_nir"]
+
 #: The dt snnTorch's NIR export assumes (its graphs' ``tau = dt / (1 - beta)``).
 SNNTORCH_DT = 1e-4
 #: Relative tolerance for "on the grid": NIR files store float32 (snnTorch's ``tau`` for
 #: ``beta = 0.5`` reads back as ``beta = 0.50000002``).
 _TOL = 1e-6
 DISCRETIZATIONS = ("euler", "exp")
-
-
-class NirImportError(ValueError):
-    """The graph has a node or parameter the accelerator cannot map, or needs a convention NIR
-    does not store (the message names the command-line option that gives it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +107,14 @@ class NirLayerReport:
     weight_rel_rms : float
         Relative RMS error of the weights after rounding to the integer grid (0 when on it).
     steps : tuple of float
-        Per output neuron, the float value of one integer unit (``W = step W_int``); a readout's
-        float output is ``step`` times the integer one.
+        Per output neuron (per output channel of a conv layer), the float value of one integer
+        unit (``W = step W_int``); a readout's float output is ``step`` times the integer one.
+    layer : str
+        The layer's shape: ``dense 64->16`` or ``conv 1x8x8->4x8x8 k3x3 s1 p1`` (input and
+        output ``C x H x W``, kernel, stride, padding).
+    pool : str
+        A sum or average pooling folded into this layer (``avg 2x2 folded, x4 in theta and
+        bias``), else ``-``.
     """
 
     nodes: tuple[str, ...]
@@ -116,6 +127,8 @@ class NirLayerReport:
     approximations: tuple[str, ...]
     weight_rel_rms: float
     steps: tuple[float, ...] = ()
+    layer: str = ""
+    pool: str = "-"
 
     @property
     def exact(self) -> bool:
@@ -135,13 +148,17 @@ class NirImportReport:
         return all(r.exact for r in self.layers)
 
     def table(self) -> str:
-        """One row per layer (reset mode and compare included), then every approximation."""
-        rows = ["nodes              kind       k  beta     beta_hw  reset              cmp  exact "
-                " W rel.rms"]
-        for r in self.layers:
-            rows.append(f"{'->'.join(r.nodes):18s} {r.kind:9s} {r.leak_shift:2d} {r.beta:8.5f} "
+        """One row per layer (reset mode, compare, shape and folded pooling included), then
+        every approximation."""
+        nodes = ["->".join(r.nodes) for r in self.layers]
+        wn = max([18, *map(len, nodes)])
+        wl = max([5, *(len(r.layer) for r in self.layers)])
+        rows = [f"{'nodes':{wn}s} kind       k  beta     beta_hw  reset              cmp  exact "
+                f" W rel.rms  {'layer':{wl}s}  pool"]
+        for name, r in zip(nodes, self.layers, strict=True):
+            rows.append(f"{name:{wn}s} {r.kind:9s} {r.leak_shift:2d} {r.beta:8.5f} "
                         f"{r.beta_hw:8.5f} {r.reset:18s} {r.compare:4s} {str(r.exact):6s} "
-                        f"{r.weight_rel_rms:.2e}")
+                        f"{r.weight_rel_rms:.2e}   {r.layer:{wl}s}  {r.pool}")
         for i, r in enumerate(self.layers):
             rows += [f"  layer {i} ({'->'.join(r.nodes)}): {a}" for a in r.approximations]
         return "\n".join(rows)
@@ -297,8 +314,10 @@ def _row_scale(w_row, exact_values, qmax, finer) -> tuple[float, int, bool]:
 def import_nir(graph, T: int, *, dt: float | None = None, reset: str | Reset | None = None,
                reset_delay: bool | None = None, discretization: str | None = None,
                weight_bits: int = 8, allow_leak_rounding: bool = False,
+               input_shape: tuple[int, ...] | None = None,
                ) -> tuple[IntNetwork, NirImportReport]:
-    """Map a NIR graph (object or file path) to an :class:`~sim.golden.ir.IntNetwork` of ``T`` steps.
+    """Map a NIR graph (object or file path) to an :class:`~sim.golden.ir.IntNetwork` of ``T``
+    steps.
 
     Parameters
     ----------
@@ -317,6 +336,9 @@ def import_nir(graph, T: int, *, dt: float | None = None, reset: str | Reset | N
         Width of the integer weights.
     allow_leak_rounding : bool
         Round a leak that is not ``1 - 2^-k`` to the nearest shift instead of refusing.
+    input_shape : tuple of int, optional
+        The input's ``(C, H, W)`` (or ``(n,)``) when the graph's ``Input`` node does not store
+        it; a graph whose first weighted node is a ``Conv2d`` needs one or the other.
 
     Returns
     -------
@@ -335,7 +357,9 @@ def import_nir(graph, T: int, *, dt: float | None = None, reset: str | Reset | N
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise NirImportError(f"--dt must be a positive time step, not {dt}")
     qmax = (1 << (weight_bits - 1)) - 1
-    chain = _chain(graph)[1:-1]  # drop Input and Output
+    chain = _chain(graph)
+    shape = nir_shapes.input_shape(chain[0][0], chain[0][1], input_shape)
+    chain = chain[1:-1]  # drop Input and Output
     has_state = any(isinstance(n, (nir.LIF, nir.IF)) for _, n in chain)
     if has_state and reset is None:
         first = next(name for name, n in chain if isinstance(n, (nir.LIF, nir.IF)))
@@ -351,31 +375,48 @@ def import_nir(graph, T: int, *, dt: float | None = None, reset: str | Reset | N
             "at once) (reset_delay= in Python)")
     delayed = bool(reset_delay) and reset is Reset.SUBTRACT
     layers, reports, i = [], [], 0
+    pending, passed = None, []  # a pooling to fold; Flatten/pool nodes before the next layer
     while i < len(chain):
         name, node = chain[i]
-        if isinstance(node, nir.Affine):
-            w, b = np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64).ravel()
-        elif isinstance(node, nir.Linear):
-            w = np.asarray(node.weight, np.float64)
-            b = np.zeros(w.shape[0])
-        else:
-            raise NirImportError(
-                f"node {name!r} is {type(node).__name__}; the accelerator maps chains of "
-                "Affine/Linear followed by LIF/IF (a trailing Affine/Linear is a readout)")
-        if w.ndim != 2:
-            raise NirImportError(f"node {name!r} has a {w.ndim}-D weight; only dense layers map")
+        if isinstance(node, nir.Flatten):
+            shape = nir_shapes.flatten(name, node, shape)
+            passed.append(name)
+            i += 1
+            continue
+        if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+            if pending is not None:
+                raise NirImportError(f"nodes {pending.name!r} and {name!r} pool twice in a row; "
+                                     "merge them into one pooling")
+            pending = nir_shapes.pool(name, node, shape, isinstance(node, nir.AvgPool2d))
+            shape = pending.out_shape
+            passed.append(name)
+            i += 1
+            continue
+        weighted = _weighted(name, node, shape, pending, tuple(passed))
+        pending, passed = None, []
         nxt = chain[i + 1] if i + 1 < len(chain) else None
         if nxt is None:
-            layer, report = _readout(name, w, b, qmax, weight_bits)
+            layer, report = _readout(weighted, qmax, weight_bits)
         else:
-            layer, report = _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization,
+            if not isinstance(nxt[1], (nir.LIF, nir.IF, nir.Threshold)):
+                raise NirImportError(
+                    f"node {nxt[0]!r} is {type(nxt[1]).__name__}; after a weighted node "
+                    f"({name!r}) the accelerator maps LIF, IF or Threshold neurons (CubaLIF "
+                    "and recurrent graphs are not supported; a trailing Affine/Linear is a "
+                    "readout)")
+            layer, report = _neuron_layer(weighted, nxt, T, dt, reset, delayed, discretization,
                                           qmax, weight_bits, allow_leak_rounding)
             i += 1
         layers.append(layer)
         reports.append(report)
+        shape = layer.conv_shape
         i += 1
+    if pending is not None:
+        raise NirImportError(f"node {pending.name!r} pools the output of the last layer; a "
+                             "pooling folds into the next weighted layer, so end with a "
+                             "weighted layer (the readout)")
     if not layers:
-        raise NirImportError("the graph has no Affine/Linear layer")
+        raise NirImportError("the graph has no Affine/Linear or Conv2d layer")
     conv = [f"T = {T}"]
     if dt is not None:
         conv.append(f"dt = {dt:g}")
@@ -384,31 +425,127 @@ def import_nir(graph, T: int, *, dt: float | None = None, reset: str | Reset | N
     if reset is not None and has_state:
         conv.append(f"reset {reset.value}" + (f", reset_delay={bool(reset_delay)}"
                                                if reset is Reset.SUBTRACT else ""))
-    return IntNetwork(tuple(layers), T), NirImportReport(tuple(reports), ", ".join(conv))
+    try:
+        net = IntNetwork(tuple(layers), T)
+    except ValueError as e:
+        raise NirImportError(f"the imported layers do not chain: {e}") from None
+    return net, NirImportReport(tuple(reports), ", ".join(conv))
 
 
-def _readout(name, w, b, qmax, weight_bits):
-    """A trailing Affine/Linear: sums its currents over the T steps; one step for all outputs."""
-    s, _, on_grid = _row_scale(w, np.concatenate([w.ravel(), b]), qmax, 0)
+@dataclasses.dataclass(frozen=True)
+class _Weighted:
+    """A weighted node with any pooling folded into it, ready to quantize.
+
+    ``w`` is 2-D (dense) or 4-D (conv); ``gain`` (``k^2`` of a folded average pooling, else 1)
+    multiplies the bias and the threshold; ``geometry`` holds the IntLayer's kind, in_shape,
+    stride and padding.
+    """
+
+    nodes: tuple[str, ...]
+    w: np.ndarray
+    b: np.ndarray
+    gain: int
+    geometry: dict
+    conv_shape: tuple[int, ...]
+    layer: str
+    pool: str
+
+    @property
+    def rows(self) -> np.ndarray:
+        """One row of weights per output neuron (per output channel of a conv)."""
+        return self.w.reshape(self.w.shape[0], -1)
+
+
+def _weighted(name, node, shape, pending, passed) -> _Weighted:
+    """Read an Affine, Linear or Conv2d node and fold a pending pooling into it."""
+    import nir
+
+    pool_txt = "-" if pending is None else pending.describe()
+    if isinstance(node, nir.Conv2d):
+        geo = nir_shapes.conv_geometry(name, node, shape)
+        w = np.asarray(node.weight, np.float64)
+        b = np.broadcast_to(np.asarray(node.bias, np.float64).ravel(), (w.shape[0],)).copy()
+        text = geo.describe(w.shape[2:])
+        in_shape, stride, padding = geo.in_shape, geo.stride, geo.padding
+        if pending is not None:
+            w, stride, padding = nir_shapes.fold_pool_into_conv(pending, w, stride, padding)
+            in_shape = pending.in_shape
+            pool_txt += (f"; as k{nir_shapes.shape_text(w.shape[2:])} s{stride} p{padding} on "
+                         f"{nir_shapes.shape_text(in_shape)}")
+        geometry = dict(kind="conv", in_shape=in_shape, stride=stride, padding=padding)
+        return _Weighted((*passed, name), w, b * (pending.gain if pending else 1),
+                         pending.gain if pending else 1, geometry, geo.out_shape, text, pool_txt)
+    if isinstance(node, nir.Affine):
+        w, b = np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64).ravel()
+    elif isinstance(node, nir.Linear):
+        w = np.asarray(node.weight, np.float64)
+        b = np.zeros(w.shape[0])
+    else:
+        raise NirImportError(
+            f"node {name!r} is {type(node).__name__}; the accelerator maps chains of "
+            "Affine/Linear/Conv2d followed by LIF/IF (SumPool2d/AvgPool2d and Flatten between "
+            "them; a trailing Affine/Linear or Conv2d is a readout)")
+    if w.ndim != 2:
+        raise NirImportError(f"node {name!r} has a {w.ndim}-D weight; an Affine/Linear weight "
+                             "is 2-D (n_out, n_in)")
+    if shape is not None and len(shape) == 3:
+        raise NirImportError(f"node {name!r} is a dense layer but receives a "
+                             f"{nir_shapes.shape_text(shape)} map; put a Flatten before it")
+    if shape is not None and math.prod(shape) != w.shape[1]:
+        raise NirImportError(f"node {name!r} takes {w.shape[1]} inputs but receives "
+                             f"{math.prod(shape)}")
+    b = np.broadcast_to(b, (w.shape[0],)).copy()
+    text = f"dense {w.shape[1]}->{w.shape[0]}"
+    if pending is not None:
+        w = nir_shapes.fold_pool_into_dense(pending, w)
+        b = b * pending.gain
+        pool_txt += f"; as dense {w.shape[1]}->{w.shape[0]}"
+    return _Weighted((*passed, name), w, b, pending.gain if pending else 1, dict(kind="dense"),
+                     (w.shape[0],), text, pool_txt)
+
+
+def _readout(wl: _Weighted, qmax, weight_bits):
+    """A trailing weighted node: sums its currents over the T steps; one step for all outputs
+    (a folded average pooling's ``k^2`` divides it: the integer sum is ``k^2`` times finer)."""
+    w, b = wl.w, wl.b
+    s, _, on_grid = _row_scale(w.ravel(), np.concatenate([w.ravel(), b]), qmax, 0)
     w_int = np.clip(np.round(w / s), -qmax - 1, qmax).astype(np.int64)
     b_int = np.round(b / s).astype(np.int64)
     approx = []
-    rel = _rel(w, s, w_int)
+    rel = _rel(wl.rows, s, w_int.reshape(w.shape[0], -1))
     if not on_grid:
         approx.append(f"weights off a power-of-two grid within {weight_bits} bits: rounded, "
                       f"rel. RMS error {rel:.2e}, bias error up to "
-                      f"{float(np.abs(b - s * b_int).max(initial=0)):.3g}")
+                      f"{float(np.abs(b - s * b_int).max(initial=0)) / wl.gain:.3g}")
     layer = IntLayer(w_int, b_int, 1, mode=Mode.LIF, readout=True, weight_bits=weight_bits,
-                     leak_shift=0)
-    return layer, NirLayerReport((name,), "readout", 0, 1.0, 1.0, "-", "-", tuple(approx), rel,
-                                 (float(s),) * w.shape[0])
+                     leak_shift=0, **wl.geometry)
+    return layer, NirLayerReport(wl.nodes, "readout", 0, 1.0, 1.0, "-", "-", tuple(approx), rel,
+                                 (float(s) / wl.gain,) * w.shape[0], wl.layer, wl.pool)
 
 
-def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, weight_bits,
+def _per_channel(name, what, values, conv_shape) -> np.ndarray:
+    """A neuron parameter (a scalar, or one per neuron of ``conv_shape``) as one value per output
+    channel; a conv layer's must not vary over positions (the IR's are per channel)."""
+    arr = np.asarray(values, np.float64).ravel()
+    n_out = conv_shape[0]
+    if arr.size == 1:
+        return np.full(n_out, arr[0])
+    if arr.size == math.prod(conv_shape):
+        per = arr.reshape(n_out, -1)
+        if np.any(np.ptp(per, axis=1) > _TOL * np.maximum(1.0, np.abs(per).max(axis=1))):
+            raise NirImportError(f"node {name!r}: its {what} varies over the positions of a "
+                                 "channel; a conv layer's threshold and leak are per channel")
+        return per[:, 0].copy()
+    raise NirImportError(f"node {name!r} has {arr.size} neurons ({what}) but the layer before "
+                         f"it gives {nir_shapes.shape_text(conv_shape)}")
+
+
+def _neuron_layer(wl: _Weighted, nxt, T, dt, reset, delayed, discretization, qmax, weight_bits,
                   allow_leak_rounding):
     import nir
 
     nname, neuron = nxt
+    w, b = wl.rows, wl.b
     n_out = w.shape[0]
     if isinstance(neuron, nir.Threshold):
         if T != 1:
@@ -418,17 +555,13 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
                 f"exactly only with T = 1 (not {T}): run each time step as its own sample")
         beta, gain, layer_reset, delayed = 1.0, np.ones(n_out), Reset.ZERO, False
         thr_values = neuron.threshold
-    elif isinstance(neuron, (nir.LIF, nir.IF)):
+    else:
         beta, gain = _leak(nname, neuron, dt, discretization)
         layer_reset, thr_values = reset, neuron.v_threshold
-    else:
-        raise NirImportError(
-            f"node {nname!r} is {type(neuron).__name__}; after an Affine/Linear the "
-            "accelerator maps LIF, IF or Threshold neurons (CubaLIF, Conv, pooling and "
-            "recurrent graphs are not supported)")
     k, beta_hw = _shift_for(nname, beta, allow_leak_rounding)
-    thr = np.broadcast_to(np.asarray(thr_values, np.float64).ravel(), (n_out,))
-    gain = np.broadcast_to(np.asarray(gain, np.float64).ravel(), (n_out,))
+    thr = _per_channel(nname, "threshold", thr_values, wl.conv_shape)
+    # a folded average pooling's k^2 multiplies the bias (in wl.b) and the threshold
+    gain = _per_channel(nname, "gain (r)", gain, wl.conv_shape) / wl.gain
     stateless = isinstance(neuron, nir.Threshold)  # fires on v > 0 too: theta_int = 1
     if np.any(gain <= 0) or np.any(thr < 0 if stateless else thr <= 0):
         raise NirImportError(f"node {nname!r} needs a positive gain (r) and a threshold "
@@ -497,12 +630,14 @@ def _neuron_layer(name, w, b, nxt, T, dt, reset, delayed, discretization, qmax, 
                 f"after its subtraction needs 2 theta at the next step); {over} of {n_out} "
                 f"neurons can pass 2 theta (up to {int(reach[worst])} steps against "
                 f"2 theta = {int(2 * theta[worst])}), and there the accelerator fires")
-    layer = IntLayer(w_int, b_int, theta, mode=Mode.LIF, weight_bits=weight_bits, leak_shift=k,
-                     reset=layer_reset, fire_above=subtract, compare_leaked=leaked)
+    layer = IntLayer(w_int.reshape(wl.w.shape), b_int, theta, mode=Mode.LIF,
+                     weight_bits=weight_bits, leak_shift=k, reset=layer_reset,
+                     fire_above=subtract, compare_leaked=leaked, **wl.geometry)
     reset_txt = layer_reset.value + (", delayed" if subtract and delayed else "")
-    return layer, NirLayerReport((name, nname), type(neuron).__name__, k, beta, beta_hw,
+    return layer, NirLayerReport((*wl.nodes, nname), type(neuron).__name__, k, beta, beta_hw,
                                  reset_txt, ">" if subtract else ">=",
-                                 tuple(approx), rel, tuple(float(x) for x in scales))
+                                 tuple(approx), rel, tuple(float(x) for x in scales), wl.layer,
+                                 wl.pool)
 
 
 def _rel(w, s, w_int) -> float:
