@@ -18,7 +18,8 @@ is measured in stages of rising cost (:data:`STAGES`):
    attributes.
 
 The study is multi-objective (all minimized): cycles per inference, classification error, energy
-per inference (pJ) and, at stage ``model``, the array's synaptic adds per cycle (``n_pe k``), or
+per inference (pJ) and, at stage ``model``, the array's synaptic adds per cycle (``n_pe k``) and
+the core's memory (kbit, :func:`memory_bits`), or
 at stages ``yosys``/``pnr`` the LUTs, flip-flops and block RAMs the build uses. Every trial keeps
 its parameters, every objective, the derived build (``core``), the stage reached and, if it
 failed, the error, as user attributes.
@@ -34,6 +35,7 @@ grace period passes; the next worker then marks it FAIL and queues a retry of th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -154,7 +156,7 @@ class SweepConfig:
         """The study's objectives, in order (all minimized)."""
         base = ("cycles", "error", "energy_pj")
         if self.stage == "model":
-            return (*base, "adds_per_cycle")
+            return (*base, "adds_per_cycle", "memory_kbits")
         return (*base, "LUT", "FF", "BRAM")
 
 
@@ -176,6 +178,7 @@ class TrialResult:
         values = {"cycles": self.cycles, "error": 1.0 - self.accuracy,
                   "energy_pj": self.energy_pj,
                   "adds_per_cycle": float(self.core["n_pe"] * self.core["k"]),
+                  "memory_kbits": memory_bits(CoreParams(**self.core)) / 1024,
                   **{r: float(v) for r, v in self.resources.items()}}
         return tuple(values[n] for n in names)
 
@@ -215,42 +218,58 @@ def memory_bits(p: CoreParams) -> int:
 
 # --- the network -------------------------------------------------------------------------------
 
+def model_path(config: SweepConfig, T: int) -> Path:
+    """Where the float model trained at ``T`` is cached (one per machine's work directory)."""
+    return config.work_dir / "models" / (
+        f"{config.net}_T{T}_h{'-'.join(map(str, config.hidden))}_e{config.epochs}"
+        f"_s{config.seed}.pt")
+
+
 def _float_model(config: SweepConfig, T: int):
     """The digits SpikePack MLP trained at ``T`` (trained once per machine, cached)."""
     from filelock import FileLock
 
-    from sw.train.data import load_digits_split
     from sw.train.model_io import load_model, save_model
     from sw.train.models import calibrate_thresholds, spikepack_mlp
     from sw.train.train import as_tensor, seed_everything, train_classifier
 
-    d = config.work_dir / "models"
-    d.mkdir(parents=True, exist_ok=True)
-    tag = f"{config.net}_T{T}_h{'-'.join(map(str, config.hidden))}_e{config.epochs}" \
-          f"_s{config.seed}.pt"
-    path = d / tag
+    path = model_path(config, T)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
             return load_model(path)[0]
-        split = load_digits_split(config.seed)
+        import torch
+
+        split = _digits_split(config.seed)
         x_tr, _ = split.packed(T)
-        seed_everything(config.seed)
-        snn = spikepack_mlp((split.n_features, *config.hidden, split.n_classes), T)
-        calibrate_thresholds(snn, as_tensor(x_tr))
-        train_classifier(snn, x_tr, split.y_train, epochs=config.epochs, seed=config.seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a small MLP trains fastest on one; other workers share the CPU
+        try:
+            seed_everything(config.seed)
+            snn = spikepack_mlp((split.n_features, *config.hidden, split.n_classes), T)
+            calibrate_thresholds(snn, as_tensor(x_tr))
+            train_classifier(snn, x_tr, split.y_train, epochs=config.epochs, seed=config.seed)
+        finally:
+            torch.set_num_threads(threads)
         save_model(snn, path)
         return snn
+
+
+@functools.lru_cache(maxsize=4)
+def _digits_split(seed: int):
+    from sw.train.data import load_digits_split
+    return load_digits_split(seed)
 
 
 def quantized_network(config: SweepConfig, T: int, weight_bits: int):
     """``(net, x_test, y_test)``: the trial's integer network and the packed test split."""
     from sw.compile.quantize import quantize_spikepack
-    from sw.train.data import load_digits_split
 
     model = _float_model(config, T)
     net, _ = quantize_spikepack(model, weight_bits=weight_bits)
-    _, x_test = load_digits_split(config.seed).packed(T)
-    return net, x_test, load_digits_split(config.seed).y_test
+    split = _digits_split(config.seed)
+    _, x_test = split.packed(T)
+    return net, x_test, split.y_test
 
 
 # --- one point ---------------------------------------------------------------------------------
@@ -442,17 +461,20 @@ def finished(study) -> int:
 
 
 def run_worker(config: SweepConfig, storage, study_name: str, trials: int, *,
-               progress=None) -> int:
+               progress=None, max_failures: int | None = None) -> int:
     """Run trials of the study until it holds ``trials`` finished ones; return how many this
     worker ran. Other workers (other processes or machines on the same storage) may run at
     the same time. A failing trial is recorded FAIL with its ``error`` attribute and the worker
-    goes on."""
+    goes on, until it has seen ``max_failures`` failures in a row (default ``max(3, trials)``):
+    then it raises ``SweepError`` naming the last error (a sweep whose every trial fails)."""
     import optuna
     from optuna.trial import TrialState
 
     study = open_study(storage, study_name, config)
     names = config.objective_names()
     ran = 0
+    fails_in_row = 0
+    max_failures = max(3, trials) if max_failures is None else max_failures
 
     def objective(trial):
         point = _suggest(trial, config.space)
@@ -474,8 +496,9 @@ def run_worker(config: SweepConfig, storage, study_name: str, trials: int, *,
         return r.objectives(names)
 
     def stop_when_done(study, trial):
-        nonlocal ran
+        nonlocal ran, fails_in_row
         ran += 1
+        fails_in_row = fails_in_row + 1 if trial.state == TrialState.FAIL else 0
         if progress:
             progress(trial)
         if finished(study) >= trials:
@@ -486,6 +509,10 @@ def run_worker(config: SweepConfig, storage, study_name: str, trials: int, *,
     while finished(study) < trials:
         study.optimize(objective, n_trials=1, catch=(Exception,),
                        callbacks=[stop_when_done], gc_after_trial=False)
+        if fails_in_row >= max_failures:
+            last = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))[-1]
+            raise SweepError(f"{fails_in_row} trials in a row failed; the last (trial "
+                             f"{last.number}): {last.user_attrs.get('error', '?')}")
         # A retried trial (WAITING) is taken by the next optimize call of any worker.
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and \
                 finished(study) >= trials:
@@ -533,6 +560,7 @@ def format_table(study) -> str:
         cols.append("fmax_mhz")
     title = {"p_t_max": "t_max", "p_batch_depth": "batch", "p_T": "T", "p_weight_bits": "w_bits",
              "fire_units": "fire", "energy_pj": "energy pJ", "adds_per_cycle": "adds/cyc",
+             "memory_kbits": "mem kbit",
              "fmax_mhz": "Fmax MHz"}
     hdr = [title.get(c, c) for c in cols]
 
@@ -542,7 +570,7 @@ def format_table(study) -> str:
         if c == "accuracy":
             return f"{100 * v:.1f}%"
         if isinstance(v, float):
-            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+            return f"{v:,.0f}" if abs(v) >= 100 or v.is_integer() else f"{v:.2f}"
         return str(v)
 
     cells = [[fmt(c, r.get(c)) for c in cols] for r in rows]
