@@ -395,17 +395,24 @@ def open_storage(url: str | None, work_dir: Path, *, heartbeat_interval: int = 6
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs,
-                              heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=max_retry))
-        except (ImportError, ModuleNotFoundError) as exc:
-            raise SweepError(f"storage {url!r} needs a database driver that is not installed "
-                             f"({exc}); for PostgreSQL: pip install psycopg2-binary") from None
-        except Exception as exc:  # SQLAlchemy's errors: bad URL, unreachable server
-            raise SweepError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") \
-                from None
+        for attempt in range(5):
+            try:
+                return RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry))
+            except (ImportError, ModuleNotFoundError) as exc:
+                raise SweepError(f"storage {url!r} needs a database driver that is not "
+                                 f"installed ({exc}); for PostgreSQL: pip install "
+                                 f"psycopg2-binary") from None
+            except Exception as exc:  # SQLAlchemy's errors: bad URL, unreachable server
+                # Workers that start together race to create the schema: the loser retries.
+                if attempt == 4 or type(exc).__name__ not in ("OperationalError",
+                                                               "IntegrityError"):
+                    raise SweepError(f"cannot open storage {url!r}: {type(exc).__name__}: "
+                                     f"{exc}") from None
+                time.sleep(0.5 + attempt)
 
 
 def open_study(storage, name: str, config: SweepConfig | None = None):
