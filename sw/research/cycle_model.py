@@ -34,6 +34,7 @@ returns the counters, one sample per run, for that comparison.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -79,16 +80,26 @@ class CoreTiming:
     @classmethod
     def of(cls, params: CoreParams) -> CoreTiming:
         """The latencies of a core built with ``params`` (the blocks' own properties)."""
-        from hw.core.fetcher import Fetcher
-        from hw.core.fire_array import FireArray
-        from hw.core.pe import SpikePackPE
+        return _timing(params)
 
-        # PEArray.latency = 1 (weight read) + weight_regs + SpikePackPE.latency, from one PE (a
-        # whole PE array takes long to construct for a large build).
-        pe = SpikePackPE(params.k, params.t_max, params.sum_bits, params.weight_bits)
-        pe_latency = 1 + params.weight_regs + pe.latency
-        return cls(fetch_latency=Fetcher(params).latency, pe_latency=pe_latency,
-                   read_latency=FireArray.READ_LATENCY)
+
+@functools.lru_cache(maxsize=64)
+def _timing(params: CoreParams) -> CoreTiming:
+    from hw.core.fetcher import Fetcher
+    from hw.core.fire_array import FireArray
+    from hw.core.pe import SpikePackPE
+
+    # PEArray.latency = 1 (weight read) + weight_regs + SpikePackPE.latency, from one PE (a
+    # whole PE array takes long to construct for a large build).
+    pe = SpikePackPE(params.k, params.t_max, params.sum_bits, params.weight_bits)
+    fetcher = Fetcher(params)
+    timing = CoreTiming(fetch_latency=fetcher.latency, pe_latency=1 + params.weight_regs
+                        + pe.latency, read_latency=FireArray.READ_LATENCY)
+    # Built only to read their latencies: tell Amaranth they are not meant to be elaborated.
+    for block in (pe, fetcher, *vars(pe).values()):
+        if hasattr(block, "_MustUse__silence"):
+            block._MustUse__silence = True
+    return timing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +185,7 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     in_half, hold, complete_at = 0, [False, False], [None, None]
     rd_half = 0
     # Firing array: None (IDLE) or the cycle it left IDLE.
-    fire_start, fire_pass = None, 0
+    fire_start = None
     passes_stored_at = []  # cycles at which each pass's count shows
     # fetch_latency - 4: cycles from the start pulse until the address stage begins (busy set).
     lead = timing.fetch_latency - 4
@@ -227,7 +238,6 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
             hold[rd_half] = False
             rd_half ^= 1
             fire_start = None
-            fire_pass += 1
         elif go_fire:
             fire_start = t
         # Skid 2 (input: the issuer's beat).

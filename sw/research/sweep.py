@@ -302,7 +302,7 @@ def _yosys_resources(config: SweepConfig, core: CoreParams) -> tuple[dict, float
         raise RuntimeError(f"hw.build failed for {core}: {report['message']}")
     util = report["utilization"]
     names = {"LUT": ("LUT", "LUT4", "TRELLIS_COMB", "ICESTORM_LC"),
-             "FF": ("FF", "TRELLIS_FF", "ICESTORM_LC_FF"),
+             "FF": ("FF", "TRELLIS_FF"),  # iCE40: nextpnr counts LUT+FF cells (LUT), FF 0
              "BRAM": ("RAMB36", "BRAM", "DP16KD", "ICESTORM_RAM"),
              "DSP": ("DSP", "DSP48E1", "MULT18X18D", "ICESTORM_DSP")}
     res = {}
