@@ -497,10 +497,12 @@ def run_worker(config: SweepConfig, storage, study_name: str, trials: int, *,
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])
             raise
+        values = r.objectives(names)
         for key, value in dataclasses.asdict(r).items():
             trial.set_user_attr(key, value)
+        trial.set_user_attr("objectives", dict(zip(names, values, strict=True)))
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-        return r.objectives(names)
+        return values
 
     def stop_when_done(study, trial):
         nonlocal ran, fails_in_row

@@ -88,6 +88,7 @@ def test_two_workers_share_one_study(shared_study):
             assert t.user_attrs["stage"] == "model"
             assert len(t.values) == len(study.user_attrs["objectives"])
             assert t.values[0] == t.user_attrs["cycles"] > 0
+            assert list(t.user_attrs["objectives"].values()) == t.values
     print("trials per worker:", ran)
 
 
