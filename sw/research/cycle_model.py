@@ -177,7 +177,8 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     # Fetcher: stages B, R, S, C (item index or -1); address counter; busy.
     stages = [-1, -1, -1, -1]
     fetch_next, busy = 0, False
-    # Skid buffers: [o_item, skid_item] (-1 = empty). An item is (index, remaining planes).
+    # Skid buffers: output register and skid register (None = empty). Skid 1 holds fetcher
+    # items (block index ``p * chunks + c``), skid 2 issuer beats ``(block index, last)``.
     s1_o, s1_skid = None, None
     s2_o, s2_skid = None, None
     issued = 0  # planes of the issuer's current block already sent
@@ -187,7 +188,8 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     # Firing array: None (IDLE) or the cycle it left IDLE.
     fire_start = None
     passes_stored_at = []  # cycles at which each pass's count shows
-    # fetch_latency - 4: cycles from the start pulse until the address stage begins (busy set).
+    # Cycle 0 is the sequencer's START (the fetcher's start pulse). The fetcher is busy from
+    # ``lead`` on and a block then passes its four stages: first block valid at fetch_latency.
     lead = timing.fetch_latency - 4
     t = 0
     limit = 64 + n_items * (params.t_max + 2) + passes * (fire_cycles + 64)
