@@ -128,8 +128,6 @@ def bitbudget(args) -> int:
 
 def arty(args) -> int:
     from sw.research import sweep as sw_sweep
-    from sw.research.cycle_model import measure_cycles_rtl, predict_cycles
-
     work = ROOT / "build" / "bench_sweep"
     space = sw_sweep.SweepSpace(k=(8, 16), pe_per_lane=(1, 2), fire_div=(1, 4),
                                 batch_depth=(1,), T=(2, 3, 4, 6), weight_bits=(4, 6, 8))
@@ -151,18 +149,12 @@ def arty(args) -> int:
     print(f"plot: {plot}")
     if args.rtl:
         print("\nRTL confirmation of each Pareto point's cycles (its own core, Verilator):")
-        for row in sw_sweep.pareto_rows(study):
-            core = CoreParams(**row["core"])
-            net, x, _ = sw_sweep.quantized_network(config, row["p_T"], row["p_weight_bits"])
-            xs = x[:args.rtl_samples]
-            model = predict_cycles(net, xs, core)
-            t1 = time.time()
-            rtl = measure_cycles_rtl(core, [(net, xs)],
-                                     build_dir=_build_dir(f"sweep_{row['trial']}", core))[0]
-            print(f"  trial {row['trial']}: {len(xs)} samples, model "
-                  f"{model.sum(axis=1).mean():.1f}, RTL {rtl.sum(axis=1).mean():.1f} cycles "
-                  f"per inference, {'==' if np.array_equal(model, rtl) else '!='} "
-                  f"({time.time() - t1:.0f} s)", flush=True)
+        sw_sweep.confirm_front_on_rtl(
+            study, config, samples=args.rtl_samples,
+            progress=lambda n, v: print(f"  trial {n}: {v['samples']} samples, model "
+                                        f"{v['model']:.1f}, RTL {v['rtl']:.1f} cycles per "
+                                        f"inference, {'==' if v['equal'] else '!='}",
+                                        flush=True))
     return 0
 
 

@@ -64,6 +64,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="accuracy the default pick may give up against the best point")
     p.add_argument("--pnr-top", type=_positive, default=3,
                    help="--stage pnr: Pareto points placed and routed")
+    p.add_argument("--confirm-rtl", type=_positive, metavar="SAMPLES",
+                   help="run each Pareto point on its core's RTL (Verilator, a build per core) "
+                        "for SAMPLES test digits and compare its cycle counters with the model's")
 
 
 @command("sweep", "design-space exploration on Optuna: core size and model bits for a board, "
@@ -109,6 +112,15 @@ def sweep(args) -> int:
                 sw_sweep.place_and_route_front(
                     study, config, top=args.pnr_top,
                     progress=lambda n, f, r: print(f"pnr trial {n}: Fmax {f} MHz {r}"))
+        if args.confirm_rtl:
+            if args.show:
+                config = sw_sweep.SweepConfig(**_stored_config(study))
+            sw_sweep.confirm_front_on_rtl(
+                study, config, samples=args.confirm_rtl,
+                progress=lambda n, v: print(
+                    f"RTL trial {n}: model {v['model']:.1f}, RTL {v['rtl']:.1f} cycles per "
+                    f"inference over {v['samples']} samples: "
+                    f"{'equal (==)' if v['equal'] else 'DIFFERENT'}", flush=True))
         print(sw_sweep.format_table(study))
         if any(True for _ in study.best_trials):
             plot = Path(args.plot) if args.plot else work / f"{study.study_name}_pareto.png"
@@ -122,6 +134,16 @@ def sweep(args) -> int:
     except sw_sweep.SweepError as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _stored_config(study) -> dict:
+    """The study's SweepConfig fields, as the worker that created it stored them."""
+    from sw.research.sweep import SweepSpace
+
+    cfg = dict(study.user_attrs["config"])
+    cfg["hidden"] = tuple(cfg["hidden"])
+    cfg["space"] = SweepSpace(**{k: tuple(v) for k, v in cfg["space"].items()})
+    return cfg
 
 
 sweep.configure = _configure

@@ -51,6 +51,7 @@ from hw.contract.params import CoreParams
 __all__ = ["STAGES", "SweepConfig", "SweepSpace", "TrialResult", "open_storage", "open_study",
            "core_for_network", "evaluate_point", "run_worker", "pareto_rows", "format_table",
            "plot_front", "choose_point", "write_preset", "place_and_route_front",
+           "confirm_front_on_rtl",
            "SweepError", "CYCLE_MODEL_NOTE"]
 
 STAGES = ("model", "yosys", "pnr")
@@ -538,15 +539,18 @@ def _objective_names(study) -> list[str]:
 def pareto_rows(study) -> list[dict]:
     """The Pareto front of the study's complete trials, fastest first."""
     names = _objective_names(study)
+    confirmed = study.user_attrs.get("rtl_confirmed", {})
     rows = []
     for t in study.best_trials:
         u = t.user_attrs
+        rtl = confirmed.get(str(t.number))
         rows.append({"trial": t.number, **{f"p_{k}": v for k, v in t.params.items()},
                      "n_pe": u["core"]["n_pe"], "k": u["core"]["k"],
                      "fire_units": u["core"]["fire_units"],
                      **dict(zip(names, t.values, strict=True)),
                      "accuracy": u["accuracy"], "stage": u["stage"],
-                     "fmax_mhz": u.get("fmax_mhz"), "core": u["core"]})
+                     "fmax_mhz": u.get("fmax_mhz"), "core": u["core"],
+                     "rtl": None if rtl is None else ("==" if rtl["equal"] else "!=")})
     return sorted(rows, key=lambda r: (r["cycles"], r["error"]))
 
 
@@ -567,9 +571,11 @@ def format_table(study) -> str:
         [n for n in names if n not in ("cycles", "error", "energy_pj")]
     if any(r.get("fmax_mhz") for r in rows):
         cols.append("fmax_mhz")
+    if any(r.get("rtl") for r in rows):
+        cols.append("rtl")
     title = {"p_t_max": "t_max", "p_batch_depth": "batch", "p_T": "T", "p_weight_bits": "w_bits",
              "fire_units": "fire", "energy_pj": "energy pJ", "adds_per_cycle": "adds/cyc",
-             "memory_kbits": "mem kbit",
+             "memory_kbits": "mem kbit", "rtl": "RTL cycles",
              "fmax_mhz": "Fmax MHz"}
     hdr = [title.get(c, c) for c in cols]
 
@@ -689,3 +695,30 @@ def place_and_route_front(study, config: SweepConfig, *, top: int = 3, progress=
             progress(row["trial"], fmax, res)
     study.set_user_attr("pnr", done)
     return out
+
+
+def confirm_front_on_rtl(study, config: SweepConfig, *, samples: int = 8, progress=None) -> dict:
+    """Run each Pareto point's network on its own core's RTL (Verilator, one build per core,
+    minutes each, cached under ``work_dir/rtl``) and compare the per-layer cycle counters with
+    the cycle model's, ``==``, on the first ``samples`` test digits. The verdicts go into the
+    study's ``rtl_confirmed`` attribute (trial number -> model and RTL cycles, equal or not)."""
+    from sim.rtl.runner import param_tag
+
+    from .cycle_model import measure_cycles_rtl, predict_cycles
+
+    done = dict(study.user_attrs.get("rtl_confirmed", {}))
+    for row in pareto_rows(study):
+        core = CoreParams(**row["core"])
+        net, x, _ = quantized_network(config, row["p_T"], row["p_weight_bits"])
+        xs = x[:samples]
+        model = predict_cycles(net, xs, core)
+        rtl = measure_cycles_rtl(core, [(net, xs)], build_dir=config.work_dir / "rtl"
+                                 / f"core_{param_tag(core)}")[0]
+        verdict = {"samples": len(xs), "model": float(model.sum(axis=1).mean()),
+                   "rtl": float(rtl.sum(axis=1).mean()),
+                   "equal": bool(np.array_equal(model, rtl))}
+        done[str(row["trial"])] = verdict
+        study.set_user_attr("rtl_confirmed", done)
+        if progress:
+            progress(row["trial"], verdict)
+    return done
