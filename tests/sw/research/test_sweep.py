@@ -68,7 +68,7 @@ def shared_study(tmp_path_factory):
     """A study two worker processes ran together on one SQLite file: ``(study, outputs, dir)``."""
     tmp_path = tmp_path_factory.mktemp("shared")
     storage = tmp_path / "study.db"
-    procs = [_worker(tmp_path, storage, "shared", 8) for _ in range(2)]
+    procs = [_worker(tmp_path, storage, "shared", 6) for _ in range(2)]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     return _load(storage, "shared"), outs, tmp_path
@@ -81,7 +81,7 @@ def test_two_workers_share_one_study(shared_study):
     trials = study.get_trials()
     assert sum(ran) == len(trials)
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert 8 <= len(done) <= 9  # both may start the last trial at once
+    assert 6 <= len(done) <= 7  # both may start the last trial at once
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for t in trials:
         if t.state == TrialState.COMPLETE:
@@ -210,3 +210,18 @@ def test_cli_refuses_bad_requests(tmp_path, capsys):
     bad.write_text(json.dumps({"board": "arty_a7"}))
     assert build_main(["--preset", str(bad)]) == 2
     assert "is not a preset file" in capsys.readouterr().err
+
+
+def test_journal_file_storage(tmp_path):
+    """A journal file (*.log) is a storage too: a second worker resumes the study from it."""
+    config = _config(tmp_path, space=sw_sweep.SweepSpace(T=(2,), weight_bits=(4, 8), k=(8,),
+                                                         pe_per_lane=(1,), fire_div=(1, 2)))
+    path = tmp_path / "study.log"
+    assert sw_sweep.run_worker(config, sw_sweep.open_storage(str(path), tmp_path), "j", 2) >= 2
+    storage = sw_sweep.open_storage(str(path), tmp_path)  # as another process would open it
+    assert sw_sweep.run_worker(config, storage, "j", 3) >= 1
+    study = optuna.load_study(study_name="j", storage=storage)
+    assert sw_sweep.finished(study) >= 3
+    assert study.user_attrs["config"]["board"] == "arty_a7"
+    with pytest.raises(sw_sweep.SweepError, match="was started with"):
+        sw_sweep.run_worker(_config(tmp_path, stage="yosys"), storage, "j", 4)
