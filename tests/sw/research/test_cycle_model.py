@@ -1,0 +1,109 @@
+"""The cycle model (sw.research.cycle_model) against the core's RTL counters, with ==."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from boards import CORE_PRESETS
+from hw.contract.params import CoreParams
+from sim.golden.ir import IntLayer, IntNetwork
+from sim.golden.model import run_network
+from sim.rtl.runner import param_tag, simulator_available
+from sim.tb.random_nets import random_inputs, random_network
+from sw.research.cycle_model import (
+    LayerShape,
+    chunk_plane_counts,
+    layer_cycles,
+    measure_cycles_rtl,
+    predict_cycles,
+)
+from sw.research.rtl_results import predicted_work
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+
+
+def _build_dir(name: str, params: CoreParams) -> str:
+    # The core tests' build directory (tests/hw/core/test_hw_core.py): one Verilator build.
+    return os.path.join(ROOT, "build", "hw_core", f"{name}_{param_tag(params)}")
+
+
+def _cases(rng, params, n, widest=None):
+    cases = []
+    for i in range(n):
+        net = random_network(rng, params, max_depth=4, widest=widest if i % 2 else 48)
+        cases.append((net, random_inputs(rng, net, 2, [None, None, "ones", "zeros"][i % 4])))
+    return cases
+
+
+def _check_equal(params, cases, name):
+    measured = measure_cycles_rtl(params, cases, build_dir=_build_dir(name, params))
+    for (net, x), rtl in zip(cases, measured, strict=True):
+        model = predict_cycles(net, x, params)
+        assert np.array_equal(model, rtl), (
+            f"T={net.T} layers "
+            f"{[(la.n_in, la.n_out, la.mode.name, la.readout) for la in net.layers]}"
+            f"\nmodel {model.tolist()}\nrtl   {rtl.tolist()}")
+
+
+def test_cycle_model_equals_rtl_small(rng):
+    """Random networks (both modes, readouts, all-zero and all-one inputs, widest layers) on the
+    SMALL build: every layer's cycle counter of every sample == the model's."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    _check_equal(CORE_PRESETS["small"], _cases(rng, CORE_PRESETS["small"], 8), "small")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params", [
+    ("medium", CORE_PRESETS["medium"]),
+    ("sweep_k8_f1_w0", CoreParams(n_pe=8, k=8, t_max=16, weight_depth=256, act_chunks=16,
+                                  bt_depth=256, max_layers=4, batch_depth=2, fire_units=1,
+                                  weight_regs=0)),
+])
+def test_cycle_model_equals_rtl_other_builds(rng, name, params):
+    """Other array shapes, t_max 16, one shared firing unit, no weight registers (one Verilator
+    build each, minutes)."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    _check_equal(params, _cases(rng, params, 12), name)
+
+
+def test_plane_counts_agree_with_predicted_work(rng):
+    """The model's non-zero plane counts imply the beats and skips rtl_results predicts."""
+    p = CORE_PRESETS["small"]
+    net = random_network(rng, p, max_depth=3)
+    x = random_inputs(rng, net, 5)
+    beats, skipped = predicted_work(net, x, p)
+    a = x
+    for li, layer in enumerate(net.layers):
+        counts = chunk_plane_counts(a, net.T, p.k)
+        passes = -(-layer.n_out // p.n_pe)
+        assert np.array_equal(beats[:, li], passes * counts.sum(axis=1))
+        assert np.array_equal(skipped[:, li], passes * (counts.shape[1] * net.T
+                                                        - counts.sum(axis=1)))
+        a = run_network(net, x).layers[li].output
+
+
+def test_cycles_grow_with_work():
+    """More non-zero planes never cost fewer cycles; a wider layer never costs fewer cycles."""
+    p = CORE_PRESETS["small"]
+    shape = LayerShape(T=4, lif=False, readout=False, n_in=32, n_out=24)
+    chunks = 32 // p.k
+    by_planes = [layer_cycles(shape, [m] * chunks, p) for m in range(5)]
+    assert by_planes == sorted(by_planes) and by_planes[0] < by_planes[-1]
+    wide = LayerShape(T=4, lif=False, readout=False, n_in=32, n_out=64)
+    assert layer_cycles(wide, [4] * chunks, p) > by_planes[-1]
+
+
+def test_bad_input():
+    p = CORE_PRESETS["small"]
+    shape = LayerShape(T=4, lif=False, readout=False, n_in=32, n_out=8)
+    with pytest.raises(ValueError, match="counts has 3 chunks; a layer of 32 inputs has 8"):
+        layer_cycles(shape, [1, 2, 3], p)
+    conv = IntNetwork((IntLayer(np.ones((2, 1, 3, 3), dtype=np.int64), np.zeros(2, np.int64), 1,
+                                kind="conv", in_shape=(1, 4, 4)),), T=2)
+    with pytest.raises(ValueError, match="conv"):
+        predict_cycles(conv, np.zeros((1, 16), np.int64), p)
