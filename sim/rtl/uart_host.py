@@ -2,7 +2,9 @@
 pins, and a ``sw.host.driver.Device`` over them (the driver a board would get).
 
 Used by the accelerator testbenches (``accel_tb``, ``session_tb``, ``serve_tb``); the DUT is a
-``hw.accelerator.Accelerator`` (ports ``clk``, ``rst``, ``rx``, ``tx``).
+``hw.accelerator.Accelerator`` (ports ``clk``, ``rst``, ``rx``, ``tx``), or with
+:func:`start_host` and ``front="pipe"`` a ``sim.rtl.byte_pipe.PipedAccelerator`` (chunks of
+bytes through ``sim.rtl.pipe_host``: the same driver, a Python wake-up per chunk, not per bit).
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ async def start_uart_host(dut, *, baud: int, period_ns: float):
     dut.rst.value = 0
     await ClockCycles(dut.clk, 5)
     return source, sink
+
+
+async def start_host(dut, *, front: str, baud: int, period_ns: float, chunk: int = 32):
+    """:func:`start_uart_host` (``front="uart"``) or ``sim.rtl.pipe_host.start_pipe_host``
+    (``front="pipe"``); returns ``(source, sink)``."""
+    if front == "pipe":
+        from .pipe_host import start_pipe_host
+
+        return await start_pipe_host(dut, chunk=chunk, period_ns=period_ns)
+    if front != "uart":
+        raise ValueError(f"front must be 'uart' or 'pipe', not {front!r}")
+    return await start_uart_host(dut, baud=baud, period_ns=period_ns)
 
 
 def uart_device(source, sink, *, idle_timeout: int, period_ns: float):
