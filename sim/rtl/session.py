@@ -77,6 +77,11 @@ class RtlRun:
         Frames the driver sent again (0 on a clean link).
     upload_wall, infer_wall : float
         Wall-clock seconds the upload and the inference took in the simulation.
+    upload_cpu, infer_cpu : float
+        CPU seconds of the simulator process (Verilator model and cocotb) for the same: what a
+        quiet machine's wall time would be.
+    batchwise_cycles : int
+        With ``batchwise_too``: cycles of the second, batch-by-batch inference (else 0).
     """
 
     outputs: np.ndarray
@@ -93,6 +98,9 @@ class RtlRun:
     resends: int
     upload_wall: float = 0.0
     infer_wall: float = 0.0
+    upload_cpu: float = 0.0
+    infer_cpu: float = 0.0
+    batchwise_cycles: int = 0
 
 
 def default_build_dir() -> Path:
@@ -109,7 +117,8 @@ def default_build_dir() -> Path:
 
 def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
                simulator: str = "verilator", build_dir=None, progress: bool = False,
-               front: str = "pipe", link: dict | None = None, pipeline: bool = True) -> RtlRun:
+               front: str = "pipe", link: dict | None = None, pipeline: bool = True,
+               corrupt=(), batchwise_too: bool = False) -> RtlRun:
     """Load ``model`` into the simulated accelerator over its UART and run packed inputs ``x``.
 
     Parameters
@@ -131,6 +140,12 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         (e.g. ``baud=4_000_000`` runs the Arty's real 25 clocks per bit).
     pipeline : bool
         ``Device.infer``'s ``pipeline`` (batches streamed back to back, or one after the other).
+    corrupt : sequence of int
+        Frames written during the inference (counted from 1) that get one byte flipped on the
+        way (a test of the driver's resends; ``RtlRun.resends`` counts them).
+    batchwise_too : bool
+        After the inference, run the same inputs again with ``pipeline=False`` in the same
+        session (outputs checked equal; ``RtlRun.batchwise_cycles`` says how long it took).
     """
     from hw.contract.memory_map import params_from_identify
     from sw.compile.image_file import ImageFile, save_image_file
@@ -157,7 +172,8 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         tmp = Path(tmp)
         env = dict(link, inputs=str(tmp / "inputs.npy"), out=str(tmp / "out.npz"),
                    progress=str(tmp / "progress.json"), front=front, chunk=PIPE_CHUNK,
-                   pipeline=pipeline)
+                   pipeline=pipeline, corrupt=[int(i) for i in corrupt],
+                   batchwise_too=batchwise_too)
         if isinstance(model, ImageFile):
             env["image"] = str(save_image_file(tmp / "image.spkimg", model.image, net))
         else:
@@ -174,11 +190,14 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
                           f["total_cycles"], params_from_identify(f["core_words"]), link.baud,
                           link.clk_freq, int(f["upload_words"]), int(f["upload_cycles"]),
                           int(f["infer_cycles"]), int(f["resends"]), float(f["upload_wall"]),
-                          float(f["infer_wall"]))
+                          float(f["infer_wall"]), float(f["upload_cpu"]), float(f["infer_cpu"]),
+                          int(f["batchwise_cycles"]))
 
 
 def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module, testcase,
                    watch):
+    # the pipe's testbench touches only the top's ports: let Verilator optimize the rest
+    public = "ports" if toplevel == "piped_accelerator" else "all"
     """Run a cocotb module in a thread, call ``watch(thread)`` meanwhile; re-raise its errors."""
     from .runner import run_cocotb
 
@@ -187,7 +206,8 @@ def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module
     def work():
         try:
             run_cocotb(dut, toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                       simulator=simulator, testcase=testcase, env=env, log_file=log)
+                       simulator=simulator, testcase=testcase, env=env, log_file=log,
+                       public=public)
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             error.append(e)
 
