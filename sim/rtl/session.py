@@ -13,7 +13,9 @@ The simulated link runs at :data:`SIM_LINK` (4 clocks per UART bit). The testben
 device's UART pins through ``sim.rtl.byte_pipe`` (``front="pipe"``, the default: a simulated UART
 transmitter/receiver pair fed with chunks of bytes, so Python wakes once per chunk and an MNIST
 upload takes seconds) or through cocotbext-uart (``front="uart"``: Python drives every bit). The
-device, its link and the driver are the same either way.
+device, its link and the driver are the same either way. The pipe's testbench touches only the
+top's ports, so its Verilator model makes only those public (``run_cocotb(public="ports")``),
+which lets Verilator optimize the rest: about three times fewer CPU seconds per cycle.
 The Verilator model is built once per parameter set under the build directory (``build/`` of the
 checkout, or ``$SPIKEPACK_BUILD``); the simulation's log goes to ``session.log`` beside it.
 """
