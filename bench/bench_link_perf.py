@@ -92,15 +92,15 @@ def main(argv=None):
     # 1. images/s with the real UART timing (one session: pipelined, then batch by batch)
     per = wire_bytes_per_image(image)
     line = ARTY_LINK["baud"] / 10
-    print(f"\n1. images/s through the driver, Arty A7 core, 784-128-128-10 MLP (T = {net.T}), "
-          f"{args.samples} images in batches of {ARTY_A7_PARAMS.batch_depth}, "
-          f"{ARTY_LINK['clk_freq'] / 1e6:g} MHz, {ARTY_LINK['baud'] / 1e6:g} Mbaud "
-          f"({ARTY_LINK['clk_freq'] // ARTY_LINK['baud']} clocks/bit)")
-    print(f"   per image on the wire: {per['payload']:.0f} B input payload, {per['rx']:.1f} B "
-          f"host->device with framing, {per['tx']:.1f} B device->host")
-    print(f"   line-rate limit: {line / per['payload']:.1f} images/s (payload only), "
-          f"{line / per['rx']:.1f} images/s (with the protocol's frames)")
     if 1 in args.only:
+        print(f"\n1. images/s through the driver, Arty A7 core, 784-128-128-10 MLP (T = {net.T}), "
+              f"{args.samples} images in batches of {ARTY_A7_PARAMS.batch_depth}, "
+              f"{ARTY_LINK['clk_freq'] / 1e6:g} MHz, {ARTY_LINK['baud'] / 1e6:g} Mbaud "
+              f"({ARTY_LINK['clk_freq'] // ARTY_LINK['baud']} clocks/bit)")
+        print(f"   per image on the wire: {per['payload']:.0f} B input payload, {per['rx']:.1f} B "
+              f"host->device with framing, {per['tx']:.1f} B device->host")
+        print(f"   line-rate limit: {line / per['payload']:.1f} images/s (payload only), "
+              f"{line / per['rx']:.1f} images/s (with the protocol's frames)")
         t0 = time.monotonic()
         run = run_on_rtl(net, x, ARTY_A7_PARAMS, link=ARTY_LINK, front="pipe",
                          batchwise_too=True, build_dir=args.build_dir)

@@ -5,8 +5,6 @@ Random networks and inputs (seeds logged) on the ``small`` build, through ``sim.
 the byte-pipe front end (the real driver, link, frame decoder and executor).
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,8 +13,10 @@ from sim.golden.model import run_network
 from sim.rtl.runner import require_simulator
 
 pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
+pytestmark = pytest.mark.xdist_group("rtl_session_small")
 
-BUILD = Path(__file__).resolve().parents[2] / "build" / "tests"
+#: The session's own build directory: the same small build as the CLI's `--sim` tests.
+BUILD = None
 
 
 def _case(rng):
