@@ -471,12 +471,13 @@ class Device:
         Returns the outputs decoded as ``sw.compile.program_image.decode_outputs`` does and each
         run's counters.
 
-        With ``pipeline`` (the default) every batch's frames (write its inputs, RUN, read its
-        outputs and counters) go out as one ordered stream with ``window`` frames in flight: the
-        link queues the next batch's first input frame while the core runs, and the host sends
-        the next inputs while the device sends the last outputs (the UART is full duplex), so the
-        line never waits for a round trip. The executor runs frames in order, so a batch's inputs
-        are written only after the previous RUN ended, and its outputs read before the next RUN.
+        With ``pipeline`` (the default) every batch's frames go out as one ordered stream with
+        ``window`` frames in flight, in the order inputs 0, RUN 0, inputs 1, outputs 0 (and
+        counters), RUN 1, inputs 2, outputs 1, ...: the link queues the next batch's first input
+        frame while the core runs, the host sends inputs while the device sends outputs (the UART
+        is full duplex), and the line never waits for a round trip. The executor runs frames in
+        order, so batch ``b + 1``'s inputs are written only after RUN ``b`` ended (the INPUT slots
+        are free again), and batch ``b``'s outputs are read before RUN ``b + 1`` overwrites them.
         ``pipeline=False`` waits for each batch's replies before sending the next batch.
         ``progress(samples_done)`` is called as batches complete.
         """
@@ -503,15 +504,24 @@ class Device:
 
         link = self._link()
         run_time = 1.2 * link.run_timeout_s
+        # inputs 0, RUN 0, inputs 1, outputs 0, RUN 1, inputs 2, outputs 1, ...: the frame the
+        # link queues while a batch runs is the next batch's first input frame
         requests, reads = [], []  # reads: (batch, first request, number of requests)
+
+        def read(b):
+            part = self._read_requests(img.output_addresses(image, len(batches[b])) +
+                                       [img.counter_range(image)])
+            reads.append((b, len(requests), len(part)))
+            requests.extend(part)
+
         for b, chunk in enumerate(batches):
             requests += self._write_requests([(w.addr, w.words)
                                               for w in img.encode_inputs(image, chunk)])
+            if b:
+                read(b - 1)
             requests.append((Command.RUN, words_payload(len(chunk)), run_time))
-            read = self._read_requests(img.output_addresses(image, len(chunk)) +
-                                       [img.counter_range(image)])
-            reads.append((b, len(requests), len(read)))
-            requests += read
+        if batches:
+            read(len(batches) - 1)
         ends = {first + count: len(batches[b]) for b, first, count in reads}
 
         class _Done:  # transact_many's progress hook: counts replies, reports finished batches
