@@ -49,10 +49,15 @@ async def start_host(dut, *, front: str, baud: int, period_ns: float, chunk: int
     return await start_uart_host(dut, baud=baud, period_ns=period_ns)
 
 
-def uart_device(source, sink, *, idle_timeout: int, period_ns: float):
-    """The host driver over the testbench's UART (replies may take the link's idle timeout)."""
+def uart_device(source, sink, *, idle_timeout: int, period_ns: float, baud: int | None = None):
+    """The host driver over the testbench's UART (replies may take the link's idle timeout).
+
+    With ``baud``, the timeout also covers the wire time of the first exchange (IDENTIFY, before
+    the driver knows the rate and adds the wire time of each request itself).
+    """
     from sw.host.driver import Device
     from sw.host.transport import CocotbUartTransport
 
+    wire = 64 * 10 / baud if baud else 0.0
     return Device(CocotbUartTransport(
-        source, sink, default_timeout=(idle_timeout + 5000) * period_ns * 1e-9))
+        source, sink, default_timeout=(idle_timeout + 5000) * period_ns * 1e-9 + wire))

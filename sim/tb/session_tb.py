@@ -100,7 +100,7 @@ async def session(dut):
     source, sink = await start_host(dut, front=cocotb_env("front", "uart"), baud=BAUD,
                                     period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32))
 
-    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS)
+    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS, baud=BAUD)
     info = await bridge(dev.identify)()
     if cocotb_env("image"):
         image = load_image_file(cocotb_env("image")).image
