@@ -90,7 +90,8 @@ class BusMaster:
         return out
 
     async def load(self, writes) -> None:
-        """Perform :class:`sw.compile.program_image.ImageWrite` s (a program image or an input batch)."""
+        """Perform :class:`sw.compile.program_image.ImageWrite` s (a program image or an input
+        batch)."""
         for w in writes:
             await self.write(w.addr, w.words)
 

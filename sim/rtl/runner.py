@@ -125,7 +125,8 @@ def _put_repo_first_on_pythonpath(runner) -> None:
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                simulator: str = "verilator", env: dict | None = None,
                testcase: str | None = None, seed: int | None = None,
-               waves: bool = False, log_file: Path | None = None) -> Path:
+               waves: bool = False, log_file: Path | None = None,
+               public: str = "all") -> Path:
     """Build ``component`` (once per design) and run the cocotb tests in ``test_module`` on it.
 
     Safe to call from several processes or threads at once with the same ``build_dir`` (pytest-xdist
@@ -165,6 +166,11 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         Dump waves (the run's directory is then kept: ``dump.vcd`` is in it).
     log_file : Path or None
         Send the simulation's output (cocotb's log) to this file instead of stdout.
+    public : str
+        Verilator only: ``"all"`` (cocotb's default ``--public-flat-rw``: every signal visible to
+        the testbench) or ``"ports"`` (only the top level's signals, through a control file; the
+        rest is optimized like a plain Verilator model, several times faster to simulate, for
+        testbenches that touch only the top's ports).
 
     Returns
     -------
@@ -191,12 +197,21 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         # -O1 keeps C++ compile time low on 2 cores; the designs are small.
         build_args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-O1",
                       "-CFLAGS", "-O1", "--x-assign", "0", "--x-initial", "0"]
+    if public not in ("all", "ports"):
+        raise ValueError(f"public must be 'all' or 'ports', not {public!r}")
+    if simulator == "verilator" and public == "ports":
+        build_args += ["--no-public-flat-rw"]
     makeflags = os.environ.get("MAKEFLAGS", VERILATOR_MAKEFLAGS)
     binary = _sim_binary(simulator, build_dir, toplevel)
     # Separate instances per call: threads of one process must wait for each other too.
     run_lock = ReadWriteLock(build_dir / RUN_LOCK, is_singleton=False)
     with FileLock(build_dir / BUILD_LOCK, is_singleton=False):
         source = write_verilog(component, toplevel, build_dir)
+        sources = [source]
+        if simulator == "verilator" and public == "ports":
+            sources.append(_write_if_changed(
+                build_dir / "public_ports.vlt",
+                f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'))
         stamp = _build_stamp(simulator, toplevel, source, build_args, waves, makeflags)
         if not _is_built(build_dir, stamp, binary):
             with run_lock.write_lock():
@@ -205,7 +220,8 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                 if simulator == "verilator":
                     runner.env["MAKEFLAGS"] = makeflags  # kept unless os.environ has its own
                 runner.build(
-                    sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                    sources=[_tag_source(s) for s in sources], hdl_toplevel=toplevel,
+                    build_dir=build_dir,
                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
                     log_file=build_dir / "build.log",
                 )
@@ -238,6 +254,20 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     os.replace(results, kept)
     shutil.rmtree(run_dir, ignore_errors=True)
     return kept
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+def _tag_source(path: Path):
+    from cocotb_tools.runner import VerilatorControlFile
+
+    return VerilatorControlFile(path) if path.suffix == ".vlt" else path
 
 
 def cocotb_env(key: str, default=None):

@@ -2,7 +2,9 @@
 pins, and a ``sw.host.driver.Device`` over them (the driver a board would get).
 
 Used by the accelerator testbenches (``accel_tb``, ``session_tb``, ``serve_tb``); the DUT is a
-``hw.accelerator.Accelerator`` (ports ``clk``, ``rst``, ``rx``, ``tx``).
+``hw.accelerator.Accelerator`` (ports ``clk``, ``rst``, ``rx``, ``tx``), or with
+:func:`start_host` and ``front="pipe"`` a ``sim.rtl.byte_pipe.PipedAccelerator`` (chunks of
+bytes through ``sim.rtl.pipe_host``: the same driver, a Python wake-up per chunk, not per bit).
 """
 
 from __future__ import annotations
@@ -35,10 +37,27 @@ async def start_uart_host(dut, *, baud: int, period_ns: float):
     return source, sink
 
 
-def uart_device(source, sink, *, idle_timeout: int, period_ns: float):
-    """The host driver over the testbench's UART (replies may take the link's idle timeout)."""
+async def start_host(dut, *, front: str, baud: int, period_ns: float, chunk: int = 32):
+    """:func:`start_uart_host` (``front="uart"``) or ``sim.rtl.pipe_host.start_pipe_host``
+    (``front="pipe"``); returns ``(source, sink)``."""
+    if front == "pipe":
+        from .pipe_host import start_pipe_host
+
+        return await start_pipe_host(dut, chunk=chunk, period_ns=period_ns)
+    if front != "uart":
+        raise ValueError(f"front must be 'uart' or 'pipe', not {front!r}")
+    return await start_uart_host(dut, baud=baud, period_ns=period_ns)
+
+
+def uart_device(source, sink, *, idle_timeout: int, period_ns: float, baud: int | None = None):
+    """The host driver over the testbench's UART (replies may take the link's idle timeout).
+
+    With ``baud``, the timeout also covers the wire time of the first exchange (IDENTIFY, before
+    the driver knows the rate and adds the wire time of each request itself).
+    """
     from sw.host.driver import Device
     from sw.host.transport import CocotbUartTransport
 
+    wire = 64 * 10 / baud if baud else 0.0
     return Device(CocotbUartTransport(
-        source, sink, default_timeout=(idle_timeout + 5000) * period_ns * 1e-9))
+        source, sink, default_timeout=(idle_timeout + 5000) * period_ns * 1e-9 + wire))

@@ -9,7 +9,7 @@ from one client to the next, as a board does. Clients are served one at a time.
 Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``tcp_port`` (0: any
 free port), ``port_file`` (the bound port is written there once listening), ``max_clients`` (stop
 after serving this many; 0 = no limit), ``idle_exit`` (stop after this many wall-clock seconds
-without a client).
+without a client), ``front`` and ``chunk`` (as in ``sim.tb.session_tb``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import cocotb
 from cocotb.triggers import Timer
 
 from sim.rtl.runner import cocotb_env
-from sim.rtl.uart_host import start_uart_host
+from sim.rtl.uart_host import start_host
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
@@ -47,7 +47,8 @@ async def serve(dut):
     idle_exit = cocotb_env("idle_exit", 600)
     srv = _listen(cocotb_env("tcp_port", 0))
 
-    source, sink = await start_uart_host(dut, baud=BAUD, period_ns=PERIOD_NS)
+    source, sink = await start_host(dut, front=cocotb_env("front", "uart"), baud=BAUD,
+                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32))
 
     port_file = cocotb_env("port_file")
     if port_file:

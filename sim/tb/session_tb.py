@@ -9,7 +9,13 @@ words, outputs, per-run counters, cycles) to an ``.npz``. It compares nothing: t
 Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,
 ``image`` (a ``sw.compile.image_file`` file) or ``net`` (an ``IntNetwork.save`` file), ``inputs``
 (``.npy`` of packed inputs, may hold zero rows: upload only), ``out`` (``.npz`` to write),
-``progress`` (optional JSON file rewritten as the session goes: ``phase``, ``done``, ``total``).
+``progress`` (optional JSON file rewritten as the session goes: ``phase``, ``done``, ``total``),
+``front`` (``"uart"``: cocotbext-uart on the pins of an ``Accelerator``; ``"pipe"``: chunks
+through the ``sim.rtl.byte_pipe.PipedAccelerator`` top), ``chunk`` (pipe chunk bytes),
+``pipeline`` (``Device.infer``'s, default true), ``corrupt`` (optional list: the frames written
+during the inference, counted from 1, in which one byte is flipped on the way, so the device
+must refuse them and the driver resend them), ``batchwise_too`` (then run the inputs again with
+``pipeline=False``, check the outputs agree and record its cycles).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
@@ -25,12 +32,33 @@ from cocotb.task import bridge
 from cocotb.triggers import Timer
 
 from sim.rtl.runner import cocotb_env
-from sim.rtl.uart_host import start_uart_host, uart_device
+from sim.rtl.uart_host import start_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)
 IDLE_TIMEOUT = cocotb_env("idle_timeout", 64)
 PERIOD_NS = 1e9 / CLK_FREQ
+
+
+class Corrupting:
+    """A transport that flips a byte in the ``frames``-th writes (counted from 1)."""
+
+    def __init__(self, inner, frames):
+        self.inner, self.frames, self.n = inner, set(frames), 0
+        self.description, self.default_timeout = inner.description, inner.default_timeout
+
+    def write(self, data):
+        self.n += 1
+        if self.n in self.frames:
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x10
+        self.inner.write(bytes(data))
+
+    def read(self, n, timeout):
+        return self.inner.read(n, timeout)
+
+    def discard_input(self):
+        self.inner.discard_input()
 
 
 class Progress:
@@ -69,9 +97,10 @@ async def session(dut):
     progress = Progress(cocotb_env("progress"))
     progress.set("identify")
 
-    source, sink = await start_uart_host(dut, baud=BAUD, period_ns=PERIOD_NS)
+    source, sink = await start_host(dut, front=cocotb_env("front", "uart"), baud=BAUD,
+                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32))
 
-    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS)
+    dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS, baud=BAUD)
     info = await bridge(dev.identify)()
     if cocotb_env("image"):
         image = load_image_file(cocotb_env("image")).image
@@ -84,20 +113,26 @@ async def session(dut):
         -(-len(w.words) // per_frame) for w in image.writes)
     progress.set("upload", 0, total_bytes)
     watcher = cocotb.start_soon(watch_upload(dev.transport, progress, total_bytes))
-    t0 = get_sim_time("ns")
+    t0, w0, c0 = get_sim_time("ns"), time.monotonic(), time.process_time()
     await bridge(lambda: dev.load_image(image, verify=True, progress=False))()
-    t1 = get_sim_time("ns")
+    t1, w1, c1 = get_sim_time("ns"), time.monotonic(), time.process_time()
     watcher.cancel()
 
     progress.set("infer", 0, len(x))
-    outputs, counters = [], []
-    depth = image.params.batch_depth
-    for start in range(0, len(x), depth):
-        result = await bridge(dev.infer)(image, x[start:start + depth])
-        outputs.append(result.outputs)
-        counters += result.counters
-        progress.set(done=start + len(result.outputs))
-    t2 = get_sim_time("ns")
+    if cocotb_env("corrupt"):
+        dev.transport = Corrupting(dev.transport, cocotb_env("corrupt"))
+    if len(x):
+        result = await bridge(dev.infer)(image, x, pipeline=cocotb_env("pipeline", True),
+                                         progress=lambda done: progress.set(done=done))
+        outputs, counters = [result.outputs], result.counters
+    else:
+        outputs, counters = [], []
+    t2, w2, c2 = get_sim_time("ns"), time.monotonic(), time.process_time()
+    batchwise_cycles = 0
+    if len(x) and cocotb_env("batchwise_too"):  # the same inputs again, batch by batch
+        again = await bridge(dev.infer)(image, x, pipeline=False)
+        assert np.array_equal(again.outputs, outputs[0]), "batch-by-batch outputs differ"
+        batchwise_cycles = round((get_sim_time("ns") - t2) / PERIOD_NS)
 
     def per_run(field):
         return np.array([list(getattr(c, field)) for c in counters], dtype=np.int64).reshape(
@@ -111,6 +146,8 @@ async def session(dut):
              link_words=np.array(dataclasses.astuple(info.link), dtype=np.int64),
              core_words=np.array(info.core_words, dtype=np.int64),
              upload_words=words, upload_cycles=round((t1 - t0) / PERIOD_NS),
-             infer_cycles=round((t2 - t1) / PERIOD_NS), resends=dev.resends)
+             infer_cycles=round((t2 - t1) / PERIOD_NS), resends=dev.resends,
+             upload_wall=w1 - w0, infer_wall=w2 - w1, upload_cpu=c1 - c0, infer_cpu=c2 - c1,
+             batchwise_cycles=batchwise_cycles)
     progress.set("done")
 

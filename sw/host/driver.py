@@ -91,7 +91,10 @@ def core_error_text(status_word: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LinkInfo:
-    """The IDENTIFY reply: the link's build parameters (see ``hw.contract.protocol.IDENTIFY_FIELDS``)."""
+    """The IDENTIFY reply: the link's build parameters.
+
+    See ``hw.contract.protocol.IDENTIFY_FIELDS``.
+    """
 
     magic: int
     protocol_version: int
@@ -131,7 +134,8 @@ class DeviceInfo:
         return self.core_words[1]
 
     def core_params(self):
-        """The core's ``hw.contract.params.CoreParams`` (checks the version hash against this host)."""
+        """The core's ``hw.contract.params.CoreParams`` (checks the version hash against this
+        host)."""
         from hw.contract.memory_map import params_from_identify
 
         return params_from_identify(self.core_words)
@@ -211,13 +215,22 @@ class Device:
             self._parser.feed(data)
 
     def transact_many(self, requests, *, window: int | None = None, extra_time: float = 0.0,
-                      progress=None) -> list[Reply]:
-        """Send ``(command, payload)`` requests, ``window`` in flight; return OK replies in order.
+                      progress=None, ordered: bool = False) -> list[Reply]:
+        """Send requests, ``window`` in flight; return their OK replies in order.
 
-        Damaged or lost frames are resent (up to ``retries`` times each); any other error status
-        raises :class:`DeviceError`.
+        Each request is ``(command, payload)`` or ``(command, payload, extra_time)`` (seconds a
+        reply may take on top of the wire time, e.g. a RUN's; the ``extra_time`` argument is the
+        default). Damaged or lost frames are resent (up to ``retries`` times each); any other error
+        status raises :class:`DeviceError`.
+
+        ``ordered`` is for sequences whose requests depend on each other (write inputs, RUN, read
+        outputs): a reply is taken only from the oldest request in flight, and when that one is
+        lost or damaged, it and every request sent after it are sent again, in order (go-back-N),
+        so no request's reply is kept unless all before it succeeded first. Without it, frames are
+        independent (writes to distinct words, reads of memory nothing changes) and only the
+        failed ones are resent.
         """
-        requests = list(requests)
+        requests = [r if len(r) == 3 else (r[0], r[1], extra_time) for r in requests]
         window = self.window if window is None else window
         results: list[Reply | None] = [None] * len(requests)
         attempts = [0] * len(requests)
@@ -226,7 +239,7 @@ class Device:
         order: deque[int] = deque()  # seqs in send order
 
         def send(i):
-            command, payload = requests[i]
+            command, payload, _ = requests[i]
             if attempts[i] > self.retries:
                 raise LinkTimeoutError(
                     f"{Command(command).name} failed after {self.retries} retries on "
@@ -240,27 +253,37 @@ class Device:
             order.append(seq)
             self.transport.write(encode_request(command, seq, payload))
 
+        def go_back():
+            """Put every request in flight back in front of the queue, in request order."""
+            nonlocal waiting
+            for seq in list(order):
+                waiting.appendleft(inflight.pop(seq))
+            order.clear()
+            waiting = deque(sorted(waiting))
+
         while waiting or inflight:
             while waiting and len(inflight) < window:
                 send(waiting.popleft())
             in_bytes = sum(request_bytes(len(requests[i][1])) for i in inflight.values())
             wire = self._wire_time(in_bytes + reply_bytes(self._max_reply()))
-            reply = self._receive(self.timeout + extra_time + 1.5 * wire)
+            extra = sum(requests[i][2] for i in inflight.values())
+            reply = self._receive(self.timeout + extra + 1.5 * wire)
             if reply is None:
                 log.warning("no reply within the timeout; resending %d frame(s)", len(inflight))
                 self.transport.discard_input()
                 self._parser = ReplyParser()
-                for seq in list(order):
-                    waiting.appendleft(inflight.pop(seq))
-                order.clear()
-                waiting = deque(sorted(waiting))
+                go_back()
                 continue
-            i = inflight.pop(reply.seq, None)
+            i = inflight.get(reply.seq)
             if i is None or reply.command != requests[i][0]:
-                if i is not None:
-                    inflight[reply.seq] = i
                 log.debug("stale reply seq %d dropped", reply.seq)
                 continue
+            if ordered and reply.seq != order[0]:
+                log.warning("reply to a later request before the oldest one's; resending %d "
+                            "frame(s) in order", len(inflight))
+                go_back()
+                continue
+            del inflight[reply.seq]
             order.remove(reply.seq)
             if reply.status == Status.OK:
                 results[i] = reply
@@ -269,6 +292,8 @@ class Device:
             elif reply.status in RETRY_STATUS:
                 log.info("%s reported by the device; resending", Status(reply.status).name)
                 waiting.appendleft(i)
+                if ordered:
+                    go_back()
             elif reply.status == Status.ERR_CORE and len(reply.payload) >= 4:
                 raise DeviceError(f"{Command(requests[i][0]).name} failed: "
                                   f"{core_error_text(reply.words[0])}", reply.status)
@@ -335,16 +360,32 @@ class Device:
         """
         self.write_blocks([(addr, words)], verify=verify, progress=progress, desc=desc)
 
+    def _write_requests(self, blocks) -> list[tuple[int, bytes]]:
+        """WRITE requests (at most ``max_payload`` each) for ``(addr, words)`` blocks."""
+        per_frame = self._link().max_payload // 4 - 1
+        requests = []
+        for addr, words in blocks:
+            words = [int(w) & 0xFFFFFFFF for w in words]
+            self._check_range(addr, len(words))
+            requests += [(Command.WRITE, words_payload(addr + i, *words[i:i + per_frame]))
+                         for i in range(0, len(words), per_frame)]
+        return requests
+
+    def _read_requests(self, blocks) -> list[tuple[int, bytes]]:
+        """READ requests (at most ``max_payload`` each) for ``(addr, count)`` blocks, in order."""
+        per_frame = self._link().max_payload // 4
+        requests = []
+        for addr, count in blocks:
+            self._check_range(addr, count)
+            requests += [(Command.READ, words_payload(addr + i, min(per_frame, count - i)))
+                         for i in range(0, count, per_frame)]
+        return requests
+
     def write_blocks(self, blocks, *, verify: bool = False, progress: bool = False,
                      desc: str = "upload") -> None:
         """Write several ``(addr, words)`` blocks as one stream of frames (``window`` in flight)."""
         blocks = [(addr, [int(w) & 0xFFFFFFFF for w in words]) for addr, words in blocks]
-        per_frame = self._link().max_payload // 4 - 1
-        requests = []
-        for addr, words in blocks:
-            self._check_range(addr, len(words))
-            requests += [(Command.WRITE, words_payload(addr + i, *words[i:i + per_frame]))
-                         for i in range(0, len(words), per_frame)]
+        requests = self._write_requests(blocks)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -373,13 +414,11 @@ class Device:
 
     def read_blocks(self, blocks) -> list[list[int]]:
         """Read several ``(addr, count)`` blocks as one stream of frames."""
-        per_frame = self._link().max_payload // 4
         requests, owner = [], []
-        for k, (addr, count) in enumerate(blocks):
-            self._check_range(addr, count)
-            for i in range(0, count, per_frame):
-                requests.append((Command.READ, words_payload(addr + i, min(per_frame, count - i))))
-                owner.append(k)
+        for k, block in enumerate(blocks):
+            part = self._read_requests([block])
+            requests += part
+            owner += [k] * len(part)
         out = [[] for _ in blocks]
         for k, reply in zip(owner, self.transact_many(requests), strict=True):
             out[k] += reply.words
@@ -426,11 +465,21 @@ class Device:
                     raise DeviceError(f"read-back of {w.region} at {w.addr:#x} does not match "
                                       f"what was written")
 
-    def infer(self, image, x) -> InferenceResult:
+    def infer(self, image, x, *, pipeline: bool = True, progress=None) -> InferenceResult:
         """Run packed inputs ``x`` (``(n, n_in)``) in batches of ``batch_depth``.
 
         Returns the outputs decoded as ``sw.compile.program_image.decode_outputs`` does and each
         run's counters.
+
+        With ``pipeline`` (the default) every batch's frames go out as one ordered stream with
+        ``window`` frames in flight, in the order inputs 0, RUN 0, inputs 1, outputs 0 (and
+        counters), RUN 1, inputs 2, outputs 1, ...: the link queues the next batch's first input
+        frame while the core runs, the host sends inputs while the device sends outputs (the UART
+        is full duplex), and the line never waits for a round trip. The executor runs frames in
+        order, so batch ``b + 1``'s inputs are written only after RUN ``b`` ended (the INPUT slots
+        are free again), and batch ``b``'s outputs are read before RUN ``b + 1`` overwrites them.
+        ``pipeline=False`` waits for each batch's replies before sending the next batch.
+        ``progress(samples_done)`` is called as batches complete.
         """
         import numpy as np
 
@@ -438,13 +487,59 @@ class Device:
 
         x = np.atleast_2d(np.asarray(x))
         depth = image.params.batch_depth
+        batches = [x[start:start + depth] for start in range(0, len(x), depth)]
+        if not pipeline:
+            outputs, counters = [], []
+            for chunk in batches:
+                self.write_blocks([(w.addr, w.words) for w in img.encode_inputs(image, chunk)])
+                self.run(len(chunk))
+                *outs, counter_words = self.read_blocks(
+                    img.output_addresses(image, len(chunk)) + [img.counter_range(image)])
+                outputs.append(img.decode_outputs(image, [w for o in outs for w in o]))
+                counters.append(img.decode_counters(image, counter_words))
+                if progress is not None:
+                    progress(sum(len(o) for o in outputs))
+            return InferenceResult(np.concatenate(outputs) if outputs else
+                                   np.zeros((0, image.n_out), np.int64), counters)
+
+        link = self._link()
+        run_time = 1.2 * link.run_timeout_s
+        # inputs 0, RUN 0, inputs 1, outputs 0, RUN 1, inputs 2, outputs 1, ...: the frame the
+        # link queues while a batch runs is the next batch's first input frame
+        requests, reads = [], []  # reads: (batch, first request, number of requests)
+
+        def read(b):
+            part = self._read_requests(img.output_addresses(image, len(batches[b])) +
+                                       [img.counter_range(image)])
+            reads.append((b, len(requests), len(part)))
+            requests.extend(part)
+
+        for b, chunk in enumerate(batches):
+            requests += self._write_requests([(w.addr, w.words)
+                                              for w in img.encode_inputs(image, chunk)])
+            if b:
+                read(b - 1)
+            requests.append((Command.RUN, words_payload(len(chunk)), run_time))
+        if batches:
+            read(len(batches) - 1)
+        ends = {first + count: len(batches[b]) for b, first, count in reads}
+
+        class _Done:  # transact_many's progress hook: counts replies, reports finished batches
+            n = samples = 0
+
+            def update(self, _):
+                self.n += 1
+                if self.n in ends:
+                    self.samples += ends[self.n]
+                    if progress is not None:
+                        progress(self.samples)
+
+        replies = self.transact_many(requests, ordered=True, progress=_Done())
         outputs, counters = [], []
-        for start in range(0, len(x), depth):
-            chunk = x[start:start + depth]
-            self.write_blocks([(w.addr, w.words) for w in img.encode_inputs(image, chunk)])
-            self.run(len(chunk))
-            *outs, counter_words = self.read_blocks(
-                img.output_addresses(image, len(chunk)) + [img.counter_range(image)])
-            outputs.append(img.decode_outputs(image, [w for o in outs for w in o]))
-            counters.append(img.decode_counters(image, counter_words))
-        return InferenceResult(np.concatenate(outputs), counters)
+        for b, first, count in reads:
+            words = [w for r in replies[first:first + count] for w in r.words]
+            n_out = len(batches[b]) * image.n_out
+            outputs.append(img.decode_outputs(image, words[:n_out]))
+            counters.append(img.decode_counters(image, words[n_out:]))
+        return InferenceResult(np.concatenate(outputs) if outputs else
+                               np.zeros((0, image.n_out), np.int64), counters)

@@ -95,11 +95,12 @@ class CocotbUartTransport(Transport):
     ``write`` hands bytes to a cocotbext-uart ``UartSource`` on the DUT's ``rx`` pin; ``read`` waits
     on a ``UartSink`` on its ``tx`` pin. Both block the calling thread while the simulator runs, so
     the host side takes no simulated time and cycle counts are exact. Timeouts are in simulated
-    seconds.
+    seconds. ``sim.rtl.pipe_host``'s ``PipeSource``/``PipeSink`` (the byte pipe of the simulation
+    top, a Python wake-up per chunk rather than per bit) stand in for the cocotbext-uart pair.
 
     Parameters
     ----------
-    source, sink : cocotbext.uart.UartSource, cocotbext.uart.UartSink
+    source, sink : cocotbext.uart.UartSource, cocotbext.uart.UartSink (or the pipe's pair)
     default_timeout : float
         Simulated seconds per request before the driver retries.
     """

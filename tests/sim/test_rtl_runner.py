@@ -1,4 +1,5 @@
-"""``sim.rtl.runner.run_cocotb`` shared by several processes: one build per design, safe concurrent runs.
+"""``sim.rtl.runner.run_cocotb`` shared by several processes: one build per design, safe concurrent
+runs.
 
 The design is ``sim.tb.tiny_tb.TinyAccumulator`` (a few seconds of Verilator build).
 """
@@ -107,3 +108,25 @@ def test_reuse_threads_and_rebuild(tmp_path, seed):
     run(12, "wider", seed)  # other Verilog in the same directory: rebuilt, and right
     assert len(_builds(build, "icarus")) == 2
     assert json.loads((tmp_path / "wider").read_text())["checked"] == 200
+
+
+def test_ports_only_build_runs_a_ports_only_testbench(tmp_path, seed):
+    """``public="ports"``: the control file is passed, the build differs from the default one (its
+    own stamp), and a testbench that touches only the top's ports runs on it."""
+    _need("verilator")
+    import json
+
+    from sim.rtl.runner import run_cocotb
+    from sim.tb.tiny_tb import TinyAccumulator
+
+    out = tmp_path / "out.json"
+    run_cocotb(TinyAccumulator(8), toplevel="tiny", test_module="sim.tb.tiny_tb",
+               build_dir=tmp_path / "b", env={"out": str(out), "seed": seed, "width": 8},
+               public="ports")
+    assert json.loads(out.read_text())["checked"] == 200
+    vlt = (tmp_path / "b/verilator/public_ports.vlt").read_text()
+    assert 'public_flat_rw -module "tiny"' in vlt
+    assert "--no-public-flat-rw" in (tmp_path / "b/verilator/spikepack_build.json").read_text()
+    with pytest.raises(ValueError, match="public must be"):
+        run_cocotb(None, toplevel="tiny", test_module="sim.tb.tiny_tb",  # refused before use
+                   build_dir=tmp_path / "b", public="some")
