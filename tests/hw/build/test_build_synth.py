@@ -17,7 +17,9 @@ import pytest
 from boards import get_board
 from hw.build.report import validate_report
 
-pytestmark = pytest.mark.synth
+# A build's own limit is the subprocess's hour below; pytest's default 1200 s (pyproject) stopped a
+# ULX3S build on a machine loaded 5x (it takes ~10 minutes on an idle 2-core machine).
+pytestmark = [pytest.mark.synth, pytest.mark.timeout(3600)]
 
 REPO = Path(__file__).resolve().parents[3]
 
