@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .casc import ClipQuan
 from .models import ClipFloor
 from .neurons import InputEncoder, SpikePack
 
@@ -119,7 +120,10 @@ def _activation(kind: str, T: int) -> nn.Module:
         return nn.ReLU()
     if kind == "clipfloor":
         return ClipFloor(T)
-    raise ValueError(f"activation must be 'spikepack', 'relu' or 'clipfloor', not {kind!r}")
+    if kind == "clipquan":
+        return ClipQuan(T)
+    raise ValueError(f"activation must be 'spikepack', 'relu', 'clipfloor' or 'clipquan', not "
+                     f"{kind!r}")
 
 
 def cnn(in_shape: Sequence[int], blocks: Sequence[Block], n_classes: int, T: int, *,
@@ -136,9 +140,10 @@ def cnn(in_shape: Sequence[int], blocks: Sequence[Block], n_classes: int, T: int
         Outputs of the readout ``Linear``.
     T : int
         Time steps (SpikePack, ClipFloor).
-    activation : {"spikepack", "relu", "clipfloor"}
+    activation : {"spikepack", "relu", "clipfloor", "clipquan"}
         ``"spikepack"`` builds the SNN (packed integer inputs, ``InputEncoder`` first); the others
-        an ANN on inputs in ``[0, 1]``.
+        an ANN on inputs in ``[0, 1]``; ``"clipquan"`` is CASC's ``ClipQuan_L`` with ``L = T``
+        (``sw.train.casc``: convert it with ``CIFNetwork.from_cnn``).
 
     Raises
     ------
