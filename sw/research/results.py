@@ -38,6 +38,7 @@ from sw.train.data import load_digits_split
 from sw.train.models import calibrate_thresholds, spikepack_mlp
 from sw.train.train import as_tensor, seed_everything, train_classifier
 
+from .cnn_results import CnnResultsConfig, cnn_section, run_cnn, write_cnn_document
 from .bitbudget import (
     E_AC_PJ,
     E_MAC_PJ,
@@ -93,6 +94,8 @@ class ResultsConfig:
         Board or core preset the RTL is built for (``sw.compile.targets.get_target``).
     simulator : str
         ``"verilator"`` or ``"icarus"``.
+    cnn : CnnResultsConfig or None
+        The CNN section (``sw.research.cnn_results``), appended to the document; ``None``: none.
     """
 
     Ts: tuple[int, ...] = (1, 2, 4, 8)
@@ -108,6 +111,7 @@ class ResultsConfig:
     rtl_samples: int = 64
     rtl_target: str = "small"
     simulator: str = "verilator"
+    cnn: CnnResultsConfig | None = None
 
     def __post_init__(self):
         for name in ("Ts", "timing_Ts", "sweep_Ts"):
@@ -267,9 +271,13 @@ def generate(cfg: ResultsConfig, out: Path, img_dir: Path,
     acc_png = _plot_accuracy(cfg, per_T, img_dir / "seeds_accuracy_vs_T.png")
     time_png = _plot_timing(timing, img_dir / "training_time_vs_T.png")
 
+    cnn_lines = []
+    if cfg.cnn is not None:
+        cnn_lines = ["", *cnn_section(run_cnn(cfg.cnn, log), out, img_dir)]
     elapsed = time.perf_counter() - t_start
     text = _render(cfg, split, per_T, timing, points, out, [acc_png, time_png, sweep_png],
                    elapsed, rtl)
+    text = text.rstrip("\n") + "\n" + "\n".join(cnn_lines) if cnn_lines else text
     out.write_text(text)
     log(f"wrote {out} and {len(list(img_dir.glob('*.png')))} plot(s) in {img_dir} "
         f"({elapsed:.0f} s)")
@@ -588,14 +596,27 @@ def _render_rtl(cfg, rtl: Sequence[RtlDeployment]) -> list[str]:
 
 def run_from_args(args) -> int:
     """Entry point of ``spikepack results`` (arguments from ``sw.cli.main``)."""
+    cnn = cnn_config_from_args(args)
+    out = Path(args.out) if args.out else REPO / "docs" / "results.md"
+    img = Path(args.img_dir) if args.img_dir else out.parent / "img"
+    if args.cnn == "only":
+        threads = torch.get_num_threads()
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        try:
+            run = run_cnn(cnn, log=(lambda s: None) if args.quiet else print)
+            write_cnn_document(run, out, img)
+        finally:
+            torch.set_num_threads(threads)
+        print(f"wrote {out} ({run.seconds:.0f} s)")
+        return 0
     cfg = ResultsConfig(
         Ts=tuple(args.T), timing_Ts=tuple(args.timing_T), epochs=args.epochs,
         hidden=tuple(args.hidden), timing_epochs=args.timing_epochs,
         sweep_Ts=tuple(args.sweep_T), sweep_weight_bits=tuple(args.sweep_weight_bits),
         budgets=tuple(args.budget), weight_bits=args.weight_bits, seed=args.seed,
-        rtl_samples=args.rtl_samples, rtl_target=args.rtl_board, simulator=args.simulator)
-    out = Path(args.out) if args.out else REPO / "docs" / "results.md"
-    img = Path(args.img_dir) if args.img_dir else out.parent / "img"
+        rtl_samples=args.rtl_samples, rtl_target=args.rtl_board, simulator=args.simulator,
+        cnn=cnn if args.cnn == "on" else None)
     missing = [T for T in cfg.sweep_Ts if T not in cfg.Ts]
     if missing:
         print(f"note: sweep T {missing} train SpikePack only (not in --T)")
@@ -613,3 +634,17 @@ def run_from_args(args) -> int:
         return 1
     return 0
 
+
+def cnn_config_from_args(args) -> CnnResultsConfig:
+    """The CNN section's settings from ``spikepack results`` arguments (``--cnn-*``);
+    ``--cnn-quick`` starts from :data:`~sw.research.cnn_results.QUICK` and the flags given
+    explicitly override it."""
+    from .cnn_results import QUICK
+
+    base = QUICK if args.cnn_quick else CnnResultsConfig()
+    given = {
+        "dataset": args.cnn_dataset, "data_dir": args.data_dir,
+        "Ts": tuple(args.cnn_T) if args.cnn_T else None, "epochs": args.cnn_epochs,
+        "n_train": args.cnn_train, "n_test": args.cnn_test,
+        "weight_bits": args.weight_bits, "seed": args.seed}
+    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
