@@ -2,8 +2,8 @@
 
 No CIFAR-10 here: the images are written in the real CIFAR-10 python-batch format (a pickled dict
 with ``data`` (N, 3072) uint8 and ``labels``) and read back by ``sw.train.datasets``' loader.
-Each network is trained for one epoch (two steps) on them (BatchNorm statistics, thresholds,
-weights move), quantized to
+Each network (random weights, BatchNorm statistics of both signs, thresholds calibrated on the
+training images) is quantized to
 the IR (BatchNorm folded, shortcuts as ``Residual``), run by the golden model and the integer
 torch model (outputs ==, every image), and compiled to a program image for a core sized for it;
 the image-level golden model runs the image and gives the network's outputs. Today's presets
@@ -33,7 +33,7 @@ from sw.train.conv_models import (
     cnn,
 )
 from sw.train.datasets import CIFAR10_FILES, load_dataset
-from sw.train.train import as_tensor, predict, train_classifier
+from sw.train.train import as_tensor, predict
 
 T = 4
 
@@ -73,16 +73,26 @@ def cifar(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(cifar):
-    """Per network: the float SpikePack model (one epoch), its integer network, test images."""
+    """Per network: the float SpikePack model, its integer network, the test images. BatchNorm
+    gets running statistics and affine parameters of both signs (so the fold is exercised) and
+    the thresholds are calibrated on the training images, layer by layer."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
     x_tr, x_te = cifar.packed(T, flat=False)
+    gen = torch.Generator().manual_seed(0)
     for name, blocks in MODELS.items():
         torch.manual_seed(0)
         model = cnn(cifar.image_shape, blocks(), cifar.n_classes, T)
-        calibrate_cnn_thresholds(model, as_tensor(x_tr))
-        train_classifier(model, x_tr, cifar.y_train, epochs=1, batch_size=15, seed=0)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.05)
+                m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
+                m.weight.data.copy_(torch.randn(n, generator=gen))
+                m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+        model.eval()
+        calibrate_cnn_thresholds(model, as_tensor(x_tr), percentile=99.0)
         out[name] = (model, quantize_cnn(model), x_te)
     torch.set_num_threads(threads)
     return out
@@ -108,8 +118,8 @@ def test_cifar_network_golden_equals_int_torch_and_compiles(name, trained, one_t
     print(f"{name}: float SpikePack vs integer predictions agree on {agree:.3f}")
 
     image = build_image(net, CIFAR_CORE)
-    run = run_image(image, x_te[:2])
-    assert np.array_equal(run.output, golden.output[:2])
+    run = run_image(image, x_te[:1])  # the image-level model is slow (~10 s an image here)
+    assert np.array_equal(run.output, golden.output[:1])
 
 
 @pytest.mark.parametrize("name", list(MODELS))
