@@ -181,3 +181,26 @@ def test_run_casc_cnn_on_digits(digits_small, one_torch_thread):
     assert r.wsc_matches_ann >= 0.99  # float32 training forward vs float64 conversion
     assert r.count_agreement["wsc"] >= r.count_agreement["cif"] - 1e-12
     assert r.count_agreement["wsc"] > 0.999
+
+
+def test_bit_budget_counts_conv_synapses(rng):
+    """A conv layer costs output positions x C_out x C_in k^2 synapses, its weights are stored
+    once; with every input spiking at every step the SynOps are exactly synapses x T."""
+    from sim.golden.ir import IntLayer, IntNetwork, MaxPool
+    from sw.research.bitbudget import network_cost
+
+    T, wb = 3, 4
+    conv = IntLayer(weight=rng.integers(-7, 8, size=(5, 2, 3, 3)), bias=np.zeros(5, int),
+                    theta=4, weight_bits=wb, kind="conv", in_shape=(2, 7, 7), padding=1,
+                    pool=MaxPool(2))
+    readout = IntLayer(weight=rng.integers(-7, 8, size=(3, 5 * 3 * 3)), bias=np.zeros(3, int),
+                       theta=1, readout=True, weight_bits=wb)
+    net = IntNetwork((conv, readout), T)
+    x = np.full((4, 2, 7, 7), (1 << T) - 1)
+    c = network_cost(net, "spikepack", x=x).layers[0]
+    synapses = 7 * 7 * 5 * 2 * 3 * 3  # pre-pool positions (padding 1) x C_out x C_in k^2
+    assert c.compute_bits == wb * 1 * T * synapses
+    assert c.synops == synapses * T
+    assert c.storage_bits == 5 * 2 * 9 * wb + 5 * 32 + 5 * 3 * 3 * 1 * T  # weights, biases, out
+    ann = network_cost(net, "ann").layers[0]
+    assert ann.compute_bits == wb * T * 1 * synapses and ann.synops == synapses
