@@ -262,7 +262,7 @@ def _configure_results(p: argparse.ArgumentParser) -> None:
     add_T(p, many=True, flag="--cnn-T", default=None, help="time steps of the CNN section "
                                                              "(default 1 2 4)")
     p.add_argument("--cnn-epochs", type=int, default=None,
-                   help="training epochs of every CNN (default 8)")
+                   help="training epochs of every CNN (default 4)")
     p.add_argument("--cnn-train", type=int, default=None, metavar="N",
                    help="use the first N training images (default 0: all)")
     p.add_argument("--cnn-test", type=int, default=None, metavar="N",

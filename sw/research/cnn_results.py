@@ -72,7 +72,7 @@ class CnnResultsConfig:
     dataset: str = "mnist-5k"
     data_dir: str | None = None
     Ts: tuple[int, ...] = (1, 2, 4)
-    epochs: int = 8
+    epochs: int = 4
     n_train: int = 0
     n_test: int = 0
     weight_bits: int = 8
