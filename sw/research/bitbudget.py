@@ -140,11 +140,19 @@ def _check_bits(name, value, lo, hi) -> int:
 
 def layer_cost(n_in: int, n_out: int, *, weight_bits: int, act_bits: int, T: int,
                out_act_bits: int | None = None, stateful: bool = False, acc_bits: int = 32,
-               bias_bits: int = 32, synops: float | None = None, spiking: bool = True) -> LayerCost:
-    """Cost of one dense layer (see the module docstring for the formulas).
+               bias_bits: int = 32, synops: float | None = None, spiking: bool = True,
+               connections: int | None = None, n_weights: int | None = None,
+               n_bias: int | None = None, neurons: int | None = None) -> LayerCost:
+    """Cost of one layer (see the module docstring for the formulas).
 
     ``synops`` is the measured number of spike-triggered accumulates; without it (or for an ANN,
-    ``spiking=False``) the dense count ``n_in * n_out * T`` is used (every synapse active).
+    ``spiking=False``) the dense count ``connections * T`` is used (every synapse active).
+
+    A dense layer needs only ``n_in`` and ``n_out``. A conv layer also gives ``connections``
+    (synapses: output positions x channels x ``C_in kh kw``, the default ``n_in n_out`` of a
+    dense layer), ``n_weights`` (stored weights, ``C_out C_in kh kw``), ``n_bias`` (one bias per
+    output channel) and ``neurons`` (membranes updated per step: the pre-pool outputs); ``n_out``
+    is what it stores (after pooling).
     """
     weight_bits = _check_bits("weight_bits", weight_bits, 1, 32)
     act_bits = _check_bits("act_bits", act_bits, 1, 32)
@@ -152,13 +160,16 @@ def layer_cost(n_in: int, n_out: int, *, weight_bits: int, act_bits: int, T: int
     if n_in < 1 or n_out < 1:
         raise ValueError(f"layer sizes must be positive, got {n_in} x {n_out}")
     out_bits = act_bits if out_act_bits is None else out_act_bits
-    ops = n_in * n_out
-    storage = ops * weight_bits + n_out * bias_bits + n_out * out_bits * T
+    ops = n_in * n_out if connections is None else connections
+    n_weights = ops if n_weights is None else n_weights
+    n_bias = n_out if n_bias is None else n_bias
+    neurons = n_out if neurons is None else neurons
+    storage = n_weights * weight_bits + n_bias * bias_bits + n_out * out_bits * T
     if stateful:
-        storage += n_out * acc_bits
+        storage += neurons * acc_bits
     if spiking:
         so = float(ops * T if synops is None else synops)
-        energy = so * E_AC_PJ + n_out * T * E_NEURON_PJ
+        energy = so * E_AC_PJ + neurons * T * E_NEURON_PJ
     else:
         so = float(ops * T)
         energy = so * mac_energy_pj(weight_bits, act_bits)
@@ -190,11 +201,20 @@ def network_cost(net: IntNetwork, kind: str, *, x=None) -> NetworkCost:
     for i, layer in enumerate(net.layers):
         ann = kind == "ann"
         act_bits, T = (net.T, 1) if ann else (1, net.T)
-        synops = None if fan_in_spikes is None else fan_in_spikes[i] * layer.n_out
         out_bits = 32 if layer.readout else act_bits  # a readout stores its membrane value
+        conv = {}
+        if layer.kind == "conv":
+            neurons = int(np.prod(layer.conv_shape))
+            conv = dict(connections=neurons * layer.fan_in, n_bias=layer.out_channels,
+                        n_weights=layer.weight.size + (layer.residual is not None),
+                        neurons=neurons)
+        # SynOps: input spikes times their mean fan-out (exact for dense layers; for a conv
+        # layer the border positions, which reach fewer outputs, are averaged in).
+        fan_out = conv.get("connections", layer.n_in * layer.n_out) / layer.n_in
+        synops = None if fan_in_spikes is None else fan_in_spikes[i] * fan_out
         costs.append(layer_cost(layer.n_in, layer.n_out, weight_bits=layer.weight_bits,
                                 act_bits=act_bits, T=T, out_act_bits=out_bits,
-                                stateful=kind == "lif", synops=synops, spiking=not ann))
+                                stateful=kind == "lif", synops=synops, spiking=not ann, **conv))
     return NetworkCost(kind, tuple(costs))
 
 
@@ -258,7 +278,8 @@ def plot_sweep(points: Sequence[SweepPoint], path, *, budgets: Sequence[int] = (
         ax = axes[0]
         markers = {"ann": "s", "spikepack": "o", "lif": "^"}
         for model in dict.fromkeys(p.model for p in points):
-            pts = sorted((p for p in points if p.model == model), key=lambda p: p.bits_per_synapse_op)
+            pts = sorted((p for p in points if p.model == model),
+                         key=lambda p: p.bits_per_synapse_op)
             ax.scatter([p.bits_per_synapse_op for p in pts], [100 * p.accuracy for p in pts],
                        marker=markers.get(pts[0].kind, "x"), s=18, label=model, alpha=0.8)
         for b in budgets:

@@ -67,7 +67,7 @@ def _integer_level(name, model, x_test, y_test, weight_bits, t0, batch=250):
 def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int = 15,
                   seed: int = 0, weight_bits: int = 8, lr: float = 3e-3, batch_size: int = 64,
                   variants: Sequence[str] = VARIANTS, train_ann: bool = True, shift: int = 0,
-                  progress=None) -> CnnResult:
+                  progress=None, device=None, parallel=None) -> CnnResult:
     """Train and measure every variant of one CNN for one ``T``.
 
     ``shift`` > 0 trains on images shifted by up to ``shift`` pixels (a new random shift per
@@ -75,6 +75,11 @@ def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int =
     model. The float
     ReLU ANN is trained if ``train_ann`` or ``"converted_relu"`` is asked for (else
     ``ann_accuracy`` is NaN).
+
+    ``device`` and ``parallel`` (a :class:`sw.train.distributed.DataParallel`) go to every
+    :func:`sw.train.train.train_classifier` call, as in :func:`sw.research.experiment.train_all`;
+    calibration, evaluation and quantization run on the CPU. With ``parallel`` and ``shift`` > 0
+    each rank draws the shifts of its own slice of a batch, not those one process would draw.
     """
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -93,7 +98,8 @@ def train_cnn_all(ds: Dataset, T: int, blocks: Sequence[Block], *, epochs: int =
             return model(random_shift(xb, shift, gen) if model.training else xb)
 
         train_classifier(model, x, ds.y_train, epochs=epochs, seed=seed, lr=lr,
-                         batch_size=batch_size, progress=cb(name), forward=forward)
+                         batch_size=batch_size, progress=cb(name), forward=forward,
+                         device=device, parallel=parallel)
 
     levels, spikes = {}, {}
     ann, ann_acc = None, float("nan")

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -83,7 +84,7 @@ class ClipQuan(nn.Module):
         return lam * (c + (q - c).detach())
 
     def extra_repr(self) -> str:
-        return f"L={self.L}, lam={float(self.lam):.4g}"
+        return f"L={self.L}, lam={float(self.lam.detach()):.4g}"
 
 
 def casc_ann(sizes: Sequence[int], L: int, lam: float = 1.0) -> nn.Sequential:
@@ -101,12 +102,40 @@ def casc_ann(sizes: Sequence[int], L: int, lam: float = 1.0) -> nn.Sequential:
 
 @dataclasses.dataclass(frozen=True)
 class CIFLayer:
-    """One converted layer: float64 ``weight (n_out, n_in)``, ``bias (n_out,)``, threshold."""
+    """One converted layer: float64 ``weight``, ``bias (n_out,)``, threshold.
+
+    Dense layers have ``weight (n_out, n_in)``; conv layers (``kind="conv"``) ``weight (C_out,
+    C_in, kh, kw)`` with ``stride`` and zero ``padding``, shared over positions. ``in_shape`` is
+    the ``(C, H, W)`` map the layer receives (a dense layer after a conv one reads it flattened);
+    ``avg_pool = k`` average-pools it over ``k x k`` windows (stride ``k``) before the weights.
+    Both are linear, so a spike train's sum goes through them as the ANN's activation does.
+    """
 
     weight: np.ndarray
     bias: np.ndarray
     theta: float
     readout: bool = False
+    kind: str = "dense"
+    in_shape: tuple[int, ...] | None = None
+    stride: int = 1
+    padding: int = 0
+    avg_pool: int = 0
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        """The layer's linear map (no bias) on a batch ``h`` of received activations."""
+        if self.in_shape is not None:
+            h = h.reshape((len(h),) + tuple(self.in_shape))
+        if self.avg_pool:
+            h = F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(h)), self.avg_pool).numpy()
+        if self.kind == "conv":
+            return F.conv2d(torch.from_numpy(np.ascontiguousarray(h)),
+                            torch.from_numpy(self.weight), None, self.stride,
+                            self.padding).numpy()
+        return h.reshape(len(h), -1) @ self.weight.T
+
+    def expand_bias(self, current: np.ndarray) -> np.ndarray:
+        """The bias shaped to broadcast over ``current`` (per output channel)."""
+        return self.bias.reshape((-1,) + (1,) * (current.ndim - 2))
 
 
 @dataclasses.dataclass
@@ -202,6 +231,74 @@ class CIFNetwork:
             raise ValueError("the ANN has no ClipQuan activation to convert")
         return cls(layers, L)
 
+    @classmethod
+    @torch.no_grad()
+    def from_cnn(cls, ann: nn.Sequential, in_shape=None) -> CIFNetwork:
+        """Convert a ClipQuan CNN (``sw.train.conv_models.cnn(..., activation="clipquan")``):
+        ``Conv2d, ClipQuan, [AvgPool2d] ..., Flatten, [Linear, ClipQuan] ..., Linear``.
+
+        An average pooling is carried into the next layer (``CIFLayer.avg_pool``). Max pooling,
+        BatchNorm and residual blocks are refused: signed spikes take back earlier ones, so the
+        maximum of a window's spike trains is not the spike train of the ANN's maximum.
+        """
+        in_shape = in_shape if in_shape is not None else getattr(ann, "in_shape", None)
+        if in_shape is None:
+            raise ValueError("the model does not say its input shape; pass in_shape=(C, H, W)")
+        shape = tuple(int(v) for v in in_shape)
+        mods = list(ann)
+        layers, L, avg, i = [], None, 0, 0
+        while i < len(mods):
+            m = mods[i]
+            if isinstance(m, nn.Flatten | nn.Identity | nn.Dropout):
+                i += 1
+                continue
+            if isinstance(m, nn.AvgPool2d):
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                if avg or m.stride not in (k, (k, k), None) or m.padding not in (0, (0, 0)):
+                    raise ValueError(f"module {i}: only one AvgPool2d(k) (stride k, no padding) "
+                                     "between two layers converts")
+                avg, i = k, i + 1
+                continue
+            if not isinstance(m, nn.Conv2d | nn.Linear):
+                raise TypeError(f"module {i} is {type(m).__name__}; a CASC CNN converts Conv2d, "
+                                "ClipQuan, AvgPool2d, Flatten and Linear (use average pooling, "
+                                "no max pooling, BatchNorm or residual blocks)")
+            act = mods[i + 1] if i + 1 < len(mods) else None
+            if act is not None and not isinstance(act, ClipQuan):
+                raise TypeError(f"module {i + 1} is {type(act).__name__}; expected ClipQuan "
+                                "after a hidden Conv2d or Linear")
+            if act is not None:
+                if L is not None and act.L != L:
+                    raise ValueError(f"all ClipQuan layers need the same L, got {L} and {act.L}")
+                L = act.L
+            bias = (m.bias if m.bias is not None else torch.zeros(m.weight.shape[0]))
+            geom = dict(in_shape=shape, avg_pool=avg)
+            c, h, w = shape if len(shape) == 3 else (None, None, None)
+            if avg:
+                h, w = h // avg, w // avg
+            if isinstance(m, nn.Conv2d):
+                if len(shape) != 3 or m.groups != 1 or m.dilation not in (1, (1, 1)):
+                    raise ValueError(f"module {i}: a Conv2d must come before Flatten, with "
+                                     "groups 1 and dilation 1")
+                st = m.stride[0] if isinstance(m.stride, tuple) else m.stride
+                pd = m.padding[0] if isinstance(m.padding, tuple) else m.padding
+                kh = m.kernel_size[0]
+                geom.update(kind="conv", stride=int(st), padding=int(pd))
+                size = (h + 2 * pd - kh) // st + 1, (w + 2 * pd - kh) // st + 1
+                shape = (m.out_channels, *size)
+            else:
+                if len(shape) == 1:
+                    geom.update(in_shape=None)
+                shape = (m.out_features,)
+            theta = float(act.scale()) if act is not None else 1.0
+            layers.append(CIFLayer(m.weight.double().numpy().copy(),
+                                   bias.double().numpy().copy(), theta, act is None, **geom))
+            avg = 0
+            i += 2 if act is not None else 1
+        if L is None:
+            raise ValueError("the ANN has no ClipQuan activation to convert")
+        return cls(layers, L)
+
     def run(self, x, *, sleep_steps: int = 0, signed: bool = True,
             trace: bool = False) -> CIFResult:
         """Run ``L`` wake steps then ``sleep_steps`` sleep steps (biases and input zeroed).
@@ -212,20 +309,15 @@ class CIFNetwork:
         sleep_steps = operator.index(sleep_steps)
         if sleep_steps < 0:
             raise ValueError(f"sleep_steps must be >= 0, not {sleep_steps}")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.layers[0].weight.shape[1]:
-            raise ValueError(f"input must have shape (batch, {self.layers[0].weight.shape[1]}), "
-                             f"got {x.shape}")
-        batch = x.shape[0]
+        x = self._check_input(x)
         hidden = self.layers[:-1]
-        v = [np.zeros((batch, layer.weight.shape[0])) for layer in hidden]
-        n = [np.zeros((batch, layer.weight.shape[0])) for layer in hidden]
+        drive = self.layers[0].apply(x)  # the analog input's current, wake steps only
+        v, n = [None] * len(hidden), [None] * len(hidden)  # shaped by the first current
         spikes = [0] * len(hidden)
         negative = [0] * len(hidden)
-        readout = np.zeros((batch, self.layers[-1].weight.shape[0]))
+        readout = 0.0
         steps = self.L + sleep_steps
         log = [] if trace else None
-        drive = x @ self.layers[0].weight.T  # the analog input's current, wake steps only
         for t in range(1, steps + 1):
             wake = t <= self.L
             cap = min(t, self.L)
@@ -233,16 +325,18 @@ class CIFNetwork:
             step_log = []
             for i, layer in enumerate(self.layers):
                 if i == 0:
-                    current = drive.copy() if wake else np.zeros((batch, layer.weight.shape[0]))
+                    current = drive.copy() if wake else np.zeros_like(drive)
                 else:
-                    current = h @ layer.weight.T
+                    current = layer.apply(h)
                 if wake:
-                    current = current + layer.bias
+                    current = current + layer.expand_bias(current)
                 if layer.readout:
-                    readout += current
+                    readout = readout + current
                     if trace:
                         step_log.append({"current": current})
                     continue
+                if v[i] is None:
+                    v[i], n[i] = np.zeros_like(current), np.zeros_like(current)
                 v[i] += current
                 pos = (v[i] >= layer.theta) & (n[i] < cap)
                 neg = (v[i] < 0) & (n[i] > 0) if signed else np.zeros_like(pos)
@@ -258,6 +352,18 @@ class CIFNetwork:
                 log.append(step_log)
         return CIFResult(readout / self.L, n, spikes, negative, steps, log)
 
+    def _check_input(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        first = self.layers[0]
+        n_in = (math.prod(first.in_shape) if first.in_shape is not None
+                else first.weight.shape[1])
+        if x.ndim < 2 or math.prod(x.shape[1:]) != n_in or (first.in_shape is None
+                                                             and x.ndim != 2):
+            want = first.in_shape if first.in_shape is not None else (n_in,)
+            raise ValueError(f"input must have shape (batch, {', '.join(map(str, want))}), got "
+                             f"{x.shape}")
+        return x
+
     def ann_forward(self, x) -> np.ndarray:
         """The ANN this network was converted from (float64): the reference for conversion."""
         return self._ann(x)[0]
@@ -272,10 +378,11 @@ class CIFNetwork:
         return [float(np.mean(c == a)) for c, a in pairs]
 
     def _ann(self, x):
-        h = np.asarray(x, dtype=np.float64)
+        h = self._check_input(x)
         counts = []
         for layer in self.layers:
-            z = h @ layer.weight.T + layer.bias
+            z = layer.apply(h)
+            z = z + layer.expand_bias(z)
             if layer.readout:
                 return z, counts
             c = np.floor(self.L * np.clip(z / layer.theta, 0.0, 1.0))

@@ -24,11 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .casc import ClipQuan
 from .models import ClipFloor
 from .neurons import InputEncoder, SpikePack
 
 __all__ = ["AvgPool", "Conv", "Dense", "ResBlock", "ResidualBlock", "calibrate_cnn_thresholds",
-           "cnn", "mnist_cnn_blocks", "random_shift", "spikepack_from_ann_cnn"]
+           "cifar_resnet_small_blocks", "cifar_vgg_small_blocks", "cnn", "mnist_cnn_blocks",
+           "random_shift", "spikepack_from_ann_cnn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,10 @@ def _activation(kind: str, T: int) -> nn.Module:
         return nn.ReLU()
     if kind == "clipfloor":
         return ClipFloor(T)
-    raise ValueError(f"activation must be 'spikepack', 'relu' or 'clipfloor', not {kind!r}")
+    if kind == "clipquan":
+        return ClipQuan(T)
+    raise ValueError(f"activation must be 'spikepack', 'relu', 'clipfloor' or 'clipquan', not "
+                     f"{kind!r}")
 
 
 def cnn(in_shape: Sequence[int], blocks: Sequence[Block], n_classes: int, T: int, *,
@@ -136,9 +141,10 @@ def cnn(in_shape: Sequence[int], blocks: Sequence[Block], n_classes: int, T: int
         Outputs of the readout ``Linear``.
     T : int
         Time steps (SpikePack, ClipFloor).
-    activation : {"spikepack", "relu", "clipfloor"}
+    activation : {"spikepack", "relu", "clipfloor", "clipquan"}
         ``"spikepack"`` builds the SNN (packed integer inputs, ``InputEncoder`` first); the others
-        an ANN on inputs in ``[0, 1]``.
+        an ANN on inputs in ``[0, 1]``; ``"clipquan"`` is CASC's ``ClipQuan_L`` with ``L = T``
+        (``sw.train.casc``: convert it with ``CIFNetwork.from_cnn``).
 
     Raises
     ------
@@ -206,6 +212,28 @@ def mnist_cnn_blocks() -> list[Block]:
     """The MNIST CNN: conv 1->16 k5 pad 2 + maxpool 2, conv 16->32 k5 pad 2 + maxpool 2, then a
     dense readout 32*7*7 -> 10 (about 29k weights; largest feature map 16x28x28)."""
     return [Conv(16, 5, padding=2, pool=2), Conv(32, 5, padding=2, pool=2)]
+
+
+def cifar_vgg_small_blocks(*, bn: bool = True) -> list[Block]:
+    """VGG-small for CIFAR-10-shaped images (3x32x32): conv 16, conv 16 + max pool 2, conv 32,
+    conv 32 + max pool 2, conv 64 + max pool 2 (all 3x3, padding 1, BatchNorm folded), dense
+    128, then the readout 128 -> 10: 7 layers, about 167k weights; largest feature map
+    16x32x32 (1,024 spike blocks of 16 channels, as the 3x32x32 input)."""
+    return [Conv(16, 3, padding=1, bn=bn), Conv(16, 3, padding=1, pool=2, bn=bn),
+            Conv(32, 3, padding=1, bn=bn), Conv(32, 3, padding=1, pool=2, bn=bn),
+            Conv(64, 3, padding=1, pool=2, bn=bn), Dense(128)]
+
+
+def cifar_resnet_small_blocks(*, bn: bool = True, gain: float = 1.0) -> list[Block]:
+    """A small ResNet for 3x32x32 images: conv 16 + max pool 2, a residual block (two 3x3 convs,
+    16 channels, 16x16), conv 32 + max pool 2, a residual block (32 channels, 8x8), conv 64 +
+    max pool 2, then the readout 1024 -> 10: 8 layers, about 57k weights. Each block's second
+    membrane adds ``gain`` times the block input (the IR's ``Residual``); the stem pools first
+    so that a block's input, middle and output maps (3 x 256 blocks of 16 channels at 16x16) fit
+    the spike memory together."""
+    return [Conv(16, 3, padding=1, pool=2, bn=bn), ResBlock(3, gain, bn),
+            Conv(32, 3, padding=1, pool=2, bn=bn), ResBlock(3, gain, bn),
+            Conv(64, 3, padding=1, pool=2, bn=bn)]
 
 
 def _swap_activations(module: nn.Module, T: int) -> None:

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from sw.cli.main import build_parser, main
+from sw.research.cnn_results import CnnResultsConfig
 from sw.research.results import ResultsConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,6 +28,10 @@ def test_bad_configuration_is_refused(capsys):
     with pytest.raises(ValueError, match="rtl_samples must be at least 0"):
         ResultsConfig(rtl_samples=-1)
     assert main(["results", "--rtl-board", "nosuchboard", "--quiet"]) == 2
+    assert main(["results", "--cnn-T", "17", "--quiet"]) == 2
+    with pytest.raises(ValueError, match="CNN epochs must be at least 1"):
+        CnnResultsConfig(epochs=0)
+    assert main(["results", "--cnn", "only", "--cnn-epochs", "0", "--quiet"]) == 2
     assert "unknown board or build preset 'nosuchboard'" in capsys.readouterr().err
     assert main(["results", "--T", "16", "--quiet"]) == 2  # the small build's t_max is 8
     assert "no T of [16] runs on small" in capsys.readouterr().err
@@ -38,13 +43,22 @@ def test_results_writes_every_section_and_plot(tmp_path):
     rc = main(["results", "--out", str(out), "--img-dir", str(tmp_path / "img"), "--T", "2",
                "--timing-T", "1", "2", "--epochs", "1", "--hidden", "16", "--sweep-T", "2",
                "--sweep-weight-bits", "4", "8", "--timing-epochs", "1", "--budget", "8",
-               "--rtl-samples", "0", "--quiet"])
+               "--rtl-samples", "0", "--cnn-quick", "--quiet"])
     assert rc == 0
     text = out.read_text()
     for heading in ("## SpikePack", "## PSU, IPSU, RPSU", "### Deploy gap", "## CASC",
                     "## Training time per epoch", "## Firing rates", "## Bit Budget",
-                    "## On the accelerator RTL"):
+                    "## On the accelerator RTL", "## CNN: the seeds with conv layers on digits",
+                    "### Accuracy against T", "### Integer checks"):
         assert heading in text
+    cnn = text.split("## CNN: the seeds")[1]
+    assert "300 train / 100 test images 1x8x8" in cnn
+    # every integer network: the integer torch model == the golden model on all 100 images
+    checks = next(line for line in cnn.split("### Integer checks")[1].splitlines()
+                  if line.startswith("| 2 | "))
+    assert checks.count("100/100") == 5, checks
+    # the sweep: b_w, b_a, T per model (an ANN reads T-bit words in one step)
+    assert "| LIF (BPTT) | 4 | 1 | 2 |" in cnn and "| ANN (ClipFloor, b_a = T) | 8 | 2 | 1 |" in cnn
     assert "Not run in this run (`--rtl-samples 0`)" in text
     for png in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         path = out.parent / png
