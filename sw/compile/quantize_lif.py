@@ -157,12 +157,20 @@ def quantize_lif(model: nn.Sequential, *, weight_bits: int = 8,
         layers.append(layer)
         dw = w - s[:, None] * w_int
         db = b - s * b_int
-        reports.append(LayerQuantization(
-            index=index, readout=neuron is None, leak_shift=k, input_scale=c,
-            weight_rel_rms=float(np.linalg.norm(dw) / max(np.linalg.norm(w), 1e-300)),
-            bias_max_steps=float(np.max(np.abs(db) / unit)),
-            theta_int=(int(theta_int.min()), int(theta_int.max())),
-            weight_range=(int(w_int.min()), int(w_int.max())),
-            acc_bits=required_accumulator_bits(layer, T),
-        ))
+        reports.append(lif_layer_report(index, layer, T, k=k, c=c, w=w, dw=dw, db=db, unit=unit,
+                                        theta_int=theta_int))
     return IntNetwork(layers=tuple(layers), T=T), QuantReport(tuple(reports))
+
+
+def lif_layer_report(index: int, layer: IntLayer, T: int, *, k, c, w, dw, db, unit,
+                     theta_int) -> LayerQuantization:
+    """The rounding report of a LIF-mode layer (dense or conv): ``w`` the float weights, ``dw``
+    and ``db`` the weight and bias rounding errors, ``unit`` the output step per neuron."""
+    return LayerQuantization(
+        index=index, readout=layer.readout, leak_shift=k, input_scale=c,
+        weight_rel_rms=float(np.linalg.norm(dw) / max(np.linalg.norm(w), 1e-300)),
+        bias_max_steps=float(np.max(np.abs(db) / unit)),
+        theta_int=(int(np.min(theta_int)), int(np.max(theta_int))),
+        weight_range=(int(layer.weight.min()), int(layer.weight.max())),
+        acc_bits=required_accumulator_bits(layer, T),
+    )

@@ -29,14 +29,12 @@ import torch
 from torch import nn
 
 from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Mode, Reset
-from sim.golden.model import required_accumulator_bits
 from sw.train.neurons import LIF, PSU
 from sw.train.spiking_cnn import TimeDistributed
 from sw.train.spiking_mlp import BitPlaneEncoder, TimeMean
 
 from .quantize import (
     THETA_INT_MAX,
-    LayerQuantization,
     QuantReport,
     check_finite_layer,
     check_theta,
@@ -51,7 +49,7 @@ from .quantize_conv import (
     _conv_wb,
     _maxpool,
 )
-from .quantize_lif import leak_of
+from .quantize_lif import leak_of, lif_layer_report
 
 __all__ = ["quantize_lif_cnn"]
 
@@ -209,12 +207,6 @@ def quantize_lif_cnn(model: nn.Sequential, *, weight_bits: int = 8, per_channel:
         layers.append(layer)
         dw = w - scale * w_int
         db = b - s * b_int
-        reports.append(LayerQuantization(
-            index=index, readout=neuron is None, leak_shift=k, input_scale=c,
-            weight_rel_rms=float(np.linalg.norm(dw) / max(np.linalg.norm(w), 1e-300)),
-            bias_max_steps=float(np.max(np.abs(db) / unit)),
-            theta_int=(int(theta_int.min()), int(theta_int.max())),
-            weight_range=(int(w_int.min()), int(w_int.max())),
-            acc_bits=required_accumulator_bits(layer, T),
-        ))
+        reports.append(lif_layer_report(index, layer, T, k=k, c=c, w=w, dw=dw, db=db, unit=unit,
+                                        theta_int=theta_int))
     return IntNetwork(layers=tuple(layers), T=T), QuantReport(tuple(reports))

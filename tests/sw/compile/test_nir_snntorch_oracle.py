@@ -20,6 +20,7 @@ from sw.train.data import load_digits_split
 
 snn = pytest.importorskip("snntorch")
 from snntorch.export_nir import export_to_nir  # noqa: E402
+from snntorch_oracle import snntorch_run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -68,26 +69,6 @@ def export(net, n_in):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # beta = 1 writes tau = inf (a division by zero)
         return export_to_nir(net, torch.zeros(n_in))
-
-
-def snntorch_run(net, planes):
-    """snnTorch's own simulation over ``planes[t]`` (batch, n_in): per Leaky the spikes
-    ``(T, batch, n)``, and the readout's outputs summed over the steps."""
-    for m in net:
-        if isinstance(m, snn.Leaky):
-            m.reset_mem()
-    spikes, total = [], 0
-    with torch.no_grad():
-        for t in range(planes.shape[0]):
-            x = torch.tensor(planes[t], dtype=torch.float32)
-            per_layer = []
-            for m in net:
-                x = m(x)
-                if isinstance(m, snn.Leaky):
-                    per_layer.append(x.numpy().astype(np.int64))
-            spikes.append(per_layer)
-            total = total + x.numpy().astype(np.float64)
-    return [np.stack([s[i] for s in spikes]) for i in range(len(spikes[0]))], total
 
 
 def compare(net, graph, x, T, **conventions):
