@@ -456,10 +456,13 @@ def _config_attrs(config: SweepConfig) -> dict:
     return d
 
 
+#: The parameters of a trial's point, drawn in this order.
+POINT_PARAMS = ("k", "pe_per_lane", "t_max", "fire_div", "batch_depth", "T", "weight_bits")
+
+
 def _suggest(trial, space: SweepSpace) -> dict:
     return {name: trial.suggest_categorical(name, list(getattr(space, name)))
-            for name in ("k", "pe_per_lane", "t_max", "fire_div", "batch_depth", "T",
-                         "weight_bits")}
+            for name in POINT_PARAMS}
 
 
 def finished(study) -> int:

@@ -108,9 +108,9 @@ def test_killed_worker_is_resumed(tmp_path):
                     running = _load(storage, "kill").get_trials(states=(TrialState.RUNNING,))
                 except KeyError:  # the study is not created yet
                     running = []
-                # Killed once its point is drawn (a trial killed before that has no point to
-                # retry: the next worker draws a new one).
-                running = [t for t in running if t.params]
+                # Killed once its whole point is drawn (a trial killed before that has no point
+                # to retry: the next worker draws the missing parameters anew).
+                running = [t for t in running if set(t.params) == set(sw_sweep.POINT_PARAMS)]
                 if running:
                     os.kill(p.pid, signal.SIGKILL)
                     p.wait()
