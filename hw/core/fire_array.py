@@ -1,4 +1,5 @@
-"""The firing array: ``units`` :class:`hw.core.fire.FireUnit` s shared by the ``n_pe`` neurons of a pass.
+"""The firing array: ``units`` :class:`hw.core.fire.FireUnit` s shared by the ``n_pe`` neurons of a
+pass.
 
 Reads the per-plane sums of a finished pass from the PE array's banks, one slot per read, most
 significant slot first, and feeds them to the units together with each neuron's bias and
@@ -56,6 +57,9 @@ class FireArray(wiring.Component):
         Layer start: the next pass is pass 0.
     bt_base : In(16)
         The layer's first bias/theta *pass* row (``n_pe`` entries per pass).
+    passes : In(16)
+        Passes per position (held during the layer): after the last, the bias/theta rows start
+        again from ``bt_base`` (a conv layer's next output position; a dense layer has one).
     bank : In(bank_read_signature(n_pe, t_max, sum_bits))
         The PE array's banks.
     bt_addr : Out(range(bt_rows))
@@ -89,6 +93,7 @@ class FireArray(wiring.Component):
             "config": In(fire_config_layout(self._t_max)),
             "clear": In(1),
             "bt_base": In(16),
+            "passes": In(16),
             "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
             "bt_addr": Out(range(self._bt_rows)),
             "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
@@ -136,7 +141,9 @@ class FireArray(wiring.Component):
         g = Signal(range(groups))
         q = Signal(range(self._t_max))  # slot of this read (T-1 .. 0)
         phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
-        pas = Signal(range(self._bt_rows))  # pass of the layer (only its bias rows matter)
+        pas = Signal(range(self._bt_rows))  # pass of the position (only its bias rows matter)
+        last_pas = Signal(range(self._bt_rows))  # passes - 1 (a conv layer's passes repeat)
+        m.d.sync += last_pas.eq(self.passes - 1)
         reading = Signal()
         read = Signal()
         first = Signal()
@@ -157,7 +164,7 @@ class FireArray(wiring.Component):
             the next group from slot T-1 (in state ``then``)."""
             with m.If(g == groups - 1):
                 m.d.comb += release.eq(1)
-                m.d.sync += pas.eq(pas + 1)
+                m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
                 m.next = "IDLE"
             with m.Else():
                 m.d.sync += [g.eq(g + 1), q.eq(t_last)]

@@ -3,10 +3,13 @@
 The firing array delivers one group (``units`` consecutive neurons) at a time. For a hidden layer
 the groups are gathered into spike blocks for the next layer (block bit ``q*k + i`` = bit ``q`` of
 the block's neuron ``i``: a transpose, pure wiring), ``k / units`` groups per block, each block
-written to the ping-pong activation memory at consecutive addresses from ``dst_base``. For the
+written to the ping-pong activation memory at consecutive addresses from ``dst_base`` (a conv
+layer's output map: the ``ceil(C_out / k)`` blocks of each position in turn). A block wholly past
+``n_out`` (padding of the last pass) is not written. For the
 final layer each group is one row of the output memory (``units`` 32-bit words: the membrane for a
 readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the last pass) are
-forced to zero and not counted.
+forced to zero and not counted. After ``pos_passes`` passes the neuron count starts again (the next
+output position of a conv layer).
 
 The writer never stalls (``i`` is always ready): it takes a group per cycle and writes it (its
 block, its output row) from registers the cycle after. ``passes`` counts the passes whose every
@@ -22,6 +25,7 @@ from amaranth.utils import exact_log2
 
 from hw.contract.params import CoreParams
 
+from .fetcher import layer_passes_bits
 from .fire_array import fire_array_output_layout
 
 __all__ = ["Writer"]
@@ -40,17 +44,20 @@ class Writer(wiring.Component):
         Pulse at layer start: latch ``n_out``/``dst_base``/``out_base``, zero ``passes`` and
         ``spikes``.
     n_out : In(16)
-        Output neurons of the layer (the rest of the last pass is padding).
+        Output neurons (channels) of the layer (the rest of the last pass is padding).
+    pos_passes : In(16)
+        Passes per output position (held during the layer).
     final, readout : In(1)
         Final layer (write output memory); readout (write membranes, no spikes).
     dst_base : In
         First activation-memory block of the layer.
     out_base : In
         First output-memory *word* of the layer (a multiple of ``fire_units``).
-    passes : Out(range(max_passes + 1))
-        Passes written since ``clear``.
-    spikes : Out(range(max_neurons * t_max + 1))
-        Output 1-bits since ``clear`` (padding excluded): at most one per neuron and step.
+    passes : Out(layer_passes_bits(params))
+        Passes written since ``clear`` (all positions).
+    spikes : Out(32)
+        Output 1-bits since ``clear`` (padding excluded): at most one per neuron, position and
+        step.
     act_addr, act_data, act_en : Out
         Activation-memory write port (one spike block).
     out_addr, out_data, out_en : Out
@@ -67,12 +74,13 @@ class Writer(wiring.Component):
         super().__init__({
             "clear": In(1),
             "n_out": In(16),
+            "pos_passes": In(16),
             "final": In(1),
             "readout": In(1),
             "dst_base": In(range(act_depth)),
             "out_base": In(range(p.out_words)),
-            "passes": Out(range(p.max_passes + 1)),
-            "spikes": Out(range(p.max_neurons * p.t_max + 1)),
+            "passes": Out(layer_passes_bits(p)),
+            "spikes": Out(32),
             "act_addr": Out(range(act_depth)),
             "act_data": Out(p.block_bits),
             "act_en": Out(1),
@@ -91,6 +99,9 @@ class Writer(wiring.Component):
         groups = p.n_pe // units
 
         left = Signal(signed(18))  # n_out minus the first neuron of the group
+        pas = Signal(range(p.max_passes))  # pass of the output position
+        last_pas = Signal(range(p.max_passes))  # pos_passes - 1
+        m.d.sync += last_pas.eq(self.pos_passes - 1)
         g = Signal(range(groups))
         j = Signal(range(per_block))  # group within the block being gathered
         blk = Signal(p.block_bits)
@@ -161,19 +172,30 @@ class Writer(wiring.Component):
                     block.append(blk[q * k + jj * units:q * k + (jj + 1) * units])
         m.d.comb += [act_addr.eq(act_ptr), act_data.eq(Cat(*block))]
 
+        # Whether the block being gathered holds a live neuron (its first group's first one).
+        blk_live = Signal()
+        alive = Signal()
+        m.d.comb += alive.eq(Mux(j == 0, live[0], blk_live))
         with m.If(self.i.valid):
             m.d.sync += [left.eq(left_next), g.eq(g + 1)]
             m.d.sync += [live[f].eq(v) for f, v in enumerate(live_of(left_next))]
             with m.If(g == groups - 1):
-                m.d.sync += [g.eq(0), pass_done[0].eq(1)]
+                m.d.sync += [g.eq(0), pass_done[0].eq(1), pas.eq(pas + 1)]
+                with m.If(pas == last_pas):  # the position's last pass: next position
+                    m.d.sync += [pas.eq(0), left.eq(n_out),
+                                 *(live[f].eq(v) for f, v in enumerate(live_of(n_out)))]
             with m.If(self.final):
                 m.d.comb += out_en.eq(1)
                 m.d.sync += out_ptr.eq(out_ptr + 1)
             with m.Elif(j == per_block - 1):
-                m.d.comb += act_en.eq(1)
-                m.d.sync += [act_ptr.eq(act_ptr + 1), j.eq(0)]
+                m.d.comb += act_en.eq(alive)
+                m.d.sync += j.eq(0)
+                with m.If(alive):
+                    m.d.sync += act_ptr.eq(act_ptr + 1)
             with m.Else():
                 m.d.sync += j.eq(j + 1)
+                with m.If(j == 0):
+                    m.d.sync += blk_live.eq(live[0])
                 with m.Switch(j):
                     for jj in range(per_block - 1):
                         with m.Case(jj):
@@ -183,7 +205,7 @@ class Writer(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [
-                self.passes.eq(0), self.spikes.eq(0), left.eq(n_out), g.eq(0), j.eq(0),
+                self.passes.eq(0), self.spikes.eq(0), left.eq(n_out), g.eq(0), j.eq(0), pas.eq(0),
                 *(live[f].eq(v) for f, v in enumerate(live_of(n_out))),
                 act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
                 group_spikes.eq(0), pass_done.eq(0), *(c.eq(0) for c in counts),

@@ -237,6 +237,8 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
             lif=int(layer.mode is Mode.LIF), readout=int(layer.readout),
             reset_zero=int(layer.reset is Reset.ZERO), last=int(li == n - 1),
             leak=layer.leak_shift if layer.mode is Mode.LIF else 0, T=T,
+            fire_above=int(layer.mode is Mode.LIF and layer.fire_above),
+            compare_leaked=int(layer.mode is Mode.LIF and layer.compare_leaked),
             theta_per_channel=int(per_channel), passes=passes, w_base=w_base, bt_base=bt_base,
             theta=0 if per_channel else int(layer.theta_vector[0]),
         )

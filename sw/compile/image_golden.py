@@ -132,13 +132,16 @@ class _Core:
             return pack_bitplanes(fire_serial(v, theta, T)[0])
         v = np.zeros(p.n_pe, dtype=np.int64)
         out = np.zeros(p.n_pe, dtype=np.int64)
+        compare = theta + d["fire_above"]  # v > theta  <=>  v >= theta + 1
+        if d["compare_leaked"] and d["leak"]:
+            compare = compare - (theta >> d["leak"])
         for t in range(1, T + 1):
             if d["leak"]:
                 v = v - (v >> d["leak"])
             v = v + sums[T - t] + bias
             if d["readout"]:
                 continue
-            s = (v >= theta).astype(np.int64)
+            s = (v >= compare).astype(np.int64)
             v = v * (1 - s) if d["reset_zero"] else v - theta * s
             out |= s << (T - t)
         return v if d["readout"] else out
