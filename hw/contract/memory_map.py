@@ -51,7 +51,7 @@ COUNTER_WORDS_PER_LAYER = 4
 
 #: (name, word, lsb, width) of every descriptor field.
 DESCRIPTOR_FIELDS = (
-    ("kind", 0, 0, 4),  # 0 = dense, 1 = conv (the dense gateware refuses conv: BAD_KIND)
+    ("kind", 0, 0, 4),  # 0 = dense, 1 = conv (hidden, firing layers only; else BAD_KIND)
     ("lif", 0, 4, 1),  # 0 = SpikePack, 1 = LIF/IF
     ("readout", 0, 5, 1),  # return the membrane, do not fire
     ("reset_zero", 0, 6, 1),  # LIF: 0 = subtract theta, 1 = reset to zero

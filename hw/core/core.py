@@ -151,6 +151,7 @@ class SpikePackCore(wiring.Component):
             fetch.conv.eq(d.kind == 1), fetch.in_h.eq(d.in_h), fetch.in_w.eq(d.in_w),
             fetch.conv_h.eq(d.conv_h), fetch.conv_w.eq(d.conv_w), fetch.kh.eq(d.kh),
             fetch.kw.eq(d.kw), fetch.stride.eq(d.stride), fetch.pad.eq(d.pad),
+            fetch.pool_log2.eq(d.pool_log2),
             seq.fetch_busy.eq(fetch.busy), seq.issued.eq(fetch.issued),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
         ]
@@ -161,6 +162,7 @@ class SpikePackCore(wiring.Component):
             bt_rd.addr.eq(fire.bt_addr),
             fire.bias.eq(bt_rd.data[:bt_lanes]),
             fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base), fire.passes.eq(d.passes),
+            fire.pool_log2.eq(d.pool_log2),
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
             fire.config.fire_above.eq(d.fire_above),
@@ -174,6 +176,7 @@ class SpikePackCore(wiring.Component):
         m.d.comb += [
             writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
             writer.pos_passes.eq(d.passes), writer.readout.eq(d.readout),
+            writer.pool_log2.eq(d.pool_log2), writer.lif.eq(d.lif),
             # A conv layer writes its map where the compiler placed it.
             writer.dst_base.eq(Mux(d.kind == 1, d.out_base, seq.dst_base)),
             writer.out_base.eq(seq.out_base),

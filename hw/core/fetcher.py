@@ -7,15 +7,17 @@ sends it as one stream beat, with the marks of its non-zero bit-planes and its w
 ``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk; the PE array gets them
 from the weight memory, read at the beat's row every cycle).
 
-Conv layer (``conv``): for every output position ``(oy, ox)`` in raster order, pass ``p``, tap
+Conv layer (``conv``): for every pooled output position in raster order, pass ``p``, conv
+position ``(oy, ox)`` of its ``2^pool_log2`` square window (one position without pooling), tap
 ``(ky, kx)`` and channel chunk ``j``, the block at ``src_base + (iy in_w + ix) chunks + j``
 (``iy = oy stride + ky - pad``, ``ix = ox stride + kx - pad``) with weight row
 ``w_base + (p kh kw + ky kw + kx) chunks + j`` -- the walk of
-``sw.compile.conv_layout.conv_fetch``. A dense layer is the same walk with one position and a
-1x1 kernel. The walk keeps pointers and adds steps to them (no multiplier on the per-cycle
-path); the steps ``in_w chunks``, ``stride chunks``, ``stride in_w chunks`` and the padding
-offset are worked out by shift-and-add in ``ceil(log2(act_chunks + 1)) + 3`` set-up cycles at
-the start of a conv layer (none for a dense one). A tap in the zero padding reads nothing and
+``sw.compile.conv_layout.conv_fetch`` with the pass outside the window. A dense layer is the
+same walk with one position and a 1x1 kernel. The walk keeps pointers and adds steps to them
+(no multiplier on the per-cycle path); the steps ``in_w chunks``, ``stride chunks``,
+``stride in_w chunks`` (each times ``2^pool_log2`` per pooled position) and the padding offset
+are worked out by shift-and-add in ``ceil(log2(act_chunks + 1)) + 3`` set-up cycles at the start
+of a conv layer (none for a dense one). A tap in the zero padding reads nothing and
 sends nothing (the all-zero block would be dropped by the issuer anyway), but its step of the
 walk takes a cycle of the address stage; the last tap-chunk of a pass, if it is padding, is sent
 as an all-zero block marked ``pad`` so the pass still ends (the issuer does not count its
@@ -120,6 +122,10 @@ class Fetcher(wiring.Component):
         Kernel (1..7).
     stride, pad : In(2)
         Stride (1..3) and zero padding (0..3).
+    pool_log2 : In(2)
+        Max pooling ``2^pool_log2`` (0: none): the walk visits the conv positions of each pooled
+        output's window one after the other, per pass (pooled position, pass, window position,
+        tap, chunk), so the writer pools one pass's neurons at a time.
     busy : Out(1)
         Addresses remain to be issued.
     issued : Out(layer_passes_bits(params))
@@ -149,6 +155,7 @@ class Fetcher(wiring.Component):
             "kw": In(3),
             "stride": In(2),
             "pad": In(2),
+            "pool_log2": In(2),
             "busy": Out(1),
             "issued": Out(layer_passes_bits(params)),
             "src_addr": Out(range(src_depth)),
@@ -179,28 +186,41 @@ class Fetcher(wiring.Component):
         # Block pointers may point before the map (padding): signed, with room for the steps.
         ptr_bits = ceil_log2(p.spike_rows + 1) + 4
         # --- Stage A: the walk -----------------------------------------------------------------
+        # Levels, innermost first: chunk j, tap column kx, tap row ky, window column dx, window
+        # row dy (max pooling: the conv positions of one pooled output), pass, pooled column px,
+        # pooled row py. Without pooling the window is one position.
         j = Signal(range(p.act_chunks))
         kx, ky = Signal(3), Signal(3)
+        dx, dy = Signal(3), Signal(3)
         pas = Signal(range(p.max_passes))
-        ox, oy = Signal(8), Signal(8)
+        px, py = Signal(8), Signal(8)
         last_chunk = Signal(range(p.act_chunks))  # chunks - 1
         last_kx, last_ky = Signal(3), Signal(3)
+        last_win = Signal(3)  # 2^pool_log2 - 1
         last_pass = Signal(range(p.max_passes))  # passes - 1
-        last_ox, last_oy = Signal(8), Signal(8)
+        last_px, last_py = Signal(8), Signal(8)
         in_h, in_w = Signal(8), Signal(8)
         stride = Signal(2)
+        pstride = Signal(5)  # stride 2^pool_log2: input step per pooled position
         pad = Signal(2)
+        pool = Signal(2)
         iy, ix = Signal(signed(10)), Signal(signed(10))  # input position of the tap
-        pos_iy, pos_ix = Signal(signed(10)), Signal(signed(10))  # of the position's tap (0, 0)
+        c_iy, c_ix = Signal(signed(10)), Signal(signed(10))  # of the conv position's tap (0, 0)
+        p_iy, p_ix = Signal(signed(10)), Signal(signed(10))  # of the pooled position's
         blk = Signal(signed(ptr_bits))  # block of the tap and chunk
         row_blk = Signal(signed(ptr_bits))  # block of the kernel row's first tap, chunk 0
-        pos_blk = Signal(signed(ptr_bits))  # block of the position's tap (0, 0), chunk 0
-        line_blk = Signal(signed(ptr_bits))  # pos_blk of the output row's first position
+        c_blk = Signal(signed(ptr_bits))  # block of the conv position's tap (0, 0), chunk 0
+        wrow_blk = Signal(signed(ptr_bits))  # c_blk of the window row's first position
+        p_blk = Signal(signed(ptr_bits))  # c_blk of the pooled position's first position
+        prow_blk = Signal(signed(ptr_bits))  # p_blk of the pooled row's first position
         chunks = Signal(range(p.act_chunks + 1))
         row_step = Signal(ptr_bits)  # in_w chunks: blocks per input row
         s_col = Signal(ptr_bits)  # stride chunks
         s_row = Signal(ptr_bits)  # stride in_w chunks
+        ps_col = Signal(ptr_bits)  # s_col 2^pool_log2
+        ps_row = Signal(ptr_bits)  # s_row 2^pool_log2
         w_ptr = Signal(range(p.weight_depth))
+        p_row = Signal(range(p.weight_depth))  # the pass's first weight row
         w_base = Signal(range(p.weight_depth))
         src_base = Signal.like(self.src_base)
         walking = Signal()  # busy, set-up done
@@ -239,13 +259,14 @@ class Fetcher(wiring.Component):
             self.src_addr.eq(blk[:len(self.src_addr)]),
             self.src_en.eq(adv),
         ]
-        end_j, end_kx, end_ky = Signal(), Signal(), Signal()
-        end_pas, end_ox, end_oy = Signal(), Signal(), Signal()
+        end_j, end_kx, end_ky, end_dx, end_dy = Signal(), Signal(), Signal(), Signal(), Signal()
+        end_pas, end_px, end_py = Signal(), Signal(), Signal()
         inside = Signal()
         pass_end = Signal()
         m.d.comb += [
             end_j.eq(j == last_chunk), end_kx.eq(kx == last_kx), end_ky.eq(ky == last_ky),
-            end_pas.eq(pas == last_pass), end_ox.eq(ox == last_ox), end_oy.eq(oy == last_oy),
+            end_dx.eq(dx == last_win), end_dy.eq(dy == last_win),
+            end_pas.eq(pas == last_pass), end_px.eq(px == last_px), end_py.eq(py == last_py),
             inside.eq((iy >= 0) & (iy < in_h) & (ix >= 0) & (ix < in_w)),
             pass_end.eq(end_j & end_kx & end_ky),
         ]
@@ -254,6 +275,12 @@ class Fetcher(wiring.Component):
         with m.If(adv):
             m.d.sync += [valid_b.eq(walking & (inside | pass_end)), last_b.eq(pass_end),
                          pad_b.eq(~inside), w_addr_b.eq(w_ptr)]
+
+        def goto_conv(iy_, ix_, blk_):
+            """Start the taps of the conv position at ``(iy_, ix_)``, block ``blk_``."""
+            m.d.sync += [c_iy.eq(iy_), c_ix.eq(ix_), iy.eq(iy_), ix.eq(ix_), c_blk.eq(blk_),
+                         row_blk.eq(blk_), blk.eq(blk_)]
+
         with m.If(step):
             m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
             with m.If(pass_end):
@@ -263,31 +290,39 @@ class Fetcher(wiring.Component):
                 with m.If(~end_kx):
                     m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
                 with m.Else():  # end of a kernel row
-                    m.d.sync += [kx.eq(0), ix.eq(pos_ix)]
+                    m.d.sync += [kx.eq(0), ix.eq(c_ix)]
                     with m.If(~end_ky):
                         m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1),
                                      row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step)]
-                    with m.Else():  # end of a pass
-                        m.d.sync += [ky.eq(0), iy.eq(pos_iy), row_blk.eq(pos_blk),
-                                     blk.eq(pos_blk), pas.eq(pas + 1)]
-                        with m.If(end_pas):  # end of a position
-                            m.d.sync += [pas.eq(0), w_ptr.eq(w_base)]
-                            with m.If(~end_ox):
-                                m.d.sync += [ox.eq(ox + 1), pos_ix.eq(pos_ix + stride),
-                                             ix.eq(pos_ix + stride),
-                                             pos_blk.eq(pos_blk + s_col),
-                                             row_blk.eq(pos_blk + s_col),
-                                             blk.eq(pos_blk + s_col)]
-                            with m.Else():  # end of an output row
-                                m.d.sync += [ox.eq(0), pos_ix.eq(-pad), ix.eq(-pad),
-                                             oy.eq(oy + 1), pos_iy.eq(pos_iy + stride),
-                                             iy.eq(pos_iy + stride),
-                                             line_blk.eq(line_blk + s_row),
-                                             pos_blk.eq(line_blk + s_row),
-                                             row_blk.eq(line_blk + s_row),
-                                             blk.eq(line_blk + s_row)]
-                                with m.If(end_oy):
-                                    m.d.sync += [self.busy.eq(0), walking.eq(0)]
+                    with m.Else():  # end of the conv position's pass
+                        m.d.sync += ky.eq(0)
+                        with m.If(~end_dx):  # next position of the window row
+                            m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row)]
+                            goto_conv(c_iy, c_ix + stride, c_blk + s_col)
+                        with m.Elif(~end_dy):  # next window row
+                            m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
+                                         wrow_blk.eq(wrow_blk + s_row)]
+                            goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
+                        with m.Else():  # end of the window: next pass
+                            m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
+                                         p_row.eq(w_ptr + 1), wrow_blk.eq(p_blk)]
+                            goto_conv(p_iy, p_ix, p_blk)
+                            with m.If(end_pas):  # next pooled position
+                                m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base)]
+                                with m.If(~end_px):
+                                    m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
+                                                 p_blk.eq(p_blk + ps_col),
+                                                 wrow_blk.eq(p_blk + ps_col)]
+                                    goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
+                                with m.Else():  # next pooled row
+                                    m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
+                                                 p_iy.eq(p_iy + pstride),
+                                                 prow_blk.eq(prow_blk + ps_row),
+                                                 p_blk.eq(prow_blk + ps_row),
+                                                 wrow_blk.eq(prow_blk + ps_row)]
+                                    goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
+                                    with m.If(end_py):
+                                        m.d.sync += [self.busy.eq(0), walking.eq(0)]
 
         # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
         def times(x, n):
@@ -304,11 +339,14 @@ class Fetcher(wiring.Component):
                 m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
                              mul_a.eq(row_step + chunks)]
             with m.Elif(setup == nb + 1):
-                m.d.sync += mul_a.eq(times(mul_a, pad))
+                m.d.sync += [mul_a.eq(times(mul_a, pad)), ps_col.eq(s_col << pool),
+                             ps_row.eq(s_row << pool)]
             with m.Else():
                 start_blk = src_base - mul_a
-                m.d.sync += [blk.eq(start_blk), row_blk.eq(start_blk), pos_blk.eq(start_blk),
-                             line_blk.eq(start_blk), walking.eq(1)]
+                m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
+                             wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad),
+                             walking.eq(1)]
+                goto_conv(-pad, -pad, start_blk)
 
         # --- stages B..C ---------------------------------------------------------------------
         with m.If(adv):
@@ -340,26 +378,29 @@ class Fetcher(wiring.Component):
                 walking.eq(~conv),
                 setup.eq(0),
                 self.issued.eq(0),
-                j.eq(0), kx.eq(0), ky.eq(0), pas.eq(0), ox.eq(0), oy.eq(0),
+                j.eq(0), kx.eq(0), ky.eq(0), dx.eq(0), dy.eq(0), pas.eq(0), px.eq(0), py.eq(0),
                 last_chunk.eq(self.chunks - 1),
                 last_pass.eq(self.passes - 1),
                 last_kx.eq(Mux(conv, self.kw - 1, 0)),
                 last_ky.eq(Mux(conv, self.kh - 1, 0)),
-                last_ox.eq(Mux(conv, self.conv_w - 1, 0)),
-                last_oy.eq(Mux(conv, self.conv_h - 1, 0)),
+                last_win.eq(Mux(conv, (1 << self.pool_log2) - 1, 0)),
+                last_px.eq(Mux(conv, (self.conv_w >> self.pool_log2) - 1, 0)),
+                last_py.eq(Mux(conv, (self.conv_h >> self.pool_log2) - 1, 0)),
                 in_h.eq(Mux(conv, self.in_h, 1)),
                 in_w.eq(Mux(conv, self.in_w, 1)),
                 stride.eq(self.stride),
+                pstride.eq(self.stride << self.pool_log2),
+                pool.eq(self.pool_log2),
                 pad.eq(Mux(conv, self.pad, 0)),
-                iy.eq(Mux(conv, -self.pad, 0)), ix.eq(Mux(conv, -self.pad, 0)),
-                pos_iy.eq(Mux(conv, -self.pad, 0)), pos_ix.eq(Mux(conv, -self.pad, 0)),
                 chunks.eq(self.chunks),
                 row_step.eq(0), mul_a.eq(self.in_w), mul_b.eq(self.chunks),
-                w_ptr.eq(self.w_base),
+                w_ptr.eq(self.w_base), p_row.eq(self.w_base),
                 w_base.eq(self.w_base),
                 src_base.eq(self.src_base),
                 # A dense layer walks at once from its first block (no set-up).
-                blk.eq(self.src_base), row_blk.eq(self.src_base), pos_blk.eq(self.src_base),
-                line_blk.eq(self.src_base),
+                iy.eq(0), ix.eq(0), c_iy.eq(0), c_ix.eq(0), p_iy.eq(0), p_ix.eq(0),
+                blk.eq(self.src_base), row_blk.eq(self.src_base), c_blk.eq(self.src_base),
+                wrow_blk.eq(self.src_base), p_blk.eq(self.src_base),
+                prow_blk.eq(self.src_base),
             ]
         return m

@@ -60,6 +60,9 @@ class FireArray(wiring.Component):
     passes : In(16)
         Passes per position (held during the layer): after the last, the bias/theta rows start
         again from ``bt_base`` (a conv layer's next output position; a dense layer has one).
+    pool_log2 : In(2)
+        Max pooling ``2^pool_log2``: each pass runs once per conv position of the pooling
+        window (``4^pool_log2`` times in a row) with the same bias/theta row.
     bank : In(bank_read_signature(n_pe, t_max, sum_bits))
         The PE array's banks.
     bt_addr : Out(range(bt_rows))
@@ -94,6 +97,7 @@ class FireArray(wiring.Component):
             "clear": In(1),
             "bt_base": In(16),
             "passes": In(16),
+            "pool_log2": In(2),
             "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
             "bt_addr": Out(range(self._bt_rows)),
             "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
@@ -143,7 +147,10 @@ class FireArray(wiring.Component):
         phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
         pas = Signal(range(self._bt_rows))  # pass of the position (only its bias rows matter)
         last_pas = Signal(range(self._bt_rows))  # passes - 1 (a conv layer's passes repeat)
-        m.d.sync += last_pas.eq(self.passes - 1)
+        win = Signal(6)  # conv position within the pooling window (each runs the pass)
+        last_win = Signal(6)  # 4^pool_log2 - 1
+        m.d.sync += [last_pas.eq(self.passes - 1),
+                     last_win.eq((1 << (self.pool_log2 << 1)) - 1)]
         reading = Signal()
         read = Signal()
         first = Signal()
@@ -164,7 +171,9 @@ class FireArray(wiring.Component):
             the next group from slot T-1 (in state ``then``)."""
             with m.If(g == groups - 1):
                 m.d.comb += release.eq(1)
-                m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
+                m.d.sync += win.eq(win + 1)
+                with m.If(win == last_win):
+                    m.d.sync += [win.eq(0), pas.eq(Mux(pas == last_pas, 0, pas + 1))]
                 m.next = "IDLE"
             with m.Else():
                 m.d.sync += [g.eq(g + 1), q.eq(t_last)]
@@ -195,7 +204,7 @@ class FireArray(wiring.Component):
             with m.State("GAP"):
                 end_of_group(then="READ")
         with m.If(self.clear):
-            m.d.sync += pas.eq(0)
+            m.d.sync += [pas.eq(0), win.eq(0)]
 
         # --- two cycles to the units: bank read, then group select ----------------------------
         beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups)})

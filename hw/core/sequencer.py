@@ -11,8 +11,8 @@ layer: at its descriptor's ``out_base``) and layer ``l + 1`` reads it; the last 
 sample's output words.
 
 Refused (the run ends with an error code): a kind other than dense and conv, a conv layer that is
-the last or a readout (``BAD_KIND``); a conv layer with max pooling or a shortcut
-(``NO_CONV_OP``: not in this gateware yet); a conv layer with a zero size, kernel or stride
+the last or a readout (``BAD_KIND``); a conv layer with a shortcut (``NO_CONV_OP``: not in
+this gateware yet); a conv layer with a zero size, kernel or stride, or no pooled position
 (``BAD_SIZE``).
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
@@ -218,7 +218,7 @@ class Sequencer(wiring.Component):
                 conv = d.kind == 1
                 m.d.sync += [
                     bad_kind.eq((d.kind > 1) | (conv & (d.last | d.readout))),
-                    no_conv_op.eq(conv & ((d.pool_log2 != 0) | (d.res_gain != 0))),
+                    no_conv_op.eq(conv & (d.res_gain != 0)),
                     bad_t.eq((d.T == 0) | (d.T > p.t_max)),
                     no_lif.eq(d.lif & (p.lif == 0)),
                     bad_size.eq(Cat(
@@ -226,9 +226,9 @@ class Sequencer(wiring.Component):
                         (d.passes == 0) | (d.passes > p.max_passes),
                         d.n_out > covered, d.n_out + p.n_pe <= covered,
                         d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows,
-                        conv & ((d.in_h == 0) | (d.in_w == 0) | (d.conv_h == 0)
-                                | (d.conv_w == 0) | (d.kh == 0) | (d.kw == 0)
-                                | (d.stride == 0)))),
+                        conv & ((d.in_h == 0) | (d.in_w == 0) | (d.kh == 0) | (d.kw == 0)
+                                | (d.stride == 0) | ((d.conv_h >> d.pool_log2) == 0)
+                                | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                 ]
                 m.next = "CHECK"

@@ -18,7 +18,7 @@ group was written, two cycles after the last write, when ``spikes`` holds them.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -47,6 +47,10 @@ class Writer(wiring.Component):
         Output neurons (channels) of the layer (the rest of the last pass is padding).
     pos_passes : In(16)
         Passes per output position (held during the layer).
+    pool_log2, lif : In
+        Max pooling ``2^pool_log2`` (0: none): each pass arrives once per conv position of the
+        window (``4^pool_log2`` times in a row); the writer keeps each neuron's largest word
+        (``lif``: the OR of the words) and writes and counts only after the window's last.
     final, readout : In(1)
         Final layer (write output memory); readout (write membranes, no spikes).
     dst_base : In
@@ -75,6 +79,8 @@ class Writer(wiring.Component):
             "clear": In(1),
             "n_out": In(16),
             "pos_passes": In(16),
+            "pool_log2": In(2),
+            "lif": In(1),
             "final": In(1),
             "readout": In(1),
             "dst_base": In(range(act_depth)),
@@ -99,6 +105,13 @@ class Writer(wiring.Component):
         groups = p.n_pe // units
 
         left = Signal(signed(18))  # n_out minus the first neuron of the group
+        left_base = Signal(signed(18))  # ``left`` at the pass's first group
+        win = Signal(6)  # conv position within the pooling window
+        last_win = Signal(6)  # 4^pool_log2 - 1
+        pooling = Signal()
+        lif = Signal()
+        m.d.sync += [last_win.eq((1 << (self.pool_log2 << 1)) - 1),
+                     pooling.eq(self.pool_log2 != 0), lif.eq(self.lif)]
         pas = Signal(range(p.max_passes))  # pass of the output position
         last_pas = Signal(range(p.max_passes))  # pos_passes - 1
         m.d.sync += last_pas.eq(self.pos_passes - 1)
@@ -140,13 +153,35 @@ class Writer(wiring.Component):
         for f in range(units):
             m.d.comb += words[f].eq(res[f].word & live[f].replicate(t_max))
 
+        # Max pooling: the running per-neuron result of the window, one register per neuron of
+        # a pass (SpikePack: the largest word = the word of the largest membrane, firing being
+        # monotone; LIF: the OR of the spikes of each step). ``emit``: the window's last position.
+        # Ref: docs/numerics.md (pooling).
+        best = [[Signal(t_max, name=f"best{gg}_{f}", reset_less=True) for f in range(units)]
+                for gg in range(groups)]
+        emit = Signal()
+        m.d.comb += emit.eq(win == last_win)
+        pooled = [Signal(t_max, name=f"pooled{f}") for f in range(units)]
+        for f in range(units):
+            old = Array(best[gg][f] for gg in range(groups))[g] if groups > 1 else best[0][f]
+            m.d.comb += pooled[f].eq(Mux(win == 0, words[f],
+                                         Mux(lif, old | words[f],
+                                             Mux(old > words[f], old, words[f]))))
+        with m.If(self.i.valid):
+            with m.Switch(g):
+                for gg in range(groups):
+                    with m.Case(gg):
+                        m.d.sync += [best[gg][f].eq(pooled[f]) for f in range(units)]
+
         # Spike count: the live counts registered, added the next cycle, accumulated the next.
         counts = [Signal(range(t_max + 1), name=f"count{f}") for f in range(units)]
         group_spikes = Signal(range(units * t_max + 1))
         pass_done = Signal(3)  # the end of a pass, moving with its counts
         m.d.sync += [pass_done.eq(pass_done << 1), group_spikes.eq(sum(counts))]
         for f in range(units):
-            m.d.sync += counts[f].eq(Mux(self.i.valid & live[f], res[f].spikes, 0))
+            ones = sum(pooled[f][q] for q in range(t_max))
+            m.d.sync += counts[f].eq(Mux(self.i.valid & live[f] & emit,
+                                         Mux(pooling, ones, res[f].spikes), 0))
         m.d.sync += self.spikes.eq(self.spikes + group_spikes)
         with m.If(pass_done[2]):
             m.d.sync += self.passes.eq(self.passes + 1)
@@ -162,7 +197,7 @@ class Writer(wiring.Component):
         m.d.comb += out_addr.eq(out_ptr)
 
         # Spike blocks (hidden layer): group ``j`` of a block fills bits ``q*k + j*units + f``.
-        planes = [Cat(*(words[f][q] for f in range(units))) for q in range(t_max)]
+        planes = [Cat(*(pooled[f][q] for f in range(units))) for q in range(t_max)]
         block = []
         for q in range(t_max):
             for jj in range(per_block):
@@ -180,17 +215,22 @@ class Writer(wiring.Component):
             m.d.sync += [left.eq(left_next), g.eq(g + 1)]
             m.d.sync += [live[f].eq(v) for f, v in enumerate(live_of(left_next))]
             with m.If(g == groups - 1):
-                m.d.sync += [g.eq(0), pass_done[0].eq(1), pas.eq(pas + 1)]
-                with m.If(pas == last_pas):  # the position's last pass: next position
-                    m.d.sync += [pas.eq(0), left.eq(n_out),
+                m.d.sync += [g.eq(0), pass_done[0].eq(1)]
+                with m.If(~emit):  # the same pass at the window's next conv position
+                    m.d.sync += [win.eq(win + 1), left.eq(left_base),
+                                 *(live[f].eq(v) for f, v in enumerate(live_of(left_base)))]
+                with m.Elif(pas == last_pas):  # the position's last pass: next position
+                    m.d.sync += [win.eq(0), pas.eq(0), left.eq(n_out), left_base.eq(n_out),
                                  *(live[f].eq(v) for f, v in enumerate(live_of(n_out)))]
+                with m.Else():
+                    m.d.sync += [win.eq(0), pas.eq(pas + 1), left_base.eq(left_next)]
             with m.If(self.final):
                 m.d.comb += out_en.eq(1)
                 m.d.sync += out_ptr.eq(out_ptr + 1)
             with m.Elif(j == per_block - 1):
-                m.d.comb += act_en.eq(alive)
+                m.d.comb += act_en.eq(alive & emit)
                 m.d.sync += j.eq(0)
-                with m.If(alive):
+                with m.If(alive & emit):
                     m.d.sync += act_ptr.eq(act_ptr + 1)
             with m.Else():
                 m.d.sync += j.eq(j + 1)
@@ -206,6 +246,7 @@ class Writer(wiring.Component):
         with m.If(self.clear):
             m.d.sync += [
                 self.passes.eq(0), self.spikes.eq(0), left.eq(n_out), g.eq(0), j.eq(0), pas.eq(0),
+                left_base.eq(n_out), win.eq(0),
                 *(live[f].eq(v) for f, v in enumerate(live_of(n_out))),
                 act_ptr.eq(self.dst_base), out_ptr.eq(self.out_base >> exact_log2(units)),
                 group_spikes.eq(0), pass_done.eq(0), *(c.eq(0) for c in counts),

@@ -106,8 +106,8 @@ def random_conv_network(rng: np.random.Generator, params, *, pool: bool = False,
     1..3 conv layers (kernel 1..5, stride 1..2, padding 0..2, 1..2 channel chunks in and out,
     maps as large as a ping-pong half allows), then 0..1 hidden dense layers and a dense last
     layer (readout or firing); SpikePack or LIF (on a LIF build), T 1..t_max, per-layer or
-    per-channel thresholds. ``pool``: conv layers may max-pool 2x2 (the gateware refuses it
-    until it pools). Draws again until ``sw.compile.program_image.build_image`` accepts it.
+    per-channel thresholds. ``pool``: conv layers may max-pool 2x2 or 4x4. Draws again until
+    ``sw.compile.program_image.build_image`` accepts it.
     """
     from sw.compile.program_image import DoesNotFitError, build_image
 
@@ -164,8 +164,9 @@ def _draw_conv_network(rng, p, pool):
         kw = dict(weight=weight, bias=bias, theta=_theta(rng, scale, c_out), kind="conv",
                   in_shape=shape, stride=stride, padding=padding, **mode)
         layer = IntLayer(**kw)
-        if pool and min(layer.conv_shape[1:]) >= 2 and rng.random() < 0.4:
-            layer = IntLayer(**kw, pool=MaxPool(2))
+        side = min(layer.conv_shape[1:])
+        if pool and side >= 2 and rng.random() < 0.4:
+            layer = IntLayer(**kw, pool=MaxPool(4 if side >= 4 and rng.random() < 0.4 else 2))
         layers.append(layer)
         shape = layer.out_shape
     n_in = int(np.prod(shape))
@@ -194,7 +195,8 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
 
     A conv layer reads, for every output position and pass, the blocks of its receptive field
     inside the input map (taps in the padding read nothing and skip nothing); a dense layer reads
-    its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass.
+    its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass. With
+    max pooling, the conv positions of whole windows are computed (the rest are dropped).
     """
     x = np.asarray(x, dtype=np.int64)
     result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
@@ -209,6 +211,9 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
             pad, s = layer.padding, layer.stride
             zp = np.pad(z, ((0, 0), (pad, pad), (pad, pad)))
             _, ch, cw = layer.conv_shape
+            if layer.pool is not None:  # the conv positions of whole pooling windows only
+                pk = layer.pool.kernel
+                ch, cw = ch // pk * pk, cw // pk * pk
             kh, kw = layer.kernel
             total = np.zeros(len(x), dtype=np.int64)
             for ky in range(kh):

@@ -26,7 +26,7 @@ __all__ = ["Target", "target_names", "get_target", "mode_name", "layer_table", "
 #: What the gateware runs of a conv layer beyond the convolution itself (``"pool"``: fused max
 #: pooling, ``"residual"``: a shortcut input). The image format holds both (the image golden
 #: model, ``sw.compile.image_golden``, runs them); the core refuses the others (``NO_CONV_OP``).
-GATEWARE_CONV_OPS: frozenset = frozenset()
+GATEWARE_CONV_OPS: frozenset = frozenset({"pool"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +90,8 @@ def check_gateware(image: ProgramImage) -> None:
                      "residual": "a shortcut (residual) input"}
             raise DoesNotFitError(
                 f"layer {lay.index} (conv): {' and '.join(names[m] for m in missing)} is not in "
-                f"the gateware yet (it runs conv layers without pooling or shortcut); pool in a "
-                f"strided conv layer instead, or run the network on the golden model")
+                f"the gateware yet (it runs conv layers with or without max pooling, no shortcut); "
+                f"drop the shortcut, or run the network on the golden model")
 
 
 def mode_name(layer) -> str:

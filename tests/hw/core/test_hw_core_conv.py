@@ -1,7 +1,8 @@
 """Conv layers on the core in Amaranth's simulator (the cocotb suite in test_hw_core.py runs
-hundreds): random conv networks bit-exact with sim.golden.model, counters included; a conv
-descriptor with pooling or a shortcut, or as the last layer, is refused with its error code and a
-dense image loaded after it runs bit-exactly; the compiler refuses what the gateware lacks."""
+hundreds): random conv networks (with max pooling) bit-exact with sim.golden.model, counters
+included; a conv descriptor with a shortcut, or as the last layer, or with a geometry it cannot
+walk, is refused with its error code and a dense image loaded after it runs bit-exactly; the
+compiler refuses what the gateware lacks."""
 
 import re
 
@@ -54,7 +55,7 @@ def test_core_pysim_random_conv_networks(seed):
     rng = np.random.default_rng(seed)
     cases = []
     for _ in range(3):
-        net = random_conv_network(rng, P)
+        net = random_conv_network(rng, P, pool=True)
         cases.append((net, random_inputs(rng, net, int(rng.integers(1, P.batch_depth + 1)))))
     dut = SpikePackCore(P)
     results = _run_cases(dut, PyBus(dut, seed, 0.2), cases)
@@ -85,7 +86,7 @@ def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
     dense_net = random_network(rng, P, max_depth=2)
     dense_x = random_inputs(rng, dense_net, 2)
     prog = img.memory_map(P)["PROGRAM"].base
-    changes = [({"pool_log2": 1}, ErrorCode.NO_CONV_OP), ({"res_gain": 2}, ErrorCode.NO_CONV_OP),
+    changes = [({"res_gain": 2}, ErrorCode.NO_CONV_OP), ({"pool_log2": 3}, ErrorCode.BAD_SIZE),
                ({"last": 1}, ErrorCode.BAD_KIND), ({"readout": 1}, ErrorCode.BAD_KIND),
                ({"kind": 2}, ErrorCode.BAD_KIND), ({"kh": 0}, ErrorCode.BAD_SIZE),
                ({"stride": 0}, ErrorCode.BAD_SIZE), ({"conv_w": 0}, ErrorCode.BAD_SIZE)]
@@ -118,25 +119,20 @@ def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
                           golden.run_network(dense_net, dense_x, acc_bits=P.acc_bits).output)
 
 
-@pytest.mark.parametrize("conv_kw,missing", [
-    (dict(pool=MaxPool(2)), "max pooling 2x2"),
-    (dict(residual=Residual(-1, 2)), "a shortcut (residual) input"),
-])
-def test_compiler_refuses_what_the_gateware_lacks(rng, conv_kw, missing):
-    """The image holds pooling and shortcuts (the image golden model runs them); the gateware
-    check names what is missing."""
-    if "residual" in conv_kw:
-        conv = IntLayer(weight=rng.integers(-3, 4, size=(2, 2, 3, 3)), bias=np.zeros(2, int),
-                        theta=5, kind="conv", in_shape=(2, 4, 4), padding=1, **conv_kw)
-        fc = IntLayer(weight=rng.integers(-3, 4, size=(3, 32)), bias=np.zeros(3, int), theta=1,
-                      readout=True)
-        net = IntNetwork((conv, fc), T=3)
-    else:
-        net = _conv_net(rng, **conv_kw)
-    image = img.build_image(net, P)
-    with pytest.raises(DoesNotFitError, match=re.escape(f"layer 0 (conv): {missing}")):
+def test_compiler_refuses_what_the_gateware_lacks(rng):
+    """The image holds shortcuts (the image golden model runs them); the gateware check names
+    what is missing, and passes plain and pooled conv layers."""
+    conv = IntLayer(weight=rng.integers(-3, 4, size=(2, 2, 3, 3)), bias=np.zeros(2, int),
+                    theta=5, kind="conv", in_shape=(2, 4, 4), padding=1,
+                    residual=Residual(-1, 2))
+    fc = IntLayer(weight=rng.integers(-3, 4, size=(3, 32)), bias=np.zeros(3, int), theta=1,
+                  readout=True)
+    image = img.build_image(IntNetwork((conv, fc), T=3), P)
+    with pytest.raises(DoesNotFitError,
+                       match=re.escape("layer 0 (conv): a shortcut (residual) input")):
         check_gateware(image)
-    check_gateware(img.build_image(_conv_net(rng), P))  # a plain conv layer passes
+    check_gateware(img.build_image(_conv_net(rng), P))
+    check_gateware(img.build_image(_conv_net(rng, pool=MaxPool(2)), P))
 
 
 def test_compiler_refuses_conv_sums_wider_than_the_planes(rng):
