@@ -44,10 +44,16 @@ from amaranth.utils import ceil_log2
 from hw.contract.params import CoreParams
 
 __all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "layer_passes_bits",
-           "MAX_SIDE"]
+           "conv_setup_cycles", "MAX_SIDE"]
 
 #: Largest conv map side (the descriptor's 8-bit ``in_h``, ``in_w``, ``conv_h``, ``conv_w``).
 MAX_SIDE = 255
+
+
+def conv_setup_cycles(params: CoreParams) -> int:
+    """Set-up cycles of a conv layer before the fetcher's walk: a shift-and-add step per bit of
+    ``chunks``, then 3 for the strides, pooling and padding offsets."""
+    return ceil_log2(params.act_chunks + 1) + 3
 
 
 def layer_passes_bits(params: CoreParams) -> int:
@@ -171,8 +177,8 @@ class Fetcher(wiring.Component):
 
     @property
     def setup_cycles(self) -> int:
-        """Set-up cycles a conv layer spends before its walk (shift-and-add of its steps)."""
-        return self._mul_steps + 3
+        """Set-up cycles a conv layer spends before its walk (:func:`conv_setup_cycles`)."""
+        return conv_setup_cycles(self._params)
 
     @property
     def _mul_steps(self) -> int:

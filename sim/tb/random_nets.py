@@ -232,3 +232,57 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
         skipped.append(int(passes * total.sum()))
         a = r.output
     return result.spikes_per_layer.sum(axis=1), np.array(skipped, dtype=np.int64)
+
+
+def conv_pass_cycles(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
+    """The conv cycle model's main term: per conv layer, summed over the batch,
+    ``sum over (conv position, pass) of max(walk, fire)``.
+
+    ``walk`` is the larger of the fetcher's steps (a cycle per tap-chunk of the receptive field,
+    padding included) and the issuer's cycles (per block inside the map, one per non-zero plane
+    and at least one);
+    ``fire`` is the firing array's time per pass
+    (:meth:`hw.core.fire_array.FireArray.pass_cycles`).
+    Returns ``{layer index: (walk cycles, model cycles, bound)}``, the bound taking the walk and
+    the issuer as not overlapping at all; the core adds its fixed per-layer cost (sequencing,
+    set-up, fill and drain: docs/architecture.md, cycle model).
+    """
+    from hw.core.fire import FireUnit
+
+    x = np.asarray(x, dtype=np.int64)
+    result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
+    k, T = params.k, net.T
+    p = params
+    groups = p.n_pe // p.fire_units
+    a = x.reshape((len(x),) + tuple(net.in_shape)) if net.layers[0].kind == "conv" else x
+    out = {}
+    for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
+        if layer.kind == "conv":
+            passes = -(-layer.out_channels // p.n_pe)
+            planes = unpack_bitplanes(feature_map_blocks(a.reshape((len(x),) + layer.in_shape),
+                                                         k), T)  # (T, b, H, W, chunks, k)
+            # Issuer cycles of each input position's blocks: max(1, non-zero planes) per block.
+            issue = np.maximum((planes.sum(axis=-1) > 0).sum(axis=0), 1).sum(axis=-1)
+            pad, s = layer.padding, layer.stride
+            ep = np.pad(issue, ((0, 0), (pad, pad), (pad, pad)))  # (b, H + 2 pad, W + 2 pad)
+            _, ch, cw = layer.conv_shape
+            if layer.pool is not None:
+                pk = layer.pool.kernel
+                ch, cw = ch // pk * pk, cw // pk * pk
+            kh, kw = layer.kernel
+            chunks = -(-layer.in_shape[0] // k)
+            per_pos = np.zeros((len(x), ch, cw), dtype=np.int64)
+            for ky in range(kh):
+                for kx in range(kw):
+                    per_pos += ep[:, ky:ky + s * (ch - 1) + 1:s, kx:kx + s * (cw - 1) + 1:s]
+            # The walk takes a cycle per tap-chunk, padding included; the issuer overlaps it
+            # (at best fully: the model; at worst not at all: the bound).
+            serial = per_pos + kh * kw * chunks
+            per_pos = np.maximum(per_pos, kh * kw * chunks)
+            # hw.core.fire_array.FireArray.pass_cycles (without building one)
+            period = groups * FireUnit.period(T, layer.mode is Mode.LIF) + 1
+            out[li] = (int(passes * per_pos.sum()),
+                       int(passes * np.maximum(per_pos, period).sum()),
+                       int(passes * np.maximum(serial, period).sum()))
+        a = r.output
+    return out

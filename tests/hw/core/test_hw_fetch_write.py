@@ -239,13 +239,14 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
         in_h, in_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
         conv_h = (in_h + 2 * pad - kh) // stride + 1
         conv_w = (in_w + 2 * pad - kw) // stride + 1
-        if min(conv_h, conv_w) >> pool_log2 < 1 or in_h * in_w * chunks > P.act_chunks:
+        passes, w_base = int(rng.integers(1, 3)), int(rng.integers(0, 4))
+        if (min(conv_h, conv_w) >> pool_log2 < 1 or in_h * in_w * chunks > P.act_chunks
+                or w_base + passes * kh * kw * chunks > P.weight_depth):
             continue
         src_base = int(rng.integers(0, n_src - in_h * in_w * chunks + 1))
-        layers.append(dict(chunks=chunks, passes=int(rng.integers(1, 3)), kh=kh, kw=kw,
-                           stride=stride, pad=pad, pool_log2=pool_log2, in_h=in_h, in_w=in_w,
-                           conv_h=conv_h, conv_w=conv_w, w_base=int(rng.integers(0, 4)),
-                           src_base=src_base))
+        layers.append(dict(chunks=chunks, passes=passes, kh=kh, kw=kw, stride=stride, pad=pad,
+                           pool_log2=pool_log2, in_h=in_h, in_w=in_w, conv_h=conv_h,
+                           conv_w=conv_w, w_base=w_base, src_base=src_base))
     want = [_conv_walk(d, d["src_base"], blocks, T) for d in layers]
     got, issued = [], []
 
