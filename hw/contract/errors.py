@@ -34,7 +34,7 @@ _ERROR_MEANINGS = {
     ErrorCode.BAD_T: "a layer's T is 0 or above the build's t_max",
     ErrorCode.BAD_SIZE: "a layer's chunks, passes, outputs or bias rows are outside the build",
     ErrorCode.BAD_KIND: "a layer kind the core does not run (dense, and conv as a hidden "
-                        "non-readout layer, only)",
+                        "non-readout layer on a build with conv=1, only)",
     ErrorCode.NO_LAST: "no descriptor of the program is marked last",
     ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
     ErrorCode.NO_CONV_OP: "a conv layer with a shortcut (this gateware runs conv layers, with "

@@ -276,83 +276,96 @@ class Fetcher(wiring.Component):
             inside.eq((iy >= 0) & (iy < in_h) & (ix >= 0) & (ix < in_w)),
             pass_end.eq(end_j & end_kx & end_ky),
         ]
-        step = Signal()  # the walk takes a step this cycle
-        m.d.comb += step.eq(adv & walking)
-        with m.If(adv):
-            m.d.sync += [valid_b.eq(walking & (inside | pass_end)), last_b.eq(pass_end),
-                         pad_b.eq(~inside), w_addr_b.eq(w_ptr)]
+        if not p.conv:
+            # A dense-only build (conv=0): the chunks of each pass, nothing else.
+            with m.If(adv):
+                m.d.sync += [valid_b.eq(walking), last_b.eq(end_j), pad_b.eq(0),
+                             w_addr_b.eq(w_ptr)]
+            with m.If(adv & walking):
+                m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
+                with m.If(end_j):
+                    m.d.sync += [j.eq(0), blk.eq(src_base), pas.eq(pas + 1),
+                                 self.issued.eq(self.issued + 1)]
+                    with m.If(end_pas):
+                        m.d.sync += [self.busy.eq(0), walking.eq(0)]
+        else:
+            step = Signal()  # the walk takes a step this cycle
+            m.d.comb += step.eq(adv & walking)
+            with m.If(adv):
+                m.d.sync += [valid_b.eq(walking & (inside | pass_end)), last_b.eq(pass_end),
+                             pad_b.eq(~inside), w_addr_b.eq(w_ptr)]
 
-        def goto_conv(iy_, ix_, blk_):
-            """Start the taps of the conv position at ``(iy_, ix_)``, block ``blk_``."""
-            m.d.sync += [c_iy.eq(iy_), c_ix.eq(ix_), iy.eq(iy_), ix.eq(ix_), c_blk.eq(blk_),
-                         row_blk.eq(blk_), blk.eq(blk_)]
+            def goto_conv(iy_, ix_, blk_):
+                """Start the taps of the conv position at ``(iy_, ix_)``, block ``blk_``."""
+                m.d.sync += [c_iy.eq(iy_), c_ix.eq(ix_), iy.eq(iy_), ix.eq(ix_), c_blk.eq(blk_),
+                             row_blk.eq(blk_), blk.eq(blk_)]
 
-        with m.If(step):
-            m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
-            with m.If(pass_end):
-                m.d.sync += self.issued.eq(self.issued + 1)
-            with m.If(end_j):
-                m.d.sync += j.eq(0)
-                with m.If(~end_kx):
-                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
-                with m.Else():  # end of a kernel row
-                    m.d.sync += [kx.eq(0), ix.eq(c_ix)]
-                    with m.If(~end_ky):
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1),
-                                     row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step)]
-                    with m.Else():  # end of the conv position's pass
-                        m.d.sync += ky.eq(0)
-                        with m.If(~end_dx):  # next position of the window row
-                            m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row)]
-                            goto_conv(c_iy, c_ix + stride, c_blk + s_col)
-                        with m.Elif(~end_dy):  # next window row
-                            m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
-                                         wrow_blk.eq(wrow_blk + s_row)]
-                            goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
-                        with m.Else():  # end of the window: next pass
-                            m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
-                                         p_row.eq(w_ptr + 1), wrow_blk.eq(p_blk)]
-                            goto_conv(p_iy, p_ix, p_blk)
-                            with m.If(end_pas):  # next pooled position
-                                m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base)]
-                                with m.If(~end_px):
-                                    m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
-                                                 p_blk.eq(p_blk + ps_col),
-                                                 wrow_blk.eq(p_blk + ps_col)]
-                                    goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
-                                with m.Else():  # next pooled row
-                                    m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
-                                                 p_iy.eq(p_iy + pstride),
-                                                 prow_blk.eq(prow_blk + ps_row),
-                                                 p_blk.eq(prow_blk + ps_row),
-                                                 wrow_blk.eq(prow_blk + ps_row)]
-                                    goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
-                                    with m.If(end_py):
-                                        m.d.sync += [self.busy.eq(0), walking.eq(0)]
+            with m.If(step):
+                m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
+                with m.If(pass_end):
+                    m.d.sync += self.issued.eq(self.issued + 1)
+                with m.If(end_j):
+                    m.d.sync += j.eq(0)
+                    with m.If(~end_kx):
+                        m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
+                    with m.Else():  # end of a kernel row
+                        m.d.sync += [kx.eq(0), ix.eq(c_ix)]
+                        with m.If(~end_ky):
+                            m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1),
+                                         row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step)]
+                        with m.Else():  # end of the conv position's pass
+                            m.d.sync += ky.eq(0)
+                            with m.If(~end_dx):  # next position of the window row
+                                m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row)]
+                                goto_conv(c_iy, c_ix + stride, c_blk + s_col)
+                            with m.Elif(~end_dy):  # next window row
+                                m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
+                                             wrow_blk.eq(wrow_blk + s_row)]
+                                goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
+                            with m.Else():  # end of the window: next pass
+                                m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
+                                             p_row.eq(w_ptr + 1), wrow_blk.eq(p_blk)]
+                                goto_conv(p_iy, p_ix, p_blk)
+                                with m.If(end_pas):  # next pooled position
+                                    m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base)]
+                                    with m.If(~end_px):
+                                        m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
+                                                     p_blk.eq(p_blk + ps_col),
+                                                     wrow_blk.eq(p_blk + ps_col)]
+                                        goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
+                                    with m.Else():  # next pooled row
+                                        m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
+                                                     p_iy.eq(p_iy + pstride),
+                                                     prow_blk.eq(prow_blk + ps_row),
+                                                     p_blk.eq(prow_blk + ps_row),
+                                                     wrow_blk.eq(prow_blk + ps_row)]
+                                        goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
+                                        with m.If(end_py):
+                                            m.d.sync += [self.busy.eq(0), walking.eq(0)]
 
-        # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
-        def times(x, n):
-            """``x * n`` for a 2-bit ``n``: one adder."""
-            return Mux(n[1], x << 1, 0) + Mux(n[0], x, 0)
+            # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
+            def times(x, n):
+                """``x * n`` for a 2-bit ``n``: one adder."""
+                return Mux(n[1], x << 1, 0) + Mux(n[0], x, 0)
 
-        with m.If(self.busy & ~walking):
-            m.d.sync += setup.eq(setup + 1)
-            with m.If(setup < nb):
-                with m.If(mul_b[0]):
-                    m.d.sync += row_step.eq(row_step + mul_a)
-                m.d.sync += [mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
-            with m.Elif(setup == nb):
-                m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
-                             mul_a.eq(row_step + chunks)]
-            with m.Elif(setup == nb + 1):
-                m.d.sync += [mul_a.eq(times(mul_a, pad)), ps_col.eq(s_col << pool),
-                             ps_row.eq(s_row << pool)]
-            with m.Else():
-                start_blk = src_base - mul_a
-                m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
-                             wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad),
-                             walking.eq(1)]
-                goto_conv(-pad, -pad, start_blk)
+            with m.If(self.busy & ~walking):
+                m.d.sync += setup.eq(setup + 1)
+                with m.If(setup < nb):
+                    with m.If(mul_b[0]):
+                        m.d.sync += row_step.eq(row_step + mul_a)
+                    m.d.sync += [mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+                with m.Elif(setup == nb):
+                    m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
+                                 mul_a.eq(row_step + chunks)]
+                with m.Elif(setup == nb + 1):
+                    m.d.sync += [mul_a.eq(times(mul_a, pad)), ps_col.eq(s_col << pool),
+                                 ps_row.eq(s_row << pool)]
+                with m.Else():
+                    start_blk = src_base - mul_a
+                    m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
+                                 wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad),
+                                 walking.eq(1)]
+                    goto_conv(-pad, -pad, start_blk)
 
         # --- stages B..C ---------------------------------------------------------------------
         with m.If(adv):
@@ -378,7 +391,7 @@ class Fetcher(wiring.Component):
                          self.o.payload.first.eq(lowest_one(nonzero)[1]),
                          self.o.payload.last.eq(last_s), self.o.payload.pad.eq(pad_s)]
         with m.If(self.start & ~self.busy):
-            conv = self.conv
+            conv = self.conv if p.conv else Const(0)
             m.d.sync += [
                 self.busy.eq(1),
                 walking.eq(~conv),

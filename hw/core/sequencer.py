@@ -217,7 +217,7 @@ class Sequencer(wiring.Component):
                 covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
                 conv = d.kind == 1
                 m.d.sync += [
-                    bad_kind.eq((d.kind > 1) | (conv & (d.last | d.readout))),
+                    bad_kind.eq((d.kind > p.conv) | (conv & (d.last | d.readout))),
                     no_conv_op.eq(conv & (d.res_gain != 0)),
                     bad_t.eq((d.T == 0) | (d.T > p.t_max)),
                     no_lif.eq(d.lif & (p.lif == 0)),

@@ -110,8 +110,9 @@ class Writer(wiring.Component):
         last_win = Signal(6)  # 4^pool_log2 - 1
         pooling = Signal()
         lif = Signal()
-        m.d.sync += [last_win.eq((1 << (self.pool_log2 << 1)) - 1),
-                     pooling.eq(self.pool_log2 != 0), lif.eq(self.lif)]
+        if p.conv:
+            m.d.sync += [last_win.eq((1 << (self.pool_log2 << 1)) - 1),
+                         pooling.eq(self.pool_log2 != 0), lif.eq(self.lif)]
         pas = Signal(range(p.max_passes))  # pass of the output position
         last_pas = Signal(range(p.max_passes))  # pos_passes - 1
         m.d.sync += last_pas.eq(self.pos_passes - 1)
@@ -157,21 +158,25 @@ class Writer(wiring.Component):
         # a pass (SpikePack: the largest word = the word of the largest membrane, firing being
         # monotone; LIF: the OR of the spikes of each step). ``emit``: the window's last position.
         # Ref: docs/numerics.md (pooling).
-        best = [[Signal(t_max, name=f"best{gg}_{f}", reset_less=True) for f in range(units)]
-                for gg in range(groups)]
+        # (A dense-only build, conv=0, has none of it.)
         emit = Signal()
-        m.d.comb += emit.eq(win == last_win)
         pooled = [Signal(t_max, name=f"pooled{f}") for f in range(units)]
-        for f in range(units):
-            old = Array(best[gg][f] for gg in range(groups))[g] if groups > 1 else best[0][f]
-            m.d.comb += pooled[f].eq(Mux(win == 0, words[f],
-                                         Mux(lif, old | words[f],
-                                             Mux(old > words[f], old, words[f]))))
-        with m.If(self.i.valid):
-            with m.Switch(g):
-                for gg in range(groups):
-                    with m.Case(gg):
-                        m.d.sync += [best[gg][f].eq(pooled[f]) for f in range(units)]
+        if p.conv:
+            best = [[Signal(t_max, name=f"best{gg}_{f}", reset_less=True) for f in range(units)]
+                    for gg in range(groups)]
+            m.d.comb += emit.eq(win == last_win)
+            for f in range(units):
+                old = Array(best[gg][f] for gg in range(groups))[g] if groups > 1 else best[0][f]
+                m.d.comb += pooled[f].eq(Mux(win == 0, words[f],
+                                             Mux(lif, old | words[f],
+                                                 Mux(old > words[f], old, words[f]))))
+            with m.If(self.i.valid):
+                with m.Switch(g):
+                    for gg in range(groups):
+                        with m.Case(gg):
+                            m.d.sync += [best[gg][f].eq(pooled[f]) for f in range(units)]
+        else:
+            m.d.comb += [emit.eq(1), *(pooled[f].eq(words[f]) for f in range(units))]
 
         # Spike count: the live counts registered, added the next cycle, accumulated the next.
         counts = [Signal(range(t_max + 1), name=f"count{f}") for f in range(units)]

@@ -156,3 +156,38 @@ def test_compiler_refuses_conv_sums_wider_than_the_planes(rng):
     assert small.sum_bits == 16
     with pytest.raises(DoesNotFitError, match="per-plane sums are 16-bit"):
         img.build_image(IntNetwork((conv, fc), T=2), small)
+
+
+def test_dense_only_build_refuses_conv_and_runs_dense(rng):
+    """A build with conv=0 (the iCEBreaker's): the compiler refuses a conv network naming the
+    parameter, the core answers a conv descriptor with BAD_KIND, and dense networks run
+    bit-exactly on its dense-only fetcher and writer."""
+    import dataclasses
+
+    p0 = dataclasses.replace(P, conv=0)
+    conv_net = _conv_net(rng)
+    with pytest.raises(DoesNotFitError, match=r"dense layers only \(conv=0"):
+        img.build_image(conv_net, p0)
+    conv_image = img.build_image(conv_net, P)  # the same layout, loaded by hand
+    dense = [random_network(rng, p0, max_depth=3) for _ in range(2)]
+    xs = [random_inputs(rng, net, 2) for net in dense]
+    dut = SpikePackCore(p0)
+    pb = PyBus(dut, 5, 0.2)
+    results = []
+
+    async def host(ctx):
+        await pb.write(ctx, img.memory_map(p0)["PROGRAM"].base, conv_image.layers[0].descriptor)
+        results.append(await pb.run(ctx, 1))
+        for net, x in zip(dense, xs, strict=True):
+            image = await pb.load(ctx, net, x, p0)
+            results.append(await pb.run(ctx, len(x)))
+            results.append(await pb.read_outputs(ctx, image, len(x)))
+        pb.finished = True
+
+    pb.simulate(host)
+    refused, *rest = results
+    assert refused & registers.STATUS_ERROR and refused >> 8 == ErrorCode.BAD_KIND, hex(refused)
+    for (net, x), status, out in zip(zip(dense, xs, strict=True), rest[::2], rest[1::2],
+                                     strict=True):
+        assert status == registers.STATUS_DONE
+        assert np.array_equal(out, golden.run_network(net, x, acc_bits=p0.acc_bits).output)
