@@ -104,7 +104,7 @@ class SpikePackCore(wiring.Component):
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
-                              p.bt_mem_rows, lif=bool(p.lif)),
+                              p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.

@@ -44,6 +44,7 @@ from amaranth.utils import ceil_log2
 from hw.contract.params import CoreParams
 
 __all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "layer_passes_bits",
+           "layer_count_bits",
            "conv_setup_cycles", "MAX_SIDE"]
 
 #: Largest conv map side (the descriptor's 8-bit ``in_h``, ``in_w``, ``conv_h``, ``conv_w``).
@@ -58,8 +59,15 @@ def conv_setup_cycles(params: CoreParams) -> int:
 
 def layer_passes_bits(params: CoreParams) -> int:
     """Bits of a count of the datapath passes of one layer: a conv layer runs ``passes`` per
-    output position, up to ``MAX_SIDE ** 2`` positions."""
-    return (MAX_SIDE * MAX_SIDE * params.max_passes).bit_length()
+    output position, up to ``MAX_SIDE ** 2`` positions (a dense-only build: ``max_passes``)."""
+    positions = MAX_SIDE * MAX_SIDE if params.conv else 1
+    return (positions * params.max_passes).bit_length()
+
+
+def layer_count_bits(params: CoreParams, per_pass: int) -> int:
+    """Bits of a per-layer counter that grows by at most ``per_pass`` per pass (32 when conv
+    layers run: their passes repeat per position)."""
+    return 32 if params.conv else (params.max_passes * per_pass).bit_length()
 
 
 def block_beat_layout(params: CoreParams):

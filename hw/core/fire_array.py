@@ -48,6 +48,8 @@ class FireArray(wiring.Component):
         Rows of the bias/theta memory (``units`` entries each).
     lif : bool
         The units run LIF/IF layers too (see :class:`hw.core.fire.FireUnit`).
+    pool : bool
+        Conv layers with max pooling run (``pool_log2`` is obeyed; else ignored).
 
     Members
     -------
@@ -76,13 +78,14 @@ class FireArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
-                 bt_rows: int, lif: bool = True):
+                 bt_rows: int, lif: bool = True, pool: bool = True):
         self._n_pe = operator.index(n_pe)
         self._n_units = operator.index(units)
         self._t_max = operator.index(t_max)
         self._acc_bits = operator.index(acc_bits)
         self._sum_bits = operator.index(sum_bits)
         self._bt_rows = operator.index(bt_rows)
+        self._pool = bool(pool)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
         if self._n_units < 1 or self._n_pe % self._n_units:
@@ -171,9 +174,12 @@ class FireArray(wiring.Component):
             the next group from slot T-1 (in state ``then``)."""
             with m.If(g == groups - 1):
                 m.d.comb += release.eq(1)
-                m.d.sync += win.eq(win + 1)
-                with m.If(win == last_win):
-                    m.d.sync += [win.eq(0), pas.eq(Mux(pas == last_pas, 0, pas + 1))]
+                if self._pool:
+                    m.d.sync += win.eq(win + 1)
+                    with m.If(win == last_win):
+                        m.d.sync += [win.eq(0), pas.eq(Mux(pas == last_pas, 0, pas + 1))]
+                else:
+                    m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
                 m.next = "IDLE"
             with m.Else():
                 m.d.sync += [g.eq(g + 1), q.eq(t_last)]

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.contract.params import CoreParams
 
-from .fetcher import block_beat_layout, lowest_one
+from .fetcher import block_beat_layout, layer_count_bits, lowest_one
 from .pe import beat_layout
 
 __all__ = ["PlaneIssuer"]
@@ -45,8 +45,8 @@ class PlaneIssuer(wiring.Component):
         Time steps of the current layer (planes with slot ``>= T`` are ignored).
     clear : In(1)
         Zero ``skipped``.
-    skipped : Out(32)
-        All-zero plane chunks skipped (a conv layer skips per position, so 32 bits).
+    skipped : Out(layer_count_bits(params, act_chunks * t_max))
+        All-zero plane chunks skipped (a conv layer skips per position: 32 bits).
     i : In(stream.Signature(block_beat_layout(params)))
     o : Out(stream.Signature(beat_layout(k, t_max, weight_depth)))
     """
@@ -58,7 +58,7 @@ class PlaneIssuer(wiring.Component):
         super().__init__({
             "T": In(range(params.t_max + 1)),
             "clear": In(1),
-            "skipped": Out(32),
+            "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "i": In(stream.Signature(block_beat_layout(params))),
             "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth))),
         })

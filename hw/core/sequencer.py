@@ -177,6 +177,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
+        # A dense-only build (conv=0) reads 6 words of every layer (words 6, 7 stay 0).
+        words_read = DESCRIPTOR_WORDS_READ if p.conv else DENSE_WORDS_READ
         word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
@@ -200,17 +202,17 @@ class Sequencer(wiring.Component):
             with m.State("LOAD"):
                 # Address word ``word`` (while there are words left); word ``word - 2`` arrives
                 # (registered) and goes into the descriptor register.
-                m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
+                m.d.comb += self.desc_en.eq(word < words_read)
                 m.d.sync += word.eq(word + 1)
                 with m.Switch(word):
-                    for w in range(2, DESCRIPTOR_WORDS_READ + 2):
+                    for w in range(2, words_read + 2):
                         with m.Case(w):
                             m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
                             if w == 2:  # a dense layer's geometry words read as 0
                                 m.d.sync += d.as_value()[32 * DENSE_WORDS_READ:].eq(0)
                 # A dense layer stops after its 6 words (kind arrived with word 0).
                 with m.If(((word == DENSE_WORDS_READ + 1) & (d.kind == 0))
-                          | (word == DESCRIPTOR_WORDS_READ + 1)):
+                          | (word == words_read + 1)):
                     m.next = "VERDICT"
             with m.State("VERDICT"):
                 # The descriptor's checks, each registered on its own; CHECK picks the error.

@@ -25,7 +25,7 @@ from amaranth.utils import exact_log2
 
 from hw.contract.params import CoreParams
 
-from .fetcher import layer_passes_bits
+from .fetcher import layer_count_bits, layer_passes_bits
 from .fire_array import fire_array_output_layout
 
 __all__ = ["Writer"]
@@ -59,7 +59,7 @@ class Writer(wiring.Component):
         First output-memory *word* of the layer (a multiple of ``fire_units``).
     passes : Out(layer_passes_bits(params))
         Passes written since ``clear`` (all positions).
-    spikes : Out(32)
+    spikes : Out(layer_count_bits(params, n_pe * t_max))
         Output 1-bits since ``clear`` (padding excluded): at most one per neuron, position and
         step.
     act_addr, act_data, act_en : Out
@@ -86,7 +86,7 @@ class Writer(wiring.Component):
             "dst_base": In(range(act_depth)),
             "out_base": In(range(p.out_words)),
             "passes": Out(layer_passes_bits(p)),
-            "spikes": Out(32),
+            "spikes": Out(layer_count_bits(p, p.n_pe * p.t_max)),
             "act_addr": Out(range(act_depth)),
             "act_data": Out(p.block_bits),
             "act_en": Out(1),
