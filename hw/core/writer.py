@@ -165,8 +165,17 @@ class Writer(wiring.Component):
             best = [[Signal(t_max, name=f"best{gg}_{f}", reset_less=True) for f in range(units)]
                     for gg in range(groups)]
             m.d.comb += emit.eq(win == last_win)
+            # The running word of the next group, picked a cycle ahead into a register (the
+            # group select stays off the path from the firing array to the counters): the
+            # group written this cycle is never the next one, unless there is one group.
+            g_next = Signal.like(g)
+            m.d.comb += g_next.eq(Mux(self.i.valid, Mux(g == groups - 1, 0, g + 1), g))
             for f in range(units):
-                old = Array(best[gg][f] for gg in range(groups))[g] if groups > 1 else best[0][f]
+                if groups > 1:
+                    old = Signal(t_max, name=f"old{f}", reset_less=True)
+                    m.d.sync += old.eq(Array(best[gg][f] for gg in range(groups))[g_next])
+                else:
+                    old = best[0][f]
                 m.d.comb += pooled[f].eq(Mux(win == 0, words[f],
                                              Mux(lif, old | words[f],
                                                  Mux(old > words[f], old, words[f]))))

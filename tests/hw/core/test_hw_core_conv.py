@@ -29,8 +29,10 @@ from sw.compile import program_image as img
 from sw.compile.errors import DoesNotFitError
 from sw.compile.targets import check_gateware
 
-#: Small enough for Amaranth's simulator: 4 PEs x 4 lanes, 3x3 maps of 8 channels.
+#: Small enough for Amaranth's simulator: 4 PEs x 4 lanes, two firing units (two groups per pass:
+#: the pooling writer picks among groups), 3x3 maps of 8 channels.
 P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=256, act_chunks=16, bt_depth=32,
+               fire_units=2,
                max_layers=8, batch_depth=2)
 
 
