@@ -119,6 +119,8 @@ def test_writer_masks_transposes_counts(final, readout, pause, units, rng, seed)
         ctx.set(dut.readout, readout)
         ctx.set(dut.dst_base, 4)
         ctx.set(dut.out_base, out_base)
+        ctx.set(dut.pos_passes, 2)
+        await ctx.tick()  # the layer's settings are held from a cycle before clear
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
@@ -171,6 +173,8 @@ def test_writer_counts_spikes_of_live_neurons_only():
 
     async def tb(ctx):
         ctx.set(dut.n_out, 3)
+        ctx.set(dut.pos_passes, 1)
+        await ctx.tick()  # the layer's settings are held from a cycle before clear
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
