@@ -9,11 +9,15 @@ layer's output map: the ``ceil(C_out / k)`` blocks of each position in turn). A 
 final layer each group is one row of the output memory (``units`` 32-bit words: the membrane for a
 readout, else the packed word). Neurons at or beyond ``n_out`` (padding of the last pass) are
 forced to zero and not counted. After ``pos_passes`` passes the neuron count starts again (the next
-output position of a conv layer).
+output position of a conv layer). ``n_out`` lies in the last pass of a position (``pos_passes =
+ceil(n_out / n_pe)``, which the sequencer checks), so only that pass has padding, and which neurons
+are live is a mask made from ``n_out`` before the layer starts: every decision behind the live
+mask and the pooling window is a register worked out a cycle ahead.
 
 The writer never stalls (``i`` is always ready): it takes a group per cycle and writes it (its
 block, its output row) from registers the cycle after. ``passes`` counts the passes whose every
-group was written, two cycles after the last write, when ``spikes`` holds them.
+group was written, two cycles after the last write, in the cycle ``spikes`` takes their last
+group (the group's words are registered, counted, added up, then accumulated).
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ class Writer(wiring.Component):
     Members
     -------
     clear : In(1)
-        Pulse at layer start: latch ``n_out``/``dst_base``/``out_base``, zero ``passes`` and
-        ``spikes``.
+        Pulse at layer start: latch ``dst_base``/``out_base``, zero ``passes`` and ``spikes``.
+        ``n_out``, ``pos_passes``, ``pool_log2`` and ``lif`` are held from at least a cycle before
+        it (the sequencer's VERDICT and CHECK) to the layer's end.
     n_out : In(16)
         Output neurons (channels) of the layer (the rest of the last pass is padding).
     pos_passes : In(16)
-        Passes per output position (held during the layer).
+        Passes per output position, ``ceil(n_out / n_pe)`` (held during the layer).
     pool_log2, lif : In
         Max pooling ``2^pool_log2`` (0: none): each pass arrives once per conv position of the
         window (``4^pool_log2`` times in a row); the writer keeps each neuron's largest word
