@@ -24,11 +24,12 @@ ICEBREAKER = BoardPreset(
     toolchain="IceStorm",
     clk_freq=12_000_000,
     clock_gen="direct",
-    # SpikePack layers only (lif=0) and 20-bit membranes: the UP5K's 5,280 logic cells hold
-    # the whole accelerator with its host link then.
+    # SpikePack layers only (lif=0), dense layers only (conv=0: the conv walk and pooling take
+    # about 1,250 logic cells more) and 20-bit membranes: the UP5K's 5,280 logic cells hold the
+    # whole accelerator with its host link then.
     params=CoreParams(n_pe=4, k=4, t_max=8, acc_bits=20, weight_depth=256, act_chunks=16,
                       bt_depth=64, max_layers=4, batch_depth=1, fire_units=1, lif=0,
-                      weight_regs=0),
+                      weight_regs=0, conv=0),
     # 12 MHz / 1 Mbaud = 12 clocks per bit; the FT2232H makes 1 Mbaud exactly.
     baud=1_000_000,
     leds=(("led", 0), ("led", 1)),

@@ -21,6 +21,7 @@ class ErrorCode(enum.IntEnum):
     BAD_KIND = 4
     NO_LAST = 5
     NO_LIF = 6
+    NO_CONV_OP = 7
 
     @property
     def meaning(self) -> str:
@@ -32,7 +33,10 @@ _ERROR_MEANINGS = {
     ErrorCode.BAD_BATCH: "batch size 0 or above the build's batch_depth",
     ErrorCode.BAD_T: "a layer's T is 0 or above the build's t_max",
     ErrorCode.BAD_SIZE: "a layer's chunks, passes, outputs or bias rows are outside the build",
-    ErrorCode.BAD_KIND: "a layer kind the core does not run (only dense)",
+    ErrorCode.BAD_KIND: "a layer kind the core does not run (dense, and conv as a hidden "
+                        "non-readout layer on a build with conv=1, only)",
     ErrorCode.NO_LAST: "no descriptor of the program is marked last",
     ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
+    ErrorCode.NO_CONV_OP: "a conv layer with a shortcut (this gateware runs conv layers, with "
+                          "or without max pooling, but no shortcut yet)",
 }

@@ -51,7 +51,7 @@ COUNTER_WORDS_PER_LAYER = 4
 
 #: (name, word, lsb, width) of every descriptor field.
 DESCRIPTOR_FIELDS = (
-    ("kind", 0, 0, 4),  # 0 = dense, 1 = conv (the dense gateware refuses conv: BAD_KIND)
+    ("kind", 0, 0, 4),  # 0 = dense, 1 = conv (hidden, firing layers only; else BAD_KIND)
     ("lif", 0, 4, 1),  # 0 = SpikePack, 1 = LIF/IF
     ("readout", 0, 5, 1),  # return the membrane, do not fire
     ("reset_zero", 0, 6, 1),  # LIF: 0 = subtract theta, 1 = reset to zero
@@ -86,7 +86,7 @@ DESCRIPTOR_FIELDS = (
 )
 
 _ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
-                "bt_depth", "max_layers", "batch_depth", "fire_units", "lif")
+                "bt_depth", "max_layers", "batch_depth", "fire_units", "lif", "conv")
 CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
 
 
@@ -200,8 +200,8 @@ def identify_words(params: CoreParams) -> list[int]:
     padding.
 
     Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
-    acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif``);
-    word 14 is :data:`DESCRIPTOR_WORDS`.
+    acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif,
+    conv``); word 15 is :data:`DESCRIPTOR_WORDS`.
     """
     words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
     words.append(DESCRIPTOR_WORDS)

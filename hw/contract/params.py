@@ -54,6 +54,10 @@ class CoreParams:
     lif : int
         1: the firing units also run LIF/IF layers; 0: SpikePack layers only (a smaller firing
         unit, for the smallest devices; LIF layers are refused by the compiler and the core).
+    conv : int
+        1: the fetcher walks conv layers (receptive fields, padding, max pooling) and the writer
+        pools; 0: dense layers only (the smallest devices; conv layers are refused by the
+        compiler and the core).
     weight_regs : int
         Registers on the weight path between the weight memory's output and the PEs' own (0..2):
         2 lets the weights cross a large device at 100 MHz; 0 saves ``2 * n_pe * k *
@@ -74,6 +78,7 @@ class CoreParams:
     fire_units: int = 0
     lif: int = 1
     weight_regs: int = 2
+    conv: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -96,6 +101,8 @@ class CoreParams:
             raise ValueError(f"weight_regs must be 0, 1 or 2, not {self.weight_regs}")
         if self.lif not in (0, 1):
             raise ValueError(f"lif must be 0 or 1, not {self.lif}")
+        if self.conv not in (0, 1):
+            raise ValueError(f"conv must be 0 or 1, not {self.conv}")
         if self.k % self.fire_units:
             raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
                              f"block of k neurons is gathered from whole groups of fire_units")
@@ -211,4 +218,5 @@ class CoreParams:
                 f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "
                 f"batch <= {self.batch_depth}, {self.fire_units} firing unit"
                 + ("s" if self.fire_units > 1 else "")
-                + ("" if self.lif else ", SpikePack layers only (no LIF)"))
+                + ("" if self.lif else ", SpikePack layers only (no LIF)")
+                + ("" if self.conv else ", dense layers only (no conv)"))

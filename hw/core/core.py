@@ -104,7 +104,7 @@ class SpikePackCore(wiring.Component):
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
-                              p.bt_mem_rows, lif=bool(p.lif)),
+                              p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.
@@ -148,6 +148,11 @@ class SpikePackCore(wiring.Component):
             w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
             fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
             fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
+            fetch.conv.eq(d.kind == 1), fetch.in_h.eq(d.in_h), fetch.in_w.eq(d.in_w),
+            fetch.conv_h.eq(d.conv_h), fetch.conv_w.eq(d.conv_w), fetch.kh.eq(d.kh),
+            fetch.kw.eq(d.kw), fetch.stride.eq(d.stride), fetch.pad.eq(d.pad),
+            fetch.pool_log2.eq(d.pool_log2),
+            seq.fetch_busy.eq(fetch.busy), seq.issued.eq(fetch.issued),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
         ]
         # Firing array <-> biases and thresholds (one row of fire_units entries per group).
@@ -156,7 +161,8 @@ class SpikePackCore(wiring.Component):
         m.d.comb += [
             bt_rd.addr.eq(fire.bt_addr),
             fire.bias.eq(bt_rd.data[:bt_lanes]),
-            fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base),
+            fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base), fire.passes.eq(d.passes),
+            fire.pool_log2.eq(d.pool_log2),
             fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
             fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
             fire.config.fire_above.eq(d.fire_above),
@@ -169,7 +175,10 @@ class SpikePackCore(wiring.Component):
         spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
         m.d.comb += [
             writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
-            writer.readout.eq(d.readout), writer.dst_base.eq(seq.dst_base),
+            writer.pos_passes.eq(d.passes), writer.readout.eq(d.readout),
+            writer.pool_log2.eq(d.pool_log2), writer.lif.eq(d.lif),
+            # A conv layer writes its map where the compiler placed it.
+            writer.dst_base.eq(Mux(d.kind == 1, d.out_base, seq.dst_base)),
             writer.out_base.eq(seq.out_base),
             out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
             out_wr.en.eq(writer.out_en),

@@ -1,10 +1,27 @@
-"""Fetcher: walks the chunks and passes of a layer, reading spike blocks and weight rows.
+"""Fetcher: walks the positions, passes, taps and chunks of a layer, reading spike blocks and
+weight rows (im2col on the fly: nothing is expanded in memory).
 
-For pass ``p = 0..passes-1`` and chunk ``c = 0..chunks-1`` it reads the spike block of input chunk
-``c`` (all ``t_max`` bit-planes of ``k`` input neurons) at ``src_base + c`` and sends it as one
-stream beat, with the marks of its non-zero bit-planes and its weight row
+Dense layer: for pass ``p = 0..passes-1`` and chunk ``c = 0..chunks-1`` it reads the spike block
+of input chunk ``c`` (all ``t_max`` bit-planes of ``k`` input neurons) at ``src_base + c`` and
+sends it as one stream beat, with the marks of its non-zero bit-planes and its weight row
 ``w_base + p * chunks + c`` (the ``k`` weights of every PE for that chunk; the PE array gets them
 from the weight memory, read at the beat's row every cycle).
+
+Conv layer (``conv``): for every pooled output position in raster order, pass ``p``, conv
+position ``(oy, ox)`` of its ``2^pool_log2`` square window (one position without pooling), tap
+``(ky, kx)`` and channel chunk ``j``, the block at ``src_base + (iy in_w + ix) chunks + j``
+(``iy = oy stride + ky - pad``, ``ix = ox stride + kx - pad``) with weight row
+``w_base + (p kh kw + ky kw + kx) chunks + j`` -- the walk of
+``sw.compile.conv_layout.conv_fetch`` with the pass outside the window. A dense layer is the
+same walk with one position and a 1x1 kernel. The walk keeps pointers and adds steps to them
+(no multiplier on the per-cycle path); the steps ``in_w chunks``, ``stride chunks``,
+``stride in_w chunks`` (each times ``2^pool_log2`` per pooled position) and the padding offset
+are worked out by shift-and-add in ``ceil(log2(act_chunks + 1)) + 3`` set-up cycles at the start
+of a conv layer (none for a dense one). A tap in the zero padding reads nothing and
+sends nothing (the all-zero block would be dropped by the issuer anyway), but its step of the
+walk takes a cycle of the address stage; the last tap-chunk of a pass, if it is padding, is sent
+as an all-zero block marked ``pad`` so the pass still ends (the issuer does not count its
+planes as skipped).
 
 Four stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
@@ -13,25 +30,50 @@ multiplexer, so nothing but a short wire may follow them); the output register: 
 its plane marks and counts. Every handshake signal of the output is a register, and no memory
 enable depends on the data read in the same cycle.
 
-Latency: the first beat is valid 5 cycles after ``start``; then one beat per cycle.
+Latency: the first beat of a dense layer is valid 5 cycles after ``start`` (a conv layer adds
+its set-up cycles); then one beat per cycle.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw.contract.params import CoreParams
 
-__all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one"]
+__all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "layer_passes_bits",
+           "layer_count_bits",
+           "conv_setup_cycles", "MAX_SIDE"]
+
+#: Largest conv map side (the descriptor's 8-bit ``in_h``, ``in_w``, ``conv_h``, ``conv_w``).
+MAX_SIDE = 255
+
+
+def conv_setup_cycles(params: CoreParams) -> int:
+    """Set-up cycles of a conv layer before the fetcher's walk: a shift-and-add step per bit of
+    ``chunks``, then 3 for the strides, pooling and padding offsets."""
+    return ceil_log2(params.act_chunks + 1) + 3
+
+
+def layer_passes_bits(params: CoreParams) -> int:
+    """Bits of a count of the datapath passes of one layer: a conv layer runs ``passes`` per
+    output position, up to ``MAX_SIDE ** 2`` positions (a dense-only build: ``max_passes``)."""
+    positions = MAX_SIDE * MAX_SIDE if params.conv else 1
+    return (positions * params.max_passes).bit_length()
+
+
+def layer_count_bits(params: CoreParams, per_pass: int) -> int:
+    """Bits of a per-layer counter that grows by at most ``per_pass`` per pass (32 when conv
+    layers run: their passes repeat per position)."""
+    return 32 if params.conv else (params.max_passes * per_pass).bit_length()
 
 
 def block_beat_layout(params: CoreParams):
     """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
     ``T`` hold a spike, how many (and whether just one), and the lowest of them (0 when none);
-    its weight row; end of pass."""
+    its weight row; end of pass; ``pad``: an all-zero padding block (no memory read)."""
     return data.StructLayout({
         "block": params.block_bits,
         "nonzero": params.t_max,
@@ -40,6 +82,7 @@ def block_beat_layout(params: CoreParams):
         "first": range(params.t_max),
         "row": range(params.weight_depth),
         "last": 1,
+        "pad": 1,
     })
 
 
@@ -77,16 +120,30 @@ class Fetcher(wiring.Component):
     Members
     -------
     start : In(1)
-        Pulse: latch ``chunks``/``passes``/``src_base``/``w_base`` and begin (ignored while busy).
+        Pulse: latch the layer's fields below and begin (ignored while busy).
     chunks, passes : In(16)
-        Input chunks per pass (1..act_chunks) and passes (1..max_passes); the sequencer checks
-        the descriptor before it starts the fetcher.
+        Input chunks per position and pass (1..act_chunks) and passes per position
+        (1..max_passes); the sequencer checks the descriptor before it starts the fetcher.
     T : In(range(t_max + 1))
         Time steps of the layer: planes ``>= T`` are not marked (held during the layer).
     src_base, w_base : In
-        First spike-block address and first weight row.
+        First spike-block address of the input (map) and first weight row.
+    conv : In(1)
+        A conv layer: walk the geometry below (else a dense layer: one position, 1x1 kernel).
+    in_h, in_w, conv_h, conv_w : In(8)
+        Input map and conv output sizes (1..255).
+    kh, kw : In(3)
+        Kernel (1..7).
+    stride, pad : In(2)
+        Stride (1..3) and zero padding (0..3).
+    pool_log2 : In(2)
+        Max pooling ``2^pool_log2`` (0: none): the walk visits the conv positions of each pooled
+        output's window one after the other, per pass (pooled position, pass, window position,
+        tap, chunk), so the writer pools one pass's neurons at a time.
     busy : Out(1)
         Addresses remain to be issued.
+    issued : Out(layer_passes_bits(params))
+        Passes (end-of-pass beats) the walk has issued since ``start``.
     src_addr, src_en, src_data : spike-block read port (data the cycle after an enabled read).
     o : Out(stream.Signature(block_beat_layout(params)))
     """
@@ -103,7 +160,18 @@ class Fetcher(wiring.Component):
             "T": In(range(params.t_max + 1)),
             "src_base": In(range(src_depth)),
             "w_base": In(range(params.weight_depth)),
+            "conv": In(1),
+            "in_h": In(8),
+            "in_w": In(8),
+            "conv_h": In(8),
+            "conv_w": In(8),
+            "kh": In(3),
+            "kw": In(3),
+            "stride": In(2),
+            "pad": In(2),
+            "pool_log2": In(2),
             "busy": Out(1),
+            "issued": Out(layer_passes_bits(params)),
             "src_addr": Out(range(src_depth)),
             "src_en": Out(1),
             "src_data": In(params.block_bits),
@@ -112,31 +180,81 @@ class Fetcher(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``start`` to the first valid beat (without back-pressure)."""
+        """Cycles from ``start`` to the first valid beat of a dense layer (no back-pressure)."""
         return 5
+
+    @property
+    def setup_cycles(self) -> int:
+        """Set-up cycles a conv layer spends before its walk (:func:`conv_setup_cycles`)."""
+        return conv_setup_cycles(self._params)
+
+    @property
+    def _mul_steps(self) -> int:
+        return ceil_log2(self._params.act_chunks + 1)
 
     def elaborate(self, platform):
         m = Module()
         p = self._params
         k = p.k
-        # Stage A: addresses.
-        c = Signal(range(p.act_chunks))
+        nb = self._mul_steps
+        # Block pointers may point before the map (padding): signed, with room for the steps.
+        ptr_bits = ceil_log2(p.spike_rows + 1) + 4
+        # --- Stage A: the walk -----------------------------------------------------------------
+        # Levels, innermost first: chunk j, tap column kx, tap row ky, window column dx, window
+        # row dy (max pooling: the conv positions of one pooled output), pass, pooled column px,
+        # pooled row py. Without pooling the window is one position.
+        j = Signal(range(p.act_chunks))
+        kx, ky = Signal(3), Signal(3)
+        dx, dy = Signal(3), Signal(3)
         pas = Signal(range(p.max_passes))
+        px, py = Signal(8), Signal(8)
         last_chunk = Signal(range(p.act_chunks))  # chunks - 1
+        last_kx, last_ky = Signal(3), Signal(3)
+        last_win = Signal(3)  # 2^pool_log2 - 1
         last_pass = Signal(range(p.max_passes))  # passes - 1
+        last_px, last_py = Signal(8), Signal(8)
+        in_h, in_w = Signal(8), Signal(8)
+        stride = Signal(2)
+        pstride = Signal(5)  # stride 2^pool_log2: input step per pooled position
+        pad = Signal(2)
+        pool = Signal(2)
+        iy, ix = Signal(signed(10)), Signal(signed(10))  # input position of the tap
+        c_iy, c_ix = Signal(signed(10)), Signal(signed(10))  # of the conv position's tap (0, 0)
+        p_iy, p_ix = Signal(signed(10)), Signal(signed(10))  # of the pooled position's
+        blk = Signal(signed(ptr_bits))  # block of the tap and chunk
+        row_blk = Signal(signed(ptr_bits))  # block of the kernel row's first tap, chunk 0
+        c_blk = Signal(signed(ptr_bits))  # block of the conv position's tap (0, 0), chunk 0
+        wrow_blk = Signal(signed(ptr_bits))  # c_blk of the window row's first position
+        p_blk = Signal(signed(ptr_bits))  # c_blk of the pooled position's first position
+        prow_blk = Signal(signed(ptr_bits))  # p_blk of the pooled row's first position
+        chunks = Signal(range(p.act_chunks + 1))
+        row_step = Signal(ptr_bits)  # in_w chunks: blocks per input row
+        s_col = Signal(ptr_bits)  # stride chunks
+        s_row = Signal(ptr_bits)  # stride in_w chunks
+        ps_col = Signal(ptr_bits)  # s_col 2^pool_log2
+        ps_row = Signal(ptr_bits)  # s_row 2^pool_log2
         w_ptr = Signal(range(p.weight_depth))
+        p_row = Signal(range(p.weight_depth))  # the pass's first weight row
+        w_base = Signal(range(p.weight_depth))
         src_base = Signal.like(self.src_base)
+        walking = Signal()  # busy, set-up done
+        setup = Signal(range(nb + 3))
+        mul_a = Signal(ptr_bits)  # in_w << step
+        mul_b = Signal(range(p.act_chunks + 1))  # chunks >> step
         # Stage B: the block on the read port.
         valid_b = Signal()
         last_b = Signal()
+        pad_b = Signal()
         w_addr_b = Signal.like(w_ptr)
         # Stages R, S: the block in a register, twice.
         valid_r = Signal()
         last_r = Signal()
+        pad_r = Signal()
         block_r = Signal(p.block_bits, reset_less=True)
         w_addr_r = Signal.like(w_ptr)
         valid_s = Signal()
         last_s = Signal()
+        pad_s = Signal()
         block_s = Signal(p.block_bits, reset_less=True)
         w_addr_s = Signal.like(w_ptr)
         # Stage C: the output register (block, marks, weight row). Data registers have no reset:
@@ -152,45 +270,164 @@ class Fetcher(wiring.Component):
         # Bubbles only occur while the pipeline fills, so nothing is lost by not squeezing them.
         m.d.comb += [
             adv.eq(~valid_c | self.o.ready),
-            self.src_addr.eq(src_base + c),
+            self.src_addr.eq(blk[:len(self.src_addr)]),
             self.src_en.eq(adv),
         ]
+        end_j, end_kx, end_ky, end_dx, end_dy = Signal(), Signal(), Signal(), Signal(), Signal()
+        end_pas, end_px, end_py = Signal(), Signal(), Signal()
+        inside = Signal()
+        pass_end = Signal()
+        m.d.comb += [
+            end_j.eq(j == last_chunk), end_kx.eq(kx == last_kx), end_ky.eq(ky == last_ky),
+            end_dx.eq(dx == last_win), end_dy.eq(dy == last_win),
+            end_pas.eq(pas == last_pass), end_px.eq(px == last_px), end_py.eq(py == last_py),
+            inside.eq((iy >= 0) & (iy < in_h) & (ix >= 0) & (ix < in_w)),
+            pass_end.eq(end_j & end_kx & end_ky),
+        ]
+        if not p.conv:
+            # A dense-only build (conv=0): the chunks of each pass, nothing else.
+            with m.If(adv):
+                m.d.sync += [valid_b.eq(walking), last_b.eq(end_j), pad_b.eq(0),
+                             w_addr_b.eq(w_ptr)]
+            with m.If(adv & walking):
+                m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
+                with m.If(end_j):
+                    m.d.sync += [j.eq(0), blk.eq(src_base), pas.eq(pas + 1),
+                                 self.issued.eq(self.issued + 1)]
+                    with m.If(end_pas):
+                        m.d.sync += [self.busy.eq(0), walking.eq(0)]
+        else:
+            step = Signal()  # the walk takes a step this cycle
+            m.d.comb += step.eq(adv & walking)
+            with m.If(adv):
+                m.d.sync += [valid_b.eq(walking & (inside | pass_end)), last_b.eq(pass_end),
+                             pad_b.eq(~inside), w_addr_b.eq(w_ptr)]
+
+            def goto_conv(iy_, ix_, blk_):
+                """Start the taps of the conv position at ``(iy_, ix_)``, block ``blk_``."""
+                m.d.sync += [c_iy.eq(iy_), c_ix.eq(ix_), iy.eq(iy_), ix.eq(ix_), c_blk.eq(blk_),
+                             row_blk.eq(blk_), blk.eq(blk_)]
+
+            with m.If(step):
+                m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
+                with m.If(pass_end):
+                    m.d.sync += self.issued.eq(self.issued + 1)
+                with m.If(end_j):
+                    m.d.sync += j.eq(0)
+                    with m.If(~end_kx):
+                        m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
+                    with m.Else():  # end of a kernel row
+                        m.d.sync += [kx.eq(0), ix.eq(c_ix)]
+                        with m.If(~end_ky):
+                            m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1),
+                                         row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step)]
+                        with m.Else():  # end of the conv position's pass
+                            m.d.sync += ky.eq(0)
+                            with m.If(~end_dx):  # next position of the window row
+                                m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row)]
+                                goto_conv(c_iy, c_ix + stride, c_blk + s_col)
+                            with m.Elif(~end_dy):  # next window row
+                                m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
+                                             wrow_blk.eq(wrow_blk + s_row)]
+                                goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
+                            with m.Else():  # end of the window: next pass
+                                m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
+                                             p_row.eq(w_ptr + 1), wrow_blk.eq(p_blk)]
+                                goto_conv(p_iy, p_ix, p_blk)
+                                with m.If(end_pas):  # next pooled position
+                                    m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base)]
+                                    with m.If(~end_px):
+                                        m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
+                                                     p_blk.eq(p_blk + ps_col),
+                                                     wrow_blk.eq(p_blk + ps_col)]
+                                        goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
+                                    with m.Else():  # next pooled row
+                                        m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
+                                                     p_iy.eq(p_iy + pstride),
+                                                     prow_blk.eq(prow_blk + ps_row),
+                                                     p_blk.eq(prow_blk + ps_row),
+                                                     wrow_blk.eq(prow_blk + ps_row)]
+                                        goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
+                                        with m.If(end_py):
+                                            m.d.sync += [self.busy.eq(0), walking.eq(0)]
+
+            # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
+            def times(x, n):
+                """``x * n`` for a 2-bit ``n``: one adder."""
+                return Mux(n[1], x << 1, 0) + Mux(n[0], x, 0)
+
+            with m.If(self.busy & ~walking):
+                m.d.sync += setup.eq(setup + 1)
+                with m.If(setup < nb):
+                    with m.If(mul_b[0]):
+                        m.d.sync += row_step.eq(row_step + mul_a)
+                    m.d.sync += [mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+                with m.Elif(setup == nb):
+                    m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
+                                 mul_a.eq(row_step + chunks)]
+                with m.Elif(setup == nb + 1):
+                    m.d.sync += [mul_a.eq(times(mul_a, pad)), ps_col.eq(s_col << pool),
+                                 ps_row.eq(s_row << pool)]
+                with m.Else():
+                    start_blk = src_base - mul_a
+                    m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
+                                 wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad),
+                                 walking.eq(1)]
+                    goto_conv(-pad, -pad, start_blk)
+
+        # --- stages B..C ---------------------------------------------------------------------
         with m.If(adv):
-            m.d.sync += [valid_b.eq(self.busy), last_b.eq(c == last_chunk), w_addr_b.eq(w_ptr)]
-            with m.If(self.busy):
-                m.d.sync += [c.eq(c + 1), w_ptr.eq(w_ptr + 1)]
-                with m.If(c == last_chunk):
-                    m.d.sync += [c.eq(0), pas.eq(pas + 1)]
-                    with m.If(pas == last_pass):
-                        m.d.sync += self.busy.eq(0)
+            m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), pad_r.eq(pad_b),
+                         block_r.eq(self.src_data), w_addr_r.eq(w_addr_b)]
         with m.If(adv):
-            m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), block_r.eq(self.src_data),
-                         w_addr_r.eq(w_addr_b)]
-        with m.If(adv):
-            m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), block_s.eq(block_r),
-                         w_addr_s.eq(w_addr_r)]
+            m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), pad_s.eq(pad_r),
+                         block_s.eq(block_r), w_addr_s.eq(w_addr_r)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
         nonzero = Signal(p.t_max)
         count = Signal(range(p.t_max + 1))
         m.d.comb += count.eq(sum(nonzero[q] for q in range(p.t_max)))
         m.d.comb += nonzero.eq(
-            Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max))) & in_T)
+            Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max)))
+            & in_T & (~pad_s).replicate(p.t_max))
         with m.If(adv):
-            m.d.sync += [valid_c.eq(valid_s), block_c.eq(block_s),
+            m.d.sync += [valid_c.eq(valid_s),
+                         block_c.eq(block_s & (~pad_s).replicate(p.block_bits)),
                          self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
                          self.o.payload.count.eq(count),
                          self.o.payload.single.eq(exactly_one(nonzero)),
                          self.o.payload.first.eq(lowest_one(nonzero)[1]),
-                         self.o.payload.last.eq(last_s)]
+                         self.o.payload.last.eq(last_s), self.o.payload.pad.eq(pad_s)]
         with m.If(self.start & ~self.busy):
+            conv = self.conv if p.conv else Const(0)
             m.d.sync += [
                 self.busy.eq(1),
-                c.eq(0),
-                pas.eq(0),
+                walking.eq(~conv),
+                setup.eq(0),
+                self.issued.eq(0),
+                j.eq(0), kx.eq(0), ky.eq(0), dx.eq(0), dy.eq(0), pas.eq(0), px.eq(0), py.eq(0),
                 last_chunk.eq(self.chunks - 1),
                 last_pass.eq(self.passes - 1),
-                w_ptr.eq(self.w_base),
+                last_kx.eq(Mux(conv, self.kw - 1, 0)),
+                last_ky.eq(Mux(conv, self.kh - 1, 0)),
+                last_win.eq(Mux(conv, (1 << self.pool_log2) - 1, 0)),
+                last_px.eq(Mux(conv, (self.conv_w >> self.pool_log2) - 1, 0)),
+                last_py.eq(Mux(conv, (self.conv_h >> self.pool_log2) - 1, 0)),
+                in_h.eq(Mux(conv, self.in_h, 1)),
+                in_w.eq(Mux(conv, self.in_w, 1)),
+                stride.eq(self.stride),
+                pstride.eq(self.stride << self.pool_log2),
+                pool.eq(self.pool_log2),
+                pad.eq(Mux(conv, self.pad, 0)),
+                chunks.eq(self.chunks),
+                row_step.eq(0), mul_a.eq(self.in_w), mul_b.eq(self.chunks),
+                w_ptr.eq(self.w_base), p_row.eq(self.w_base),
+                w_base.eq(self.w_base),
                 src_base.eq(self.src_base),
+                # A dense layer walks at once from its first block (no set-up).
+                iy.eq(0), ix.eq(0), c_iy.eq(0), c_ix.eq(0), p_iy.eq(0), p_ix.eq(0),
+                blk.eq(self.src_base), row_blk.eq(self.src_base), c_blk.eq(self.src_base),
+                wrow_blk.eq(self.src_base), p_blk.eq(self.src_base),
+                prow_blk.eq(self.src_base),
             ]
         return m

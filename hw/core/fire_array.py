@@ -1,4 +1,5 @@
-"""The firing array: ``units`` :class:`hw.core.fire.FireUnit` s shared by the ``n_pe`` neurons of a pass.
+"""The firing array: ``units`` :class:`hw.core.fire.FireUnit` s shared by the ``n_pe`` neurons of a
+pass.
 
 Reads the per-plane sums of a finished pass from the PE array's banks, one slot per read, most
 significant slot first, and feeds them to the units together with each neuron's bias and
@@ -47,6 +48,8 @@ class FireArray(wiring.Component):
         Rows of the bias/theta memory (``units`` entries each).
     lif : bool
         The units run LIF/IF layers too (see :class:`hw.core.fire.FireUnit`).
+    pool : bool
+        Conv layers with max pooling run (``pool_log2`` is obeyed; else ignored).
 
     Members
     -------
@@ -56,6 +59,12 @@ class FireArray(wiring.Component):
         Layer start: the next pass is pass 0.
     bt_base : In(16)
         The layer's first bias/theta *pass* row (``n_pe`` entries per pass).
+    passes : In(16)
+        Passes per position (held during the layer): after the last, the bias/theta rows start
+        again from ``bt_base`` (a conv layer's next output position; a dense layer has one).
+    pool_log2 : In(2)
+        Max pooling ``2^pool_log2``: each pass runs once per conv position of the pooling
+        window (``4^pool_log2`` times in a row) with the same bias/theta row.
     bank : In(bank_read_signature(n_pe, t_max, sum_bits))
         The PE array's banks.
     bt_addr : Out(range(bt_rows))
@@ -69,13 +78,14 @@ class FireArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
-                 bt_rows: int, lif: bool = True):
+                 bt_rows: int, lif: bool = True, pool: bool = True):
         self._n_pe = operator.index(n_pe)
         self._n_units = operator.index(units)
         self._t_max = operator.index(t_max)
         self._acc_bits = operator.index(acc_bits)
         self._sum_bits = operator.index(sum_bits)
         self._bt_rows = operator.index(bt_rows)
+        self._pool = bool(pool)
         if self._n_pe < 1:
             raise ValueError(f"n_pe must be at least 1, not {n_pe}")
         if self._n_units < 1 or self._n_pe % self._n_units:
@@ -89,6 +99,8 @@ class FireArray(wiring.Component):
             "config": In(fire_config_layout(self._t_max)),
             "clear": In(1),
             "bt_base": In(16),
+            "passes": In(16),
+            "pool_log2": In(2),
             "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
             "bt_addr": Out(range(self._bt_rows)),
             "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
@@ -136,7 +148,12 @@ class FireArray(wiring.Component):
         g = Signal(range(groups))
         q = Signal(range(self._t_max))  # slot of this read (T-1 .. 0)
         phase = Signal(range(LIF_BEAT_CYCLES))  # LIF: cycles since the beat's read
-        pas = Signal(range(self._bt_rows))  # pass of the layer (only its bias rows matter)
+        pas = Signal(range(self._bt_rows))  # pass of the position (only its bias rows matter)
+        last_pas = Signal(range(self._bt_rows))  # passes - 1 (a conv layer's passes repeat)
+        win = Signal(6)  # conv position within the pooling window (each runs the pass)
+        last_win = Signal(6)  # 4^pool_log2 - 1
+        m.d.sync += [last_pas.eq(self.passes - 1),
+                     last_win.eq((1 << (self.pool_log2 << 1)) - 1)]
         reading = Signal()
         read = Signal()
         first = Signal()
@@ -157,7 +174,12 @@ class FireArray(wiring.Component):
             the next group from slot T-1 (in state ``then``)."""
             with m.If(g == groups - 1):
                 m.d.comb += release.eq(1)
-                m.d.sync += pas.eq(pas + 1)
+                if self._pool:
+                    m.d.sync += win.eq(win + 1)
+                    with m.If(win == last_win):
+                        m.d.sync += [win.eq(0), pas.eq(Mux(pas == last_pas, 0, pas + 1))]
+                else:
+                    m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
                 m.next = "IDLE"
             with m.Else():
                 m.d.sync += [g.eq(g + 1), q.eq(t_last)]
@@ -188,7 +210,7 @@ class FireArray(wiring.Component):
             with m.State("GAP"):
                 end_of_group(then="READ")
         with m.If(self.clear):
-            m.d.sync += pas.eq(0)
+            m.d.sync += [pas.eq(0), win.eq(0)]
 
         # --- two cycles to the units: bank read, then group select ----------------------------
         beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups)})

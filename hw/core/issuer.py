@@ -11,8 +11,9 @@ the end-of-pass flag.
 ``i.ready`` depends only on registers (the mark count, the planes issued so far) and ``o.ready``:
 the fetcher's memory enables never wait on the data they read.
 
-Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) seen since ``clear`` (it lags
-the blocks by two cycles).
+Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) of the blocks read from memory
+since ``clear`` (it lags the blocks by two cycles); a conv layer's padding block (``pad``: read
+from nowhere) is not counted.
 
 Latency: combinational (a beat leaves in the cycle its block is presented).
 """
@@ -25,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.contract.params import CoreParams
 
-from .fetcher import block_beat_layout, lowest_one
+from .fetcher import block_beat_layout, layer_count_bits, lowest_one
 from .pe import beat_layout
 
 __all__ = ["PlaneIssuer"]
@@ -44,8 +45,8 @@ class PlaneIssuer(wiring.Component):
         Time steps of the current layer (planes with slot ``>= T`` are ignored).
     clear : In(1)
         Zero ``skipped``.
-    skipped : Out(range(max_passes * act_chunks * t_max + 1))
-        All-zero plane chunks skipped (at most every plane of every chunk of every pass).
+    skipped : Out(layer_count_bits(params, act_chunks * t_max))
+        All-zero plane chunks skipped (a conv layer skips per position: 32 bits).
     i : In(stream.Signature(block_beat_layout(params)))
     o : Out(stream.Signature(beat_layout(k, t_max, weight_depth)))
     """
@@ -57,7 +58,7 @@ class PlaneIssuer(wiring.Component):
         super().__init__({
             "T": In(range(params.t_max + 1)),
             "clear": In(1),
-            "skipped": Out(range(params.max_passes * params.act_chunks * params.t_max + 1)),
+            "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "i": In(stream.Signature(block_beat_layout(params))),
             "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth))),
         })
@@ -127,7 +128,7 @@ class PlaneIssuer(wiring.Component):
         # Skipped planes of each block taken: counted two cycles later (count, then add).
         zeros = Signal(range(t_max + 1))
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += zeros.eq(self.T - self.i.payload.count)
+            m.d.sync += zeros.eq(Mux(self.i.payload.pad, 0, self.T - self.i.payload.count))
         with m.Else():
             m.d.sync += zeros.eq(0)
         with m.If(self.clear):

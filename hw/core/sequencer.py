@@ -1,12 +1,19 @@
 """Layer sequencer: runs a batch through the program of layer descriptors, keeps the counters.
 
 For each sample ``b`` of the batch and each layer ``l`` (until the descriptor with ``last``): read
-descriptor ``l`` word by word (8 cycles), check it and the batch size (2 cycles), start the fetcher
-and clear the per-layer counters of the datapath, wait until the writer has stored every pass of
-the layer, then add the layer's cycles, output spikes and skipped zero plane-chunks into the
-counters of layer ``l`` (5 cycles). Layer 0 reads the sample's input blocks; layer ``l`` writes
-ping-pong half ``l % 2`` of the spike memory and layer ``l + 1`` reads it; the last layer writes
-the sample's output words.
+descriptor ``l`` word by word (8 cycles; a conv layer's geometry words 6 and 7 take 2 more), check
+it and the batch size (2 cycles), start the fetcher and clear the per-layer counters of the
+datapath, wait until the fetcher has issued every pass (every output position's, for a conv
+layer) and the writer has stored them all, then add the layer's cycles, output spikes and
+skipped zero plane-chunks into the counters of layer ``l`` (5 cycles). Layer 0 reads the
+sample's input blocks; layer ``l`` writes ping-pong half ``l % 2`` of the spike memory (a conv
+layer: at its descriptor's ``out_base``) and layer ``l + 1`` reads it; the last layer writes the
+sample's output words.
+
+Refused (the run ends with an error code): a kind other than dense and conv, a conv layer that is
+the last or a readout (``BAD_KIND``); a conv layer with a shortcut (``NO_CONV_OP``: not in
+this gateware yet); a conv layer with a zero size, kernel or stride, or no pooled position
+(``BAD_SIZE``).
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
@@ -25,10 +32,14 @@ from hw.contract.errors import ErrorCode
 from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
 from hw.contract.params import CoreParams
 
+from .fetcher import layer_passes_bits
+
 __all__ = ["ErrorCode", "Sequencer", "counter_read_signature", "DESCRIPTOR_WORDS_READ"]
 
-#: Descriptor words the sequencer reads (words 6 and 7 are reserved for convolutions).
-DESCRIPTOR_WORDS_READ = 6
+#: Descriptor words the sequencer reads (words 6 and 7, the conv geometry, only for a conv layer).
+DESCRIPTOR_WORDS_READ = 8
+#: Descriptor words of a dense layer (the rest are 0).
+DENSE_WORDS_READ = 6
 
 
 def counter_read_signature(max_layers: int) -> wiring.Signature:
@@ -68,6 +79,9 @@ class Sequencer(wiring.Component):
         ``fetch_start``/``clear`` pulse at layer start.
     passes_done, spikes, skipped : In
         Writer pass count, writer spike count, issuer skip count of the running layer.
+    fetch_busy, issued : In
+        The fetcher is walking; the passes it has issued (the layer is done when it is not
+        walking and the writer has stored every pass it issued).
     busy, done, error, error_code : Out
         Status (``done``/``error`` hold until the next start).
     total_cycles : Out(32)
@@ -93,7 +107,9 @@ class Sequencer(wiring.Component):
             "out_base": Out(range(p.out_words)),
             "fetch_start": Out(1),
             "clear": Out(1),
-            "passes_done": In(range(p.max_passes + 1)),
+            "passes_done": In(layer_passes_bits(p)),
+            "fetch_busy": In(1),
+            "issued": In(layer_passes_bits(p)),
             "spikes": In(32),
             "skipped": In(32),
             "busy": Out(1),
@@ -161,13 +177,15 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
+        # A dense-only build (conv=0) reads 6 words of every layer (words 6, 7 stay 0).
+        words_read = DESCRIPTOR_WORDS_READ if p.conv else DENSE_WORDS_READ
         word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
         m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
         add_value = Signal(32)
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
-        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
-        bad_size = Signal(6)  # chunks, passes, n_out (2), bias/theta rows (2)
+        bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
+        bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows (2), conv geometry
         last_sample = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -184,42 +202,52 @@ class Sequencer(wiring.Component):
             with m.State("LOAD"):
                 # Address word ``word`` (while there are words left); word ``word - 2`` arrives
                 # (registered) and goes into the descriptor register.
-                m.d.comb += self.desc_en.eq(word < DESCRIPTOR_WORDS_READ)
+                m.d.comb += self.desc_en.eq(word < words_read)
                 m.d.sync += word.eq(word + 1)
                 with m.Switch(word):
-                    for w in range(2, DESCRIPTOR_WORDS_READ + 2):
+                    for w in range(2, words_read + 2):
                         with m.Case(w):
                             m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
-                with m.If(word == DESCRIPTOR_WORDS_READ + 1):
+                            if w == 2:  # a dense layer's geometry words read as 0
+                                m.d.sync += d.as_value()[32 * DENSE_WORDS_READ:].eq(0)
+                # A dense layer stops after its 6 words (kind arrived with word 0).
+                with m.If(((word == DENSE_WORDS_READ + 1) & (d.kind == 0))
+                          | (word == words_read + 1)):
                     m.next = "VERDICT"
             with m.State("VERDICT"):
                 # The descriptor's checks, each registered on its own; CHECK picks the error.
                 covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
+                conv = d.kind == 1
                 m.d.sync += [
-                    bad_kind.eq(d.kind != 0),
+                    bad_kind.eq((d.kind > p.conv) | (conv & (d.last | d.readout))),
+                    no_conv_op.eq(conv & (d.res_gain != 0)),
                     bad_t.eq((d.T == 0) | (d.T > p.t_max)),
                     no_lif.eq(d.lif & (p.lif == 0)),
                     bad_size.eq(Cat(
                         (d.chunks == 0) | (d.chunks > p.act_chunks),
                         (d.passes == 0) | (d.passes > p.max_passes),
                         d.n_out > covered, d.n_out + p.n_pe <= covered,
-                        d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows)),
+                        d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows,
+                        conv & ((d.in_h == 0) | (d.in_w == 0) | (d.kh == 0) | (d.kw == 0)
+                                | (d.stride == 0) | ((d.conv_h >> d.pool_log2) == 0)
+                                | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                 ]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_batch | bad_kind | bad_t | no_lif | bad_size.any()):
+                with m.If(bad_batch | bad_kind | bad_t | no_lif | no_conv_op | bad_size.any()):
                     fail(Mux(bad_batch, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
-                         Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
+                         Mux(no_lif, ErrorCode.NO_LIF,
+                         Mux(no_conv_op, ErrorCode.NO_CONV_OP, ErrorCode.BAD_SIZE))))))
                 with m.Else():
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += [self.fetch_start.eq(1), self.clear.eq(1)]
                 m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(self.passes_done == d.passes):
+                with m.If(~self.fetch_busy & (self.passes_done == self.issued)):
                     m.d.sync += cnt_sel.eq(0)
                     m.next = "ACC"
             with m.State("ACC"):

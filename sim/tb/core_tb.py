@@ -22,7 +22,13 @@ from sim.rtl.bus_master import BusMaster
 from sim.rtl.runner import cocotb_env
 from sw.compile import program_image as img
 
-from .random_nets import expected_counters, random_inputs, random_network
+from .random_nets import (
+    expected_conv_counters,
+    expected_counters,
+    random_conv_network,
+    random_inputs,
+    random_network,
+)
 
 EDGES = (None, None, None, None, "largest", "theta1", "negative")
 
@@ -50,7 +56,9 @@ async def check_network(tb: TB, net, xs, tag: str) -> list[str]:
     await tb.bus.load(image.writes)
     for x in xs:
         ref = golden.run_network(net, x, acc_bits=tb.params.acc_bits)
-        spikes, skipped = expected_counters(net, x, tb.params, ref)
+        conv = any(layer.kind == "conv" for layer in net.layers)
+        spikes, skipped = (expected_conv_counters if conv else expected_counters)(
+            net, x, tb.params, ref)
         out, counters, _ = await tb.bus.run_batch(image, x)
         if not np.array_equal(out, ref.output):
             errors.append(f"{tag}: outputs differ\n rtl={out.tolist()}\n ref={ref.output.tolist()}")
@@ -110,7 +118,8 @@ async def abort_midway(dut):
 
 @cocotb.test()
 async def random_networks(dut):
-    """Many random networks (sizes, depths, T, modes, edge cases), bit-exact with sim.golden.model."""
+    """Many random networks (sizes, depths, T, modes, edge cases), bit-exact with
+    sim.golden.model."""
     n = int(cocotb_env("networks", 20))
     base_seed = int(cocotb_env("seed", 0))
     stall = float(cocotb_env("stall", 0.2))
@@ -134,6 +143,48 @@ async def random_networks(dut):
         if len(errors) > 10:
             break
     assert not errors, "\n".join(errors[:10])
+
+
+@cocotb.test()
+async def random_conv_networks(dut):
+    """Random conv networks (conv layers then dense ones: kernel 1..5, stride 1..2, padding 0..2,
+    max pooling 2 or 4 or none, channels, map sizes, T, modes), outputs and per-layer counters
+    bit-exact with sim.golden.model; a conv descriptor with a shortcut stops with NO_CONV_OP."""
+    from hw.contract.errors import ErrorCode
+    from hw.contract.memory_map import decode_descriptor, encode_descriptor
+
+    n = int(cocotb_env("conv_networks", 20))
+    base_seed = int(cocotb_env("seed", 0))
+    stall = float(cocotb_env("stall", 0.2))
+    tb = TB(dut, stall=stall, seed=base_seed)
+    await tb.reset()
+    errors = []
+    for case in range(n):
+        seed = base_seed * 100_003 + 50_000 + case
+        rng = np.random.default_rng(seed)
+        net = random_conv_network(rng, tb.params, pool=True)
+        kinds = [None, "zeros", "ones"] if case % 7 == 0 else [None]
+        xs = [random_inputs(rng, net, int(rng.integers(1, tb.params.batch_depth + 1)), kind)
+              for kind in kinds]
+        geometry = [f"{layer.in_shape}k{layer.kernel[0]}s{layer.stride}p{layer.padding}"
+                    f"{'pool' + str(layer.pool.kernel) if layer.pool else ''}"
+                    f"->{layer.out_channels}" if layer.kind == "conv" else f"fc{layer.n_out}"
+                    for layer in net.layers]
+        tag = (f"conv case {case} seed {seed} T={net.T} layers={geometry} "
+               f"modes={[layer.mode.value for layer in net.layers]}")
+        dut._log.info(tag)
+        errors += await check_network(tb, net, xs, tag)
+        if len(errors) > 10:
+            break
+    assert not errors, "\n".join(errors[:10])
+    # The last network's first (conv) layer with a shortcut: refused.
+    mm = img.memory_map(tb.params)
+    words = await tb.bus.read(mm["PROGRAM"].base, 8)
+    await tb.bus.write(mm["PROGRAM"].base,
+                       encode_descriptor(**{**decode_descriptor(words), "res_gain": 1}))
+    await tb.bus.start(1)
+    st = await tb.bus.wait_done()
+    assert st & registers.STATUS_ERROR and (st >> 8) & 0xFF == ErrorCode.NO_CONV_OP, hex(st)
 
 
 @cocotb.test(skip=cocotb_env("digits") is None)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.golden import model as golden
-from sim.golden.ir import IntLayer, IntNetwork, Mode, Reset
+from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Mode, Reset
+from sim.golden.packing import feature_map_blocks, unpack_bitplanes
 from sw.research.rtl_results import predicted_work
 
 
@@ -96,3 +97,192 @@ def expected_counters(net: IntNetwork, x, params, result: golden.NetworkResult |
     result = result or golden.run_network(net, x)
     _, skipped = predicted_work(net, np.atleast_2d(x), params, result)
     return result.spikes_per_layer.sum(axis=1), skipped.sum(axis=0)
+
+
+def random_conv_network(rng: np.random.Generator, params, *, pool: bool = False,
+                        tries: int = 200) -> IntNetwork:
+    """A random network of conv layers then dense ones that the build ``params`` holds.
+
+    1..3 conv layers (kernel 1..5, stride 1..2, padding 0..2, 1..2 channel chunks in and out,
+    maps as large as a ping-pong half allows), then 0..1 hidden dense layers and a dense last
+    layer (readout or firing); SpikePack or LIF (on a LIF build), T 1..t_max, per-layer or
+    per-channel thresholds. ``pool``: conv layers may max-pool 2x2 or 4x4. Draws again until
+    ``sw.compile.program_image.build_image`` accepts it.
+    """
+    from sw.compile.program_image import DoesNotFitError, build_image
+
+    p = params
+    for _ in range(tries):
+        net = _draw_conv_network(rng, p, pool)
+        try:
+            build_image(net, p)
+            return net
+        except DoesNotFitError:
+            continue
+    raise RuntimeError("could not draw a conv network that fits")
+
+
+def _conv_mode(rng, p, T, fan):
+    """Mode keywords and a threshold scale for a layer of fan-in ``fan``."""
+    lif = p.lif and rng.random() < 0.3
+    typical = max(1.0, np.sqrt(fan) * 3)
+    if not lif:
+        return {}, typical * (1 << T) / max(1, (1 << T) - 1)
+    return dict(mode=Mode.LIF, leak_shift=int(rng.integers(0, 4)),
+                reset=Reset.ZERO if rng.random() < 0.5 else Reset.SUBTRACT,
+                fire_above=bool(rng.random() < 0.5),
+                compare_leaked=bool(rng.random() < 0.5)), typical
+
+
+def _theta(rng, scale, n):
+    if rng.random() < 0.5:
+        return int(max(1, rng.integers(1, int(scale) + 2)))
+    return rng.integers(1, int(scale) + 2, n)
+
+
+def _draw_conv_network(rng, p, pool):
+    T = int(rng.integers(1, p.t_max + 1))
+    # Maps that fit a ping-pong half (act_chunks blocks): side^2 chunks <= act_chunks.
+    side = max(2, int(np.sqrt(p.act_chunks)))
+    c = int(rng.integers(1, 2 * p.k + 1))
+    shape = (c, int(rng.integers(2, side + 2)), int(rng.integers(2, side + 2)))
+    layers = []
+    for _ in range(int(rng.integers(1, 4))):
+        c_in, h, w = shape
+        kernel = int(rng.integers(1, 6))
+        padding = int(rng.integers(0, 3))
+        stride = int(rng.integers(1, 3))
+        if kernel > min(h, w) + 2 * padding:
+            kernel = int(rng.integers(1, min(h, w) + 2 * padding + 1))
+        c_out = int(rng.choice([rng.integers(1, p.k + 1), rng.integers(1, 2 * p.n_pe + 1)]))
+        fan = c_in * kernel * kernel
+        mode, scale = _conv_mode(rng, p, T, fan)
+        lim = int(rng.choice([2, 8, 64]))
+        weight = rng.integers(-lim, lim, size=(c_out, c_in, kernel, kernel))
+        scale *= lim / 6
+        bias = rng.integers(-int(scale), int(scale) + 1, size=c_out)
+        kw = dict(weight=weight, bias=bias, theta=_theta(rng, scale, c_out), kind="conv",
+                  in_shape=shape, stride=stride, padding=padding, **mode)
+        layer = IntLayer(**kw)
+        side = min(layer.conv_shape[1:])
+        if pool and side >= 2 and rng.random() < 0.4:
+            layer = IntLayer(**kw, pool=MaxPool(4 if side >= 4 and rng.random() < 0.4 else 2))
+        layers.append(layer)
+        shape = layer.out_shape
+    n_in = int(np.prod(shape))
+    sizes = [int(rng.integers(1, 3 * p.n_pe)) for _ in range(int(rng.integers(0, 2)))]
+    sizes.append(int(rng.integers(1, 2 * p.n_pe)))
+    readout = bool(rng.random() < 0.6)
+    for i, n_out in enumerate(sizes):
+        mode, scale = _conv_mode(rng, p, T, n_in)
+        layers.append(IntLayer(weight=rng.integers(-6, 7, size=(n_out, n_in)),
+                               bias=rng.integers(-int(scale), int(scale) + 1, size=n_out),
+                               theta=_theta(rng, scale, n_out),
+                               readout=readout and i == len(sizes) - 1, **mode))
+        n_in = n_out
+    return IntNetwork(tuple(layers), T)
+
+
+def _zero_planes(blocks, T: int) -> np.ndarray:
+    """All-zero bit-planes (below ``T``) of each spike block ``(..., k)``."""
+    planes = unpack_bitplanes(blocks, T)  # (T, ..., k)
+    return (planes.sum(axis=-1) == 0).sum(axis=0)
+
+
+def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
+    """Golden spikes and skipped zero plane-chunks per layer for any network (conv or dense),
+    summed over the batch, as the core walks it.
+
+    A conv layer reads, for every output position and pass, the blocks of its receptive field
+    inside the input map (taps in the padding read nothing and skip nothing); a dense layer reads
+    its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass. With
+    max pooling, the conv positions of whole windows are computed (the rest are dropped).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
+    k, T = params.k, net.T
+    a = x.reshape((len(x),) + tuple(net.in_shape)) if net.layers[0].kind == "conv" else x
+    skipped = []
+    for layer, r in zip(net.layers, result.layers, strict=True):
+        passes = -(-layer.out_channels // params.n_pe)
+        if layer.kind == "conv":
+            z = _zero_planes(feature_map_blocks(a.reshape((len(x),) + layer.in_shape), k),
+                             T).sum(axis=-1)  # (batch, H, W)
+            pad, s = layer.padding, layer.stride
+            zp = np.pad(z, ((0, 0), (pad, pad), (pad, pad)))
+            _, ch, cw = layer.conv_shape
+            if layer.pool is not None:  # the conv positions of whole pooling windows only
+                pk = layer.pool.kernel
+                ch, cw = ch // pk * pk, cw // pk * pk
+            kh, kw = layer.kernel
+            total = np.zeros(len(x), dtype=np.int64)
+            for ky in range(kh):
+                for kx in range(kw):
+                    total += zp[:, ky:ky + s * (ch - 1) + 1:s, kx:kx + s * (cw - 1) + 1:s].sum(
+                        axis=(1, 2))
+        else:
+            if a.ndim == 4:  # a conv map: its blocks
+                blocks = feature_map_blocks(a, k).reshape(len(x), -1, k)
+            else:
+                chunks = -(-layer.n_in // k)
+                flat = np.zeros((len(x), chunks * k), dtype=np.int64)
+                flat[:, :layer.n_in] = a.reshape(len(x), -1)
+                blocks = flat.reshape(len(x), chunks, k)
+            total = _zero_planes(blocks, T).sum(axis=-1)
+        skipped.append(int(passes * total.sum()))
+        a = r.output
+    return result.spikes_per_layer.sum(axis=1), np.array(skipped, dtype=np.int64)
+
+
+def conv_pass_cycles(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
+    """The conv cycle model's main term: per conv layer, summed over the batch,
+    ``sum over (conv position, pass) of max(walk, fire)``.
+
+    ``walk`` is the larger of the fetcher's steps (a cycle per tap-chunk of the receptive field,
+    padding included) and the issuer's cycles (per block inside the map, one per non-zero plane
+    and at least one);
+    ``fire`` is the firing array's time per pass
+    (:meth:`hw.core.fire_array.FireArray.pass_cycles`).
+    Returns ``{layer index: (walk cycles, model cycles, bound)}``, the bound taking the walk and
+    the issuer as not overlapping at all; the core adds its fixed per-layer cost (sequencing,
+    set-up, fill and drain: docs/architecture.md, cycle model).
+    """
+    from hw.core.fire import FireUnit
+
+    x = np.asarray(x, dtype=np.int64)
+    result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
+    k, T = params.k, net.T
+    p = params
+    groups = p.n_pe // p.fire_units
+    a = x.reshape((len(x),) + tuple(net.in_shape)) if net.layers[0].kind == "conv" else x
+    out = {}
+    for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
+        if layer.kind == "conv":
+            passes = -(-layer.out_channels // p.n_pe)
+            planes = unpack_bitplanes(feature_map_blocks(a.reshape((len(x),) + layer.in_shape),
+                                                         k), T)  # (T, b, H, W, chunks, k)
+            # Issuer cycles of each input position's blocks: max(1, non-zero planes) per block.
+            issue = np.maximum((planes.sum(axis=-1) > 0).sum(axis=0), 1).sum(axis=-1)
+            pad, s = layer.padding, layer.stride
+            ep = np.pad(issue, ((0, 0), (pad, pad), (pad, pad)))  # (b, H + 2 pad, W + 2 pad)
+            _, ch, cw = layer.conv_shape
+            if layer.pool is not None:
+                pk = layer.pool.kernel
+                ch, cw = ch // pk * pk, cw // pk * pk
+            kh, kw = layer.kernel
+            chunks = -(-layer.in_shape[0] // k)
+            per_pos = np.zeros((len(x), ch, cw), dtype=np.int64)
+            for ky in range(kh):
+                for kx in range(kw):
+                    per_pos += ep[:, ky:ky + s * (ch - 1) + 1:s, kx:kx + s * (cw - 1) + 1:s]
+            # The walk takes a cycle per tap-chunk, padding included; the issuer overlaps it
+            # (at best fully: the model; at worst not at all: the bound).
+            serial = per_pos + kh * kw * chunks
+            per_pos = np.maximum(per_pos, kh * kw * chunks)
+            # hw.core.fire_array.FireArray.pass_cycles (without building one)
+            period = groups * FireUnit.period(T, layer.mode is Mode.LIF) + 1
+            out[li] = (int(passes * per_pos.sum()),
+                       int(passes * np.maximum(per_pos, period).sum()),
+                       int(passes * np.maximum(serial, period).sum()))
+        a = r.output
+    return out

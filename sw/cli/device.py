@@ -94,9 +94,12 @@ def _read_inputs(path):
 
 def _compile(net, params, target_name):
     from sw.compile.program_image import DoesNotFitError, build_image
+    from sw.compile.targets import check_gateware
 
     try:
-        return build_image(net, params)
+        image = build_image(net, params)
+        check_gateware(image)
+        return image
     except DoesNotFitError as e:
         raise UserError(f"the network does not fit {target_name}: {e}; pick a larger build or "
                         "shrink the network") from None

@@ -3,6 +3,8 @@ checks every layer of an image passes, dense or conv."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntLayer, IntNetwork, Mode
 from sim.golden.model import required_accumulator_bits
@@ -40,6 +42,15 @@ def check_layer_fits(where: str, layer: IntLayer, p: CoreParams, T: int) -> None
     if need > p.acc_bits:
         raise DoesNotFitError(f"{where} may reach {need}-bit membrane values (weights, bias, "
                               f"T = {T}); the build's accumulators are {p.acc_bits} bits")
+    # One bit-plane's synaptic sum (a PE's bank, ``sum_bits`` wide) reaches at most the sum of
+    # |W| over the fan-in: a dense layer's fan-in always fits, a conv layer's C_in kh kw may not.
+    plane_max = int(np.abs(np.asarray(layer.weight, dtype=np.int64)).reshape(
+        len(layer.weight), -1).sum(axis=1).max())
+    if plane_max > (1 << (p.sum_bits - 1)) - 1:
+        raise DoesNotFitError(f"{where}: one bit-plane's synaptic sum may reach {plane_max} "
+                              f"(sum of |W| over a neuron's {layer.fan_in} inputs); the build's "
+                              f"per-plane sums are {p.sum_bits}-bit signed: use smaller weights "
+                              f"or fewer input channels x kernel taps")
     theta_max = (1 << (p.acc_bits - 1)) - 1
     if layer.theta_vector.max() > theta_max:
         raise DoesNotFitError(f"{where}: theta {int(layer.theta_vector.max())} exceeds the "

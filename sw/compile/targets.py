@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from boards import CORE_PRESETS
+from hw.contract.memory_map import decode_descriptor
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import required_accumulator_bits
@@ -20,7 +21,12 @@ from sim.golden.model import required_accumulator_bits
 from .program_image import ProgramImage
 
 __all__ = ["Target", "target_names", "get_target", "mode_name", "layer_table", "usage_table",
-           "Usage", "usage"]
+           "Usage", "usage", "GATEWARE_CONV_OPS", "check_gateware"]
+
+#: What the gateware runs of a conv layer beyond the convolution itself (``"pool"``: fused max
+#: pooling, ``"residual"``: a shortcut input). The image format holds both (the image golden
+#: model, ``sw.compile.image_golden``, runs them); the core refuses the others (``NO_CONV_OP``).
+GATEWARE_CONV_OPS: frozenset = frozenset({"pool"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +66,32 @@ def get_target(name: str) -> Target:
     if name in CORE_PRESETS:
         return Target(f"preset {name}", CORE_PRESETS[name])
     raise KeyError(f"unknown board or build preset {name!r}; known: {', '.join(target_names())}")
+
+
+def check_gateware(image: ProgramImage) -> None:
+    """Refuse an image the gateware cannot run yet (a conv layer's pooling or shortcut).
+
+    Raises
+    ------
+    sw.compile.errors.DoesNotFitError
+        Naming the layer and what the gateware lacks.
+    """
+    from .errors import DoesNotFitError
+
+    for lay in image.layers:
+        d = decode_descriptor(lay.descriptor)
+        if d["kind"] != 1:
+            continue
+        missing = [what for what, used in (("pool", d["pool_log2"] != 0),
+                                           ("residual", d["res_gain"] != 0))
+                   if used and what not in GATEWARE_CONV_OPS]
+        if missing:
+            names = {"pool": f"max pooling {1 << d['pool_log2']}x{1 << d['pool_log2']}",
+                     "residual": "a shortcut (residual) input"}
+            raise DoesNotFitError(
+                f"layer {lay.index} (conv): {' and '.join(names[m] for m in missing)} is not in "
+                f"the gateware yet (it runs conv layers with or without max pooling, no shortcut); "
+                f"drop the shortcut, or run the network on the golden model")
 
 
 def mode_name(layer) -> str:

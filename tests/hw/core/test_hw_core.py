@@ -38,6 +38,28 @@ def test_core_verilator_random_networks(monkeypatch):
          monkeypatch=monkeypatch)
 
 
+def test_core_verilator_random_conv_networks(monkeypatch):
+    """200 random conv networks (mixed with dense layers) on the SMALL build (Verilator), and
+    the refusal of pooling and shortcuts (NO_CONV_OP)."""
+    _run("verilator", "small", networks=0, seed=3, testcase=["random_conv_networks"],
+         monkeypatch=monkeypatch,
+         conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS", 200)))
+
+
+@pytest.mark.slow
+def test_core_verilator_random_conv_networks_slow(monkeypatch):
+    """More random conv networks (the slow tier), another seed."""
+    _run("verilator", "small", networks=0, seed=4, testcase=["random_conv_networks"],
+         monkeypatch=monkeypatch,
+         conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS_SLOW", 1000)))
+
+
+def test_core_icarus_random_conv_networks():
+    """The conv suite under Icarus (fewer networks: Icarus is far slower)."""
+    _run("icarus", "small", networks=0, seed=5, testcase=["random_conv_networks"],
+         conv_networks=int(os.environ.get("SPIKEPACK_ICARUS_CONV_NETWORKS", 12)))
+
+
 def test_core_icarus_random_networks():
     """The same testbench under Icarus: fewer and narrower networks (Icarus is far slower)."""
     _run("icarus", "small", networks=int(os.environ.get("SPIKEPACK_ICARUS_NETWORKS", 30)),

@@ -119,6 +119,8 @@ def test_writer_masks_transposes_counts(final, readout, pause, units, rng, seed)
         ctx.set(dut.readout, readout)
         ctx.set(dut.dst_base, 4)
         ctx.set(dut.out_base, out_base)
+        ctx.set(dut.pos_passes, 2)
+        await ctx.tick()  # the layer's settings are held from a cycle before clear
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
@@ -171,6 +173,8 @@ def test_writer_counts_spikes_of_live_neurons_only():
 
     async def tb(ctx):
         ctx.set(dut.n_out, 3)
+        ctx.set(dut.pos_passes, 1)
+        await ctx.tick()  # the layer's settings are held from a cycle before clear
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
@@ -184,3 +188,98 @@ def test_writer_counts_spikes_of_live_neurons_only():
     sim.add_testbench(tb)
     sim.run()
     assert result["spikes"] == 3 * 8
+
+
+def _conv_walk(d, src_base, blocks, T):
+    """The fetcher's beats for a conv descriptor, from ``sw.compile.conv_layout.conv_fetch``
+    (pooled position, window position, pass) reordered to the gateware's (pooled position,
+    pass, window position); a pass whose last tap-chunk is padding ends with an all-zero
+    ``pad`` beat on that tap-chunk's weight row."""
+    from sw.compile.conv_layout import conv_fetch
+
+    win = 1 << (2 * d["pool_log2"])
+    steps = list(conv_fetch(d))
+    beats = []
+    per_pooled = win * d["passes"]
+    last_tap_rows = d["kh"] * d["kw"] * d["chunks"]
+    for start in range(0, len(steps), per_pooled):
+        group = steps[start:start + per_pooled]  # window position major, pass minor
+        for p in range(d["passes"]):
+            for w in range(win):
+                cy, cx, pp, fetches = group[w * d["passes"] + p]
+                assert pp == p
+                for blk, row in fetches:
+                    block = blocks[src_base + blk]
+                    nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
+                    beats.append((block, nonzero, row, 0, 0))
+                iy = cy * d["stride"] - d["pad"] + d["kh"] - 1
+                ix = cx * d["stride"] - d["pad"] + d["kw"] - 1
+                last_row = d["w_base"] + (p + 1) * last_tap_rows - 1
+                if 0 <= iy < d["in_h"] and 0 <= ix < d["in_w"]:
+                    beats[-1] = beats[-1][:3] + (1, 0)
+                else:
+                    beats.append((0, 0, last_row, 1, 1))
+    return beats
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.4])
+def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
+    """Random conv geometries (kernel 1..5, stride 1..3, padding 0..3, pooling 1/2/4, channel
+    chunks, passes): the beats equal conv_fetch's walk with the pass outside the window,
+    padding taps read nothing, and ``issued`` counts every pass."""
+    n_src = P.spike_rows
+    blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
+                                                    rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
+                                                    strict=True)]
+    rig = FetchRig(blocks)
+    f = rig.fetch
+    T = int(rng.integers(1, P.t_max + 1))
+    layers = []
+    while len(layers) < 6:
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        stride, pad, pool_log2 = int(rng.integers(1, 4)), int(rng.integers(0, 4)), \
+            int(rng.choice([0, 0, 1, 2]))
+        chunks = int(rng.integers(1, 3))
+        in_h, in_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        conv_h = (in_h + 2 * pad - kh) // stride + 1
+        conv_w = (in_w + 2 * pad - kw) // stride + 1
+        passes, w_base = int(rng.integers(1, 3)), int(rng.integers(0, 4))
+        if (min(conv_h, conv_w) >> pool_log2 < 1 or in_h * in_w * chunks > P.act_chunks
+                or w_base + passes * kh * kw * chunks > P.weight_depth):
+            continue
+        src_base = int(rng.integers(0, n_src - in_h * in_w * chunks + 1))
+        layers.append(dict(chunks=chunks, passes=passes, kh=kh, kw=kw, stride=stride, pad=pad,
+                           pool_log2=pool_log2, in_h=in_h, in_w=in_w, conv_h=conv_h,
+                           conv_w=conv_w, w_base=w_base, src_base=src_base))
+    want = [_conv_walk(d, d["src_base"], blocks, T) for d in layers]
+    got, issued = [], []
+
+    async def control(ctx):
+        for n, d in enumerate(layers):
+            for name in ("chunks", "passes", "kh", "kw", "stride", "pad", "pool_log2", "in_h",
+                         "in_w", "conv_h", "conv_w", "w_base", "src_base"):
+                ctx.set(getattr(f, name), d[name])
+            ctx.set(f.conv, 1)
+            ctx.set(f.T, T)
+            ctx.set(f.start, 1)
+            await ctx.tick()
+            ctx.set(f.start, 0)
+            await ctx.tick().until(~f.busy)
+            issued.append(ctx.get(f.issued))
+            while len(got) < sum(len(w) for w in want[:n + 1]):
+                await ctx.tick()
+
+    async def consumer(ctx):
+        r = random.Random(seed)
+        for _ in range(sum(len(w) for w in want)):
+            beat = await stream_get(ctx, f.o, rng=r, pause=pause)
+            got.append((beat.block, beat.nonzero, beat.row, beat.last, beat.pad))
+
+    sim = Simulator(rig)
+    sim.add_clock(1e-6)
+    sim.add_testbench(control)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert got == [b for w in want for b in w]
+    assert issued == [(d["conv_h"] >> d["pool_log2"]) * (d["conv_w"] >> d["pool_log2"])
+                      * (1 << 2 * d["pool_log2"]) * d["passes"] for d in layers]

@@ -28,7 +28,9 @@ def _layer(rng, shape, c_out, *, kernel, stride=1, padding=0, pool=None, residua
     theta = rng.integers(1, max(2, 3 * fan), size=c_out) if rng.random() < 0.5 else \
         int(rng.integers(1, max(2, 3 * fan)))
     mode = dict(mode=Mode.LIF, leak_shift=int(rng.integers(0, 3)),
-                reset=Reset.ZERO if rng.random() < 0.5 else Reset.SUBTRACT) if lif else {}
+                reset=Reset.ZERO if rng.random() < 0.5 else Reset.SUBTRACT,
+                fire_above=bool(rng.random() < 0.5),
+                compare_leaked=bool(rng.random() < 0.5)) if lif else {}
     return IntLayer(weight=w, bias=rng.integers(-4 * fan, 4 * fan + 1, size=c_out), theta=theta,
                     kind="conv", in_shape=tuple(shape), stride=stride, padding=padding,
                     pool=pool, residual=residual, **mode)

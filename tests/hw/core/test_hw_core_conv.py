@@ -1,0 +1,195 @@
+"""Conv layers on the core in Amaranth's simulator (the cocotb suite in test_hw_core.py runs
+hundreds): random conv networks (with max pooling) bit-exact with sim.golden.model, counters
+included; a conv descriptor with a shortcut, or as the last layer, or with a geometry it cannot
+walk, is refused with its error code and a dense image loaded after it runs bit-exactly; the
+compiler refuses what the gateware lacks."""
+
+import re
+
+import numpy as np
+import pytest
+from test_hw_core_pysim import PyBus
+
+from hw.contract import registers
+from hw.contract.errors import ErrorCode
+from hw.contract.memory_map import decode_descriptor, encode_descriptor
+from hw.contract.params import CoreParams
+from hw.core.core import SpikePackCore
+from hw.core.fetcher import conv_setup_cycles
+from sim.golden import model as golden
+from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Residual
+from sim.tb.random_nets import (
+    conv_pass_cycles,
+    expected_conv_counters,
+    random_conv_network,
+    random_inputs,
+    random_network,
+)
+from sw.compile import program_image as img
+from sw.compile.errors import DoesNotFitError
+from sw.compile.targets import check_gateware
+
+#: Small enough for Amaranth's simulator: 4 PEs x 4 lanes, two firing units (two groups per pass:
+#: the pooling writer picks among groups), 3x3 maps of 8 channels.
+P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=256, act_chunks=16, bt_depth=32,
+               fire_units=2,
+               max_layers=8, batch_depth=2)
+
+
+def _run_cases(dut, pb, cases, extra=None):
+    results = []
+
+    async def host(ctx):
+        for net, x in cases:
+            image = await pb.load(ctx, net, x, P)
+            status = await pb.run(ctx, len(x), polls=20000)
+            outputs = await pb.read_outputs(ctx, image, len(x))
+            caddr, ccount = img.counter_range(image)
+            counters = img.decode_counters(image, await pb.read(ctx, caddr, ccount))
+            results.append((status, outputs, counters))
+        if extra is not None:
+            await extra(ctx, results)
+        pb.finished = True
+
+    pb.simulate(host)
+    return results
+
+
+def test_core_pysim_random_conv_networks(seed):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(3):
+        net = random_conv_network(rng, P, pool=True)
+        cases.append((net, random_inputs(rng, net, int(rng.integers(1, P.batch_depth + 1)))))
+    dut = SpikePackCore(P)
+    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases)
+    for (net, x), (status, out, counters) in zip(cases, results, strict=True):
+        ref = golden.run_network(net, x, acc_bits=P.acc_bits)
+        spikes, skipped = expected_conv_counters(net, x, P, ref)
+        assert status == registers.STATUS_DONE, hex(status)
+        assert np.array_equal(out, ref.output)
+        assert np.array_equal(counters.spikes, spikes)
+        assert np.array_equal(counters.skipped, skipped)
+        assert counters.total_cycles == counters.cycles.sum() > 0
+        # The cycle model (docs/architecture.md): per conv layer, the passes' max(walk, fire)
+        # plus a fixed cost per sample (sequencing, set-up, fill and drain); never less than
+        # the model with the fixed sequencing cost, never more than the bound that takes the
+        # walk and the issuer as not overlapping, with the fill and drain.
+        fixed = 18 + conv_setup_cycles(P)
+        for li, (_, model, bound) in conv_pass_cycles(net, x, P, ref).items():
+            rtl = int(counters.cycles[li])
+            assert model + fixed * len(x) <= rtl <= bound + (fixed + 30 + 3 * net.T) * len(x), \
+                (li, rtl, model, bound)
+
+
+def _conv_net(rng, **conv_kw):
+    conv = IntLayer(weight=rng.integers(-3, 4, size=(4, 2, 3, 3)), bias=np.zeros(4, int),
+                    theta=5, kind="conv", in_shape=(2, 4, 4), padding=1, **conv_kw)
+    n = int(np.prod(conv.out_shape))
+    fc = IntLayer(weight=rng.integers(-3, 4, size=(3, n)), bias=np.zeros(3, int), theta=1,
+                  readout=True)
+    return IntNetwork((conv, fc), T=3)
+
+
+def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
+    """Each conv descriptor the gateware does not run stops the run with its code; a dense
+    network loaded afterwards runs bit-exactly."""
+    conv_net = _conv_net(rng)
+    conv_x = random_inputs(rng, conv_net, 1)
+    dense_net = random_network(rng, P, max_depth=2)
+    dense_x = random_inputs(rng, dense_net, 2)
+    prog = img.memory_map(P)["PROGRAM"].base
+    changes = [({"res_gain": 2}, ErrorCode.NO_CONV_OP), ({"pool_log2": 3}, ErrorCode.BAD_SIZE),
+               ({"last": 1}, ErrorCode.BAD_KIND), ({"readout": 1}, ErrorCode.BAD_KIND),
+               ({"kind": 2}, ErrorCode.BAD_KIND), ({"kh": 0}, ErrorCode.BAD_SIZE),
+               ({"stride": 0}, ErrorCode.BAD_SIZE), ({"conv_w": 0}, ErrorCode.BAD_SIZE)]
+    dut = SpikePackCore(P)
+    pb = PyBus(dut, 3, 0.1)
+    statuses = []
+
+    async def host(ctx):
+        image = await pb.load(ctx, conv_net, conv_x, P)
+        words = image.layers[0].descriptor
+        for change, _ in changes:
+            bad = encode_descriptor(**{**decode_descriptor(words), **change})
+            await pb.write(ctx, prog, bad)
+            statuses.append(await pb.run(ctx, 1))
+        await pb.write(ctx, prog, words)
+        statuses.append(await pb.run(ctx, 1))
+        statuses.append(await pb.read_outputs(ctx, image, 1))
+        image = await pb.load(ctx, dense_net, dense_x, P)
+        statuses.append(await pb.run(ctx, 2))
+        statuses.append(await pb.read_outputs(ctx, image, 2))
+        pb.finished = True
+
+    pb.simulate(host)
+    for (change, code), st in zip(changes, statuses, strict=False):
+        assert st & registers.STATUS_ERROR and st >> 8 == code, (change, hex(st))
+    *_, conv_done, conv_out, dense_done, dense_out = statuses
+    assert conv_done == dense_done == registers.STATUS_DONE
+    assert np.array_equal(conv_out, golden.run_network(conv_net, conv_x).output)
+    assert np.array_equal(dense_out,
+                          golden.run_network(dense_net, dense_x, acc_bits=P.acc_bits).output)
+
+
+def test_compiler_refuses_what_the_gateware_lacks(rng):
+    """The image holds shortcuts (the image golden model runs them); the gateware check names
+    what is missing, and passes plain and pooled conv layers."""
+    conv = IntLayer(weight=rng.integers(-3, 4, size=(2, 2, 3, 3)), bias=np.zeros(2, int),
+                    theta=5, kind="conv", in_shape=(2, 4, 4), padding=1,
+                    residual=Residual(-1, 2))
+    fc = IntLayer(weight=rng.integers(-3, 4, size=(3, 32)), bias=np.zeros(3, int), theta=1,
+                  readout=True)
+    image = img.build_image(IntNetwork((conv, fc), T=3), P)
+    with pytest.raises(DoesNotFitError,
+                       match=re.escape("layer 0 (conv): a shortcut (residual) input")):
+        check_gateware(image)
+    check_gateware(img.build_image(_conv_net(rng), P))
+    check_gateware(img.build_image(_conv_net(rng, pool=MaxPool(2)), P))
+
+
+def test_compiler_refuses_conv_sums_wider_than_the_planes(rng):
+    """A conv layer's fan-in (C_in kh kw) can exceed a dense layer's: the compiler refuses one
+    whose per-plane sum would not fit the build's sum_bits."""
+    conv = IntLayer(weight=np.full((4, 16, 5, 5), 127), bias=np.zeros(4, int), theta=5,
+                    kind="conv", in_shape=(16, 3, 3), padding=2)
+    fc = IntLayer(weight=np.ones((3, 36), int), bias=np.zeros(3, int), theta=1, readout=True)
+    small = CoreParams(n_pe=4, k=4, act_chunks=64, weight_depth=1024, bt_depth=32)
+    assert small.sum_bits == 16
+    with pytest.raises(DoesNotFitError, match="per-plane sums are 16-bit"):
+        img.build_image(IntNetwork((conv, fc), T=2), small)
+
+
+def test_dense_only_build_refuses_conv_and_runs_dense(rng):
+    """A build with conv=0 (the iCEBreaker's): the compiler refuses a conv network naming the
+    parameter, the core answers a conv descriptor with BAD_KIND, and dense networks run
+    bit-exactly on its dense-only fetcher and writer."""
+    import dataclasses
+
+    p0 = dataclasses.replace(P, conv=0)
+    conv_net = _conv_net(rng)
+    with pytest.raises(DoesNotFitError, match=r"dense layers only \(conv=0"):
+        img.build_image(conv_net, p0)
+    conv_image = img.build_image(conv_net, P)  # the same layout, loaded by hand
+    dense = [random_network(rng, p0, max_depth=3) for _ in range(2)]
+    xs = [random_inputs(rng, net, 2) for net in dense]
+    dut = SpikePackCore(p0)
+    pb = PyBus(dut, 5, 0.2)
+    results = []
+
+    async def host(ctx):
+        await pb.write(ctx, img.memory_map(p0)["PROGRAM"].base, conv_image.layers[0].descriptor)
+        results.append(await pb.run(ctx, 1))
+        for net, x in zip(dense, xs, strict=True):
+            image = await pb.load(ctx, net, x, p0)
+            results.append(await pb.run(ctx, len(x)))
+            results.append(await pb.read_outputs(ctx, image, len(x)))
+        pb.finished = True
+
+    pb.simulate(host)
+    refused, *rest = results
+    assert refused & registers.STATUS_ERROR and refused >> 8 == ErrorCode.BAD_KIND, hex(refused)
+    for (net, x), status, out in zip(zip(dense, xs, strict=True), rest[::2], rest[1::2],
+                                     strict=True):
+        assert status == registers.STATUS_DONE
+        assert np.array_equal(out, golden.run_network(net, x, acc_bits=p0.acc_bits).output)
