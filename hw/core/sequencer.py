@@ -19,7 +19,7 @@ The per-layer counters live in a small memory owned by this block (``4`` words p
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
 sequencer itself uses the memory. Layers not run since the last start read as 0.
 
-Layer overhead: 16 cycles of sequencing plus the pipeline fill/drain of the datapath.
+Layer overhead: 17 cycles of sequencing plus the pipeline fill/drain of the datapath.
 """
 
 from __future__ import annotations
@@ -187,6 +187,10 @@ class Sequencer(wiring.Component):
         bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows (2), conv geometry
         last_sample = Signal()
+        # The layer's end, registered: the walk over and every pass it issued stored. The wide
+        # compare stays off the state register's path (WAIT sees it a cycle later).
+        all_stored = Signal()
+        m.d.sync += all_stored.eq(~self.fetch_busy & (self.passes_done == self.issued))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -245,9 +249,10 @@ class Sequencer(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += [self.fetch_start.eq(1), self.clear.eq(1)]
+                m.d.sync += all_stored.eq(0)  # the counters of the layer before are stale
                 m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(~self.fetch_busy & (self.passes_done == self.issued)):
+                with m.If(all_stored):
                     m.d.sync += cnt_sel.eq(0)
                     m.next = "ACC"
             with m.State("ACC"):

@@ -21,6 +21,7 @@ from sim.golden import model as golden
 from sim.rtl.bus_master import BusMaster
 from sim.rtl.runner import cocotb_env
 from sw.compile import program_image as img
+from sw.research.cycle_model import predict_cycles
 
 from .random_nets import (
     expected_conv_counters,
@@ -68,6 +69,10 @@ async def check_network(tb: TB, net, xs, tag: str) -> list[str]:
             errors.append(f"{tag}: skipped {counters.skipped.tolist()} != {skipped.tolist()}")
         if counters.total_cycles != counters.cycles.sum():
             errors.append(f"{tag}: total cycles {counters.total_cycles} != sum per layer")
+        model = predict_cycles(net, x, tb.params, ref).sum(axis=0)
+        if not np.array_equal(counters.cycles, model):
+            errors.append(f"{tag}: cycles {counters.cycles.tolist()} != the cycle model's "
+                          f"{model.tolist()}")
     return errors
 
 

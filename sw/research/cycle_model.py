@@ -7,7 +7,7 @@ stepping the core's *control* cycle by cycle, register for register as the gatew
 without any data:
 
 * the sequencer: 8 cycles of descriptor reads, a verdict and a check, the start, the wait for the
-  writer, 5 cycles of counter updates (``hw/core/sequencer.py``);
+  writer (its end registered), 5 cycles of counter updates (``hw/core/sequencer.py``);
 * the fetcher: four lock-step stages (address, block read, two block registers, output register),
   one block per cycle, moving only when its output register is free (``hw/core/fetcher.py``);
 * the two skid buffers (fetcher -> issuer -> PE array), each a two-entry register with a
@@ -45,15 +45,20 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
+from sim.golden.packing import feature_map_blocks
 
-__all__ = ["CoreTiming", "LayerShape", "layer_cycles", "chunk_plane_counts", "predict_cycles",
-           "measure_cycles_rtl", "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_AFTER_WAIT"]
+__all__ = ["CoreTiming", "LayerShape", "layer_cycles", "conv_layer_cycles", "conv_walk_steps",
+           "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
+           "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT"]
 
 #: Sequencer cycles before the datapath starts: 8 descriptor-read cycles (6 words, 2 cycles of
 #: read latency), VERDICT, CHECK (``hw/core/sequencer.py``).
 SEQ_BEFORE_START = 10
-#: Sequencer cycles after WAIT has seen the last pass stored: the five ACC cycles, all counted.
-SEQ_AFTER_WAIT = 5
+#: The same for a conv layer: its geometry words 6 and 7 take two more read cycles.
+SEQ_BEFORE_START_CONV = SEQ_BEFORE_START + 2
+#: Sequencer cycles after the cycle the writer's count shows the last pass: one to register
+#: the layer's end (``all_stored``), which WAIT sees, then the five ACC cycles, all counted.
+SEQ_AFTER_WAIT = 6
 #: Cycles from the firing array's last group of a layer on ``o`` to the writer's pass count
 #: showing it (one cycle to register the group, one to write it, two to count: ``Writer``).
 WRITER_DONE = 4
@@ -137,6 +142,15 @@ def chunk_plane_counts(a, T: int, k: int) -> np.ndarray:
     return np.array([[bin(int(v)).count("1") for v in row] for row in ored], dtype=np.int64)
 
 
+def map_plane_counts(a, T: int, k: int) -> np.ndarray:
+    """Non-zero bit-planes below ``T`` of every spike block of feature maps ``(n, C, H, W)``:
+    ``(n, H, W, ceil(C / k))``, the blocks as the spike memory holds them
+    (:func:`sim.golden.packing.feature_map_blocks`)."""
+    blocks = feature_map_blocks(np.asarray(a, dtype=np.int64) & ((1 << T) - 1), k)
+    ored = np.bitwise_or.reduce(blocks, axis=-1)
+    return np.vectorize(lambda v: bin(int(v)).count("1"), otypes=[np.int64])(ored)
+
+
 def _fire_unit(T: int, lif: bool, readout: bool) -> tuple[int, int]:
     from hw.core.fire import FireUnit
 
@@ -162,17 +176,98 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     int
         Cycles from the layer's first descriptor read to its counter update, inclusive.
     """
-    timing = timing or CoreTiming.of(params)
     counts = [int(c) for c in counts]
     chunks = len(counts)
     if chunks != -(-shape.n_in // params.k):
         raise ValueError(f"counts has {chunks} chunks; a layer of {shape.n_in} inputs has "
                          f"{-(-shape.n_in // params.k)} with k = {params.k}")
+    return _dense_cycles(shape, counts, params, timing)
+
+
+def _dense_cycles(shape: LayerShape, counts, params: CoreParams,
+                  timing: CoreTiming | None) -> int:
+    """:func:`layer_cycles` for ``counts`` of any length (a dense layer after a conv layer reads
+    the map's ``H W ceil(C / k)`` blocks as its chunks)."""
     passes = -(-shape.n_out // params.n_pe)
+    steps = [(c, i == len(counts) - 1) for i, c in enumerate(counts)] * passes
+    return SEQ_BEFORE_START + _walk_cycles(steps, passes, shape, params, timing, setup=0)
+
+
+def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
+                      timing: CoreTiming | None = None) -> int:
+    """The core's ``cycles`` counter for one conv layer (:class:`sim.golden.ir.IntLayer`) and
+    one sample; ``counts``: the non-zero planes below ``T`` of each block of its input map,
+    ``(H, W, ceil(C / k))`` (:func:`map_plane_counts`)."""
+    shape = LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=False, n_in=layer.n_in,
+                       n_out=layer.n_out)
+    steps = conv_walk_steps(layer, counts, params)
+    positions = int(np.prod(layer.conv_shape[1:]))
+    if layer.pool is not None:
+        _, ch, cw = layer.conv_shape
+        pk = layer.pool.kernel
+        positions = (ch // pk) * (cw // pk) * pk * pk
+    passes = positions * -(-layer.out_channels // params.n_pe)
+    from hw.core.fetcher import conv_setup_cycles
+
+    return SEQ_BEFORE_START_CONV + _walk_cycles(steps, passes, shape, params, timing,
+                                                setup=conv_setup_cycles(params))
+
+
+def conv_walk_steps(layer, counts, params: CoreParams) -> list:
+    """The conv fetcher's walk (``hw.core.fetcher``) for one sample: a step per cycle of its
+    address stage, in the order pooled position, pass, window position, tap, chunk. A step is
+    ``(planes, last)`` for a block it reads (``planes``: its non-zero planes below ``T``),
+    ``None`` for a padding tap (it reads and sends nothing), and ``(0, True)`` for a pass that
+    ends on padding (the all-zero ``pad`` block).
+
+    ``counts``: non-zero planes below ``T`` of the input map's blocks, ``(H, W, chunks)``.
+    """
+    counts = np.asarray(counts)
+    in_h, in_w, chunks = counts.shape
+    _, ch, cw = layer.conv_shape
+    kh, kw = layer.kernel
+    s, pad = layer.stride, layer.padding
+    win = layer.pool.kernel if layer.pool is not None else 1
+    passes = -(-layer.out_channels // params.n_pe)
+    memo: dict = {}
+
+    def position(oy, ox):
+        if (oy, ox) not in memo:
+            out = []
+            for ky in range(kh):
+                iy = oy * s + ky - pad
+                for kx in range(kw):
+                    ix = ox * s + kx - pad
+                    inside = 0 <= iy < in_h and 0 <= ix < in_w
+                    for j in range(chunks):
+                        last = ky == kh - 1 and kx == kw - 1 and j == chunks - 1
+                        if inside:
+                            out.append((int(counts[iy, ix, j]), last))
+                        else:
+                            out.append((0, True) if last else None)
+            memo[oy, ox] = out
+        return memo[oy, ox]
+
+    steps = []
+    for py in range(ch // win):
+        for px in range(cw // win):
+            for _ in range(passes):
+                for dy in range(win):
+                    for dx in range(win):
+                        steps += position(py * win + dy, px * win + dx)
+    return steps
+
+
+def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
+                 timing: CoreTiming | None, setup: int) -> int:
+    """Cycles from the sequencer's START to the end of its counter updates, for a fetcher walk
+    of ``steps`` (``(planes, last)`` or ``None`` for a step that sends nothing) making
+    ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
+    timing = timing or CoreTiming.of(params)
     groups = params.n_pe // params.fire_units
     period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout)
     fire_cycles = groups * period  # the bank is released in the last of these cycles
-    n_items = passes * chunks
+    n_items = len(steps)
 
     # Fetcher: stages B, R, S, C (item index or -1); address counter; busy.
     stages = [-1, -1, -1, -1]
@@ -190,9 +285,10 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     passes_stored_at = []  # cycles at which each pass's count shows
     # Cycle 0 is the sequencer's START (the fetcher's start pulse). The fetcher is busy from
     # ``lead`` on and a block then passes its four stages: first block valid at fetch_latency.
-    lead = timing.fetch_latency - 4
+    # A conv layer's walk starts after its set-up cycles.
+    lead = timing.fetch_latency - 4 + setup
     t = 0
-    limit = 64 + n_items * (params.t_max + 2) + passes * (fire_cycles + 64)
+    limit = 64 + setup + n_items * (params.t_max + 2) + passes * (fire_cycles + 64)
     while len(passes_stored_at) < passes:
         if t > limit:
             raise RuntimeError("cycle model did not finish (a bug in the model)")
@@ -204,8 +300,7 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
         iss_valid, iss_beat, iss_take = False, None, False
         if s1_o is not None:
             idx = s1_o
-            m = counts[idx % chunks]
-            last = idx % chunks == chunks - 1
+            m, last = steps[idx]
             if m:
                 iss_valid = True
                 only_one = m - issued == 1
@@ -216,7 +311,7 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
                 iss_take = True  # dropped
         s2_ready = s2_skid is None
         if iss_valid and s2_ready:
-            if counts[s1_o % chunks] == 0 or counts[s1_o % chunks] - issued == 1:
+            if steps[s1_o][0] == 0 or steps[s1_o][0] - issued == 1:
                 iss_take = True
         # PE array, reading skid 2's output.
         pe_ready = not hold[in_half]
@@ -268,7 +363,8 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
             s1_skid = c_item
         # Fetcher stages (lock-step).
         if fetch_adv:
-            new_b = fetch_next if busy else -1
+            # A padding tap's step is a cycle of the address stage that sends nothing.
+            new_b = fetch_next if busy and steps[fetch_next] is not None else -1
             stages = [new_b] + stages[:3]
             if busy:
                 fetch_next += 1
@@ -278,7 +374,7 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
             busy = True
         t += 1
     wait_seen = max(passes_stored_at)
-    return SEQ_BEFORE_START + wait_seen + 1 + SEQ_AFTER_WAIT
+    return wait_seen + 1 + SEQ_AFTER_WAIT
 
 
 def _layer_shape(layer, T: int) -> LayerShape:
@@ -291,27 +387,37 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
 
     A batch run's counters are the sums of its samples' rows; the whole run's ``total_cycles``
     is the sum over layers and samples. ``result``: the golden model's
-    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
-
-    Raises ``ValueError`` for conv layers (the gateware refuses them).
+    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None). Dense and conv layers
+    (with max pooling); a layer with a shortcut (``residual``) is refused with ``ValueError``,
+    as the gateware refuses it (``NO_CONV_OP``).
     """
-    if any(layer.kind == "conv" for layer in net.layers):
-        raise ValueError("the cycle model covers dense layers; the gateware refuses conv layers "
-                         "(BAD_KIND) so far")
+    if any(layer.residual is not None for layer in net.layers):
+        raise ValueError("the cycle model covers dense and conv layers without shortcuts; the "
+                         "gateware refuses a shortcut (NO_CONV_OP)")
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a, acc_bits=params.acc_bits)
     timing = CoreTiming.of(params)
     out = np.zeros((len(a), len(net.layers)), dtype=np.int64)
+    shape_in = tuple(net.layers[0].in_shape)  # the layer's input as (C, H, W) or (n_in,)
     for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
-        shape = _layer_shape(layer, net.T)
-        counts = chunk_plane_counts(a, net.T, params.k)
-        memo: dict[tuple, int] = {}
-        for i, row in enumerate(counts):
-            key = tuple(row)
-            if key not in memo:
-                memo[key] = layer_cycles(shape, row, params, timing)
-            out[i, li] = memo[key]
-        a = r.output
+        maps = a.reshape((len(a),) + shape_in) if len(shape_in) == 3 else None
+        if layer.kind == "conv":
+            counts = map_plane_counts(maps, net.T, params.k)
+            for i in range(len(a)):
+                out[i, li] = conv_layer_cycles(layer, counts[i], net.T, params, timing)
+        else:
+            shape = _layer_shape(layer, net.T)
+            # After a conv layer, the map's blocks (HWC, channel-chunked) are the chunks.
+            counts = (map_plane_counts(maps, net.T, params.k).reshape(len(a), -1)
+                      if maps is not None else chunk_plane_counts(a, net.T, params.k))
+            memo: dict[tuple, int] = {}
+            for i, row in enumerate(counts):
+                key = tuple(row)
+                if key not in memo:
+                    memo[key] = _dense_cycles(shape, list(key), params, timing)
+                out[i, li] = memo[key]
+        a = np.asarray(r.output, dtype=np.int64).reshape(len(a), -1)
+        shape_in = tuple(layer.out_shape)
     return out
 
 

@@ -15,11 +15,9 @@ from hw.contract.errors import ErrorCode
 from hw.contract.memory_map import decode_descriptor, encode_descriptor
 from hw.contract.params import CoreParams
 from hw.core.core import SpikePackCore
-from hw.core.fetcher import conv_setup_cycles
 from sim.golden import model as golden
 from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Residual
 from sim.tb.random_nets import (
-    conv_pass_cycles,
     expected_conv_counters,
     random_conv_network,
     random_inputs,
@@ -28,6 +26,7 @@ from sim.tb.random_nets import (
 from sw.compile import program_image as img
 from sw.compile.errors import DoesNotFitError
 from sw.compile.targets import check_gateware
+from sw.research.cycle_model import predict_cycles
 
 #: Small enough for Amaranth's simulator: 4 PEs x 4 lanes, two firing units (two groups per pass:
 #: the pooling writer picks among groups), 3x3 maps of 8 channels.
@@ -71,15 +70,8 @@ def test_core_pysim_random_conv_networks(seed):
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
         assert counters.total_cycles == counters.cycles.sum() > 0
-        # The cycle model (docs/architecture.md): per conv layer, the passes' max(walk, fire)
-        # plus a fixed cost per sample (sequencing, set-up, fill and drain); never less than
-        # the model with the fixed sequencing cost, never more than the bound that takes the
-        # walk and the issuer as not overlapping, with the fill and drain.
-        fixed = 18 + conv_setup_cycles(P)
-        for li, (_, model, bound) in conv_pass_cycles(net, x, P, ref).items():
-            rtl = int(counters.cycles[li])
-            assert model + fixed * len(x) <= rtl <= bound + (fixed + 30 + 3 * net.T) * len(x), \
-                (li, rtl, model, bound)
+        # The cycle model (sw.research.cycle_model, docs/architecture.md) is exact.
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, P, ref).sum(axis=0))
 
 
 def _conv_net(rng, **conv_kw):

@@ -9,7 +9,7 @@ import pytest
 
 from boards import CORE_PRESETS
 from hw.contract.params import CoreParams
-from sim.golden.ir import IntLayer, IntNetwork
+from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, Residual
 from sim.golden.model import run_network
 from sim.rtl.runner import param_tag, simulator_available
 from sim.tb.random_nets import random_inputs, random_network
@@ -103,7 +103,9 @@ def test_bad_input():
     shape = LayerShape(T=4, lif=False, readout=False, n_in=32, n_out=8)
     with pytest.raises(ValueError, match="counts has 3 chunks; a layer of 32 inputs has 8"):
         layer_cycles(shape, [1, 2, 3], p)
-    conv = IntNetwork((IntLayer(np.ones((2, 1, 3, 3), dtype=np.int64), np.zeros(2, np.int64), 1,
-                                kind="conv", in_shape=(1, 4, 4)),), T=2)
-    with pytest.raises(ValueError, match="conv"):
-        predict_cycles(conv, np.zeros((1, 16), np.int64), p)
+    conv = IntLayer(np.ones((1, 1, 3, 3), dtype=np.int64), np.zeros(1, np.int64), 1,
+                    kind="conv", in_shape=(1, 4, 4), padding=1,
+                    residual=Residual(source=NETWORK_INPUT))
+    fc = IntLayer(np.ones((2, 16), dtype=np.int64), np.zeros(2, np.int64), 1, readout=True)
+    with pytest.raises(ValueError, match="shortcut"):
+        predict_cycles(IntNetwork((conv, fc), T=2), np.zeros((1, 16), np.int64), p)
