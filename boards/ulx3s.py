@@ -26,8 +26,9 @@ ULX3S_85F = BoardPreset(
     clock_gen="ecp5_pll",
     # The Arty A7-35T's array; memories no deeper than one block RAM (512 x 36), so no
     # multiplexer follows a block RAM output.
-    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
-                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4),
+    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
+                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4,
+                      in_blocks=1024, out_words=1024),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),

@@ -14,8 +14,10 @@ WEIGHTS   ``weight_depth`` rows of ``n_pe * k`` int8 weights; row ``r`` word ``w
           ``r * weight_row_words + w``; PE ``n`` lane ``i`` is byte ``n * k + i`` of the row
 BIAS      ``bt_depth`` signed biases, one per word (row ``r`` = ``n_pe`` entries of one pass)
 THETA     ``bt_depth`` thresholds, one per word
-INPUT     ``batch_depth`` samples x ``act_chunks`` spike blocks of ``block_words`` words
-OUTPUT    ``batch_depth`` samples x ``max_neurons`` words (membrane or packed word per neuron)
+INPUT     ``input_blocks`` spike blocks of ``block_words`` words: sample ``b``'s input from
+          block ``b * in_stride`` (layer 0's descriptor: the blocks of one sample's input)
+OUTPUT    ``output_words`` words (membrane or packed word per neuron): sample ``b``'s from word
+          ``b * passes * n_pe`` (``passes`` of the last layer)
 COUNTERS  per layer ``l``: ``4 l + 0`` cycles, ``+1`` output spikes, ``+2`` skipped zero
           plane-chunks (sums over the batch); then ``4 max_layers + 0`` total cycles of the run
 ========  ========================================================================================
@@ -67,7 +69,9 @@ DESCRIPTOR_FIELDS = (
     ("chunks", 2, 0, 16),  # ceil(n_in / k)
     ("passes", 2, 16, 16),  # ceil(n_out / n_pe)
     ("w_base", 3, 0, 32),  # first weight row
-    ("bt_base", 4, 0, 32),  # first bias/theta row
+    ("bt_base", 4, 0, 16),  # first bias/theta row
+    # Layer 0 only: spike blocks of one sample's input, the step between samples in INPUT.
+    ("in_stride", 4, 16, 16),
     ("theta", 5, 0, 32),  # layer threshold when theta_per_channel = 0
     # Words 6 and 7: convolution geometry (0 for a dense layer). For conv, n_in / n_out are the
     # channels C_in / C_out and chunks = ceil(C_in / k) channel chunks per position.
@@ -86,7 +90,8 @@ DESCRIPTOR_FIELDS = (
 )
 
 _ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
-                "bt_depth", "max_layers", "batch_depth", "fire_units", "lif", "conv")
+                "bt_depth", "max_layers", "batch_depth", "fire_units", "lif", "conv",
+                "in_blocks", "out_words")
 CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
 
 
@@ -171,8 +176,8 @@ def memory_map(params: CoreParams) -> MemoryMap:
         ("WEIGHTS", p.weight_depth * p.weight_row_words, True, False),
         ("BIAS", p.bt_depth, True, False),
         ("THETA", p.bt_depth, True, False),
-        ("INPUT", p.batch_depth * p.act_chunks * p.block_words, True, False),
-        ("OUTPUT", p.batch_depth * p.max_neurons, False, True),
+        ("INPUT", p.input_blocks * p.block_words, True, False),
+        ("OUTPUT", p.output_words, False, True),
         ("COUNTERS", (p.max_layers + 1) * COUNTER_WORDS_PER_LAYER, False, True),
     ]
     # Largest first: every base stays aligned to its own span.
@@ -192,7 +197,7 @@ def memory_map(params: CoreParams) -> MemoryMap:
 # --- identify ----------------------------------------------------------------------------------
 
 _ID_PARAMS = _ID_FIELDS_V
-ID_WORDS = 16
+ID_WORDS = 32
 
 
 def identify_words(params: CoreParams) -> list[int]:
@@ -201,7 +206,7 @@ def identify_words(params: CoreParams) -> list[int]:
 
     Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
     acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif,
-    conv``); word 15 is :data:`DESCRIPTOR_WORDS`.
+    conv, in_blocks, out_words``); word 17 is :data:`DESCRIPTOR_WORDS`.
     """
     words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
     words.append(DESCRIPTOR_WORDS)

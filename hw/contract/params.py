@@ -46,7 +46,8 @@ class CoreParams:
     max_layers : int
         Layer descriptors in the program memory (power of two).
     batch_depth : int
-        Input samples (and output vectors) the core holds for one batch run (power of two).
+        Samples of one batch run at most (power of two); fewer when the inputs or outputs of a
+        network's samples fill ``in_blocks`` or ``out_words`` first.
     fire_units : int
         Firing units shared by the ``n_pe`` neurons of a pass (power of two dividing ``k``;
         0 means ``k``). Fewer units cost firing time, hidden behind the accumulation of the next
@@ -58,6 +59,18 @@ class CoreParams:
         1: the fetcher walks conv layers (receptive fields, padding, max pooling) and the writer
         pools; 0: dense layers only (the smallest devices; conv layers are refused by the
         compiler and the core).
+    in_blocks : int
+        Spike blocks of the INPUT region, shared by the samples of a batch: sample ``b``'s input
+        starts ``b * s`` blocks in, ``s`` the blocks of the network's input (its layer 0
+        descriptor's ``in_stride``: ``ceil(n_in / k)``, or ``H W ceil(C / k)`` for an image).
+        0 (the default) means ``batch_depth * act_chunks``: every sample's input may be as wide
+        as a layer. A larger region holds an image map wider than a layer's; a smaller one
+        trades batch size on wide inputs for block RAM.
+    out_words : int
+        Words of the OUTPUT region, shared likewise: sample ``b``'s outputs start ``b * s``
+        words in, ``s`` = the last layer's passes ``* n_pe`` (a multiple of ``n_pe``). 0 (the
+        default) means ``batch_depth * act_chunks * k`` (every sample's readout as wide as a
+        layer).
     weight_regs : int
         Registers on the weight path between the weight memory's output and the PEs' own (0..2):
         2 lets the weights cross a large device at 100 MHz; 0 saves ``2 * n_pe * k *
@@ -79,6 +92,8 @@ class CoreParams:
     lif: int = 1
     weight_regs: int = 2
     conv: int = 1
+    in_blocks: int = 0
+    out_words: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -128,6 +143,13 @@ class CoreParams:
             raise ValueError(f"bt_depth ({self.bt_depth}) must be a multiple of n_pe ({self.n_pe})")
         if self.max_neurons > 0xFFFF or self.batch_depth > 0xFFFF:
             raise ValueError("layers and batches are limited to 65535 (16-bit fields)")
+        if not 0 <= self.in_blocks <= 0xFFFF:
+            raise ValueError(f"in_blocks must be in 0..65535 (0: the default), not "
+                             f"{self.in_blocks}")
+        if self.out_words < 0 or self.out_words % self.n_pe:
+            raise ValueError(f"out_words ({self.out_words}) must be a multiple of n_pe "
+                             f"({self.n_pe}), a sample's outputs being whole passes (0: the "
+                             f"default)")
 
     # --- derived ------------------------------------------------------------------------------
 
@@ -188,8 +210,18 @@ class CoreParams:
     @property
     def spike_rows(self) -> int:
         """Spike blocks of the spike memory: two ping-pong halves of ``act_chunks`` blocks for
-        hidden layers, then ``act_chunks`` input blocks per sample of a batch."""
-        return (2 + self.batch_depth) * self.act_chunks
+        hidden layers, then the :attr:`input_blocks` of the batch's inputs."""
+        return 2 * self.act_chunks + self.input_blocks
+
+    @property
+    def input_blocks(self) -> int:
+        """Spike blocks of the INPUT region (``in_blocks``, or its default)."""
+        return self.in_blocks or self.batch_depth * self.act_chunks
+
+    @property
+    def output_words(self) -> int:
+        """Words of the OUTPUT region (``out_words``, or its default)."""
+        return self.out_words or self.batch_depth * self.max_neurons
 
     @property
     def input_base(self) -> int:
@@ -197,26 +229,30 @@ class CoreParams:
         return 2 * self.act_chunks
 
     @property
-    def out_words(self) -> int:
-        """Output memory words: one per neuron of the widest layer, per sample of a batch."""
-        return self.batch_depth * self.max_neurons
-
-    @property
     def out_rows(self) -> int:
         """Output memory rows (``fire_units`` words each)."""
-        return self.out_words // self.fire_units
+        return self.output_words // self.fire_units
 
     @property
     def weight_capacity(self) -> int:
         """Weights the build stores (``weight_depth * n_pe * k``)."""
         return self.weight_depth * self.n_pe * self.k
 
+    def _io_note(self) -> str:
+        """The input/output regions, where they are not the default ones."""
+        notes = []
+        if self.in_blocks:
+            notes.append(f"{self.in_blocks} input blocks")
+        if self.out_words:
+            notes.append(f"{self.out_words} output words")
+        return f" ({', '.join(notes)} per batch)" if notes else ""
+
     def describe(self) -> str:
         return (f"{self.n_pe} PEs x {self.k} lanes ({self.synapses_per_cycle} adds/cycle), "
                 f"T <= {self.t_max}, {self.acc_bits}-bit accumulators, "
                 f"{self.weight_capacity} weights, layers <= {self.max_neurons} neurons, "
                 f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "
-                f"batch <= {self.batch_depth}, {self.fire_units} firing unit"
+                f"batch <= {self.batch_depth}{self._io_note()}, {self.fire_units} firing unit"
                 + ("s" if self.fire_units > 1 else "")
                 + ("" if self.lif else ", SpikePack layers only (no LIF)")
                 + ("" if self.conv else ", dense layers only (no conv)"))

@@ -6,14 +6,18 @@ it and the batch size (2 cycles), start the fetcher and clear the per-layer coun
 datapath, wait until the fetcher has issued every pass (every output position's, for a conv
 layer) and the writer has stored them all, then add the layer's cycles, output spikes and
 skipped zero plane-chunks into the counters of layer ``l`` (5 cycles). Layer 0 reads the
-sample's input blocks; layer ``l`` writes ping-pong half ``l % 2`` of the spike memory (a conv
+sample's input blocks (sample ``b``'s ``b * in_stride`` blocks into INPUT, ``in_stride`` from
+layer 0's descriptor); layer ``l`` writes ping-pong half ``l % 2`` of the spike memory (a conv
 layer: at its descriptor's ``out_base``) and layer ``l + 1`` reads it; the last layer writes the
-sample's output words.
+sample's output words (sample ``b``'s ``b * passes * n_pe`` words into OUTPUT, ``passes`` the
+last layer's).
 
 Refused (the run ends with an error code): a kind other than dense and conv, a conv layer that is
 the last or a readout (``BAD_KIND``); a conv layer with a shortcut (``NO_CONV_OP``: not in
 this gateware yet); a conv layer with a zero size, kernel or stride, or no pooled position
-(``BAD_SIZE``).
+(``BAD_SIZE``); a batch whose samples' inputs or outputs overrun INPUT or OUTPUT
+(``BAD_BATCH``, at the first sample that does not fit: the host's compiler refuses such a batch
+before it is sent).
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
@@ -104,7 +108,7 @@ class Sequencer(wiring.Component):
             "layer": Out(descriptor_layout()),
             "src_base": Out(range(p.spike_rows)),
             "dst_base": Out(range(2 * p.act_chunks)),
-            "out_base": Out(range(p.out_words)),
+            "out_base": Out(range(p.output_words)),
             "fetch_start": Out(1),
             "clear": Out(1),
             "passes_done": In(layer_passes_bits(p)),
@@ -128,6 +132,8 @@ class Sequencer(wiring.Component):
         batch = Signal(range(p.batch_depth + 1))  # (meaningless when bad_batch: the run fails)
         bad_batch = Signal()  # the start's batch is 0 or above batch_depth (acted on in CHECK)
         in_base = Signal.like(self.src_base)
+        in_step = Signal(16)  # layer 0's in_stride: blocks of one sample's input
+        pe_bits = p.n_pe.bit_length() - 1
         layer_cycles = Signal(32)
         d = self.layer
 
@@ -185,7 +191,8 @@ class Sequencer(wiring.Component):
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
         bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
-        bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows (2), conv geometry
+        bad_io = Signal()  # this sample's input or outputs do not fit their region
+        bad_size = Signal(6)  # chunks, passes, n_out (2), bias/theta rows, conv geometry
         last_sample = Signal()
         # The layer's end, registered: the walk over and every pass it issued stored. The wide
         # compare stays off the state register's path (WAIT sees it a cycle later).
@@ -231,16 +238,25 @@ class Sequencer(wiring.Component):
                         (d.chunks == 0) | (d.chunks > p.act_chunks),
                         (d.passes == 0) | (d.passes > p.max_passes),
                         d.n_out > covered, d.n_out + p.n_pe <= covered,
-                        d.bt_base[16:] != 0, d.bt_base[:16] + d.passes > p.bt_rows,
+                        d.bt_base + d.passes > p.bt_rows,
                         conv & ((d.in_h == 0) | (d.in_w == 0) | (d.kh == 0) | (d.kw == 0)
                                 | (d.stride == 0) | ((d.conv_h >> d.pool_log2) == 0)
                                 | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
+                    # The sample's input (layer 0) and outputs (last layer) inside INPUT and
+                    # OUTPUT: the batch is too large for this network's sample size.
+                    bad_io.eq(((lyr == 0) & ((d.in_stride == 0)
+                                             | (in_base + d.in_stride > p.spike_rows)))
+                              | (d.last & (self.out_base + (d.passes << pe_bits)
+                                           > p.output_words))),
                 ]
+                with m.If(lyr == 0):
+                    m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_batch | bad_kind | bad_t | no_lif | no_conv_op | bad_size.any()):
-                    fail(Mux(bad_batch, ErrorCode.BAD_BATCH,
+                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | no_conv_op
+                          | bad_size.any()):
+                    fail(Mux(bad_batch | bad_io, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
                          Mux(no_lif, ErrorCode.NO_LIF,
@@ -280,8 +296,9 @@ class Sequencer(wiring.Component):
                             m.next = "IDLE"
                         with m.Else():
                             m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
-                                         in_base.eq(in_base + p.act_chunks),
-                                         self.out_base.eq(self.out_base + p.max_neurons)]
+                                         in_base.eq(in_base + in_step),
+                                         self.out_base.eq(self.out_base
+                                                          + (d.passes << pe_bits))]
                             m.next = "LOAD"
                     with m.Elif(lyr == p.max_layers - 1):
                         fail(ErrorCode.NO_LAST)

@@ -89,7 +89,7 @@ class Writer(wiring.Component):
             "final": In(1),
             "readout": In(1),
             "dst_base": In(range(act_depth)),
-            "out_base": In(range(p.out_words)),
+            "out_base": In(range(p.output_words)),
             "passes": Out(layer_passes_bits(p)),
             "spikes": Out(layer_count_bits(p, p.n_pe * p.t_max)),
             "act_addr": Out(range(act_depth)),

@@ -16,7 +16,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from boards import CORE_PRESETS
 from hw.contract import bus, registers
-from hw.contract.memory_map import identify_words, params_from_identify
+from hw.contract.memory_map import ID_WORDS, identify_words, params_from_identify
 from sim.golden import model as golden
 from sim.rtl.bus_master import BusMaster
 from sim.rtl.runner import cocotb_env
@@ -82,7 +82,7 @@ async def identify_and_errors(dut):
     tb = TB(dut)
     await tb.reset()
     p = tb.params
-    words = await tb.bus.read(bus.ID_BASE, 16)
+    words = await tb.bus.read(bus.ID_BASE, ID_WORDS)
     assert words == identify_words(p), words
     assert params_from_identify(words) == p
     assert await tb.bus.status() == 0

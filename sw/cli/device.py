@@ -105,6 +105,13 @@ def _compile(net, params, target_name):
                         "shrink the network") from None
 
 
+def _batch(net, params) -> int:
+    """Samples per batch run of ``net`` on ``params`` (the driver's batches)."""
+    from sw.compile.program_image import build_image
+
+    return build_image(net, params).max_batch
+
+
 def _accuracy(pred, y) -> str:
     return "n/a (no labels)" if y is None else f"{100 * np.mean(pred == y):.2f}%"
 
@@ -349,7 +356,7 @@ def cmd_simulate(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"upload: {run.upload_words} words in {run.upload_cycles} cycles over the "
               f"simulated UART ({run.baud / 1e6:g} Mbaud), {run.resends} resends")
-        status = _report_run(net, x, y, run.outputs, _rtl_runs(run), params.batch_depth,
+        status = _report_run(net, x, y, run.outputs, _rtl_runs(run), _batch(net, params),
                              run.clk_freq, args.show, args.out)
     elif args.show:
         for i in range(min(args.show, len(x))):
@@ -480,7 +487,7 @@ def cmd_infer(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"uploaded {run.upload_words} words; ran {len(x)} samples in "
               f"{len(run.total_cycles)} batches; {run.infer_cycles} cycles with the UART")
-        return _report_run(net, x, y, run.outputs, _rtl_runs(run), params.batch_depth,
+        return _report_run(net, x, y, run.outputs, _rtl_runs(run), _batch(net, params),
                            run.clk_freq, args.show, args.out)
     dev, info, params = _open_device(args)
     with dev.transport:
@@ -497,7 +504,7 @@ def cmd_infer(args) -> int:
     runs = tuple(np.array([list(getattr(c, f)) for c in result.counters])
                  for f in ("cycles", "spikes", "skipped")) + (
         np.array([c.total_cycles for c in result.counters]),)
-    return _report_run(net, x, y, result.outputs, runs, params.batch_depth,
+    return _report_run(net, x, y, result.outputs, runs, _batch(net, params),
                        info.link.clk_freq, args.show, args.out)
 
 

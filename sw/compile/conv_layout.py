@@ -223,10 +223,13 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
         raise DoesNotFitError(f"the build's spike memory ({2 * p.act_chunks} blocks) is beyond "
                               f"the conv descriptor's {CONV_LIMITS.base + 1} block addresses")
     first = net.layers[0]
-    if first.kind == "conv" and _map_blocks(first.in_shape, p.k) > p.act_chunks:
+    in_stride = (_map_blocks(first.in_shape, p.k) if first.kind == "conv"
+                 else _ceil_div(first.n_in, p.k))
+    if in_stride > p.input_blocks:
         raise DoesNotFitError(
-            f"the input image {first.in_shape} needs {_map_blocks(first.in_shape, p.k)} spike "
-            f"blocks of {p.k} channels; a sample's INPUT slot holds {p.act_chunks} (act_chunks)")
+            f"the input image {first.in_shape} needs {in_stride} spike blocks of {p.k} channels; "
+            f"the build's INPUT region holds {p.input_blocks} (in_blocks): use a build with a "
+            f"larger in_blocks or a smaller image")
     place = place_feature_maps(net, p)
     layers, weights, biases, thetas = [], [], [], []
     w_base = bt_base = 0
@@ -245,6 +248,7 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
             compare_leaked=int(layer.mode is Mode.LIF and layer.compare_leaked),
             theta_per_channel=int(per_channel), passes=passes, w_base=w_base, bt_base=bt_base,
             theta=0 if per_channel else int(layer.theta_vector[0]),
+            in_stride=in_stride if li == 0 else 0,
         )
         if layer.kind == "conv":
             pool_log2 = _check_conv(where, layer, li, n, p)

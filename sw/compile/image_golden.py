@@ -3,7 +3,8 @@
 :func:`run_image` reads only the image's memories -- the descriptors in PROGRAM, the weight rows
 in WEIGHTS, BIAS, THETA, and the spike blocks :func:`sw.compile.program_image.encode_inputs`
 writes to INPUT -- never the :class:`sim.golden.ir.IntNetwork`. It keeps a spike memory of blocks
-(two ping-pong halves of ``act_chunks`` blocks, then the samples' input slots). For every output
+(two ping-pong halves of ``act_chunks`` blocks, then the samples' inputs, ``in_stride`` blocks
+each). For every output
 position and pass it gathers the receptive field's blocks in the order and at the addresses
 :func:`sw.compile.conv_layout.conv_fetch` generates (counters and adds, as the fetcher will; taps
 in the padding are skipped), sums each bit-plane of the selected weights per PE, adds the
@@ -111,7 +112,7 @@ class _Core:
         self.p = image.params
         self.mem = mem
         self.act = np.zeros((2 * self.p.act_chunks, self.p.k), dtype=np.int64)
-        self.inp = inputs  # (act_chunks, k) packed words of this sample
+        self.inp = inputs  # (in_stride, k) packed words of this sample
 
     def block(self, addr: int, from_input: bool) -> np.ndarray:
         return self.inp[addr] if from_input else self.act[addr]
@@ -210,11 +211,11 @@ def run_image(image: ProgramImage, x) -> ImageRun:
     mem = image_memories(image)
     writes = encode_inputs(image, x)
     base = image.memory_map["INPUT"].base
-    stride = p.act_chunks * p.block_words
+    stride = image.in_stride * p.block_words  # sample b's input: b in_stride blocks in
     outputs, spikes = [], []
     for wr in writes:
         b = (wr.addr - base) // stride
-        inputs = np.zeros((p.act_chunks, p.k), dtype=np.int64)
+        inputs = np.zeros((image.in_stride, p.k), dtype=np.int64)
         blocks = _blocks_from_words(wr.words, p)
         inputs[:len(blocks)] = blocks
         core = _Core(image, mem, inputs)

@@ -24,6 +24,7 @@ import numpy as np
 from hw.contract.memory_map import (
     COUNTER_WORDS_PER_LAYER,
     MemoryMap,
+    decode_descriptor,
     encode_descriptor,
     memory_map,
     weight_words,
@@ -99,6 +100,24 @@ class ProgramImage:
     def weight_rows(self) -> int:
         return sum(lay.weight_rows for lay in self.layers)
 
+    @property
+    def in_stride(self) -> int:
+        """Spike blocks of one sample's input in INPUT (layer 0's descriptor ``in_stride``)."""
+        return decode_descriptor(self.layers[0].descriptor)["in_stride"]
+
+    @property
+    def out_stride(self) -> int:
+        """OUTPUT words of one sample: the last layer's passes of ``n_pe`` neurons."""
+        return self.layers[-1].passes * self.params.n_pe
+
+    @property
+    def max_batch(self) -> int:
+        """Samples one batch run of this network takes: ``batch_depth``, or fewer when the
+        samples' inputs or outputs fill the INPUT or OUTPUT region first."""
+        p = self.params
+        return min(p.batch_depth, p.input_blocks // self.in_stride,
+                   p.output_words // self.out_stride)
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -118,9 +137,10 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
     if any(layer.kind == "conv" for layer in net.layers):
         from .conv_layout import conv_image_parts  # conv images: sw.compile.conv_layout
         layers, writes = conv_image_parts(net, params)
-        return ProgramImage(params, memory_map(params), tuple(LayerLayout(**d) for d in layers),
-                            tuple(ImageWrite(*w) for w in writes), net.T, net.n_in, net.n_out,
-                            net.layers[-1].readout, in_shape=tuple(net.in_shape))
+        return _check_io(ProgramImage(
+            params, memory_map(params), tuple(LayerLayout(**d) for d in layers),
+            tuple(ImageWrite(*w) for w in writes), net.T, net.n_in, net.n_out,
+            net.layers[-1].readout, in_shape=tuple(net.in_shape)))
     p, T = params, net.T
     mm = memory_map(p)
     check_network_fits(net, p)
@@ -155,6 +175,7 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
             leak=layer.leak_shift if layer.mode is Mode.LIF else 0, T=T,
             theta_per_channel=int(per_channel), n_in=layer.n_in, n_out=layer.n_out,
             chunks=chunks, passes=passes, w_base=w_base, bt_base=bt_base,
+            in_stride=chunks if li == 0 else 0,
             theta=0 if per_channel else int(theta[0]),
             fire_above=int(layer.mode is Mode.LIF and layer.fire_above),
             compare_leaked=int(layer.mode is Mode.LIF and layer.compare_leaked),
@@ -177,8 +198,25 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
         ImageWrite("BIAS", mm["BIAS"].base, tuple(_words(np.concatenate(biases), 32))),
         ImageWrite("THETA", mm["THETA"].base, tuple(_words(np.concatenate(thetas), 32))),
     )
-    return ProgramImage(p, mm, tuple(layers), writes, T, net.n_in, net.n_out,
-                        net.layers[-1].readout)
+    return _check_io(ProgramImage(p, mm, tuple(layers), writes, T, net.n_in, net.n_out,
+                                  net.layers[-1].readout))
+
+
+def _check_io(image: ProgramImage) -> ProgramImage:
+    """Refuse an image one sample of which does not fit the INPUT or OUTPUT region."""
+    p = image.params
+    if image.in_stride > p.input_blocks:
+        shape = f"input {image.in_shape}" if image.in_shape else f"{image.n_in} inputs"
+        raise DoesNotFitError(
+            f"the network's {shape} needs {image.in_stride} spike blocks of {p.k} channels per "
+            f"sample; the build's INPUT region holds {p.input_blocks} (in_blocks): use a build "
+            f"with a larger in_blocks or a smaller input")
+    if image.out_stride > p.output_words:
+        raise DoesNotFitError(
+            f"the network's {image.n_out} outputs take {image.out_stride} words per sample "
+            f"(whole passes of {p.n_pe}); the build's OUTPUT region holds {p.output_words} "
+            f"(out_words)")
+    return image
 
 
 def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
@@ -193,9 +231,9 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
         x = x.reshape(len(x), -1)
     if x.shape[1] != image.n_in:
         raise ValueError(f"the network takes {image.n_in} inputs, not {x.shape[1]}")
-    if len(x) > p.batch_depth:
-        raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds "
-                              f"({p.batch_depth}, batch_depth); split it")
+    if len(x) > image.max_batch:
+        raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds for "
+                              f"this network ({image.max_batch}: {_batch_limit(image)}); split it")
     if len(image.in_shape) == 3:  # an image: channel-chunked HWC blocks, (y W + x) chunks + j
         pad = feature_map_blocks(x.reshape((len(x),) + image.in_shape), p.k).reshape(len(x), -1)
         chunks = pad.shape[1] // p.k
@@ -209,15 +247,27 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
     weights = 1 << np.arange(32, dtype=np.int64)
     words = (bits.reshape(len(x), chunks, p.block_words, 32) * weights).sum(axis=-1)
     base = image.memory_map["INPUT"].base
-    stride = p.act_chunks * p.block_words
+    stride = image.in_stride * p.block_words
     return [ImageWrite("INPUT", base + b * stride, tuple(int(w) for w in words[b].ravel()))
             for b in range(len(x))]
+
+
+def _batch_limit(image: ProgramImage) -> str:
+    """Why :attr:`ProgramImage.max_batch` is what it is, in words."""
+    p = image.params
+    if image.max_batch == p.batch_depth:
+        return "batch_depth"
+    if p.input_blocks // image.in_stride == image.max_batch:
+        return (f"a sample's input is {image.in_stride} spike blocks of the INPUT region's "
+                f"{p.input_blocks}")
+    return (f"a sample's outputs take {image.out_stride} words of the OUTPUT region's "
+            f"{p.output_words}")
 
 
 def output_addresses(image: ProgramImage, batch: int) -> list[tuple[int, int]]:
     """``(addr, count)`` to read the outputs of each sample of a batch."""
     base = image.memory_map["OUTPUT"].base
-    return [(base + b * image.params.max_neurons, image.n_out) for b in range(batch)]
+    return [(base + b * image.out_stride, image.n_out) for b in range(batch)]
 
 
 def decode_outputs(image: ProgramImage, words) -> np.ndarray:

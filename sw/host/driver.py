@@ -21,6 +21,7 @@ from collections import deque
 
 from hw.contract.bus import ID_BASE, ID_MAGIC
 from hw.contract.errors import ErrorCode
+from hw.contract.memory_map import ID_WORDS
 from hw.contract.protocol import (
     IDENTIFY_FIELDS,
     LINK_MAGIC,
@@ -46,7 +47,7 @@ RETRY_STATUS = frozenset({Status.ERR_CRC, Status.ERR_TRUNCATED, Status.ERR_SYNC,
                           Status.ERR_OVERRUN})
 
 #: Words of the core's identify block read by :meth:`Device.identify`.
-CORE_ID_WORDS = 16
+CORE_ID_WORDS = ID_WORDS
 
 
 class DeviceError(Exception):
@@ -486,7 +487,7 @@ class Device:
         from sw.compile import program_image as img
 
         x = np.atleast_2d(np.asarray(x))
-        depth = image.params.batch_depth
+        depth = image.max_batch  # batch_depth, or fewer for wide inputs or outputs
         batches = [x[start:start + depth] for start in range(0, len(x), depth)]
         if not pipeline:
             outputs, counters = [], []

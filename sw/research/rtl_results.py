@@ -27,6 +27,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import unpack_bitplanes
+from sw.compile.program_image import build_image
 from sw.compile.targets import mode_name
 
 from .bitbudget import network_cost
@@ -184,7 +185,7 @@ def measure_on_rtl(name: str, net: IntNetwork, kind: str, x, params: CoreParams,
     beats, skipped = predicted_work(net, x, run.params, golden)
     spikes = golden.spikes_per_layer.T  # (n, layers)
 
-    depth = run.params.batch_depth
+    depth = build_image(net, run.params).max_batch  # the driver's batch size
     differ = 0
     for r in range(len(run.spikes)):
         sl = slice(r * depth, (r + 1) * depth)

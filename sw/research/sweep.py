@@ -214,7 +214,7 @@ def core_for_network(sizes: Sequence[int], base: CoreParams, *, n_pe: int, k: in
 def memory_bits(p: CoreParams) -> int:
     """Bits of the core's memories: weights, spike blocks, bias and threshold, outputs."""
     return (p.weight_capacity * p.weight_bits + p.spike_rows * p.block_bits
-            + 2 * p.bt_depth * p.acc_bits + p.out_words * p.acc_bits)
+            + 2 * p.bt_depth * p.acc_bits + p.output_words * p.acc_bits)
 
 
 # --- the network -------------------------------------------------------------------------------

@@ -136,6 +136,9 @@ def test_todays_presets_refuse_with_the_blocks_needed(name, trained):
         assert blocks > p.act_chunks
         if len(net.layers) > p.max_layers:  # checked first: the program holds too few layers
             assert f"the build runs at most {p.max_layers} (max_layers)" in msg, msg
-        else:
+        elif blocks > p.input_blocks:
             assert f"needs {blocks} spike blocks of {p.k} channels" in msg, msg
-            assert f"holds {p.act_chunks} (act_chunks)" in msg, msg
+            assert f"holds {p.input_blocks} (in_blocks)" in msg, msg
+        else:  # the image fits INPUT (the Arty's 1,024 blocks), its maps not the halves
+            assert (f"a ping-pong half holds {p.act_chunks} (act_chunks)" in msg
+                    or f"two halves of {p.act_chunks} blocks" in msg), msg

@@ -1,6 +1,7 @@
 """Convolution in the program image: layout, descriptors, fit checks and the image-level golden
 model (sw.compile.image_golden.run_image == sim.golden.model.run_network on the IR)."""
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -92,6 +93,9 @@ def _random_conv_net(rng, p):
 
 
 def _check_random_conv_nets(p, name, rng, draws):
+    # A dense-only build (the iCEBreaker's, conv=0) refuses conv images; the layout in its
+    # memories is what is checked here, so lay them out as if it ran conv layers.
+    p = dataclasses.replace(p, conv=1)
     built = 0
     seen = set()
     for _ in range(draws):
@@ -152,9 +156,11 @@ def _fixed_dense_net():
     return IntNetwork((l1, l2), T=5), rng.integers(0, 32, size=(3, 30))
 
 
-#: CRC-32 of every image and input word (with addresses) of ``_fixed_dense_net`` as main's
-#: compiler (commit ef7b660, before conv images) made them.
-DENSE_IMAGE_CRC = {"small": 0x2ea2e917, "medium": 0xfc1571a9, "arty_a7": 0x51d26620}
+#: CRC-32 of every image and input word (with addresses) of ``_fixed_dense_net``. Conv images
+#: left dense images as they were (commit ef7b660); these values are from the change that put
+#: the INPUT stride in layer 0's descriptor (``in_stride``: consecutive samples' inputs) and
+#: gave the Arty preset 256-block halves, so that any later change to dense images shows here.
+DENSE_IMAGE_CRC = {"small": 0xdf74c020, "medium": 0xd236bbf4, "arty_a7": 0x014652b5}
 
 
 @pytest.mark.parametrize("name", sorted(DENSE_IMAGE_CRC))
@@ -286,11 +292,22 @@ def test_feature_map_too_large(rng):
     fc = IntLayer(weight=np.ones((2, 8 * 25), int), bias=np.zeros(2, int), theta=1, readout=True)
     with pytest.raises(DoesNotFitError, match=r"output needs 50 spike blocks .* holds 32 \(act"):
         build_image(IntNetwork((big, fc), T=2), CORE_PRESETS["small"])
+    # The small preset's INPUT region holds 4 x 32 = 128 blocks (in_blocks' default).
+    img_in = IntLayer(weight=np.ones((1, 8, 1, 1), int), bias=np.zeros(1, int), theta=1,
+                      kind="conv", in_shape=(8, 12, 12), stride=2)
+    fc = IntLayer(weight=np.ones((2, 36), int), bias=np.zeros(2, int), theta=1, readout=True)
+    with pytest.raises(DoesNotFitError, match=r"input image \(8, 12, 12\) needs 288 spike blocks"
+                       r" .* holds 128 \(in_blocks\)"):
+        build_image(IntNetwork((img_in, fc), T=2), CORE_PRESETS["small"])
+    # 8 x 5 x 5 is 50 blocks: two samples' inputs fit INPUT, a third does not.
     img_in = IntLayer(weight=np.ones((1, 8, 1, 1), int), bias=np.zeros(1, int), theta=1,
                       kind="conv", in_shape=(8, 5, 5))
     fc = IntLayer(weight=np.ones((2, 25), int), bias=np.zeros(2, int), theta=1, readout=True)
-    with pytest.raises(DoesNotFitError, match=r"input image \(8, 5, 5\) needs 50 spike blocks"):
-        build_image(IntNetwork((img_in, fc), T=2), CORE_PRESETS["small"])
+    image = build_image(IntNetwork((img_in, fc), T=2), CORE_PRESETS["small"])
+    assert (image.in_stride, image.max_batch) == (50, 2)
+    with pytest.raises(DoesNotFitError, match=r"batch of 3 samples .* \(2: a sample's input is "
+                       r"50 spike blocks of the INPUT region's 128\)"):
+        encode_inputs(image, np.zeros((3, 200), int))
 
 
 def test_conv_last_layer_and_weight_rows_refused(rng):
