@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from boards import BOARDS, CORE_PRESETS  # noqa: E402
+from hw.core.fetcher import conv_setup_cycles  # noqa: E402
 from sim.golden.model import run_network  # noqa: E402
 from sim.rtl.runner import param_tag  # noqa: E402
 from sim.tb.random_nets import expected_conv_counters  # noqa: E402
@@ -190,6 +191,13 @@ def main(argv=None) -> int:
               f"measured " + ", ".join(f"{describe(net.layers[li])}: "
                                        f"{adds[:, li].mean() / cyc[li] / peak:.2f}"
                                        for li in conv))
+
+    if params != CORE_PRESETS[name.removesuffix("-fmap")]:
+        own = CORE_PRESETS[name.removesuffix("-fmap")]
+        pred = predict_cycles(net, x, own).sum(axis=1).mean()
+        print(f"\ncycle model, {own.n_pe} x {own.k} array with the {name.removesuffix('-fmap')} "
+              f"preset's own memories (conv set-up {conv_setup_cycles(own)} cycles instead of "
+              f"{conv_setup_cycles(params)}; predicted, not run): {pred:,.0f} cycles per image")
 
     # The ULX3S preset's array, by the cycle model only (with memory for feature maps if its
     # preset cannot hold the input map).
