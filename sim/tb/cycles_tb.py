@@ -4,7 +4,8 @@ cycle counters of networks run one sample per batch on the core.
 Inputs arrive as ``SPIKEPACK_*`` environment variables (``sim.rtl.runner.run_cocotb``):
 ``params`` (the :class:`hw.contract.params.CoreParams` fields, as built), ``cases`` (a list of
 ``[network .npz, inputs .npy]`` paths) and ``results`` (the JSON file written). For every case
-and sample the JSON holds the core's ``cycles`` per layer and ``total_cycles``; each run's
+and sample the JSON holds the core's ``cycles``, ``spikes`` and ``skipped`` per layer,
+``total_cycles`` and the ``outputs``; each run's
 outputs are checked against the golden model with ``==`` (a mismatch fails the test).
 """
 
@@ -41,7 +42,10 @@ async def cycles(dut):
             ref = golden.run_network(net, sample[None, :], acc_bits=tb.params.acc_bits)
             assert np.array_equal(got, ref.output), f"{net_path}: RTL differs from golden model"
             runs.append({"cycles": [int(c) for c in counters.cycles],
-                         "total_cycles": int(counters.total_cycles)})
+                         "total_cycles": int(counters.total_cycles),
+                         "spikes": [int(c) for c in counters.spikes],
+                         "skipped": [int(c) for c in counters.skipped],
+                         "outputs": [int(v) for v in np.ravel(got)]})
         out.append(runs)
     with open(cocotb_env("results"), "w") as f:
         json.dump(out, f)
