@@ -131,7 +131,11 @@ class Sequencer(wiring.Component):
         sample = Signal(range(p.batch_depth))
         batch = Signal(range(p.batch_depth + 1))  # (meaningless when bad_batch: the run fails)
         bad_batch = Signal()  # the start's batch is 0 or above batch_depth (acted on in CHECK)
-        in_base = Signal.like(self.src_base)
+        # One past the region's end is a value they take (after a sample that fills it): one
+        # bit more than the ports, so the next sample's check sees it rather than a wrap to 0.
+        in_base = Signal(range(p.spike_rows + 1))
+        out_base = Signal(range(p.output_words + 1))
+        m.d.comb += self.out_base.eq(out_base)
         in_step = Signal(16)  # layer 0's in_stride: blocks of one sample's input
         pe_bits = p.n_pe.bit_length() - 1
         layer_cycles = Signal(32)
@@ -207,7 +211,7 @@ class Sequencer(wiring.Component):
                                  self.total_cycles.eq(0), ran.eq(0),
                                  bad_batch.eq((self.batch == 0) | (self.batch > p.batch_depth)),
                                  self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
-                                 in_base.eq(p.input_base), self.out_base.eq(0), lyr.eq(0),
+                                 in_base.eq(p.input_base), out_base.eq(0), lyr.eq(0),
                                  layer_cycles.eq(0), word.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -247,7 +251,7 @@ class Sequencer(wiring.Component):
                     # OUTPUT: the batch is too large for this network's sample size.
                     bad_io.eq(((lyr == 0) & ((d.in_stride == 0)
                                              | (in_base + d.in_stride > p.spike_rows)))
-                              | (d.last & (self.out_base + (d.passes << pe_bits)
+                              | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]
                 with m.If(lyr == 0):
@@ -297,8 +301,7 @@ class Sequencer(wiring.Component):
                         with m.Else():
                             m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
                                          in_base.eq(in_base + in_step),
-                                         self.out_base.eq(self.out_base
-                                                          + (d.passes << pe_bits))]
+                                         out_base.eq(out_base + (d.passes << pe_bits))]
                             m.next = "LOAD"
                     with m.Elif(lyr == p.max_layers - 1):
                         fail(ErrorCode.NO_LAST)

@@ -185,3 +185,51 @@ def test_dense_only_build_refuses_conv_and_runs_dense(rng):
                                      strict=True):
         assert status == registers.STATUS_DONE
         assert np.array_equal(out, golden.run_network(net, x, acc_bits=p0.acc_bits).output)
+
+
+def test_batch_shares_input_and_output_regions_at_the_networks_strides(rng):
+    """Samples' inputs lie ``in_stride`` blocks apart in INPUT and their outputs ``passes n_pe``
+    words apart in OUTPUT: with a small INPUT region, a 4x4 image (16 blocks) leaves room for
+    one sample, not two. The core runs the first sample of a batch of two and stops the second
+    with BAD_BATCH (it would overrun INPUT) without touching the first's outputs; a dense network
+    of 3 input chunks then runs a batch of two at a 3-block stride."""
+    import dataclasses
+
+    p = dataclasses.replace(P, in_blocks=24)  # INPUT: 24 blocks; spike memory 56 rows
+    conv = IntLayer(weight=rng.integers(-3, 4, size=(4, 2, 3, 3)), bias=np.zeros(4, int),
+                    theta=3, kind="conv", in_shape=(2, 4, 4), padding=1)
+    fc = IntLayer(weight=rng.integers(-3, 4, size=(3, 64)), bias=np.zeros(3, int), theta=1,
+                  readout=True)
+    net = IntNetwork((conv, fc), T=3)
+    x = random_inputs(rng, net, 2)
+    image = img.build_image(net, p)
+    assert (image.in_stride, image.out_stride, image.max_batch) == (16, 4, 1)
+    with pytest.raises(DoesNotFitError, match="batch of 2 samples"):
+        img.encode_inputs(image, x)
+    dense = random_network(rng, p, max_depth=2)
+    while -(-dense.n_in // p.k) != 3:
+        dense = random_network(rng, p, max_depth=2)
+    xd = random_inputs(rng, dense, 2)
+    dut = SpikePackCore(p)
+    pb = PyBus(dut, 7, 0.2)
+    results = []
+
+    async def host(ctx):
+        await pb.load(ctx, net, x[:1], p)
+        # The second sample's input, written past the end of what the region holds for it.
+        second = img.encode_inputs(image, x[1:])[0]
+        await pb.write(ctx, second.addr + image.in_stride * p.block_words, second.words[:8])
+        results.append(await pb.run(ctx, 2, polls=20000))
+        results.append(await pb.read_outputs(ctx, image, 1))
+        dimage = await pb.load(ctx, dense, xd, p)
+        results.append(dimage.in_stride)
+        results.append(await pb.run(ctx, 2))
+        results.append(await pb.read_outputs(ctx, dimage, 2))
+        pb.finished = True
+
+    pb.simulate(host)
+    status, out, stride, dstatus, dout = results
+    assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.BAD_BATCH, hex(status)
+    assert np.array_equal(out, golden.run_network(net, x[:1], acc_bits=p.acc_bits).output)
+    assert stride == 3 and dstatus == registers.STATUS_DONE
+    assert np.array_equal(dout, golden.run_network(dense, xd, acc_bits=p.acc_bits).output)
