@@ -196,7 +196,7 @@ class Sequencer(wiring.Component):
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
         bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
         bad_io = Signal()  # this sample's input or outputs do not fit their region
-        bad_size = Signal(6)  # chunks, passes, n_out (2), bias/theta rows, conv geometry
+        bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
         # The layer's end, registered: the walk over and every pass it issued stored. The wide
         # compare stays off the state register's path (WAIT sees it a cycle later).
@@ -243,14 +243,14 @@ class Sequencer(wiring.Component):
                         (d.passes == 0) | (d.passes > p.max_passes),
                         d.n_out > covered, d.n_out + p.n_pe <= covered,
                         d.bt_base + d.passes > p.bt_rows,
+                        (lyr == 0) & (d.in_stride == 0),
                         conv & ((d.in_h == 0) | (d.in_w == 0) | (d.kh == 0) | (d.kw == 0)
                                 | (d.stride == 0) | ((d.conv_h >> d.pool_log2) == 0)
                                 | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                     # The sample's input (layer 0) and outputs (last layer) inside INPUT and
                     # OUTPUT: the batch is too large for this network's sample size.
-                    bad_io.eq(((lyr == 0) & ((d.in_stride == 0)
-                                             | (in_base + d.in_stride > p.spike_rows)))
+                    bad_io.eq(((lyr == 0) & (in_base + d.in_stride > p.spike_rows))
                               | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]

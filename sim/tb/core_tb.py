@@ -138,8 +138,8 @@ async def random_networks(dut):
         edge = EDGES[case % len(EDGES)]
         net = random_network(rng, tb.params, edge=edge, widest=widest)
         kinds = [None, "zeros", "ones"] if case % 5 == 0 else [None]
-        xs = [random_inputs(rng, net, int(rng.integers(1, tb.params.batch_depth + 1)), kind)
-              for kind in kinds]
+        depth = img.build_image(net, tb.params).max_batch  # < batch_depth for wide inputs
+        xs = [random_inputs(rng, net, int(rng.integers(1, depth + 1)), kind) for kind in kinds]
         tag = (f"case {case} seed {seed} edge={edge} T={net.T} sizes="
                f"{[net.n_in] + [layer.n_out for layer in net.layers]} "
                f"modes={[layer.mode.value for layer in net.layers]}")
@@ -169,8 +169,8 @@ async def random_conv_networks(dut):
         rng = np.random.default_rng(seed)
         net = random_conv_network(rng, tb.params, pool=True)
         kinds = [None, "zeros", "ones"] if case % 7 == 0 else [None]
-        xs = [random_inputs(rng, net, int(rng.integers(1, tb.params.batch_depth + 1)), kind)
-              for kind in kinds]
+        depth = img.build_image(net, tb.params).max_batch  # < batch_depth for wide inputs
+        xs = [random_inputs(rng, net, int(rng.integers(1, depth + 1)), kind) for kind in kinds]
         geometry = [f"{layer.in_shape}k{layer.kernel[0]}s{layer.stride}p{layer.padding}"
                     f"{'pool' + str(layer.pool.kernel) if layer.pool else ''}"
                     f"->{layer.out_channels}" if layer.kind == "conv" else f"fc{layer.n_out}"
@@ -208,8 +208,8 @@ async def digits(dut):
     ref = golden.run_network(net, x, acc_bits=tb.params.acc_bits)
     outs, spikes = [], np.zeros(len(net.layers), dtype=np.int64)
     cycles = 0
-    for start in range(0, len(x), tb.params.batch_depth):
-        out, counters, _ = await tb.bus.run_batch(image, x[start:start + tb.params.batch_depth],
+    for start in range(0, len(x), image.max_batch):
+        out, counters, _ = await tb.bus.run_batch(image, x[start:start + image.max_batch],
                                                   poll=256)
         outs.append(out)
         spikes += counters.spikes

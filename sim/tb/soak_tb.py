@@ -66,7 +66,7 @@ async def r5_soak(dut):
     batch_no = 0
     while figures["inferences"] < n:
         # Mostly full batches (the common case, and the fewest bytes per inference).
-        depth = params.batch_depth
+        depth = image.max_batch
         size = depth if rng.random() < 0.9 else int(rng.integers(1, depth))
         size = min(size, n - figures["inferences"])
         x = random_inputs(rng, net, size, rng.choice([None, None, None, "zeros", "ones"]))
