@@ -9,9 +9,10 @@ import re
 import numpy as np
 import pytest
 from cli_runner import run_cli
+from conv_nets import tiny_cnn
 
 from boards import SMALL
-from sim.golden.ir import IntLayer, IntNetwork, MaxPool
+from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import quantize_unit_interval
 from sw.compile.image_file import load_image_file
@@ -22,20 +23,6 @@ from sw.train.datasets import load_dataset
 def call(argv, capsys):
     code, out, err = run_cli(argv, capsys)
     return code, out, err.strip()
-
-
-def tiny_cnn(rng, in_shape=(1, 8, 8), T=4):
-    """conv k3 s1 p1 + max pool 2 -> conv k3 s2 p1 -> dense readout, random integers."""
-    c_in = in_shape[0]
-    c1 = IntLayer(weight=rng.integers(-8, 9, (6, c_in, 3, 3)), bias=rng.integers(-4, 5, 6),
-                  theta=rng.integers(10, 30, 6), kind="conv", in_shape=in_shape, stride=1,
-                  padding=1, pool=MaxPool(2))
-    c2 = IntLayer(weight=rng.integers(-8, 9, (8, 6, 3, 3)), bias=rng.integers(-4, 5, 8),
-                  theta=int(rng.integers(30, 60)), kind="conv", in_shape=c1.out_shape, stride=2,
-                  padding=1)
-    out = IntLayer(weight=rng.integers(-8, 9, (10, c2.n_out)), bias=rng.integers(-4, 5, 10),
-                   theta=1, readout=True)
-    return IntNetwork((c1, c2, out), T)
 
 
 @pytest.fixture
