@@ -6,14 +6,16 @@ the real UART driver (:func:`sim.rtl.session.run_on_rtl`) and lines up, per laye
 - the estimate, made without the RTL: Bit Budget compute bits and SynOps
   (:mod:`sw.research.bitbudget`, SynOps from the golden model's spikes), the golden model's output
   spikes, and the work the documented dataflow implies (``P = ceil(n_out / n_pe)`` passes, each
-  reading ``C = ceil(n_in / k)`` input chunks of ``T`` bit-planes; an all-zero bit-plane chunk of
-  the golden model's activations is skipped, every other one is one beat of the PE array:
+  reading ``C = ceil(n_in / k)`` input chunks of ``T`` bit-planes, a conv layer's pass the blocks
+  of every receptive field inside its input map; an all-zero bit-plane chunk of the golden
+  model's activations is skipped, every other one is one beat of the PE array:
   :func:`predicted_work`);
 - the measurement: the device's counters (cycles, output spikes and skipped plane-chunks per
   layer, total cycles).
 
 It also checks, with ``==``, that the device's outputs and its per-run spike and skip counters
-equal the golden model's; :class:`RtlDeployment` says how many did not.
+equal the golden model's, a run holding the image's ``max_batch`` samples as the driver batches
+them; :class:`RtlDeployment` says how many did not.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def measure_on_rtl(name: str, net: IntNetwork, kind: str, x, params: CoreParams,
         The integer network (compiled for ``params`` in the session).
     kind : str
         How :func:`sw.research.bitbudget.network_cost` reads it: ``"spikepack"`` or ``"lif"``.
-    x : array (n, n_in)
+    x : array (n, n_in), or (n, C, H, W) for an image network
         Packed inputs.
     y : array (n,) or None
         Labels, for the accuracy figures.

@@ -74,3 +74,31 @@ def test_conv_work_of_an_image_batch_given_as_maps(rng):
     maps = x.reshape((3,) + net.in_shape)
     assert all(np.array_equal(a, b) for a, b in zip(predicted_work(net, maps, SMALL),
                                                     predicted_work(net, x, SMALL), strict=True))
+
+
+@pytest.mark.xdist_group("rtl_session_small")
+def test_measure_on_rtl_splits_a_conv_nets_runs_by_max_batch(rng):
+    """``measure_on_rtl`` on the RTL (the SMALL build the session tests share): an 8x8 image is
+    64 of SMALL's 128 input blocks, so the driver runs 2 per batch (batch_depth is 4); the
+    per-run spike and skip counters must equal the golden model's split the same way."""
+    from sim.rtl.runner import simulator_available
+
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH (bash scripts/setup.sh)")
+    pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
+    from sim.golden.ir import IntLayer, IntNetwork, MaxPool
+    from sw.compile.program_image import build_image
+    from sw.research.rtl_results import measure_on_rtl
+
+    conv = IntLayer(weight=rng.integers(-8, 9, (6, 1, 3, 3)), bias=rng.integers(-4, 5, 6),
+                    theta=rng.integers(10, 30, 6), kind="conv", in_shape=(1, 8, 8), padding=1,
+                    pool=MaxPool(2))
+    net = IntNetwork((conv, IntLayer(weight=rng.integers(-8, 9, (10, conv.n_out)),
+                                     bias=rng.integers(-4, 5, 10), theta=1, readout=True)), 4)
+    assert build_image(net, SMALL).max_batch == 2 < SMALL.batch_depth
+    x = rng.integers(0, 16, (5, net.n_in)) * (rng.random((5, net.n_in)) < 0.5)
+    r = measure_on_rtl("tiny cnn", net, "spikepack", x, SMALL)
+    assert r.runs == 3 and r.outputs_differ == 0 and r.counter_runs_differ == 0 and r.bit_exact
+    beats, skipped = predicted_work(net, x, SMALL)
+    assert [la.rtl_skipped for la in r.layers] == pytest.approx(skipped.mean(axis=0).tolist())
+    print(f"tiny cnn on SMALL: {r.total_cycles:.0f} cycles/image, {r.runs} runs, bit-exact")
