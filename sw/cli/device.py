@@ -29,8 +29,8 @@ def _data_args(p):
     p.add_argument("--data", "--dataset", dest="data", default="digits", metavar="DATA",
                    help="a data set's test split (digits, mnist-5k; mnist, fashion-mnist, "
                         "cifar10 with --data-dir; npz:PATH of images and labels), or an .npz "
-                        "file with 'x' (packed T-bit inputs, n x n_in) and optional 'y' "
-                        "(labels) (default digits)")
+                        "file with 'x' (packed T-bit inputs, n x n_in; a conv network also "
+                        "takes n x C x H x W images) and optional 'y' (labels) (default digits)")
     p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--seed", type=int, default=0, help="seed of the digits train/test split")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N samples only")
