@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,9 @@ pytestmark = [
                        reason="verilator is not on PATH (bash scripts/setup.sh)"),
 ]
 pytest.importorskip("cocotbext.uart", reason="cocotbext-uart (dev extra) is not installed")
+
+#: The checkout these tests belong to: `python -m sw.cli` runs there, not an installed one.
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def spikepack(argv, capsys):
@@ -103,11 +107,11 @@ def test_a_conv_net_on_a_board_over_its_serial_port(tmp_path, rng):
     net.save(net_path)
     server = subprocess.Popen(
         [sys.executable, "-m", "sw.cli", "serve-sim", "--board", "small", "--tcp", "0",
-         "--clients", "3", "--idle-exit", "300"], stdout=subprocess.PIPE, text=True)
+         "--clients", "3", "--idle-exit", "300"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     def spikepack_port(*args):
         r = subprocess.run([sys.executable, "-m", "sw.cli", *map(str, args)],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
         print(f"$ spikepack {' '.join(map(str, args))}\n{r.stdout}")
         assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
         return r.stdout
