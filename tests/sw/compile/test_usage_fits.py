@@ -1,8 +1,9 @@
 """``sw.compile.targets.usage``: a network that compiles uses no resource beyond its build.
 
-Found from the CLI side (``spikepack compile`` of a conv network): the "largest map" row counts
+Found from the CLI side (``spikepack compile`` of a conv network): the "largest map" row counted
 the network's input map, which lives in the INPUT region (``in_blocks``), against a ping-pong half
-(``act_chunks``), so the MNIST CNN on the Arty A7 prints ``784 / 256  306%`` and then ``fits``.
+(``act_chunks``), so the MNIST CNN on the Arty A7 printed ``784 / 256  306%`` and then ``fits``.
+The input now has a row of its own against ``in_blocks``.
 """
 
 import numpy as np
@@ -34,9 +35,6 @@ def small_cnn(rng):
     return IntNetwork((c1, out), 4)
 
 
-@pytest.mark.xfail(strict=True, reason="sw.compile.targets.usage counts the network's input "
-                   "map (INPUT region, in_blocks) against a ping-pong half (act_chunks): "
-                   "'largest map 784 / 256 306%' for a network that fits")
 @pytest.mark.parametrize("make,params", [(mnist_cnn_shaped, BOARDS["arty_a7"].params),
                                          (small_cnn, SMALL)], ids=["mnist_cnn-arty_a7",
                                                                    "small_cnn-small"])
