@@ -68,11 +68,15 @@ def test_every_command_help_example_parses():
 @pytest.mark.slow
 def test_cli_walkthrough_runs(tmp_path, monkeypatch):
     """docs/cli.md from top to bottom: ```sh lines run in order, ```python blocks in between."""
+    import os
     import shlex
     import subprocess
     import sys
 
     monkeypatch.chdir(tmp_path)
+    # `python -m sw.cli` in tmp_path would import whichever checkout is installed: this one's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     text = (ROOT / "docs" / "cli.md").read_text()
     for kind, body in re.findall(r"```(sh|python)\n(.*?)```", text, re.S):
         if kind == "python":
@@ -84,7 +88,7 @@ def test_cli_walkthrough_runs(tmp_path, monkeypatch):
                 continue
             assert argv[0] == "spikepack", line
             r = subprocess.run([sys.executable, "-m", "sw.cli", *argv[1:]], capture_output=True,
-                               text=True, timeout=1200)
+                               text=True, timeout=1200, env=env)
             print(f"$ {line}\n{r.stdout}")
             assert r.returncode == 0, f"{line}: {r.stderr[-2000:]}"
 

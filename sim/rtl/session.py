@@ -64,7 +64,8 @@ class RtlRun:
     -------
     outputs : ndarray (n, n_out)
     spikes, cycles, skipped : ndarray (runs, layers)
-        Per-run counters (one run per batch of at most ``batch_depth`` samples).
+        Per-run counters (one run per batch of at most the image's ``max_batch`` samples,
+        as ``Device.infer`` forms them).
     total_cycles : ndarray (runs,)
         The core's cycle counter of every run.
     params : CoreParams

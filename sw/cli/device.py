@@ -29,15 +29,44 @@ def _data_args(p):
     p.add_argument("--data", "--dataset", dest="data", default="digits", metavar="DATA",
                    help="a data set's test split (digits, mnist-5k; mnist, fashion-mnist, "
                         "cifar10 with --data-dir; npz:PATH of images and labels), or an .npz "
-                        "file with 'x' (packed T-bit inputs, n x n_in) and optional 'y' "
-                        "(labels) (default digits)")
+                        "file with 'x' (packed T-bit inputs, n x n_in; a conv network also "
+                        "takes n x C x H x W images) and optional 'y' (labels) (default digits)")
     p.add_argument("--data-dir", help="directory with the files of mnist, fashion-mnist, cifar10")
     p.add_argument("--seed", type=int, default=0, help="seed of the digits train/test split")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N samples only")
 
 
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _takes(net) -> str:
+    """What the network's input is, in words: ``784 packed inputs`` or ``1x28x28 images``."""
+    if len(net.in_shape) == 3:
+        return f"{_shape_text(net.in_shape)} images ({net.n_in} packed inputs each)"
+    return f"{net.n_in} packed inputs"
+
+
+def _flat_inputs(x, net, where: str):
+    """``x`` as ``(n, n_in)``: an image network also takes ``(n, C, H, W)`` (and ``(n, H, W)``
+    for one channel), flattened in C, H, W order as the golden model and the driver read it."""
+    shape = tuple(net.in_shape)
+    if x.ndim == 2 and x.shape[1] == net.n_in:
+        return x
+    if len(shape) == 3 and x.shape[1:] in (shape, shape[1:] if shape[0] == 1 else None):
+        return x.reshape(len(x), net.n_in)
+    if len(shape) == 3:
+        also = f", (n, {shape[1]}, {shape[2]})" if shape[0] == 1 else ""
+        want = f"(n, {', '.join(map(str, shape))}){also} or (n, {net.n_in})"
+    else:
+        want = f"(n, {net.n_in})"
+    raise UserError(f"the network takes {_takes(net)}; {where} has shape {x.shape}: give "
+                    f"{want} packed {net.T}-bit words")
+
+
 def _inputs(args, net):
-    """``(x, y or None, description)``: packed inputs for ``net`` and their labels."""
+    """``(x, y or None, description)``: packed inputs for ``net``, ``(n, n_in)``, and their
+    labels."""
     from sim.golden.packing import check_packed
 
     if args.limit is not None and args.limit < 1:
@@ -50,24 +79,29 @@ def _inputs(args, net):
             raise UserError(f"input file {path} does not exist")
         x, y = _read_inputs(path)
         x = check_packed(np.atleast_2d(x), net.T, f"'x' of {path}")
-        if x.ndim != 2 or not len(x):
-            raise UserError(f"'x' of {path} has shape {x.shape}; it needs at least one sample "
-                            f"of {net.n_in} packed inputs (shape n x {net.n_in})")
+        if not len(x):
+            raise UserError(f"'x' of {path} has no samples (shape {x.shape}); it needs at "
+                            f"least one sample of {_takes(net)}")
+        x = _flat_inputs(x, net, f"'x' of {path}")
         if y is not None and len(y) != len(x):
             raise UserError(f"{path}: 'y' has {len(y)} labels for {len(x)} samples in 'x'")
         name = path.name
     elif is_dataset(args.data):
-        from sw.train.data import load_split
+        from sw.train.datasets import load_dataset
 
-        split = load_split(args.data, seed=args.seed, data_dir=args.data_dir)
-        _, x = split.packed(net.T)
-        y, name = split.y_test, f"{split.name} test split"
+        ds = load_dataset(args.data, args.data_dir, seed=args.seed)
+        image = tuple(ds.image_shape)
+        if (image != tuple(net.in_shape)) if len(net.in_shape) == 3 else \
+                ds.n_features != net.n_in:
+            raise UserError(f"the network takes {_takes(net)}; the {ds.name} test split has "
+                            f"{_shape_text(image)} images ({ds.n_features} inputs each): pick "
+                            "the data set the network was trained on (--data), or an .npz of "
+                            "packed inputs")
+        _, x = ds.packed(net.T)  # flat, in C, H, W order
+        y, name = ds.y_test, f"{ds.name} test split"
     else:
         raise UserError(f"--data must be a data set ({', '.join(dataset_names())}, npz:PATH) "
                         f"or an .npz file of packed inputs, not {args.data!r}")
-    if x.shape[1] != net.n_in:
-        raise UserError(f"the network takes {net.n_in} inputs; {name} has {x.shape[1]} "
-                        "features per sample")
     n = len(x) if args.limit is None else min(args.limit, len(x))
     return x[:n], (None if y is None else np.asarray(y)[:n]), f"{name}, {n} samples"
 
@@ -105,25 +139,34 @@ def _compile(net, params, target_name):
                         "shrink the network") from None
 
 
-def _batch(net, params) -> int:
-    """Samples per batch run of ``net`` on ``params`` (the driver's batches)."""
+def _image(net, params):
+    """The program image of ``net`` on ``params``: its ``max_batch`` is the driver's batch."""
     from sw.compile.program_image import build_image
 
-    return build_image(net, params).max_batch
+    return build_image(net, params)
 
 
 def _accuracy(pred, y) -> str:
     return "n/a (no labels)" if y is None else f"{100 * np.mean(pred == y):.2f}%"
 
 
+def _sizes(net):
+    """Each layer's size (``64 -> 10``, ``conv 1x8x8 -> 6x4x4``) and the column's width."""
+    from sw.compile.targets import layer_size
+
+    sizes = [layer_size(layer) for layer in net.layers]
+    return sizes, max(11, *(len(s) for s in sizes))
+
+
 def _counter_table(net, runs, n, clk_freq) -> str:
     """Per-layer counters (``runs``: cycles, spikes, skipped per run and layer; total per run)."""
     cyc, spk, skp = (np.asarray(a).sum(axis=0) for a in runs[:3])
-    rows = [f"{'layer':>5s}  {'size':>11s}  {'cycles/sample':>13s}  {'spikes/sample':>13s}  "
+    sizes, wide = _sizes(net)
+    rows = [f"{'layer':>5s}  {'size':>{wide}s}  {'cycles/sample':>13s}  {'spikes/sample':>13s}  "
             f"{'rate':>6s}  {'zero chunks skipped/sample':>26s}"]
-    for i, layer in enumerate(net.layers):
+    for i, (layer, size) in enumerate(zip(net.layers, sizes, strict=True)):
         rate = "-" if layer.readout else f"{spk[i] / n / (layer.n_out * net.T):.3f}"
-        rows.append(f"{i:5d}  {f'{layer.n_in} -> {layer.n_out}':>11s}  {cyc[i] / n:13.1f}  "
+        rows.append(f"{i:5d}  {size:>{wide}s}  {cyc[i] / n:13.1f}  "
                     f"{spk[i] / n:13.1f}  {rate:>6s}  {skp[i] / n:26.1f}")
     per = max(1, int(np.sum(runs[3]))) / n
     rows.append(f"core: {per:.0f} cycles/sample = {1e6 * per / clk_freq:.2f} us at "
@@ -131,27 +174,40 @@ def _counter_table(net, runs, n, clk_freq) -> str:
     return "\n".join(rows)
 
 
-def _golden_check(net, x, outputs, runs_spikes, batch_depth):
-    """``(golden result, differing samples, counter runs that differ)``."""
+def _golden_check(net, x, outputs, runs, image):
+    """``(golden result, differing samples, runs whose spike or skip counters differ)``.
+
+    ``runs``: the device's cycles, spikes, skipped per run and layer (and total cycles per
+    run). Run ``r`` held samples ``r B .. r B + B - 1``, ``B = image.max_batch`` (what
+    ``Device.infer`` batches by: ``batch_depth``, or fewer when a sample's input or outputs fill
+    the INPUT or OUTPUT region, as a 28x28 image does on the Arty A7). The skipped all-zero
+    bit-plane chunks expected of each layer are
+    :func:`sw.research.rtl_results.predicted_work`'s (conv layers walk their receptive fields).
+    """
     from sim.golden.model import run_network
+    from sw.research.rtl_results import predicted_work
 
     golden = run_network(net, x)
+    _, skipped = predicted_work(net, x, image.params, golden)
     bad = int(np.sum(np.any(outputs != golden.output, axis=-1)))
-    bad_runs = 0
-    for r, spikes in enumerate(runs_spikes):
-        sl = slice(r * batch_depth, (r + 1) * batch_depth)
-        want = [int(np.sum(layer.spikes[sl])) for layer in golden.layers]
-        bad_runs += int(list(spikes) != want)
+    batch, spikes = image.max_batch, golden.spikes_per_layer.T  # (n, layers)
+    bad_runs = max(0, len(runs[1]) - -(-len(x) // batch))  # runs past the samples' batches
+    for r, (run_spikes, run_skipped) in enumerate(zip(runs[1], runs[2], strict=True)):
+        sl = slice(r * batch, (r + 1) * batch)
+        bad_runs += int(not (np.array_equal(run_spikes, spikes[sl].sum(axis=0))
+                             and np.array_equal(run_skipped, skipped[sl].sum(axis=0))))
     return golden, bad, bad_runs
 
 
-def _report_run(net, x, y, outputs, runs, batch_depth, clk_freq, show, save=None) -> int:
+def _report_run(net, x, y, outputs, runs, image, clk_freq, show, save=None) -> int:
     """Print accuracy, outputs, counters and the golden comparison; 1 if not bit-exact.
 
-    ``save``: an ``.npz`` path for the device's outputs, the golden model's and the counters.
+    ``runs``: cycles, spikes, skipped per run and layer, total cycles per run. ``image``: the
+    program image that ran (its ``max_batch`` samples per run). ``save``: an ``.npz`` path for
+    the device's outputs, the golden model's and the counters.
     """
-    spikes = runs[1]
-    golden, bad, bad_runs = _golden_check(net, x, outputs, spikes, batch_depth)
+    golden, bad, bad_runs = _golden_check(net, x, outputs, runs, image)
+    n_runs = len(runs[1])
     if save:
         np.savez(save, outputs=outputs, golden=golden.output, x=x,
                  **({} if y is None else {"y": y}),
@@ -167,11 +223,11 @@ def _report_run(net, x, y, outputs, runs, batch_depth, clk_freq, show, save=None
             print(f"  {i:4d}  {label}pred {pred[i]}  {out}")
     print(_counter_table(net, runs, len(x), clk_freq))
     if bad or bad_runs:
-        print(f"NOT bit-exact: {bad} of {len(x)} samples and {bad_runs} of {len(spikes)} runs' "
-              "spike counters differ from the golden model")
+        print(f"NOT bit-exact: {bad} of {len(x)} samples and {bad_runs} of {n_runs} runs' "
+              "spike or skip counters differ from the golden model")
         return 1
-    print(f"bit-exact: all {len(x)} outputs and the spike counters of all {len(spikes)} runs "
-          "equal the golden model's")
+    print(f"bit-exact: all {len(x)} outputs and the spike and skip counters of all {n_runs} "
+          "runs equal the golden model's")
     if save:
         print(f"wrote {save}")
     return 0
@@ -293,10 +349,21 @@ def cmd_compile(args) -> int:
     print(f"target {name}: {params.describe()}")
     print(layer_table(net, image))
     print(usage_table(net, image))
+    print(_batch_line(image))
     save_image_file(args.out, image, net, name)
     sizes = ", ".join(f"{w.region.lower()} {len(w.words)}" for w in image.writes)
     print(f"fits; wrote {args.out} ({sum(len(w.words) for w in image.writes)} words: {sizes})")
     return 0
+
+
+def _batch_line(image) -> str:
+    """How many samples one batch run takes, and what limits it (``image.max_batch``)."""
+    p = image.params
+    what = "image" if len(image.in_shape) == 3 else "sample"
+    return (f"batch: {image.max_batch} {what}{'s' if image.max_batch > 1 else ''} per run "
+            f"(batch_depth {p.batch_depth}; one {what} takes {image.in_stride} of the "
+            f"{p.input_blocks} input blocks and {image.out_stride} of the {p.output_words} "
+            "output words)")
 
 
 cmd_compile.configure = _configure_compile
@@ -343,12 +410,12 @@ def cmd_simulate(args) -> int:
     golden = run_network(net, x, form=args.form)
     print(f"{desc}, T={net.T}")
     print(f"golden model ({args.form} form): accuracy {_accuracy(golden.predictions(), y)}")
-    print(f"{'layer':>5s}  {'size':>11s}  {'mode':9s}  {'spikes/sample':>13s}  {'rate':>6s}")
-    for i, (layer, r) in enumerate(zip(net.layers, golden.layers, strict=True)):
+    sizes, wide = _sizes(net)
+    print(f"{'layer':>5s}  {'size':>{wide}s}  {'mode':9s}  {'spikes/sample':>13s}  {'rate':>6s}")
+    for i, (layer, r, size) in enumerate(zip(net.layers, golden.layers, sizes, strict=True)):
         rate = "-" if layer.readout else f"{r.spikes.mean() / (layer.n_out * net.T):.3f}"
         mode = mode_name(layer)
-        print(f"{i:5d}  {f'{layer.n_in} -> {layer.n_out}':>11s}  {mode:9s}  "
-              f"{r.spikes.mean():13.1f}  {rate:>6s}")
+        print(f"{i:5d}  {size:>{wide}s}  {mode:9s}  {r.spikes.mean():13.1f}  {rate:>6s}")
     status, run = 0, None
     if args.rtl:
         params, name = _sim_params(args, image_file)
@@ -356,7 +423,7 @@ def cmd_simulate(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"upload: {run.upload_words} words in {run.upload_cycles} cycles over the "
               f"simulated UART ({run.baud / 1e6:g} Mbaud), {run.resends} resends")
-        status = _report_run(net, x, y, run.outputs, _rtl_runs(run), _batch(net, params),
+        status = _report_run(net, x, y, run.outputs, _rtl_runs(run), _image(net, params),
                              run.clk_freq, args.show, args.out)
     elif args.show:
         for i in range(min(args.show, len(x))):
@@ -487,7 +554,7 @@ def cmd_infer(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"uploaded {run.upload_words} words; ran {len(x)} samples in "
               f"{len(run.total_cycles)} batches; {run.infer_cycles} cycles with the UART")
-        return _report_run(net, x, y, run.outputs, _rtl_runs(run), _batch(net, params),
+        return _report_run(net, x, y, run.outputs, _rtl_runs(run), _image(net, params),
                            run.clk_freq, args.show, args.out)
     dev, info, params = _open_device(args)
     with dev.transport:
@@ -504,7 +571,7 @@ def cmd_infer(args) -> int:
     runs = tuple(np.array([list(getattr(c, f)) for c in result.counters])
                  for f in ("cycles", "spikes", "skipped")) + (
         np.array([c.total_cycles for c in result.counters]),)
-    return _report_run(net, x, y, result.outputs, runs, _batch(net, params),
+    return _report_run(net, x, y, result.outputs, runs, image,
                        info.link.clk_freq, args.show, args.out)
 
 

@@ -179,8 +179,9 @@ def usage(net: IntNetwork, image: ProgramImage) -> list[Usage]:
         Usage("time steps T", net.T, p.t_max, "bit-planes"),
         Usage("widest layer", max(max(la.n_in, la.n_out) for la in image.layers),
               p.max_neurons, "neurons (conv: channels)"),
-        Usage("largest map", max(_map_blocks(la, p.k) for la in net.layers), p.act_chunks,
-              f"spike blocks of {p.k}"),
+        Usage("input", image.in_stride, p.input_blocks, f"spike blocks of {p.k} a sample"),
+        Usage("largest map", max([_blocks(la.out_shape, p.k) for la in net.layers[:-1]],
+                                 default=0), p.act_chunks, f"spike blocks of {p.k}"),
         Usage("weight memory", image.weight_rows, p.weight_depth,
               f"rows of {p.n_pe * p.k} weights"),
         Usage("bias/theta memory", bt_rows * p.n_pe, p.bt_depth, "entries"),
@@ -203,13 +204,12 @@ def usage_table(net: IntNetwork, image: ProgramImage) -> str:
     return "\n".join(rows)
 
 
-def _map_blocks(layer, k: int) -> int:
-    """Spike blocks of the layer's input and output (channel-chunked HWC for feature maps)."""
-    def blocks(shape):
-        if len(shape) == 3:
-            return shape[1] * shape[2] * -(-shape[0] // k)
-        return -(-shape[0] // k)
-    return max(blocks(layer.in_shape), blocks(layer.out_shape))
+def _blocks(shape, k: int) -> int:
+    """Spike blocks of a layer output (channel-chunked HWC for a feature map): the maps the
+    ping-pong halves hold; the network's input lives in INPUT."""
+    if len(shape) == 3:
+        return shape[1] * shape[2] * -(-shape[0] // k)
+    return -(-shape[0] // k)
 
 
 def _row(image: ProgramImage) -> int:

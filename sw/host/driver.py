@@ -73,7 +73,8 @@ _HINTS = {
     Status.ERR_LENGTH: "payload length wrong for the command or over the build's max_payload",
     Status.ERR_ADDRESS: "address range outside the device's address map (addr_limit)",
     Status.ERR_RUN_TIMEOUT: "the core did not finish within the link's run timeout and was "
-                            "aborted; is a program loaded, is the batch within batch_depth?",
+                            "aborted; is a program loaded, is the batch within the image's "
+                            "max_batch?",
     Status.ERR_CORE: "the core reported an error; the status word's bits 8..15 hold its code",
 }
 
@@ -151,7 +152,9 @@ class InferenceResult:
     outputs : ndarray
         ``(n_samples, n_out)``: membranes of a readout layer, packed words otherwise.
     counters : list of sw.compile.program_image.Counters
-        One per run (each run is one batch of at most ``batch_depth`` samples).
+        One per run (each run is one batch of at most the image's ``max_batch`` samples:
+        ``batch_depth``, or fewer when the samples' inputs or outputs fill the INPUT or OUTPUT
+        region first, as an MNIST image's 784 spike blocks do).
     """
 
     outputs: object
@@ -467,7 +470,10 @@ class Device:
                                       f"what was written")
 
     def infer(self, image, x, *, pipeline: bool = True, progress=None) -> InferenceResult:
-        """Run packed inputs ``x`` (``(n, n_in)``) in batches of ``batch_depth``.
+        """Run packed inputs ``x`` in batches of ``image.max_batch`` samples.
+
+        ``x`` is ``(n, n_in)``; an image network (first layer conv) also takes ``(n, C, H, W)``
+        (:func:`sw.compile.program_image.encode_inputs`).
 
         Returns the outputs decoded as ``sw.compile.program_image.decode_outputs`` does and each
         run's counters.

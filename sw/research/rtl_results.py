@@ -6,14 +6,16 @@ the real UART driver (:func:`sim.rtl.session.run_on_rtl`) and lines up, per laye
 - the estimate, made without the RTL: Bit Budget compute bits and SynOps
   (:mod:`sw.research.bitbudget`, SynOps from the golden model's spikes), the golden model's output
   spikes, and the work the documented dataflow implies (``P = ceil(n_out / n_pe)`` passes, each
-  reading ``C = ceil(n_in / k)`` input chunks of ``T`` bit-planes; an all-zero bit-plane chunk of
-  the golden model's activations is skipped, every other one is one beat of the PE array:
+  reading ``C = ceil(n_in / k)`` input chunks of ``T`` bit-planes, a conv layer's pass the blocks
+  of every receptive field inside its input map; an all-zero bit-plane chunk of the golden
+  model's activations is skipped, every other one is one beat of the PE array:
   :func:`predicted_work`);
 - the measurement: the device's counters (cycles, output spikes and skipped plane-chunks per
   layer, total cycles).
 
 It also checks, with ``==``, that the device's outputs and its per-run spike and skip counters
-equal the golden model's; :class:`RtlDeployment` says how many did not.
+equal the golden model's, a run holding the image's ``max_batch`` samples as the driver batches
+them; :class:`RtlDeployment` says how many did not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
-from sim.golden.packing import unpack_bitplanes
+from sim.golden.packing import feature_map_blocks, unpack_bitplanes
 from sw.compile.program_image import build_image
 from sw.compile.targets import mode_name
 
@@ -39,25 +41,68 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
     """``(beats, skipped)`` per sample and layer, each of shape ``(n, layers)``, from the golden
     model.
 
-    Layer ``l`` runs ``P = ceil(n_out / n_pe)`` passes; each reads the ``C = ceil(n_in / k)``
-    chunks of its input, ``T`` bit-planes each. An all-zero plane-chunk is skipped (once per
-    pass); every other one is one beat of the PE array. ``result``: the golden model's
-    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
+    A dense layer ``l`` runs ``P = ceil(n_out / n_pe)`` passes; each reads the ``C = ceil(n_in /
+    k)`` chunks of its input (a conv map's blocks, ``k`` channels per position, when a conv layer
+    feeds it), ``T`` bit-planes each. An all-zero plane-chunk is skipped (once per pass); every
+    other one is one beat of the PE array. A conv layer runs ``ceil(C_out / n_pe)`` passes; each
+    reads, for every output position it computes (with max pooling: the positions of whole
+    pooling windows), the blocks of the receptive field that lie inside the input map (a padding
+    tap reads nothing and skips nothing). ``x``: ``(n, n_in)``, or ``(n, C, H, W)`` for an image
+    network. ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for ``x``
+    (computed if None).
     """
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a)
+    k, T = params.k, net.T
     beats, skipped = [], []
-    for layer, r in zip(net.layers, result.layers, strict=True):
-        chunks = -(-layer.n_in // params.k)
-        passes = -(-layer.n_out // params.n_pe)
-        pad = np.zeros((len(a), chunks * params.k), dtype=np.int64)
-        pad[:, :layer.n_in] = a
-        planes = unpack_bitplanes(pad, net.T).reshape(net.T, len(a), chunks, params.k)
-        zero = (planes.sum(axis=-1) == 0).sum(axis=(0, 2))  # per sample
+    for i, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
+        passes = -(-layer.out_channels // params.n_pe)
+        if layer.kind == "conv":
+            maps = a.reshape((len(a),) + tuple(layer.in_shape))
+            zero, read = _conv_reads(layer, maps, k, T)
+        elif i and net.layers[i - 1].kind == "conv":  # a conv map's blocks
+            maps = a.reshape((len(a),) + tuple(net.layers[i - 1].out_shape))
+            blocks = feature_map_blocks(maps, k).reshape(len(a), -1, k)
+            zero = _zero_planes(blocks, T).sum(axis=-1)
+            read = np.full(len(a), blocks.shape[1] * T)
+        else:
+            chunks = -(-layer.n_in // k)
+            pad = np.zeros((len(a), chunks * k), dtype=np.int64)
+            pad[:, :layer.n_in] = a.reshape(len(a), -1)
+            planes = unpack_bitplanes(pad, T).reshape(T, len(a), chunks, k)
+            zero = (planes.sum(axis=-1) == 0).sum(axis=(0, 2))  # per sample
+            read = np.full(len(a), chunks * T)
         skipped.append(passes * zero)
-        beats.append(passes * (chunks * net.T - zero))
-        a = r.output
+        beats.append(passes * (read - zero))
+        a = r.output.reshape(len(a), -1)
     return np.stack(beats, axis=1), np.stack(skipped, axis=1)
+
+
+def _zero_planes(blocks, T: int) -> np.ndarray:
+    """All-zero bit-planes of each spike block ``(..., k)``."""
+    return (unpack_bitplanes(blocks, T).sum(axis=-1) == 0).sum(axis=0)
+
+
+def _conv_reads(layer, maps, k: int, T: int):
+    """``(zero, read)`` plane-chunks per sample of one pass of a conv layer over ``maps``."""
+    z = _zero_planes(feature_map_blocks(maps, k), T).sum(axis=-1)  # (n, H, W)
+    chunks = -(-layer.in_shape[0] // k)
+    p, s = layer.padding, layer.stride
+    zp = np.pad(z, ((0, 0), (p, p), (p, p)))
+    inside = np.pad(np.ones(z.shape[1:], dtype=np.int64), p)
+    _, ch, cw = layer.conv_shape
+    if layer.pool is not None:  # the conv positions of whole pooling windows only
+        ch, cw = ch // layer.pool.kernel * layer.pool.kernel, cw // layer.pool.kernel * \
+            layer.pool.kernel
+    kh, kw = layer.kernel
+    zero = np.zeros(len(maps), dtype=np.int64)
+    taps = 0
+    for ky in range(kh):
+        for kx in range(kw):
+            rows, cols = slice(ky, ky + s * (ch - 1) + 1, s), slice(kx, kx + s * (cw - 1) + 1, s)
+            zero += zp[:, rows, cols].sum(axis=(1, 2))
+            taps += int(inside[rows, cols].sum())
+    return zero, np.full(len(maps), taps * chunks * T)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +208,7 @@ def measure_on_rtl(name: str, net: IntNetwork, kind: str, x, params: CoreParams,
         The integer network (compiled for ``params`` in the session).
     kind : str
         How :func:`sw.research.bitbudget.network_cost` reads it: ``"spikepack"`` or ``"lif"``.
-    x : array (n, n_in)
+    x : array (n, n_in), or (n, C, H, W) for an image network
         Packed inputs.
     y : array (n,) or None
         Labels, for the accuracy figures.

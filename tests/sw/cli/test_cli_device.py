@@ -69,7 +69,7 @@ def test_compile_prints_the_layout_and_writes_an_image_that_loads(nets, tmp_path
 
 
 @pytest.mark.parametrize("which,board,needle", [
-    ("wide", "arty_a7", "has 1500 outputs; the build's layers are at most 1024"),
+    ("wide", "medium", "has 1500 outputs; the build's layers are at most 256"),
     ("t16", "small", "T = 16 time steps is more than the build's t_max = 8"),
     ("overflow", "arty_a7", "25-bit membrane values"),
     ("digits", "icebreaker_xl", "unknown board or build preset 'icebreaker_xl'"),
@@ -113,7 +113,8 @@ def test_simulate_runs_packed_inputs_from_a_file(nets, tmp_path, capsys, rng):
     (["simulate", "{digits}", "--board", "small"], "--board selects the build --rtl simulates"),
     (["simulate", "{digits}", "--limit", "0"], "--limit must be at least 1"),
     (["simulate", "{digits}", "--data", "cifar"], "--data must be a data set (digits, mnist-5k"),
-    (["simulate", "{eight_inputs}"], "the network takes 8 inputs; digits test split has 64"),
+    (["simulate", "{eight_inputs}"], "the network takes 8 packed inputs; the digits test split "
+     "has 1x8x8 images (64 inputs each)"),
     (["simulate", "{digits}", "--data", "mnist"], "--data-dir"),
     (["deploy", "{digits}"], "one of the arguments --port --sim is required"),
     (["deploy", "{digits}", "--port", "/dev/ttyNOPE0"], "no board on /dev/ttyNOPE0"),
