@@ -46,7 +46,8 @@ ARTY_A7_35 = BoardPreset(
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="arty_a7_35t",
     capacity=XC7A35T,
-    description="256 int8 synaptic adds per cycle at 100 MHz; 784-128-128-10 MLPs fit.",
+    description="256 int8 synaptic adds per cycle at 100 MHz; 784-128-128-10 MLPs and the MNIST "
+                "CNN fit.",
 )
 
 ARTY_A7_100 = BoardPreset(

@@ -24,8 +24,9 @@ ULX3S_85F = BoardPreset(
     toolchain="Trellis",
     clk_freq=100_000_000,
     clock_gen="ecp5_pll",
-    # The Arty A7-35T's array; memories no deeper than one block RAM (512 x 36), so no
-    # multiplexer follows a block RAM output.
+    # The Arty A7-35T's array and feature-map memory (the MNIST CNN fits, one image a batch);
+    # every block RAM output is registered before any logic (the fetcher twice), so the
+    # multiplexer of a memory deeper than one block RAM stays off the logic paths.
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4,
                       in_blocks=1024, out_words=1024),
@@ -34,6 +35,6 @@ ULX3S_85F = BoardPreset(
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="ulx3s",
     capacity=LFE5U_85F,
-    description="16 PEs x 16 lanes (256 adds per cycle) at 100 MHz, 128 K weights, 1024-neuron "
-                "layers: the Arty A7-35T's accelerator on open tools.",
+    description="16 PEs x 16 lanes (256 adds per cycle) at 100 MHz, 128 K weights, 4096-neuron "
+                "layers, MNIST-sized feature maps: the Arty A7-35T's accelerator on open tools.",
 )
