@@ -189,6 +189,14 @@ class FireUnit(wiring.Component):
         u = Signal(signed(acc))
         th_h = Signal(unsigned(th_bits))
         r = Signal(signed(acc))
+        # The leak's copy of r (LIF: D reads the membrane through a shifter and a carry chain
+        # into th_h): its own flip-flops, placed by that logic, not by r's other loads (on the
+        # ULX3S the path from r ran 3.3 ns of routing across the chip).
+        r_leak = Signal(signed(acc), name="r_leak", attrs=COPY_ATTRS) if self._lif else r
+
+        def set_r(value):
+            """``r`` (and its leak copy) := ``value``."""
+            return [r.eq(value)] + ([r_leak.eq(value)] if self._lif else [])
         th_f = Signal(unsigned(th_bits))
         lk = th_h[:acc].as_signed()
 
@@ -217,7 +225,7 @@ class FireUnit(wiring.Component):
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
         # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
         if self._lif:
-            add_d = Mux(beat.first, 0, r) - Mux(beat.first | no_leak, 0, r >> leak)
+            add_d = Mux(beat.first, 0, r_leak) - Mux(beat.first | no_leak, 0, r_leak >> leak)
         else:
             add_d = 0
 
@@ -242,7 +250,7 @@ class FireUnit(wiring.Component):
         count_next = count + s
         ends = Signal()  # ... and it is the neuron's last step
         with m.If(fire):
-            m.d.sync += [r.eq(r_fired), word.eq(word_next), count.eq(count_next)]
+            m.d.sync += [*set_r(r_fired), word.eq(word_next), count.eq(count_next)]
             with m.If(ends):
                 m.d.sync += [self.o.valid.eq(1), result.word.eq(word_next),
                              result.spikes.eq(count_next), result.v.eq(r_fired)]
@@ -256,7 +264,7 @@ class FireUnit(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
-                m.d.sync += [r.eq(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
                              s_theta.eq(th_h[:acc - 1]),
                              steps.eq(T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
@@ -276,7 +284,7 @@ class FireUnit(wiring.Component):
             with m.If(beat.first):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
-            m.d.sync += r.eq(add_b)
+            m.d.sync += set_r(add_b)
         # C's LIF threshold theta' = theta + fire_above (- theta >>> k) is worked out off the
         # membrane's path, in the two cycles from a neuron's first beat to its first compare.
         e_raw = Signal(unsigned(acc), reset_less=True)
