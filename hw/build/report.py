@@ -266,7 +266,10 @@ def netlist_utilization(netlist_json, top: str, family: str, capacity) -> dict:
     ``boards.DeviceCapacity``), in the :func:`xc7_utilization` entry format."""
     data = netlist_json if isinstance(netlist_json, dict) else \
         json.loads(Path(netlist_json).read_text())
-    modules = {_strip(name): mod for name, mod in data.get("modules", {}).items()}
+    # The netlist also holds the cell library as blackbox modules (``SB_DFF``, ``SB_RAM40_4K``
+    # parametrized): a cell is counted by its type, a user module is descended into.
+    modules = {_strip(name): mod for name, mod in data.get("modules", {}).items()
+               if "blackbox" not in mod.get("attributes", {})}
     if top not in modules:
         raise ValueError(f"module {top!r} is not in the netlist")
     memo: dict = {}
