@@ -188,3 +188,22 @@ def test_pnr_stage_on_icebreaker(tmp_path, capsys):
     with open(tmp_path / "front.csv") as f:
         (csv_row,) = list(csv.DictReader(f))
     assert float(csv_row["pnr_fmax_mhz"]) == rec["fmax_mhz"]
+
+
+def test_cli_space_option(tmp_path, capsys):
+    """``--space`` narrows the sweep; a bad item says what is wrong."""
+    from sw.cli.main import main
+
+    base = ["sweep", "digits", "--board", "icebreaker", "--work-dir", str(tmp_path)]
+    assert main([*base, "--space", "kk=4"]) == 2
+    assert "--space takes NAME=V1,V2 with NAME one of k, pe_per_lane" in capsys.readouterr().err
+    assert main([*base, "--space", "T=2,x"]) == 2
+    assert "--space T: '2,x' is not a comma-separated list" in capsys.readouterr().err
+    rc = main([*base, "--trials", "1", "--space", "k=4", "pe_per_lane=1", "fire_div=4",
+               "batch_depth=1", "T=2", "weight_bits=8", *TINY])
+    assert rc == 0
+    study = sw_sweep.open_study(sw_sweep.open_storage(None, tmp_path), "digits-icebreaker-model")
+    (trial,) = study.get_trials()
+    assert trial.params == {"k": 4, "pe_per_lane": 1, "t_max": 8, "fire_div": 4,
+                            "batch_depth": 1, "T": 2, "weight_bits": 8}
+    assert study.user_attrs["config"]["space"]["T"] == [2]
