@@ -53,7 +53,8 @@ from hw.contract.params import CoreParams
 
 __all__ = ["STAGES", "SweepConfig", "SweepSpace", "TrialResult", "open_storage", "open_study",
            "core_for_network", "evaluate_point", "run_worker", "pareto_rows", "format_table",
-           "plot_front", "write_csv", "choose_point", "write_preset", "place_and_route_front",
+           "plot_front", "write_csv", "choose_point", "write_preset", "build_report", "pnr_record",
+           "place_and_route_front",
            "confirm_front_on_rtl",
            "SweepError", "CYCLE_MODEL_NOTE"]
 
