@@ -191,8 +191,11 @@ class _Build:
                              f"(--set NAME=VALUE) or pick a larger board")
         archive = self.report["artifacts"]["plan_archive"]
         if vivado is None:
+            why = ("synthesis only (--synth-only)" if self.opts.synth_only else
+                   "Vivado not run (--no-vivado)" if not self.opts.vivado else
+                   "Vivado is not on PATH")
             self.report["message"] = (
-                f"Vivado is not on PATH: no bitstream. The Vivado build plan is {archive}; "
+                f"{why}: no bitstream. The Vivado build plan is {archive}; "
                 f"unzip it where Vivado is and run `sh build_{TOP}.sh` to get {TOP}.bit. "
                 f"Resources are a yosys estimate")
             self.progress.say(self.report["message"])

@@ -181,7 +181,7 @@ def test_pnr_stage_on_icebreaker(tmp_path, capsys):
     assert lc["used"] >= max(res["LUT"], res["FF"])
 
     assert f"pnr trial {trial.number}: Fmax {rec['fmax_mhz']:.1f} MHz" in out
-    header = next(line for line in out.splitlines() if line.lstrip().startswith("trial"))
+    header = next(line for line in out.splitlines() if line.split()[:2] == ["trial", "n_pe"])
     assert "pnr Fmax MHz" in header and "pnr LUT" in header
     row = next(line for line in out.splitlines() if line.split()[:1] == [str(trial.number)])
     assert f"{rec['fmax_mhz']:.1f}" in row.split()
