@@ -10,10 +10,10 @@ is measured in stages of rising cost (:data:`STAGES`):
    energy estimate (:mod:`sw.research.bitbudget`); the fit checks (the compiler's
    ``build_image`` and the memory bits against the board's :class:`boards.DeviceCapacity`).
    A trial that does not fit is *pruned* (state PRUNED, the reason in its ``pruned`` attribute).
-2. ``yosys`` (a minute or more): ``hw.build``'s synthesis-only resource estimate for the trial's
-   core on the board (``synth_only``: yosys ``synth_xilinx`` for the Arty, ``synth_ice40`` /
-   ``synth_ecp5`` netlist cells for the iCEBreaker and ULX3S; no place and route). One build per
-   distinct core, cached in the work directory.
+2. ``yosys`` (half a minute to ten): ``hw.build``'s synthesis-only resource estimate for the
+   trial's core on the board (``synth_only``: yosys ``synth_xilinx`` for the Arty,
+   ``synth_ice40`` / ``synth_ecp5`` netlist cells for the iCEBreaker and ULX3S; no place and
+   route). One build per distinct core, cached in the work directory.
 3. ``pnr``: the trials as at ``yosys``; then the ``top`` fastest points of the Pareto front are
    placed and routed by ``hw.build``'s full open flow (yosys, on ECP5 the block RAM output
    registers, nextpnr, icepack/ecppack; :func:`place_and_route_front`). Their Fmax and
