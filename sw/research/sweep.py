@@ -708,12 +708,17 @@ def plot_front(study, path) -> Path:
                    alpha=0.8 if on_front else 0.3, edgecolors="k" if on_front else "none",
                    label="Pareto front" if on_front else "other trials")
         if on_front:
+            labels: dict = {}  # one label per position: the sampler may draw a point twice
             for t, v in zip(ts, vals, strict=True):
                 rec = placed.get(str(t.number))
                 pnr = "" if rec is None else (f" {rec['fmax_mhz']:.0f} MHz" if rec.get(
                     "fmax_mhz") else f" {rec['status']}")
-                ax.annotate(f"#{t.number} T{t.params['T']} w{t.params['weight_bits']}{pnr}",
-                            (v["cycles"], 100 * (1 - v["error"])), fontsize=7,
+                xy = (v["cycles"], 100 * (1 - v["error"]))
+                text = f"T{t.params['T']} w{t.params['weight_bits']}{pnr}"
+                numbers, _ = labels.get((xy, text), ([], None))
+                labels[(xy, text)] = ([*numbers, t.number], text)
+            for (xy, _), (numbers, text) in labels.items():
+                ax.annotate("/".join(f"#{n}" for n in numbers) + f" {text}", xy, fontsize=7,
                             xytext=(4, 2), textcoords="offset points")
     cfg = study.user_attrs.get("config", {})
     ax.set_xscale("log")
