@@ -207,3 +207,24 @@ def test_cli_space_option(tmp_path, capsys):
     assert trial.params == {"k": 4, "pe_per_lane": 1, "t_max": 8, "fire_div": 4,
                             "batch_depth": 1, "T": 2, "weight_bits": 8}
     assert study.user_attrs["config"]["space"]["T"] == [2]
+
+
+@pytest.mark.synth
+@pytest.mark.timeout(3600)
+def test_pnr_stage_records_what_nextpnr_refuses(tmp_path):
+    """A front point too large for the UP5K's logic cells (a 4 x 4 array with ``t_max = 16``,
+    past the memory pre-check): nextpnr's packer refuses it, and its counts and message are the
+    point's record (status ``does_not_fit``), not an exception."""
+    storage = sw_sweep.open_storage(str(tmp_path / "s.db"), tmp_path)
+    wide = sw_sweep.core_for_network([64, 32, 10], get_board("icebreaker").params, n_pe=4, k=4,
+                                     t_max=16, fire_units=1, batch_depth=1)
+    config, study = _front_study(storage, [wide])
+    config = dataclasses.replace(config, work_dir=tmp_path / "work")
+    rec = sw_sweep.place_and_route_front(study, config)["0"]
+    print(rec)
+    assert rec["status"] == "does_not_fit" and rec["fmax_mhz"] is None
+    assert "does not fit the iCE40UP5K: ICESTORM_LC" in rec["error"]
+    assert "packed" in rec["utilization_source"]
+    capacity = get_board("icebreaker").capacity
+    assert rec["LUT"] == rec["utilization"]["ICESTORM_LC"] > capacity.luts
+    assert sw_sweep.open_study(storage, "front").user_attrs["pnr"]["0"] == rec
