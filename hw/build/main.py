@@ -9,7 +9,8 @@ Flows (by the preset's family):
   (YoWASP builds from PyPI, or native tools); nextpnr's Fmax against the clock, and utilization.
   On ECP5 the register behind each block RAM read port moves into the block RAM between yosys
   and nextpnr (:mod:`hw.build.ecp5_outreg`); the plan archive's own script skips that step and makes
-  the same circuit with slower block RAM outputs.
+  the same circuit with slower block RAM outputs. ``--synth-only`` stops after yosys (and that
+  step): the device cells of the netlist as a resource estimate, no nextpnr, no bitstream.
 
 Every build writes ``report.json`` (schema ``hw.build.report.REPORT_SCHEMA``) and ``report.txt``
 into the build directory, tool logs under ``logs/``. Exit codes: 0 ok, 1 tool failure, 2 usage or
@@ -35,6 +36,7 @@ from .report import (
     critical_path,
     format_report,
     module_breakdown,
+    netlist_utilization,
     nextpnr_log_utilization,
     nextpnr_report,
     validate_report,
@@ -94,6 +96,8 @@ class BuildOptions:
     vivado: bool = True
     allow_timing_fail: bool = False
     quiet: bool = False
+    #: ECP5/iCE40: stop after synthesis (the netlist's cells as the estimate; no nextpnr).
+    synth_only: bool = False
 
 
 def _device_name(platform, family) -> str:
@@ -171,7 +175,7 @@ class _Build:
         yosys = resolve_tool("yosys")
         self.report["tools"]["yosys"] = yosys
         vivado = None
-        if self.opts.vivado:
+        if self.opts.vivado and not self.opts.synth_only:
             try:
                 vivado = resolve_tool("vivado")
             except ToolMissing:
@@ -187,8 +191,11 @@ class _Build:
                              f"(--set NAME=VALUE) or pick a larger board")
         archive = self.report["artifacts"]["plan_archive"]
         if vivado is None:
+            why = ("synthesis only (--synth-only)" if self.opts.synth_only else
+                   "Vivado not run (--no-vivado)" if not self.opts.vivado else
+                   "Vivado is not on PATH")
             self.report["message"] = (
-                f"Vivado is not on PATH: no bitstream. The Vivado build plan is {archive}; "
+                f"{why}: no bitstream. The Vivado build plan is {archive}; "
                 f"unzip it where Vivado is and run `sh build_{TOP}.sh` to get {TOP}.bit. "
                 f"Resources are a yosys estimate")
             self.progress.say(self.report["message"])
@@ -228,7 +235,8 @@ class _Build:
         p = self.preset
         tools = {"ecp5": ("yosys", "nextpnr-ecp5", "ecppack"),
                  "ice40": ("yosys", "nextpnr-ice40", "icepack")}[p.family]
-        paths = {name: resolve_tool(name) for name in tools}
+        pnr = tools[1]
+        paths = {name: resolve_tool(name) for name in tools[:1 if self.opts.synth_only else 3]}
         self.report["tools"].update(paths)
         report_json = f"{TOP}_nextpnr.json"
         plan = self.progress.step("elaborate + build plan", self.elaborate,
@@ -239,9 +247,10 @@ class _Build:
         own_logs = {"yosys": f"{TOP}.rpt", "nextpnr-ecp5": f"{TOP}.tim",
                     "nextpnr-ice40": f"{TOP}.tim"}
         env = dict(os.environ)
-        pnr = tools[1]
         for i, argv in enumerate(commands):
             tool = argv[0]
+            if self.opts.synth_only and tool != "yosys":
+                return self._synth_estimate(plan_dir / f"{TOP}.json")
             if tool not in paths:
                 raise BuildError(f"the build plan calls {tool!r}, which hw.build does not know")
             watch = plan_dir / own_logs[tool] if tool in own_logs else None
@@ -273,6 +282,25 @@ class _Build:
         self.report["message"] = (f"bitstream {bit}; Fmax {timing['fmax_mhz']:.1f} MHz "
                                   f"(target {timing['target_mhz']:g} MHz)")
         return bit
+
+    def _synth_estimate(self, netlist):
+        """``synth_only``: the netlist's device cells against the device; no bitstream."""
+        p = self.preset
+        util = netlist_utilization(netlist, TOP, p.family, p.capacity)
+        self.report["utilization"] = util
+        self.report["utilization_source"] = (f"yosys synth_{p.family} netlist cells, before "
+                                             f"place and route (nextpnr's will differ)")
+        self.report["artifacts"]["netlist"] = str(netlist)
+        over = [f"{res} {e['used']:,}/{e['available']:,} ({e['percent']:.0f}%)"
+                for res, e in util.items() if e["percent"] is not None and e["percent"] > 100]
+        if over:
+            raise DoesNotFit(f"preset {p.name} does not fit the {p.capacity.device} by the yosys "
+                             f"estimate: {', '.join(over)}; make the array or memories smaller "
+                             f"(--set NAME=VALUE) or pick a larger board")
+        self.report["message"] = ("synthesis only (--synth-only): resources are yosys' netlist "
+                                  "cells; no place and route, no Fmax, no bitstream")
+        self.progress.say(self.report["message"])
+        return None
 
     def _nextpnr_failed(self, log):
         util = nextpnr_log_utilization(log)
@@ -390,6 +418,9 @@ def _argparser():
                         help="Arty: write the plan and the estimate only, even with Vivado")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="exit 0 even when nextpnr's Fmax is below the clock")
+    parser.add_argument("--synth-only", action="store_true",
+                        help="stop after yosys: the netlist's cells as a resource estimate (no "
+                             "nextpnr, no Vivado, no bitstream)")
     parser.add_argument("--quiet", action="store_true", help="print errors only")
     return parser
 
@@ -470,7 +501,8 @@ def main(argv=None) -> int:
             return 0
         opts = BuildOptions(out=args.out or Path("build") / preset.name, program=args.program,
                             jobs=max(1, args.jobs), vivado=not args.no_vivado,
-                            allow_timing_fail=args.allow_timing_fail, quiet=args.quiet)
+                            allow_timing_fail=args.allow_timing_fail, quiet=args.quiet,
+                            synth_only=args.synth_only)
         build(preset, opts)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

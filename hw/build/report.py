@@ -3,8 +3,11 @@
 * yosys ``stat -json`` after ``synth_xilinx``: device cells counted as a Vivado utilization
   report counts them (LUTs including LUT-as-memory, flip-flops, RAMB36 equivalents, DSP48E1), in
   total and per module (inclusive of submodules), to see which block dominates.
+* yosys JSON netlist after ``synth_ice40`` / ``synth_ecp5`` (the open flows' synthesis-only
+  estimate, before nextpnr): device cells counted as LUTs, flip-flops, block RAMs and DSPs.
 * nextpnr ``--report`` JSON: utilization and the achieved frequency per clock; nextpnr's log for
   the critical path and, when placement fails, the utilization it printed before failing.
+* :func:`resource_summary`: any of these reports as the same four figures (LUT, FF, BRAM, DSP).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import re
 from pathlib import Path
 
 __all__ = ["XC7_CELLS", "xc7_utilization", "module_breakdown", "nextpnr_report",
-           "nextpnr_log_utilization", "critical_path", "REPORT_SCHEMA", "validate_report",
-           "format_report"]
+           "nextpnr_log_utilization", "critical_path", "lattice_cell_resource",
+           "netlist_utilization", "RESOURCE_KEYS", "resource_summary", "REPORT_SCHEMA",
+           "validate_report", "format_report"]
 
 SCHEMA_ID = "spikepack.build-report/1"
 
@@ -222,6 +226,106 @@ def critical_path(log: Path) -> list[str]:
             total = float(match[1]) + float(match[2])
             summary = f"{total:.2f} ns = {match[1]} ns logic + {match[2]} ns routing"
     return signals + ([summary] if summary else [])
+
+
+# --- open flows: yosys netlist before place and route ----------------------------------------
+
+#: The resources of the synthesis-only estimate, in the device's own units (the block RAM is the
+#: iCE40's 4 Kbit EBR or the ECP5's 18 Kbit DP16KD).
+LATTICE_RESOURCES = ("LUT", "FF", "BRAM", "DSP")
+
+
+def lattice_cell_resource(family: str, cell: str) -> tuple[str, int] | None:
+    """``(resource, weight)`` of a yosys device cell of ``family`` (``ice40``, ``ecp5``), or None
+    for cells that count as none of :data:`LATTICE_RESOURCES` (carries on iCE40, I/O, clocks).
+
+    iCE40: ``SB_LUT4`` a LUT, every ``SB_DFF*`` a flip-flop, ``SB_RAM40_4K`` a block RAM,
+    ``SB_MAC16`` a DSP (a logic cell holds one LUT, one flip-flop and one carry, so nextpnr's
+    ``ICESTORM_LC`` count is at least the larger of LUT and FF). ECP5: ``LUT4`` a LUT, ``CCU2C``
+    (2-bit carry) two, ``TRELLIS_DPR16X4`` (16 x 4 distributed RAM, three slices) six,
+    ``TRELLIS_FF`` a flip-flop, ``DP16KD`` a block RAM, ``MULT18X18D`` a DSP.
+    """
+    # Ref: Lattice FPGA-DS-02012 (ECP5 family data sheet), Table 2.4: distributed RAM slices.
+    cell = _strip(cell)
+    if family == "ice40":
+        if cell == "SB_LUT4":
+            return ("LUT", 1)
+        if cell.startswith("SB_DFF"):
+            return ("FF", 1)
+        return {"SB_RAM40_4K": ("BRAM", 1), "SB_MAC16": ("DSP", 1)}.get(cell)
+    if family == "ecp5":
+        return {"LUT4": ("LUT", 1), "CCU2C": ("LUT", 2), "TRELLIS_DPR16X4": ("LUT", 6),
+                "TRELLIS_FF": ("FF", 1), "DP16KD": ("BRAM", 1),
+                "MULT18X18D": ("DSP", 1)}.get(cell)
+    raise ValueError(f"no cell table for family {family!r} (ice40 or ecp5)")
+
+
+def netlist_utilization(netlist_json, top: str, family: str, capacity) -> dict:
+    """LUTs, flip-flops, block RAMs and DSPs of a yosys JSON netlist (``write_json`` after
+    ``synth_ice40`` / ``synth_ecp5``) under module ``top``, against ``capacity`` (a
+    ``boards.DeviceCapacity``), in the :func:`xc7_utilization` entry format."""
+    data = netlist_json if isinstance(netlist_json, dict) else \
+        json.loads(Path(netlist_json).read_text())
+    # The netlist also holds the cell library as blackbox modules (``SB_DFF``, ``SB_RAM40_4K``
+    # parametrized): a cell is counted by its type, a user module is descended into.
+    modules = {_strip(name): mod for name, mod in data.get("modules", {}).items()
+               if "blackbox" not in mod.get("attributes", {})}
+    if top not in modules:
+        raise ValueError(f"module {top!r} is not in the netlist")
+    memo: dict = {}
+
+    def visit(name, depth=0):
+        if name in memo:
+            return memo[name]
+        if depth > 200:
+            raise ValueError("module hierarchy too deep (recursive?)")
+        total = dict.fromkeys(LATTICE_RESOURCES, 0)
+        for cell in modules[name].get("cells", {}).values():
+            kind = _strip(cell["type"])
+            if kind in modules:
+                for key, n in visit(kind, depth + 1).items():
+                    total[key] += n
+                continue
+            res = lattice_cell_resource(family, kind)
+            if res is not None:
+                total[res[0]] += res[1]
+        memo[name] = total
+        return total
+
+    total = visit(top)
+    available = {"LUT": capacity.luts, "FF": capacity.ffs, "BRAM": capacity.brams,
+                 "DSP": capacity.dsps}
+    return {res: _entry(total[res], available[res]) for res in LATTICE_RESOURCES}
+
+
+#: The four figures :func:`resource_summary` gives, and the utilization keys each is read from
+#: (first present wins): the 7-series estimate, the open flows' synthesis-only estimate, and
+#: nextpnr's placed and routed bels. nextpnr-ice40 counts logic cells (``ICESTORM_LC``: a LUT
+#: with its flip-flop), so its flip-flops are not known apart (None).
+RESOURCE_KEYS = {
+    "LUT": ("LUT", "TRELLIS_COMB", "ICESTORM_LC"),
+    "FF": ("FF", "TRELLIS_FF"),
+    "BRAM": ("RAMB36", "BRAM", "DP16KD", "ICESTORM_RAM"),
+    "DSP": ("DSP48E1", "DSP", "MULT18X18D", "ICESTORM_DSP"),
+}
+
+
+def resource_summary(report: dict) -> dict:
+    """``{"LUT", "FF", "BRAM", "DSP"}`` of a build report's utilization, whichever flow made it.
+
+    A resource the report does not list is 0 (nextpnr's report lists only the bels in use), but
+    the flip-flops of an iCE40 place and route are None: nextpnr counts them inside its logic
+    cells."""
+    util = report["utilization"]
+    placed_ice40 = report.get("family") == "ice40" and "ICESTORM_LC" in util
+    out = {}
+    for key, aliases in RESOURCE_KEYS.items():
+        found = next((util[a]["used"] for a in aliases if a in util), None)
+        if found is None:
+            out[key] = None if key == "FF" and placed_ice40 else 0.0
+        else:
+            out[key] = float(found)
+    return out
 
 
 # --- the build report ------------------------------------------------------------------------

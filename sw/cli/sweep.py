@@ -62,8 +62,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "--max-drop of the best accuracy)")
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="accuracy the default pick may give up against the best point")
+    p.add_argument("--space", nargs="+", default=[], metavar="NAME=V1,V2",
+                   help="narrow the search space, e.g. --space k=4 pe_per_lane=1,2 T=2,4 (names: "
+                        "k, pe_per_lane, t_max, fire_div, batch_depth, T, weight_bits)")
     p.add_argument("--pnr-top", type=_positive, default=3,
                    help="--stage pnr: Pareto points placed and routed")
+    p.add_argument("--csv", metavar="PATH", help="also write the Pareto table as CSV")
     p.add_argument("--confirm-rtl", type=_positive, metavar="SAMPLES",
                    help="run each Pareto point on its core's RTL (Verilator, a build per core) "
                         "for SAMPLES test digits and compare its cycle counters with the model's")
@@ -73,6 +77,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                   "Pareto front of cycles, accuracy, energy and resources", examples=(
                       "spikepack sweep digits --board arty_a7 --trials 30",
                       "spikepack sweep digits --board arty_a7 --stage yosys --trials 8",
+                      "spikepack sweep digits --board icebreaker --stage pnr --trials 4 "
+                      "--space k=4 pe_per_lane=1,2 --pnr-top 2",
                       "spikepack sweep digits --board arty_a7 --storage "
                       "postgresql+psycopg2://me:pw@db.lan/sweeps --study arty1",
                       "spikepack sweep --show --study digits-arty_a7-model "
@@ -95,7 +101,7 @@ def sweep(args) -> int:
             config = sw_sweep.SweepConfig(net=args.net, board=args.board, stage=args.stage,
                                           work_dir=work, hidden=tuple(args.hidden),
                                           epochs=args.epochs, samples=args.samples,
-                                          seed=args.seed)
+                                          seed=args.seed, space=_space(args.space))
             name = args.study or f"{args.net}-{args.board}-{args.stage}"
 
             def progress(trial):
@@ -109,9 +115,8 @@ def sweep(args) -> int:
             study = sw_sweep.open_study(storage, name)
             print(f"this worker ran {ran} trial(s)")
             if args.stage == "pnr":
-                sw_sweep.place_and_route_front(
-                    study, config, top=args.pnr_top,
-                    progress=lambda n, f, r: print(f"pnr trial {n}: Fmax {f} MHz {r}"))
+                sw_sweep.place_and_route_front(study, config, top=args.pnr_top,
+                                               progress=_print_pnr)
         if args.confirm_rtl:
             if args.show:
                 config = sw_sweep.SweepConfig(**_stored_config(study))
@@ -122,6 +127,8 @@ def sweep(args) -> int:
                     f"inference over {v['samples']} samples: "
                     f"{'equal (==)' if v['equal'] else 'DIFFERENT'}", flush=True))
         print(sw_sweep.format_table(study))
+        if args.csv:
+            print(f"csv: {sw_sweep.write_csv(study, args.csv)}")
         if any(True for _ in study.best_trials):
             plot = Path(args.plot) if args.plot else work / f"{study.study_name}_pareto.png"
             sw_sweep.plot_front(study, plot)
@@ -134,6 +141,36 @@ def sweep(args) -> int:
     except sw_sweep.SweepError as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _space(items):
+    """The ``--space NAME=V1,V2`` items as a :class:`SweepSpace` (defaults for the rest)."""
+    import dataclasses
+
+    from sw.research.sweep import SweepSpace
+
+    names = [f.name for f in dataclasses.fields(SweepSpace)]
+    changes = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in names:
+            raise UserError(f"--space takes NAME=V1,V2 with NAME one of {', '.join(names)}, "
+                            f"not {item!r}")
+        try:
+            changes[name] = tuple(int(v) for v in values.split(","))
+        except ValueError:
+            raise UserError(f"--space {name}: {values!r} is not a comma-separated list of "
+                            f"whole numbers") from None
+    return SweepSpace(**changes)
+
+
+def _print_pnr(trial: int, rec: dict) -> None:
+    if rec["status"] == "ok":
+        util = ", ".join(f"{bel} {n:,}" for bel, n in rec["utilization"].items())
+        print(f"pnr trial {trial}: Fmax {rec['fmax_mhz']:.1f} MHz (target "
+              f"{rec['target_mhz']:g}); {util}; {rec['seconds']:.0f} s", flush=True)
+    else:
+        print(f"pnr trial {trial}: {rec['status']}: {rec['error']}", flush=True)
 
 
 def _stored_config(study) -> dict:

@@ -10,12 +10,15 @@ is measured in stages of rising cost (:data:`STAGES`):
    energy estimate (:mod:`sw.research.bitbudget`); the fit checks (the compiler's
    ``build_image`` and the memory bits against the board's :class:`boards.DeviceCapacity`).
    A trial that does not fit is *pruned* (state PRUNED, the reason in its ``pruned`` attribute).
-2. ``yosys`` (minutes): ``hw.build``'s resource estimate for the trial's core on the board (yosys
-   ``synth_xilinx`` for the Arty; the open flow's yosys + nextpnr on the ULX3S and iCEBreaker,
-   which also gives Fmax). One build per distinct core, cached in the work directory.
-3. ``pnr``: after the trials, the Pareto front's points are placed and routed with nextpnr on an
-   open-toolchain board (:func:`place_and_route_front`); their Fmax goes into the study's
-   attributes.
+2. ``yosys`` (half a minute to ten): ``hw.build``'s synthesis-only resource estimate for the
+   trial's core on the board (``synth_only``: yosys ``synth_xilinx`` for the Arty,
+   ``synth_ice40`` / ``synth_ecp5`` netlist cells for the iCEBreaker and ULX3S; no place and
+   route). One build per distinct core, cached in the work directory.
+3. ``pnr``: the trials as at ``yosys``; then the ``top`` fastest points of the Pareto front are
+   placed and routed by ``hw.build``'s full open flow (yosys, on ECP5 the block RAM output
+   registers, nextpnr, icepack/ecppack; :func:`place_and_route_front`). Their Fmax and
+   nextpnr's utilization, or the reason a point did not fit or route, go into the study's
+   ``pnr`` attribute and the Pareto table's columns.
 
 The study is multi-objective (all minimized): cycles per inference, classification error, energy
 per inference (pJ) and, at stage ``model``, the array's synaptic adds per cycle (``n_pe k``) and
@@ -50,7 +53,8 @@ from hw.contract.params import CoreParams
 
 __all__ = ["STAGES", "SweepConfig", "SweepSpace", "TrialResult", "open_storage", "open_study",
            "core_for_network", "evaluate_point", "run_worker", "pareto_rows", "format_table",
-           "plot_front", "choose_point", "write_preset", "place_and_route_front",
+           "plot_front", "write_csv", "choose_point", "write_preset", "build_report", "pnr_record",
+           "place_and_route_front",
            "confirm_front_on_rtl",
            "SweepError", "CYCLE_MODEL_NOTE"]
 
@@ -279,38 +283,69 @@ class DoesNotFitBoard(Exception):
     """The point does not fit the board (a pruned trial, not a failure)."""
 
 
-def _yosys_resources(config: SweepConfig, core: CoreParams) -> tuple[dict, float | None]:
-    """``hw.build``'s resource figures for ``core`` on the board (cached per core)."""
-    from hw.build.main import BuildError, BuildOptions, DoesNotFit, build
+def build_report(config: SweepConfig, core: CoreParams, *, place_and_route: bool) -> dict:
+    """``hw.build``'s report for ``core`` on the board: the synthesis-only estimate, or (with
+    ``place_and_route``) the full open flow with nextpnr. One build per core and flow, kept under
+    ``work_dir/builds`` and reused when it finished (``ok`` or ``does_not_fit``); a build that
+    failed or was cut short runs again. The report of a failed build is returned, not raised
+    (its ``status`` and ``message`` say what went wrong)."""
+    from filelock import FileLock
+
+    from hw.build.main import BuildError, BuildOptions, build
     from sim.rtl.runner import param_tag
 
-    out = config.work_dir / "builds" / f"{config.board}_{param_tag(core)}"
+    kind = "pnr" if place_and_route else "synth"
+    out = config.work_dir / "builds" / f"{config.board}_{param_tag(core)}_{kind}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     cached = out / "report.json"
-    if cached.exists():
-        report = json.loads(cached.read_text())
-    else:
-        preset = config.preset.replace(params=core)
-        try:
-            report = build(preset, BuildOptions(out=out, vivado=False, quiet=True,
-                                                allow_timing_fail=True))
-        except DoesNotFit as exc:
-            raise DoesNotFitBoard(str(exc)) from None
-        except BuildError:
-            raise
+    with FileLock(str(out) + ".lock"):  # one build per directory, whichever worker asks
+        report = json.loads(cached.read_text()) if cached.exists() else None
+        if report is None or report.get("status") not in ("ok", "does_not_fit"):
+            preset = config.preset.replace(params=core)
+            try:
+                report = build(preset, BuildOptions(out=out, vivado=False, quiet=True,
+                                                    allow_timing_fail=True,
+                                                    synth_only=not place_and_route))
+            except BuildError as exc:
+                if not cached.exists():
+                    raise
+                report = json.loads(cached.read_text())  # written with the failure's status
+                report["message"] = report.get("message") or str(exc)
+    return {**report, "build_dir": str(out)}
+
+
+def _yosys_resources(config: SweepConfig, core: CoreParams) -> tuple[dict, float | None]:
+    """Stage ``yosys``: the synthesis estimate's LUT, FF, BRAM, DSP for ``core`` (cached)."""
+    from hw.build.report import resource_summary
+
+    report = build_report(config, core, place_and_route=False)
     if report["status"] == "does_not_fit":
         raise DoesNotFitBoard(report["message"])
     if report["status"] != "ok":
         raise RuntimeError(f"hw.build failed for {core}: {report['message']}")
-    util = report["utilization"]
-    names = {"LUT": ("LUT", "LUT4", "TRELLIS_COMB", "ICESTORM_LC"),
-             "FF": ("FF", "TRELLIS_FF"),  # iCE40: nextpnr counts LUT+FF cells (LUT), FF 0
-             "BRAM": ("RAMB36", "BRAM", "DP16KD", "ICESTORM_RAM"),
-             "DSP": ("DSP", "DSP48E1", "MULT18X18D", "ICESTORM_DSP")}
-    res = {}
-    for key, aliases in names.items():
-        res[key] = next((float(util[a]["used"]) for a in aliases if a in util), 0.0)
-    timing = report.get("timing")
-    return res, (timing or {}).get("fmax_mhz")
+    return resource_summary(report), (report.get("timing") or {}).get("fmax_mhz")
+
+
+def pnr_record(report: dict) -> dict:
+    """What the study keeps of a place-and-route build: ``status`` (``ok``, ``does_not_fit``,
+    ``error``), nextpnr's Fmax of the accelerator clock and its target, the LUT/FF/BRAM/DSP
+    summary and every bel nextpnr used, the build directory, and the message of a failure."""
+    from hw.build.report import resource_summary
+
+    timing = report.get("timing") or {}
+    # nextpnr's figures (placed, or packed before placement failed), not a pre-check's
+    by_nextpnr = "nextpnr" in (report.get("utilization_source") or "")
+    summary = resource_summary(report) if by_nextpnr else dict.fromkeys(("LUT", "FF", "BRAM",
+                                                                         "DSP"))
+    rec = {"status": report["status"], "fmax_mhz": timing.get("fmax_mhz"),
+           "target_mhz": timing.get("target_mhz"), "met": timing.get("met"), **summary,
+           "utilization": {bel: e["used"] for bel, e in report["utilization"].items()},
+           "utilization_source": report.get("utilization_source"),
+           "build_seconds": report.get("wall_seconds"),
+           "build_dir": report.get("build_dir")}
+    if report["status"] not in ("ok", "timing_failed"):
+        rec["error"] = report.get("message") or report["status"]
+    return rec
 
 
 def evaluate_point(config: SweepConfig, point: dict) -> TrialResult:
@@ -543,18 +578,33 @@ def pareto_rows(study) -> list[dict]:
     """The Pareto front of the study's complete trials, fastest first."""
     names = _objective_names(study)
     confirmed = study.user_attrs.get("rtl_confirmed", {})
+    placed = study.user_attrs.get("pnr", {})
     rows = []
     for t in study.best_trials:
         u = t.user_attrs
         rtl = confirmed.get(str(t.number))
+        pnr = placed.get(str(t.number))
         rows.append({"trial": t.number, **{f"p_{k}": v for k, v in t.params.items()},
                      "n_pe": u["core"]["n_pe"], "k": u["core"]["k"],
                      "fire_units": u["core"]["fire_units"],
                      **dict(zip(names, t.values, strict=True)),
                      "accuracy": u["accuracy"], "stage": u["stage"],
                      "fmax_mhz": u.get("fmax_mhz"), "core": u["core"],
-                     "rtl": None if rtl is None else ("==" if rtl["equal"] else "!=")})
+                     "rtl": None if rtl is None else ("==" if rtl["equal"] else "!="),
+                     **_pnr_columns(pnr)})
     return sorted(rows, key=lambda r: (r["cycles"], r["error"]))
+
+
+#: The Pareto row's place-and-route columns (None before the ``pnr`` stage placed the point).
+PNR_COLUMNS = ("pnr_status", "pnr_fmax_mhz", "pnr_LUT", "pnr_FF", "pnr_BRAM", "pnr_error")
+
+
+def _pnr_columns(rec: dict | None) -> dict:
+    if rec is None:
+        return dict.fromkeys(PNR_COLUMNS)
+    return {"pnr_status": rec["status"], "pnr_fmax_mhz": rec.get("fmax_mhz"),
+            "pnr_LUT": rec.get("LUT"), "pnr_FF": rec.get("FF"), "pnr_BRAM": rec.get("BRAM"),
+            "pnr_error": rec.get("error")}
 
 
 def format_table(study) -> str:
@@ -574,31 +624,63 @@ def format_table(study) -> str:
         [n for n in names if n not in ("cycles", "error", "energy_pj")]
     if any(r.get("fmax_mhz") for r in rows):
         cols.append("fmax_mhz")
+    placed = any(r["pnr_status"] for r in rows)
+    if placed:
+        cols += ["pnr_fmax_mhz", "pnr_LUT", "pnr_FF", "pnr_BRAM"]
     if any(r.get("rtl") for r in rows):
         cols.append("rtl")
     title = {"p_t_max": "t_max", "p_batch_depth": "batch", "p_T": "T", "p_weight_bits": "w_bits",
              "fire_units": "fire", "energy_pj": "energy pJ", "adds_per_cycle": "adds/cyc",
              "memory_kbits": "mem kbit", "rtl": "RTL cycles",
-             "fmax_mhz": "Fmax MHz"}
+             "fmax_mhz": "Fmax MHz", "pnr_fmax_mhz": "pnr Fmax MHz", "pnr_LUT": "pnr LUT",
+             "pnr_FF": "pnr FF", "pnr_BRAM": "pnr BRAM"}
     hdr = [title.get(c, c) for c in cols]
 
-    def fmt(c, v):
+    def fmt(c, v, row):
+        if c == "pnr_fmax_mhz" and row["pnr_status"] not in (None, "ok"):
+            return row["pnr_status"]  # does_not_fit, error: the reason is below the table
         if v is None:
             return "-"
+        if c == "pnr_fmax_mhz":
+            return f"{v:.1f}"
         if c == "accuracy":
             return f"{100 * v:.1f}%"
         if isinstance(v, float):
             return f"{v:,.0f}" if abs(v) >= 100 or v.is_integer() else f"{v:.2f}"
         return str(v)
 
-    cells = [[fmt(c, r.get(c)) for c in cols] for r in rows]
+    cells = [[fmt(c, r.get(c), r) for c in cols] for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
               for i, h in enumerate(hdr)]
     lines = [head, f"Pareto front ({len(rows)} points, all objectives minimized: "
                    f"{', '.join(names)}); {study.user_attrs.get('cycle_model', '')}",
              "  ".join(h.rjust(w) for h, w in zip(hdr, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    if placed:
+        cfg_board = cfg.get("board")
+        lines.append(f"pnr: nextpnr place and route on the {cfg_board} (Fmax of the accelerator "
+                     f"clock; LUT = its logic cells, FF '-' where nextpnr counts them inside "
+                     f"those); the other resource columns are yosys' estimate")
+        lines += [f"pnr trial {r['trial']}: {r['pnr_status']}: {r['pnr_error']}"
+                  for r in rows if r["pnr_error"]]
     return "\n".join(lines)
+
+
+def write_csv(study, path) -> Path:
+    """The Pareto front as CSV, one row per point (the columns of :func:`pareto_rows`, the
+    core as its ``CoreParams.describe()`` text), place-and-route columns included."""
+    import csv
+
+    rows = pareto_rows(study)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [k for k in (rows[0] if rows else {}) if k != "core"] + ["core"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "core": CoreParams(**r["core"]).describe()})
+    return path
 
 
 def plot_front(study, path) -> Path:
@@ -613,6 +695,7 @@ def plot_front(study, path) -> Path:
     size_key = "LUT" if "LUT" in names else "adds_per_cycle"
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     front = {t.number for t in study.best_trials}
+    placed = study.user_attrs.get("pnr", {})
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for on_front in (False, True):
         ts = [t for t in trials if (t.number in front) == on_front]
@@ -625,9 +708,17 @@ def plot_front(study, path) -> Path:
                    alpha=0.8 if on_front else 0.3, edgecolors="k" if on_front else "none",
                    label="Pareto front" if on_front else "other trials")
         if on_front:
+            labels: dict = {}  # one label per position: the sampler may draw a point twice
             for t, v in zip(ts, vals, strict=True):
-                ax.annotate(f"#{t.number} T{t.params['T']} w{t.params['weight_bits']}",
-                            (v["cycles"], 100 * (1 - v["error"])), fontsize=7,
+                rec = placed.get(str(t.number))
+                pnr = "" if rec is None else (f" {rec['fmax_mhz']:.0f} MHz" if rec.get(
+                    "fmax_mhz") else f" {rec['status']}")
+                xy = (v["cycles"], 100 * (1 - v["error"]))
+                text = f"T{t.params['T']} w{t.params['weight_bits']}{pnr}"
+                numbers, _ = labels.get((xy, text), ([], None))
+                labels[(xy, text)] = ([*numbers, t.number], text)
+            for (xy, _), (numbers, text) in labels.items():
+                ax.annotate("/".join(f"#{n}" for n in numbers) + f" {text}", xy, fontsize=7,
                             xytext=(4, 2), textcoords="offset points")
     cfg = study.user_attrs.get("config", {})
     ax.set_xscale("log")
@@ -682,22 +773,33 @@ def write_preset(study, path, *, trial: int | None = None, max_drop: float = 0.0
     return doc
 
 
-def place_and_route_front(study, config: SweepConfig, *, top: int = 3, progress=None) -> list:
-    """Stage 3: build the ``top`` fastest Pareto points with the board's open toolchain
-    (yosys + nextpnr); their Fmax and resources go into the study's ``pnr`` attribute."""
+def place_and_route_front(study, config: SweepConfig, *, top: int = 3, progress=None) -> dict:
+    """Stage 3: place and route the ``top`` fastest Pareto points with the board's open flow.
+
+    Each point's core is built by ``hw.build`` (yosys, nextpnr, the bitstream; cached per core
+    under ``work_dir/builds``, one build at a time); its :func:`pnr_record` (nextpnr's Fmax and
+    utilization, or the status and message of a point that did not fit, did not route or whose
+    tool failed) goes into the study's ``pnr`` attribute under its trial number, saved after each
+    point. A failing point is recorded and the next one built; nothing is raised for it.
+    Returns the ``pnr`` attribute; ``progress(trial_number, record)`` after each point.
+    """
     if config.preset.family == "xc7":
-        raise SweepError("place and route needs an open-toolchain board (ulx3s, icebreaker)")
+        raise SweepError(f"place and route needs an open-toolchain board (ulx3s, icebreaker); "
+                         f"the {config.board}'s is Vivado's")
     done = dict(study.user_attrs.get("pnr", {}))
-    out = []
     for row in pareto_rows(study)[:top]:
-        core = CoreParams(**row["core"])
-        res, fmax = _yosys_resources(dataclasses.replace(config, stage="pnr"), core)
-        done[str(row["trial"])] = {"fmax_mhz": fmax, **res}
-        out.append((row["trial"], fmax, res))
+        t0 = time.perf_counter()
+        try:
+            rec = pnr_record(build_report(config, CoreParams(**row["core"]),
+                                          place_and_route=True))
+        except Exception as exc:  # a missing tool, a crash: recorded, the next point goes on
+            rec = {"status": "error", "fmax_mhz": None, "error": f"{type(exc).__name__}: {exc}"}
+        rec["seconds"] = round(time.perf_counter() - t0, 1)
+        done[str(row["trial"])] = rec
+        study.set_user_attr("pnr", done)
         if progress:
-            progress(row["trial"], fmax, res)
-    study.set_user_attr("pnr", done)
-    return out
+            progress(row["trial"], rec)
+    return done
 
 
 def confirm_front_on_rtl(study, config: SweepConfig, *, samples: int = 8, progress=None) -> dict:

@@ -113,3 +113,24 @@ def test_ulx3s_meets_timing(ulx3s_build):
     timing = report["timing"]
     assert timing["met"], (f"Fmax {timing['fmax_mhz']} MHz < {timing['target_mhz']} MHz; "
                            f"critical path {report['critical_path']}")
+
+
+def test_ulx3s_synth_only_estimate(tmp_path):
+    """``--synth-only`` on the ECP5 (the sweep's per-trial estimate): yosys and the block RAM
+    output-register step run, nextpnr does not; the netlist's cells are the utilization."""
+    small = ["--set", "n_pe=4", "--set", "k=4", "--set", "weight_depth=64", "--set",
+             "act_chunks=16", "--set", "bt_depth=32", "--set", "max_layers=2", "--set",
+             "batch_depth=1", "--set", "fire_units=1"]
+    result, report, out = build(tmp_path, "--board", "ulx3s", "--synth-only", *small)
+    assert result.returncode == 0, result.stderr
+    assert report["status"] == "ok" and "synthesis only" in report["message"]
+    assert [s["name"] for s in report["steps"]] == [
+        "elaborate + build plan", "yosys", "block RAM output registers"]
+    assert report["timing"] is None and "bitstream" not in report["artifacts"]
+    util = report["utilization"]
+    capacity = get_board("ulx3s").capacity
+    assert set(util) == {"LUT", "FF", "BRAM", "DSP"}
+    assert 0 < util["LUT"]["used"] <= capacity.luts and 0 < util["FF"]["used"] <= capacity.ffs
+    assert 1 <= util["BRAM"]["used"] <= capacity.brams and util["DSP"]["used"] == 0
+    outreg = report["ecp5_outreg"]
+    assert outreg["absorbed"] == outreg["read_ports"] >= util["BRAM"]["used"]
