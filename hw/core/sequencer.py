@@ -133,10 +133,14 @@ class Sequencer(wiring.Component):
         bad_batch = Signal()  # the start's batch is 0 or above batch_depth (acted on in CHECK)
         # One past the region's end is a value they take (after a sample that fills it): one
         # bit more than the ports, so the next sample's check sees it rather than a wrap to 0.
-        in_base = Signal(range(p.spike_rows + 1))
-        out_base = Signal(range(p.output_words + 1))
+        # A build of one sample a batch (the iCEBreaker's) keeps them constant: no adders.
+        multi = p.batch_depth > 1
+        in_base = Signal(range(p.spike_rows + 1), init=p.input_base) if multi else p.input_base
+        out_base = Signal(range(p.output_words + 1)) if multi else 0
         m.d.comb += self.out_base.eq(out_base)
-        in_step = Signal(16)  # layer 0's in_stride: blocks of one sample's input
+        # Layer 0's in_stride (blocks of one sample's input; more than INPUT holds is refused).
+        in_step = Signal(range(p.input_blocks + 1))
+        big_stride = self.layer.in_stride > p.input_blocks
         pe_bits = p.n_pe.bit_length() - 1
         layer_cycles = Signal(32)
         d = self.layer
@@ -211,8 +215,9 @@ class Sequencer(wiring.Component):
                                  self.total_cycles.eq(0), ran.eq(0),
                                  bad_batch.eq((self.batch == 0) | (self.batch > p.batch_depth)),
                                  self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
-                                 in_base.eq(p.input_base), out_base.eq(0), lyr.eq(0),
-                                 layer_cycles.eq(0), word.eq(0)]
+                                 lyr.eq(0), layer_cycles.eq(0), word.eq(0)]
+                    if multi:
+                        m.d.sync += [in_base.eq(p.input_base), out_base.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 # Address word ``word`` (while there are words left); word ``word - 2`` arrives
@@ -250,7 +255,8 @@ class Sequencer(wiring.Component):
                     last_sample.eq(sample + 1 == batch),
                     # The sample's input (layer 0) and outputs (last layer) inside INPUT and
                     # OUTPUT: the batch is too large for this network's sample size.
-                    bad_io.eq(((lyr == 0) & (in_base + d.in_stride > p.spike_rows))
+                    bad_io.eq(((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
+                                                           > p.spike_rows)))
                               | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]
@@ -299,9 +305,10 @@ class Sequencer(wiring.Component):
                             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                             m.next = "IDLE"
                         with m.Else():
-                            m.d.sync += [sample.eq(sample + 1), lyr.eq(0),
-                                         in_base.eq(in_base + in_step),
-                                         out_base.eq(out_base + (d.passes << pe_bits))]
+                            m.d.sync += [sample.eq(sample + 1), lyr.eq(0)]
+                            if multi:
+                                m.d.sync += [in_base.eq(in_base + in_step),
+                                             out_base.eq(out_base + (d.passes << pe_bits))]
                             m.next = "LOAD"
                     with m.Elif(lyr == p.max_layers - 1):
                         fail(ErrorCode.NO_LAST)

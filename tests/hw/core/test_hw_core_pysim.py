@@ -101,7 +101,8 @@ def test_core_pysim_networks(pause, weight_regs, seed):
     cases = []
     for n in range(3):
         net = random_network(rng, P, max_depth=3, edge=("largest", None, "negative")[n])
-        cases.append((net, random_inputs(rng, net, int(rng.integers(1, P.batch_depth + 1)))))
+        depth = img.build_image(net, P).max_batch  # fewer than batch_depth for wide images
+        cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
     results = []
 
     async def host(ctx):
@@ -193,7 +194,10 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
             ({"n_out": covered + 1}, 1, ErrorCode.BAD_SIZE),
             ({"n_out": covered - P.n_pe}, 1, ErrorCode.BAD_SIZE),
             ({"bt_base": P.bt_rows - d["passes"] + 1}, 1, ErrorCode.BAD_SIZE),
-            ({"bt_base": 1 << 16}, 1, ErrorCode.BAD_SIZE),
+            ({"in_stride": 0}, 1, ErrorCode.BAD_SIZE),
+            # Layer 0's input larger than INPUT; a batch whose second input overruns it.
+            ({"in_stride": P.input_blocks + 1}, 1, ErrorCode.BAD_BATCH),
+            ({"in_stride": P.input_blocks // 2 + 1}, 2, ErrorCode.BAD_BATCH),
         ]
 
     async def host(ctx):
@@ -210,7 +214,7 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
 
     pb.simulate(host)
     *refused, done, out = results
-    assert len(refused) == 15
+    assert len(refused) == 17
     for change, code, status in refused:
         assert status & registers.STATUS_ERROR and not status & registers.STATUS_BUSY, (change, hex(status))
         assert status >> 8 == code, (change, code, hex(status))
