@@ -140,15 +140,17 @@ def test_pnr_stage_refuses_vivado_boards(tmp_path):
 
 @pytest.mark.synth
 @pytest.mark.timeout(3600)
-def test_pnr_stage_on_icebreaker(tmp_path, capsys):
-    """``spikepack sweep digits --board icebreaker --stage pnr``, one point (a 4 x 4 array):
-    the trial's resources are yosys' synth_ice40 netlist cells, the front's point is placed and
-    routed by nextpnr-ice40, and its Fmax and logic cells, read from nextpnr's own report, are
-    in the study, the table and the CSV."""
+def test_pnr_stage_on_ulx3s(tmp_path, capsys):
+    """``spikepack sweep digits --board ulx3s --stage pnr``, one point (a 4 x 4 array, about two
+    minutes): the trial's resources are yosys' synth_ecp5 netlist cells, the front's point is
+    placed and routed by nextpnr-ecp5, and its Fmax, LUTs, flip-flops and block RAMs, read from
+    nextpnr's own report, are in the study, the table and the CSV. (The iCEBreaker's own 4 x 4
+    core fills 96-97 % of the UP5K's logic cells, where nextpnr-ice40's placement succeeds or
+    fails from one netlist to the next: that case, a refusal recorded, is the test below.)"""
     from sw.cli.main import main
 
     work = tmp_path / "work"
-    rc = main(["sweep", "digits", "--board", "icebreaker", "--stage", "pnr", "--trials", "1",
+    rc = main(["sweep", "digits", "--board", "ulx3s", "--stage", "pnr", "--trials", "1",
                "--work-dir", str(work), "--study", "ice", *TINY, "--space", "k=4",
                "pe_per_lane=1", "fire_div=4", "batch_depth=1", "T=2", "weight_bits=8",
                "--pnr-top", "1", "--csv", str(tmp_path / "front.csv")])
@@ -158,7 +160,7 @@ def test_pnr_stage_on_icebreaker(tmp_path, capsys):
     study = sw_sweep.open_study(sw_sweep.open_storage(None, work), "ice")
     (trial,) = study.get_trials()
     assert trial.state == optuna.trial.TrialState.COMPLETE
-    capacity = get_board("icebreaker").capacity
+    capacity = get_board("ulx3s").capacity
     res = trial.user_attrs["resources"]
     assert 0 < res["LUT"] <= capacity.luts and 0 < res["FF"] <= capacity.ffs
     assert 0 < res["BRAM"] <= capacity.brams
@@ -170,15 +172,15 @@ def test_pnr_stage_on_icebreaker(tmp_path, capsys):
     # The figures are nextpnr's own: its --report JSON in the build directory.
     report = json.loads((Path(rec["build_dir"]) / "top_nextpnr.json").read_text())
     achieved = [round(c["achieved"], 2) for c in report["fmax"].values()
-                if abs(c["constraint"] - 12.0) < 0.01]
+                if abs(c["constraint"] - 100.0) < 0.01]
     assert rec["fmax_mhz"] in achieved and rec["fmax_mhz"] > 0
-    assert rec["target_mhz"] == 12.0 and rec["met"] == (rec["fmax_mhz"] >= 12.0)
-    lc = report["utilization"]["ICESTORM_LC"]
-    assert rec["LUT"] == lc["used"] and 0 < lc["used"] <= lc["available"] == capacity.luts
-    ram = report["utilization"]["ICESTORM_RAM"]
+    assert rec["target_mhz"] == 100.0 and rec["met"] == (rec["fmax_mhz"] >= 100.0)
+    lut = report["utilization"]["TRELLIS_COMB"]
+    assert rec["LUT"] == lut["used"] and 0 < lut["used"] <= lut["available"] == capacity.luts
+    ff = report["utilization"]["TRELLIS_FF"]
+    assert rec["FF"] == ff["used"] and 0 < ff["used"] <= capacity.ffs
+    ram = report["utilization"]["DP16KD"]
     assert rec["BRAM"] == ram["used"] and 0 < ram["used"] <= capacity.brams
-    # A logic cell holds a LUT and a flip-flop: placed, there are at least as many as either.
-    assert lc["used"] >= max(res["LUT"], res["FF"])
 
     assert f"pnr trial {trial.number}: Fmax {rec['fmax_mhz']:.1f} MHz" in out
     header = next(line for line in out.splitlines() if line.split()[:2] == ["trial", "n_pe"])
