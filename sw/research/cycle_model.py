@@ -258,6 +258,18 @@ def conv_walk_steps(layer, counts, params: CoreParams) -> list:
     return steps
 
 
+def _skid_step(out, skid, taken: bool, incoming):
+    """One cycle of a two-entry skid buffer (``hw/common/skid_buffer.py``): its output register
+    ``out`` and skid register ``skid`` (None = empty) after a cycle in which the consumer took
+    ``out`` (``taken``) and the producer offered ``incoming`` (None = nothing), accepted only
+    while the skid register was empty (its registered ``ready``)."""
+    if out is None or taken:
+        return (skid, None) if skid is not None else (incoming, None)
+    if incoming is not None and skid is None:
+        return out, incoming
+    return out, skid
+
+
 def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
                  timing: CoreTiming | None, setup: int) -> int:
     """Cycles from the sequencer's START to the end of its counter updates, for a fetcher walk
@@ -338,29 +350,14 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         elif go_fire:
             fire_start = t
         # Skid 2 (input: the issuer's beat).
-        take_o2 = s2_o is None or pe_accept
-        if take_o2:
-            if s2_skid is not None:
-                s2_o, s2_skid = s2_skid, None
-            else:
-                s2_o = iss_beat if iss_valid else None
-        elif iss_valid and s2_ready:
-            s2_skid = iss_beat
+        s2_o, s2_skid = _skid_step(s2_o, s2_skid, pe_accept, iss_beat if iss_valid else None)
         # Issuer state.
         if iss_valid and s2_ready and not iss_take:
             issued += 1
         elif iss_take:
             issued = 0
         # Skid 1 (input: the fetcher's output register).
-        take_o1 = s1_o is None or iss_take
-        c_valid = c_item >= 0
-        if take_o1:
-            if s1_skid is not None:
-                s1_o, s1_skid = s1_skid, None
-            else:
-                s1_o = c_item if c_valid else None
-        elif c_valid and s1_ready:
-            s1_skid = c_item
+        s1_o, s1_skid = _skid_step(s1_o, s1_skid, iss_take, c_item if c_item >= 0 else None)
         # Fetcher stages (lock-step).
         if fetch_adv:
             # A padding tap's step is a cycle of the address stage that sends nothing.
