@@ -37,6 +37,6 @@ _ERROR_MEANINGS = {
                         "non-readout layer on a build with conv=1, only)",
     ErrorCode.NO_LAST: "no descriptor of the program is marked last",
     ErrorCode.NO_LIF: "a LIF/IF layer on a build without the LIF datapath (lif=0)",
-    ErrorCode.NO_CONV_OP: "a conv layer with a shortcut (this gateware runs conv layers, with "
-                          "or without max pooling, but no shortcut yet)",
+    ErrorCode.NO_CONV_OP: "a conv operation this gateware does not run (reserved: conv layers "
+                          "with max pooling and shortcuts run; no descriptor raises it now)",
 }

@@ -108,7 +108,7 @@ class SpikePackCore(wiring.Component):
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.
-            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth)),
+            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth, p.chunks_per_pass)),
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
             # the issuer's plane selection.
             "fetch_skid": SkidBuffer(block_beat_layout(p)),
@@ -152,6 +152,9 @@ class SpikePackCore(wiring.Component):
             fetch.conv_h.eq(d.conv_h), fetch.conv_w.eq(d.conv_w), fetch.kh.eq(d.kh),
             fetch.kw.eq(d.kw), fetch.stride.eq(d.stride), fetch.pad.eq(d.pad),
             fetch.pool_log2.eq(d.pool_log2),
+            fetch.n_out.eq(d.n_out), fetch.res.eq(d.res_gain != 0),
+            fetch.res_input.eq(d.res_input), fetch.res_base.eq(d.res_base),
+            fetch.in_base.eq(seq.sample_base), pes.gain.eq(d.res_gain.as_signed()),
             seq.fetch_busy.eq(fetch.busy), seq.issued.eq(fetch.issued),
             issue.T.eq(d.T), issue.clear.eq(seq.clear),
         ]

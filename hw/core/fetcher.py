@@ -73,7 +73,9 @@ def layer_count_bits(params: CoreParams, per_pass: int) -> int:
 def block_beat_layout(params: CoreParams):
     """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
     ``T`` hold a spike, how many (and whether just one), and the lowest of them (0 when none);
-    its weight row; end of pass; ``pad``: an all-zero padding block (no memory read)."""
+    its weight row; end of pass; ``pad``: an all-zero padding block (no memory read); ``res``: a
+    block of a conv layer's shortcut, for the pass's output block ``group`` (its ``k`` channels
+    go to PEs ``group k .. group k + k - 1``, no weight row)."""
     return data.StructLayout({
         "block": params.block_bits,
         "nonzero": params.t_max,
@@ -83,6 +85,8 @@ def block_beat_layout(params: CoreParams):
         "row": range(params.weight_depth),
         "last": 1,
         "pad": 1,
+        "res": 1,
+        "group": range(params.chunks_per_pass),
     })
 
 
@@ -140,6 +144,16 @@ class Fetcher(wiring.Component):
         Max pooling ``2^pool_log2`` (0: none): the walk visits the conv positions of each pooled
         output's window one after the other, per pass (pooled position, pass, window position,
         tap, chunk), so the writer pools one pass's neurons at a time.
+    n_out : In(16)
+        Output channels of a conv layer (its shortcut map has ``ceil(n_out / k)`` blocks per
+        position).
+    res, res_input : In(1)
+        The conv layer has a shortcut (a non-zero gain); its map is in the sample's INPUT slot
+        (else in the ping-pong area).
+    res_base : In(11)
+        First block of the shortcut's map (from ``in_base`` when ``res_input``, else from 0).
+    in_base : In(range(spike_rows))
+        First block of the sample's INPUT slot.
     busy : Out(1)
         Addresses remain to be issued.
     issued : Out(layer_passes_bits(params))
@@ -170,6 +184,11 @@ class Fetcher(wiring.Component):
             "stride": In(2),
             "pad": In(2),
             "pool_log2": In(2),
+            "n_out": In(16),
+            "res": In(1),
+            "res_input": In(1),
+            "res_base": In(11),
+            "in_base": In(range(src_depth)),
             "busy": Out(1),
             "issued": Out(layer_passes_bits(params)),
             "src_addr": Out(range(src_depth)),
@@ -227,6 +246,24 @@ class Fetcher(wiring.Component):
         wrow_blk = Signal(signed(ptr_bits))  # c_blk of the window row's first position
         p_blk = Signal(signed(ptr_bits))  # c_blk of the pooled position's first position
         prow_blk = Signal(signed(ptr_bits))  # p_blk of the pooled row's first position
+        # The shortcut (conv layers with ``res``): its map has the conv output's shape,
+        # ``co_chunks`` blocks per conv position; pointers to the first block of the conv
+        # position, window row, pooled position and pooled row, as for the input map.
+        groups = p.chunks_per_pass  # output blocks of one pass
+        res_on = Signal()
+        res_phase = Signal()  # the walk is at the shortcut's blocks
+        rb = Signal(range(groups))  # block of the pass
+        res_j = Signal(range(p.max_passes * groups))  # block of the position (pass groups + rb)
+        pass_off = Signal(range(p.max_passes * groups))  # pass groups
+        co_chunks = Signal(range(p.act_chunks + 1))
+        res_abs = Signal(ptr_bits)  # first block of the shortcut's map
+        r_c, r_wrow, r_p, r_prow = (Signal(ptr_bits, name=f"r_{n}")
+                                    for n in ("c", "wrow", "p", "prow"))
+        rs_row = Signal(ptr_bits)  # conv_w co_chunks: blocks per shortcut row
+        rps_col = Signal(ptr_bits)  # co_chunks 2^pool_log2
+        rps_row = Signal(ptr_bits)  # rs_row 2^pool_log2
+        mul2_a = Signal(ptr_bits)  # conv_w << step
+        mul2_b = Signal(range(p.act_chunks + 1))  # co_chunks >> step
         chunks = Signal(range(p.act_chunks + 1))
         row_step = Signal(ptr_bits)  # in_w chunks: blocks per input row
         s_col = Signal(ptr_bits)  # stride chunks
@@ -245,16 +282,22 @@ class Fetcher(wiring.Component):
         valid_b = Signal()
         last_b = Signal()
         pad_b = Signal()
+        res_b = Signal()
+        grp_b = Signal(range(groups))
         w_addr_b = Signal.like(w_ptr)
         # Stages R, S: the block in a register, twice.
         valid_r = Signal()
         last_r = Signal()
         pad_r = Signal()
+        res_r = Signal()
+        grp_r = Signal(range(groups))
         block_r = Signal(p.block_bits, reset_less=True)
         w_addr_r = Signal.like(w_ptr)
         valid_s = Signal()
         last_s = Signal()
         pad_s = Signal()
+        res_s = Signal()
+        grp_s = Signal(range(groups))
         block_s = Signal(p.block_bits, reset_less=True)
         w_addr_s = Signal.like(w_ptr)
         # Stage C: the output register (block, marks, weight row). Data registers have no reset:
@@ -299,19 +342,31 @@ class Fetcher(wiring.Component):
         else:
             step = Signal()  # the walk takes a step this cycle
             m.d.comb += step.eq(adv & walking)
+            # The shortcut: after the taps of a conv position's pass, its ``groups`` blocks
+            # ``j = pass groups + b`` at ``r_c + j`` (``r_c``: the position's first shortcut
+            # block, kept by running pointers like ``c_blk``); ``j >= co_chunks`` is padding.
+            end_rb = Signal()
+            res_pad = Signal()
+            walk_last = Signal()  # this step ends the pass
+            sent = Signal()  # this step reads a block
+            m.d.comb += [
+                end_rb.eq(rb == groups - 1),
+                res_pad.eq(res_j >= co_chunks),
+                walk_last.eq(Mux(res_phase, end_rb, pass_end & ~res_on)),
+                sent.eq(Mux(res_phase, ~res_pad, inside)),
+            ]
             with m.If(adv):
-                m.d.sync += [valid_b.eq(walking & (inside | pass_end)), last_b.eq(pass_end),
-                             pad_b.eq(~inside), w_addr_b.eq(w_ptr)]
+                m.d.sync += [valid_b.eq(walking & (sent | walk_last)), last_b.eq(walk_last),
+                             pad_b.eq(~sent), res_b.eq(res_phase), grp_b.eq(rb),
+                             w_addr_b.eq(w_ptr)]
 
             def goto_conv(iy_, ix_, blk_):
                 """Start the taps of the conv position at ``(iy_, ix_)``, block ``blk_``."""
                 m.d.sync += [c_iy.eq(iy_), c_ix.eq(ix_), iy.eq(iy_), ix.eq(ix_), c_blk.eq(blk_),
                              row_blk.eq(blk_), blk.eq(blk_)]
 
-            with m.If(step):
+            with m.If(step & ~res_phase):
                 m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
-                with m.If(pass_end):
-                    m.d.sync += self.issued.eq(self.issued + 1)
                 with m.If(end_j):
                     m.d.sync += j.eq(0)
                     with m.If(~end_kx):
@@ -321,35 +376,52 @@ class Fetcher(wiring.Component):
                         with m.If(~end_ky):
                             m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1),
                                          row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step)]
-                        with m.Else():  # end of the conv position's pass
+                        with m.Else():  # the taps of the conv position's pass are done
                             m.d.sync += ky.eq(0)
-                            with m.If(~end_dx):  # next position of the window row
-                                m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row)]
-                                goto_conv(c_iy, c_ix + stride, c_blk + s_col)
-                            with m.Elif(~end_dy):  # next window row
-                                m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
-                                             wrow_blk.eq(wrow_blk + s_row)]
-                                goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
-                            with m.Else():  # end of the window: next pass
-                                m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
-                                             p_row.eq(w_ptr + 1), wrow_blk.eq(p_blk)]
-                                goto_conv(p_iy, p_ix, p_blk)
-                                with m.If(end_pas):  # next pooled position
-                                    m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base)]
-                                    with m.If(~end_px):
-                                        m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
-                                                     p_blk.eq(p_blk + ps_col),
-                                                     wrow_blk.eq(p_blk + ps_col)]
-                                        goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
-                                    with m.Else():  # next pooled row
-                                        m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
-                                                     p_iy.eq(p_iy + pstride),
-                                                     prow_blk.eq(prow_blk + ps_row),
-                                                     p_blk.eq(prow_blk + ps_row),
-                                                     wrow_blk.eq(prow_blk + ps_row)]
-                                        goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
-                                        with m.If(end_py):
-                                            m.d.sync += [self.busy.eq(0), walking.eq(0)]
+                            with m.If(res_on):  # its shortcut blocks next
+                                m.d.sync += [res_phase.eq(1), rb.eq(0), res_j.eq(pass_off),
+                                             blk.eq(r_c + pass_off), w_ptr.eq(w_ptr)]
+            with m.If(step & res_phase):
+                m.d.sync += [rb.eq(rb + 1), res_j.eq(res_j + 1), blk.eq(blk + 1)]
+                with m.If(end_rb):
+                    m.d.sync += [rb.eq(0), res_phase.eq(0)]
+            with m.If(step & walk_last):  # end of the conv position's pass
+                m.d.sync += self.issued.eq(self.issued + 1)
+                with m.If(~end_dx):  # next position of the window row
+                    m.d.sync += [dx.eq(dx + 1), w_ptr.eq(p_row), r_c.eq(r_c + co_chunks)]
+                    goto_conv(c_iy, c_ix + stride, c_blk + s_col)
+                with m.Elif(~end_dy):  # next window row
+                    m.d.sync += [dx.eq(0), dy.eq(dy + 1), w_ptr.eq(p_row),
+                                 wrow_blk.eq(wrow_blk + s_row),
+                                 r_wrow.eq(r_wrow + rs_row), r_c.eq(r_wrow + rs_row)]
+                    goto_conv(c_iy + stride, p_ix, wrow_blk + s_row)
+                with m.Else():  # end of the window: next pass
+                    m.d.sync += [dx.eq(0), dy.eq(0), pas.eq(pas + 1),
+                                 p_row.eq(w_ptr + 1), w_ptr.eq(w_ptr + 1), wrow_blk.eq(p_blk),
+                                 r_c.eq(r_p), r_wrow.eq(r_p), pass_off.eq(pass_off + groups)]
+                    goto_conv(p_iy, p_ix, p_blk)
+                    with m.If(end_pas):  # next pooled position
+                        m.d.sync += [pas.eq(0), w_ptr.eq(w_base), p_row.eq(w_base),
+                                     pass_off.eq(0)]
+                        with m.If(~end_px):
+                            m.d.sync += [px.eq(px + 1), p_ix.eq(p_ix + pstride),
+                                         p_blk.eq(p_blk + ps_col),
+                                         wrow_blk.eq(p_blk + ps_col),
+                                         r_p.eq(r_p + rps_col), r_wrow.eq(r_p + rps_col),
+                                         r_c.eq(r_p + rps_col)]
+                            goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
+                        with m.Else():  # next pooled row
+                            m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad),
+                                         p_iy.eq(p_iy + pstride),
+                                         prow_blk.eq(prow_blk + ps_row),
+                                         p_blk.eq(prow_blk + ps_row),
+                                         wrow_blk.eq(prow_blk + ps_row),
+                                         r_prow.eq(r_prow + rps_row), r_p.eq(r_prow + rps_row),
+                                         r_wrow.eq(r_prow + rps_row),
+                                         r_c.eq(r_prow + rps_row)]
+                            goto_conv(p_iy + pstride, -pad, prow_blk + ps_row)
+                            with m.If(end_py):
+                                m.d.sync += [self.busy.eq(0), walking.eq(0)]
 
             # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
             def times(x, n):
@@ -361,26 +433,33 @@ class Fetcher(wiring.Component):
                 with m.If(setup < nb):
                     with m.If(mul_b[0]):
                         m.d.sync += row_step.eq(row_step + mul_a)
-                    m.d.sync += [mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+                    with m.If(mul2_b[0]):  # the shortcut's: conv_w co_chunks
+                        m.d.sync += rs_row.eq(rs_row + mul2_a)
+                    m.d.sync += [mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1),
+                                 mul2_a.eq(mul2_a << 1), mul2_b.eq(mul2_b >> 1)]
                 with m.Elif(setup == nb):
                     m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
                                  mul_a.eq(row_step + chunks)]
                 with m.Elif(setup == nb + 1):
                     m.d.sync += [mul_a.eq(times(mul_a, pad)), ps_col.eq(s_col << pool),
-                                 ps_row.eq(s_row << pool)]
+                                 ps_row.eq(s_row << pool), rps_col.eq(co_chunks << pool),
+                                 rps_row.eq(rs_row << pool)]
                 with m.Else():
                     start_blk = src_base - mul_a
                     m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
                                  wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad),
-                                 walking.eq(1)]
+                                 r_c.eq(res_abs), r_wrow.eq(res_abs), r_p.eq(res_abs),
+                                 r_prow.eq(res_abs), walking.eq(1)]
                     goto_conv(-pad, -pad, start_blk)
 
         # --- stages B..C ---------------------------------------------------------------------
         with m.If(adv):
             m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), pad_r.eq(pad_b),
+                         res_r.eq(res_b), grp_r.eq(grp_b),
                          block_r.eq(self.src_data), w_addr_r.eq(w_addr_b)]
         with m.If(adv):
             m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), pad_s.eq(pad_r),
+                         res_s.eq(res_r), grp_s.eq(grp_r),
                          block_s.eq(block_r), w_addr_s.eq(w_addr_r)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
@@ -397,7 +476,8 @@ class Fetcher(wiring.Component):
                          self.o.payload.count.eq(count),
                          self.o.payload.single.eq(exactly_one(nonzero)),
                          self.o.payload.first.eq(lowest_one(nonzero)[1]),
-                         self.o.payload.last.eq(last_s), self.o.payload.pad.eq(pad_s)]
+                         self.o.payload.last.eq(last_s), self.o.payload.pad.eq(pad_s),
+                         self.o.payload.res.eq(res_s), self.o.payload.group.eq(grp_s)]
         with m.If(self.start & ~self.busy):
             conv = self.conv if p.conv else Const(0)
             m.d.sync += [
@@ -430,4 +510,12 @@ class Fetcher(wiring.Component):
                 wrow_blk.eq(self.src_base), p_blk.eq(self.src_base),
                 prow_blk.eq(self.src_base),
             ]
+            if p.conv:
+                m.d.sync += [
+                    res_on.eq(self.conv & self.res), res_phase.eq(0), rb.eq(0), pass_off.eq(0),
+                    co_chunks.eq((self.n_out + k - 1) >> ceil_log2(k)),
+                    res_abs.eq(self.res_base + Mux(self.res_input, self.in_base, 0)),
+                    rs_row.eq(0), mul2_a.eq(self.conv_w),
+                    mul2_b.eq((self.n_out + k - 1) >> ceil_log2(k)),
+                ]
         return m

@@ -48,7 +48,7 @@ class PlaneIssuer(wiring.Component):
     skipped : Out(layer_count_bits(params, act_chunks * t_max))
         All-zero plane chunks skipped (a conv layer skips per position: 32 bits).
     i : In(stream.Signature(block_beat_layout(params)))
-    o : Out(stream.Signature(beat_layout(k, t_max, weight_depth)))
+    o : Out(stream.Signature(beat_layout(k, t_max, weight_depth, n_pe // k)))
     """
 
     def __init__(self, params: CoreParams):
@@ -60,7 +60,8 @@ class PlaneIssuer(wiring.Component):
             "clear": In(1),
             "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "i": In(stream.Signature(block_beat_layout(params))),
-            "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth))),
+            "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth,
+                                                  params.chunks_per_pass))),
         })
 
     latency = 0
@@ -94,6 +95,8 @@ class PlaneIssuer(wiring.Component):
         # 0 and plane 0 (below T) holds no spike, so an empty end-of-pass beat carries zeros.
         m.d.comb += [
             self.o.payload.row.eq(self.i.payload.row),
+            self.o.payload.res.eq(self.i.payload.res),
+            self.o.payload.group.eq(self.i.payload.group),
             self.o.payload.slot.eq(sel),
             self.o.payload.spikes.eq(Array(planes)[sel]),
         ]

@@ -10,6 +10,15 @@ halves: while the firing array reads pass ``p`` from one half (:data:`bank_read_
 pass ``p + 1`` accumulates into the other. A beat of pass ``p + 2`` waits (``i.ready`` low) until
 the firing array has released pass ``p``'s half; nothing inside the array ever stalls.
 
+A conv layer's shortcut arrives as beats of its own (``res``): a chunk of ``k`` shortcut channels
+for the ``k`` PEs of block ``group`` (PE ``n`` owns channel lane ``n mod k`` of block ``n // k``).
+On such a beat PE ``n`` adds ``gain`` times spike lane ``n mod k`` if ``group == n // k``, else
+nothing: its weights are replaced, not its spikes -- lane ``n mod k`` takes ``gain`` (a
+``weight_bits`` 2:1 multiplexer per PE), every other lane 0 (the PE's weight register's
+synchronous reset, free in the flip-flop), so the spikes' broadcast path is unchanged and no
+weight row is read. ``gain`` comes from the layer's descriptor through a register per block of
+``k`` PEs.
+
 Latency: the sums of a pass can be read (``bank.ready``) :attr:`PEArray.latency` cycles after its
 last beat was accepted.
 """
@@ -18,7 +27,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,11 +70,14 @@ class PEArray(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(k, t_max, weight_depth)))
-        One spike chunk, its plane slot, the end-of-pass flag and its weight row.
+    i : In(stream.Signature(beat_layout(k, t_max, weight_depth, ceil(n_pe / k))))
+        One spike chunk, its plane slot, the end-of-pass flag and its weight row (or: a
+        shortcut chunk and its block).
     weights : In(weights_layout(n_pe, k, weight_bits))
         The weight row of the beat presented in the previous cycle: the owner reads the weight
         memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
+    gain : In(signed(weight_bits))
+        The running conv layer's shortcut gain (held during the layer).
     bank : Out(bank_read_signature(n_pe, t_max, sum_bits))
         The per-plane sums of finished passes, in pass order.
     """
@@ -81,11 +93,14 @@ class PEArray(wiring.Component):
         self._t_max = operator.index(t_max)
         if self._t_max < 2 or self._t_max & (self._t_max - 1):
             raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
+        self._k = operator.index(k)
+        self._groups = -(-self._n_pe // self._k)
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits)
                      for _ in range(self._n_pe)]
         super().__init__({
-            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth))),
+            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups))),
             "weights": In(weights_layout(self._n_pe, k, weight_bits)),
+            "gain": In(signed(weight_bits)),
             "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
         })
 
@@ -159,11 +174,28 @@ class PEArray(wiring.Component):
             reg = Signal.like(self.weights, name=f"weights_q{n + 1}", reset_less=True)
             m.d.sync += reg.eq(weights_q)
             weights_q = reg
+        # A shortcut beat, and which block of PEs it is for, beside its weights (one cycle of
+        # memory read, then ``weight_regs``); the gain, a copy per block of PEs.
+        k, groups = self._k, self._groups
+        res_q = self.i.payload.res
+        hit_q = Cat(self.i.payload.group == g for g in range(groups))
+        for n in range(1 + wregs):
+            res_r = Signal(name=f"res_q{n + 1}")
+            hit_r = Signal(groups, name=f"hit_q{n + 1}")
+            m.d.sync += [res_r.eq(res_q), hit_r.eq(hit_q)]
+            res_q, hit_q = res_r, hit_r
+        gains = [Signal.like(self.gain, name=f"gain{g}") for g in range(groups)]
+        m.d.sync += [gain.eq(self.gain) for gain in gains]
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
+            g, lane = divmod(n, k)
+            m.d.comb += [
+                pe.i_weights[i].eq(Mux(res_q, 0, weights_q[n][i])) for i in range(k) if i != lane
+            ]
+            m.d.comb += pe.i_weights[lane].eq(
+                Mux(res_q, Mux(hit_q[g], gains[g], 0), weights_q[n][lane]))
             m.d.comb += [
                 pe.i_spikes_q.eq(spikes_q),
-                pe.i_weights.eq(weights_q[n]),
                 pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),

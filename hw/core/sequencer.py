@@ -13,11 +13,13 @@ sample's output words (sample ``b``'s ``b * passes * n_pe`` words into OUTPUT, `
 last layer's).
 
 Refused (the run ends with an error code): a kind other than dense and conv, a conv layer that is
-the last or a readout (``BAD_KIND``); a conv layer with a shortcut (``NO_CONV_OP``: not in
-this gateware yet); a conv layer with a zero size, kernel or stride, or no pooled position
-(``BAD_SIZE``); a batch whose samples' inputs or outputs overrun INPUT or OUTPUT
+the last or a readout (``BAD_KIND``); a conv layer with a zero size, kernel or stride, or no
+pooled position (``BAD_SIZE``); a batch whose samples' inputs or outputs overrun INPUT or OUTPUT
 (``BAD_BATCH``, at the first sample that does not fit: the host's compiler refuses such a batch
-before it is sent).
+before it is sent). ``NO_CONV_OP`` is not raised any more (conv layers with max pooling and
+a shortcut both run); the code stays reserved for a conv operation a later descriptor may name.
+A conv layer's shortcut from the network input reads the sample's INPUT slot
+(:attr:`sample_base`).
 
 The per-layer counters live in a small memory owned by this block (``4`` words per layer:
 cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which waits while the
@@ -81,6 +83,8 @@ class Sequencer(wiring.Component):
     src_base, dst_base, out_base, fetch_start, clear : Out
         Per-layer datapath set-up (spike-memory blocks read and written, output word);
         ``fetch_start``/``clear`` pulse at layer start.
+    sample_base : Out(range(spike_rows))
+        First block of the running sample's INPUT slot (a shortcut from the network input).
     passes_done, spikes, skipped : In
         Writer pass count, writer spike count, issuer skip count of the running layer.
     fetch_busy, issued : In
@@ -107,6 +111,7 @@ class Sequencer(wiring.Component):
             "desc_data": In(32),
             "layer": Out(descriptor_layout()),
             "src_base": Out(range(p.spike_rows)),
+            "sample_base": Out(range(p.spike_rows)),
             "dst_base": Out(range(2 * p.act_chunks)),
             "out_base": Out(range(p.output_words)),
             "fetch_start": Out(1),
@@ -145,7 +150,7 @@ class Sequencer(wiring.Component):
         layer_cycles = Signal(32)
         d = self.layer
 
-        m.d.comb += self.dst_base.eq(lyr[0] * p.act_chunks)
+        m.d.comb += [self.dst_base.eq(lyr[0] * p.act_chunks), self.sample_base.eq(in_base)]
         with m.If(lyr == 0):
             m.d.comb += self.src_base.eq(in_base)
         with m.Else():
@@ -198,7 +203,7 @@ class Sequencer(wiring.Component):
         add_value = Signal(32)
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
-        bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
+        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
         bad_io = Signal()  # this sample's input or outputs do not fit their region
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
@@ -240,7 +245,6 @@ class Sequencer(wiring.Component):
                 conv = d.kind == 1
                 m.d.sync += [
                     bad_kind.eq((d.kind > p.conv) | (conv & (d.last | d.readout))),
-                    no_conv_op.eq(conv & (d.res_gain != 0)),
                     bad_t.eq((d.T == 0) | (d.T > p.t_max)),
                     no_lif.eq(d.lif & (p.lif == 0)),
                     bad_size.eq(Cat(
@@ -264,13 +268,11 @@ class Sequencer(wiring.Component):
                     m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | no_conv_op
-                          | bad_size.any()):
+                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | bad_size.any()):
                     fail(Mux(bad_batch | bad_io, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
-                         Mux(no_lif, ErrorCode.NO_LIF,
-                         Mux(no_conv_op, ErrorCode.NO_CONV_OP, ErrorCode.BAD_SIZE))))))
+                         Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
                 with m.Else():
                     m.next = "START"
             with m.State("START"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.golden import model as golden
-from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Mode, Reset
+from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, MaxPool, Mode, Reset, Residual
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
 from sw.research.rtl_results import predicted_work
 
@@ -100,20 +100,23 @@ def expected_counters(net: IntNetwork, x, params, result: golden.NetworkResult |
 
 
 def random_conv_network(rng: np.random.Generator, params, *, pool: bool = False,
-                        tries: int = 200) -> IntNetwork:
+                        residual: bool = True, tries: int = 200) -> IntNetwork:
     """A random network of conv layers then dense ones that the build ``params`` holds.
 
     1..3 conv layers (kernel 1..5, stride 1..2, padding 0..2, 1..2 channel chunks in and out,
     maps as large as a ping-pong half allows), then 0..1 hidden dense layers and a dense last
     layer (readout or firing); SpikePack or LIF (on a LIF build), T 1..t_max, per-layer or
-    per-channel thresholds. ``pool``: conv layers may max-pool 2x2 or 4x4. Draws again until
+    per-channel thresholds. ``pool``: conv layers may max-pool 2x2 or 4x4. ``residual``: a conv
+    layer may take a shortcut (gain 1..127 or -1..-128, small ones likelier) from the network
+    input or an earlier conv layer whose map has its input's size (it then keeps that shape:
+    the source's channels, stride 1, an odd kernel with "same" padding). Draws again until
     ``sw.compile.program_image.build_image`` accepts it.
     """
     from sw.compile.program_image import DoesNotFitError, build_image
 
     p = params
     for _ in range(tries):
-        net = _draw_conv_network(rng, p, pool)
+        net = _draw_conv_network(rng, p, pool, residual)
         try:
             build_image(net, p)
             return net
@@ -140,13 +143,20 @@ def _theta(rng, scale, n):
     return rng.integers(1, int(scale) + 2, n)
 
 
-def _draw_conv_network(rng, p, pool):
+def _gain(rng) -> int:
+    """A non-zero shortcut gain in the 8-bit weight range, small ones likelier."""
+    mag = int(rng.choice([rng.integers(1, 4), rng.integers(1, 129)]))
+    return -mag if rng.random() < 0.4 else min(mag, 127)
+
+
+def _draw_conv_network(rng, p, pool, residual=False):
     T = int(rng.integers(1, p.t_max + 1))
     # Maps that fit a ping-pong half (act_chunks blocks): side^2 chunks <= act_chunks.
     side = max(2, int(np.sqrt(p.act_chunks)))
     c = int(rng.integers(1, 2 * p.k + 1))
     shape = (c, int(rng.integers(2, side + 2)), int(rng.integers(2, side + 2)))
     layers = []
+    maps = [(NETWORK_INPUT, shape)]  # shortcut sources: the input and each conv layer's map
     for _ in range(int(rng.integers(1, 4))):
         c_in, h, w = shape
         kernel = int(rng.integers(1, 6))
@@ -155,6 +165,13 @@ def _draw_conv_network(rng, p, pool):
         if kernel > min(h, w) + 2 * padding:
             kernel = int(rng.integers(1, min(h, w) + 2 * padding + 1))
         c_out = int(rng.choice([rng.integers(1, p.k + 1), rng.integers(1, 2 * p.n_pe + 1)]))
+        sources = [(src, c) for src, (c, sh, sw) in maps if (sh, sw) == (h, w)]
+        res = None
+        if residual and sources and rng.random() < 0.5:
+            src, c_out = sources[int(rng.integers(len(sources)))]
+            kernel = int(rng.choice([1, 3, 5]))
+            stride, padding = 1, kernel // 2
+            res = Residual(src, _gain(rng))
         fan = c_in * kernel * kernel
         mode, scale = _conv_mode(rng, p, T, fan)
         lim = int(rng.choice([2, 8, 64]))
@@ -162,13 +179,14 @@ def _draw_conv_network(rng, p, pool):
         scale *= lim / 6
         bias = rng.integers(-int(scale), int(scale) + 1, size=c_out)
         kw = dict(weight=weight, bias=bias, theta=_theta(rng, scale, c_out), kind="conv",
-                  in_shape=shape, stride=stride, padding=padding, **mode)
+                  in_shape=shape, stride=stride, padding=padding, residual=res, **mode)
         layer = IntLayer(**kw)
         side = min(layer.conv_shape[1:])
         if pool and side >= 2 and rng.random() < 0.4:
             layer = IntLayer(**kw, pool=MaxPool(4 if side >= 4 and rng.random() < 0.4 else 2))
         layers.append(layer)
         shape = layer.out_shape
+        maps.append((len(layers) - 1, shape))
     n_in = int(np.prod(shape))
     sizes = [int(rng.integers(1, 3 * p.n_pe)) for _ in range(int(rng.integers(0, 2)))]
     sizes.append(int(rng.integers(1, 2 * p.n_pe)))
@@ -196,13 +214,17 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
     A conv layer reads, for every output position and pass, the blocks of its receptive field
     inside the input map (taps in the padding read nothing and skip nothing); a dense layer reads
     its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass. With
-    max pooling, the conv positions of whole windows are computed (the rest are dropped).
+    max pooling, the conv positions of whole windows are computed (the rest are dropped). A
+    conv layer's shortcut reads, at every conv position it computes, each block of its source
+    map at that position once (pass ``p`` the blocks of its channels; blocks past the map's
+    channels are padding and skip nothing).
     """
     x = np.asarray(x, dtype=np.int64)
     result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
     k, T = params.k, net.T
     a = x.reshape((len(x),) + tuple(net.in_shape)) if net.layers[0].kind == "conv" else x
     skipped = []
+    x_map = a
     for layer, r in zip(net.layers, result.layers, strict=True):
         passes = -(-layer.out_channels // params.n_pe)
         if layer.kind == "conv":
@@ -220,6 +242,13 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
                 for kx in range(kw):
                     total += zp[:, ky:ky + s * (ch - 1) + 1:s, kx:kx + s * (cw - 1) + 1:s].sum(
                         axis=(1, 2))
+            total = passes * total
+            if layer.residual is not None:
+                src = layer.residual.source
+                src_map = x_map if src < 0 else result.layers[src].output
+                zr = _zero_planes(feature_map_blocks(
+                    np.asarray(src_map).reshape((len(x),) + layer.conv_shape), k), T).sum(axis=-1)
+                total = total + zr[:, :ch, :cw].sum(axis=(1, 2))
         else:
             if a.ndim == 4:  # a conv map: its blocks
                 blocks = feature_map_blocks(a, k).reshape(len(x), -1, k)
@@ -228,7 +257,7 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
                 flat = np.zeros((len(x), chunks * k), dtype=np.int64)
                 flat[:, :layer.n_in] = a.reshape(len(x), -1)
                 blocks = flat.reshape(len(x), chunks, k)
-            total = _zero_planes(blocks, T).sum(axis=-1)
-        skipped.append(int(passes * total.sum()))
+            total = passes * _zero_planes(blocks, T).sum(axis=-1)
+        skipped.append(int(total.sum()))
         a = r.output
     return result.spikes_per_layer.sum(axis=1), np.array(skipped, dtype=np.int64)

@@ -24,9 +24,10 @@ __all__ = ["Target", "target_names", "get_target", "mode_name", "layer_table", "
            "Usage", "usage", "GATEWARE_CONV_OPS", "check_gateware"]
 
 #: What the gateware runs of a conv layer beyond the convolution itself (``"pool"``: fused max
-#: pooling, ``"residual"``: a shortcut input). The image format holds both (the image golden
-#: model, ``sw.compile.image_golden``, runs them); the core refuses the others (``NO_CONV_OP``).
-GATEWARE_CONV_OPS: frozenset = frozenset({"pool"})
+#: pooling, ``"residual"``: a shortcut input): both, as the image format holds them (the image
+#: golden model, ``sw.compile.image_golden``, runs them). An operation missing here is refused
+#: by :func:`check_gateware` by name.
+GATEWARE_CONV_OPS: frozenset = frozenset({"pool", "residual"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,8 @@ def get_target(name: str) -> Target:
 
 
 def check_gateware(image: ProgramImage) -> None:
-    """Refuse an image the gateware cannot run yet (a conv layer's pooling or shortcut).
+    """Refuse an image the gateware cannot run (a conv operation not in
+    :data:`GATEWARE_CONV_OPS`; today it runs pooling and shortcuts, so nothing is refused).
 
     Raises
     ------
@@ -90,8 +92,8 @@ def check_gateware(image: ProgramImage) -> None:
                      "residual": "a shortcut (residual) input"}
             raise DoesNotFitError(
                 f"layer {lay.index} (conv): {' and '.join(names[m] for m in missing)} is not in "
-                f"the gateware yet (it runs conv layers with or without max pooling, no shortcut); "
-                f"drop the shortcut, or run the network on the golden model")
+                f"the gateware (it runs {', '.join(sorted(GATEWARE_CONV_OPS))}); drop it, or run "
+                f"the network on the golden model")
 
 
 def mode_name(layer) -> str:

@@ -194,13 +194,14 @@ def _dense_cycles(shape: LayerShape, counts, params: CoreParams,
 
 
 def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
-                      timing: CoreTiming | None = None) -> int:
+                      timing: CoreTiming | None = None, res_counts=None) -> int:
     """The core's ``cycles`` counter for one conv layer (:class:`sim.golden.ir.IntLayer`) and
     one sample; ``counts``: the non-zero planes below ``T`` of each block of its input map,
-    ``(H, W, ceil(C / k))`` (:func:`map_plane_counts`)."""
+    ``(H, W, ceil(C / k))`` (:func:`map_plane_counts`); ``res_counts``: the same of its
+    shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))`` (a layer with a shortcut only)."""
     shape = LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=False, n_in=layer.n_in,
                        n_out=layer.n_out)
-    steps = conv_walk_steps(layer, counts, params)
+    steps = conv_walk_steps(layer, counts, params, res_counts)
     positions = int(np.prod(layer.conv_shape[1:]))
     if layer.pool is not None:
         _, ch, cw = layer.conv_shape
@@ -213,15 +214,30 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
                                                 setup=conv_setup_cycles(params))
 
 
-def conv_walk_steps(layer, counts, params: CoreParams) -> list:
+def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
     """The conv fetcher's walk (``hw.core.fetcher``) for one sample: a step per cycle of its
-    address stage, in the order pooled position, pass, window position, tap, chunk. A step is
-    ``(planes, last)`` for a block it reads (``planes``: its non-zero planes below ``T``),
-    ``None`` for a padding tap (it reads and sends nothing), and ``(0, True)`` for a pass that
-    ends on padding (the all-zero ``pad`` block).
+    address stage, in the order pooled position, pass, window position, tap, chunk, then (a
+    layer with a shortcut) the pass's ``n_pe / k`` shortcut blocks ``j = pass n_pe / k + b``.
+    A step is ``(planes, last)`` for a block it reads (``planes``: its non-zero planes below
+    ``T``), ``None`` for a padding tap or a shortcut block past the map's channels (it reads and
+    sends nothing), and ``(0, True)`` for a pass that ends on padding (the all-zero ``pad``
+    block).
 
-    ``counts``: non-zero planes below ``T`` of the input map's blocks, ``(H, W, chunks)``.
+    ``counts``: non-zero planes below ``T`` of the input map's blocks, ``(H, W, chunks)``;
+    ``res_counts``: those of the shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))``
+    (required exactly when the layer has a shortcut).
     """
+    has_res = layer.residual is not None
+    if has_res != (res_counts is not None):
+        raise ValueError("res_counts must be given exactly when the layer has a shortcut "
+                         "(layer.residual)")
+    groups = params.chunks_per_pass
+    if has_res:
+        res_counts = np.asarray(res_counts)
+        co_chunks = -(-layer.out_channels // params.k)
+        if res_counts.shape != (*layer.conv_shape[1:], co_chunks):
+            raise ValueError(f"res_counts has shape {res_counts.shape}; the shortcut's map has "
+                             f"{(*layer.conv_shape[1:], co_chunks)} blocks")
     counts = np.asarray(counts)
     in_h, in_w, chunks = counts.shape
     _, ch, cw = layer.conv_shape
@@ -240,7 +256,7 @@ def conv_walk_steps(layer, counts, params: CoreParams) -> list:
                     ix = ox * s + kx - pad
                     inside = 0 <= iy < in_h and 0 <= ix < in_w
                     for j in range(chunks):
-                        last = ky == kh - 1 and kx == kw - 1 and j == chunks - 1
+                        last = ky == kh - 1 and kx == kw - 1 and j == chunks - 1 and not has_res
                         if inside:
                             out.append((int(counts[iy, ix, j]), last))
                         else:
@@ -248,13 +264,26 @@ def conv_walk_steps(layer, counts, params: CoreParams) -> list:
             memo[oy, ox] = out
         return memo[oy, ox]
 
+    def shortcut(oy, ox, p):
+        out = []
+        for b in range(groups):
+            j, last = p * groups + b, b == groups - 1
+            if j < co_chunks:
+                out.append((int(res_counts[oy, ox, j]), last))
+            else:
+                out.append((0, True) if last else None)
+        return out
+
     steps = []
     for py in range(ch // win):
         for px in range(cw // win):
-            for _ in range(passes):
+            for p in range(passes):
                 for dy in range(win):
                     for dx in range(win):
-                        steps += position(py * win + dy, px * win + dx)
+                        oy, ox = py * win + dy, px * win + dx
+                        steps += position(oy, ox)
+                        if has_res:
+                            steps += shortcut(oy, ox, p)
     return steps
 
 
@@ -385,12 +414,13 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
     A batch run's counters are the sums of its samples' rows; the whole run's ``total_cycles``
     is the sum over layers and samples. ``result``: the golden model's
     :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None). Dense and conv layers
-    (with max pooling); a layer with a shortcut (``residual``) is refused with ``ValueError``,
-    as the gateware refuses it (``NO_CONV_OP``).
+    (with max pooling and shortcuts); a dense layer with a shortcut is refused with
+    ``ValueError``, as the compiler refuses it.
     """
-    if any(layer.residual is not None for layer in net.layers):
-        raise ValueError("the cycle model covers dense and conv layers without shortcuts; the "
-                         "gateware refuses a shortcut (NO_CONV_OP)")
+    for li, layer in enumerate(net.layers):
+        if layer.residual is not None and layer.kind != "conv":
+            raise ValueError(f"layer {li}: the cycle model (and the program image) take a "
+                             f"shortcut on conv layers only; put it on a conv layer")
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a, acc_bits=params.acc_bits)
     timing = CoreTiming.of(params)
@@ -400,8 +430,15 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
         maps = a.reshape((len(a),) + shape_in) if len(shape_in) == 3 else None
         if layer.kind == "conv":
             counts = map_plane_counts(maps, net.T, params.k)
+            res = None
+            if layer.residual is not None:  # its source: the input or an earlier layer's map
+                src = layer.residual.source
+                src_map = x if src < 0 else result.layers[src].output
+                res = map_plane_counts(np.asarray(src_map, dtype=np.int64).reshape(
+                    (len(a),) + tuple(layer.conv_shape)), net.T, params.k)
             for i in range(len(a)):
-                out[i, li] = conv_layer_cycles(layer, counts[i], net.T, params, timing)
+                out[i, li] = conv_layer_cycles(layer, counts[i], net.T, params, timing,
+                                               None if res is None else res[i])
         else:
             shape = _layer_shape(layer, net.T)
             # After a conv layer, the map's blocks (HWC, channel-chunked) are the chunks.

@@ -39,8 +39,8 @@ def test_core_verilator_random_networks(monkeypatch):
 
 
 def test_core_verilator_random_conv_networks(monkeypatch):
-    """200 random conv networks (mixed with dense layers) on the SMALL build (Verilator), and
-    the refusal of pooling and shortcuts (NO_CONV_OP)."""
+    """200 random conv networks (mixed with dense layers, max pooling and shortcuts) on the
+    SMALL build (Verilator)."""
     _run("verilator", "small", networks=0, seed=3, testcase=["random_conv_networks"],
          monkeypatch=monkeypatch,
          conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS", 200)))

@@ -1,9 +1,11 @@
 """Conv layers on the core in Amaranth's simulator (the cocotb suite in test_hw_core.py runs
-hundreds): random conv networks (with max pooling) bit-exact with sim.golden.model, counters
-included; a conv descriptor with a shortcut, or as the last layer, or with a geometry it cannot
-walk, is refused with its error code and a dense image loaded after it runs bit-exactly; the
-compiler refuses what the gateware lacks."""
+hundreds): random conv networks (with max pooling and shortcuts) bit-exact with sim.golden.model,
+counters included; shortcuts from the input and from an earlier conv layer, with and without
+pooling, SpikePack and LIF, on builds of one and two output blocks per pass; a conv descriptor as
+the last layer, or with a geometry it cannot walk, is refused with its error code and a dense
+image loaded after it runs bit-exactly; the compiler's gateware check names what is missing."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -16,7 +18,7 @@ from hw.contract.memory_map import decode_descriptor, encode_descriptor
 from hw.contract.params import CoreParams
 from hw.core.core import SpikePackCore
 from sim.golden import model as golden
-from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Residual
+from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, MaxPool, Mode, Reset, Residual
 from sim.tb.random_nets import (
     expected_conv_counters,
     random_conv_network,
@@ -24,6 +26,7 @@ from sim.tb.random_nets import (
     random_network,
 )
 from sw.compile import program_image as img
+from sw.compile import targets
 from sw.compile.errors import DoesNotFitError
 from sw.compile.targets import check_gateware
 from sw.research.cycle_model import predict_cycles
@@ -35,12 +38,12 @@ P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=256, act_chunks=1
                max_layers=8, batch_depth=2)
 
 
-def _run_cases(dut, pb, cases, extra=None):
+def _run_cases(dut, pb, cases, extra=None, params=P):
     results = []
 
     async def host(ctx):
         for net, x in cases:
-            image = await pb.load(ctx, net, x, P)
+            image = await pb.load(ctx, net, x, params)
             status = await pb.run(ctx, len(x), polls=20000)
             outputs = await pb.read_outputs(ctx, image, len(x))
             caddr, ccount = img.counter_range(image)
@@ -63,16 +66,69 @@ def test_core_pysim_random_conv_networks(seed):
         cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
     dut = SpikePackCore(P)
     results = _run_cases(dut, PyBus(dut, seed, 0.2), cases)
+    for _, (_, _, counters) in zip(cases, results, strict=True):
+        assert counters.total_cycles == counters.cycles.sum() > 0
+    # The cycle model (sw.research.cycle_model, docs/architecture.md) is exact.
+    _check_runs(cases, results, P)
+
+
+def _check_runs(cases, results, params):
+    """Outputs, spike and skip counters == golden, cycles == the cycle model, for each case."""
     for (net, x), (status, out, counters) in zip(cases, results, strict=True):
-        ref = golden.run_network(net, x, acc_bits=P.acc_bits)
-        spikes, skipped = expected_conv_counters(net, x, P, ref)
+        ref = golden.run_network(net, x, acc_bits=params.acc_bits)
+        spikes, skipped = expected_conv_counters(net, x, params, ref)
         assert status == registers.STATUS_DONE, hex(status)
         assert np.array_equal(out, ref.output)
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
-        assert counters.total_cycles == counters.cycles.sum() > 0
-        # The cycle model (sw.research.cycle_model, docs/architecture.md) is exact.
-        assert np.array_equal(counters.cycles, predict_cycles(net, x, P, ref).sum(axis=0))
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, params, ref).sum(axis=0))
+
+
+def _shortcut_net(rng, *, source, c_in, c_out, pool, lif, T):
+    """A conv layer on a 4x4 map with a shortcut from the input (``source`` -1) or from an
+    earlier conv layer (0), optionally max-pooled 2x2, then a dense readout."""
+    mode = dict(mode=Mode.LIF, leak_shift=int(rng.integers(0, 3)),
+                reset=Reset.ZERO if rng.random() < 0.5 else Reset.SUBTRACT) if lif else {}
+    layers, shape = [], (c_in, 4, 4)
+    if source == 0:
+        layers.append(IntLayer(weight=rng.integers(-3, 4, size=(c_out, c_in, 3, 3)),
+                               bias=rng.integers(-2, 3, c_out), theta=4, kind="conv",
+                               in_shape=shape, padding=1, **mode))
+        shape = (c_out, 4, 4)
+    gain = int(rng.choice([-3, -2, -1, 1, 2, 5]))
+    layers.append(IntLayer(weight=rng.integers(-3, 4, size=(c_out, shape[0], 3, 3)),
+                           bias=rng.integers(-2, 3, c_out), theta=rng.integers(3, 8, c_out),
+                           kind="conv", in_shape=shape, padding=1,
+                           residual=Residual(NETWORK_INPUT if source < 0 else source, gain),
+                           pool=MaxPool(2) if pool else None, **mode))
+    n = int(np.prod(layers[-1].out_shape))
+    layers.append(IntLayer(weight=rng.integers(-3, 4, size=(3, n)), bias=np.zeros(3, int),
+                           theta=1, readout=True))
+    return IntNetwork(tuple(layers), T=T)
+
+
+#: Maps of 4x4 positions and 5 channels (two blocks per position): 4 PEs make two passes of one
+#: output block each, 8 PEs one pass of two blocks (the second past 3 channels: padding).
+P_RES = dataclasses.replace(P, act_chunks=32, in_blocks=64)
+
+
+@pytest.mark.parametrize("n_pe", [4, 8])
+def test_core_pysim_conv_shortcuts(n_pe, seed):
+    """Shortcuts from the input and from an earlier conv layer, with and without pooling,
+    SpikePack and LIF: outputs, counters == golden, cycles == the cycle model."""
+    rng = np.random.default_rng(seed)
+    params = dataclasses.replace(P_RES, n_pe=n_pe)
+    shapes = [(-1, 5, 5, False, False), (-1, 2, 2, True, True), (0, 2, 5, True, False),
+              (0, 2, 5, False, True)] if n_pe == 4 else [(-1, 3, 3, True, False),
+                                                         (0, 2, 5, False, True)]
+    cases = []
+    for source, c_in, c_out, pool, lif in shapes:
+        net = _shortcut_net(rng, source=source, c_in=c_in, c_out=c_out, pool=pool, lif=lif,
+                            T=int(rng.integers(2, 5)))
+        cases.append((net, random_inputs(rng, net, 1)))
+    dut = SpikePackCore(params)
+    results = _run_cases(dut, PyBus(dut, seed, 0.1), cases, params=params)
+    _check_runs(cases, results, params)
 
 
 def _conv_net(rng, **conv_kw):
@@ -84,7 +140,7 @@ def _conv_net(rng, **conv_kw):
     return IntNetwork((conv, fc), T=3)
 
 
-def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
+def test_core_refuses_bad_pooling_and_last_conv_then_runs_dense(rng):
     """Each conv descriptor the gateware does not run stops the run with its code; a dense
     network loaded afterwards runs bit-exactly."""
     conv_net = _conv_net(rng)
@@ -92,7 +148,7 @@ def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
     dense_net = random_network(rng, P, max_depth=2)
     dense_x = random_inputs(rng, dense_net, 2)
     prog = img.memory_map(P)["PROGRAM"].base
-    changes = [({"res_gain": 2}, ErrorCode.NO_CONV_OP), ({"pool_log2": 3}, ErrorCode.BAD_SIZE),
+    changes = [({"pool_log2": 3}, ErrorCode.BAD_SIZE),
                ({"last": 1}, ErrorCode.BAD_KIND), ({"readout": 1}, ErrorCode.BAD_KIND),
                ({"kind": 2}, ErrorCode.BAD_KIND), ({"kh": 0}, ErrorCode.BAD_SIZE),
                ({"stride": 0}, ErrorCode.BAD_SIZE), ({"conv_w": 0}, ErrorCode.BAD_SIZE)]
@@ -125,18 +181,22 @@ def test_core_refuses_pooling_shortcut_and_last_conv_then_runs_dense(rng):
                           golden.run_network(dense_net, dense_x, acc_bits=P.acc_bits).output)
 
 
-def test_compiler_refuses_what_the_gateware_lacks(rng):
-    """The image holds shortcuts (the image golden model runs them); the gateware check names
-    what is missing, and passes plain and pooled conv layers."""
+def test_compiler_gateware_check_names_what_is_missing(rng, monkeypatch):
+    """The gateware runs plain, pooled and shortcut conv layers: the gateware check passes them;
+    an operation missing from ``GATEWARE_CONV_OPS`` is refused by name."""
     conv = IntLayer(weight=rng.integers(-3, 4, size=(2, 2, 3, 3)), bias=np.zeros(2, int),
                     theta=5, kind="conv", in_shape=(2, 4, 4), padding=1,
                     residual=Residual(-1, 2))
     fc = IntLayer(weight=rng.integers(-3, 4, size=(3, 32)), bias=np.zeros(3, int), theta=1,
                   readout=True)
     image = img.build_image(IntNetwork((conv, fc), T=3), P)
+    check_gateware(image)
+    monkeypatch.setattr(targets, "GATEWARE_CONV_OPS", frozenset({"pool"}))
     with pytest.raises(DoesNotFitError,
-                       match=re.escape("layer 0 (conv): a shortcut (residual) input")):
+                       match=re.escape("layer 0 (conv): a shortcut (residual) input is not in "
+                                       "the gateware (it runs pool); drop it")):
         check_gateware(image)
+    monkeypatch.undo()
     check_gateware(img.build_image(_conv_net(rng), P))
     check_gateware(img.build_image(_conv_net(rng, pool=MaxPool(2)), P))
 

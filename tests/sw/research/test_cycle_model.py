@@ -16,6 +16,7 @@ from sim.tb.random_nets import random_inputs, random_network
 from sw.research.cycle_model import (
     LayerShape,
     chunk_plane_counts,
+    conv_walk_steps,
     layer_cycles,
     measure_cycles_rtl,
     predict_cycles,
@@ -106,6 +107,12 @@ def test_bad_input():
     conv = IntLayer(np.ones((1, 1, 3, 3), dtype=np.int64), np.zeros(1, np.int64), 1,
                     kind="conv", in_shape=(1, 4, 4), padding=1,
                     residual=Residual(source=NETWORK_INPUT))
-    fc = IntLayer(np.ones((2, 16), dtype=np.int64), np.zeros(2, np.int64), 1, readout=True)
-    with pytest.raises(ValueError, match="shortcut"):
-        predict_cycles(IntNetwork((conv, fc), T=2), np.zeros((1, 16), np.int64), p)
+    with pytest.raises(ValueError, match="res_counts must be given exactly when the layer has"):
+        conv_walk_steps(conv, np.zeros((4, 4, 1), np.int64), p)
+    with pytest.raises(ValueError, match=r"res_counts has shape \(4, 4\); the shortcut's map"):
+        conv_walk_steps(conv, np.zeros((4, 4, 1), np.int64), p, np.zeros((4, 4), np.int64))
+    fc1 = IntLayer(np.ones((4, 16), dtype=np.int64), np.zeros(4, np.int64), 1)
+    fc2 = IntLayer(np.ones((4, 4), dtype=np.int64), np.zeros(4, np.int64), 1, readout=True,
+                   residual=Residual(source=0))
+    with pytest.raises(ValueError, match="layer 1: .* shortcut on conv layers only"):
+        predict_cycles(IntNetwork((fc1, fc2), T=2), np.zeros((1, 16), np.int64), p)
