@@ -23,6 +23,17 @@ walk takes a cycle of the address stage; the last tap-chunk of a pass, if it is 
 as an all-zero block marked ``pad`` so the pass still ends (the issuer does not count its
 planes as skipped).
 
+A conv layer with a shortcut (``res``) adds, after the taps of each conv position ``(cy, cx)``
+and pass ``p``, one step per output block of the pass: ``b = 0 .. n_pe / k - 1``, block
+``j = p n_pe / k + b`` of the shortcut's map (the conv output's shape, channel-chunked HWC) at
+``res_base + (cy conv_w + cx) co_chunks + j`` (``co_chunks = ceil(n_out / k)``; counted from the
+sample's INPUT slot when ``res_input``), sent marked ``res`` with ``group = b`` and no weight row.
+A block ``j >= co_chunks`` is padding (read from nowhere, sent only to end the pass); the pass
+ends on the last shortcut step instead of the last tap. The shortcut's position pointers move
+like the input's (steps ``co_chunks``, ``conv_w co_chunks`` and both times ``2^pool_log2``,
+made in the same set-up cycles), so a shortcut costs ``n_pe / k`` address steps per conv
+position and pass and no multiplier.
+
 Four stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a

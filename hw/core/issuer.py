@@ -12,8 +12,9 @@ the end-of-pass flag.
 the fetcher's memory enables never wait on the data they read.
 
 Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) of the blocks read from memory
-since ``clear`` (it lags the blocks by two cycles); a conv layer's padding block (``pad``: read
-from nowhere) is not counted.
+since ``clear`` (it lags the blocks by two cycles), a conv layer's shortcut blocks included; a
+padding block (``pad``: read from nowhere) is not counted. A shortcut block's beats carry its
+``res`` flag and ``group`` to the PE array.
 
 Latency: combinational (a beat leaves in the cycle its block is presented).
 """
