@@ -184,6 +184,18 @@ def _layer_inputs(net: IntNetwork, x, params: CoreParams, result):
     return out
 
 
+def _shortcut_counts(net: IntNetwork, layer, inputs, T: int, k: int):
+    """Non-zero planes of the blocks of ``layer``'s shortcut map, ``(n, conv_h, conv_w,
+    ceil(C_out / k))`` (``None`` without a shortcut): the network input or the output of layer
+    ``source``, which is layer ``source + 1``'s input (``inputs``: :func:`_layer_inputs`)."""
+    if layer.residual is None:
+        return None
+    src = layer.residual.source
+    flat = inputs[0][1] if src < 0 else inputs[src + 1][1]
+    maps = flat.reshape((len(flat),) + tuple(layer.conv_shape))
+    return map_plane_counts(maps, T, k)
+
+
 def _computed_positions(layer) -> tuple[int, int]:
     """Rows and columns of conv positions the core computes (whole pooling windows only)."""
     _, ch, cw = layer.conv_shape
@@ -201,8 +213,10 @@ def array_adds(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarra
     output neurons (of ``n_pe``). Summed over passes, a block read with ``q`` non-zero planes
     adds ``q c n_out``. A conv layer reads, at every computed position (the whole pooling
     windows), the blocks of its receptive field inside the map; a dense layer reads its input's
-    chunks (a conv map's blocks) once per pass. ``result``: the golden model's
-    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
+    chunks (a conv map's blocks) once per pass. A conv layer's shortcut adds, at every computed
+    position, ``q c`` per block of its map (the gain times each real channel's spikes, one PE
+    per channel). ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for
+    ``x`` (computed if None).
     """
     k, T = params.k, net.T
     inputs = _layer_inputs(net, x, params, result)
@@ -223,6 +237,11 @@ def array_adds(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarra
                     total += zp[:, ky:ky + s * (ch - 1) + 1:s,
                                 kx:kx + s * (cw - 1) + 1:s].sum(axis=(1, 2))
             out[:, li] = total * layer.out_channels
+            res = _shortcut_counts(net, layer, inputs, T, k)
+            if res is not None:
+                ch, cw = _computed_positions(layer)
+                out[:, li] += (res[:, :ch, :cw] * _real_channels(layer.out_channels, k)).sum(
+                    axis=(1, 2, 3))
         else:
             if maps is not None:
                 total = per_block.reshape(len(per_block), -1).sum(axis=1)
@@ -256,7 +275,8 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
     """Per sample and layer, the terms the layer's cycles are bounded by: ``(n, layers)``
     arrays under ``"passes"`` (datapath passes: per computed position, ``ceil(C_out / n_pe)``),
     ``"walk"`` (the fetcher's address-stage cycles: a step per tap and chunk,
-    padding taps included, over every position and pass), ``"beats"`` (the issuer's: a beat per
+    padding taps included, and ``n_pe / k`` per shortcut, over every position and pass),
+    ``"beats"`` (the issuer's: a beat per
     non-zero plane of a block read, one for an empty block that ends a pass) and ``"fire"`` (the
     firing array's: ``n_pe / fire_units`` groups of ``FireUnit.period(T, lif)`` cycles a pass).
     """
@@ -275,8 +295,10 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
             ch, cw = _computed_positions(layer)
             passes = ch * cw * per_pass_out
             counts = map_plane_counts(maps, T, k)
+            res = _shortcut_counts(net, layer, inputs, T, k)
             for i in range(n):
-                steps = conv_walk_steps(layer, counts[i], params)
+                steps = conv_walk_steps(layer, counts[i], params,
+                                        None if res is None else res[i])
                 terms["walk"][i, li] = len(steps)
                 terms["beats"][i, li] = sum(max(q, int(last)) for step in steps
                                             if step is not None for q, last in [step])

@@ -47,13 +47,15 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
     other one is one beat of the PE array. A conv layer runs ``ceil(C_out / n_pe)`` passes; each
     reads, for every output position it computes (with max pooling: the positions of whole
     pooling windows), the blocks of the receptive field that lie inside the input map (a padding
-    tap reads nothing and skips nothing). ``x``: ``(n, n_in)``, or ``(n, C, H, W)`` for an image
-    network. ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for ``x``
-    (computed if None).
+    tap reads nothing and skips nothing), and, with a shortcut, each block of the shortcut's map
+    at those positions once over its passes (blocks past its channels are padding). ``x``:
+    ``(n, n_in)``, or ``(n, C, H, W)`` for an image network. ``result``: the golden model's
+    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
     """
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a)
     k, T = params.k, net.T
+    x_flat = a
     beats, skipped = [], []
     for i, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
         passes = -(-layer.out_channels // params.n_pe)
@@ -72,8 +74,14 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
             planes = unpack_bitplanes(pad, T).reshape(T, len(a), chunks, k)
             zero = (planes.sum(axis=-1) == 0).sum(axis=(0, 2))  # per sample
             read = np.full(len(a), chunks * T)
-        skipped.append(passes * zero)
-        beats.append(passes * (read - zero))
+        res_zero = res_read = 0
+        if layer.kind == "conv" and layer.residual is not None:
+            src = layer.residual.source
+            src_map = (x_flat if src < 0 else result.layers[src].output).reshape(
+                (len(a),) + tuple(layer.conv_shape))
+            res_zero, res_read = _shortcut_reads(layer, src_map, k, T)
+        skipped.append(passes * zero + res_zero)
+        beats.append(passes * (read - zero) + res_read - res_zero)
         a = r.output.reshape(len(a), -1)
     return np.stack(beats, axis=1), np.stack(skipped, axis=1)
 
@@ -81,6 +89,17 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
 def _zero_planes(blocks, T: int) -> np.ndarray:
     """All-zero bit-planes of each spike block ``(..., k)``."""
     return (unpack_bitplanes(blocks, T).sum(axis=-1) == 0).sum(axis=0)
+
+
+def _shortcut_reads(layer, maps, k: int, T: int):
+    """``(zero, read)`` plane-chunks per sample of a conv layer's shortcut over its source maps
+    ``(n, C_out, conv_h, conv_w)``: every block once at each conv position computed."""
+    z = _zero_planes(feature_map_blocks(maps, k), T).sum(axis=-1)  # (n, conv_h, conv_w)
+    _, ch, cw = layer.conv_shape
+    if layer.pool is not None:  # the conv positions of whole pooling windows only
+        ch, cw = ch - ch % layer.pool.kernel, cw - cw % layer.pool.kernel
+    chunks = -(-layer.out_channels // k)
+    return z[:, :ch, :cw].sum(axis=(1, 2)), np.full(len(maps), ch * cw * chunks * T)
 
 
 def _conv_reads(layer, maps, k: int, T: int):

@@ -30,13 +30,15 @@ P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=
 
 def _brute_force(net: IntNetwork, x, params: CoreParams):
     """Adds, walk steps, beats, firing cycles and skipped planes per sample and layer, by
-    walking every position, pass, tap, chunk and bit-plane one at a time."""
+    walking every position, pass, tap, chunk and bit-plane one at a time (a shortcut: the
+    pass's ``n_pe / k`` blocks of its map after the taps)."""
     k, n_pe, T = params.k, params.n_pe, net.T
     res = run_network(net, x, acc_bits=params.acc_bits)
     n = len(x)
     adds, walk, beats, fire, skipped = (np.zeros((n, len(net.layers)), dtype=np.int64)
                                         for _ in range(5))
     a = np.asarray(x).reshape((n,) + tuple(net.layers[0].in_shape))
+    groups = n_pe // k
     for li, layer in enumerate(net.layers):
         outs = layer.out_channels
         pass_outs = [min(n_pe, outs - p * n_pe) for p in range(-(-outs // n_pe))]
@@ -55,6 +57,17 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
             def planes(words):
                 return sum(1 for t in range(T) if any((v >> t) & 1 for v in words))
 
+            res_blocks = None
+            if layer.residual is not None:
+                src = layer.residual.source
+                src_map = np.reshape(x[i] if src < 0 else res.layers[src].output[i],
+                                     layer.conv_shape)
+                c_out = layer.conv_shape[0]
+                res_blocks = {(yy, xx, j): [int(src_map[ch, yy, xx])
+                                            for ch in range(j * k, min(c_out, j * k + k))]
+                              for yy in range(src_map.shape[1]) for xx in range(src_map.shape[2])
+                              for j in range(-(-c_out // k))}
+
             if layer.kind == "conv":
                 _, ch_out, cw_out = layer.conv_shape
                 if layer.pool is not None:
@@ -64,7 +77,7 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
                 chunks = -(-a.shape[1] // k)
                 for oy in range(ch_out):
                     for ox in range(cw_out):
-                        for o in pass_outs:
+                        for p, o in enumerate(pass_outs):
                             fire[i, li] += period
                             for ky in range(kh):
                                 for kx in range(kw):
@@ -72,7 +85,8 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
                                     ix = ox * layer.stride + kx - layer.padding
                                     for j in range(chunks):
                                         walk[i, li] += 1
-                                        last = ky == kh - 1 and kx == kw - 1 and j == chunks - 1
+                                        last = (ky == kh - 1 and kx == kw - 1
+                                                and j == chunks - 1 and res_blocks is None)
                                         words = blocks.get((iy, ix, j))
                                         if words is None:  # padding: nothing read
                                             beats[i, li] += int(last)
@@ -81,6 +95,17 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
                                         adds[i, li] += q * len(words) * o
                                         beats[i, li] += max(q, int(last))
                                         skipped[i, li] += T - q
+                            for b in range(groups if res_blocks is not None else 0):
+                                walk[i, li] += 1
+                                last = b == groups - 1
+                                words = res_blocks.get((oy, ox, p * groups + b))
+                                if words is None:  # past the shortcut's channels: padding
+                                    beats[i, li] += int(last)
+                                    continue
+                                q = planes(words)
+                                adds[i, li] += q * len(words)  # one PE per channel
+                                beats[i, li] += max(q, int(last))
+                                skipped[i, li] += T - q
             else:
                 order = sorted(blocks)  # HWC order: position, then chunk
                 for o in pass_outs:

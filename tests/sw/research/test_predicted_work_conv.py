@@ -14,7 +14,8 @@ from sw.research.rtl_results import predicted_work
 
 
 def brute_force(net, x, params):
-    """``(beats, skipped)`` per sample and layer, one plane-chunk read at a time."""
+    """``(beats, skipped)`` per sample and layer, one plane-chunk read at a time (a shortcut's
+    blocks once per conv position, spread over the passes)."""
     k, T = params.k, net.T
     result = run_network(net, x)
     a = x
@@ -25,6 +26,7 @@ def brute_force(net, x, params):
         prev = net.layers[li - 1] if li else None
         for n in range(len(x)):
             reads = []  # spike blocks one pass reads, in any order
+            once = []  # blocks read once over all passes (a shortcut's)
             if layer.kind == "conv":
                 blocks = feature_map_blocks(a[n].reshape(layer.in_shape), k)  # (H, W, chunks, k)
                 _, h, w = layer.in_shape
@@ -41,16 +43,22 @@ def brute_force(net, x, params):
                                 ix = ox * layer.stride + kx - layer.padding
                                 if 0 <= iy < h and 0 <= ix < w:
                                     reads.extend(blocks[iy, ix])
+                        if layer.residual is not None:
+                            src = layer.residual.source
+                            src_map = x[n] if src < 0 else result.layers[src].output[n]
+                            once.extend(feature_map_blocks(
+                                np.reshape(src_map, layer.conv_shape), k)[oy, ox])
             elif prev is not None and prev.kind == "conv":
                 reads.extend(feature_map_blocks(a[n].reshape(prev.out_shape), k).reshape(-1, k))
             else:
                 flat = np.zeros(-(-layer.n_in // k) * k, dtype=np.int64)
                 flat[:layer.n_in] = a[n]
                 reads.extend(flat.reshape(-1, k))
-            for block in reads:
-                zero = int((unpack_bitplanes(block, T).sum(axis=-1) == 0).sum())
-                skipped[n, li] += passes * zero
-                beats[n, li] += passes * (T - zero)
+            for times, blocks_read in ((passes, reads), (1, once)):
+                for block in blocks_read:
+                    zero = int((unpack_bitplanes(block, T).sum(axis=-1) == 0).sum())
+                    skipped[n, li] += times * zero
+                    beats[n, li] += times * (T - zero)
         a = result.layers[li].output.reshape(len(x), -1)
     return beats, skipped
 
