@@ -194,3 +194,51 @@ def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, rng):
 def test_pe_array_rejects_bad_weight_regs():
     with pytest.raises(ValueError, match="weight_regs must be 0, 1 or 2"):
         PEArray(2, 4, 8, 16, weight_regs=3)
+
+
+@pytest.mark.parametrize("n_pe,k,weight_regs,pause", [
+    (8, 4, 2, 0.3), (4, 4, 0, 0.0), (2, 8, 1, 0.3), (8, 2, 2, 0.0), (16, 4, 1, 0.5)])
+def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, pause, rng,
+                                                          seed):
+    """Shortcut beats (``res``) mixed with weighted ones, under back-pressure: PE ``n`` adds
+    ``gain`` times spike lane ``n mod k`` when the beat's ``group`` is ``n // k``, and nothing
+    otherwise, whatever weight row the beat names (its row here holds random weights)."""
+    t_max = 8
+    groups = -(-n_pe // k)
+    gain = int(rng.choice([-128, -3, -1, 1, 2, 127]))
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs)
+    wmem = WeightMemory(dut, n_pe, k)
+    lanes, owner = np.arange(n_pe) % k, np.arange(n_pe) // k
+    passes, expected = [], []
+    for _ in range(12):
+        beats, sums = [], np.zeros((n_pe, t_max), dtype=np.int64)
+        for _b in range(int(rng.integers(1, 10))):
+            spikes = rng.integers(0, 2, k)
+            weights = rng.integers(-128, 128, (n_pe, k))
+            slot, res = int(rng.integers(0, t_max)), bool(rng.random() < 0.5)
+            group = int(rng.integers(0, groups))
+            if res:
+                sums[:, slot] += gain * spikes[lanes] * (owner == group)
+            else:
+                sums[:, slot] += weights @ spikes
+            beats.append((spikes, wmem.add(weights), slot, res, group))
+        passes.append(beats)
+        expected.append(sums)
+    reader = BankReader(dut, t_max, len(passes), random.Random(seed + 1), pause)
+
+    async def producer(ctx):
+        ctx.set(dut.gain, gain)
+        r_in = random.Random(seed)
+        for beats in passes:
+            for n, (spikes, row, slot, res, group) in enumerate(beats):
+                await stream_put(ctx, dut.i, {
+                    "spikes": _bits(spikes), "row": row, "slot": slot, "res": int(res),
+                    "group": group, "last": int(n == len(beats) - 1)}, rng=r_in, pause=pause)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(reader.run)
+    sim.add_testbench(wmem.run, background=True)
+    sim.run()
+    assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
