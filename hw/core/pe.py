@@ -79,11 +79,20 @@ class SpikePackPE(wiring.Component):
         Signed width of a per-plane sum (at least the tree's sum width).
     weight_bits : int
         Signed width of a weight.
+    res_lane : int
+        The lane a shortcut beat's gain goes to (the PE's channel within its block of ``k``).
 
     Members
     -------
     i_weights : In
         This PE's ``k`` weights for the beat.
+    i_res, i_hit : In(1)
+        Beside ``i_weights``: the beat is a shortcut chunk; it is for this PE's block. On a
+        shortcut beat the PE registers ``i_gain`` on lane ``res_lane`` if ``i_hit`` and 0 on
+        every other lane instead of ``i_weights`` (the zeros are the weight register's
+        synchronous reset, a multiplexer is on lane ``res_lane`` only).
+    i_gain : In(signed(weight_bits))
+        The layer's shortcut gain.
     i_spikes_q : In(k)
         The beat's spike chunk, registered (a cycle after ``i_weights``).
     addr : In(range(2 t_max))
@@ -96,8 +105,12 @@ class SpikePackPE(wiring.Component):
         The sum at ``fire_addr`` of the previous cycle.
     """
 
-    def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8):
+    def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
+                 res_lane: int = 0):
         self._k = operator.index(k)
+        self._res_lane = operator.index(res_lane)
+        if not 0 <= self._res_lane < self._k:
+            raise ValueError(f"res_lane must be a lane, 0..{self._k - 1}, not {res_lane}")
         self._t_max = operator.index(t_max)
         self._sum_bits = operator.index(sum_bits)
         self._weight_bits = operator.index(weight_bits)
@@ -110,6 +123,9 @@ class SpikePackPE(wiring.Component):
         depth = 2 * self._t_max
         super().__init__({
             "i_weights": In(data.ArrayLayout(signed(self._weight_bits), self._k)),
+            "i_res": In(1),
+            "i_hit": In(1),
+            "i_gain": In(signed(self._weight_bits)),
             "i_spikes_q": In(self._k),
             "addr": In(range(depth)),
             "acc": In(1),
@@ -147,6 +163,10 @@ class SpikePackPE(wiring.Component):
         m.submodules.tree = tree = self._tree
         weights_q = Signal.like(self.i_weights, reset_less=True)
         m.d.sync += weights_q.eq(self.i_weights)
+        with m.If(self.i_res):  # a shortcut chunk: the gain on one lane, 0 on the others
+            m.d.sync += weights_q.eq(0)
+            with m.If(self.i_hit):
+                m.d.sync += weights_q[self._res_lane].eq(self.i_gain)
         m.d.comb += [tree.i_spikes.eq(self.i_spikes_q), tree.i_weights.eq(weights_q)]
 
         m.submodules.bank = bank = memory.Memory(

@@ -15,9 +15,11 @@ for the ``k`` PEs of block ``group`` (PE ``n`` owns channel lane ``n mod k`` of 
 On such a beat PE ``n`` adds ``gain`` times spike lane ``n mod k`` if ``group == n // k``, else
 nothing: its weights are replaced, not its spikes -- lane ``n mod k`` takes ``gain`` (a
 ``weight_bits`` 2:1 multiplexer per PE), every other lane 0 (the PE's weight register's
-synchronous reset, free in the flip-flop), so the spikes' broadcast path is unchanged and no
-weight row is read. ``gain`` comes from the layer's descriptor through a register per block of
-``k`` PEs.
+synchronous reset, free in the flip-flop: the PE does it, so synthesis keeping the hierarchy
+sees the reset next to its register), so the spikes' broadcast path is unchanged and no weight
+row is read. ``gain`` comes from the layer's descriptor through a register per block of ``k``
+PEs; the shortcut flag and block match reach each PE from a register of its own (they reset
+``k weight_bits`` flip-flops per PE).
 
 Latency: the sums of a pass can be read (``bank.ready``) :attr:`PEArray.latency` cycles after its
 last beat was accepted.
@@ -27,10 +29,11 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.common.synth_hints import COPY_ATTRS
 from hw.contract.memory_map import weights_layout
 
 from .pe import SpikePackPE, beat_layout
@@ -95,8 +98,8 @@ class PEArray(wiring.Component):
             raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
         self._k = operator.index(k)
         self._groups = -(-self._n_pe // self._k)
-        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits)
-                     for _ in range(self._n_pe)]
+        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k)
+                     for n in range(self._n_pe)]
         super().__init__({
             "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups))),
             "weights": In(weights_layout(self._n_pe, k, weight_bits)),
@@ -175,26 +178,25 @@ class PEArray(wiring.Component):
             m.d.sync += reg.eq(weights_q)
             weights_q = reg
         # A shortcut beat, and which block of PEs it is for, beside its weights (one cycle of
-        # memory read, then ``weight_regs``); the gain, a copy per block of PEs.
+        # memory read, then ``weight_regs``), the last register a copy per PE (kept apart by
+        # synthesis, ``hw.common.synth_hints``); the gain, a copy per block of PEs.
         k, groups = self._k, self._groups
-        res_q = self.i.payload.res
-        hit_q = Cat(self.i.payload.group == g for g in range(groups))
-        for n in range(1 + wregs):
+        res_q, group_q = self.i.payload.res, self.i.payload.group
+        for n in range(wregs):
             res_r = Signal(name=f"res_q{n + 1}")
-            hit_r = Signal(groups, name=f"hit_q{n + 1}")
-            m.d.sync += [res_r.eq(res_q), hit_r.eq(hit_q)]
-            res_q, hit_q = res_r, hit_r
-        gains = [Signal.like(self.gain, name=f"gain{g}") for g in range(groups)]
+            group_r = Signal.like(group_q, name=f"group_q{n + 1}")
+            m.d.sync += [res_r.eq(res_q), group_r.eq(group_q)]
+            res_q, group_q = res_r, group_r
+        gains = [Signal.like(self.gain, name=f"gain{g}", attrs=COPY_ATTRS) for g in range(groups)]
         m.d.sync += [gain.eq(self.gain) for gain in gains]
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
-            g, lane = divmod(n, k)
+            res_pe = Signal(name=f"res_pe{n}", attrs=COPY_ATTRS)
+            hit_pe = Signal(name=f"hit_pe{n}", attrs=COPY_ATTRS)
+            m.d.sync += [res_pe.eq(res_q), hit_pe.eq(group_q == n // k)]
             m.d.comb += [
-                pe.i_weights[i].eq(Mux(res_q, 0, weights_q[n][i])) for i in range(k) if i != lane
-            ]
-            m.d.comb += pe.i_weights[lane].eq(
-                Mux(res_q, Mux(hit_q[g], gains[g], 0), weights_q[n][lane]))
-            m.d.comb += [
+                pe.i_weights.eq(weights_q[n]),
+                pe.i_res.eq(res_pe), pe.i_hit.eq(hit_pe), pe.i_gain.eq(gains[n // k]),
                 pe.i_spikes_q.eq(spikes_q),
                 pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
