@@ -10,6 +10,7 @@ import numpy as np
 from sim.golden import model as golden
 from sim.golden.ir import IntLayer, IntNetwork, MaxPool, Mode, Reset
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
+from sw.compile.input_fold import device_network
 from sw.research.rtl_results import predicted_work
 
 
@@ -196,8 +197,10 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
     A conv layer reads, for every output position and pass, the blocks of its receptive field
     inside the input map (taps in the padding read nothing and skip nothing); a dense layer reads
     its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass. With
-    max pooling, the conv positions of whole windows are computed (the rest are dropped).
+    max pooling, the conv positions of whole windows are computed (the rest are dropped). A thin
+    first layer is counted as the device runs it, folded (:mod:`sw.compile.input_fold`).
     """
+    net, x = device_network(net, x, params)
     x = np.asarray(x, dtype=np.int64)
     result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
     k, T = params.k, net.T

@@ -46,6 +46,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
+from sw.compile.input_fold import device_network
 
 __all__ = ["CoreTiming", "LayerShape", "layer_cycles", "conv_layer_cycles", "conv_walk_steps",
            "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
@@ -391,6 +392,7 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
     if any(layer.residual is not None for layer in net.layers):
         raise ValueError("the cycle model covers dense and conv layers without shortcuts; the "
                          "gateware refuses a shortcut (NO_CONV_OP)")
+    net, x = device_network(net, x, params)  # a thin first layer runs folded
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a, acc_bits=params.acc_bits)
     timing = CoreTiming.of(params)

@@ -29,6 +29,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
+from sw.compile.input_fold import device_network
 from sw.compile.program_image import build_image
 from sw.compile.targets import mode_name
 
@@ -49,8 +50,10 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
     pooling windows), the blocks of the receptive field that lie inside the input map (a padding
     tap reads nothing and skips nothing). ``x``: ``(n, n_in)``, or ``(n, C, H, W)`` for an image
     network. ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for ``x``
-    (computed if None).
+    (computed if None). A thin first layer is counted as the device runs it, folded
+    (:mod:`sw.compile.input_fold`).
     """
+    net, x = device_network(net, x, params)
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a)
     k, T = params.k, net.T
