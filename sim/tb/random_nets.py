@@ -10,6 +10,7 @@ import numpy as np
 from sim.golden import model as golden
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, MaxPool, Mode, Reset, Residual
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
+from sw.compile.input_fold import device_network
 from sw.research.rtl_results import predicted_work
 
 
@@ -217,8 +218,10 @@ def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkRes
     max pooling, the conv positions of whole windows are computed (the rest are dropped). A
     conv layer's shortcut reads, at every conv position it computes, each block of its source
     map at that position once (pass ``p`` the blocks of its channels; blocks past the map's
-    channels are padding and skip nothing).
+    channels are padding and skip nothing). A thin first layer is counted as the device
+    runs it, folded (:mod:`sw.compile.input_fold`).
     """
+    net, x = device_network(net, x, params)
     x = np.asarray(x, dtype=np.int64)
     result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
     k, T = params.k, net.T

@@ -23,6 +23,7 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, write_file_atomically
 
+from .input_fold import InputFold
 from .program_image import ImageWrite, LayerLayout, ProgramImage, build_image
 
 __all__ = ["ImageFile", "ImageFileError", "save_image_file", "load_image_file", "is_image_file",
@@ -65,6 +66,7 @@ def save_image_file(path, image: ProgramImage, net: IntNetwork, target: str = ""
         "format": FORMAT, "version": VERSION, "target": target,
         "params": dataclasses.asdict(image.params), "T": image.T, "n_in": image.n_in,
         "n_out": image.n_out, "readout": image.readout, "in_shape": list(image.in_shape),
+        "input_fold": None if image.input_fold is None else dataclasses.asdict(image.input_fold),
         "layers": [dataclasses.asdict(lay) for lay in image.layers],
         "writes": [[w.region, w.addr] for w in image.writes],
     }
@@ -154,7 +156,7 @@ def load_image_file(path) -> ImageFile:
             tuple(ImageWrite(region, addr, w) for (region, addr), w in
                   zip(header["writes"], words, strict=True)),
             header["T"], header["n_in"], header["n_out"], header["readout"],
-            tuple(header.get("in_shape", ())))
+            tuple(header.get("in_shape", ())), _input_fold(header.get("input_fold")))
     except _READ_ERRORS as e:
         detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
         raise ImageFileError(f"{path} has a damaged header ({e.__class__.__name__}: {detail}); "
@@ -163,6 +165,13 @@ def load_image_file(path) -> ImageFile:
         raise ImageFileError(f"{path} differs from what this host compiles for its network "
                              "(made by another version?); run `spikepack compile` again")
     return ImageFile(image, net, header.get("target", ""))
+
+
+def _input_fold(fields) -> InputFold | None:
+    """The header's ``input_fold`` entry (``None``: the image does not fold its input)."""
+    if fields is None:
+        return None
+    return InputFold(tuple(fields["in_shape"]), fields["kw"], fields["pad"])
 
 
 class _NotAnImage(Exception):

@@ -34,6 +34,7 @@ from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.packing import check_packed, feature_map_blocks
 
 from .errors import DoesNotFitError, check_layer_fits, check_network_fits
+from .input_fold import InputFold, folded_network, plan_input_fold
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
            "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
@@ -84,6 +85,9 @@ class ProgramImage:
     in_shape : tuple of int
         The network input's shape: ``(n_in,)``, or ``(C, H, W)`` for an image (first layer conv),
         which :func:`encode_inputs` writes as channel-chunked HWC blocks. ``()``: ``(n_in,)``.
+    input_fold : InputFold or None
+        The kernel-column fold of a thin first conv layer (:mod:`sw.compile.input_fold`): the
+        image lays out the folded layer and :func:`encode_inputs` writes each image folded.
     """
 
     params: CoreParams
@@ -95,6 +99,7 @@ class ProgramImage:
     n_out: int
     readout: bool
     in_shape: tuple[int, ...] = ()
+    input_fold: InputFold | None = None
 
     @property
     def weight_rows(self) -> int:
@@ -133,14 +138,16 @@ def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
     if not isinstance(net, IntNetwork):
         raise TypeError(f"net must be a sim.golden.ir.IntNetwork, not {type(net).__name__}")
     if not isinstance(params, CoreParams):
-        raise TypeError(f"params must be a hw.contract.params.CoreParams, not {type(params).__name__}")
+        raise TypeError("params must be a hw.contract.params.CoreParams, not "
+                        f"{type(params).__name__}")
     if any(layer.kind == "conv" for layer in net.layers):
         from .conv_layout import conv_image_parts  # conv images: sw.compile.conv_layout
-        layers, writes = conv_image_parts(net, params)
+        fold = plan_input_fold(net, params)  # a thin first layer runs folded
+        layers, writes = conv_image_parts(folded_network(net, params), params)
         return _check_io(ProgramImage(
             params, memory_map(params), tuple(LayerLayout(**d) for d in layers),
             tuple(ImageWrite(*w) for w in writes), net.T, net.n_in, net.n_out,
-            net.layers[-1].readout, in_shape=tuple(net.in_shape)))
+            net.layers[-1].readout, in_shape=tuple(net.in_shape), input_fold=fold))
     p, T = params, net.T
     mm = memory_map(p)
     check_network_fits(net, p)
@@ -235,7 +242,10 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
         raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds for "
                               f"this network ({image.max_batch}: {_batch_limit(image)}); split it")
     if len(image.in_shape) == 3:  # an image: channel-chunked HWC blocks, (y W + x) chunks + j
-        pad = feature_map_blocks(x.reshape((len(x),) + image.in_shape), p.k).reshape(len(x), -1)
+        maps = x.reshape((len(x),) + image.in_shape)
+        if image.input_fold is not None:  # the first layer's kernel columns side by side
+            maps = image.input_fold.fold_inputs(maps)
+        pad = feature_map_blocks(maps, p.k).reshape(len(x), -1)
         chunks = pad.shape[1] // p.k
     else:
         chunks = _ceil_div(image.n_in, p.k)

@@ -203,6 +203,16 @@ def usage_table(net: IntNetwork, image: ProgramImage) -> str:
                 f"({100 * weights / max(1, image.weight_rows * _row(image)):.0f}% of the rows "
                 f"used are weights, the rest is padding to {image.params.k}-input chunks and "
                 f"{image.params.n_pe}-neuron passes)")
+    fold = image.input_fold
+    if fold is not None:
+        first = net.layers[0]
+        kh, kw = first.kernel
+        rows.append(f"input folded: layer 0's {kw} kernel columns side by side as channels "
+                    f"({'x'.join(map(str, fold.in_shape))} -> "
+                    f"{'x'.join(map(str, fold.folded_shape))} a sample), so its walk takes "
+                    f"{kh} x {-(-fold.folded_shape[0] // image.params.k)} tap-chunks a position "
+                    f"and pass instead of {kh * kw} x {-(-first.in_shape[0] // image.params.k)}"
+                    f" (exact: the same sums; sw.compile.input_fold)")
     return "\n".join(rows)
 
 

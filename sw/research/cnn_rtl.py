@@ -35,6 +35,7 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
+from sw.compile.input_fold import device_network, folded_network
 
 from .cycle_model import chunk_plane_counts, conv_walk_steps, map_plane_counts
 
@@ -217,6 +218,10 @@ def array_adds(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarra
     position, ``q c`` per block of its map (the gain times each real channel's spikes, one PE
     per channel). ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for
     ``x`` (computed if None).
+
+    These are the adds of ``net`` as written, the useful work: a folded first layer
+    (:mod:`sw.compile.input_fold`) computes the same sums but also meets the image's zero
+    padding in its lanes, which is not counted.
     """
     k, T = params.k, net.T
     inputs = _layer_inputs(net, x, params, result)
@@ -256,8 +261,11 @@ def usable_lanes(net: IntNetwork, params: CoreParams) -> list[tuple[float, float
     """Per layer ``(lanes, pes)``: the mean real channels a block (or chunk) of the layer's
     input gives the ``k`` lanes, and the mean real output neurons a pass gives the ``n_pe``
     PEs. ``lanes * pes`` is the most adds per beat the layer can reach (``n_pe k`` when both
-    divide evenly); a 1-channel first conv layer uses 1 lane of ``k``."""
+    divide evenly); a 1-channel first conv layer uses 1 lane of ``k``, or ``kw`` lanes where
+    the compiler folds its kernel columns (:mod:`sw.compile.input_fold`: the layers as the
+    device runs them)."""
     k, n_pe = params.k, params.n_pe
+    net = folded_network(net, params)
     out = []
     shape_in = tuple(net.layers[0].in_shape)
     for layer in net.layers:
@@ -279,9 +287,12 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
     ``"beats"`` (the issuer's: a beat per
     non-zero plane of a block read, one for an empty block that ends a pass) and ``"fire"`` (the
     firing array's: ``n_pe / fire_units`` groups of ``FireUnit.period(T, lif)`` cycles a pass).
+    A thin first layer's terms are those of its fold (:mod:`sw.compile.input_fold`), the walk
+    the device makes.
     """
     from hw.core.fire import FireUnit
 
+    net, x = device_network(net, x, params)
     k, T = params.k, net.T
     inputs = _layer_inputs(net, x, params, result)
     n = len(inputs[0][1])

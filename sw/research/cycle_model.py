@@ -46,6 +46,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
+from sw.compile.input_fold import device_network
 
 __all__ = ["CoreTiming", "LayerShape", "layer_cycles", "conv_layer_cycles", "conv_walk_steps",
            "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
@@ -421,6 +422,7 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
         if layer.residual is not None and layer.kind != "conv":
             raise ValueError(f"layer {li}: the cycle model (and the program image) take a "
                              f"shortcut on conv layers only; put it on a conv layer")
+    net, x = device_network(net, x, params)  # a thin first layer runs folded
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a, acc_bits=params.acc_bits)
     timing = CoreTiming.of(params)

@@ -278,10 +278,32 @@ def generate(cfg: ResultsConfig, out: Path, img_dir: Path,
     text = _render(cfg, split, per_T, timing, points, out, [acc_png, time_png, sweep_png],
                    elapsed, rtl)
     text = text.rstrip("\n") + "\n" + "\n".join(cnn_lines) if cnn_lines else text
+    text = keep_bench_sections(out.read_text() if out.exists() else "", text)
     out.write_text(text)
     log(f"wrote {out} and {len(list(img_dir.glob('*.png')))} plot(s) in {img_dir} "
         f"({elapsed:.0f} s)")
     return text, rtl
+
+
+#: Sections of docs/results.md that a benchmark measures and that are pasted in by hand (this run
+#: does not measure them): a rewrite keeps them as they are, after the generated text.
+BENCH_SECTIONS = ("MNIST CNN on the RTL",)
+
+
+def keep_bench_sections(old: str, new: str) -> str:
+    """``new`` with every :data:`BENCH_SECTIONS` section of ``old`` that ``new`` lacks appended,
+    word for word (a section: its ``## `` heading up to the next ``## `` heading or the end)."""
+    kept = []
+    for title in BENCH_SECTIONS:
+        heading = f"## {title}\n"
+        if heading in new or heading not in old:
+            continue
+        start = old.index(heading)
+        end = old.find("\n## ", start + len(heading))
+        kept.append(old[start:] if end < 0 else old[start:end + 1])
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "\n".join(k.rstrip("\n") + "\n" for k in kept)
 
 
 def _plot_accuracy(cfg, per_T, path) -> Path:

@@ -29,6 +29,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
+from sw.compile.input_fold import device_network
 from sw.compile.program_image import build_image
 from sw.compile.targets import mode_name
 
@@ -50,8 +51,10 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
     tap reads nothing and skips nothing), and, with a shortcut, each block of the shortcut's map
     at those positions once over its passes (blocks past its channels are padding). ``x``:
     ``(n, n_in)``, or ``(n, C, H, W)`` for an image network. ``result``: the golden model's
-    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None).
+    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None). A thin
+    first layer is counted as the device runs it, folded (:mod:`sw.compile.input_fold`).
     """
+    net, x = device_network(net, x, params)
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a)
     k, T = params.k, net.T

@@ -15,6 +15,7 @@ from sim.golden.packing import feature_map_blocks
 from sw.compile.conv_layout import conv_fetch, conv_weight_rows, dense_after_conv_weight
 from sw.compile.image_file import load_image_file, save_image_file
 from sw.compile.image_golden import image_memories, run_image
+from sw.compile.input_fold import folded_network
 from sw.compile.program_image import DoesNotFitError, build_image, encode_inputs
 from sw.compile.targets import layer_table, usage_table
 
@@ -199,17 +200,21 @@ def test_descriptor_fields(rng):
     img = build_image(net, CORE_PRESETS["small"])
     d0, d1, d2 = (decode_descriptor(lay.descriptor) for lay in img.layers)
     assert (d0["kind"], d1["kind"], d2["kind"]) == (1, 1, 0)
+    # conv0 (1 channel, 3x3, padding 1) runs folded (sw.compile.input_fold): its 3 kernel
+    # columns side by side as channels of a 6 x 4 map, a 3 x 1 kernel without padding.
+    assert img.input_fold is not None and img.in_shape == (1, 4, 4)
     assert (d0["in_h"], d0["in_w"], d0["conv_h"], d0["conv_w"], d0["kh"], d0["kw"]) == \
-        (4, 4, 4, 4, 3, 3)
-    assert (d0["stride"], d0["pad"], d0["pool_log2"], d0["res_gain"]) == (1, 1, 0, 0)
+        (6, 4, 4, 4, 3, 1)
+    assert (d0["stride"], d0["pad"], d0["pool_log2"], d0["res_gain"]) == (1, 0, 0, 0)
+    assert (d1["in_h"], d1["in_w"], d1["kh"], d1["kw"], d1["pad"]) == (4, 4, 3, 3, 1)
     assert (d1["pool_log2"], d1["res_gain"], d1["res_input"], d1["res_base"]) == (1, 2, 0, 0)
-    assert (d0["n_in"], d0["n_out"], d0["chunks"], d0["passes"]) == (1, 4, 1, 1)
+    assert (d0["n_in"], d0["n_out"], d0["chunks"], d0["passes"]) == (3, 4, 1, 1)
     # conv1 feeds a dense layer: it writes the bottom of its half, where the dense fetcher reads.
     assert d1["out_base"] == CORE_PRESETS["small"].act_chunks
     # The dense readout reads the pooled 2x2 map's 4 blocks of one chunk.
     assert (d2["n_in"], d2["chunks"]) == (16, 4)
     assert encode_descriptor(**{k: v for k, v in d1.items()}) == list(img.layers[1].descriptor)
-    assert img.weight_rows == 9 + 9 + 2 * 4
+    assert img.weight_rows == 3 + 9 + 2 * 4
 
 
 def test_shortcut_source_is_kept(rng):
@@ -271,7 +276,9 @@ def test_conv_input_blocks(rng):
     x = rng.integers(0, 16, size=(2, 1, 4, 4))
     flat = encode_inputs(img, x.reshape(2, -1))
     assert flat == encode_inputs(img, x)
-    assert len(flat[0].words) == 16 * img.params.block_words  # 4x4 positions, one chunk
+    # Folded (sw.compile.input_fold): 3 kernel columns of the zero-padded 6 x 6 image side by
+    # side at 6 x 4 positions, one chunk each.
+    assert len(flat[0].words) == 24 * img.params.block_words
 
 
 @pytest.mark.parametrize("change, message", [
@@ -363,6 +370,7 @@ def test_conv_fetch_walk_equals_formulas(name, rng):
         if drawn is None:
             continue
         net, image = drawn
+        net = folded_network(net, p)  # the layers the image lays out (a thin first one folded)
         for layer, lay in zip(net.layers, image.layers, strict=True):
             if layer.kind != "conv":
                 continue

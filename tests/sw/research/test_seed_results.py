@@ -6,7 +6,7 @@ import pytest
 
 from sw.cli.main import build_parser, main
 from sw.research.cnn_results import CnnResultsConfig
-from sw.research.results import ResultsConfig
+from sw.research.results import ResultsConfig, keep_bench_sections
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,6 +40,10 @@ def test_bad_configuration_is_refused(capsys):
 
 def test_results_writes_every_section_and_plot(tmp_path):
     out = tmp_path / "doc" / "results.md"
+    out.parent.mkdir()
+    # A document the run rewrites: its bench-measured section stays, the rest is regenerated.
+    out.write_text("# old\n\n## Bit Budget\n\nOBSOLETE-42\n\n## MNIST CNN on the RTL\n\n"
+                   "pasted bench figures 47,209\n")
     rc = main(["results", "--out", str(out), "--img-dir", str(tmp_path / "img"), "--T", "2",
                "--timing-T", "1", "2", "--epochs", "1", "--hidden", "16", "--sweep-T", "2",
                "--sweep-weight-bits", "4", "8", "--timing-epochs", "1", "--budget", "8",
@@ -64,6 +68,17 @@ def test_results_writes_every_section_and_plot(tmp_path):
         path = out.parent / png
         assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
     assert "| 2 |" in text and "Horowitz" in text
+    assert text.endswith("## MNIST CNN on the RTL\n\npasted bench figures 47,209\n")
+    assert "OBSOLETE-42" not in text and text.count("\n## Bit Budget\n") == 1
+
+
+def test_keep_bench_sections():
+    old = "# R\n\n## A\n\na\n\n## MNIST CNN on the RTL\n\nbench 1\n\n## B\n\nb\n"
+    new = "# R\n\n## A\n\nnew a\n"
+    assert keep_bench_sections(old, new) == new + "\n## MNIST CNN on the RTL\n\nbench 1\n"
+    assert keep_bench_sections("", new) == new  # a first run
+    both = new + "\n## MNIST CNN on the RTL\n\nbench 2\n"
+    assert keep_bench_sections(old, both) == both  # a run that writes the section wins
 
 
 @pytest.mark.slow

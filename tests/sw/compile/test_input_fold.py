@@ -1,0 +1,145 @@
+"""``sw.compile.input_fold``: the kernel-column fold of a thin first conv layer is exact, pays, and
+is made only where it costs the user nothing.
+
+The oracle is the golden model on the unfolded network (:func:`sim.golden.model.run_network`)
+and the image-level golden model (:func:`sw.compile.image_golden.run_image`), which runs the
+image from its memories alone: both must give the same outputs for the folded image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from boards.core_presets import MEDIUM, SMALL
+from sim.golden.ir import IntLayer, IntNetwork, MaxPool
+from sim.golden.model import run_network
+from sim.tb.random_nets import random_conv_network, random_inputs
+from sw.compile.image_file import load_image_file, save_image_file
+from sw.compile.image_golden import run_image
+from sw.compile.input_fold import InputFold, device_network, plan_input_fold
+from sw.compile.program_image import build_image, encode_inputs
+
+SMALL_CONV = dataclasses.replace(SMALL, conv=1)
+MEDIUM_CONV = dataclasses.replace(MEDIUM, conv=1)
+#: One sample per batch and room for it: the fold's stored padding costs no batch slot here.
+ONE = dataclasses.replace(SMALL_CONV, batch_depth=1, act_chunks=64, in_blocks=128)
+
+
+def _conv(rng, c, h, w, co, kh, kw, *, stride=1, padding=0, pool=None, wb=4):
+    weight = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(co, c, kh, kw))
+    return IntLayer(weight, rng.integers(-3, 4, co), int(rng.integers(4, 12)), kind="conv",
+                    in_shape=(c, h, w), stride=stride, padding=padding, pool=pool,
+                    weight_bits=wb)
+
+
+def _net(rng, c=1, side=8, kernel=(3, 3), padding=1, pool=None, T=3):
+    first = _conv(rng, c, side, side, 4, *kernel, padding=padding, pool=pool)
+    n = int(np.prod(first.out_shape))
+    fc = IntLayer(rng.integers(-7, 8, (5, n)), np.zeros(5, np.int64), 9, readout=True,
+                  weight_bits=4)
+    return IntNetwork((first, fc), T)
+
+
+def test_fold_is_exact_on_random_networks(seed):
+    """Golden outputs of the device network (folded layer, folded images) == the network's, on
+    random conv networks of two builds; the folded image run from its memories agrees too."""
+    rng = np.random.default_rng(seed)
+    folded = 0
+    for i in range(60):
+        params = (SMALL_CONV, MEDIUM_CONV)[i % 2]
+        net = random_conv_network(rng, params, pool=bool(i % 3))
+        x = random_inputs(rng, net, 2)
+        device, xf = device_network(net, x, params)
+        if device is net:
+            assert plan_input_fold(net, params) is None
+            continue
+        folded += 1
+        want = run_network(net, x)
+        got = run_network(device, xf)
+        for a, b in zip(want.layers, got.layers, strict=True):
+            assert np.array_equal(a.output, b.output)
+        image = build_image(net, params)
+        assert image.input_fold is not None and image.in_shape == net.in_shape
+        n = min(len(x), image.max_batch)
+        assert np.array_equal(run_image(image, x[:n]).output, want.output[:n])
+    assert folded >= 5, f"only {folded} of 60 random networks were folded (seed {seed})"
+
+
+def test_fold_layout_and_walk():
+    """Channel ``kx C + c`` of the folded map at ``(y, x)`` is the padded image's ``(c, y, x +
+    kx)``; the folded layer is ``kh x 1`` without padding and walks fewer tap-chunks."""
+    rng = np.random.default_rng(0)
+    net = _net(rng, c=2, side=6, kernel=(3, 3), padding=1)
+    fold = plan_input_fold(net, ONE)  # k = 4: 3 x 2 channels in 2 blocks, not 3
+    assert fold == InputFold((2, 6, 6), 3, 1)
+    assert fold.folded_shape == (6, 8, 6)
+    x = rng.integers(0, 8, (1, 2, 6, 6))
+    xf = fold.fold_inputs(x)
+    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for kx in range(3):
+        for c in range(2):
+            assert np.array_equal(xf[:, kx * 2 + c], pad[:, c, :, kx:kx + 6])
+    layer = fold.fold_layer(net.layers[0])
+    assert layer.kernel == (3, 1) and layer.padding == 0 and layer.in_shape == (6, 8, 6)
+    assert layer.conv_shape == net.layers[0].conv_shape
+    image = build_image(net, ONE)
+    assert image.layers[0].taps == 3 and image.layers[0].chunks == 2  # was 9 taps x 1 chunk
+    assert image.in_stride == 8 * 6 * 2
+
+
+@pytest.mark.parametrize("why, build", [
+    ("stride 2", lambda rng: _net(rng, kernel=(3, 3), padding=1).layers[0]),
+    ("1-wide kernel", lambda rng: _conv(rng, 1, 8, 8, 4, 3, 1)),
+    ("channels fill the blocks", lambda rng: _conv(rng, 4, 8, 8, 4, 3, 3, padding=1)),
+])
+def test_no_fold_where_it_does_not_pay(why, build):
+    rng = np.random.default_rng(1)
+    layer = build(rng)
+    if why == "stride 2":
+        layer = dataclasses.replace(layer, stride=2)
+    n = int(np.prod(layer.out_shape))
+    fc = IntLayer(rng.integers(-7, 8, (3, n)), np.zeros(3, np.int64), 9, readout=True,
+                  weight_bits=4)
+    net = IntNetwork((layer, fc), 2)
+    assert plan_input_fold(net, ONE) is None, why
+    assert build_image(net, ONE).input_fold is None
+
+
+def test_no_fold_when_it_costs_batch_or_room():
+    """The stored vertical padding must not cost a sample per batch nor overflow INPUT."""
+    rng = np.random.default_rng(2)
+    net = _net(rng, c=1, side=8, kernel=(3, 3), padding=1)
+    # 8 x 8 = 64 blocks unfolded, 10 x 8 = 80 folded.
+    assert plan_input_fold(net, dataclasses.replace(SMALL_CONV, in_blocks=128,
+                                                    batch_depth=2)) is None  # 2 -> 1 per batch
+    assert plan_input_fold(net, dataclasses.replace(SMALL_CONV, in_blocks=160,
+                                                    batch_depth=2)) is not None
+    assert plan_input_fold(net, dataclasses.replace(SMALL_CONV, in_blocks=72,
+                                                    batch_depth=1)) is None  # 80 > 72
+    assert plan_input_fold(net, dataclasses.replace(ONE, conv=0)) is None
+
+
+def test_no_fold_under_a_shortcut_from_the_input():
+    rng = np.random.default_rng(3)
+    first = _conv(rng, 1, 6, 6, 1, 3, 3, padding=1)
+    second = dataclasses.replace(_conv(rng, 1, 6, 6, 1, 3, 3, padding=1), residual=(-1, 2))
+    net = IntNetwork((first, second), 2)
+    assert plan_input_fold(net, ONE) is None
+    assert plan_input_fold(IntNetwork((first,), 2), ONE) is not None  # the same layer alone
+
+
+def test_folded_image_inputs_and_file_round_trip(tmp_path):
+    """``encode_inputs`` writes the folded map; the image file keeps the fold and reloads equal."""
+    rng = np.random.default_rng(4)
+    net = _net(rng, c=1, side=8, kernel=(3, 3), padding=1, pool=MaxPool(2, 2))
+    image = build_image(net, ONE)
+    assert image.input_fold is not None
+    x = rng.integers(0, 8, (1, 64))
+    words = encode_inputs(image, x)[0].words
+    assert len(words) == image.in_stride * ONE.block_words
+    assert np.array_equal(run_image(image, x).output, run_network(net, x).output)
+    path = save_image_file(tmp_path / "fold.spkimg", image, net)
+    assert load_image_file(path).image == image
