@@ -69,8 +69,11 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     # Each firing unit registers the layer settings (8 signals: T, readout, lif, lif_reset_zero,
     # leak, no_leak, lif_fire_above, lif_compare_leaked) from the same source: equal flip-flops
     # that opt_merge would make one; and keeps the leak's copy of its membrane register (r_leak,
-    # loaded as r is).
+    # loaded as r is). The PE array gives each PE its own copy of a shortcut beat's flag and
+    # block match (res_pe, hit_pe) and each block of k PEs its own copy of the gain.
     script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
               "select -count t:$dff a:keep %i")
-    assert _yosys_count(design_il, tmp_path, script) == (8 + 1) * P.fire_units
-    assert P.fire_units > 1
+    groups = P.n_pe // P.k
+    assert _yosys_count(design_il, tmp_path, script) == \
+        (8 + 1) * P.fire_units + 2 * P.n_pe + groups
+    assert P.fire_units > 1 and P.n_pe > 1
