@@ -30,6 +30,8 @@ Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -
 writer (ping-pong activation memory or output memory). See docs/architecture.md.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
@@ -52,7 +54,7 @@ from hw.contract.registers import (
     STATUS_CODE_SHIFT,
 )
 
-from .fetcher import Fetcher, block_beat_layout
+from .fetcher import Fetcher, block_beat_layout, spike_bank_rows, spike_banks
 from .fire_array import FireArray
 from .issuer import PlaneIssuer
 from .pe import beat_layout
@@ -134,8 +136,20 @@ class SpikePackCore(wiring.Component):
         m.submodules.bt_mem = bt_mem = memory.Memory(
             shape=2 * p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
         # Spike blocks: the two ping-pong halves of the hidden layers, then the batch's inputs.
-        m.submodules.spk_mem = spk_mem = memory.Memory(
-            shape=p.block_bits, depth=p.spike_rows, init=[])
+        # (A spike memory deeper than one block RAM is made of banks one block RAM deep, each
+        # its own module with its own ports: hw.core.fetcher.spike_banks.)
+        banks = spike_banks(p)
+        bank_rows = spike_bank_rows(p)
+        spk_mems = []
+        for b in range(banks):
+            mem = memory.Memory(shape=p.block_bits, depth=bank_rows, init=[])
+            if banks == 1:
+                m.submodules.spk_mem = mem
+            else:
+                holder = Module()
+                holder.submodules.spk_mem = mem
+                m.submodules[f"spk_bank{b}"] = holder
+            spk_mems.append(mem)
         m.submodules.out_mem = out_mem = memory.Memory(
             shape=32 * p.fire_units, depth=p.out_rows, init=[])
 
@@ -151,10 +165,11 @@ class SpikePackCore(wiring.Component):
             return port.eq(copy)
 
         # Fetcher <-> spike blocks and weights.
-        spk_rd, w_rd = spk_mem.read_port(), w_mem.read_port()
+        spk_rds, w_rd = [mem.read_port() for mem in spk_mems], w_mem.read_port()
+        m.d.comb += [spk_rd.addr.eq(fetch.src_addr) for spk_rd in spk_rds]
+        m.d.comb += [spk_rd.en.eq(fetch.src_en) for spk_rd in spk_rds]
+        m.d.comb += fetch.src_data.eq(Cat(spk_rd.data for spk_rd in spk_rds))
         m.d.comb += [
-            spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
-            fetch.src_data.eq(spk_rd.data),
             # The weight row of the beat presented to the PE array, read every cycle: the array
             # takes it the cycle after (no memory enable waits on the array's handshake).
             w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
@@ -187,7 +202,15 @@ class SpikePackCore(wiring.Component):
                                   "compare_leaked")]
         # Writer -> spike / output memory. The spike memory's one write port is shared with the
         # bus (INPUT writes); the writer never waits, so a bus write waits for a free cycle.
-        spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
+        out_wr = out_mem.write_port()
+        # The spike memory's write (one port per bank: a bank takes the writes to its blocks).
+        spk_wr = SimpleNamespace(addr=Signal(range(p.spike_rows)), data=Signal(p.block_bits),
+                                 en=Signal(p.block_words))
+        for b, mem in enumerate(spk_mems):
+            port = mem.write_port(granularity=32)
+            mine = (spk_wr.addr // bank_rows) == b if banks > 1 else 1
+            m.d.comb += [port.addr.eq(spk_wr.addr), port.data.eq(spk_wr.data),
+                         port.en.eq(Mux(mine, spk_wr.en, 0))]
         m.d.comb += [
             writer.clear.eq(seq.clear), held("writer", writer.n_out, d.n_out, "n_out"),
             held("writer", writer.final, d.last, "last"),

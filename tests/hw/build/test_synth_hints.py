@@ -80,3 +80,22 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     core_copies = 1 + 5 + (1 + 9 if P.conv else 0) + (5 + 7) + 8 + 1
     assert _yosys_count(design_il, tmp_path, script) == (8 + 1) * P.fire_units + core_copies
 
+
+def test_hints_reach_every_bank_of_a_banked_spike_memory(tmp_path, monkeypatch):
+    # A spike memory deeper than a bank (hw.core.fetcher.spike_banks; banks of 4 blocks here:
+    # 3 for P's 12 rows) is one memory named spk_mem per bank module, each with one write port,
+    # every read port marked.
+    import hw.core.fetcher as fetcher
+
+    monkeypatch.setattr(fetcher, "SPIKE_BANK_ROWS", 4)
+    banks = fetcher.spike_banks(P)
+    assert banks > 1
+    il = rtlil.convert(Accelerator(P, clk_freq=12_000_000, baud=1_000_000), ports=None)
+    modules = re.findall(r"^module (\S+)$(.*?)^end$", il, flags=re.M | re.S)
+    owners = [(module, _ports(body, "memwr_v2").get("spk_mem", 0))
+              for module, body in modules if _ports(body, "memrd_v2").get("spk_mem")]
+    assert len(owners) == banks and all(n == 1 for _, n in owners), owners
+    marked = _yosys_count(il, tmp_path, f"{collision_hints()}\n"
+                          "select -count t:$memrd_v2 r:MEMID=\\spk_mem %i "
+                          "r:COLLISION_X_MASK=1'1 %i")
+    assert marked == banks
