@@ -32,7 +32,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common.synth_hints import COPY_ATTRS
 from hw.contract.errors import ErrorCode
 from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
 from hw.contract.params import CoreParams
@@ -141,14 +140,10 @@ class Sequencer(wiring.Component):
         m.d.comb += self.out_base.eq(out_base)
         # Layer 0's in_stride (blocks of one sample's input; more than INPUT holds is refused).
         in_step = Signal(range(p.input_blocks + 1))
-        # The descriptor is loaded twice: into ``layer``, which the datapath's blocks copy (its
-        # flip-flops are placed by those copies, across the chip), and into the sequencer's own
-        # register that its checks and decisions read (kept apart by synthesis), so they stay
-        # local to the sequencer.
-        d = Signal(descriptor_layout(), name="own_layer", attrs=COPY_ATTRS)
-        big_stride = d.in_stride > p.input_blocks
+        big_stride = self.layer.in_stride > p.input_blocks
         pe_bits = p.n_pe.bit_length() - 1
         layer_cycles = Signal(32)
+        d = self.layer
 
         m.d.comb += self.dst_base.eq(lyr[0] * p.act_chunks)
         with m.If(lyr == 0):
@@ -213,7 +208,7 @@ class Sequencer(wiring.Component):
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
         bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
-        bad_io = Signal()  # bad_batch, or this sample's input or outputs do not fit their region
+        bad_io = Signal()  # this sample's input or outputs do not fit their region
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
         # The layer's end, registered: the walk over and every pass it issued stored. The wide
@@ -241,11 +236,9 @@ class Sequencer(wiring.Component):
                 with m.Switch(word):
                     for w in range(2, words_read + 2):
                         with m.Case(w):
-                            for reg in (d, self.layer):
-                                m.d.sync += reg.as_value()[32 * (w - 2):32 * (w - 1)].eq(
-                                    self.desc_data)
-                                if w == 2:  # a dense layer's geometry words read as 0
-                                    m.d.sync += reg.as_value()[32 * DENSE_WORDS_READ:].eq(0)
+                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
+                            if w == 2:  # a dense layer's geometry words read as 0
+                                m.d.sync += d.as_value()[32 * DENSE_WORDS_READ:].eq(0)
                 # A dense layer stops after its 6 words (kind arrived with word 0).
                 with m.If(((word == DENSE_WORDS_READ + 1) & (d.kind == 0))
                           | (word == words_read + 1)):
@@ -270,11 +263,9 @@ class Sequencer(wiring.Component):
                                 | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                     # The sample's input (layer 0) and outputs (last layer) inside INPUT and
-                    # OUTPUT: the batch is too large for this network's sample size (or the
-                    # start's batch size is out of range: the same error code).
-                    bad_io.eq(bad_batch
-                              | ((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
-                                                             > p.spike_rows)))
+                    # OUTPUT: the batch is too large for this network's sample size.
+                    bad_io.eq(((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
+                                                           > p.spike_rows)))
                               | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]
@@ -282,8 +273,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_io | bad_kind | bad_t | no_lif | no_conv_op | bad_size.any()):
-                    fail(Mux(bad_io, ErrorCode.BAD_BATCH,
+                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | no_conv_op
+                          | bad_size.any()):
+                    fail(Mux(bad_batch | bad_io, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
                          Mux(no_lif, ErrorCode.NO_LIF,

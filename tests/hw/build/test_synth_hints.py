@@ -72,12 +72,11 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     # loaded as r is). The core gives each block its own registered copy of the layer settings
     # it reads (hw.core.core): the issuer T; the fetcher src_base, chunks, T, passes, w_base
     # (and with conv, the conv flag and 9 geometry fields); the firing array bt_base, passes,
-    # pool_log2, theta_per_channel, theta and 7 config fields; the writer 8 settings. The
-    # sequencer loads the descriptor into a register of its own besides the one they copy.
+    # pool_log2, theta_per_channel, theta and 7 config fields; the writer 8 settings.
     script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
               "select -count t:$dff a:keep %i")
     assert P.fire_units > 1
-    core_copies = 1 + 5 + (1 + 9 if P.conv else 0) + (5 + 7) + 8 + 1
+    core_copies = 1 + 5 + (1 + 9 if P.conv else 0) + (5 + 7) + 8
     assert _yosys_count(design_il, tmp_path, script) == (8 + 1) * P.fire_units + core_copies
 
 
