@@ -260,7 +260,7 @@ class SpikePackCore(wiring.Component):
         # INPUT shares the spike memory's write port with the writer: it waits while the core
         # runs (the host link never writes inputs during a run).
         wr_input_waits = q_hit["INPUT"] & seq.busy
-        wr_now = q_valid & q.write & ~wr_input_waits
+        wr_now = q_valid & q.write  # (INPUT: and not wr_input_waits)
         with m.If(q_valid & q.write):
             m.d.comb += q_done.eq(~wr_input_waits)
         bt_wr = bt_mem.write_port(granularity=p.acc_bits)
@@ -282,7 +282,9 @@ class SpikePackCore(wiring.Component):
                     port.addr.eq((o >> lane_bits) + row0),
                     port.data.eq(wdata[:gran].replicate(len(port.en))),
                 ]
-                with m.If(wr_now):
+                # (Only INPUT writes look at busy: no memory's write enable but the spike
+                # memory's waits on the sequencer, across the chip.)
+                with m.If(wr_now & (~seq.busy if name == "INPUT" else 1)):
                     m.d.comb += port.en.eq(1 << (lane0 + (o[:lane_bits] if lane_bits else 0)))
         with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
             m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),

@@ -28,8 +28,8 @@ read port is the stage register); the block registered as it is, twice (block RA
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
 multiplexer, so nothing but a short wire may follow them; a banked memory's words are
 registered bank by bank and the bank is picked between the two registers); the output register:
-the block with its plane marks and counts. Every handshake signal of the output is a register, and no memory
-enable depends on the data read in the same cycle.
+the block with its plane marks and counts. Every handshake signal of the output is a register,
+and no memory enable depends on the data read in the same cycle.
 
 Latency: the first beat of a dense layer is valid 5 cycles after ``start`` (a conv layer adds
 its set-up cycles); then one beat per cycle.

@@ -208,7 +208,7 @@ class Sequencer(wiring.Component):
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
         bad_kind, bad_t, no_lif, no_conv_op = Signal(), Signal(), Signal(), Signal()
-        bad_io = Signal()  # this sample's input or outputs do not fit their region
+        bad_io = Signal()  # bad_batch, or this sample's input or outputs do not fit their region
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
         # The layer's end, registered: the walk over and every pass it issued stored. The wide
@@ -263,9 +263,11 @@ class Sequencer(wiring.Component):
                                 | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                     # The sample's input (layer 0) and outputs (last layer) inside INPUT and
-                    # OUTPUT: the batch is too large for this network's sample size.
-                    bad_io.eq(((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
-                                                           > p.spike_rows)))
+                    # OUTPUT: the batch is too large for this network's sample size (or the
+                    # start's batch size is out of range: the same error code).
+                    bad_io.eq(bad_batch
+                              | ((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
+                                                             > p.spike_rows)))
                               | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]
@@ -273,9 +275,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | no_conv_op
-                          | bad_size.any()):
-                    fail(Mux(bad_batch | bad_io, ErrorCode.BAD_BATCH,
+                with m.If(bad_io | bad_kind | bad_t | no_lif | no_conv_op | bad_size.any()):
+                    fail(Mux(bad_io, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
                          Mux(no_lif, ErrorCode.NO_LIF,
