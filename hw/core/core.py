@@ -30,11 +30,14 @@ Datapath: fetcher (spike blocks + weight rows) -> plane issuer (zero-skipping) -
 writer (ping-pong activation memory or output memory). See docs/architecture.md.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from hw.common.skid_buffer import SkidBuffer
+from hw.common.synth_hints import COPY_ATTRS
 from hw.contract import bus
 from hw.contract.memory_map import (
     COUNTER_WORDS_PER_LAYER,
@@ -51,7 +54,7 @@ from hw.contract.registers import (
     STATUS_CODE_SHIFT,
 )
 
-from .fetcher import Fetcher, block_beat_layout
+from .fetcher import Fetcher, block_beat_layout, spike_bank_rows, spike_banks
 from .fire_array import FireArray
 from .issuer import PlaneIssuer
 from .pe import beat_layout
@@ -133,56 +136,94 @@ class SpikePackCore(wiring.Component):
         m.submodules.bt_mem = bt_mem = memory.Memory(
             shape=2 * p.fire_units * p.acc_bits, depth=p.bt_mem_rows, init=[])
         # Spike blocks: the two ping-pong halves of the hidden layers, then the batch's inputs.
-        m.submodules.spk_mem = spk_mem = memory.Memory(
-            shape=p.block_bits, depth=p.spike_rows, init=[])
+        # (A spike memory deeper than one block RAM is made of banks one block RAM deep, each
+        # its own module with its own ports: hw.core.fetcher.spike_banks.)
+        banks = spike_banks(p)
+        bank_rows = spike_bank_rows(p)
+        spk_mems = []
+        for b in range(banks):
+            mem = memory.Memory(shape=p.block_bits, depth=bank_rows, init=[])
+            if banks == 1:
+                m.submodules.spk_mem = mem
+            else:
+                holder = Module()
+                holder.submodules.spk_mem = mem
+                m.submodules[f"spk_bank{b}"] = holder
+            spk_mems.append(mem)
         m.submodules.out_mem = out_mem = memory.Memory(
             shape=32 * p.fire_units, depth=p.out_rows, init=[])
 
+        # The layer's settings reach each block through a registered copy of its own (kept
+        # apart by synthesis, hw.common.synth_hints), so the descriptor register does not fan
+        # out across the chip: the long wires end in flip-flops beside each block. The
+        # descriptor is complete at the sequencer's VERDICT, so the copies hold it from CHECK
+        # on, a cycle before START (``fetch_start``, ``clear``), as the blocks require.
+        def held(block, port, value, name):
+            """``port`` := a copy of ``value`` registered for ``block`` (as wide as ``port``)."""
+            copy = Signal(len(port), name=f"{block}_{name}", reset_less=True, attrs=COPY_ATTRS)
+            m.d.sync += copy.eq(value)
+            return port.eq(copy)
+
         # Fetcher <-> spike blocks and weights.
-        spk_rd, w_rd = spk_mem.read_port(), w_mem.read_port()
+        spk_rds, w_rd = [mem.read_port() for mem in spk_mems], w_mem.read_port()
+        m.d.comb += [spk_rd.addr.eq(fetch.src_addr) for spk_rd in spk_rds]
+        m.d.comb += [spk_rd.en.eq(fetch.src_en) for spk_rd in spk_rds]
+        m.d.comb += fetch.src_data.eq(Cat(spk_rd.data for spk_rd in spk_rds))
         m.d.comb += [
-            spk_rd.addr.eq(fetch.src_addr), spk_rd.en.eq(fetch.src_en),
-            fetch.src_data.eq(spk_rd.data),
             # The weight row of the beat presented to the PE array, read every cycle: the array
             # takes it the cycle after (no memory enable waits on the array's handshake).
             w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
-            fetch.start.eq(seq.fetch_start), fetch.chunks.eq(d.chunks), fetch.T.eq(d.T),
-            fetch.passes.eq(d.passes), fetch.src_base.eq(seq.src_base), fetch.w_base.eq(d.w_base),
-            fetch.conv.eq(d.kind == 1), fetch.in_h.eq(d.in_h), fetch.in_w.eq(d.in_w),
-            fetch.conv_h.eq(d.conv_h), fetch.conv_w.eq(d.conv_w), fetch.kh.eq(d.kh),
-            fetch.kw.eq(d.kw), fetch.stride.eq(d.stride), fetch.pad.eq(d.pad),
-            fetch.pool_log2.eq(d.pool_log2),
-            fetch.n_out.eq(d.n_out), fetch.res.eq(d.res_gain != 0),
-            fetch.res_input.eq(d.res_input), fetch.res_base.eq(d.res_base),
-            fetch.in_base.eq(seq.sample_base), pes.gain.eq(d.res_gain.as_signed()),
+            fetch.start.eq(seq.fetch_start), pes.gain.eq(d.res_gain.as_signed()),
             seq.fetch_busy.eq(fetch.busy), seq.issued.eq(fetch.issued),
-            issue.T.eq(d.T), issue.clear.eq(seq.clear),
+            held("issue", issue.T, d.T, "T"), issue.clear.eq(seq.clear),
+            held("fetch", fetch.src_base, seq.src_base, "src_base"),
         ]
+        fetch_fields = ["chunks", "T", "passes", "w_base"]
+        if p.conv:  # (a dense-only fetcher has no use for the geometry)
+            fetch_fields += ["in_h", "in_w", "conv_h", "conv_w", "kh", "kw", "stride", "pad",
+                             "pool_log2", "n_out", "res_input", "res_base"]
+            m.d.comb += [held("fetch", fetch.conv, d.kind == 1, "conv"),
+                         held("fetch", fetch.res, d.res_gain != 0, "res"),
+                         held("fetch", fetch.in_base, seq.sample_base, "in_base")]
+        m.d.comb += [held("fetch", getattr(fetch, name), getattr(d, name), name)
+                     for name in fetch_fields]
         # Firing array <-> biases and thresholds (one row of fire_units entries per group).
         bt_rd = bt_mem.read_port()
         bt_lanes = p.fire_units * p.acc_bits
         m.d.comb += [
             bt_rd.addr.eq(fire.bt_addr),
             fire.bias.eq(bt_rd.data[:bt_lanes]),
-            fire.clear.eq(seq.clear), fire.bt_base.eq(d.bt_base), fire.passes.eq(d.passes),
-            fire.pool_log2.eq(d.pool_log2),
-            fire.config.T.eq(d.T), fire.config.lif.eq(d.lif), fire.config.readout.eq(d.readout),
-            fire.config.reset_zero.eq(d.reset_zero), fire.config.leak.eq(d.leak),
-            fire.config.fire_above.eq(d.fire_above),
-            fire.config.compare_leaked.eq(d.compare_leaked),
+            fire.clear.eq(seq.clear),
+            fire.theta.eq(bt_rd.data[bt_lanes:]),
         ]
-        m.d.comb += [fire.theta.eq(bt_rd.data[bt_lanes:]), fire.theta_layer.eq(d.theta),
-                     fire.theta_per_channel.eq(d.theta_per_channel)]
+        m.d.comb += [held("fire", getattr(fire, name), getattr(d, name), name)
+                     for name in ("bt_base", "passes", "pool_log2", "theta_per_channel")]
+        m.d.comb += held("fire", fire.theta_layer, d.theta, "theta")
+        m.d.comb += [held("fire", getattr(fire.config, name), getattr(d, name), name)
+                     for name in ("T", "lif", "readout", "reset_zero", "leak", "fire_above",
+                                  "compare_leaked")]
         # Writer -> spike / output memory. The spike memory's one write port is shared with the
         # bus (INPUT writes); the writer never waits, so a bus write waits for a free cycle.
-        spk_wr, out_wr = spk_mem.write_port(granularity=32), out_mem.write_port()
+        out_wr = out_mem.write_port()
+        # The spike memory's write (one port per bank: a bank takes the writes to its blocks).
+        spk_wr = SimpleNamespace(addr=Signal(range(p.spike_rows)), data=Signal(p.block_bits),
+                                 en=Signal(p.block_words))
+        for b, mem in enumerate(spk_mems):
+            port = mem.write_port(granularity=32)
+            mine = (spk_wr.addr // bank_rows) == b if banks > 1 else 1
+            m.d.comb += [port.addr.eq(spk_wr.addr), port.data.eq(spk_wr.data),
+                         port.en.eq(Mux(mine, spk_wr.en, 0))]
         m.d.comb += [
-            writer.clear.eq(seq.clear), writer.n_out.eq(d.n_out), writer.final.eq(d.last),
-            writer.pos_passes.eq(d.passes), writer.readout.eq(d.readout),
-            writer.pool_log2.eq(d.pool_log2), writer.lif.eq(d.lif),
+            writer.clear.eq(seq.clear), held("writer", writer.n_out, d.n_out, "n_out"),
+            held("writer", writer.final, d.last, "last"),
+            held("writer", writer.pos_passes, d.passes, "passes"),
+            held("writer", writer.readout, d.readout, "readout"),
+            held("writer", writer.pool_log2, d.pool_log2, "pool_log2"),
+            held("writer", writer.lif, d.lif, "lif"),
             # A conv layer writes its map where the compiler placed it.
-            writer.dst_base.eq(Mux(d.kind == 1, d.out_base, seq.dst_base)),
-            writer.out_base.eq(seq.out_base),
+            held("writer", writer.dst_base, Mux(d.kind == 1, d.out_base, seq.dst_base),
+                 "dst_base"),
+            held("writer", writer.out_base, seq.out_base, "out_base"),
             out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
             out_wr.en.eq(writer.out_en),
             seq.passes_done.eq(writer.passes), seq.spikes.eq(writer.spikes),
@@ -221,7 +262,7 @@ class SpikePackCore(wiring.Component):
         # INPUT shares the spike memory's write port with the writer: it waits while the core
         # runs (the host link never writes inputs during a run).
         wr_input_waits = q_hit["INPUT"] & seq.busy
-        wr_now = q_valid & q.write & ~wr_input_waits
+        wr_now = q_valid & q.write  # (INPUT: and not wr_input_waits)
         with m.If(q_valid & q.write):
             m.d.comb += q_done.eq(~wr_input_waits)
         bt_wr = bt_mem.write_port(granularity=p.acc_bits)
@@ -243,7 +284,9 @@ class SpikePackCore(wiring.Component):
                     port.addr.eq((o >> lane_bits) + row0),
                     port.data.eq(wdata[:gran].replicate(len(port.en))),
                 ]
-                with m.If(wr_now):
+                # (Only INPUT writes look at busy: no memory's write enable but the spike
+                # memory's waits on the sequencer, across the chip.)
+                with m.If(wr_now & (~seq.busy if name == "INPUT" else 1)):
                     m.d.comb += port.en.eq(1 << (lane0 + (o[:lane_bits] if lane_bits else 0)))
         with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
             m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),

@@ -37,9 +37,10 @@ position and pass and no multiplier.
 Four stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
-multiplexer, so nothing but a short wire may follow them); the output register: the block with
-its plane marks and counts. Every handshake signal of the output is a register, and no memory
-enable depends on the data read in the same cycle.
+multiplexer, so nothing but a short wire may follow them; a banked memory's words are
+registered bank by bank and the bank is picked between the two registers); the output register:
+the block with its plane marks and counts. Every handshake signal of the output is a register,
+and no memory enable depends on the data read in the same cycle.
 
 Latency: the first beat of a dense layer is valid 5 cycles after ``start`` (a conv layer adds
 its set-up cycles); then one beat per cycle.
@@ -47,19 +48,36 @@ its set-up cycles); then one beat per cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from hw.contract.params import CoreParams
 
 __all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "layer_passes_bits",
-           "layer_count_bits",
-           "conv_setup_cycles", "MAX_SIDE"]
+           "layer_count_bits", "spike_banks", "spike_bank_rows",
+           "conv_setup_cycles", "MAX_SIDE", "SPIKE_BANK_ROWS"]
 
 #: Largest conv map side (the descriptor's 8-bit ``in_h``, ``in_w``, ``conv_h``, ``conv_w``).
 MAX_SIDE = 255
+
+#: Spike blocks per bank of a spike memory deeper than this: one block RAM deep (an ECP5
+#: ``DP16KD`` as 512 x 36, a 7-series RAMB36 as 512 x 72), so each bank's output goes straight
+#: into a register of its own (the block RAM's output register) and the bank multiplexer comes
+#: after it.
+SPIKE_BANK_ROWS = 512
+
+
+def spike_banks(params: CoreParams) -> int:
+    """Banks of the spike memory: 1 up to :data:`SPIKE_BANK_ROWS` blocks, else one per
+    :data:`SPIKE_BANK_ROWS` blocks (bank ``b`` holds blocks ``b * SPIKE_BANK_ROWS`` on)."""
+    return max(1, -(-params.spike_rows // SPIKE_BANK_ROWS))
+
+
+def spike_bank_rows(params: CoreParams) -> int:
+    """Blocks of each bank of the spike memory (all of it when it is one bank)."""
+    return params.spike_rows if spike_banks(params) == 1 else SPIKE_BANK_ROWS
 
 
 def conv_setup_cycles(params: CoreParams) -> int:
@@ -170,6 +188,9 @@ class Fetcher(wiring.Component):
     issued : Out(layer_passes_bits(params))
         Passes (end-of-pass beats) the walk has issued since ``start``.
     src_addr, src_en, src_data : spike-block read port (data the cycle after an enabled read).
+        A banked spike memory (:func:`spike_banks` above 1) gives every bank's word, bank ``b``
+        at bits ``b * block_bits`` on: all banks read the address's low bits, and the fetcher
+        registers each bank's word as it comes and picks the addressed bank after that register.
     o : Out(stream.Signature(block_beat_layout(params)))
     """
 
@@ -204,7 +225,7 @@ class Fetcher(wiring.Component):
             "issued": Out(layer_passes_bits(params)),
             "src_addr": Out(range(src_depth)),
             "src_en": Out(1),
-            "src_data": In(params.block_bits),
+            "src_data": In(params.block_bits * spike_banks(params)),
             "o": Out(stream.Signature(block_beat_layout(params))),
         })
 
@@ -466,12 +487,26 @@ class Fetcher(wiring.Component):
         # --- stages B..C ---------------------------------------------------------------------
         with m.If(adv):
             m.d.sync += [valid_r.eq(valid_b), last_r.eq(last_b), pad_r.eq(pad_b),
-                         res_r.eq(res_b), grp_r.eq(grp_b),
-                         block_r.eq(self.src_data), w_addr_r.eq(w_addr_b)]
+                         res_r.eq(res_b), grp_r.eq(grp_b), w_addr_r.eq(w_addr_b)]
         with m.If(adv):
             m.d.sync += [valid_s.eq(valid_r), last_s.eq(last_r), pad_s.eq(pad_r),
-                         res_s.eq(res_r), grp_s.eq(grp_r),
-                         block_s.eq(block_r), w_addr_s.eq(w_addr_r)]
+                         res_s.eq(res_r), grp_s.eq(grp_r), w_addr_s.eq(w_addr_r)]
+        banks = spike_banks(p)
+        if banks == 1:
+            with m.If(adv):
+                m.d.sync += [block_r.eq(self.src_data), block_s.eq(block_r)]
+        else:
+            # Each bank's word in a register of its own (the block RAM's output register on
+            # the ECP5), the bank read chosen after it: no multiplexer behind a block RAM.
+            bank_b, bank_r = Signal(range(banks)), Signal(range(banks))
+            banks_r = [Signal(p.block_bits, name=f"block_r{b}", reset_less=True)
+                       for b in range(banks)]
+            lg_rows = exact_log2(spike_bank_rows(p))
+            with m.If(adv):
+                m.d.sync += [bank_b.eq(self.src_addr[lg_rows:]), bank_r.eq(bank_b),
+                             block_s.eq(Array(banks_r)[bank_r])]
+                m.d.sync += [banks_r[b].eq(self.src_data.word_select(b, p.block_bits))
+                             for b in range(banks)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
         nonzero = Signal(p.t_max)

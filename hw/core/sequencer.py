@@ -196,6 +196,15 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.busy.eq(0), self.error.eq(1), self.error_code.eq(code)]
             m.next = "IDLE"
 
+        # Every output the datapath or the core's memory ports see is a register (the state
+        # register's decode would otherwise fan out across the chip): the pulses of START are
+        # set in CHECK, the descriptor memory's enable a cycle ahead of the word it reads.
+        m.d.sync += [self.fetch_start.eq(0), self.clear.eq(0), self.desc_en.eq(0)]
+        # The end of ACC and where it goes, registered a cycle ahead (cnt_sel = 3), so the
+        # enables of ``lyr``, ``word`` and the state register hang on a register each.
+        acc_end, to_idle, to_sample, no_last = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += acc_end.eq(0)
+
         # A dense-only build (conv=0) reads 6 words of every layer (words 6, 7 stay 0).
         words_read = DESCRIPTOR_WORDS_READ if p.conv else DENSE_WORDS_READ
         word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
@@ -204,7 +213,7 @@ class Sequencer(wiring.Component):
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
         bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
-        bad_io = Signal()  # this sample's input or outputs do not fit their region
+        bad_io = Signal()  # bad_batch, or this sample's input or outputs do not fit their region
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
         # The layer's end, registered: the walk over and every pass it issued stored. The wide
@@ -220,15 +229,15 @@ class Sequencer(wiring.Component):
                                  self.total_cycles.eq(0), ran.eq(0),
                                  bad_batch.eq((self.batch == 0) | (self.batch > p.batch_depth)),
                                  self.busy.eq(1), batch.eq(self.batch), sample.eq(0),
-                                 lyr.eq(0), layer_cycles.eq(0), word.eq(0)]
+                                 lyr.eq(0), layer_cycles.eq(0), word.eq(0), self.desc_en.eq(1)]
                     if multi:
                         m.d.sync += [in_base.eq(p.input_base), out_base.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 # Address word ``word`` (while there are words left); word ``word - 2`` arrives
                 # (registered) and goes into the descriptor register.
-                m.d.comb += self.desc_en.eq(word < words_read)
-                m.d.sync += word.eq(word + 1)
+                # (``desc_en`` in the cycle of ``word`` is ``word < words_read``.)
+                m.d.sync += [word.eq(word + 1), self.desc_en.eq(word < words_read - 1)]
                 with m.Switch(word):
                     for w in range(2, words_read + 2):
                         with m.Case(w):
@@ -258,9 +267,11 @@ class Sequencer(wiring.Component):
                                 | ((d.conv_w >> d.pool_log2) == 0)))),
                     last_sample.eq(sample + 1 == batch),
                     # The sample's input (layer 0) and outputs (last layer) inside INPUT and
-                    # OUTPUT: the batch is too large for this network's sample size.
-                    bad_io.eq(((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
-                                                           > p.spike_rows)))
+                    # OUTPUT: the batch is too large for this network's sample size (or the
+                    # start's batch size is out of range: the same error code).
+                    bad_io.eq(bad_batch
+                              | ((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
+                                                             > p.spike_rows)))
                               | (d.last & (out_base + (d.passes << pe_bits)
                                            > p.output_words))),
                 ]
@@ -268,15 +279,16 @@ class Sequencer(wiring.Component):
                     m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_batch | bad_io | bad_kind | bad_t | no_lif | bad_size.any()):
-                    fail(Mux(bad_batch | bad_io, ErrorCode.BAD_BATCH,
+                with m.If(bad_io | bad_kind | bad_t | no_lif | bad_size.any()):
+                    fail(Mux(bad_io, ErrorCode.BAD_BATCH,
                          Mux(bad_kind, ErrorCode.BAD_KIND,
                          Mux(bad_t, ErrorCode.BAD_T,
                          Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
                 with m.Else():
+                    m.d.sync += [self.fetch_start.eq(1), self.clear.eq(1)]
                     m.next = "START"
             with m.State("START"):
-                m.d.comb += [self.fetch_start.eq(1), self.clear.eq(1)]
+                # (fetch_start and clear are high in this cycle: set in CHECK)
                 m.d.sync += all_stored.eq(0)  # the counters of the layer before are stale
                 m.next = "WAIT"
             with m.State("WAIT"):
@@ -299,22 +311,25 @@ class Sequencer(wiring.Component):
                         m.d.sync += add_value.eq(self.skipped)
                 m.d.sync += [cnt_wr_addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
                              cnt_wr_data.eq(Mux(old_keep, old, 0) + add_value),
-                             cnt_wr_en.eq(cnt_sel >= 2)]
-                with m.If(cnt_sel == 4):
+                             cnt_wr_en.eq(cnt_sel >= 2),
+                             acc_end.eq(cnt_sel == 3),  # high at cnt_sel = 4
+                             to_idle.eq(d.last & last_sample),
+                             to_sample.eq(d.last & ~last_sample),
+                             no_last.eq(~d.last & (lyr == p.max_layers - 1))]
+                with m.If(acc_end):
                     m.d.sync += [ran.bit_select(lyr, 1).eq(1), layer_cycles.eq(0), word.eq(0)]
-                    with m.If(d.last):
-                        with m.If(last_sample):
-                            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += [sample.eq(sample + 1), lyr.eq(0)]
-                            if multi:
-                                m.d.sync += [in_base.eq(in_base + in_step),
-                                             out_base.eq(out_base + (d.passes << pe_bits))]
-                            m.next = "LOAD"
-                    with m.Elif(lyr == p.max_layers - 1):
+                    with m.If(to_idle):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Elif(to_sample):
+                        m.d.sync += [sample.eq(sample + 1), lyr.eq(0), self.desc_en.eq(1)]
+                        if multi:
+                            m.d.sync += [in_base.eq(in_base + in_step),
+                                         out_base.eq(out_base + (d.passes << pe_bits))]
+                        m.next = "LOAD"
+                    with m.Elif(no_last):
                         fail(ErrorCode.NO_LAST)
                     with m.Else():
-                        m.d.sync += lyr.eq(lyr + 1)
+                        m.d.sync += [lyr.eq(lyr + 1), self.desc_en.eq(1)]
                         m.next = "LOAD"
         return m

@@ -217,9 +217,9 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
     check_network_fits(net, p)
     if not p.conv:
         raise DoesNotFitError("this build runs dense layers only (conv=0: the iCEBreaker's, "
-                              "where the conv walk does not fit, and the ULX3S's, where it does "
-                              "not meet 100 MHz yet); use a build with conv=1 (e.g. --board "
-                              "arty_a7, or the small or medium core) or a dense network")
+                              "where the conv walk does not fit); use a build with conv=1 (e.g. "
+                              "--board arty_a7 or ulx3s, or the small or medium core) or a dense "
+                              "network")
     if 2 * p.act_chunks > CONV_LIMITS.base + 1:
         raise DoesNotFitError(f"the build's spike memory ({2 * p.act_chunks} blocks) is beyond "
                               f"the conv descriptor's {CONV_LIMITS.base + 1} block addresses")

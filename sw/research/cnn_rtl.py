@@ -50,7 +50,7 @@ FEATURE_MAP_ACT_CHUNKS = 1024
 def feature_map_core(params: CoreParams) -> CoreParams:
     """``params``' array with spike memory for feature maps and the conv walk: ``act_chunks`` =
     :data:`FEATURE_MAP_ACT_CHUNKS`, one image per batch (the memory a batch of them would
-    need), ``conv=1`` (a dense-only build, as the ULX3S preset is for now, gains the conv
+    need), ``conv=1`` (a dense-only build, as the iCEBreaker preset is, gains the conv
     fetcher and writer). Its cycle counts equal ``params``' array's except a conv layer's set-up
     (``hw.core.fetcher.conv_setup_cycles`` grows with ``act_chunks``)."""
     return dataclasses.replace(params, act_chunks=max(params.act_chunks, FEATURE_MAP_ACT_CHUNKS),

@@ -69,11 +69,37 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     # Each firing unit registers the layer settings (8 signals: T, readout, lif, lif_reset_zero,
     # leak, no_leak, lif_fire_above, lif_compare_leaked) from the same source: equal flip-flops
     # that opt_merge would make one; and keeps the leak's copy of its membrane register (r_leak,
-    # loaded as r is). The PE array gives each PE its own copy of a shortcut beat's flag and
-    # block match (res_pe, hit_pe) and each block of k PEs its own copy of the gain.
+    # loaded as r is). The core gives each block its own registered copy of the layer settings
+    # it reads (hw.core.core): the issuer T; the fetcher src_base, chunks, T, passes, w_base
+    # (and with conv, the conv flag and 9 geometry fields); the firing array bt_base, passes,
+    # pool_log2, theta_per_channel, theta and 7 config fields; the writer 8 settings; with conv,
+    # the fetcher's shortcut fields (n_out, res_input, res_base, res, in_base). The PE array
+    # gives each PE its own copy of a shortcut beat's flag and block match (res_pe, hit_pe) and
+    # each block of k PEs its own copy of the gain.
     script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
               "select -count t:$dff a:keep %i")
-    groups = P.n_pe // P.k
+    assert P.fire_units > 1
+    core_copies = 1 + 5 + (1 + 9 + 5 if P.conv else 0) + (5 + 7) + 8
+    pe_copies = 2 * P.n_pe + P.n_pe // P.k
     assert _yosys_count(design_il, tmp_path, script) == \
-        (8 + 1) * P.fire_units + 2 * P.n_pe + groups
-    assert P.fire_units > 1 and P.n_pe > 1
+        (8 + 1) * P.fire_units + core_copies + pe_copies
+
+
+def test_hints_reach_every_bank_of_a_banked_spike_memory(tmp_path, monkeypatch):
+    # A spike memory deeper than a bank (hw.core.fetcher.spike_banks; banks of 4 blocks here:
+    # 3 for P's 12 rows) is one memory named spk_mem per bank module, each with one write port,
+    # every read port marked.
+    import hw.core.fetcher as fetcher
+
+    monkeypatch.setattr(fetcher, "SPIKE_BANK_ROWS", 4)
+    banks = fetcher.spike_banks(P)
+    assert banks > 1
+    il = rtlil.convert(Accelerator(P, clk_freq=12_000_000, baud=1_000_000), ports=None)
+    modules = re.findall(r"^module (\S+)$(.*?)^end$", il, flags=re.M | re.S)
+    owners = [(module, _ports(body, "memwr_v2").get("spk_mem", 0))
+              for module, body in modules if _ports(body, "memrd_v2").get("spk_mem")]
+    assert len(owners) == banks and all(n == 1 for _, n in owners), owners
+    marked = _yosys_count(il, tmp_path, f"{collision_hints()}\n"
+                          "select -count t:$memrd_v2 r:MEMID=\\spk_mem %i "
+                          "r:COLLISION_X_MASK=1'1 %i")
+    assert marked == banks

@@ -131,6 +131,29 @@ def test_core_pysim_conv_shortcuts(n_pe, seed):
     _check_runs(cases, results, params)
 
 
+def test_core_pysim_banked_spike_memory(seed, monkeypatch):
+    """A spike memory deeper than a bank (hw.core.fetcher.spike_banks; banks of 16 blocks here
+    instead of a block RAM's 512, so the small core has 4: the ping-pong halves in banks 0 and
+    1, INPUT in 2 and 3): each bank has its own ports, the fetcher registers every bank's word
+    and picks one after that register; random conv and dense networks stay bit-exact, counters
+    and cycles included (the same cycles as one memory)."""
+    import hw.core.fetcher as fetcher
+
+    monkeypatch.setattr(fetcher, "SPIKE_BANK_ROWS", 16)
+    assert (fetcher.spike_banks(P), fetcher.spike_bank_rows(P)) == (4, 16)
+    rng = np.random.default_rng(seed)
+    nets = [random_conv_network(rng, P, pool=True), random_conv_network(rng, P, pool=False),
+            random_network(rng, P, max_depth=3)]
+    cases = [(net, random_inputs(rng, net, img.build_image(net, P).max_batch)) for net in nets]
+    dut = SpikePackCore(P)
+    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases)
+    for (net, x), (status, out, counters) in zip(cases, results, strict=True):
+        ref = golden.run_network(net, x, acc_bits=P.acc_bits)
+        assert status == registers.STATUS_DONE, hex(status)
+        assert np.array_equal(out, ref.output)
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, P, ref).sum(axis=0))
+
+
 def _conv_net(rng, **conv_kw):
     conv = IntLayer(weight=rng.integers(-3, 4, size=(4, 2, 3, 3)), bias=np.zeros(4, int),
                     theta=5, kind="conv", in_shape=(2, 4, 4), padding=1, **conv_kw)

@@ -136,7 +136,7 @@ def test_todays_presets_refuse_with_the_blocks_needed(name, trained):
         assert blocks > p.act_chunks
         if len(net.layers) > p.max_layers:  # checked first: the program holds too few layers
             assert f"the build runs at most {p.max_layers} (max_layers)" in msg, msg
-        elif not p.conv:  # a dense-only build (the ULX3S's for now)
+        elif not p.conv:  # a dense-only build (the iCEBreaker's)
             assert "dense layers only (conv=0" in msg, msg
         elif blocks > p.input_blocks:
             assert f"needs {blocks} spike blocks of {p.k} channels" in msg, msg
