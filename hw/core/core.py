@@ -105,7 +105,7 @@ class SpikePackCore(wiring.Component):
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
-                           weight_regs=p.weight_regs),
+                           weight_regs=p.weight_regs, shortcut=bool(p.conv)),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
             "writer": Writer(p),
@@ -158,8 +158,12 @@ class SpikePackCore(wiring.Component):
         # out across the chip: the long wires end in flip-flops beside each block. The
         # descriptor is complete at the sequencer's VERDICT, so the copies hold it from CHECK
         # on, a cycle before START (``fetch_start``, ``clear``), as the blocks require.
+        # A dense-only build (the iCEBreaker's: 12 MHz, its logic cells nearly full) reads the
+        # descriptor register directly: the copies serve the 100 MHz conv builds' fan-out.
         def held(block, port, value, name):
             """``port`` := a copy of ``value`` registered for ``block`` (as wide as ``port``)."""
+            if not p.conv:
+                return port.eq(value)
             copy = Signal(len(port), name=f"{block}_{name}", reset_less=True, attrs=COPY_ATTRS)
             m.d.sync += copy.eq(value)
             return port.eq(copy)

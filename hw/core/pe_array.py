@@ -70,6 +70,9 @@ class PEArray(wiring.Component):
     weight_regs : int
         Registers the weights pass here, between the memory and the PE (0..2; the spikes pass
         ``weight_regs + 2``).
+    shortcut : bool
+        Build the shortcut's lane select (conv builds); without it (a dense-only build) every
+        beat is a weighted one and ``gain`` is unused.
 
     Members
     -------
@@ -86,7 +89,8 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 weight_depth: int = 1024, *, weight_regs: int = 2):
+                 weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True):
+        self._shortcut = bool(shortcut)
         self._weight_regs = operator.index(weight_regs)
         if self._weight_regs not in (0, 1, 2):
             raise ValueError(f"weight_regs must be 0, 1 or 2, not {weight_regs}")
@@ -182,18 +186,22 @@ class PEArray(wiring.Component):
         # synthesis, ``hw.common.synth_hints``); the gain, a copy per block of PEs.
         k, groups = self._k, self._groups
         res_q, group_q = self.i.payload.res, self.i.payload.group
-        for n in range(wregs):
+        if not self._shortcut:  # a dense-only build: no shortcut beats, no lane select
+            res_q = 0
+        for n in range(wregs if self._shortcut else 0):
             res_r = Signal(name=f"res_q{n + 1}")
             group_r = Signal.like(group_q, name=f"group_q{n + 1}")
             m.d.sync += [res_r.eq(res_q), group_r.eq(group_q)]
             res_q, group_q = res_r, group_r
         gains = [Signal.like(self.gain, name=f"gain{g}", attrs=COPY_ATTRS) for g in range(groups)]
-        m.d.sync += [gain.eq(self.gain) for gain in gains]
+        if self._shortcut:
+            m.d.sync += [gain.eq(self.gain) for gain in gains]
         for n, pe in enumerate(self._pes):
             m.submodules[f"pe{n}"] = pe
             res_pe = Signal(name=f"res_pe{n}", attrs=COPY_ATTRS)
             hit_pe = Signal(name=f"hit_pe{n}", attrs=COPY_ATTRS)
-            m.d.sync += [res_pe.eq(res_q), hit_pe.eq(group_q == n // k)]
+            if self._shortcut:
+                m.d.sync += [res_pe.eq(res_q), hit_pe.eq(group_q == n // k)]
             m.d.comb += [
                 pe.i_weights.eq(weights_q[n]),
                 pe.i_res.eq(res_pe), pe.i_hit.eq(hit_pe), pe.i_gain.eq(gains[n // k]),

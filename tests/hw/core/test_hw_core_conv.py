@@ -260,15 +260,20 @@ def test_dense_only_build_refuses_conv_and_runs_dense(rng):
             image = await pb.load(ctx, net, x, p0)
             results.append(await pb.run(ctx, len(x)))
             results.append(await pb.read_outputs(ctx, image, len(x)))
+            caddr, ccount = img.counter_range(image)
+            results.append(img.decode_counters(image, await pb.read(ctx, caddr, ccount)))
         pb.finished = True
 
     pb.simulate(host)
     refused, *rest = results
     assert refused & registers.STATUS_ERROR and refused >> 8 == ErrorCode.BAD_KIND, hex(refused)
-    for (net, x), status, out in zip(zip(dense, xs, strict=True), rest[::2], rest[1::2],
-                                     strict=True):
+    for (net, x), status, out, counters in zip(zip(dense, xs, strict=True), rest[::3],
+                                               rest[1::3], rest[2::3], strict=True):
         assert status == registers.STATUS_DONE
         assert np.array_equal(out, golden.run_network(net, x, acc_bits=p0.acc_bits).output)
+        # The dense-only build reads the layer settings without the conv builds' copies: the
+        # same cycles, as the cycle model has them.
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, p0).sum(axis=0))
 
 
 def test_batch_shares_input_and_output_regions_at_the_networks_strides(rng):
