@@ -37,10 +37,9 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork
 
-__all__ = ["InputFold", "plan_input_fold", "folded_network", "device_network"]
+from .conv_layout import CONV_LIMITS
 
-#: Largest map side a conv descriptor holds (``in_h``, ``in_w``: 8 bits).
-_MAX_SIDE = 255
+__all__ = ["InputFold", "plan_input_fold", "folded_network", "device_network"]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -106,7 +105,7 @@ def plan_input_fold(net: IntNetwork, params: CoreParams) -> InputFold | None:
         return None
     fold = InputFold((c, h, w), kw, first.padding)
     folded = fold.folded_shape
-    if max(folded[1:]) > _MAX_SIDE:
+    if max(folded[1:]) > CONV_LIMITS.side:  # the descriptor's 8-bit sides
         return None
     blocks, before = _blocks(folded, k), _blocks(first.in_shape, k)
     room = params.input_blocks
