@@ -132,11 +132,12 @@ def main(argv=None) -> int:
     terms = layer_terms(net, x, params, golden)
     lanes = usable_lanes(net, params)
     cost = network_cost(net, "spikepack", x=x)
-    peak = params.n_pe * params.k
+    peak = params.synapses_per_cycle
     cyc = rtl.cycles.mean(axis=0)
 
-    print(f"\nper layer, means per image (peak {params.n_pe} PEs x {params.k} lanes = {peak} "
-          "adds/cycle):")
+    planes = f" x {params.planes_per_beat} planes" if params.planes_per_beat > 1 else ""
+    print(f"\nper layer, means per image (peak {params.n_pe} PEs x {params.k} lanes{planes} = "
+          f"{peak} adds/cycle):")
     print(f"  {'layer':<24} {'cycles':>8} {'adds':>9} {'adds/cyc':>8} {'of peak':>7} "
           f"{'lanes':>7} {'PEs':>5} {'usable':>6} {'passes':>6} {'cyc/pass':>8} {'walk':>7} "
           f"{'beats':>7} {'fire':>7} {'bound':>5}")
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         passes = terms["passes"][0, li]
         print(f"  {describe(layer):<24} {cyc[li]:>8.0f} {adds[:, li].mean():>9.0f} "
               f"{rate:>8.1f} {rate / peak:>7.2f} {lane:>4.1f}/{params.k:<2} "
-              f"{pe:>2.0f}/{params.n_pe:<2} {lane * pe / peak:>6.2f} {passes:>6} "
+              f"{pe:>2.0f}/{params.n_pe:<2} {lane * pe / (params.n_pe * params.k):>6.2f} {passes:>6} "
               f"{cyc[li] / passes:>8.1f} {t['walk']:>7.0f} {t['beats']:>7.0f} {t['fire']:>7.0f}"
               f" {bound:>5}")
     print("  (usable: the fraction of the peak the layer's lanes and PEs allow; passes: per "

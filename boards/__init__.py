@@ -10,7 +10,7 @@ from __future__ import annotations
 from hw.contract.params import CoreParams
 
 from . import arty_a7, icebreaker, ulx3s
-from .core_presets import MEDIUM, SMALL
+from .core_presets import MEDIUM, SMALL, SMALL2
 from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "CORE_PRESETS", "SMALL", "MEDIUM",
@@ -21,9 +21,9 @@ __all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "CORE_PRESETS", "SMALL", "
 BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
     arty_a7.ARTY_A7_35, arty_a7.ARTY_A7_100, ulx3s.ULX3S_85F, icebreaker.ICEBREAKER)}
 
-#: Core builds by name (``spikepack compile --board small``): the board-less sizes and the Arty
-#: A7-35T's core.
-CORE_PRESETS: dict[str, CoreParams] = {"small": SMALL, "medium": MEDIUM,
+#: Core builds by name (``spikepack compile --board small``): the board-less sizes (``small2``:
+#: ``small`` with two bit-planes per beat) and the Arty A7-35T's core.
+CORE_PRESETS: dict[str, CoreParams] = {"small": SMALL, "small2": SMALL2, "medium": MEDIUM,
                                         "arty_a7": BOARDS["arty_a7"].params}
 
 

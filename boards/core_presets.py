@@ -4,13 +4,19 @@
 them beside every board's core.
 """
 
+import dataclasses
+
 from hw.contract.params import CoreParams
 
-__all__ = ["SMALL", "MEDIUM"]
+__all__ = ["SMALL", "SMALL2", "MEDIUM"]
 
 #: Small build for the random-network tests (fast to simulate); the digits network fits.
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
                    bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
+
+#: The small build with two bit-planes per beat (``planes_per_beat=2``, as the large boards'
+#: cores): the random-network tests run on both.
+SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

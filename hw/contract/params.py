@@ -76,6 +76,12 @@ class CoreParams:
         2 lets the weights cross a large device at 100 MHz; 0 saves ``2 * n_pe * k *
         weight_bits`` flip-flops where the clock is slow (iCE40 at 12 MHz). Only latency
         changes (one cycle per pass per register).
+    planes_per_beat : int
+        Bit-planes of one input chunk a beat of the PE array carries: 1, or 2 (each PE has an
+        adder tree per plane, all fed the same weight register: a weight row read once serves
+        two time steps, so the array does ``planes_per_beat * n_pe * k`` adds per cycle on the
+        same weight-memory bandwidth). A beat is issued for every pair of planes ``2 s, 2 s + 1``
+        below ``T`` that holds a spike.
     """
 
     n_pe: int
@@ -94,6 +100,7 @@ class CoreParams:
     conv: int = 1
     in_blocks: int = 0
     out_words: int = 0
+    planes_per_beat: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -118,6 +125,8 @@ class CoreParams:
             raise ValueError(f"lif must be 0 or 1, not {self.lif}")
         if self.conv not in (0, 1):
             raise ValueError(f"conv must be 0 or 1, not {self.conv}")
+        if self.planes_per_beat not in (1, 2):
+            raise ValueError(f"planes_per_beat must be 1 or 2, not {self.planes_per_beat}")
         if self.k % self.fire_units:
             raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
                              f"block of k neurons is gathered from whole groups of fire_units")
@@ -155,8 +164,15 @@ class CoreParams:
 
     @property
     def synapses_per_cycle(self) -> int:
-        """Peak synaptic adds per cycle (one weight times one bit-plane): ``n_pe * k``."""
-        return self.n_pe * self.k
+        """Peak synaptic adds per cycle (one weight times one bit-plane):
+        ``planes_per_beat * n_pe * k``."""
+        return self.planes_per_beat * self.n_pe * self.k
+
+    @property
+    def beat_slots(self) -> int:
+        """Beats a spike block can take: ``t_max / planes_per_beat`` (beat slot ``s`` carries
+        planes ``planes_per_beat s ..``)."""
+        return self.t_max // self.planes_per_beat
 
     @property
     def max_neurons(self) -> int:
@@ -248,7 +264,8 @@ class CoreParams:
         return f" ({', '.join(notes)} per batch)" if notes else ""
 
     def describe(self) -> str:
-        return (f"{self.n_pe} PEs x {self.k} lanes ({self.synapses_per_cycle} adds/cycle), "
+        planes = f" x {self.planes_per_beat} planes" if self.planes_per_beat > 1 else ""
+        return (f"{self.n_pe} PEs x {self.k} lanes{planes} ({self.synapses_per_cycle} adds/cycle), "
                 f"T <= {self.t_max}, {self.acc_bits}-bit accumulators, "
                 f"{self.weight_capacity} weights, layers <= {self.max_neurons} neurons, "
                 f"{self.bt_depth} bias/theta entries, {self.max_layers} layers, "

@@ -105,13 +105,15 @@ class SpikePackCore(wiring.Component):
         blocks = {
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
-                           weight_regs=p.weight_regs, shortcut=bool(p.conv)),
+                           weight_regs=p.weight_regs, shortcut=bool(p.conv),
+                           **({"planes": p.planes_per_beat} if p.planes_per_beat > 1 else {})),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.
-            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth, p.chunks_per_pass)),
+            "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth, p.chunks_per_pass,
+                                           p.planes_per_beat)),
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
             # the issuer's plane selection.
             "fetch_skid": SkidBuffer(block_beat_layout(p)),

@@ -100,23 +100,30 @@ def layer_count_bits(params: CoreParams, per_pass: int) -> int:
 
 
 def block_beat_layout(params: CoreParams):
-    """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its planes below
-    ``T`` hold a spike, how many (and whether just one), and the lowest of them (0 when none);
-    its weight row; end of pass; ``pad``: an all-zero padding block (no memory read); ``res``: a
-    block of a conv layer's shortcut, for the pass's output block ``group`` (its ``k`` channels
-    go to PEs ``group k .. group k + k - 1``, no weight row)."""
-    return data.StructLayout({
+    """A spike block (``t_max`` planes x ``k`` neurons, plane-major); which of its beat slots
+    (``planes_per_beat`` planes each; a plane when that is 1) below ``T`` hold a spike, how many
+    (and whether just one), and the lowest of them (0 when none); its weight row; end of pass;
+    ``pad``: an all-zero padding block (no memory read); ``res``: a block of a conv layer's
+    shortcut, for the pass's output block ``group`` (its ``k`` channels go to PEs
+    ``group k .. group k + k - 1``, no weight row). With two planes per beat the block's planes
+    at or above ``T`` are zeroed and ``planes`` counts its non-zero planes below ``T`` (the
+    issuer's skip counter counts planes, not beats)."""
+    slots = params.beat_slots
+    fields = {
         "block": params.block_bits,
-        "nonzero": params.t_max,
-        "count": range(params.t_max + 1),
+        "nonzero": slots,
+        "count": range(slots + 1),
         "single": 1,
-        "first": range(params.t_max),
+        "first": range(slots),
         "row": range(params.weight_depth),
         "last": 1,
         "pad": 1,
         "res": 1,
         "group": range(params.chunks_per_pass),
-    })
+    }
+    if params.planes_per_beat > 1:
+        fields["planes"] = range(params.t_max + 1)
+    return data.StructLayout(fields)
 
 
 def lowest_one(bits):
@@ -509,15 +516,30 @@ class Fetcher(wiring.Component):
                              for b in range(banks)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
-        nonzero = Signal(p.t_max)
-        count = Signal(range(p.t_max + 1))
-        m.d.comb += count.eq(sum(nonzero[q] for q in range(p.t_max)))
-        m.d.comb += nonzero.eq(
+        plane_nz = Signal(p.t_max)  # planes below T with a spike
+        m.d.comb += plane_nz.eq(
             Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max)))
             & in_T & (~pad_s).replicate(p.t_max))
+        # Beat slots with a spike (planes_per_beat planes each), and how many.
+        ppb, slots = p.planes_per_beat, p.beat_slots
+        nonzero = Signal(slots)
+        count = Signal(range(slots + 1))
+        m.d.comb += [nonzero.eq(plane_nz if ppb == 1 else
+                                Cat(*(plane_nz[s * ppb:(s + 1) * ppb].any()
+                                      for s in range(slots)))),
+                     count.eq(sum(nonzero[s] for s in range(slots)))]
+        if ppb == 1:
+            keep = (~pad_s).replicate(p.block_bits)
+        else:
+            # A beat carries whole beat slots: the planes at or above T are zeroed here (the
+            # issuer then never looks at T), and the planes are counted for the skip counter.
+            keep = Cat(*(in_T[q].replicate(k) for q in range(p.t_max))) \
+                & (~pad_s).replicate(p.block_bits)
+            with m.If(adv):
+                m.d.sync += self.o.payload.planes.eq(sum(plane_nz[q] for q in range(p.t_max)))
         with m.If(adv):
             m.d.sync += [valid_c.eq(valid_s),
-                         block_c.eq(block_s & (~pad_s).replicate(p.block_bits)),
+                         block_c.eq(block_s & keep),
                          self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
                          self.o.payload.count.eq(count),
                          self.o.payload.single.eq(exactly_one(nonzero)),

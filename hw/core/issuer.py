@@ -62,7 +62,8 @@ class PlaneIssuer(wiring.Component):
             "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "i": In(stream.Signature(block_beat_layout(params))),
             "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth,
-                                                  params.chunks_per_pass))),
+                                                  params.chunks_per_pass,
+                                                  params.planes_per_beat))),
         })
 
     latency = 0
@@ -70,21 +71,23 @@ class PlaneIssuer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        k, t_max = p.k, p.t_max
+        # A beat slot (``planes_per_beat`` planes, plane-major in the block) is issued as one
+        # beat; with one plane per beat a slot is a plane.
+        width, slots = p.k * p.planes_per_beat, p.beat_slots
         block = self.i.payload.block
-        planes = [block[q * k:(q + 1) * k] for q in range(t_max)]
-        nonzero = self.i.payload.nonzero  # planes below T with a spike
-        done = Signal(t_max)  # planes of the current block already issued
-        issued_p1 = Signal(range(t_max + 2), init=1)  # planes issued + 1
-        pending = Signal(t_max)
+        planes = [block[q * width:(q + 1) * width] for q in range(slots)]
+        nonzero = self.i.payload.nonzero  # beat slots below T with a spike
+        done = Signal(slots)  # planes of the current block already issued
+        issued_p1 = Signal(range(slots + 2), init=1)  # planes issued + 1
+        pending = Signal(slots)
         m.d.comb += pending.eq(nonzero & ~done)
         # The plane to issue (the lowest pending one, 0 when none) comes from registers: the
         # fetcher's ``first`` for a block's first plane, then ``next_sel``, found as the plane
         # before it is issued. (The issuer's handshake with the fetcher's skid buffer, across
         # the chip, then starts at registers.)
         fresh = Signal(init=1)  # no plane of the presented block issued yet
-        next_sel = Signal(range(t_max))
-        sel = Signal(range(t_max))
+        next_sel = Signal(range(slots))
+        sel = Signal(range(slots))
         m.d.comb += sel.eq(Mux(fresh, self.i.payload.first, next_sel))
         # Whether the plane to issue is the block's last, from registers too: the fetcher's
         # ``single`` for a block's first plane, then ``last_next``.
@@ -113,7 +116,7 @@ class PlaneIssuer(wiring.Component):
                         m.d.comb += self.i.ready.eq(1)
                         m.d.sync += [done.eq(0), issued_p1.eq(1), fresh.eq(1)]
                     with m.Else():
-                        issued = Signal(t_max)
+                        issued = Signal(slots)
                         m.d.comb += issued.eq(1 << sel)
                         m.d.sync += [done.eq(done | issued), issued_p1.eq(issued_p1 + 1),
                                      fresh.eq(0),
@@ -130,9 +133,10 @@ class PlaneIssuer(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
 
         # Skipped planes of each block taken: counted two cycles later (count, then add).
-        zeros = Signal(range(t_max + 1))
+        zeros = Signal(range(p.t_max + 1))
+        planes_nz = self.i.payload.count if p.planes_per_beat == 1 else self.i.payload.planes
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += zeros.eq(Mux(self.i.payload.pad, 0, self.T - self.i.payload.count))
+            m.d.sync += zeros.eq(Mux(self.i.payload.pad, 0, self.T - planes_nz))
         with m.Else():
             m.d.sync += zeros.eq(0)
         with m.If(self.clear):

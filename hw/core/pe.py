@@ -34,15 +34,15 @@ from .adder_tree import ConditionalAdderTree
 __all__ = ["beat_layout", "SpikePackPE"]
 
 
-def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1):
+def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: int = 1):
     """Layout of one beat of the PE array: a spike chunk, its plane slot, the end-of-pass flag,
     and the weight memory row that holds the ``k`` weights of every PE for the chunk (the array
     receives those from the memory a cycle later); ``res``: a chunk of a conv layer's shortcut
     for PEs ``group k .. group k + k - 1`` (``groups = n_pe / k``), weighted by the shortcut's
     gain instead of a weight row."""
     return data.StructLayout({
-        "spikes": k,
-        "slot": range(t_max),
+        "spikes": k * planes,
+        "slot": range(t_max // planes),
         "last": 1,
         "row": range(weight_depth),
         "res": 1,

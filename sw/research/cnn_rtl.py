@@ -185,16 +185,17 @@ def _layer_inputs(net: IntNetwork, x, params: CoreParams, result):
     return out
 
 
-def _shortcut_counts(net: IntNetwork, layer, inputs, T: int, k: int):
-    """Non-zero planes of the blocks of ``layer``'s shortcut map, ``(n, conv_h, conv_w,
-    ceil(C_out / k))`` (``None`` without a shortcut): the network input or the output of layer
-    ``source``, which is layer ``source + 1``'s input (``inputs``: :func:`_layer_inputs`)."""
+def _shortcut_counts(net: IntNetwork, layer, inputs, T: int, k: int, planes: int = 1):
+    """Non-zero planes (beat slots of ``planes`` planes) of the blocks of ``layer``'s shortcut
+    map, ``(n, conv_h, conv_w, ceil(C_out / k))`` (``None`` without a shortcut): the network
+    input or the output of layer ``source``, which is layer ``source + 1``'s input (``inputs``:
+    :func:`_layer_inputs`)."""
     if layer.residual is None:
         return None
     src = layer.residual.source
     flat = inputs[0][1] if src < 0 else inputs[src + 1][1]
     maps = flat.reshape((len(flat),) + tuple(layer.conv_shape))
-    return map_plane_counts(maps, T, k)
+    return map_plane_counts(maps, T, k, planes)
 
 
 def _computed_positions(layer) -> tuple[int, int]:
@@ -285,7 +286,8 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
     ``"walk"`` (the fetcher's address-stage cycles: a step per tap and chunk,
     padding taps included, and ``n_pe / k`` per shortcut, over every position and pass),
     ``"beats"`` (the issuer's: a beat per
-    non-zero plane of a block read, one for an empty block that ends a pass) and ``"fire"`` (the
+    non-zero plane -- beat slot of ``planes_per_beat`` planes -- of a block read, one for an
+    empty block that ends a pass) and ``"fire"`` (the
     firing array's: ``n_pe / fire_units`` groups of ``FireUnit.period(T, lif)`` cycles a pass).
     A thin first layer's terms are those of its fold (:mod:`sw.compile.input_fold`), the walk
     the device makes.
@@ -293,7 +295,7 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
     from hw.core.fire import FireUnit
 
     net, x = device_network(net, x, params)
-    k, T = params.k, net.T
+    k, T, ppb = params.k, net.T, params.planes_per_beat
     inputs = _layer_inputs(net, x, params, result)
     n = len(inputs[0][1])
     terms = {key: np.zeros((n, len(net.layers)), dtype=np.int64)
@@ -305,8 +307,8 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
         if layer.kind == "conv":
             ch, cw = _computed_positions(layer)
             passes = ch * cw * per_pass_out
-            counts = map_plane_counts(maps, T, k)
-            res = _shortcut_counts(net, layer, inputs, T, k)
+            counts = map_plane_counts(maps, T, k, ppb)
+            res = _shortcut_counts(net, layer, inputs, T, k, ppb)
             for i in range(n):
                 steps = conv_walk_steps(layer, counts[i], params,
                                         None if res is None else res[i])
@@ -315,8 +317,8 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
                                             if step is not None for q, last in [step])
         else:
             passes = per_pass_out
-            counts = (map_plane_counts(maps, T, k).reshape(n, -1) if maps is not None
-                      else chunk_plane_counts(flat, T, k))
+            counts = (map_plane_counts(maps, T, k, ppb).reshape(n, -1) if maps is not None
+                      else chunk_plane_counts(flat, T, k, ppb))
             terms["walk"][:, li] = passes * counts.shape[1]
             terms["beats"][:, li] = passes * (counts.sum(axis=1) + (counts[:, -1] == 0))
         terms["passes"][:, li] = passes

@@ -128,8 +128,24 @@ class LayerShape:
     n_out: int
 
 
-def chunk_plane_counts(a, T: int, k: int) -> np.ndarray:
-    """Non-zero bit-planes below ``T`` of every input chunk: ``(n, ceil(n_in / k))``.
+def _beats(ored, planes: int) -> np.ndarray:
+    """Non-zero beat slots (``planes`` planes each) of OR-ed plane words."""
+    mask = (1 << planes) - 1
+
+    def beats(v):
+        v = int(v)
+        n = 0
+        while v:
+            n += (v & mask) != 0
+            v >>= planes
+        return n
+    return np.vectorize(beats, otypes=[np.int64])(ored)
+
+
+def chunk_plane_counts(a, T: int, k: int, planes: int = 1) -> np.ndarray:
+    """Non-zero bit-planes below ``T`` of every input chunk: ``(n, ceil(n_in / k))``; with
+    ``planes`` > 1 the non-zero *beat slots* (planes ``planes s .. planes s + planes - 1``), the
+    beats the issuer sends for the chunk (``CoreParams.planes_per_beat``).
 
     ``a``: packed activations ``(n, n_in)``. A chunk's plane ``q`` is non-zero when bit ``q`` of
     any of its ``k`` words is set.
@@ -140,16 +156,16 @@ def chunk_plane_counts(a, T: int, k: int) -> np.ndarray:
     pad = np.zeros((n, chunks * k), dtype=np.int64)
     pad[:, :n_in] = a & ((1 << T) - 1)
     ored = np.bitwise_or.reduce(pad.reshape(n, chunks, k), axis=2)
-    return np.array([[bin(int(v)).count("1") for v in row] for row in ored], dtype=np.int64)
+    return _beats(ored, planes).reshape(n, chunks)
 
 
-def map_plane_counts(a, T: int, k: int) -> np.ndarray:
-    """Non-zero bit-planes below ``T`` of every spike block of feature maps ``(n, C, H, W)``:
-    ``(n, H, W, ceil(C / k))``, the blocks as the spike memory holds them
-    (:func:`sim.golden.packing.feature_map_blocks`)."""
+def map_plane_counts(a, T: int, k: int, planes: int = 1) -> np.ndarray:
+    """Non-zero bit-planes (beat slots, as :func:`chunk_plane_counts`) below ``T`` of every
+    spike block of feature maps ``(n, C, H, W)``: ``(n, H, W, ceil(C / k))``, the blocks as the
+    spike memory holds them (:func:`sim.golden.packing.feature_map_blocks`)."""
     blocks = feature_map_blocks(np.asarray(a, dtype=np.int64) & ((1 << T) - 1), k)
     ored = np.bitwise_or.reduce(blocks, axis=-1)
-    return np.vectorize(lambda v: bin(int(v)).count("1"), otypes=[np.int64])(ored)
+    return _beats(ored, planes)
 
 
 def _fire_unit(T: int, lif: bool, readout: bool) -> tuple[int, int]:
@@ -426,26 +442,28 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
     a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
     result = result or run_network(net, a, acc_bits=params.acc_bits)
     timing = CoreTiming.of(params)
+    beat_planes = params.planes_per_beat
     out = np.zeros((len(a), len(net.layers)), dtype=np.int64)
     shape_in = tuple(net.layers[0].in_shape)  # the layer's input as (C, H, W) or (n_in,)
     for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
         maps = a.reshape((len(a),) + shape_in) if len(shape_in) == 3 else None
         if layer.kind == "conv":
-            counts = map_plane_counts(maps, net.T, params.k)
+            counts = map_plane_counts(maps, net.T, params.k, beat_planes)
             res = None
             if layer.residual is not None:  # its source: the input or an earlier layer's map
                 src = layer.residual.source
                 src_map = x if src < 0 else result.layers[src].output
                 res = map_plane_counts(np.asarray(src_map, dtype=np.int64).reshape(
-                    (len(a),) + tuple(layer.conv_shape)), net.T, params.k)
+                    (len(a),) + tuple(layer.conv_shape)), net.T, params.k, beat_planes)
             for i in range(len(a)):
                 out[i, li] = conv_layer_cycles(layer, counts[i], net.T, params, timing,
                                                None if res is None else res[i])
         else:
             shape = _layer_shape(layer, net.T)
             # After a conv layer, the map's blocks (HWC, channel-chunked) are the chunks.
-            counts = (map_plane_counts(maps, net.T, params.k).reshape(len(a), -1)
-                      if maps is not None else chunk_plane_counts(a, net.T, params.k))
+            counts = (map_plane_counts(maps, net.T, params.k, beat_planes).reshape(len(a), -1)
+                      if maps is not None
+                      else chunk_plane_counts(a, net.T, params.k, beat_planes))
             memo: dict[tuple, int] = {}
             for i, row in enumerate(counts):
                 key = tuple(row)

@@ -46,6 +46,20 @@ def test_core_verilator_random_conv_networks(monkeypatch):
          conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS", 200)))
 
 
+def test_core_verilator_two_planes_random_networks(monkeypatch):
+    """Random dense networks on the SMALL build with two bit-planes per beat (Verilator)."""
+    _run("verilator", "small2", networks=int(os.environ.get("SPIKEPACK_NETWORKS_2P", 100)),
+         seed=6, monkeypatch=monkeypatch)
+
+
+def test_core_verilator_two_planes_random_conv_networks(monkeypatch):
+    """Random conv networks (pooling, shortcuts, dense layers) on the SMALL build with two
+    bit-planes per beat (Verilator)."""
+    _run("verilator", "small2", networks=0, seed=7, testcase=["random_conv_networks"],
+         monkeypatch=monkeypatch,
+         conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS_2P", 100)))
+
+
 @pytest.mark.slow
 def test_core_verilator_random_conv_networks_slow(monkeypatch):
     """More random conv networks (the slow tier), another seed."""
