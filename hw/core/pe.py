@@ -18,6 +18,13 @@ it): the array accumulates one pass into one half while the firing array reads t
 from the other. A PE holds no control of its own; :class:`hw.core.pe_array.PEArray` drives the bank
 addresses of all PEs in lockstep.
 
+With ``planes = 2`` a beat carries two planes of the same chunk (``2 k`` spike bits) and one set
+of ``k`` weights: the PE has one adder tree per plane, both fed the same weight register (weight
+reuse across time steps), so a beat does ``planes * k`` adds and writes ``planes`` per-plane sums.
+The bank is then ``2 t_max / planes`` words of ``planes`` sums each (one word per *beat slot*);
+the firing side still reads one plane per cycle (the word's plane is chosen by the registered
+low bit of the read address). The latency is the same as with one plane.
+
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 4 -- serial PE, weight reuse over T bit-planes.
 """
 
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,12 +41,28 @@ from .adder_tree import ConditionalAdderTree
 __all__ = ["beat_layout", "SpikePackPE"]
 
 
+def _check_planes(planes: int, t_max: int) -> int:
+    planes = operator.index(planes)
+    if planes not in (1, 2):
+        raise ValueError(f"planes must be 1 or 2, not {planes}")
+    if t_max % planes:
+        raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
+    return planes
+
+
 def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: int = 1):
-    """Layout of one beat of the PE array: a spike chunk, its plane slot, the end-of-pass flag,
+    """Layout of one beat of the PE array: a spike chunk, its beat slot, the end-of-pass flag,
     and the weight memory row that holds the ``k`` weights of every PE for the chunk (the array
     receives those from the memory a cycle later); ``res``: a chunk of a conv layer's shortcut
     for PEs ``group k .. group k + k - 1`` (``groups = n_pe / k``), weighted by the shortcut's
-    gain instead of a weight row."""
+    gain instead of a weight row.
+
+    ``planes`` (1 or 2; ``t_max`` a multiple of it): the bit-planes of the chunk a beat carries.
+    Beat slot ``s`` (``range(t_max // planes)``) carries planes ``planes s + i``,
+    ``i = 0 .. planes - 1``, plane ``planes s + i`` in spike bits ``i k .. i k + k - 1`` (so the
+    beat's ``k planes`` spikes are bits ``s planes k .. (s + 1) planes k - 1`` of a plane-major
+    spike block). With ``planes = 1`` the beat slot is the plane slot."""
+    planes = _check_planes(planes, t_max)
     return data.StructLayout({
         "spikes": k * planes,
         "slot": range(t_max // planes),
@@ -51,23 +74,27 @@ def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: 
 
 
 class SpikePackPE(wiring.Component):
-    """One serial SpikePack PE: adder tree plus a two-half bank of per-plane sums.
+    """One serial SpikePack PE: adder tree(s) plus a two-half bank of per-plane sums.
+
+    A beat does ``planes * k`` conditional adds: one :class:`ConditionalAdderTree` per plane it
+    carries, all fed the same weight register.
 
     Timing, for a beat presented in cycle 0 (``L`` is :attr:`tree_latency`: the input register
     and the tree's adder levels): ``i_weights`` in cycle 0 (the PE registers them), ``i_spikes_q``
     in cycle 1 (the array registers a beat's spikes once for all PEs, next to where they are
     chosen, so the broadcast to the PEs has a cycle of its own);
 
-    * cycle ``L``: the owner presents the beat's bank address on ``addr`` (the old sum is read),
-      ``acc`` (the cycle carries a beat), ``first`` (the slot has not been written in this pass:
-      the old sum counts as 0) and ``fwd`` (the beat written in this cycle has the same
-      address: its new sum is the old one). The PE registers them, so its own logic never waits
-      on a signal shared by all PEs;
-    * cycle ``L + 1``: the PE writes ``old + sum``.
+    * cycle ``L``: the owner presents the beat's bank address on ``addr`` (the old sums are
+      read), ``acc`` (the cycle carries a beat), ``first`` (the beat slot has not been written in
+      this pass: the old sums count as 0) and ``fwd`` (the beat written in this cycle has the
+      same address: its new sums are the old ones). The PE registers them, so its own logic
+      never waits on a signal shared by all PEs;
+    * cycle ``L + 1``: the PE writes ``old + sum`` for each of the beat's ``planes`` planes (a
+      plane without a spike in the beat gets ``old + 0``).
 
-    The sum of a beat is therefore in the bank from cycle :attr:`latency` on, and beats may follow
-    each other on one slot. ``fire_data`` is the bank word at ``fire_addr`` one cycle after the
-    address.
+    The sums of a beat are therefore in the bank from cycle :attr:`latency` on, and beats may
+    follow each other on one slot. ``fire_data`` is the sum of the plane at ``fire_addr`` (plane
+    units, whatever ``planes``) one cycle after the address.
 
     Parameters
     ----------
@@ -81,6 +108,8 @@ class SpikePackPE(wiring.Component):
         Signed width of a weight.
     res_lane : int
         The lane a shortcut beat's gain goes to (the PE's channel within its block of ``k``).
+    planes : int
+        Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it), see :func:`beat_layout`.
 
     Members
     -------
@@ -90,23 +119,25 @@ class SpikePackPE(wiring.Component):
         Beside ``i_weights``: the beat is a shortcut chunk; it is for this PE's block. On a
         shortcut beat the PE registers ``i_gain`` on lane ``res_lane`` if ``i_hit`` and 0 on
         every other lane instead of ``i_weights`` (the zeros are the weight register's
-        synchronous reset, a multiplexer is on lane ``res_lane`` only).
+        synchronous reset, a multiplexer is on lane ``res_lane`` only); the gain applies to
+        every plane of the beat.
     i_gain : In(signed(weight_bits))
         The layer's shortcut gain.
-    i_spikes_q : In(k)
-        The beat's spike chunk, registered (a cycle after ``i_weights``).
-    addr : In(range(2 t_max))
-        Bank address (``half * t_max + slot``) of the beat leaving the tree.
+    i_spikes_q : In(k planes)
+        The beat's spike chunk(s), registered (a cycle after ``i_weights``); plane ``i`` of the
+        beat in bits ``i k .. i k + k - 1``.
+    addr : In(range(2 t_max / planes))
+        Bank address (``half * t_max / planes + beat slot``) of the beat leaving the tree.
     acc, first, fwd : In(1)
-        That beat is valid; the old sum is 0; the old sum is the one written this cycle.
+        That beat is valid; the old sums are 0; the old sums are the ones written this cycle.
     fire_addr : In(range(2 t_max))
-        Read address of the firing side.
+        Read address of the firing side (``half * t_max + plane slot``).
     fire_data : Out(signed(sum_bits))
         The sum at ``fire_addr`` of the previous cycle.
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 res_lane: int = 0):
+                 res_lane: int = 0, planes: int = 1):
         self._k = operator.index(k)
         self._res_lane = operator.index(res_lane)
         if not 0 <= self._res_lane < self._k:
@@ -116,7 +147,10 @@ class SpikePackPE(wiring.Component):
         self._weight_bits = operator.index(weight_bits)
         if self._t_max < 1:
             raise ValueError(f"t_max must be at least 1, not {t_max}")
-        self._tree = ConditionalAdderTree(self._k, self._weight_bits)
+        self._planes = _check_planes(planes, self._t_max)
+        self._trees = [ConditionalAdderTree(self._k, self._weight_bits)
+                       for _ in range(self._planes)]
+        self._tree = self._trees[0]
         if self._sum_bits < self._tree.sum_bits:
             raise ValueError(f"sum_bits ({sum_bits}) is narrower than one chunk sum "
                              f"({self._tree.sum_bits} bits)")
@@ -126,8 +160,8 @@ class SpikePackPE(wiring.Component):
             "i_res": In(1),
             "i_hit": In(1),
             "i_gain": In(signed(self._weight_bits)),
-            "i_spikes_q": In(self._k),
-            "addr": In(range(depth)),
+            "i_spikes_q": In(self._k * self._planes),
+            "addr": In(range(depth // self._planes)),
             "acc": In(1),
             "first": In(1),
             "fwd": In(1),
@@ -148,6 +182,10 @@ class SpikePackPE(wiring.Component):
         return self._sum_bits
 
     @property
+    def planes(self) -> int:
+        return self._planes
+
+    @property
     def tree_latency(self) -> int:
         """Cycles from a beat at the input to its chunk sum at the tree output (the input
         register, then the tree)."""
@@ -158,15 +196,23 @@ class SpikePackPE(wiring.Component):
         """Cycles from a beat at the input until the bank holds its sum (``tree_latency + 2``)."""
         return self.tree_latency + 2
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.tree = tree = self._tree
+    def _weight_register(self, m):
+        """The PE's weight register (every plane's tree reads it): ``i_weights``, or on a
+        shortcut beat the gain on lane ``res_lane`` (if ``i_hit``) and 0 on the others."""
         weights_q = Signal.like(self.i_weights, reset_less=True)
         m.d.sync += weights_q.eq(self.i_weights)
         with m.If(self.i_res):  # a shortcut chunk: the gain on one lane, 0 on the others
             m.d.sync += weights_q.eq(0)
             with m.If(self.i_hit):
                 m.d.sync += weights_q[self._res_lane].eq(self.i_gain)
+        return weights_q
+
+    def elaborate(self, platform):
+        if self._planes > 1:
+            return self._elaborate_planes()
+        m = Module()
+        m.submodules.tree = tree = self._tree
+        weights_q = self._weight_register(m)
         m.d.comb += [tree.i_spikes.eq(self.i_spikes_q), tree.i_weights.eq(weights_q)]
 
         m.submodules.bank = bank = memory.Memory(
@@ -195,5 +241,56 @@ class SpikePackPE(wiring.Component):
             wr.data.eq(new),
             rd.addr.eq(self.fire_addr),
             self.fire_data.eq(rd.data),
+        ]
+        return m
+
+    def _elaborate_planes(self):
+        """``planes > 1``: a tree per plane on one weight register; a bank word per beat slot
+        holding its ``planes`` sums (side by side, plane ``i`` at bits ``i sum_bits``)."""
+        m = Module()
+        planes, k, sb = self._planes, self._k, self._sum_bits
+        assert planes == 2
+        weights_q = self._weight_register(m)
+        for i, tree in enumerate(self._trees):
+            m.submodules[f"tree{i}"] = tree
+            m.d.comb += [tree.i_spikes.eq(self.i_spikes_q[i * k:(i + 1) * k]),
+                         tree.i_weights.eq(weights_q)]
+
+        m.submodules.bank = bank = memory.Memory(
+            shape=planes * sb, depth=2 * self._t_max // planes, init=[])
+        wr = bank.write_port()
+        old_rd = bank.read_port(transparent_for=())
+        rd = bank.read_port(transparent_for=())
+
+        # Cycle L: read the old sums, register the chunk sums and this PE's copy of the control.
+        wr_addr = Signal.like(self.addr)
+        wr_en = Signal()
+        first = Signal()
+        fwd = Signal()
+        m.d.sync += [wr_addr.eq(self.addr), wr_en.eq(self.acc),
+                     first.eq(self.first), fwd.eq(self.fwd)]
+        news = []
+        for i, tree in enumerate(self._trees):
+            chunk = Signal(signed(tree.sum_bits), name=f"chunk{i}", reset_less=True)
+            m.d.sync += chunk.eq(tree.o_sum)
+            # Cycle L + 1: old + chunk, the old sum from the bank or from the previous write.
+            new = Signal(signed(sb), name=f"new{i}")
+            last = Signal(signed(sb), name=f"last{i}", reset_less=True)
+            old = old_rd.data[i * sb:(i + 1) * sb].as_signed()
+            m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old)) + chunk)
+            m.d.sync += last.eq(new)
+            news.append(new)
+        # Firing side: the word of the plane's beat slot, the plane by the address's low bit
+        # (``t_max`` is a multiple of ``planes`` = 2, so ``fire_addr // 2`` is the word).
+        sel = Signal(range(planes))
+        m.d.sync += sel.eq(self.fire_addr[:1])
+        words = [rd.data[i * sb:(i + 1) * sb].as_signed() for i in range(planes)]
+        m.d.comb += [
+            old_rd.addr.eq(self.addr),
+            wr.addr.eq(wr_addr),
+            wr.en.eq(wr_en),
+            wr.data.eq(Cat(*news)),
+            rd.addr.eq(self.fire_addr[1:]),
+            self.fire_data.eq(Mux(sel, words[1], words[0])),
         ]
         return m

@@ -4,6 +4,12 @@ Every PE sees the same ``k``-wide bit-plane chunk (broadcast) and its own ``k`` 
 beat performs ``n_pe * k`` synaptic adds (one weight times one bit-plane each). Each PE's pipelined
 adder tree sums across its ``k`` lanes; its bank sums across the chunks of a pass, per plane.
 
+With ``planes = 2`` a beat carries two bit-planes of the same chunk (``2 k`` spike bits, beat slot
+``s`` holding planes ``2 s`` and ``2 s + 1``, see :func:`hw.core.pe.beat_layout`) and still one
+weight row: each PE adds it to both planes with a tree per plane, so a beat performs
+``planes * n_pe * k`` adds for the same weight-memory bandwidth. The firing side still reads one
+plane per cycle (:data:`bank_read_signature` is the same); the latency is the same.
+
 The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
 drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have two
 halves: while the firing array reads pass ``p`` from one half (:data:`bank_read_signature`),
@@ -45,8 +51,9 @@ def bank_read_signature(n_pe: int, t_max: int, sum_bits: int) -> wiring.Signatur
     """The firing side of the banks, seen from the PE array.
 
     * ``ready``: a whole pass is in the read half;
-    * ``addr`` (slot) -> ``data[n]`` (PE ``n``'s sum of that slot) and ``zero`` (the pass never
-      wrote that slot: its sum is 0, whatever ``data`` holds) one cycle later;
+    * ``addr`` (plane slot) -> ``data[n]`` (PE ``n``'s sum of that plane) and ``zero`` (the pass
+      never wrote that plane's beat slot: its sum is 0, whatever ``data`` holds) one cycle later;
+      the same whatever the array's ``planes``;
     * ``release``: pulse when every read of the pass has been issued (reads in the same cycle are
       still answered); the half is cleared and the next pass becomes readable.
     """
@@ -73,12 +80,16 @@ class PEArray(wiring.Component):
     shortcut : bool
         Build the shortcut's lane select (conv builds); without it (a dense-only build) every
         beat is a weighted one and ``gain`` is unused.
+    planes : int
+        Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it): a beat does
+        ``planes * n_pe * k`` adds with one weight row (a shortcut beat's gain applies to every
+        plane it carries). Same :attr:`latency` either way.
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(k, t_max, weight_depth, ceil(n_pe / k))))
-        One spike chunk, its plane slot, the end-of-pass flag and its weight row (or: a
-        shortcut chunk and its block).
+    i : In(stream.Signature(beat_layout(k, t_max, weight_depth, ceil(n_pe / k), planes)))
+        One spike chunk (``planes`` planes of it), its beat slot, the end-of-pass flag and its
+        weight row (or: a shortcut chunk and its block).
     weights : In(weights_layout(n_pe, k, weight_bits))
         The weight row of the beat presented in the previous cycle: the owner reads the weight
         memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
@@ -89,7 +100,8 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True):
+                 weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True,
+                 planes: int = 1):
         self._shortcut = bool(shortcut)
         self._weight_regs = operator.index(weight_regs)
         if self._weight_regs not in (0, 1, 2):
@@ -100,12 +112,19 @@ class PEArray(wiring.Component):
         self._t_max = operator.index(t_max)
         if self._t_max < 2 or self._t_max & (self._t_max - 1):
             raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
+        self._planes = operator.index(planes)
+        if self._planes not in (1, 2):
+            raise ValueError(f"planes must be 1 or 2, not {planes}")
+        if self._t_max % self._planes:
+            raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
         self._k = operator.index(k)
         self._groups = -(-self._n_pe // self._k)
-        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k)
+        self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
+                                 planes=self._planes)
                      for n in range(self._n_pe)]
         super().__init__({
-            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups))),
+            "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups,
+                                                 self._planes))),
             "weights": In(weights_layout(self._n_pe, k, weight_bits)),
             "gain": In(signed(weight_bits)),
             "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
@@ -116,14 +135,20 @@ class PEArray(wiring.Component):
         return self._n_pe
 
     @property
+    def planes(self) -> int:
+        """Bit-planes per beat (a beat does ``planes * n_pe * k`` adds)."""
+        return self._planes
+
+    @property
     def latency(self) -> int:
         """Cycles from accepting the last beat of a pass to ``bank.ready``: the weights' memory
-        read and ``weight_regs`` registers, then the PE latency."""
+        read and ``weight_regs`` registers, then the PE latency (whatever ``planes``)."""
         return 1 + self._weight_regs + self._pes[0].latency
 
     def elaborate(self, platform):
         m = Module()
         t_max = self._t_max
+        slots = t_max // self._planes  # beat slots of a half
         # A beat's weights come from the memory a cycle later, pass ``weight_regs`` registers
         # here (the first next to the memory: block RAM outputs are slow; the second on the way
         # to the PEs), then the PE's own (next to its adders); its spikes pass
@@ -138,7 +163,7 @@ class PEArray(wiring.Component):
         m.d.comb += self.i.ready.eq(~hold.bit_select(in_half, 1))
 
         # Control beside the trees: valid, half, slot, last of the beat in each tree stage.
-        tag = data.StructLayout({"valid": 1, "half": 1, "slot": range(t_max), "last": 1})
+        tag = data.StructLayout({"valid": 1, "half": 1, "slot": range(slots), "last": 1})
         stage = Signal(tag)
         m.d.comb += [
             stage.valid.eq(accept), stage.half.eq(in_half),
@@ -152,10 +177,10 @@ class PEArray(wiring.Component):
         at_bank = Signal(tag)  # the beat being written this cycle
         m.d.sync += at_bank.eq(at_tree)
 
-        # --- bank side: which slots of each half the pass has written; finished passes --------
+        # --- bank side: which (beat) slots of each half the pass has written; finished passes --
         # For the beat leaving the trees: its address; whether the beat being written now has the
         # same one (its sum is then the old sum); whether the slot is new in this pass.
-        touched = Array(Signal(t_max, name=f"touched{h}") for h in range(2))
+        touched = Array(Signal(slots, name=f"touched{h}") for h in range(2))
         complete = Signal(2)
         addr = Cat(at_tree.slot, at_tree.half)
         fwd = at_bank.valid & (at_bank.half == at_tree.half) & (at_bank.slot == at_tree.slot)
@@ -165,7 +190,8 @@ class PEArray(wiring.Component):
         rd_half = Signal()
         fire_addr = Cat(self.bank.addr, rd_half)
         zero = Signal()
-        m.d.sync += zero.eq(~touched[rd_half].bit_select(self.bank.addr, 1))
+        rd_slot = self.bank.addr if self._planes == 1 else self.bank.addr[1:]  # its beat slot
+        m.d.sync += zero.eq(~touched[rd_half].bit_select(rd_slot, 1))
         m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
                      self.bank.zero.eq(zero)]
 

@@ -11,12 +11,21 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw.core.adder_tree import ConditionalAdderTree
+from hw.core.pe import SpikePackPE, beat_layout
 from hw.core.pe_array import PEArray
 from sim.rtl.streams import stream_put
 
 
-def _random_passes(rng, n_passes, k, t_max, n_pe=None, wb=8):
-    """Beats (spikes, weights, slot, last) and the expected per-plane sums of each pass."""
+def _add_beat(sums, slot, spikes, planes, chunk_sum):
+    """Reference: a beat on beat slot ``slot`` adds ``chunk_sum(spikes of plane i)`` into plane
+    ``planes * slot + i`` for each of its planes (``spikes``: ``k * planes`` bits, plane-major)."""
+    k = len(spikes) // planes
+    for i in range(planes):
+        sums[..., planes * slot + i] += chunk_sum(spikes[i * k:(i + 1) * k])
+
+
+def _random_passes(rng, n_passes, k, t_max, n_pe=None, wb=8, planes=1):
+    """Beats (spikes, weights, beat slot) and the expected per-plane sums of each pass."""
     passes, expected = [], []
     lo, hi = -(1 << (wb - 1)), (1 << (wb - 1))
     for _ in range(n_passes):
@@ -24,10 +33,10 @@ def _random_passes(rng, n_passes, k, t_max, n_pe=None, wb=8):
         shape = (k,) if n_pe is None else (n_pe, k)
         sums = np.zeros((t_max,) if n_pe is None else (n_pe, t_max), dtype=np.int64)
         for _b in range(int(rng.integers(1, 12))):
-            spikes = rng.integers(0, 2, k)
+            spikes = rng.integers(0, 2, k * planes)
             weights = rng.integers(lo, hi, shape)
-            slot = int(rng.integers(0, t_max))
-            sums[..., slot] += weights @ spikes
+            slot = int(rng.integers(0, t_max // planes))
+            _add_beat(sums, slot, spikes, planes, lambda s, w=weights: w @ s)
             beats.append((spikes, weights, slot))
         passes.append(beats)
         expected.append(sums)
@@ -108,24 +117,21 @@ class BankReader:
             self.got.append(np.array(sums).T)  # [pe][slot]
 
 
-@pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
-    (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
-    (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1)])
-def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, rng,
-                                                   seed):
-    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs)
-    passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe)
+def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
+    """Offer ``passes`` (lists of beat payloads, ``last`` added here) to the PE array under
+    back-pressure, read every plane slot of each pass back through the bank interface and
+    compare the per-plane sums with ``expected`` (``[pe][plane slot]`` per pass)."""
+    t_max = expected[0].shape[-1]
     reader = BankReader(dut, t_max, len(passes), random.Random(seed + 1), pause)
-    wmem = WeightMemory(dut, n_pe, k)
-    rows = [[wmem.add(weights) for _, weights, _ in beats] for beats in passes]
 
     async def producer(ctx):
+        if gain is not None:
+            ctx.set(dut.gain, gain)
         r_in = random.Random(seed)
-        for beats, beat_rows in zip(passes, rows, strict=True):
-            for n, ((spikes, _, slot), row) in enumerate(zip(beats, beat_rows, strict=True)):
-                await stream_put(ctx, dut.i, {
-                    "spikes": _bits(spikes), "row": row, "slot": slot,
-                    "last": int(n == len(beats) - 1)}, rng=r_in, pause=pause)
+        for beats in passes:
+            for n, payload in enumerate(beats):
+                await stream_put(ctx, dut.i, {**payload, "last": int(n == len(beats) - 1)},
+                                 rng=r_in, pause=pause)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -136,17 +142,34 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight
     assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
 
 
+@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
+    (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
+    (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1), (2, 4, 2, 0.3, 1)])
+def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, planes,
+                                                   rng, seed):
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes)
+    passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe, planes=planes)
+    wmem = WeightMemory(dut, n_pe, k)
+    beats = [[{"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot}
+              for spikes, weights, slot in pass_beats] for pass_beats in passes]
+    _run_passes(dut, beats, expected, wmem, seed, pause)
+
+
+@pytest.mark.parametrize("planes", [1, 2])
 @pytest.mark.parametrize("weight_regs", [0, 1, 2])
-def test_pe_array_latency_property(weight_regs):
-    """A one-beat pass is readable ``latency`` cycles after the beat was accepted."""
-    dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs)
+def test_pe_array_latency_property(weight_regs, planes):
+    """A one-beat pass is readable ``latency`` cycles after the beat was accepted (with two
+    planes a beat, beat slot 1 is planes 2 and 3: plane 3 has no spike, its sum is 0 but
+    written)."""
+    dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs, planes=planes)
     wmem = WeightMemory(dut, 2, 8)
     row = wmem.add([[1] * 8, [-2] * 8])
     seen = {}
 
     async def tb(ctx):
         ctx.set(dut.i.valid, 1)
-        ctx.set(dut.i.payload, {"spikes": 0xFF, "row": row, "slot": 2, "last": 1})
+        ctx.set(dut.i.payload, {"spikes": 0xFF, "row": row, "slot": 2 // planes, "last": 1})
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
         for cycle in range(1, 20):
@@ -164,34 +187,29 @@ def test_pe_array_latency_property(weight_regs):
     sim.add_testbench(tb)
     sim.add_testbench(wmem.run, background=True)
     sim.run()
-    assert seen["latency"] == dut.latency
-    assert [seen[q] for q in range(8)] == [None, None, [8, -16], None, None, None, None, None]
+    # Whatever ``planes``: weight read, ``weight_regs``, PE input register, 3 adder levels, 2.
+    assert seen["latency"] == dut.latency == weight_regs + 7
+    want = [None, None, [8, -16], None, None, None, None, None]
+    if planes == 2:
+        want[3] = [0, 0]
+    assert [seen[q] for q in range(8)] == want
 
 
+@pytest.mark.parametrize("planes", [1, 2])
 @pytest.mark.parametrize("weight_regs", [0, 2])
-def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, rng):
-    """Consecutive beats into one slot (the read-modify-write forwards the last write)."""
+def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, planes, rng, seed):
+    """Consecutive beats into one (beat) slot (the read-modify-write forwards the last write)."""
     n_pe, k, t_max = 2, 4, 8
-    dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs)
-    beats = [(rng.integers(0, 2, k), rng.integers(-128, 128, (n_pe, k))) for _ in range(30)]
-    want = sum(w @ s for s, w in beats)
-    reader = BankReader(dut, t_max, 1, random.Random(0), 0.0)
+    slot = 5 // planes  # plane 5 (and plane 4 with two planes a beat)
+    dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs, planes=planes)
     wmem = WeightMemory(dut, n_pe, k)
-    rows = [wmem.add(weights) for _, weights in beats]
-
-    async def producer(ctx):
-        for n, ((spikes, _), row) in enumerate(zip(beats, rows, strict=True)):
-            await stream_put(ctx, dut.i, {
-                "spikes": _bits(spikes), "row": row, "slot": 5,
-                "last": int(n == len(beats) - 1)})
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(reader.run)
-    sim.add_testbench(wmem.run, background=True)
-    sim.run()
-    assert reader.got[0][:, 5].tolist() == want.tolist()
+    want = np.zeros((n_pe, t_max), dtype=np.int64)
+    beats = []
+    for _ in range(30):
+        spikes, weights = rng.integers(0, 2, k * planes), rng.integers(-128, 128, (n_pe, k))
+        _add_beat(want, slot, spikes, planes, lambda s, w=weights: w @ s)
+        beats.append({"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot})
+    _run_passes(dut, [beats], [want], wmem, seed, 0.0)
 
 
 def test_pe_array_rejects_bad_weight_regs():
@@ -204,49 +222,66 @@ def test_pe_array_rejects_bad_weight_regs():
         gc.collect()
 
 
+@pytest.mark.parametrize("planes", [0, 3, 4])
+def test_pe_array_rejects_bad_planes(planes):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+            PEArray(2, 4, 8, 16, planes=planes)
+        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+            SpikePackPE(4, 8, 16, planes=planes)
+        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+            beat_layout(4, 8, 16, planes=planes)
+        gc.collect()
+
+
+def test_pe_rejects_t_max_not_a_multiple_of_planes():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match=r"t_max \(3\) must be a multiple of planes \(2\)"):
+            SpikePackPE(4, 3, 16, planes=2)
+        with pytest.raises(ValueError, match=r"t_max \(3\) must be a multiple of planes \(2\)"):
+            beat_layout(4, 3, 16, planes=2)
+        gc.collect()
+
+
+def test_beat_layout_planes():
+    """Two planes a beat: ``2 k`` spike bits, ``t_max / 2`` beat slots; one plane: as before."""
+    one, two = beat_layout(16, 8, 64, 2), beat_layout(16, 8, 64, 2, planes=2)
+    assert one["spikes"].width == 16 and two["spikes"].width == 32
+    assert one["slot"].width == 3 and two["slot"].width == 2
+
+
+@pytest.mark.parametrize("planes", [1, 2])
 @pytest.mark.parametrize("n_pe,k,weight_regs,pause", [
     (8, 4, 2, 0.3), (4, 4, 0, 0.0), (2, 8, 1, 0.3), (8, 2, 2, 0.0), (16, 4, 1, 0.5)])
-def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, pause, rng,
-                                                          seed):
+def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, pause, planes,
+                                                          rng, seed):
     """Shortcut beats (``res``) mixed with weighted ones, under back-pressure: PE ``n`` adds
     ``gain`` times spike lane ``n mod k`` when the beat's ``group`` is ``n // k``, and nothing
-    otherwise, whatever weight row the beat names (its row here holds random weights)."""
+    otherwise, whatever weight row the beat names (its row here holds random weights); with
+    two planes a beat, on both planes."""
     t_max = 8
     groups = -(-n_pe // k)
     gain = int(rng.choice([-128, -3, -1, 1, 2, 127]))
-    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs)
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes)
     wmem = WeightMemory(dut, n_pe, k)
     lanes, owner = np.arange(n_pe) % k, np.arange(n_pe) // k
     passes, expected = [], []
     for _ in range(12):
         beats, sums = [], np.zeros((n_pe, t_max), dtype=np.int64)
         for _b in range(int(rng.integers(1, 10))):
-            spikes = rng.integers(0, 2, k)
+            spikes = rng.integers(0, 2, k * planes)
             weights = rng.integers(-128, 128, (n_pe, k))
-            slot, res = int(rng.integers(0, t_max)), bool(rng.random() < 0.5)
+            slot, res = int(rng.integers(0, t_max // planes)), bool(rng.random() < 0.5)
             group = int(rng.integers(0, groups))
             if res:
-                sums[:, slot] += gain * spikes[lanes] * (owner == group)
+                _add_beat(sums, slot, spikes, planes,
+                          lambda s, g=group: gain * s[lanes] * (owner == g))
             else:
-                sums[:, slot] += weights @ spikes
-            beats.append((spikes, wmem.add(weights), slot, res, group))
+                _add_beat(sums, slot, spikes, planes, lambda s, w=weights: w @ s)
+            beats.append({"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot,
+                          "res": int(res), "group": group})
         passes.append(beats)
         expected.append(sums)
-    reader = BankReader(dut, t_max, len(passes), random.Random(seed + 1), pause)
-
-    async def producer(ctx):
-        ctx.set(dut.gain, gain)
-        r_in = random.Random(seed)
-        for beats in passes:
-            for n, (spikes, row, slot, res, group) in enumerate(beats):
-                await stream_put(ctx, dut.i, {
-                    "spikes": _bits(spikes), "row": row, "slot": slot, "res": int(res),
-                    "group": group, "last": int(n == len(beats) - 1)}, rng=r_in, pause=pause)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(reader.run)
-    sim.add_testbench(wmem.run, background=True)
-    sim.run()
-    assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
+    _run_passes(dut, passes, expected, wmem, seed, pause, gain=gain)
