@@ -106,7 +106,7 @@ class SpikePackCore(wiring.Component):
             "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs, shortcut=bool(p.conv),
-                           **({"planes": p.planes_per_beat} if p.planes_per_beat > 1 else {})),
+                           planes=p.planes_per_beat),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
             "writer": Writer(p),

@@ -97,12 +97,15 @@ def _timing(params: CoreParams) -> CoreTiming:
 
     # PEArray.latency = 1 (weight read) + weight_regs + SpikePackPE.latency, from one PE (a
     # whole PE array takes long to construct for a large build).
-    pe = SpikePackPE(params.k, params.t_max, params.sum_bits, params.weight_bits)
+    pe = SpikePackPE(params.k, params.t_max, params.sum_bits, params.weight_bits,
+                     planes=params.planes_per_beat)
     fetcher = Fetcher(params)
     timing = CoreTiming(fetch_latency=fetcher.latency, pe_latency=1 + params.weight_regs
                         + pe.latency, read_latency=FireArray.READ_LATENCY)
     # Built only to read their latencies: tell Amaranth they are not meant to be elaborated.
-    for block in (pe, fetcher, *vars(pe).values()):
+    inner = [v for value in vars(pe).values()
+             for v in (value if isinstance(value, list) else [value])]  # the PE's trees
+    for block in (pe, fetcher, *inner):
         if hasattr(block, "_MustUse__silence"):
             block._MustUse__silence = True
     return timing
