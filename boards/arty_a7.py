@@ -20,14 +20,16 @@ XC7A35T = DeviceCapacity(device="xc7a35t", luts=20_800, ffs=41_600, brams=50, ds
 XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135, dsps=240,
                           ram_bits=135 * 36 * 1024 + 1_188 * 1024)
 
-#: The Arty A7-35T's core: 256 int8 synaptic adds per cycle; 784-128-128-10 MLPs fit (batches of
-#: 8) and so does the MNIST CNN (a 1x28x28 input is 784 spike blocks of the 1,024 in INPUT, one
-#: image per batch; its 16x14x14 pooled map is 196 blocks of a 256-block ping-pong half). The
-#: OUTPUT region holds 1,024 words (8 samples of 128 outputs), not 8 x 4,096: block RAM goes
-#: to the maps instead.
+#: The Arty A7-35T's core: 512 int8 synaptic adds per cycle (16 PEs x 16 lanes x 2 bit-planes
+#: per beat: a weight row serves two time steps; 512 lanes of one plane would need a 4,096-bit
+#: weight row, more block RAM ports than the 35T has); 784-128-128-10 MLPs fit (batches of 8) and
+#: so does the MNIST CNN (a 1x28x28 input is 784 spike blocks of the 1,024 in INPUT, one image
+#: per batch; its 16x14x14 pooled map is 196 blocks of a 256-block ping-pong half). The OUTPUT
+#: region holds 1,024 words (8 samples of 128 outputs), not 8 x 4,096: block RAM goes to the
+#: maps instead.
 ARTY_A7_PARAMS = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                             bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4,
-                            in_blocks=1024, out_words=1024)
+                            in_blocks=1024, out_words=1024, planes_per_beat=2)
 
 #: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
 _BAUD = 4_000_000
@@ -46,8 +48,8 @@ ARTY_A7_35 = BoardPreset(
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="arty_a7_35t",
     capacity=XC7A35T,
-    description="256 int8 synaptic adds per cycle at 100 MHz; 784-128-128-10 MLPs and the MNIST "
-                "CNN fit.",
+    description="512 int8 synaptic adds per cycle at 100 MHz (16 PEs x 16 lanes x 2 bit-planes "
+                "per beat); 784-128-128-10 MLPs and the MNIST CNN fit.",
 )
 
 ARTY_A7_100 = BoardPreset(
