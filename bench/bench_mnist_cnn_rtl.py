@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     lanes = usable_lanes(net, params)
     cost = network_cost(net, "spikepack", x=x)
     peak = params.synapses_per_cycle
+    lanes_peak = params.n_pe * params.k  # what one plane of a beat can fill
     cyc = rtl.cycles.mean(axis=0)
 
     planes = f" x {params.planes_per_beat} planes" if params.planes_per_beat > 1 else ""
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
         passes = terms["passes"][0, li]
         print(f"  {describe(layer):<24} {cyc[li]:>8.0f} {adds[:, li].mean():>9.0f} "
               f"{rate:>8.1f} {rate / peak:>7.2f} {lane:>4.1f}/{params.k:<2} "
-              f"{pe:>2.0f}/{params.n_pe:<2} {lane * pe / (params.n_pe * params.k):>6.2f} {passes:>6} "
+              f"{pe:>2.0f}/{params.n_pe:<2} {lane * pe / lanes_peak:>6.2f} {passes:>6} "
               f"{cyc[li] / passes:>8.1f} {t['walk']:>7.0f} {t['beats']:>7.0f} {t['fire']:>7.0f}"
               f" {bound:>5}")
     print("  (usable: the fraction of the peak the layer's lanes and PEs allow; passes: per "

@@ -42,6 +42,10 @@ registered bank by bank and the bank is picked between the two registers); the o
 the block with its plane marks and counts. Every handshake signal of the output is a register,
 and no memory enable depends on the data read in the same cycle.
 
+The output register also marks which of the block's planes below ``T`` hold a spike (pairs of
+planes with two planes per beat, the planes at or above ``T`` then zeroed), counts them, and
+finds the lowest, so the issuer's choice of the next beat starts at registers.
+
 Latency: the first beat of a dense layer is valid 5 cycles after ``start`` (a conv layer adds
 its set-up cycles); then one beat per cycle.
 """

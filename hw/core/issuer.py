@@ -11,6 +11,11 @@ the end-of-pass flag.
 ``i.ready`` depends only on registers (the mark count, the planes issued so far) and ``o.ready``:
 the fetcher's memory enables never wait on the data they read.
 
+With two planes per beat (``CoreParams.planes_per_beat = 2``) the unit is a *beat slot*, the
+pair of planes ``2 s, 2 s + 1`` (``2 k`` contiguous bits of the block): the fetcher marks the
+pairs below ``T`` with a spike and zeroes the planes at or above ``T``, and the issuer sends one
+beat per marked pair, exactly as it sends one per plane otherwise.
+
 Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) of the blocks read from memory
 since ``clear`` (it lags the blocks by two cycles), a conv layer's shortcut blocks included; a
 padding block (``pad``: read from nowhere) is not counted. A shortcut block's beats carry its

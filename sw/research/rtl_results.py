@@ -47,7 +47,8 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
     feeds it), ``T`` bit-planes each. An all-zero plane-chunk is skipped (once per pass); every
     other one is one beat of the PE array (with ``planes_per_beat = 2`` a beat takes the non-zero
     planes of one pair: ``beats`` here stay the non-zero plane-chunks, the work;
-    ``sw.research.cnn_rtl.layer_terms`` counts the beats the issuer sends). A conv layer runs ``ceil(C_out / n_pe)`` passes; each
+    ``sw.research.cnn_rtl.layer_terms`` counts the beats the issuer sends). A conv layer runs
+    ``ceil(C_out / n_pe)`` passes; each
     reads, for every output position it computes (with max pooling: the positions of whole
     pooling windows), the blocks of the receptive field that lie inside the input map (a padding
     tap reads nothing and skips nothing), and, with a shortcut, each block of the shortcut's map
