@@ -60,13 +60,15 @@ ARTY_A7_100 = BoardPreset(
     toolchain="Vivado",
     clk_freq=100_000_000,
     clock_gen="mmcm",
-    params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=256,
+    # weight_depth 512: a 4,096-bit row 1,024 deep took 114 of the 135 RAMB36 (149 in all).
+    params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=2048, max_layers=16, batch_depth=16, fire_units=8,
-                      in_blocks=2048, out_words=2048),
+                      in_blocks=2048, out_words=2048, planes_per_beat=2),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="arty_a7_100t",
     capacity=XC7A100T,
-    description="Twice the 35T's array (512 adds per cycle) and four times its weight memory.",
+    description="Twice the 35T's array (32 PEs x 16 lanes x 2 bit-planes per beat: 1,024 adds "
+                "per cycle) and twice its weight memory.",
 )
