@@ -11,6 +11,8 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.common.synth_hints import COPY_ATTRS
+
 __all__ = ["SkidBuffer"]
 
 
@@ -27,15 +29,26 @@ class SkidBuffer(wiring.Component):
     i : In(stream.Signature(shape))
     o : Out(stream.Signature(shape))
         ``o.payload`` and ``o.valid`` are registers; ``i.ready`` is a register.
+    ready_copy : Out(ready_copies)
+        With ``ready_copies`` > 0: copies of ``i.ready``, each a register of its own (kept apart
+        by synthesis, ``hw.common.synth_hints``), for a producer whose logic reading ``ready``
+        is spread wide: that logic reads a copy placed near it instead of one register's
+        fan-out.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, *, ready_copies: int = 0):
         self._shape = shape
         Shape.cast(shape)
-        super().__init__({
+        self._copies = int(ready_copies)
+        if self._copies < 0:
+            raise ValueError(f"ready_copies must be at least 0, not {ready_copies}")
+        members = {
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
-        })
+        }
+        if self._copies:
+            members["ready_copy"] = Out(self._copies)
+        super().__init__(members)
 
     latency = 1
 
@@ -57,4 +70,13 @@ class SkidBuffer(wiring.Component):
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & self.i.ready):
             m.d.sync += skid_valid.eq(1)
+        # The copies follow skid_valid register for register (the same next-state logic).
+        for n in range(self._copies):
+            full = Signal(name=f"skid_valid_copy{n}", attrs=COPY_ATTRS)
+            m.d.comb += self.ready_copy[n].eq(~full)
+            with m.If(take_o):
+                with m.If(skid_valid):
+                    m.d.sync += full.eq(0)
+            with m.Elif(self.i.valid & self.i.ready):
+                m.d.sync += full.eq(1)
         return m

@@ -103,7 +103,8 @@ class SpikePackCore(wiring.Component):
 
         # --- datapath ------------------------------------------------------------------------
         blocks = {
-            "seq": Sequencer(p), "fetch": Fetcher(p), "issue": PlaneIssuer(p),
+            "seq": Sequencer(p), "fetch": Fetcher(p, walk_ready=bool(p.conv)),
+            "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs, shortcut=bool(p.conv),
                            planes=p.planes_per_beat),
@@ -116,13 +117,15 @@ class SpikePackCore(wiring.Component):
                                            p.planes_per_beat)),
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
             # the issuer's plane selection.
-            "fetch_skid": SkidBuffer(block_beat_layout(p)),
+            "fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0),
         }
         for name, block in blocks.items():
             m.submodules[name] = ResetInserter(abort)(block)
         seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
         d = seq.layer
         wiring.connect(m, fetch.o, fetch_skid.i)
+        if p.conv:  # the conv walk reads its own copy of the skid buffer's ready
+            m.d.comb += fetch.o_ready_walk.eq(fetch_skid.ready_copy[0])
         wiring.connect(m, fetch_skid.o, issue.i)
         wiring.connect(m, issue.o, skid.i)
         wiring.connect(m, skid.o, pes.i)

@@ -57,6 +57,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from hw.common.synth_hints import COPY_ATTRS
 from hw.contract.params import CoreParams
 
 __all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "layer_passes_bits",
@@ -203,14 +204,20 @@ class Fetcher(wiring.Component):
         at bits ``b * block_bits`` on: all banks read the address's low bits, and the fetcher
         registers each bank's word as it comes and picks the addressed bank after that register.
     o : Out(stream.Signature(block_beat_layout(params)))
+    o_ready_walk : In(1)
+        With ``walk_ready`` (a conv build): a copy of ``o.ready``, the same register's value
+        (``hw.common.skid_buffer.SkidBuffer`` ``ready_copy``), which the conv walk's many
+        pointer enables read instead of ``o.ready`` (with a copy of ``o.valid`` of its own), so
+        the walk does not hang on the fan-out of the one register across the chip.
     """
 
-    def __init__(self, params: CoreParams):
+    def __init__(self, params: CoreParams, *, walk_ready: bool = False):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         self._params = params
+        self._walk_ready = bool(walk_ready) and bool(params.conv)
         src_depth = params.spike_rows
-        super().__init__({
+        members = {
             "start": In(1),
             "chunks": In(16),
             "passes": In(16),
@@ -238,7 +245,10 @@ class Fetcher(wiring.Component):
             "src_en": Out(1),
             "src_data": In(params.block_bits * spike_banks(params)),
             "o": Out(stream.Signature(block_beat_layout(params))),
-        })
+        }
+        if self._walk_ready:
+            members["o_ready_walk"] = In(1)
+        super().__init__(members)
 
     @property
     def latency(self) -> int:
@@ -383,8 +393,18 @@ class Fetcher(wiring.Component):
                     with m.If(end_pas):
                         m.d.sync += [self.busy.eq(0), walking.eq(0)]
         else:
+            if self._walk_ready:
+                # The walk's own copies of the output stage's handshake registers: ``adv``
+                # exactly, from registers placed near the walk's pointers.
+                valid_w = Signal(name="valid_walk", attrs=COPY_ATTRS)
+                adv_w = Signal()
+                with m.If(adv_w):  # (adv_w == adv, every cycle)
+                    m.d.sync += valid_w.eq(valid_s)
+                m.d.comb += adv_w.eq(~valid_w | self.o_ready_walk)
+            else:
+                adv_w = adv
             step = Signal()  # the walk takes a step this cycle
-            m.d.comb += step.eq(adv & walking)
+            m.d.comb += step.eq(adv_w & walking)
             # The shortcut: after the taps of a conv position's pass, its ``groups`` blocks
             # ``j = pass groups + b`` at ``r_c + j`` (``r_c``: the position's first shortcut
             # block, kept by running pointers like ``c_blk``); ``j >= co_chunks`` is padding.
@@ -398,7 +418,7 @@ class Fetcher(wiring.Component):
                 walk_last.eq(Mux(res_phase, end_rb, pass_end & ~res_on)),
                 sent.eq(Mux(res_phase, ~res_pad, inside)),
             ]
-            with m.If(adv):
+            with m.If(adv_w):
                 m.d.sync += [valid_b.eq(walking & (sent | walk_last)), last_b.eq(walk_last),
                              pad_b.eq(~sent), res_b.eq(res_phase), grp_b.eq(rb),
                              w_addr_b.eq(w_ptr)]
