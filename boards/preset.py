@@ -82,6 +82,8 @@ class BoardPreset:
         Largest frame payload of the host link in bytes (its frame buffer holds two).
     description : str
         A sentence on why this size and clock.
+    nextpnr_seed : int or None
+        nextpnr's placer seed (``--seed``) for ECP5/iCE40 builds; None: nextpnr's default.
     """
 
     name: str
@@ -100,6 +102,7 @@ class BoardPreset:
     reset: str | None = None
     max_payload: int = 1024
     description: str = ""
+    nextpnr_seed: int | None = None
 
     def __post_init__(self):
         if not self.name.isidentifier():

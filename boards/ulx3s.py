@@ -29,15 +29,19 @@ ULX3S_85F = BoardPreset(
     # output goes straight into its output register: with the Arty's feature-map memory (1,536
     # spike rows) yosys put a multiplexer between the block RAMs and the fetcher's first
     # register and the build reached 91.1 MHz. Conv at 100 MHz took the layer settings reaching
-    # each block through a registered copy of its own (docs/boards.md).
+    # each block through a registered copy of its own (docs/boards.md). Two bit-planes per beat
+    # (512 adds per cycle) took the conv walk and each datapath block reading registered copies
+    # of their handshake and abort (100.4 MHz).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
-                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1),
+                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
+                      planes_per_beat=2),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="ulx3s",
     capacity=LFE5U_85F,
-    description="16 PEs x 16 lanes (256 adds per cycle) at 100 MHz, 128 K weights, 1024-neuron "
+    description="16 PEs x 16 lanes x 2 bit-planes per beat (512 adds per cycle) at 100 MHz, "
+                "128 K weights, 1024-neuron "
                 "layers, conv layers with 64-block feature-map halves: the Arty A7-35T's array "
                 "on open tools.",
 )

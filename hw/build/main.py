@@ -240,7 +240,9 @@ class _Build:
         self.report["tools"].update(paths)
         report_json = f"{TOP}_nextpnr.json"
         plan = self.progress.step("elaborate + build plan", self.elaborate,
-                                  nextpnr_opts=f"--report {report_json} --timing-allow-fail",
+                                  nextpnr_opts=f"--report {report_json} --timing-allow-fail"
+                                  + (f" --seed {p.nextpnr_seed}" if p.nextpnr_seed is not None
+                                     else ""),
                                   script_after_read=synthesis_hints())
         plan_dir = plan.extract(self.out)
         commands = json.loads((plan_dir / f"build_{TOP}.json").read_text())["commands"]
@@ -413,6 +415,9 @@ def _argparser():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a build parameter of hw.contract.params.CoreParams, "
                              "e.g. n_pe=8")
+    parser.add_argument("--seed", type=int,
+                        help="nextpnr placer seed (ECP5, iCE40; default: the preset's, else "
+                             "nextpnr's own)")
     parser.add_argument("--jobs", type=int, default=1, help="threads for Vivado (default 1)")
     parser.add_argument("--no-vivado", action="store_true",
                         help="Arty: write the plan and the estimate only, even with Vivado")
@@ -467,6 +472,8 @@ def _preset_from_args(args):
         changes["baud"] = args.baud
     if args.clock_mhz is not None:
         changes["clk_freq"] = round(args.clock_mhz * 1e6)
+    if args.seed is not None:
+        changes["nextpnr_seed"] = args.seed
     if args.set:
         changes["params"] = _parse_set(args.set)
     try:

@@ -119,8 +119,14 @@ class SpikePackCore(wiring.Component):
             # the issuer's plane selection.
             "fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0),
         }
+        # An abort resets the datapath. A conv build (a large chip at 100 MHz) gives every block
+        # its own register of it (kept apart by synthesis), so no one net carries the reset to
+        # every flip-flop of the datapath: on the ULX3S that net's routing (with the domain's
+        # reset ORed in) was the critical path. A dense-only build has one.
+        aborts = {name: (Signal(name=f"abort_{name}", attrs=COPY_ATTRS) if p.conv else abort)
+                  for name in blocks}
         for name, block in blocks.items():
-            m.submodules[name] = ResetInserter(abort)(block)
+            m.submodules[name] = ResetInserter(aborts[name])(block)
         seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
         d = seq.layer
         wiring.connect(m, fetch.o, fetch_skid.i)
@@ -302,9 +308,10 @@ class SpikePackCore(wiring.Component):
                          spk_wr.en.eq(-1)]
         # Control: start / abort reach the sequencer and the datapath a cycle after the write.
         start, batch = Signal(), Signal(16)
-        m.d.sync += [start.eq(0), abort.eq(0)]
+        copies = list({id(a): a for a in aborts.values()}.values())  # one in a dense build
+        m.d.sync += [start.eq(0), *(a.eq(0) for a in copies)]
         with m.If(wr_now & q_control):
-            m.d.sync += [abort.eq(wdata[CONTROL_ABORT_BIT]),
+            m.d.sync += [*(a.eq(wdata[CONTROL_ABORT_BIT]) for a in copies),
                          start.eq(wdata[CONTROL_START_BIT] & ~wdata[CONTROL_ABORT_BIT]),
                          batch.eq(wdata[CONTROL_BATCH_SHIFT:32])]
         m.d.comb += [seq.start.eq(start), seq.batch.eq(batch)]
