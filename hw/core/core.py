@@ -109,7 +109,8 @@ class SpikePackCore(wiring.Component):
                            weight_regs=p.weight_regs, shortcut=bool(p.conv),
                            planes=p.planes_per_beat),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
-                              p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv)),
+                              p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv),
+                              planes=p.planes_per_beat),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.

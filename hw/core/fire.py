@@ -10,8 +10,22 @@ SpikePack mode (tau = 2), a neuron every ``T + 1`` cycles::
     v = u + bias                                            -- 1 cycle
     r = v;  for t = 1 .. T: th = theta 2^(T-t); s_t = [r >= th]; r -= s_t th   -- T cycles
 
-The firing of one neuron overlaps the Horner sum of the next. LIF/IF mode, one beat every 3
-cycles (``k = leak``; ``k = 0`` means no leak)::
+The firing of one neuron overlaps the Horner sum of the next.
+
+SpikePack mode two planes at a time (``pairs``, the builds with two bit-planes per beat, whose
+banks hold a pair of planes per word), a neuron every ``n + 1`` cycles, ``n = ceil(T / 2)``::
+
+    u = w[n-1];  for s = n-2 .. 0:  u = 4 u + w[s]           -- n beats, w[s] = 2 P[2s+1] + P[2s]
+    v = u + bias                                             -- 1 cycle
+    r = v;  for j = n-1 .. 0:  th = theta 4^j;  d = [r >= th] + [r >= 2 th] + [r >= 3 th];
+            r -= d th;  two bits d of the word                -- n cycles
+
+(for an odd ``T`` the first firing step is one bit, ``d = [r >= th]``). A radix-4 step is
+exactly two binary steps (saturation included: ``r >= 4 th`` gives ``d = 3`` and leaves
+``r >= th`` for the next step, as the two binary steps leave it), so the word and the residual
+are the same; the three compares are side by side, each against a threshold register of its own.
+
+LIF/IF mode, one beat every 3 cycles (``k = leak``; ``k = 0`` means no leak)::
 
     v = v - (v >>> k) + (P[T-t] + bias);  s_t = [v >= theta'];  v = v - theta or 0 if s_t
 
@@ -23,7 +37,8 @@ the subtracted membrane.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout
 layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no
-divider; every cycle does at most one add or compare of the membrane's width.
+divider; every cycle does at most one add or compare of the membrane's width in sequence
+(``pairs``: three compares side by side).
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); docs/numerics.md "A SpikePack layer".
 """
@@ -32,7 +47,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,7 +92,8 @@ class FireUnit(wiring.Component):
 
     The unit never waits: beats must follow the schedule of :meth:`period` (SpikePack: a
     neuron's ``T`` beats on consecutive cycles, the next neuron's first beat ``T + 1`` cycles after
-    this one's; LIF: one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every ``3 T``), and
+    this one's; with ``pairs`` ``ceil(T / 2)`` beats of pair sums and ``ceil(T / 2) + 1``; LIF:
+    one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every ``3 T``), and
     each result is valid for one cycle, :meth:`latency` cycles after the neuron's first beat.
 
     Parameters
@@ -91,6 +107,10 @@ class FireUnit(wiring.Component):
     lif : bool
         Build the LIF/IF mode too (else ``config.lif`` is ignored and the LIF datapath, its leak
         shifter and its operand selects are left out).
+    pairs : bool
+        SpikePack layers take two planes per beat: beat ``s`` (``ceil(T / 2) - 1`` .. 0) brings
+        ``w[s] = 2 P[2s+1] + P[2s]`` (``P[T] = 0`` for an odd ``T``) and the firing makes two
+        bits per cycle. LIF layers still take one plane per beat.
 
     Members
     -------
@@ -103,8 +123,10 @@ class FireUnit(wiring.Component):
     o : Out(stream.Signature(fire_output_layout(t_max, acc_bits), always_ready=True))
     """
 
-    def __init__(self, t_max: int, sum_bits: int, acc_bits: int, lif: bool = True):
+    def __init__(self, t_max: int, sum_bits: int, acc_bits: int, lif: bool = True,
+                 pairs: bool = False):
         self._lif = bool(lif)
+        self._pairs = bool(pairs)
         self._t_max = operator.index(t_max)
         self._sum_bits = operator.index(sum_bits)
         self._acc_bits = operator.index(acc_bits)
@@ -128,27 +150,39 @@ class FireUnit(wiring.Component):
     def has_lif(self) -> bool:
         return self._lif
 
+    @property
+    def pairs(self) -> bool:
+        return self._pairs
+
     @staticmethod
-    def period(T: int, lif: bool) -> int:
+    def beats(T: int, lif: bool, pairs: bool = False) -> int:
+        """Beats of one neuron: ``T``, or ``ceil(T / 2)`` for a SpikePack layer with ``pairs``."""
+        return (T + 1) // 2 if pairs and not lif else T
+
+    @staticmethod
+    def period(T: int, lif: bool, pairs: bool = False) -> int:
         """Cycles from one neuron's first beat to the next neuron's first beat."""
-        return LIF_BEAT_CYCLES * T if lif else T + 1
+        return LIF_BEAT_CYCLES * T if lif else FireUnit.beats(T, lif, pairs) + 1
 
     @staticmethod
-    def beat_offsets(T: int, lif: bool) -> list[int]:
-        """Cycles of a neuron's beats (slots ``T-1 .. 0``) after its first beat."""
+    def beat_offsets(T: int, lif: bool, pairs: bool = False) -> list[int]:
+        """Cycles of a neuron's beats (slots from the most significant) after its first beat."""
         step = LIF_BEAT_CYCLES if lif else 1
-        return [step * j for j in range(T)]
+        return [step * j for j in range(FireUnit.beats(T, lif, pairs))]
 
     @staticmethod
-    def latency(T: int, lif: bool, readout: bool) -> int:
+    def latency(T: int, lif: bool, readout: bool, pairs: bool = False) -> int:
         """Cycles from a neuron's first beat to its result's ``o.valid``."""
         if lif:
             return LIF_BEAT_CYCLES * T
-        return T + 1 if readout else 2 * T + 1
+        n = FireUnit.beats(T, lif, pairs)
+        return n + 1 if readout else 2 * n + 1
 
     def elaborate(self, platform):
         m = Module()
         acc, t_max = self._acc_bits, self._t_max
+        pairs = self._pairs
+        shift = 2 if pairs else 1  # Horner: planes per beat
         beat = self.i.payload
         # The layer's settings, registered here (they are steady during a layer, so the first
         # beat may come a cycle after they are set): every multiplexer of the datapath hangs on
@@ -200,8 +234,8 @@ class FireUnit(wiring.Component):
         th_f = Signal(unsigned(th_bits))
         lk = th_h[:acc].as_signed()
 
-        # A: u = 2 u + P (Horner; u = P on a first beat) or u = P + bias (LIF).
-        add_a = Mux(lif, bias_now, Mux(beat.first, 0, u << 1)) + p
+        # A: u = 2 u + P (Horner; u = P on a first beat; pairs: 4 u + w) or u = P + bias (LIF).
+        add_a = Mux(lif, bias_now, Mux(beat.first, 0, u << shift)) + p
         # B: v = u + bias (SpikePack, after the last beat) or v = x + leaked (LIF).
         add_b = Signal(signed(acc))
         m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
@@ -236,7 +270,7 @@ class FireUnit(wiring.Component):
             with m.Elif(beat.first):
                 m.d.sync += th_h.eq(beat.theta)
             with m.Else():
-                m.d.sync += th_h.eq(th_h << 1)
+                m.d.sync += th_h.eq(th_h << shift)
 
         # Result register, valid for one cycle.
         result = self.o.payload
@@ -245,9 +279,24 @@ class FireUnit(wiring.Component):
         count = Signal(range(t_max + 1))
         fire = Signal()  # C fires this cycle
         s = Signal()  # the spike it makes
-        r_fired = Mux(s, Mux(lif_reset_zero, 0, add_s), r)
-        word_next = Cat(s, word)
-        count_next = count + s
+        # pairs: a radix-4 step, d = s + s2 + s3 (s3 implies s2 implies s), two bits of the word.
+        digit = Signal()  # this step makes two bits (else one: binary, or an odd T's first)
+        s2, s3 = Signal(), Signal()
+        if pairs:
+            # The compares against 2 theta 4^j and 3 theta 4^j, beside C: thresholds of their own.
+            c2_theta = Signal(unsigned(acc), reset_less=True)
+            th3_f = Signal(unsigned(th_bits + 2))
+            c3_theta = Signal(unsigned(acc), reset_less=True)
+            add_c2 = Signal(signed(acc + 1))
+            add_c3 = Signal(signed(acc + 1))
+            m.d.comb += [add_c2.eq(r - c2_theta), add_c3.eq(r - c3_theta)]
+            r_sub = Mux(s2, Mux(s3, add_c3, add_c2), add_s)
+        else:
+            r_sub = add_s
+        r_fired = Mux(s, Mux(lif_reset_zero, 0, r_sub), r)
+        d0 = s3 | (s & ~s2)  # the digit's low bit (s alone when not a digit)
+        word_next = Mux(digit, Cat(d0, s2, word), Cat(s, word)) if pairs else Cat(s, word)
+        count_next = count + d0 + s2 if pairs else count + s
         ends = Signal()  # ... and it is the neuron's last step
         with m.If(fire):
             m.d.sync += [*set_r(r_fired), word.eq(word_next), count.eq(count_next)]
@@ -258,6 +307,7 @@ class FireUnit(wiring.Component):
         # --- SpikePack: after the last beat, v = u + bias; then T firing steps -----------------
         to_bias = Signal()
         steps = Signal(range(t_max + 1))  # firing steps left
+        half = Signal()  # pairs, an odd T: the next step is the first, a single bit
         m.d.sync += to_bias.eq(take & beat.last & ~lif)
         with m.If(to_bias):
             with m.If(readout):
@@ -265,12 +315,30 @@ class FireUnit(wiring.Component):
                              result.spikes.eq(0)]
             with m.Else():
                 m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                             s_theta.eq(th_h[:acc - 1]),
-                             steps.eq(T), word.eq(0), count.eq(0)]
+                             s_theta.eq(th_h[:acc - 1]), word.eq(0), count.eq(0)]
+                if pairs:
+                    # th_h = theta 4^(n-1), the first step's weight for either parity of T.
+                    th3 = Signal(unsigned(th_bits + 2))
+                    m.d.comb += th3.eq(th_h + (th_h << 1))
+                    m.d.sync += [steps.eq((T + 1) >> 1), half.eq(T[0]),
+                                 c2_theta.eq(Cat(Const(0, 1), th_h[:acc - 2])),
+                                 th3_f.eq(th3), c3_theta.eq(th3[:acc - 1])]
+                else:
+                    m.d.sync += steps.eq(T)
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
-            m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]), s_theta.eq(th_f[1:acc]),
-                         steps.eq(steps - 1)]
+            if pairs:
+                big2 = th_f[acc - 2:].any()  # 2 theta 4^j is above any membrane
+                big3 = th3_f[acc - 1:].any()
+                m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_c2[-1]),
+                             s3.eq(~half & ~big3 & ~add_c3[-1])]
+                m.d.sync += [th_f.eq(th_f >> 2), c_theta.eq(th_f[2:acc + 1]),
+                             s_theta.eq(th_f[2:acc + 1]), c2_theta.eq(th_f[1:acc]),
+                             th3_f.eq(th3_f >> 2), c3_theta.eq(th3_f[2:acc + 1]), half.eq(0),
+                             steps.eq(steps - 1)]
+            else:
+                m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]),
+                             s_theta.eq(th_f[1:acc]), steps.eq(steps - 1)]
 
         if not self._lif:
             return m

@@ -11,8 +11,17 @@ been issued, the bank half is released and the PE array may fill it with pass ``
 Per pass, a read of the bias/theta memory per group gives the ``units`` biases and thresholds of
 the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this block.
 
+With two planes per bank word (``planes = 2``), a SpikePack layer reads a *pair* of planes per
+read (slots ``2 s + 1, 2 s`` from the top pair down, ``ceil(T / 2)`` reads a neuron) and gives
+its unit ``w = 2 P[2s+1] + P[2s]`` (:class:`hw.core.fire.FireUnit` with ``pairs``: two bits a
+cycle), so a group takes ``ceil(T / 2) + 1`` cycles instead of ``T + 1``; a LIF layer still
+reads one plane a beat (the half of the word its slot names). For an odd ``T`` the top pair's
+high plane is plane ``T``, which holds 0: the fetcher zeroes the planes at or above ``T`` of
+every block, so the PE array never adds anything to them.
+
 Timing: reads are issued on the units' schedule (:meth:`hw.core.fire.FireUnit.period`); a sum
-reaches its unit two cycles after its read (bank read, group select). The units never wait, and
+reaches its unit two cycles after its read (bank read, group select; with pairs the select and
+the ``2 hi + lo`` in the second). The units never wait, and
 neither does this block: ``o`` (one beat per group, all units' results) must always be accepted.
 """
 
@@ -50,6 +59,9 @@ class FireArray(wiring.Component):
         The units run LIF/IF layers too (see :class:`hw.core.fire.FireUnit`).
     pool : bool
         Conv layers with max pooling run (``pool_log2`` is obeyed; else ignored).
+    planes : int
+        Planes per bank word (the PE array's ``planes``): 2 makes SpikePack layers read and
+        fire a pair of planes a cycle.
 
     Members
     -------
@@ -65,7 +77,7 @@ class FireArray(wiring.Component):
     pool_log2 : In(2)
         Max pooling ``2^pool_log2``: each pass runs once per conv position of the pooling
         window (``4^pool_log2`` times in a row) with the same bias/theta row.
-    bank : In(bank_read_signature(n_pe, t_max, sum_bits))
+    bank : In(bank_read_signature(n_pe, t_max, sum_bits, planes))
         The PE array's banks.
     bt_addr : Out(range(bt_rows))
         Bias/theta memory read address; ``bias``/``theta`` hold row ``bt_addr`` one cycle later.
@@ -78,7 +90,7 @@ class FireArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
-                 bt_rows: int, lif: bool = True, pool: bool = True):
+                 bt_rows: int, lif: bool = True, pool: bool = True, planes: int = 1):
         self._n_pe = operator.index(n_pe)
         self._n_units = operator.index(units)
         self._t_max = operator.index(t_max)
@@ -93,7 +105,17 @@ class FireArray(wiring.Component):
         if self.groups & (self.groups - 1):
             raise ValueError(f"n_pe / units ({self.groups}) must be a power of two")
         self._lif = bool(lif)
-        self._units = [FireUnit(self._t_max, self._sum_bits, self._acc_bits, self._lif)
+        self._planes = operator.index(planes)
+        if self._planes not in (1, 2):
+            raise ValueError(f"planes must be 1 or 2, not {planes}")
+        pairs = self._planes == 2
+        # A unit's beat: a plane's sum, or 2 hi + lo of a pair (two bits wider).
+        self._unit_sum_bits = self._sum_bits + (2 if pairs else 0)
+        if self._unit_sum_bits > self._acc_bits:
+            raise ValueError(f"acc_bits ({acc_bits}) must hold a pair's 2 hi + lo "
+                             f"({self._unit_sum_bits} bits)")
+        self._units = [FireUnit(self._t_max, self._unit_sum_bits, self._acc_bits, self._lif,
+                                pairs=pairs)
                        for _ in range(self._n_units)]
         super().__init__({
             "config": In(fire_config_layout(self._t_max)),
@@ -101,7 +123,8 @@ class FireArray(wiring.Component):
             "bt_base": In(16),
             "passes": In(16),
             "pool_log2": In(2),
-            "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits)),
+            "bank": In(bank_read_signature(self._n_pe, self._t_max, self._sum_bits,
+                                           self._planes)),
             "bt_addr": Out(range(self._bt_rows)),
             "bias": In(data.ArrayLayout(signed(self._acc_bits), self._n_units)),
             "theta": In(data.ArrayLayout(unsigned(self._acc_bits), self._n_units)),
@@ -121,6 +144,10 @@ class FireArray(wiring.Component):
         return self._n_units
 
     @property
+    def planes(self) -> int:
+        return self._planes
+
+    @property
     def groups(self) -> int:
         """Neurons each unit fires per pass."""
         return self._n_pe // self._n_units
@@ -131,11 +158,11 @@ class FireArray(wiring.Component):
     def pass_cycles(self, T: int, lif: bool) -> int:
         """Cycles the reads of one pass take, from ``bank.ready`` to the release (inclusive),
         plus the cycle before the next pass may start."""
-        return self.groups * FireUnit.period(T, lif) + 1
+        return self.groups * FireUnit.period(T, lif, self._planes == 2) + 1
 
     def latency(self, T: int, lif: bool, readout: bool) -> int:
         """Cycles from a group's first read to its results on ``o``."""
-        return self.READ_LATENCY + FireUnit.latency(T, lif, readout)
+        return self.READ_LATENCY + FireUnit.latency(T, lif, readout, self._planes == 2)
 
     def elaborate(self, platform):
         m = Module()
@@ -159,8 +186,14 @@ class FireArray(wiring.Component):
         first = Signal()
         last = Signal()
         release = Signal()
-        t_last = Signal(range(self._t_max))  # T - 1 (T is held during a layer)
-        m.d.sync += t_last.eq(cfg.T - 1)
+        t_last = Signal(range(self._t_max))  # the first read's slot (T is held during a layer)
+        pair = Signal()  # this layer reads pairs of planes (SpikePack, two planes a word)
+        if self._planes == 2:
+            m.d.comb += pair.eq(~lif)
+            # T - 1, or with pairs the top pair's low slot (its high one is 0 for an odd T).
+            m.d.sync += t_last.eq(Mux(pair, (cfg.T - 1) & ~1, cfg.T - 1))
+        else:
+            m.d.sync += t_last.eq(cfg.T - 1)
         m.d.comb += [
             self.bank.addr.eq(q),
             first.eq(q == t_last),
@@ -206,21 +239,23 @@ class FireArray(wiring.Component):
                         with m.Else():
                             m.next = "GAP"
                     with m.Else():
-                        m.d.sync += q.eq(q - 1)
+                        m.d.sync += q.eq(q - Mux(pair, 2, 1))
             with m.State("GAP"):
                 end_of_group(then="READ")
         with m.If(self.clear):
             m.d.sync += [pas.eq(0), win.eq(0)]
 
         # --- two cycles to the units: bank read, then group select ----------------------------
-        beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups)})
+        beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups),
+                                  "odd": 1})  # odd: the read's slot is a pair's high plane
         at_data = Signal(beat)  # the bank data of this read is on ``bank.data`` now
         at_unit = Signal(beat)
         m.d.sync += [
             at_data.valid.eq(reading & read), at_data.first.eq(first), at_data.last.eq(last),
-            at_data.g.eq(g), at_unit.eq(at_data),
+            at_data.g.eq(g), at_data.odd.eq(q[0]), at_unit.eq(at_data),
         ]
-        sums = [Signal(signed(self._sum_bits), name=f"sum{f}") for f in range(self._n_units)]
+        sums = [Signal(signed(self._unit_sum_bits), name=f"sum{f}")
+                for f in range(self._n_units)]
         # The bias/theta memory's output, registered as it comes (no reset: the ECP5 flow moves
         # this register into the block RAM, ``hw.build.ecp5_outreg``).
         bias = Signal.like(self.bias, reset_less=True)
@@ -230,7 +265,12 @@ class FireArray(wiring.Component):
             m.submodules[f"unit{f}"] = unit
             picked = Array(self.bank.data[gg * self._n_units + f] for gg in range(groups))[
                 at_data.g]
-            m.d.sync += sums[f].eq(Mux(self.bank.zero, 0, picked))
+            if self._planes == 2:
+                lo, hi = picked[0], picked[1]
+                value = Mux(pair, (hi << 1) + lo, Mux(at_data.odd, hi, lo))
+            else:
+                value = picked
+            m.d.sync += sums[f].eq(Mux(self.bank.zero, 0, value))
             m.d.comb += [
                 unit.config.eq(cfg),
                 unit.i.valid.eq(at_unit.valid),

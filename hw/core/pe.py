@@ -22,8 +22,9 @@ With ``planes = 2`` a beat carries two planes of the same chunk (``2 k`` spike b
 of ``k`` weights: the PE has one adder tree per plane, both fed the same weight register (weight
 reuse across time steps), so a beat does ``planes * k`` adds and writes ``planes`` per-plane sums.
 The bank is then ``2 t_max / planes`` words of ``planes`` sums each (one word per *beat slot*);
-the firing side still reads one plane per cycle (the word's plane is chosen by the registered
-low bit of the read address). The latency is the same as with one plane.
+the firing side reads a word (both planes of a slot) per read and picks a plane or combines
+the two itself (:class:`hw.core.fire_array.FireArray`). The latency is the same as with one
+plane.
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 4 -- serial PE, weight reuse over T bit-planes.
 """
@@ -94,7 +95,8 @@ class SpikePackPE(wiring.Component):
 
     The sums of a beat are therefore in the bank from cycle :attr:`latency` on, and beats may
     follow each other on one slot. ``fire_data`` is the sum of the plane at ``fire_addr`` (plane
-    units, whatever ``planes``) one cycle after the address.
+    units, whatever ``planes``; with two planes the word of its beat slot) one cycle after the
+    address.
 
     Parameters
     ----------
@@ -132,8 +134,9 @@ class SpikePackPE(wiring.Component):
         That beat is valid; the old sums are 0; the old sums are the ones written this cycle.
     fire_addr : In(range(2 t_max))
         Read address of the firing side (``half * t_max + plane slot``).
-    fire_data : Out(signed(sum_bits))
-        The sum at ``fire_addr`` of the previous cycle.
+    fire_data : Out(signed(sum_bits)), with ``planes = 2`` Out(ArrayLayout(signed(sum_bits), 2))
+        The sum at ``fire_addr`` of the previous cycle; with two planes the word of its beat
+        slot (both planes, low first).
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
@@ -166,7 +169,8 @@ class SpikePackPE(wiring.Component):
             "first": In(1),
             "fwd": In(1),
             "fire_addr": In(range(depth)),
-            "fire_data": Out(signed(self._sum_bits)),
+            "fire_data": Out(signed(self._sum_bits) if self._planes == 1 else
+                             data.ArrayLayout(signed(self._sum_bits), self._planes)),
         })
 
     @property
@@ -280,17 +284,14 @@ class SpikePackPE(wiring.Component):
             m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old)) + chunk)
             m.d.sync += last.eq(new)
             news.append(new)
-        # Firing side: the word of the plane's beat slot, the plane by the address's low bit
-        # (``t_max`` is a multiple of ``planes`` = 2, so ``fire_addr // 2`` is the word).
-        sel = Signal(range(planes))
-        m.d.sync += sel.eq(self.fire_addr[:1])
-        words = [rd.data[i * sb:(i + 1) * sb].as_signed() for i in range(planes)]
+        # Firing side: the word of the plane's beat slot, both planes (``t_max`` is a multiple of
+        # ``planes`` = 2, so ``fire_addr // 2`` is the word); the firing array picks.
         m.d.comb += [
             old_rd.addr.eq(self.addr),
             wr.addr.eq(wr_addr),
             wr.en.eq(wr_en),
             wr.data.eq(Cat(*news)),
             rd.addr.eq(self.fire_addr[1:]),
-            self.fire_data.eq(Mux(sel, words[1], words[0])),
+            self.fire_data.eq(rd.data),
         ]
         return m

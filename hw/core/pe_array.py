@@ -8,7 +8,8 @@ With ``planes = 2`` a beat carries two bit-planes of the same chunk (``2 k`` spi
 ``s`` holding planes ``2 s`` and ``2 s + 1``, see :func:`hw.core.pe.beat_layout`) and still one
 weight row: each PE adds it to both planes with a tree per plane, so a beat performs
 ``planes * n_pe * k`` adds for the same weight-memory bandwidth. The firing side still reads one
-plane per cycle (:data:`bank_read_signature` is the same); the latency is the same.
+bank word per read, the pair of planes of a beat slot (:data:`bank_read_signature` with
+``planes = 2``); the latency is the same.
 
 The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
 drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have two
@@ -47,20 +48,23 @@ from .pe import SpikePackPE, beat_layout
 __all__ = ["PEArray", "bank_read_signature"]
 
 
-def bank_read_signature(n_pe: int, t_max: int, sum_bits: int) -> wiring.Signature:
+def bank_read_signature(n_pe: int, t_max: int, sum_bits: int, planes: int = 1
+                        ) -> wiring.Signature:
     """The firing side of the banks, seen from the PE array.
 
     * ``ready``: a whole pass is in the read half;
-    * ``addr`` (plane slot) -> ``data[n]`` (PE ``n``'s sum of that plane) and ``zero`` (the pass
-      never wrote that plane's beat slot: its sum is 0, whatever ``data`` holds) one cycle later;
-      the same whatever the array's ``planes``;
+    * ``addr`` (plane slot) -> ``data[n]`` (PE ``n``'s sum of that plane; with ``planes = 2``
+      the pair of sums of the plane's beat slot, ``data[n][0]`` plane ``addr & ~1`` and
+      ``data[n][1]`` plane ``addr | 1``) and ``zero`` (the pass never wrote that beat slot: its
+      sums are 0, whatever ``data`` holds) one cycle later;
     * ``release``: pulse when every read of the pass has been issued (reads in the same cycle are
       still answered); the half is cleared and the next pass becomes readable.
     """
     return wiring.Signature({
         "ready": Out(1),
         "addr": In(range(t_max)),
-        "data": Out(data.ArrayLayout(signed(sum_bits), n_pe)),
+        "data": Out(data.ArrayLayout(signed(sum_bits) if planes == 1 else
+                                     data.ArrayLayout(signed(sum_bits), planes), n_pe)),
         "zero": Out(1),
         "release": In(1),
     })
@@ -95,7 +99,7 @@ class PEArray(wiring.Component):
         memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
     gain : In(signed(weight_bits))
         The running conv layer's shortcut gain (held during the layer).
-    bank : Out(bank_read_signature(n_pe, t_max, sum_bits))
+    bank : Out(bank_read_signature(n_pe, t_max, sum_bits, planes))
         The per-plane sums of finished passes, in pass order.
     """
 
@@ -127,7 +131,7 @@ class PEArray(wiring.Component):
                                                  self._planes))),
             "weights": In(weights_layout(self._n_pe, k, weight_bits)),
             "gain": In(signed(weight_bits)),
-            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits)),
+            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits, self._planes)),
         })
 
     @property

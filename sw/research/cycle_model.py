@@ -16,8 +16,9 @@ without any data:
   cycle, an empty block that ends a pass sent as one empty beat (``hw/core/issuer.py``);
 * the PE array: its two bank halves, held from a pass's last beat until the firing array releases
   them; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
-* the firing array: per pass ``n_pe / fire_units`` groups of ``T + 1`` cycles (SpikePack) or
-  ``3 T`` (LIF), the bank released in the last one (``hw/core/fire_array.py``);
+* the firing array: per pass ``n_pe / fire_units`` groups of ``T + 1`` cycles (SpikePack;
+  ``ceil(T / 2) + 1`` with two planes per beat, which fire a pair of planes a cycle) or ``3 T``
+  (LIF), the bank released in the last one (``hw/core/fire_array.py``);
 * the writer: a pass counts as stored :data:`WRITER_DONE` cycles after its last group leaves the
   firing units.
 
@@ -171,10 +172,11 @@ def map_plane_counts(a, T: int, k: int, planes: int = 1) -> np.ndarray:
     return _beats(ored, planes)
 
 
-def _fire_unit(T: int, lif: bool, readout: bool) -> tuple[int, int]:
+def _fire_unit(T: int, lif: bool, readout: bool, planes: int = 1) -> tuple[int, int]:
     from hw.core.fire import FireUnit
 
-    return FireUnit.period(T, lif), FireUnit.latency(T, lif, readout)
+    pairs = planes == 2  # the firing array reads (and fires) pairs of planes
+    return FireUnit.period(T, lif, pairs), FireUnit.latency(T, lif, readout, pairs)
 
 
 def layer_cycles(shape: LayerShape, counts, params: CoreParams,
@@ -326,7 +328,8 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
     timing = timing or CoreTiming.of(params)
     groups = params.n_pe // params.fire_units
-    period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout)
+    period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout,
+                                       params.planes_per_beat)
     fire_cycles = groups * period  # the bank is released in the last of these cycles
     n_items = len(steps)
 

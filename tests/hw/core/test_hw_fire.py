@@ -64,20 +64,31 @@ def _layer_key(case):
     return case[3:]
 
 
+def _beat_sums(sums, T, lif, pairs):
+    """A neuron's beats, first to last: the plane sums from slot ``T - 1`` down, or with
+    ``pairs`` (SpikePack) ``2 P[2s+1] + P[2s]`` from the top pair down (``P[T] = 0``)."""
+    if pairs and not lif:
+        n = FireUnit.beats(T, lif, pairs)
+        return [2 * sums[2 * s + 1] + sums[2 * s] for s in reversed(range(n))]
+    return [sums[T - 1 - j] for j in range(T)]
+
+
 async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
     """Beats of each case on the unit's schedule (extra idle cycles at random between neurons);
     ``starts`` gets the cycle of each neuron's first beat."""
     cycle = 0
     for sums, bias, theta, T, mode, *_ in cases:
         lif = mode is Mode.LIF
-        offsets = FireUnit.beat_offsets(T, lif)
+        offsets = FireUnit.beat_offsets(T, lif, dut.pairs)
+        beats = _beat_sums(sums, T, lif, dut.pairs)
         starts.append(cycle)
-        for off in range(FireUnit.period(T, lif)):
+        for off in range(FireUnit.period(T, lif, dut.pairs)):
             if off in offsets:
                 j = offsets.index(off)
                 ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, {"sum": sums[T - 1 - j], "first": int(j == 0),
-                                        "last": int(j == T - 1), "bias": bias, "theta": theta})
+                ctx.set(dut.i.payload, {"sum": beats[j], "first": int(j == 0),
+                                        "last": int(j == len(beats) - 1), "bias": bias,
+                                        "theta": theta})
             else:
                 ctx.set(dut.i.valid, 0)
             await ctx.tick()
@@ -89,12 +100,15 @@ async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
     return cycle
 
 
-@pytest.mark.parametrize("pause,lif", [(0.0, True), (0.4, True), (0.3, False)])
-def test_fire_unit_matches_golden(pause, lif, rng, seed):
+@pytest.mark.parametrize("pause,lif,pairs", [
+    (0.0, True, False), (0.4, True, False), (0.3, False, False),
+    (0.0, True, True), (0.3, True, True), (0.0, False, True)])
+def test_fire_unit_matches_golden(pause, lif, pairs, rng, seed):
     """Random neurons of every mode, back to back, against sim.golden.model; each result comes
     exactly ``latency`` cycles after its neuron's first beat. A unit built without LIF runs the
-    SpikePack cases the same."""
-    dut = FireUnit(T_MAX, 16, ACC, lif=lif)
+    SpikePack cases the same; a unit with ``pairs`` takes SpikePack neurons as pair sums (two
+    bits a firing step), LIF ones as before."""
+    dut = FireUnit(T_MAX, 18 if pairs else 16, ACC, lif=lif, pairs=pairs)
     cases = sorted(_cases(rng, 200), key=lambda c: (c[4] is Mode.LIF, c[3]))
     if not lif:
         cases = [c for c in cases if c[4] is Mode.SPIKEPACK]
@@ -115,7 +129,7 @@ def test_fire_unit_matches_golden(pause, lif, rng, seed):
             starts.extend(x + cycle for x in s)
             cycle = end
             T, mode, readout = key[0], key[1], key[2]
-            drain = FireUnit.latency(T, mode is Mode.LIF, readout)
+            drain = FireUnit.latency(T, mode is Mode.LIF, readout, pairs)
             await ctx.tick().repeat(drain)  # let the last result out before the next layer
             cycle += drain
 
@@ -141,24 +155,31 @@ def test_fire_unit_matches_golden(pause, lif, rng, seed):
         else:
             assert (word, spikes) == (want_word, want_spikes), case
         # ``cycle`` counts ticks: the result was visible in the cycle before that tick.
-        assert cycle - 1 - start == FireUnit.latency(T, mode is Mode.LIF, readout), case
+        assert cycle - 1 - start == FireUnit.latency(T, mode is Mode.LIF, readout, pairs), case
 
 
-def test_fire_unit_extreme_thresholds():
-    """theta at the largest value a build allows, theta 1, and large negative membranes."""
+@pytest.mark.parametrize("pairs", [False, True])
+def test_fire_unit_extreme_thresholds(pairs):
+    """theta at the largest value a build allows, theta 1, and large negative membranes (with
+    ``pairs``: the thresholds 2 theta 4^j and 3 theta 4^j above any membrane too)."""
     rng = np.random.default_rng(7)
     theta_max = (1 << (ACC - 1)) - 1
     cases = []
-    for T in (1, 4, 8):
-        for theta in (1, 2, theta_max, theta_max // 3):
-            for bias in (-(1 << 20), 0, 1 << 20, theta_max - (1 << 15) * 255):
-                sums = [int(x) for x in rng.integers(-(1 << 15), 1 << 15, T)] + [0] * (T_MAX - T)
+    near_top = theta_max - (1 << 20)  # with small sums: v between 2 theta and 3 theta above
+    for T in (1, 2, 3, 4, 7, 8):
+        # 3 theta and 2 theta just past 2^(ACC-1) (the pairs' compares against them must say
+        # "below"), and a threshold whose 4^j multiples cross it within the word.
+        for theta in (1, 2, theta_max, theta_max // 3, theta_max // 3 + 2, theta_max // 2 + 1,
+                      (theta_max >> 7) + 5):
+            for bias in (-(1 << 20), 0, 1 << 20, theta_max - (1 << 15) * 255, near_top):
+                lim = (1 << 19) >> T if bias == near_top else 1 << 15  # v stays below 2^(ACC-1)
+                sums = [int(x) for x in rng.integers(-lim, lim, T)] + [0] * (T_MAX - T)
                 cases.append((sums, bias, theta, T, Mode.SPIKEPACK, False, 0, Reset.SUBTRACT))
-    dut = FireUnit(T_MAX, 16, ACC)
+    dut = FireUnit(T_MAX, 18 if pairs else 16, ACC, pairs=pairs)
     got = []
 
     async def driver(ctx):
-        for T in (1, 4, 8):
+        for T in (1, 2, 3, 4, 7, 8):
             group = [c for c in cases if c[3] == T]
             ctx.set(dut.config, _config(T, Mode.SPIKEPACK, False, 0, Reset.SUBTRACT))
             await ctx.tick()
@@ -184,11 +205,13 @@ def test_fire_unit_extreme_thresholds():
 
 class BankModel:
     """The PE array's bank read side and the bias/theta memory, in Python: sync reads (data the
-    cycle after the address), passes offered in order, each dropped on its release."""
+    cycle after the address), passes offered in order, each dropped on its release. With two
+    planes a word, a read gives the pair of the addressed plane's beat slot and its zero flag."""
 
     def __init__(self, dut, passes, zero, bias_rows, theta_rows):
         self.dut = dut
-        self.passes, self.zero = passes, zero  # passes[p][n][slot], zero[p][slot]
+        self.planes = dut.planes
+        self.passes, self.zero = passes, zero  # passes[p][n][plane], zero[p][beat slot]
         self.bias_rows, self.theta_rows = bias_rows, theta_rows
         self.released = 0
 
@@ -200,8 +223,12 @@ class BankModel:
                 dut.bank.addr, dut.bank.release, dut.bt_addr):
             if self.released < len(self.passes):
                 pas, zero = self.passes[self.released], self.zero[self.released]
-                ctx.set(dut.bank.data, [int(s[addr]) for s in pas])
-                ctx.set(dut.bank.zero, int(zero[addr]))
+                if self.planes == 1:
+                    ctx.set(dut.bank.data, [int(s[addr]) for s in pas])
+                else:
+                    lo = addr & ~1
+                    ctx.set(dut.bank.data, [[int(s[lo]), int(s[lo + 1])] for s in pas])
+                ctx.set(dut.bank.zero, int(zero[addr // self.planes]))
             ctx.set(dut.bias, self.bias_rows[bt_addr])
             ctx.set(dut.theta, self.theta_rows[bt_addr])
             if release:
@@ -209,16 +236,24 @@ class BankModel:
             ctx.set(dut.bank.ready, int(self.released < len(self.passes)))
 
 
-@pytest.mark.parametrize("units,T,mode,readout", [
-    (4, 6, Mode.SPIKEPACK, False), (2, 3, Mode.SPIKEPACK, True), (1, 8, Mode.SPIKEPACK, False),
-    (2, 5, Mode.LIF, False), (4, 1, Mode.LIF, True), (1, 1, Mode.SPIKEPACK, False)])
-def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, seed):
+@pytest.mark.parametrize("units,T,mode,readout,planes", [
+    (4, 6, Mode.SPIKEPACK, False, 1), (2, 3, Mode.SPIKEPACK, True, 1),
+    (1, 8, Mode.SPIKEPACK, False, 1), (2, 5, Mode.LIF, False, 1), (4, 1, Mode.LIF, True, 1),
+    (1, 1, Mode.SPIKEPACK, False, 1),
+    (4, 6, Mode.SPIKEPACK, False, 2), (2, 3, Mode.SPIKEPACK, True, 2),
+    (1, 7, Mode.SPIKEPACK, False, 2), (2, 5, Mode.LIF, False, 2), (4, 8, Mode.LIF, True, 2),
+    (2, 1, Mode.SPIKEPACK, False, 2), (4, 4, Mode.SPIKEPACK, False, 2)])
+def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes, rng, seed):
     """Every neuron of every pass fired by its unit, with its own bias and threshold rows, in
-    group order; untouched slots read as 0; one pass every ``pass_cycles``."""
+    group order; untouched slots read as 0; one pass every ``pass_cycles``. With two planes a
+    bank word, SpikePack layers read pairs (``ceil(T / 2) + 1`` cycles a group), LIF layers one
+    plane of a word a beat."""
     n_pe, sum_bits, n_passes, bt_base = 4, 16, 6, 2
-    dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64)
+    dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64, planes=planes)
     passes = rng.integers(-128, 128, (n_passes, n_pe, T_MAX))  # _golden_case: weights
-    zero = rng.random((n_passes, T_MAX)) < 0.2
+    if planes == 2:  # planes at or above T hold 0, as the fetcher's zeroing leaves the banks
+        passes[:, :, T:] = 0
+    zero = rng.random((n_passes, T_MAX // planes)) < 0.2  # per beat slot
     rows = (bt_base + n_passes) * dut.groups
     bias = rng.integers(-500, 500, (64, units))
     theta = rng.integers(1, 900, (64, units))
@@ -259,7 +294,8 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, rng, s
             _, results = got[p * dut.groups + g]
             for f, (word, v, spikes) in enumerate(results):
                 n = g * units + f
-                sums = [0 if zero[p][q] else int(passes[p][n][q]) for q in range(T_MAX)]
+                sums = [0 if zero[p][q // planes] else int(passes[p][n][q])
+                        for q in range(T_MAX)]
                 row = (bt_base + p) * dut.groups + g
                 th = int(theta[row][f]) if per_channel else theta_layer
                 want = _golden_case(sums, int(bias[row][f]), th, T, mode, readout, leak, reset,

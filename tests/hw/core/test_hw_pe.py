@@ -113,8 +113,13 @@ class BankReader:
                 await ctx.tick()
                 ctx.set(bank.release, 0)
                 data, zero = ctx.get(bank.data), ctx.get(bank.zero)
-                sums.append([0 if zero else int(v) for v in data])
+                sums.append([0 if zero else _plane(v, q, self.dut.planes) for v in data])
             self.got.append(np.array(sums).T)  # [pe][slot]
+
+
+def _plane(word, q, planes):
+    """Plane ``q``'s sum in a PE's bank read data (a pair of sums with two planes a word)."""
+    return int(word) if planes == 1 else int(word[q & 1])
 
 
 def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
@@ -180,7 +185,8 @@ def test_pe_array_latency_property(weight_regs, planes):
         for q in range(8):
             ctx.set(dut.bank.addr, q)
             await ctx.tick()
-            seen[q] = None if ctx.get(dut.bank.zero) else list(ctx.get(dut.bank.data))
+            seen[q] = None if ctx.get(dut.bank.zero) else [
+                _plane(v, q, planes) for v in ctx.get(dut.bank.data)]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
