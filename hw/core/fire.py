@@ -283,13 +283,13 @@ class FireUnit(wiring.Component):
         digit = Signal()  # this step makes two bits (else one: binary, or an odd T's first)
         s2, s3 = Signal(), Signal()
         if pairs:
-            # The compares against 2 theta 4^j and 3 theta 4^j, beside C: thresholds of their own.
-            c2_theta = Signal(unsigned(acc), reset_less=True)
-            th3_f = Signal(unsigned(th_bits + 2))
-            c3_theta = Signal(unsigned(acc), reset_less=True)
+            # The compares against 2 theta 4^j and 3 theta 4^j, beside C, straight from the
+            # SpikePack-only threshold registers (no mode multiplexer in front of them).
+            th3_f = Signal(unsigned(th_bits + 2))  # 3 theta 4^j
             add_c2 = Signal(signed(acc + 1))
             add_c3 = Signal(signed(acc + 1))
-            m.d.comb += [add_c2.eq(r - c2_theta), add_c3.eq(r - c3_theta)]
+            m.d.comb += [add_c2.eq(r - Cat(Const(0, 1), th_f[:acc - 2])),
+                         add_c3.eq(r - th3_f[:acc - 1])]
             r_sub = Mux(s2, Mux(s3, add_c3, add_c2), add_s)
         else:
             r_sub = add_s
@@ -320,9 +320,7 @@ class FireUnit(wiring.Component):
                     # th_h = theta 4^(n-1), the first step's weight for either parity of T.
                     th3 = Signal(unsigned(th_bits + 2))
                     m.d.comb += th3.eq(th_h + (th_h << 1))
-                    m.d.sync += [steps.eq((T + 1) >> 1), half.eq(T[0]),
-                                 c2_theta.eq(Cat(Const(0, 1), th_h[:acc - 2])),
-                                 th3_f.eq(th3), c3_theta.eq(th3[:acc - 1])]
+                    m.d.sync += [steps.eq((T + 1) >> 1), half.eq(T[0]), th3_f.eq(th3)]
                 else:
                     m.d.sync += steps.eq(T)
         with m.Elif(~lif & (steps != 0)):
@@ -333,8 +331,7 @@ class FireUnit(wiring.Component):
                 m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_c2[-1]),
                              s3.eq(~half & ~big3 & ~add_c3[-1])]
                 m.d.sync += [th_f.eq(th_f >> 2), c_theta.eq(th_f[2:acc + 1]),
-                             s_theta.eq(th_f[2:acc + 1]), c2_theta.eq(th_f[1:acc]),
-                             th3_f.eq(th3_f >> 2), c3_theta.eq(th3_f[2:acc + 1]), half.eq(0),
+                             s_theta.eq(th_f[2:acc + 1]), th3_f.eq(th3_f >> 2), half.eq(0),
                              steps.eq(steps - 1)]
             else:
                 m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]),
