@@ -12,7 +12,7 @@ import dataclasses
 from hw.contract.params import CoreParams
 
 from . import arty_a7, icebreaker, ulx3s
-from .core_presets import MEDIUM, SMALL, SMALL2
+from .core_presets import MEDIUM, SMALL, SMALL2, SMALL2_PLANE_FIRE
 from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "CORE_PRESETS", "SMALL", "MEDIUM",
@@ -24,10 +24,11 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
     arty_a7.ARTY_A7_35, arty_a7.ARTY_A7_100, ulx3s.ULX3S_85F, icebreaker.ICEBREAKER)}
 
 #: Core builds by name (``spikepack compile --board small``): the board-less sizes (``small2``:
-#: ``small`` with two bit-planes per beat), the Arty A7-35T's core, and that core with one
-#: bit-plane per beat.
+#: ``small`` with two bit-planes per beat; ``small2_plane_fire``: and one plane a cycle in the
+#: firing units), the Arty A7-35T's core, and that core with one bit-plane per beat.
 CORE_PRESETS: dict[str, CoreParams] = {
-    "small": SMALL, "small2": SMALL2, "medium": MEDIUM, "arty_a7": BOARDS["arty_a7"].params,
+    "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE, "medium": MEDIUM,
+    "arty_a7": BOARDS["arty_a7"].params,
     # The Arty A7-35T's core with one bit-plane per beat (256 adds/cycle, the design before
     # planes_per_beat = 2), for benchmarks that print the two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1)}

@@ -8,7 +8,7 @@ import dataclasses
 
 from hw.contract.params import CoreParams
 
-__all__ = ["SMALL", "SMALL2", "MEDIUM"]
+__all__ = ["SMALL", "SMALL2", "SMALL2_PLANE_FIRE", "MEDIUM"]
 
 #: Small build for the random-network tests (fast to simulate); the digits network fits.
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
@@ -17,6 +17,9 @@ SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chu
 #: The small build with two bit-planes per beat (``planes_per_beat=2``, as the large boards'
 #: cores): the random-network tests run on both.
 SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2)
+
+#: ... and with firing units that take one plane a cycle (``fire_pairs=0``, as the ULX3S's).
+SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

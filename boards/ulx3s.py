@@ -31,10 +31,11 @@ ULX3S_85F = BoardPreset(
     # register and the build reached 91.1 MHz. Conv at 100 MHz took the layer settings reaching
     # each block through a registered copy of its own (docs/boards.md). Two bit-planes per beat
     # (512 adds per cycle) took the conv walk and each datapath block reading registered copies
-    # of their handshake and abort (100.4 MHz).
+    # of their handshake and abort (100.4 MHz). Its firing units fire one plane a cycle
+    # (``fire_pairs=0``): with pair firing nextpnr gave 91.4, 81.8 and 91.8 MHz (seeds 1-3).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2),
+                      planes_per_beat=2, fire_pairs=0),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),

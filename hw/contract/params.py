@@ -82,6 +82,12 @@ class CoreParams:
         two time steps, so the array does ``planes_per_beat * n_pe * k`` adds per cycle on the
         same weight-memory bandwidth). A beat is issued for every pair of planes ``2 s, 2 s + 1``
         below ``T`` that holds a spike.
+    fire_pairs : int
+        With two planes per beat: 1 (default) makes the firing units fire a pair of planes a
+        cycle in SpikePack layers (``ceil(T / 2) + 1`` cycles a neuron instead of ``T + 1``,
+        about 320 more LUTs a unit on the 7-series); 0 keeps one plane a cycle (the ULX3S, whose
+        100 MHz placement it costs). Ignored with one plane per beat. Like ``weight_regs`` it
+        changes cycles, not results, and is not in the identify block.
     """
 
     n_pe: int
@@ -101,6 +107,7 @@ class CoreParams:
     in_blocks: int = 0
     out_words: int = 0
     planes_per_beat: int = 1
+    fire_pairs: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -127,6 +134,8 @@ class CoreParams:
             raise ValueError(f"conv must be 0 or 1, not {self.conv}")
         if self.planes_per_beat not in (1, 2):
             raise ValueError(f"planes_per_beat must be 1 or 2, not {self.planes_per_beat}")
+        if self.fire_pairs not in (0, 1):
+            raise ValueError(f"fire_pairs must be 0 or 1, not {self.fire_pairs}")
         if self.k % self.fire_units:
             raise ValueError(f"fire_units ({self.fire_units}) must divide k ({self.k}): a spike "
                              f"block of k neurons is gathered from whole groups of fire_units")
@@ -167,6 +176,12 @@ class CoreParams:
         """Peak synaptic adds per cycle (one weight times one bit-plane):
         ``planes_per_beat * n_pe * k``."""
         return self.planes_per_beat * self.n_pe * self.k
+
+    @property
+    def fire_planes(self) -> int:
+        """Planes the firing units take a cycle in SpikePack layers: 2 with two planes per beat
+        and ``fire_pairs``, else 1."""
+        return 2 if self.planes_per_beat == 2 and self.fire_pairs else 1
 
     @property
     def beat_slots(self) -> int:

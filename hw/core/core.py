@@ -107,10 +107,10 @@ class SpikePackCore(wiring.Component):
             "issue": PlaneIssuer(p),
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs, shortcut=bool(p.conv),
-                           planes=p.planes_per_beat),
+                           planes=p.planes_per_beat, read_pairs=p.fire_planes == 2),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv),
-                              planes=p.planes_per_beat),
+                              planes=p.fire_planes),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.

@@ -112,6 +112,9 @@ class SpikePackPE(wiring.Component):
         The lane a shortcut beat's gain goes to (the PE's channel within its block of ``k``).
     planes : int
         Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it), see :func:`beat_layout`.
+    read_pairs : bool
+        With two planes: ``fire_data`` is the whole word of a beat slot (the firing array
+        picks a plane or fires the pair); else the plane ``fire_addr`` names.
 
     Members
     -------
@@ -134,13 +137,13 @@ class SpikePackPE(wiring.Component):
         That beat is valid; the old sums are 0; the old sums are the ones written this cycle.
     fire_addr : In(range(2 t_max))
         Read address of the firing side (``half * t_max + plane slot``).
-    fire_data : Out(signed(sum_bits)), with ``planes = 2`` Out(ArrayLayout(signed(sum_bits), 2))
-        The sum at ``fire_addr`` of the previous cycle; with two planes the word of its beat
-        slot (both planes, low first).
+    fire_data : Out(signed(sum_bits)), with ``read_pairs`` Out(ArrayLayout(signed(sum_bits), 2))
+        The sum at ``fire_addr`` of the previous cycle; with two planes and ``read_pairs`` the
+        word of its beat slot (both planes, low first).
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 res_lane: int = 0, planes: int = 1):
+                 res_lane: int = 0, planes: int = 1, read_pairs: bool = True):
         self._k = operator.index(k)
         self._res_lane = operator.index(res_lane)
         if not 0 <= self._res_lane < self._k:
@@ -151,6 +154,7 @@ class SpikePackPE(wiring.Component):
         if self._t_max < 1:
             raise ValueError(f"t_max must be at least 1, not {t_max}")
         self._planes = _check_planes(planes, self._t_max)
+        self._read_pairs = self._planes == 2 and bool(read_pairs)
         self._trees = [ConditionalAdderTree(self._k, self._weight_bits)
                        for _ in range(self._planes)]
         self._tree = self._trees[0]
@@ -169,8 +173,8 @@ class SpikePackPE(wiring.Component):
             "first": In(1),
             "fwd": In(1),
             "fire_addr": In(range(depth)),
-            "fire_data": Out(signed(self._sum_bits) if self._planes == 1 else
-                             data.ArrayLayout(signed(self._sum_bits), self._planes)),
+            "fire_data": Out(data.ArrayLayout(signed(self._sum_bits), 2) if self._read_pairs
+                             else signed(self._sum_bits)),
         })
 
     @property
@@ -284,14 +288,22 @@ class SpikePackPE(wiring.Component):
             m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old)) + chunk)
             m.d.sync += last.eq(new)
             news.append(new)
-        # Firing side: the word of the plane's beat slot, both planes (``t_max`` is a multiple of
-        # ``planes`` = 2, so ``fire_addr // 2`` is the word); the firing array picks.
+        # Firing side: the word of the plane's beat slot (``t_max`` is a multiple of ``planes`` =
+        # 2, so ``fire_addr // 2`` is the word): both planes (``read_pairs``: the firing array
+        # picks), or the plane by the address's registered low bit.
+        if self._read_pairs:
+            fire_data = rd.data
+        else:
+            sel = Signal(range(planes))
+            m.d.sync += sel.eq(self.fire_addr[:1])
+            words = [rd.data[i * sb:(i + 1) * sb].as_signed() for i in range(planes)]
+            fire_data = Mux(sel, words[1], words[0])
         m.d.comb += [
             old_rd.addr.eq(self.addr),
             wr.addr.eq(wr_addr),
             wr.en.eq(wr_en),
             wr.data.eq(Cat(*news)),
             rd.addr.eq(self.fire_addr[1:]),
-            self.fire_data.eq(rd.data),
+            self.fire_data.eq(fire_data),
         ]
         return m

@@ -88,6 +88,9 @@ class PEArray(wiring.Component):
         Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it): a beat does
         ``planes * n_pe * k`` adds with one weight row (a shortcut beat's gain applies to every
         plane it carries). Same :attr:`latency` either way.
+    read_pairs : bool
+        With two planes: the firing side reads a beat slot's word (both planes) per read;
+        else one plane, chosen in every PE (:data:`bank_read_signature` with ``planes = 1``).
 
     Members
     -------
@@ -105,7 +108,7 @@ class PEArray(wiring.Component):
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
                  weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True,
-                 planes: int = 1):
+                 planes: int = 1, read_pairs: bool = True):
         self._shortcut = bool(shortcut)
         self._weight_regs = operator.index(weight_regs)
         if self._weight_regs not in (0, 1, 2):
@@ -123,15 +126,17 @@ class PEArray(wiring.Component):
             raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
         self._k = operator.index(k)
         self._groups = -(-self._n_pe // self._k)
+        self._read_planes = self._planes if read_pairs else 1  # planes a firing read gets
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
-                                 planes=self._planes)
+                                 planes=self._planes, read_pairs=bool(read_pairs))
                      for n in range(self._n_pe)]
         super().__init__({
             "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups,
                                                  self._planes))),
             "weights": In(weights_layout(self._n_pe, k, weight_bits)),
             "gain": In(signed(weight_bits)),
-            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits, self._planes)),
+            "bank": Out(bank_read_signature(self._n_pe, self._t_max, sum_bits,
+                                            self._read_planes)),
         })
 
     @property
@@ -142,6 +147,11 @@ class PEArray(wiring.Component):
     def planes(self) -> int:
         """Bit-planes per beat (a beat does ``planes * n_pe * k`` adds)."""
         return self._planes
+
+    @property
+    def read_planes(self) -> int:
+        """Planes a firing-side read returns (2: ``planes`` 2 and ``read_pairs``)."""
+        return self._read_planes
 
     @property
     def latency(self) -> int:

@@ -7,6 +7,7 @@ names the seed so it can be replayed alone.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import cocotb
@@ -84,7 +85,10 @@ async def identify_and_errors(dut):
     p = tb.params
     words = await tb.bus.read(bus.ID_BASE, ID_WORDS)
     assert words == identify_words(p), words
-    assert params_from_identify(words) == p
+    # weight_regs and fire_pairs change timing only and are not in the identify block: the
+    # rebuilt parameters carry their defaults.
+    assert dataclasses.replace(params_from_identify(words), weight_regs=p.weight_regs,
+                               fire_pairs=p.fire_pairs) == p
     assert await tb.bus.status() == 0
     await tb.bus.start(0)
     st = await tb.bus.wait_done()

@@ -302,7 +302,7 @@ def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str
              for key in ("passes", "walk", "beats", "fire")}
     groups = params.n_pe // params.fire_units
     for li, (layer, (maps, flat)) in enumerate(zip(net.layers, inputs, strict=True)):
-        period = FireUnit.period(T, layer.mode == Mode.LIF, ppb == 2)
+        period = FireUnit.period(T, layer.mode == Mode.LIF, params.fire_planes == 2)
         per_pass_out = -(-layer.out_channels // params.n_pe)
         if layer.kind == "conv":
             ch, cw = _computed_positions(layer)

@@ -17,8 +17,8 @@ without any data:
 * the PE array: its two bank halves, held from a pass's last beat until the firing array releases
   them; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
 * the firing array: per pass ``n_pe / fire_units`` groups of ``T + 1`` cycles (SpikePack;
-  ``ceil(T / 2) + 1`` with two planes per beat, which fire a pair of planes a cycle) or ``3 T``
-  (LIF), the bank released in the last one (``hw/core/fire_array.py``);
+  ``ceil(T / 2) + 1`` with two planes per beat and ``fire_pairs``, a pair of planes a cycle) or
+  ``3 T`` (LIF), the bank released in the last one (``hw/core/fire_array.py``);
 * the writer: a pass counts as stored :data:`WRITER_DONE` cycles after its last group leaves the
   firing units.
 
@@ -175,7 +175,7 @@ def map_plane_counts(a, T: int, k: int, planes: int = 1) -> np.ndarray:
 def _fire_unit(T: int, lif: bool, readout: bool, planes: int = 1) -> tuple[int, int]:
     from hw.core.fire import FireUnit
 
-    pairs = planes == 2  # the firing array reads (and fires) pairs of planes
+    pairs = planes == 2  # the firing array reads (and fires) pairs of planes: fire_planes
     return FireUnit.period(T, lif, pairs), FireUnit.latency(T, lif, readout, pairs)
 
 
@@ -328,8 +328,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
     timing = timing or CoreTiming.of(params)
     groups = params.n_pe // params.fire_units
-    period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout,
-                                       params.planes_per_beat)
+    period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout, params.fire_planes)
     fire_cycles = groups * period  # the bank is released in the last of these cycles
     n_items = len(steps)
 

@@ -113,13 +113,13 @@ class BankReader:
                 await ctx.tick()
                 ctx.set(bank.release, 0)
                 data, zero = ctx.get(bank.data), ctx.get(bank.zero)
-                sums.append([0 if zero else _plane(v, q, self.dut.planes) for v in data])
+                sums.append([0 if zero else _plane(v, q, self.dut.read_planes) for v in data])
             self.got.append(np.array(sums).T)  # [pe][slot]
 
 
-def _plane(word, q, planes):
-    """Plane ``q``'s sum in a PE's bank read data (a pair of sums with two planes a word)."""
-    return int(word) if planes == 1 else int(word[q & 1])
+def _plane(word, q, read_planes):
+    """Plane ``q``'s sum in a PE's bank read data (a pair of sums when reads return words)."""
+    return int(word) if read_planes == 1 else int(word[q & 1])
 
 
 def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
@@ -147,13 +147,14 @@ def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
     assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
 
 
-@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
     (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
     (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1), (2, 4, 2, 0.3, 1)])
 def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, planes,
-                                                   rng, seed):
-    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes)
+                                                   read_pairs, rng, seed):
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes,
+                  read_pairs=read_pairs)
     passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe, planes=planes)
     wmem = WeightMemory(dut, n_pe, k)
     beats = [[{"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot}
@@ -161,13 +162,14 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight
     _run_passes(dut, beats, expected, wmem, seed, pause)
 
 
-@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("weight_regs", [0, 1, 2])
-def test_pe_array_latency_property(weight_regs, planes):
+def test_pe_array_latency_property(weight_regs, planes, read_pairs):
     """A one-beat pass is readable ``latency`` cycles after the beat was accepted (with two
     planes a beat, beat slot 1 is planes 2 and 3: plane 3 has no spike, its sum is 0 but
     written)."""
-    dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs, planes=planes)
+    dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs, planes=planes,
+                  read_pairs=read_pairs)
     wmem = WeightMemory(dut, 2, 8)
     row = wmem.add([[1] * 8, [-2] * 8])
     seen = {}
@@ -186,7 +188,7 @@ def test_pe_array_latency_property(weight_regs, planes):
             ctx.set(dut.bank.addr, q)
             await ctx.tick()
             seen[q] = None if ctx.get(dut.bank.zero) else [
-                _plane(v, q, planes) for v in ctx.get(dut.bank.data)]
+                _plane(v, q, dut.read_planes) for v in ctx.get(dut.bank.data)]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -201,13 +203,14 @@ def test_pe_array_latency_property(weight_regs, planes):
     assert [seen[q] for q in range(8)] == want
 
 
-@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("weight_regs", [0, 2])
-def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, planes, rng, seed):
+def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, planes, read_pairs, rng, seed):
     """Consecutive beats into one (beat) slot (the read-modify-write forwards the last write)."""
     n_pe, k, t_max = 2, 4, 8
     slot = 5 // planes  # plane 5 (and plane 4 with two planes a beat)
-    dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs, planes=planes)
+    dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs, planes=planes,
+                  read_pairs=read_pairs)
     wmem = WeightMemory(dut, n_pe, k)
     want = np.zeros((n_pe, t_max), dtype=np.int64)
     beats = []
@@ -258,11 +261,11 @@ def test_beat_layout_planes():
     assert one["slot"].width == 3 and two["slot"].width == 2
 
 
-@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("n_pe,k,weight_regs,pause", [
     (8, 4, 2, 0.3), (4, 4, 0, 0.0), (2, 8, 1, 0.3), (8, 2, 2, 0.0), (16, 4, 1, 0.5)])
 def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, pause, planes,
-                                                          rng, seed):
+                                                          read_pairs, rng, seed):
     """Shortcut beats (``res``) mixed with weighted ones, under back-pressure: PE ``n`` adds
     ``gain`` times spike lane ``n mod k`` when the beat's ``group`` is ``n // k``, and nothing
     otherwise, whatever weight row the beat names (its row here holds random weights); with
@@ -270,7 +273,8 @@ def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, 
     t_max = 8
     groups = -(-n_pe // k)
     gain = int(rng.choice([-128, -3, -1, 1, 2, 127]))
-    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes)
+    dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes,
+                  read_pairs=read_pairs)
     wmem = WeightMemory(dut, n_pe, k)
     lanes, owner = np.arange(n_pe) % k, np.arange(n_pe) // k
     passes, expected = [], []

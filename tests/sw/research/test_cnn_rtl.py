@@ -42,7 +42,7 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
     for li, layer in enumerate(net.layers):
         outs = layer.out_channels
         pass_outs = [min(n_pe, outs - p * n_pe) for p in range(-(-outs // n_pe))]
-        period = (FireUnit.period(T, layer.mode == Mode.LIF, params.planes_per_beat == 2)
+        period = (FireUnit.period(T, layer.mode == Mode.LIF, params.fire_planes == 2)
                   * (n_pe // params.fire_units))
         for i in range(n):
             if a.ndim == 4:  # a feature map (C, H, W): blocks of k channels per position
