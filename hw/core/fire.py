@@ -314,15 +314,17 @@ class FireUnit(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
-                m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                             s_theta.eq(th_h[:acc - 1]), word.eq(0), count.eq(0)]
                 if pairs:
                     # th_h = theta 4^(n-1), the first step's weight for either parity of T.
                     th3 = Signal(unsigned(th_bits + 2))
                     m.d.comb += th3.eq(th_h + (th_h << 1))
-                    m.d.sync += [steps.eq((T + 1) >> 1), half.eq(T[0]), th3_f.eq(th3)]
+                    m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                                 s_theta.eq(th_h[:acc - 1]), steps.eq((T + 1) >> 1),
+                                 word.eq(0), count.eq(0), half.eq(T[0]), th3_f.eq(th3)]
                 else:
-                    m.d.sync += steps.eq(T)
+                    m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                                 s_theta.eq(th_h[:acc - 1]),
+                                 steps.eq(T), word.eq(0), count.eq(0)]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
             if pairs:

@@ -187,8 +187,8 @@ class FireArray(wiring.Component):
         last = Signal()
         release = Signal()
         t_last = Signal(range(self._t_max))  # the first read's slot (T is held during a layer)
-        pair = Signal()  # this layer reads pairs of planes (SpikePack, two planes a word)
-        if self._planes == 2:
+        pair = Signal() if self._planes == 2 else None  # this layer reads pairs of planes
+        if pair is not None:
             m.d.comb += pair.eq(~lif)
             # T - 1, or with pairs the top pair's low slot (its high one is 0 for an odd T).
             m.d.sync += t_last.eq(Mux(pair, (cfg.T - 1) & ~1, cfg.T - 1))
@@ -239,21 +239,25 @@ class FireArray(wiring.Component):
                         with m.Else():
                             m.next = "GAP"
                     with m.Else():
-                        m.d.sync += q.eq(q - Mux(pair, 2, 1))
+                        m.d.sync += q.eq(q - (1 if pair is None else Mux(pair, 2, 1)))
             with m.State("GAP"):
                 end_of_group(then="READ")
         with m.If(self.clear):
             m.d.sync += [pas.eq(0), win.eq(0)]
 
         # --- two cycles to the units: bank read, then group select ----------------------------
-        beat = data.StructLayout({"valid": 1, "first": 1, "last": 1, "g": range(groups),
-                                  "odd": 1})  # odd: the read's slot is a pair's high plane
+        fields = {"valid": 1, "first": 1, "last": 1, "g": range(groups)}
+        if self._planes == 2:
+            fields["odd"] = 1  # the read's slot is a pair's high plane (LIF picks it)
+        beat = data.StructLayout(fields)
         at_data = Signal(beat)  # the bank data of this read is on ``bank.data`` now
         at_unit = Signal(beat)
         m.d.sync += [
             at_data.valid.eq(reading & read), at_data.first.eq(first), at_data.last.eq(last),
-            at_data.g.eq(g), at_data.odd.eq(q[0]), at_unit.eq(at_data),
+            at_data.g.eq(g), at_unit.eq(at_data),
         ]
+        if self._planes == 2:
+            m.d.sync += at_data.odd.eq(q[0])
         sums = [Signal(signed(self._unit_sum_bits), name=f"sum{f}")
                 for f in range(self._n_units)]
         # The bias/theta memory's output, registered as it comes (no reset: the ECP5 flow moves
