@@ -42,8 +42,8 @@ from .params import CoreParams
 __all__ = [
     "DESCRIPTOR_WORDS", "DESCRIPTOR_FIELDS", "descriptor_layout", "encode_descriptor",
     "decode_descriptor", "Region", "MemoryMap", "memory_map", "identify_words",
-    "params_from_identify", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER", "weights_layout",
-    "weight_words",
+    "params_from_identify", "as_identified", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER",
+    "weights_layout", "weight_words",
 ]
 
 # --- layer descriptor --------------------------------------------------------------------------
@@ -211,6 +211,15 @@ def identify_words(params: CoreParams) -> list[int]:
     words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
     words.append(DESCRIPTOR_WORDS)
     return words + [0] * (ID_WORDS - len(words))
+
+
+def as_identified(params: CoreParams) -> CoreParams:
+    """``params`` as :func:`params_from_identify` rebuilds them: the fields the identify block
+    does not carry (timing only: ``weight_regs``, ``fire_pairs``) at their defaults."""
+    defaults = CoreParams(n_pe=params.n_pe, k=params.k)
+    return dataclasses.replace(params, **{f.name: getattr(defaults, f.name)
+                                          for f in dataclasses.fields(CoreParams)
+                                          if f.name not in _ID_PARAMS})
 
 
 def params_from_identify(words) -> CoreParams:
