@@ -15,6 +15,35 @@ from sw import cache_dir
 from sw.train.data import load_digits_split, load_split
 
 
+def _cached_network(name: str, train) -> IntNetwork:
+    """The network cached as ``name`` (a ``.npz`` in :func:`sw.cache_dir`), else ``train()``'s,
+    saved there first (written to a temporary file and renamed, so concurrent callers never
+    read half a file; a stale or broken entry is trained again)."""
+    path = cache_dir() / name
+    if path.exists():
+        try:
+            return IntNetwork.load(path)
+        except (OSError, KeyError, ValueError):
+            path.unlink()
+    net = train()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    net.save(tmp)
+    os.replace(tmp, path)
+    return net
+
+
+def _direct_mlp(split, T: int, seed: int, hidden, epochs: int, name: str) -> IntNetwork:
+    """The directly trained SpikePack MLP of ``split`` as integers (cached as ``name``)."""
+    from .experiment import train_all
+
+    def train():
+        result = train_all(split, T, hidden=hidden, epochs=epochs, seed=seed,
+                           variants=("direct",))
+        return result.levels["direct"].net
+
+    return _cached_network(name, train)
+
+
 def digits_int_network(T: int = 4, seed: int = 0, hidden=(128, 64), epochs: int = 60,
                        ) -> tuple[IntNetwork, np.ndarray, np.ndarray]:
     """The directly trained SpikePack digits MLP as integers.
@@ -22,23 +51,10 @@ def digits_int_network(T: int = 4, seed: int = 0, hidden=(128, 64), epochs: int 
     Returns ``(net, x_test_packed, y_test)``: the network, the test split's packed ``T``-bit
     inputs (shape ``(360, 64)``) and their labels.
     """
-    from .experiment import train_all
-
     split = load_digits_split(seed)
     _, x_test = split.packed(T)
     tag = f"digits_T{T}_s{seed}_h{'-'.join(map(str, hidden))}_e{epochs}.npz"
-    path = cache_dir() / tag
-    if path.exists():
-        try:
-            return IntNetwork.load(path), x_test, split.y_test
-        except (OSError, KeyError, ValueError):
-            path.unlink()  # a stale or broken cache entry: train again
-    result = train_all(split, T, hidden=hidden, epochs=epochs, seed=seed, variants=("direct",))
-    net = result.levels["direct"].net
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    net.save(tmp)
-    os.replace(tmp, path)
-    return net, x_test, split.y_test
+    return _direct_mlp(split, T, seed, hidden, epochs, tag), x_test, split.y_test
 
 
 def mnist_mlp_int_network(T: int = 4, seed: int = 0, hidden=(128, 128), epochs: int = 20,
@@ -49,22 +65,10 @@ def mnist_mlp_int_network(T: int = 4, seed: int = 0, hidden=(128, 128), epochs: 
     Returns ``(net, x_test_packed, y_test)``: the network, the 1,000 held-out images as packed
     ``T``-bit inputs of shape ``(1000, 784)`` and their labels.
     """
-    from .experiment import train_all
-
     split = load_split("mnist-5k", seed=seed)
     _, x_test = split.packed(T)
-    path = cache_dir() / f"mnist_mlp_T{T}_s{seed}_h{'-'.join(map(str, hidden))}_e{epochs}.npz"
-    if path.exists():
-        try:
-            return IntNetwork.load(path), x_test, split.y_test
-        except (OSError, KeyError, ValueError):
-            path.unlink()  # a stale or broken cache entry: train again
-    result = train_all(split, T, hidden=hidden, epochs=epochs, seed=seed, variants=("direct",))
-    net = result.levels["direct"].net
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    net.save(tmp)
-    os.replace(tmp, path)
-    return net, x_test, split.y_test
+    tag = f"mnist_mlp_T{T}_s{seed}_h{'-'.join(map(str, hidden))}_e{epochs}.npz"
+    return _direct_mlp(split, T, seed, hidden, epochs, tag), x_test, split.y_test
 
 
 def mnist_cnn_int_network(T: int = 4, seed: int = 0, epochs: int = 12, shift: int = 2,
@@ -85,16 +89,11 @@ def mnist_cnn_int_network(T: int = 4, seed: int = 0, epochs: int = 12, shift: in
 
     ds = load_dataset("mnist-5k", seed=seed)
     _, x_test = ds.packed(T, flat=False)
-    path = cache_dir() / f"mnist_cnn_T{T}_s{seed}_e{epochs}_sh{shift}.npz"
-    if path.exists():
-        try:
-            return IntNetwork.load(path), x_test, ds.y_test
-        except (OSError, KeyError, ValueError):
-            path.unlink()  # a stale or broken cache entry: train again
-    result = train_cnn_all(ds, T, mnist_cnn_blocks(), epochs=epochs, seed=seed,
-                           variants=("direct",), train_ann=False, shift=shift)
-    net = result.levels["direct"].net
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    net.save(tmp)
-    os.replace(tmp, path)
+
+    def train():
+        result = train_cnn_all(ds, T, mnist_cnn_blocks(), epochs=epochs, seed=seed,
+                               variants=("direct",), train_ann=False, shift=shift)
+        return result.levels["direct"].net
+
+    net = _cached_network(f"mnist_cnn_T{T}_s{seed}_e{epochs}_sh{shift}.npz", train)
     return net, x_test, ds.y_test
