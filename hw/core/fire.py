@@ -280,9 +280,9 @@ class FireUnit(wiring.Component):
         fire = Signal()  # C fires this cycle
         s = Signal()  # the spike it makes
         # pairs: a radix-4 step, d = s + s2 + s3 (s3 implies s2 implies s), two bits of the word.
-        digit = Signal()  # this step makes two bits (else one: binary, or an odd T's first)
-        s2, s3 = Signal(), Signal()
         if pairs:
+            digit = Signal()  # this step makes two bits (else one: an odd T's first)
+            s2, s3 = Signal(), Signal()
             # The compares against 2 theta 4^j and 3 theta 4^j, beside C, straight from the
             # SpikePack-only threshold registers (no mode multiplexer in front of them).
             th3_f = Signal(unsigned(th_bits + 2))  # 3 theta 4^j
@@ -291,12 +291,14 @@ class FireUnit(wiring.Component):
             m.d.comb += [add_c2.eq(r - Cat(Const(0, 1), th_f[:acc - 2])),
                          add_c3.eq(r - th3_f[:acc - 1])]
             r_sub = Mux(s2, Mux(s3, add_c3, add_c2), add_s)
+            d0 = s3 | (s & ~s2)  # the digit's low bit (s alone when not a digit)
+            word_next = Mux(digit, Cat(d0, s2, word), Cat(s, word))
+            count_next = count + d0 + s2
         else:
             r_sub = add_s
+            word_next = Cat(s, word)
+            count_next = count + s
         r_fired = Mux(s, Mux(lif_reset_zero, 0, r_sub), r)
-        d0 = s3 | (s & ~s2)  # the digit's low bit (s alone when not a digit)
-        word_next = Mux(digit, Cat(d0, s2, word), Cat(s, word)) if pairs else Cat(s, word)
-        count_next = count + d0 + s2 if pairs else count + s
         ends = Signal()  # ... and it is the neuron's last step
         with m.If(fire):
             m.d.sync += [*set_r(r_fired), word.eq(word_next), count.eq(count_next)]
@@ -314,17 +316,12 @@ class FireUnit(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
                              result.spikes.eq(0)]
             with m.Else():
+                # pairs: th_h = theta 4^(n-1), the first step's weight for either parity of T.
+                m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
+                             s_theta.eq(th_h[:acc - 1]),
+                             steps.eq((T + 1) >> 1 if pairs else T), word.eq(0), count.eq(0)]
                 if pairs:
-                    # th_h = theta 4^(n-1), the first step's weight for either parity of T.
-                    th3 = Signal(unsigned(th_bits + 2))
-                    m.d.comb += th3.eq(th_h + (th_h << 1))
-                    m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                                 s_theta.eq(th_h[:acc - 1]), steps.eq((T + 1) >> 1),
-                                 word.eq(0), count.eq(0), half.eq(T[0]), th3_f.eq(th3)]
-                else:
-                    m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                                 s_theta.eq(th_h[:acc - 1]),
-                                 steps.eq(T), word.eq(0), count.eq(0)]
+                    m.d.sync += [half.eq(T[0]), th3_f.eq(th_h + (th_h << 1))]
         with m.Elif(~lif & (steps != 0)):
             m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
             if pairs:
