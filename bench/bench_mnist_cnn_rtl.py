@@ -37,7 +37,7 @@ from boards import BOARDS, CORE_PRESETS  # noqa: E402
 from hw.core.fetcher import conv_setup_cycles  # noqa: E402
 from sim.golden.model import run_network  # noqa: E402
 from sim.rtl.runner import param_tag  # noqa: E402
-from sim.tb.random_nets import expected_conv_counters  # noqa: E402
+from sim.tb.rtl_checks import exactness_checks  # noqa: E402
 from sw.compile.errors import DoesNotFitError  # noqa: E402
 from sw.compile.program_image import build_image  # noqa: E402
 from sw.research.bitbudget import network_cost  # noqa: E402
@@ -99,10 +99,6 @@ def main(argv=None) -> int:
     print(f"  why: {why}")
 
     golden = run_network(net, x, acc_bits=params.acc_bits)
-    model = predict_cycles(net, x, params, golden)
-    exp = [expected_conv_counters(net, x[i:i + 1], params) for i in range(len(x))]
-    exp_spikes = np.array([e[0] for e in exp])
-    exp_skipped = np.array([e[1] for e in exp])
 
     build = ROOT / "build" / "mnist_cnn_rtl" / f"{name}_{param_tag(params)}"
     print(f"\nrunning {len(x)} images on the RTL ({args.simulator}, build "
@@ -115,14 +111,7 @@ def main(argv=None) -> int:
           f"simulation log: {log.relative_to(ROOT)})")
 
     n = len(x)
-    checks = [
-        (np.array_equal(rtl.outputs, golden.output), "outputs == golden model"),
-        (np.array_equal(rtl.spikes, exp_spikes), "spike counters == golden model"),
-        (np.array_equal(rtl.skipped, exp_skipped), "skip counters == golden model"),
-        (np.array_equal(rtl.cycles, model), "cycle counters == cycle model"),
-        (np.array_equal(rtl.total_cycles, rtl.cycles.sum(axis=1)),
-         "total_cycles == sum of layers"),
-    ]
+    checks = exactness_checks(net, x, params, golden, rtl)
     print()
     for ok, what in checks:
         print("  " + verdict(ok, what, n))
