@@ -19,6 +19,7 @@ from sim.golden import model as golden
 from sim.rtl.streams import stream_put
 from sim.tb.random_nets import expected_counters, random_inputs, random_network
 from sw.compile import program_image as img
+from sw.research.cycle_model import predict_cycles
 
 P = CoreParams(n_pe=4, k=4, t_max=8, acc_bits=24, weight_depth=64, act_chunks=4, bt_depth=32,
                max_layers=4, batch_depth=2)
@@ -93,22 +94,27 @@ class PyBus:
                 self.answers.append(payload)
 
 
-@pytest.mark.parametrize("pause,weight_regs", [(0.0, 2), (0.3, 2), (0.3, 0)])
-def test_core_pysim_networks(pause, weight_regs, seed):
-    dut = SpikePackCore(dataclasses.replace(P, weight_regs=weight_regs))
+@pytest.mark.parametrize("pause,weight_regs,conv", [(0.0, 2, 1), (0.3, 2, 1), (0.3, 0, 1),
+                                                   (0.3, 2, 0)])
+def test_core_pysim_networks(pause, weight_regs, conv, seed):
+    """Random dense networks through the bus, with back-pressure, on conv builds and a
+    dense-only one (``conv=0``, the iCEBreaker's, which no other simulation runs); the cycle
+    counters == the cycle model."""
+    params = dataclasses.replace(P, weight_regs=weight_regs, conv=conv)
+    dut = SpikePackCore(params)
     pb = PyBus(dut, seed, pause)
     rng = np.random.default_rng(seed)
     cases = []
     for n in range(3):
-        net = random_network(rng, P, max_depth=3, edge=("largest", None, "negative")[n])
-        depth = img.build_image(net, P).max_batch  # fewer than batch_depth for wide images
+        net = random_network(rng, params, max_depth=3, edge=("largest", None, "negative")[n])
+        depth = img.build_image(net, params).max_batch  # fewer than batch_depth for wide images
         cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
     results = []
 
     async def host(ctx):
-        assert await pb.read(ctx, bus.ID_BASE, 13) == identify_words(P)[:13]
+        assert await pb.read(ctx, bus.ID_BASE, 13) == identify_words(params)[:13]
         for net, x in cases:
-            image = await pb.load(ctx, net, x, P)
+            image = await pb.load(ctx, net, x, params)
             status = await pb.run(ctx, len(x))
             outputs = await pb.read_outputs(ctx, image, len(x))
             caddr, ccount = img.counter_range(image)
@@ -119,13 +125,15 @@ def test_core_pysim_networks(pause, weight_regs, seed):
     pb.simulate(host)
     assert len(results) == len(cases)
     for (net, x), (status, out, counters) in zip(cases, results, strict=False):
-        ref = golden.run_network(net, x, acc_bits=P.acc_bits)
-        spikes, skipped = expected_counters(net, x, P, ref)
+        ref = golden.run_network(net, x, acc_bits=params.acc_bits)
+        spikes, skipped = expected_counters(net, x, params, ref)
         assert status == registers.STATUS_DONE
         assert np.array_equal(out, ref.output)
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
-        assert counters.total_cycles == counters.cycles.sum() > 0
+        assert counters.total_cycles == counters.cycles.sum()
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, params, ref).sum(axis=0))
+        assert counters.cycles.min() > 0
 
 
 def test_core_without_lif_reports_lif_layers():
@@ -220,3 +228,51 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
         assert status >> 8 == code, (change, code, hex(status))
     assert done == registers.STATUS_DONE
     assert np.array_equal(out, golden.run_network(net, x, acc_bits=P.acc_bits).output)
+
+
+def test_core_refuses_a_later_layer_after_counting_the_ones_before():
+    """A bad descriptor of layer 1 (T = 0) ends the run with its code once layer 0 is over and
+    counted, as a program with no ``last`` layer ends with ``NO_LAST`` after its
+    ``max_layers`` layers; the program restored, the run is bit-exact again."""
+    from hw.contract.errors import ErrorCode
+    from hw.contract.memory_map import DESCRIPTOR_WORDS, decode_descriptor, encode_descriptor
+
+    dut = SpikePackCore(P)
+    pb = PyBus(dut, 11, 0.1)
+    rng = np.random.default_rng(23)
+    net = random_network(rng, P, max_depth=2)
+    while len(net.layers) < 2:
+        net = random_network(rng, P, max_depth=2)
+    x = random_inputs(rng, net, 1)
+    prog = memory_map(P)["PROGRAM"].base
+    results = {}
+
+    async def host(ctx):
+        image = await pb.load(ctx, net, x, P)
+        caddr, ccount = img.counter_range(image)
+        words = await pb.read(ctx, prog, P.max_layers * DESCRIPTOR_WORDS)
+        descs = [decode_descriptor(words[i * DESCRIPTOR_WORDS:(i + 1) * DESCRIPTOR_WORDS])
+                 for i in range(P.max_layers)]
+        n = len(net.layers)
+        await pb.write(ctx, prog + DESCRIPTOR_WORDS, encode_descriptor(**{**descs[1], "T": 0}))
+        results["bad_t"] = (await pb.run(ctx, 1), await pb.read(ctx, caddr, ccount))
+        await pb.write(ctx, prog, words)
+        # No layer says ``last``: the run goes through all max_layers descriptors.
+        again = {**descs[n - 1], "last": 0}
+        for li in range(n - 1, P.max_layers):
+            await pb.write(ctx, prog + li * DESCRIPTOR_WORDS, encode_descriptor(**again))
+        results["no_last"] = await pb.run(ctx, 1)
+        await pb.write(ctx, prog, words)
+        results["done"] = await pb.run(ctx, 1)
+        results["out"] = await pb.read_outputs(ctx, image, 1)
+        pb.finished = True
+
+    pb.simulate(host)
+    status, cwords = results["bad_t"]
+    assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.BAD_T, hex(status)
+    counters = img.decode_counters(img.build_image(net, P), cwords)
+    assert counters.cycles[0] > 0 and counters.cycles[1:].sum() == 0, counters
+    status = results["no_last"]
+    assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.NO_LAST, hex(status)
+    assert results["done"] == registers.STATUS_DONE
+    assert np.array_equal(results["out"], golden.run_network(net, x, acc_bits=P.acc_bits).output)
