@@ -255,7 +255,8 @@ def test_core_refuses_a_later_layer_after_counting_the_ones_before():
                  for i in range(P.max_layers)]
         n = len(net.layers)
         await pb.write(ctx, prog + DESCRIPTOR_WORDS, encode_descriptor(**{**descs[1], "T": 0}))
-        results["bad_t"] = (await pb.run(ctx, 1), await pb.read(ctx, caddr, ccount))
+        status = await pb.run(ctx, 1)
+        results["bad_t"] = (status, img.decode_counters(image, await pb.read(ctx, caddr, ccount)))
         await pb.write(ctx, prog, words)
         # No layer says ``last``: the run goes through all max_layers descriptors.
         again = {**descs[n - 1], "last": 0}
@@ -268,9 +269,8 @@ def test_core_refuses_a_later_layer_after_counting_the_ones_before():
         pb.finished = True
 
     pb.simulate(host)
-    status, cwords = results["bad_t"]
+    status, counters = results["bad_t"]
     assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.BAD_T, hex(status)
-    counters = img.decode_counters(img.build_image(net, P), cwords)
     assert counters.cycles[0] > 0 and counters.cycles[1:].sum() == 0, counters
     status = results["no_last"]
     assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.NO_LAST, hex(status)
