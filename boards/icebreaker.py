@@ -29,7 +29,7 @@ ICEBREAKER = BoardPreset(
     # whole accelerator with its host link then.
     params=CoreParams(n_pe=4, k=4, t_max=8, acc_bits=20, weight_depth=256, act_chunks=16,
                       bt_depth=64, max_layers=4, batch_depth=1, fire_units=1, lif=0,
-                      weight_regs=0, conv=0),
+                      weight_regs=0, conv=0, bank_passes=2),
     # 12 MHz / 1 Mbaud = 12 clocks per bit; the FT2232H makes 1 Mbaud exactly.
     baud=1_000_000,
     leds=(("led", 0), ("led", 1)),

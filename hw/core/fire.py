@@ -4,19 +4,21 @@ Takes the per-plane sums ``P[slot]`` of one output neuron, one per beat, most si
 first (slot ``q`` = bit ``q`` of the packed word, so time step ``t`` is slot ``T - t``), and
 produces its packed output word, spike count and membrane.
 
-SpikePack mode (tau = 2), a neuron every ``T + 1`` cycles::
+SpikePack mode (tau = 2), a neuron every ``T`` cycles::
 
     u = P[T-1];  for q = T-2 .. 0:  u = 2 u + P[q]          -- T beats, one per cycle
-    v = u + bias                                            -- 1 cycle
+    v = u + bias                                            -- the cycle after the last beat
     r = v;  for t = 1 .. T: th = theta 2^(T-t); s_t = [r >= th]; r -= s_t th   -- T cycles
 
-The firing of one neuron overlaps the Horner sum of the next.
+The firing of one neuron overlaps the Horner sum of the next, and the next neuron's ``r = v``
+is loaded in the cycle of this one's last firing step (whose residual goes to the result), so
+the beats of consecutive neurons follow each other with no free cycle.
 
 SpikePack mode two planes at a time (``pairs``, the builds with two bit-planes per beat, whose
-banks hold a pair of planes per word), a neuron every ``n + 1`` cycles, ``n = ceil(T / 2)``::
+banks hold a pair of planes per word), a neuron every ``n`` cycles, ``n = ceil(T / 2)``::
 
     u = w[n-1];  for s = n-2 .. 0:  u = 4 u + w[s]           -- n beats, w[s] = 2 P[2s+1] + P[2s]
-    v = u + bias                                             -- 1 cycle
+    v = u + bias                                             -- the cycle after
     r = v;  for j = n-1 .. 0:  th = theta 4^j;  d = [r >= th] + [r >= 2 th] + [r >= 3 th];
             r -= d th;  two bits d of the word                -- n cycles
 
@@ -91,8 +93,8 @@ class FireUnit(wiring.Component):
     """Post-processing of one neuron at a time: per-plane sums in, packed word (or membrane) out.
 
     The unit never waits: beats must follow the schedule of :meth:`period` (SpikePack: a
-    neuron's ``T`` beats on consecutive cycles, the next neuron's first beat ``T + 1`` cycles after
-    this one's; with ``pairs`` ``ceil(T / 2)`` beats of pair sums and ``ceil(T / 2) + 1``; LIF:
+    neuron's ``T`` beats on consecutive cycles, the next neuron's first beat ``T`` cycles after
+    this one's, or later; with ``pairs`` ``ceil(T / 2)`` beats of pair sums, and ``ceil(T / 2)``; LIF:
     one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every ``3 T``), and
     each result is valid for one cycle, :meth:`latency` cycles after the neuron's first beat.
 
@@ -162,7 +164,7 @@ class FireUnit(wiring.Component):
     @staticmethod
     def period(T: int, lif: bool, pairs: bool = False) -> int:
         """Cycles from one neuron's first beat to the next neuron's first beat."""
-        return LIF_BEAT_CYCLES * T if lif else FireUnit.beats(T, lif, pairs) + 1
+        return LIF_BEAT_CYCLES * T if lif else FireUnit.beats(T, lif, pairs)
 
     @staticmethod
     def beat_offsets(T: int, lif: bool, pairs: bool = False) -> list[int]:
@@ -307,10 +309,21 @@ class FireUnit(wiring.Component):
                              result.spikes.eq(count_next), result.v.eq(r_fired)]
 
         # --- SpikePack: after the last beat, v = u + bias; then T firing steps -----------------
+        # A neuron's firing steps run while the next neuron's beats arrive, and the next
+        # neuron's v = u + bias may be loaded in the cycle of this neuron's last step: that
+        # step's compares read r and the thresholds before the load and make the result (word,
+        # count, residual); the load then wins r, word, count and the threshold registers.
         to_bias = Signal()
         steps = Signal(range(t_max + 1))  # firing steps left
         half = Signal()  # pairs, an odd T: the next step is the first, a single bit
         m.d.sync += to_bias.eq(take & beat.last & ~lif)
+        with m.If(~lif & (steps != 0)):
+            m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
+            if pairs:
+                big2 = th_f[acc - 2:].any()  # 2 theta 4^j is above any membrane
+                big3 = th3_f[acc - 1:].any()
+                m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_c2[-1]),
+                             s3.eq(~half & ~big3 & ~add_c3[-1])]
         with m.If(to_bias):
             with m.If(readout):
                 m.d.sync += [self.o.valid.eq(1), result.v.eq(add_b), result.word.eq(0),
@@ -323,12 +336,7 @@ class FireUnit(wiring.Component):
                 if pairs:
                     m.d.sync += [half.eq(T[0]), th3_f.eq(th_h + (th_h << 1))]
         with m.Elif(~lif & (steps != 0)):
-            m.d.comb += [fire.eq(1), s.eq(~big & ~add_c[-1]), ends.eq(steps == 1)]
             if pairs:
-                big2 = th_f[acc - 2:].any()  # 2 theta 4^j is above any membrane
-                big3 = th3_f[acc - 1:].any()
-                m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_c2[-1]),
-                             s3.eq(~half & ~big3 & ~add_c3[-1])]
                 m.d.sync += [th_f.eq(th_f >> 2), c_theta.eq(th_f[2:acc + 1]),
                              s_theta.eq(th_f[2:acc + 1]), th3_f.eq(th3_f >> 2), half.eq(0),
                              steps.eq(steps - 1)]

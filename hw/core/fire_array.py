@@ -6,7 +6,9 @@ significant slot first, and feeds them to the units together with each neuron's 
 threshold. Unit ``f`` fires neuron ``g * units + f`` of the pass in *group* ``g``; the
 ``n_pe / units`` groups follow each other, every group reading one slot of all PEs per read (the
 read address is shared, each unit picks its PE of the group). When the last read of a pass has
-been issued, the bank half is released and the PE array may fill it with pass ``p + 2``.
+been issued, the pass's bank part is released and the PE array may fill it with pass
+``p + bank_passes``; if the next pass is whole by then (``bank.next_ready``), its reads start in
+the next cycle.
 
 Per pass, a read of the bias/theta memory per group gives the ``units`` biases and thresholds of
 the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this block.
@@ -14,7 +16,7 @@ the group (row ``(bt_base + pass) * groups + g``); the reads are issued by this 
 With two planes per bank word (``planes = 2``), a SpikePack layer reads a *pair* of planes per
 read (slots ``2 s + 1, 2 s`` from the top pair down, ``ceil(T / 2)`` reads a neuron) and gives
 its unit ``w = 2 P[2s+1] + P[2s]`` (:class:`hw.core.fire.FireUnit` with ``pairs``: two bits a
-cycle), so a group takes ``ceil(T / 2) + 1`` cycles instead of ``T + 1``; a LIF layer still
+cycle), so a group takes ``ceil(T / 2)`` cycles instead of ``T``; a LIF layer still
 reads one plane a beat (the half of the word its slot names). For an odd ``T`` the top pair's
 high plane is plane ``T``, which holds 0: the fetcher zeroes the planes at or above ``T`` of
 every block, so the PE array never adds anything to them.
@@ -156,9 +158,10 @@ class FireArray(wiring.Component):
     READ_LATENCY = 2
 
     def pass_cycles(self, T: int, lif: bool) -> int:
-        """Cycles the reads of one pass take, from ``bank.ready`` to the release (inclusive),
-        plus the cycle before the next pass may start."""
-        return self.groups * FireUnit.period(T, lif, self._planes == 2) + 1
+        """Cycles from one pass's first read to the next's when the next pass is whole at the
+        release (``bank.next_ready``): the reads of the pass's groups, the release in the last.
+        Otherwise the array waits in IDLE for ``bank.ready`` and starts a cycle after it."""
+        return self.groups * FireUnit.period(T, lif, self._planes == 2)
 
     def latency(self, T: int, lif: bool, readout: bool) -> int:
         """Cycles from a group's first read to its results on ``o``."""
@@ -202,9 +205,10 @@ class FireArray(wiring.Component):
             self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
         ]
 
-        def end_of_group(then=None):
-            """The group's last read: release the bank after the last group (next pass), else
-            the next group from slot T-1 (in state ``then``)."""
+        def end_of_group():
+            """The group's last read: release the bank after the last group and go on with the
+            next pass if it is whole (else wait for it in IDLE); else the next group from slot
+            T-1."""
             with m.If(g == groups - 1):
                 m.d.comb += release.eq(1)
                 if self._pool:
@@ -213,11 +217,12 @@ class FireArray(wiring.Component):
                         m.d.sync += [win.eq(0), pas.eq(Mux(pas == last_pas, 0, pas + 1))]
                 else:
                     m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
-                m.next = "IDLE"
+                with m.If(self.bank.next_ready):
+                    m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
+                with m.Else():
+                    m.next = "IDLE"
             with m.Else():
                 m.d.sync += [g.eq(g + 1), q.eq(t_last)]
-                if then is not None:
-                    m.next = then
 
         with m.FSM():
             with m.State("IDLE"):
@@ -225,8 +230,9 @@ class FireArray(wiring.Component):
                     m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
                     m.next = "READ"
             with m.State("READ"):
-                # SpikePack: T reads on consecutive cycles, then one free cycle. LIF: a read
-                # every LIF_BEAT_CYCLES cycles.
+                # SpikePack: the reads of a pass's groups on consecutive cycles (a unit takes
+                # the next neuron's beats while it fires the last one). LIF: a read every
+                # LIF_BEAT_CYCLES cycles.
                 m.d.comb += reading.eq(1)
                 m.d.comb += read.eq(phase == 0)
                 end_of_beat = ~lif | (phase == LIF_BEAT_CYCLES - 1)
@@ -234,14 +240,9 @@ class FireArray(wiring.Component):
                     m.d.sync += phase.eq(Mux(end_of_beat, 0, phase + 1))
                 with m.If(end_of_beat):
                     with m.If(last):
-                        with m.If(lif):
-                            end_of_group()
-                        with m.Else():
-                            m.next = "GAP"
+                        end_of_group()
                     with m.Else():
                         m.d.sync += q.eq(q - (1 if pair is None else Mux(pair, 2, 1)))
-            with m.State("GAP"):
-                end_of_group(then="READ")
         with m.If(self.clear):
             m.d.sync += [pas.eq(0), win.eq(0)]
 

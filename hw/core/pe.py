@@ -13,15 +13,15 @@ separately) uses the same datapath. The firing array then does the Horner doubli
 ``u = 2 u + P[slot]`` MSB first (SpikePack) or the per-step leak and fire (LIF), reading the sums
 one plane per cycle.
 
-The sums live in a small memory of two halves (``2 t_max`` words, LUT RAM where the device has
-it): the array accumulates one pass into one half while the firing array reads the previous pass
-from the other. A PE holds no control of its own; :class:`hw.core.pe_array.PEArray` drives the bank
+The sums live in a small memory of ``passes`` parts (``passes t_max`` sums, LUT RAM where the
+device has it; 2 parts is ping-pong): the array accumulates the next passes into the other parts
+while the firing array reads a finished pass from one. A PE holds no control of its own; :class:`hw.core.pe_array.PEArray` drives the bank
 addresses of all PEs in lockstep.
 
 With ``planes = 2`` a beat carries two planes of the same chunk (``2 k`` spike bits) and one set
 of ``k`` weights: the PE has one adder tree per plane, both fed the same weight register (weight
 reuse across time steps), so a beat does ``planes * k`` adds and writes ``planes`` per-plane sums.
-The bank is then ``2 t_max / planes`` words of ``planes`` sums each (one word per *beat slot*);
+The bank is then ``passes t_max / planes`` words of ``planes`` sums each (one word per *beat slot*);
 the firing side reads a word (both planes of a slot) per read and picks a plane or combines
 the two itself (:class:`hw.core.fire_array.FireArray`). The latency is the same as with one
 plane.
@@ -75,7 +75,7 @@ def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: 
 
 
 class SpikePackPE(wiring.Component):
-    """One serial SpikePack PE: adder tree(s) plus a two-half bank of per-plane sums.
+    """One serial SpikePack PE: adder tree(s) plus a bank of per-plane sums for ``passes`` passes.
 
     A beat does ``planes * k`` conditional adds: one :class:`ConditionalAdderTree` per plane it
     carries, all fed the same weight register.
@@ -103,7 +103,7 @@ class SpikePackPE(wiring.Component):
     k : int
         Synapse lanes.
     t_max : int
-        Bit-planes (per-plane sums) of one half of the bank.
+        Bit-planes (per-plane sums) of one pass in the bank.
     sum_bits : int
         Signed width of a per-plane sum (at least the tree's sum width).
     weight_bits : int
@@ -115,6 +115,8 @@ class SpikePackPE(wiring.Component):
     read_pairs : bool
         With two planes: ``fire_data`` is the whole word of a beat slot (the firing array
         picks a plane or fires the pair); else the plane ``fire_addr`` names.
+    passes : int
+        Passes the bank holds (a power of two): its parts, ``t_max`` sums each.
 
     Members
     -------
@@ -131,19 +133,19 @@ class SpikePackPE(wiring.Component):
     i_spikes_q : In(k planes)
         The beat's spike chunk(s), registered (a cycle after ``i_weights``); plane ``i`` of the
         beat in bits ``i k .. i k + k - 1``.
-    addr : In(range(2 t_max / planes))
-        Bank address (``half * t_max / planes + beat slot``) of the beat leaving the tree.
+    addr : In(range(passes t_max / planes))
+        Bank address (``part * t_max / planes + beat slot``) of the beat leaving the tree.
     acc, first, fwd : In(1)
         That beat is valid; the old sums are 0; the old sums are the ones written this cycle.
-    fire_addr : In(range(2 t_max))
-        Read address of the firing side (``half * t_max + plane slot``).
+    fire_addr : In(range(passes t_max))
+        Read address of the firing side (``part * t_max + plane slot``).
     fire_data : Out(signed(sum_bits)), with ``read_pairs`` Out(ArrayLayout(signed(sum_bits), 2))
         The sum at ``fire_addr`` of the previous cycle; with two planes and ``read_pairs`` the
         word of its beat slot (both planes, low first).
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 res_lane: int = 0, planes: int = 1, read_pairs: bool = True):
+                 res_lane: int = 0, planes: int = 1, read_pairs: bool = True, passes: int = 2):
         self._k = operator.index(k)
         self._res_lane = operator.index(res_lane)
         if not 0 <= self._res_lane < self._k:
@@ -154,6 +156,9 @@ class SpikePackPE(wiring.Component):
         if self._t_max < 1:
             raise ValueError(f"t_max must be at least 1, not {t_max}")
         self._planes = _check_planes(planes, self._t_max)
+        self._passes = operator.index(passes)
+        if self._passes < 2 or self._passes & (self._passes - 1):
+            raise ValueError(f"passes must be a power of two, at least 2, not {passes}")
         self._read_pairs = self._planes == 2 and bool(read_pairs)
         self._trees = [ConditionalAdderTree(self._k, self._weight_bits)
                        for _ in range(self._planes)]
@@ -161,7 +166,7 @@ class SpikePackPE(wiring.Component):
         if self._sum_bits < self._tree.sum_bits:
             raise ValueError(f"sum_bits ({sum_bits}) is narrower than one chunk sum "
                              f"({self._tree.sum_bits} bits)")
-        depth = 2 * self._t_max
+        depth = self._passes * self._t_max
         super().__init__({
             "i_weights": In(data.ArrayLayout(signed(self._weight_bits), self._k)),
             "i_res": In(1),
@@ -224,7 +229,7 @@ class SpikePackPE(wiring.Component):
         m.d.comb += [tree.i_spikes.eq(self.i_spikes_q), tree.i_weights.eq(weights_q)]
 
         m.submodules.bank = bank = memory.Memory(
-            shape=signed(self._sum_bits), depth=2 * self._t_max, init=[])
+            shape=signed(self._sum_bits), depth=self._passes * self._t_max, init=[])
         wr = bank.write_port()
         old_rd = bank.read_port(transparent_for=())
         rd = bank.read_port(transparent_for=())
@@ -265,7 +270,7 @@ class SpikePackPE(wiring.Component):
                          tree.i_weights.eq(weights_q)]
 
         m.submodules.bank = bank = memory.Memory(
-            shape=planes * sb, depth=2 * self._t_max // planes, init=[])
+            shape=planes * sb, depth=self._passes * self._t_max // planes, init=[])
         wr = bank.write_port()
         old_rd = bank.read_port(transparent_for=())
         rd = bank.read_port(transparent_for=())

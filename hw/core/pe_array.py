@@ -12,10 +12,14 @@ bank word per read, the pair of planes of a beat slot (:data:`bank_read_signatur
 ``planes = 2``); the latency is the same.
 
 The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
-drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have two
-halves: while the firing array reads pass ``p`` from one half (:data:`bank_read_signature`),
-pass ``p + 1`` accumulates into the other. A beat of pass ``p + 2`` waits (``i.ready`` low) until
-the firing array has released pass ``p``'s half; nothing inside the array ever stalls.
+drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have
+``bank_passes`` parts (*halves* when there are two), one pass each, used in turn: while the
+firing array reads pass ``p`` from one (:data:`bank_read_signature`), passes ``p + 1`` ..
+``p + bank_passes - 1`` accumulate into the others. A beat of pass ``p + bank_passes`` waits
+(``i.ready`` low) until the firing array has released pass ``p``'s part; nothing inside the
+array ever stalls. More parts let the accumulation run ahead of a slow firing pass, so a pass
+with few beats does not wait out the PE array's latency behind the firing of the pass before
+last.
 
 A conv layer's shortcut arrives as beats of its own (``res``): a chunk of ``k`` shortcut channels
 for the ``k`` PEs of block ``group`` (PE ``n`` owns channel lane ``n mod k`` of block ``n // k``).
@@ -52,16 +56,19 @@ def bank_read_signature(n_pe: int, t_max: int, sum_bits: int, planes: int = 1
                         ) -> wiring.Signature:
     """The firing side of the banks, seen from the PE array.
 
-    * ``ready``: a whole pass is in the read half;
+    * ``ready``: a whole pass is in the part being read;
+    * ``next_ready``: ... and the pass after it is whole too (the firing array may start it
+      in the cycle after the release);
     * ``addr`` (plane slot) -> ``data[n]`` (PE ``n``'s sum of that plane; with ``planes = 2``
       the pair of sums of the plane's beat slot, ``data[n][0]`` plane ``addr & ~1`` and
       ``data[n][1]`` plane ``addr | 1``) and ``zero`` (the pass never wrote that beat slot: its
       sums are 0, whatever ``data`` holds) one cycle later;
     * ``release``: pulse when every read of the pass has been issued (reads in the same cycle are
-      still answered); the half is cleared and the next pass becomes readable.
+      still answered); the part is cleared and the next pass becomes readable.
     """
     return wiring.Signature({
         "ready": Out(1),
+        "next_ready": Out(1),
         "addr": In(range(t_max)),
         "data": Out(data.ArrayLayout(signed(sum_bits) if planes == 1 else
                                      data.ArrayLayout(signed(sum_bits), planes), n_pe)),
@@ -91,6 +98,8 @@ class PEArray(wiring.Component):
     read_pairs : bool
         With two planes: the firing side reads a beat slot's word (both planes) per read;
         else one plane, chosen in every PE (:data:`bank_read_signature` with ``planes = 1``).
+    bank_passes : int
+        Passes the banks hold, 2 or 4 (:class:`hw.contract.params.CoreParams`).
 
     Members
     -------
@@ -108,7 +117,7 @@ class PEArray(wiring.Component):
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
                  weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True,
-                 planes: int = 1, read_pairs: bool = True):
+                 planes: int = 1, read_pairs: bool = True, bank_passes: int = 2):
         self._shortcut = bool(shortcut)
         self._weight_regs = operator.index(weight_regs)
         if self._weight_regs not in (0, 1, 2):
@@ -124,11 +133,15 @@ class PEArray(wiring.Component):
             raise ValueError(f"planes must be 1 or 2, not {planes}")
         if self._t_max % self._planes:
             raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
+        self._bank_passes = operator.index(bank_passes)
+        if self._bank_passes not in (2, 4):
+            raise ValueError(f"bank_passes must be 2 or 4, not {bank_passes}")
         self._k = operator.index(k)
         self._groups = -(-self._n_pe // self._k)
         self._read_planes = self._planes if read_pairs else 1  # planes a firing read gets
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
-                                 planes=self._planes, read_pairs=bool(read_pairs))
+                                 planes=self._planes, read_pairs=bool(read_pairs),
+                                 passes=self._bank_passes)
                      for n in range(self._n_pe)]
         super().__init__({
             "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups,
@@ -170,14 +183,16 @@ class PEArray(wiring.Component):
         wregs = self._weight_regs
         tree_latency = 1 + wregs + self._pes[0].tree_latency
 
-        # --- input side: which half the incoming pass fills; halves held until released -----
-        in_half = Signal()
-        hold = Signal(2)  # a complete pass was accepted into the half and is not yet released
+        # --- input side: which part (half) the incoming pass fills; parts held until released -
+        parts = self._bank_passes
+        in_half = Signal(range(parts))
+        hold = Signal(parts)  # a complete pass was accepted into the part, not yet released
         accept = self.i.valid & self.i.ready
         m.d.comb += self.i.ready.eq(~hold.bit_select(in_half, 1))
 
         # Control beside the trees: valid, half, slot, last of the beat in each tree stage.
-        tag = data.StructLayout({"valid": 1, "half": 1, "slot": range(slots), "last": 1})
+        tag = data.StructLayout({"valid": 1, "half": range(parts), "slot": range(slots),
+                                 "last": 1})
         stage = Signal(tag)
         m.d.comb += [
             stage.valid.eq(accept), stage.half.eq(in_half),
@@ -194,19 +209,22 @@ class PEArray(wiring.Component):
         # --- bank side: which (beat) slots of each half the pass has written; finished passes --
         # For the beat leaving the trees: its address; whether the beat being written now has the
         # same one (its sum is then the old sum); whether the slot is new in this pass.
-        touched = Array(Signal(slots, name=f"touched{h}") for h in range(2))
-        complete = Signal(2)
+        touched = Array(Signal(slots, name=f"touched{h}") for h in range(parts))
+        complete = Signal(parts)
         addr = Cat(at_tree.slot, at_tree.half)
         fwd = at_bank.valid & (at_bank.half == at_tree.half) & (at_bank.slot == at_tree.slot)
         first = ~fwd & ~touched[at_tree.half].bit_select(at_tree.slot, 1)
 
         # --- read side ------------------------------------------------------------------------
-        rd_half = Signal()
+        rd_half = Signal(range(parts))
         fire_addr = Cat(self.bank.addr, rd_half)
         zero = Signal()
         rd_slot = self.bank.addr if self._planes == 1 else self.bank.addr[1:]  # its beat slot
         m.d.sync += zero.eq(~touched[rd_half].bit_select(rd_slot, 1))
+        rd_next = Signal.like(rd_half)
+        m.d.comb += rd_next.eq(rd_half + 1)
         m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
+                     self.bank.next_ready.eq(complete.bit_select(rd_next, 1)),
                      self.bank.zero.eq(zero)]
 
         # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
@@ -251,10 +269,10 @@ class PEArray(wiring.Component):
                 self.bank.data[n].eq(pe.fire_data),
             ]
 
-        # Updates: a half is never written and released in the same cycle (a half is released
+        # Updates: a part is never written and released in the same cycle (a part is released
         # only when complete, and no beat of it is in flight then).
         with m.If(accept & self.i.payload.last):
-            m.d.sync += [in_half.eq(~in_half), hold.bit_select(in_half, 1).eq(1)]
+            m.d.sync += [in_half.eq(in_half + 1), hold.bit_select(in_half, 1).eq(1)]
         with m.If(at_bank.valid):
             m.d.sync += touched[at_bank.half].bit_select(at_bank.slot, 1).eq(1)
             with m.If(at_bank.last):
@@ -264,6 +282,6 @@ class PEArray(wiring.Component):
                 touched[rd_half].eq(0),
                 complete.bit_select(rd_half, 1).eq(0),
                 hold.bit_select(rd_half, 1).eq(0),
-                rd_half.eq(~rd_half),
+                rd_half.eq(rd_half + 1),
             ]
         return m

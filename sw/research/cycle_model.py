@@ -14,10 +14,10 @@ without any data:
   registered ``ready`` (``hw/common/skid_buffer.py``);
 * the plane issuer: one cycle per non-zero plane below ``T``, an empty block dropped in its
   cycle, an empty block that ends a pass sent as one empty beat (``hw/core/issuer.py``);
-* the PE array: its two bank halves, held from a pass's last beat until the firing array releases
-  them; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
-* the firing array: per pass ``n_pe / fire_units`` groups of ``T + 1`` cycles (SpikePack;
-  ``ceil(T / 2) + 1`` with two planes per beat and ``fire_pairs``, a pair of planes a cycle) or
+* the PE array: its ``bank_passes`` bank parts (two: halves), each held from a pass's last beat
+  until the firing array releases it; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
+* the firing array: per pass ``n_pe / fire_units`` groups of ``T`` cycles (SpikePack;
+  ``ceil(T / 2)`` with two planes per beat and ``fire_pairs``, a pair of planes a cycle) or
   ``3 T`` (LIF), the bank released in the last one (``hw/core/fire_array.py``);
 * the writer: a pass counts as stored :data:`WRITER_DONE` cycles after its last group leaves the
   firing units.
@@ -341,7 +341,8 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     s2_o, s2_skid = None, None
     issued = 0  # planes of the issuer's current block already sent
     # PE array.
-    in_half, hold, complete_at = 0, [False, False], [None, None]
+    parts = params.bank_passes  # the banks' parts, used in turn
+    in_half, hold, complete_at = 0, [False] * parts, [None] * parts
     rd_half = 0
     # Firing array: None (IDLE) or the cycle it left IDLE.
     fire_start = None
@@ -392,12 +393,14 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         if pe_accept and s2_o[1]:  # the pass's last beat
             complete_at[in_half] = t + timing.pe_latency
             hold[in_half] = True
-            in_half ^= 1
+            in_half = (in_half + 1) % parts
         if release:
             complete_at[rd_half] = None
             hold[rd_half] = False
-            rd_half ^= 1
-            fire_start = None
+            rd_half = (rd_half + 1) % parts
+            # The next pass is whole already (``bank.next_ready``): its reads start next cycle.
+            nxt = complete_at[rd_half]
+            fire_start = t if nxt is not None and nxt <= t else None
         elif go_fire:
             fire_start = t
         # Skid 2 (input: the issuer's beat).

@@ -208,8 +208,9 @@ class BankModel:
     cycle after the address), passes offered in order, each dropped on its release. With two
     planes a word, a read gives the pair of the addressed plane's beat slot and its zero flag."""
 
-    def __init__(self, dut, passes, zero, bias_rows, theta_rows):
+    def __init__(self, dut, passes, zero, bias_rows, theta_rows, next_ready=True):
         self.dut = dut
+        self.next_ready = next_ready  # tell the array the next pass is whole before its turn
         self.planes = dut.planes
         self.passes, self.zero = passes, zero  # passes[p][n][plane], zero[p][beat slot]
         self.bias_rows, self.theta_rows = bias_rows, theta_rows
@@ -234,6 +235,8 @@ class BankModel:
             if release:
                 self.released += 1
             ctx.set(dut.bank.ready, int(self.released < len(self.passes)))
+            ctx.set(dut.bank.next_ready,
+                    int(self.next_ready and self.released + 1 < len(self.passes)))
 
 
 @pytest.mark.parametrize("units,T,mode,readout,planes", [
@@ -243,10 +246,13 @@ class BankModel:
     (4, 6, Mode.SPIKEPACK, False, 2), (2, 3, Mode.SPIKEPACK, True, 2),
     (1, 7, Mode.SPIKEPACK, False, 2), (2, 5, Mode.LIF, False, 2), (4, 8, Mode.LIF, True, 2),
     (2, 1, Mode.SPIKEPACK, False, 2), (4, 4, Mode.SPIKEPACK, False, 2)])
-def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes, rng, seed):
+@pytest.mark.parametrize("next_ready", [True, False])
+def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes, next_ready,
+                                                 rng, seed):
     """Every neuron of every pass fired by its unit, with its own bias and threshold rows, in
-    group order; untouched slots read as 0; one pass every ``pass_cycles``. With two planes a
-    bank word, SpikePack layers read pairs (``ceil(T / 2) + 1`` cycles a group), LIF layers one
+    group order; untouched slots read as 0; one pass every ``pass_cycles`` (a cycle more when
+    the next pass is not whole at the release). With two planes a
+    bank word, SpikePack layers read pairs (``ceil(T / 2)`` cycles a group), LIF layers one
     plane of a word a beat."""
     n_pe, sum_bits, n_passes, bt_base = 4, 16, 6, 2
     dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64, planes=planes)
@@ -257,7 +263,8 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes
     rows = (bt_base + n_passes) * dut.groups
     bias = rng.integers(-500, 500, (64, units))
     theta = rng.integers(1, 900, (64, units))
-    model = BankModel(dut, passes.tolist(), zero.tolist(), bias.tolist(), theta.tolist())
+    model = BankModel(dut, passes.tolist(), zero.tolist(), bias.tolist(), theta.tolist(),
+                      next_ready=next_ready)
     leak, reset = int(rng.integers(0, 5)), Reset.SUBTRACT
     above = mode is Mode.LIF and T % 2 == 1  # both compares of the LIF cases
     leaked = mode is Mode.LIF and not readout
@@ -304,7 +311,8 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes
                     assert v == want[1], (p, n)
                 else:
                     assert (word, spikes) == (want[0], want[2]), (p, n)
-    # Steady state: passes follow each other every pass_cycles (no bank waits here).
+    # Steady state: passes follow each other every pass_cycles when the next pass is whole at
+    # the release (``next_ready``), a cycle later when the array waits for ``ready`` in IDLE.
     starts = [got[p * dut.groups][0] for p in range(n_passes)]
     gaps = {b - a for a, b in zip(starts, starts[1:], strict=False)}
-    assert gaps == {dut.pass_cycles(T, mode is Mode.LIF)}
+    assert gaps == {dut.pass_cycles(T, mode is Mode.LIF) + (0 if next_ready else 1)}

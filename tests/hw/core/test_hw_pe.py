@@ -147,14 +147,15 @@ def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
     assert [g.tolist() for g in reader.got] == [e.tolist() for e in expected]
 
 
+@pytest.mark.parametrize("bank_passes", [2, 4])
 @pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
     (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
     (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1), (2, 4, 2, 0.3, 1)])
 def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, planes,
-                                                   read_pairs, rng, seed):
+                                                   read_pairs, bank_passes, rng, seed):
     dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes,
-                  read_pairs=read_pairs)
+                  read_pairs=read_pairs, bank_passes=bank_passes)
     passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe, planes=planes)
     wmem = WeightMemory(dut, n_pe, k)
     beats = [[{"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot}
@@ -219,6 +220,53 @@ def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, planes, read_pairs
         _add_beat(want, slot, spikes, planes, lambda s, w=weights: w @ s)
         beats.append({"spikes": _bits(spikes), "row": wmem.add(weights), "slot": slot})
     _run_passes(dut, [beats], [want], wmem, seed, 0.0)
+
+
+@pytest.mark.parametrize("bank_passes", [2, 4])
+def test_pe_array_runs_bank_passes_ahead_of_the_firing(bank_passes):
+    """One-beat passes offered back to back while nothing is read: the array takes
+    ``bank_passes`` of them (its banks' parts) and then holds ``i.ready`` low; one release
+    lets exactly one more in, and the passes read back in order with their own sums."""
+    dut = PEArray(2, 4, 8, 16, weight_regs=0, bank_passes=bank_passes)
+    wmem = WeightMemory(dut, 2, 4)
+    rows = [wmem.add([[n + 1] * 4, [-(n + 1)] * 4]) for n in range(bank_passes + 2)]
+    seen = {}
+
+    async def tb(ctx):
+        accepted = 0
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(40):
+            ctx.set(dut.i.payload, {"spikes": 0b0011, "row": rows[accepted], "slot": 0,
+                                    "last": 1})
+            if cycle == 30:
+                seen["held"] = accepted
+                ctx.set(dut.bank.addr, 7)
+                ctx.set(dut.bank.release, 1)  # release the first pass (read its last slot)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            ctx.set(dut.bank.release, 0)
+            accepted += ready
+        ctx.set(dut.i.valid, 0)
+        seen["after_release"] = accepted
+        for p in range(bank_passes):
+            await ctx.tick().until(dut.bank.ready)
+            ctx.set(dut.bank.addr, 0)
+            await ctx.tick()
+            seen[p] = [int(v) for v in ctx.get(dut.bank.data)]
+            ctx.set(dut.bank.addr, 7)
+            ctx.set(dut.bank.release, 1)
+            await ctx.tick()
+            ctx.set(dut.bank.release, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.add_testbench(wmem.run, background=True)
+    sim.run()
+    assert seen["held"] == bank_passes
+    assert seen["after_release"] == bank_passes + 1
+    # Pass 0 was released unread; the next ones come out in order (2 spikes x weight n + 1).
+    assert [seen[p] for p in range(bank_passes)] == [[2 * (n + 1), -2 * (n + 1)]
+                                                     for n in range(1, bank_passes + 1)]
 
 
 def test_pe_array_rejects_bad_weight_regs():
