@@ -95,10 +95,10 @@ class CoreParams:
         pass before last and then for the PE array's latency; with 4 the accumulation runs up
         to three passes ahead (the first conv layer of the MNIST CNN: 8,589 -> 7,149 cycles
         per image by the cycle model; 6,531 on the RTL once the firing array also starts a
-        pass that is whole at the release without a cycle in IDLE). The banks are LUT RAM of 32 (7-series) or 16 (ECP5)
-        words, which hold four passes' ``t_max / planes_per_beat`` words in the same cells as
-        two, so it costs the bank control only. Changes cycles, not results; not in the
-        identify block.
+        pass that is whole at the release without a cycle in IDLE). The banks are LUT RAM of
+        32 (7-series) or 16 (ECP5) words, which hold four passes' ``t_max / planes_per_beat``
+        words in the same cells as two, so it costs the bank control only. Changes cycles,
+        not results; not in the identify block.
     """
 
     n_pe: int

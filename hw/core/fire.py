@@ -94,8 +94,9 @@ class FireUnit(wiring.Component):
 
     The unit never waits: beats must follow the schedule of :meth:`period` (SpikePack: a
     neuron's ``T`` beats on consecutive cycles, the next neuron's first beat ``T`` cycles after
-    this one's, or later; with ``pairs`` ``ceil(T / 2)`` beats of pair sums, and ``ceil(T / 2)``; LIF:
-    one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every ``3 T``), and
+    this one's, or later; with ``pairs`` ``ceil(T / 2)`` beats of pair sums, and
+    ``ceil(T / 2)``; LIF: one beat every :data:`LIF_BEAT_CYCLES` cycles, a neuron every
+    ``3 T``), and
     each result is valid for one cycle, :meth:`latency` cycles after the neuron's first beat.
 
     Parameters

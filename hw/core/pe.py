@@ -15,8 +15,8 @@ one plane per cycle.
 
 The sums live in a small memory of ``passes`` parts (``passes t_max`` sums, LUT RAM where the
 device has it; 2 parts is ping-pong): the array accumulates the next passes into the other parts
-while the firing array reads a finished pass from one. A PE holds no control of its own; :class:`hw.core.pe_array.PEArray` drives the bank
-addresses of all PEs in lockstep.
+while the firing array reads a finished pass from one. A PE holds no control of its own;
+:class:`hw.core.pe_array.PEArray` drives the bank addresses of all PEs in lockstep.
 
 With ``planes = 2`` a beat carries two planes of the same chunk (``2 k`` spike bits) and one set
 of ``k`` weights: the PE has one adder tree per plane, both fed the same weight register (weight

@@ -15,7 +15,8 @@ without any data:
 * the plane issuer: one cycle per non-zero plane below ``T``, an empty block dropped in its
   cycle, an empty block that ends a pass sent as one empty beat (``hw/core/issuer.py``);
 * the PE array: its ``bank_passes`` bank parts (two: halves), each held from a pass's last beat
-  until the firing array releases it; a pass is readable :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
+  until the firing array releases it; a pass is readable
+  :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
 * the firing array: per pass ``n_pe / fire_units`` groups of ``T`` cycles (SpikePack;
   ``ceil(T / 2)`` with two planes per beat and ``fire_pairs``, a pair of planes a cycle) or
   ``3 T`` (LIF), the bank released in the last one (``hw/core/fire_array.py``);
