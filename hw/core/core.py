@@ -192,7 +192,6 @@ class SpikePackCore(wiring.Component):
             w_rd.addr.eq(skid.o.payload.row), pes.weights.eq(w_rd.data),
             fetch.start.eq(seq.fetch_start), pes.gain.eq(d.res_gain.as_signed()),
             seq.fetch_busy.eq(fetch.busy), seq.issued.eq(fetch.issued),
-            held("issue", issue.T, d.T, "T"), issue.clear.eq(seq.clear),
             held("fetch", fetch.src_base, seq.src_base, "src_base"),
         ]
         fetch_fields = ["chunks", "T", "passes", "w_base"]
@@ -244,7 +243,7 @@ class SpikePackCore(wiring.Component):
             out_wr.addr.eq(writer.out_addr), out_wr.data.eq(writer.out_data),
             out_wr.en.eq(writer.out_en),
             seq.passes_done.eq(writer.passes), seq.spikes.eq(writer.spikes),
-            seq.skipped.eq(issue.skipped),
+            seq.skipped.eq(fetch.skipped),
         ]
 
         # --- bus slave -----------------------------------------------------------------------

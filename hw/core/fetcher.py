@@ -18,10 +18,10 @@ same walk with one position and a 1x1 kernel. The walk keeps pointers and adds s
 ``stride in_w chunks`` (each times ``2^pool_log2`` per pooled position) and the padding offset
 are worked out by shift-and-add in ``ceil(log2(act_chunks + 1)) + 3`` set-up cycles at the start
 of a conv layer (none for a dense one). A tap in the zero padding reads nothing and
-sends nothing (the all-zero block would be dropped by the issuer anyway), but its step of the
-walk takes a cycle of the address stage; the last tap-chunk of a pass, if it is padding, is sent
-as an all-zero block marked ``pad`` so the pass still ends (the issuer does not count its
-planes as skipped).
+sends nothing (as for an all-zero block read from memory), but its step of the walk takes a
+cycle of the address stage; the last tap-chunk of a pass, if it is padding, is sent as an
+all-zero block marked ``pad`` so the pass still ends (its planes are not counted as
+skipped).
 
 A conv layer with a shortcut (``res``) adds, after the taps of each conv position ``(cy, cx)``
 and pass ``p``, one step per output block of the pass: ``b = 0 .. n_pe / k - 1``, block
@@ -44,7 +44,13 @@ and no memory enable depends on the data read in the same cycle.
 
 The output register also marks which of the block's planes below ``T`` hold a spike (pairs of
 planes with two planes per beat, the planes at or above ``T`` then zeroed), counts them, and
-finds the lowest, so the issuer's choice of the next beat starts at registers.
+finds the lowest, so the issuer's choice of the next beat starts at registers. A block with no
+spike below ``T`` is not sent unless it ends a pass: it leaves a bubble in the output register
+instead of a cycle of the issuer (the walk still takes its cycle of the address stage).
+
+Counter: ``skipped`` counts the all-zero plane chunks (planes ``q < T``) of the blocks read
+from memory since ``start``, sent or not (it lags the blocks by two cycles), a conv layer's
+shortcut blocks included; a padding block (read from nowhere) is not counted.
 
 Latency: the first beat of a dense layer is valid 5 cycles after ``start`` (a conv layer adds
 its set-up cycles); then one beat per cycle.
@@ -111,8 +117,7 @@ def block_beat_layout(params: CoreParams):
     ``pad``: an all-zero padding block (no memory read); ``res``: a block of a conv layer's
     shortcut, for the pass's output block ``group`` (its ``k`` channels go to PEs
     ``group k .. group k + k - 1``, no weight row). With two planes per beat the block's planes
-    at or above ``T`` are zeroed and ``planes`` counts its non-zero planes below ``T`` (the
-    issuer's skip counter counts planes, not beats)."""
+    at or above ``T`` are zeroed."""
     slots = params.beat_slots
     fields = {
         "block": params.block_bits,
@@ -126,8 +131,6 @@ def block_beat_layout(params: CoreParams):
         "res": 1,
         "group": range(params.chunks_per_pass),
     }
-    if params.planes_per_beat > 1:
-        fields["planes"] = range(params.t_max + 1)
     return data.StructLayout(fields)
 
 
@@ -199,6 +202,9 @@ class Fetcher(wiring.Component):
         Addresses remain to be issued.
     issued : Out(layer_passes_bits(params))
         Passes (end-of-pass beats) the walk has issued since ``start``.
+    skipped : Out(layer_count_bits(params, act_chunks * t_max))
+        All-zero plane chunks below ``T`` of the blocks read since ``start`` (a conv layer
+        reads a block per position: 32 bits).
     src_addr, src_en, src_data : spike-block read port (data the cycle after an enabled read).
         A banked spike memory (:func:`spike_banks` above 1) gives every bank's word, bank ``b``
         at bits ``b * block_bits`` on: all banks read the address's low bits, and the fetcher
@@ -241,6 +247,7 @@ class Fetcher(wiring.Component):
             "in_base": In(range(src_depth)),
             "busy": Out(1),
             "issued": Out(layer_passes_bits(params)),
+            "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "src_addr": Out(range(src_depth)),
             "src_en": Out(1),
             "src_data": In(params.block_bits * spike_banks(params)),
@@ -361,6 +368,7 @@ class Fetcher(wiring.Component):
         m.d.comb += self.o.payload.block.eq(block_c)
 
         adv = Signal()  # every stage moves on
+        send_s = Signal()  # the block in stage S is sent (defined with the plane marks below)
         # The stages move in lockstep: one enable, one LUT from two registers (``o.ready`` is a
         # skid buffer's register in the core), instead of a ready chain through every stage.
         # Bubbles only occur while the pipeline fills, so nothing is lost by not squeezing them.
@@ -399,7 +407,7 @@ class Fetcher(wiring.Component):
                 valid_w = Signal(name="valid_walk", attrs=COPY_ATTRS)
                 adv_w = Signal()
                 with m.If(adv_w):  # (adv_w == adv, every cycle)
-                    m.d.sync += valid_w.eq(valid_s)
+                    m.d.sync += valid_w.eq(send_s)
                 m.d.comb += adv_w.eq(~valid_w | self.o_ready_walk)
             else:
                 adv_w = adv
@@ -556,13 +564,20 @@ class Fetcher(wiring.Component):
             keep = (~pad_s).replicate(p.block_bits)
         else:
             # A beat carries whole beat slots: the planes at or above T are zeroed here (the
-            # issuer then never looks at T), and the planes are counted for the skip counter.
+            # issuer then never looks at T).
             keep = Cat(*(in_T[q].replicate(k) for q in range(p.t_max))) \
                 & (~pad_s).replicate(p.block_bits)
-            with m.If(adv):
-                m.d.sync += self.o.payload.planes.eq(sum(plane_nz[q] for q in range(p.t_max)))
+        # Skipped planes of each block read: T minus its non-zero planes, registered, then
+        # added up (a padding block, read from nowhere, counts none).
+        zeros = Signal(range(p.t_max + 1))
+        planes_nz = count if ppb == 1 else sum(plane_nz[q] for q in range(p.t_max))
+        m.d.sync += zeros.eq(Mux(adv & valid_s & ~pad_s, self.T - planes_nz, 0))
+        m.d.sync += self.skipped.eq(self.skipped + zeros)
+        # A block with no spike below T is sent only when it ends a pass (then as one empty
+        # beat, by the issuer): otherwise the output register takes a bubble.
+        m.d.comb += send_s.eq(valid_s & ((count != 0) | last_s))
         with m.If(adv):
-            m.d.sync += [valid_c.eq(valid_s),
+            m.d.sync += [valid_c.eq(send_s),
                          block_c.eq(block_s & keep),
                          self.o.payload.nonzero.eq(nonzero), self.o.payload.row.eq(w_addr_s),
                          self.o.payload.count.eq(count),
@@ -577,6 +592,7 @@ class Fetcher(wiring.Component):
                 walking.eq(~conv),
                 setup.eq(0),
                 self.issued.eq(0),
+                self.skipped.eq(0),
                 j.eq(0), kx.eq(0), ky.eq(0), dx.eq(0), dy.eq(0), pas.eq(0), px.eq(0), py.eq(0),
                 last_chunk.eq(self.chunks - 1),
                 last_pass.eq(self.passes - 1),

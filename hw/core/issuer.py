@@ -4,9 +4,9 @@ A block holds ``t_max`` bit-planes of one chunk of ``k`` input neurons (plane sl
 ``q*k .. q*k+k-1``); the fetcher marks which planes below ``T`` hold a spike, and counts them.
 The issuer sends, one per cycle, only the planes with ``q < T`` that have a spike, each with the
 block's weight row (held for every plane: weight reuse up to ``T`` times). An all-zero plane costs
-no cycle; a block with no spike at all is dropped in the cycle it is presented (the fetcher
-presents one block per cycle). If the block that ends a pass has no spike, one empty beat carries
-the end-of-pass flag.
+no cycle; the fetcher sends no block without a spike unless it ends a pass (one presented anyway
+would be dropped in the cycle it is presented). If the block that ends a pass has no spike, one
+empty beat carries the end-of-pass flag.
 
 ``i.ready`` depends only on registers (the mark count, the planes issued so far) and ``o.ready``:
 the fetcher's memory enables never wait on the data they read.
@@ -16,10 +16,9 @@ pair of planes ``2 s, 2 s + 1`` (``2 k`` contiguous bits of the block): the fetc
 pairs below ``T`` with a spike and zeroes the planes at or above ``T``, and the issuer sends one
 beat per marked pair, exactly as it sends one per plane otherwise.
 
-Counter: ``skipped`` counts the all-zero plane chunks (``q < T``) of the blocks read from memory
-since ``clear`` (it lags the blocks by two cycles), a conv layer's shortcut blocks included; a
-padding block (``pad``: read from nowhere) is not counted. A shortcut block's beats carry its
-``res`` flag and ``group`` to the PE array.
+The skip counter is the fetcher's (``hw.core.fetcher.Fetcher.skipped``): it sees every block
+read, sent or not. A shortcut block's beats carry its ``res`` flag and ``group`` to the PE
+array.
 
 Latency: combinational (a beat leaves in the cycle its block is presented).
 """
@@ -32,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.contract.params import CoreParams
 
-from .fetcher import block_beat_layout, layer_count_bits, lowest_one
+from .fetcher import block_beat_layout, lowest_one
 from .pe import beat_layout
 
 __all__ = ["PlaneIssuer"]
@@ -47,12 +46,6 @@ class PlaneIssuer(wiring.Component):
 
     Members
     -------
-    T : In(range(t_max + 1))
-        Time steps of the current layer (planes with slot ``>= T`` are ignored).
-    clear : In(1)
-        Zero ``skipped``.
-    skipped : Out(layer_count_bits(params, act_chunks * t_max))
-        All-zero plane chunks skipped (a conv layer skips per position: 32 bits).
     i : In(stream.Signature(block_beat_layout(params)))
     o : Out(stream.Signature(beat_layout(k, t_max, weight_depth, n_pe // k)))
     """
@@ -62,9 +55,6 @@ class PlaneIssuer(wiring.Component):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         self._params = params
         super().__init__({
-            "T": In(range(params.t_max + 1)),
-            "clear": In(1),
-            "skipped": Out(layer_count_bits(params, params.act_chunks * params.t_max)),
             "i": In(stream.Signature(block_beat_layout(params))),
             "o": Out(stream.Signature(beat_layout(params.k, params.t_max, params.weight_depth,
                                                   params.chunks_per_pass,
@@ -137,15 +127,4 @@ class PlaneIssuer(wiring.Component):
             with m.Else():
                 m.d.comb += self.i.ready.eq(1)
 
-        # Skipped planes of each block taken: counted two cycles later (count, then add).
-        zeros = Signal(range(p.t_max + 1))
-        planes_nz = self.i.payload.count if p.planes_per_beat == 1 else self.i.payload.planes
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += zeros.eq(Mux(self.i.payload.pad, 0, self.T - planes_nz))
-        with m.Else():
-            m.d.sync += zeros.eq(0)
-        with m.If(self.clear):
-            m.d.sync += [self.skipped.eq(0), zeros.eq(0)]
-        with m.Else():
-            m.d.sync += self.skipped.eq(self.skipped + zeros)
         return m

@@ -86,7 +86,7 @@ class Sequencer(wiring.Component):
     sample_base : Out(range(spike_rows))
         First block of the running sample's INPUT slot (a shortcut from the network input).
     passes_done, spikes, skipped : In
-        Writer pass count, writer spike count, issuer skip count of the running layer.
+        Writer pass count, writer spike count, fetcher skip count of the running layer.
     fetch_busy, issued : In
         The fetcher is walking; the passes it has issued (the layer is done when it is not
         walking and the writer has stored every pass it issued).

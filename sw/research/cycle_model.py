@@ -9,11 +9,12 @@ without any data:
 * the sequencer: 8 cycles of descriptor reads, a verdict and a check, the start, the wait for the
   writer (its end registered), 5 cycles of counter updates (``hw/core/sequencer.py``);
 * the fetcher: four lock-step stages (address, block read, two block registers, output register),
-  one block per cycle, moving only when its output register is free (``hw/core/fetcher.py``);
+  one block per cycle, moving only when its output register is free; a block with no spike
+  below ``T`` is sent only when it ends a pass (``hw/core/fetcher.py``);
 * the two skid buffers (fetcher -> issuer -> PE array), each a two-entry register with a
   registered ``ready`` (``hw/common/skid_buffer.py``);
-* the plane issuer: one cycle per non-zero plane below ``T``, an empty block dropped in its
-  cycle, an empty block that ends a pass sent as one empty beat (``hw/core/issuer.py``);
+* the plane issuer: one cycle per non-zero plane below ``T``, an empty block that ends a pass
+  sent as one empty beat (``hw/core/issuer.py``);
 * the PE array: its ``bank_passes`` bank parts (two: halves), each held from a pass's last beat
   until the firing array releases it; a pass is readable
   :attr:`hw.core.pe_array.PEArray.latency` cycles after its last beat;
@@ -415,8 +416,11 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         s1_o, s1_skid = _skid_step(s1_o, s1_skid, iss_take, c_item if c_item >= 0 else None)
         # Fetcher stages (lock-step).
         if fetch_adv:
-            # A padding tap's step is a cycle of the address stage that sends nothing.
-            new_b = fetch_next if busy and steps[fetch_next] is not None else -1
+            # A padding tap's step is a cycle of the address stage that sends nothing; a block
+            # with no spike below T that does not end its pass is read and not sent (a bubble
+            # in the output register: here, equivalently, in the first stage).
+            step = steps[fetch_next] if busy else None
+            new_b = fetch_next if step is not None and (step[0] or step[1]) else -1
             stages = [new_b] + stages[:3]
             if busy:
                 fetch_next += 1

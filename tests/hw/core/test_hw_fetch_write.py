@@ -36,6 +36,9 @@ class FetchRig(wiring.Component):
 
 @pytest.mark.parametrize("pause", [0.0, 0.5])
 def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
+    """Every block of every pass in order with its plane marks and weight row, except the blocks
+    with no spike below ``T`` that do not end a pass (not sent); ``skipped`` counts the zero
+    planes below ``T`` of every block read, sent or not."""
     n_src = P.batch_depth * P.act_chunks
     # Sparse and dense blocks, so the plane mask sees both empty and full planes.
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
@@ -45,10 +48,23 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     f = rig.fetch
     layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0)]  # chunks, passes, src_base, w_base
     T = 6  # planes 6 and 7 are never marked
-    got = []
+    want, want_skipped = [], []
+    for chunks, passes, src_base, w_base in layers:
+        sent, skipped = [], 0
+        for p in range(passes):
+            for c in range(chunks):
+                block = blocks[src_base + c]
+                nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
+                skipped += T - bin(nonzero).count("1")
+                if nonzero or c == chunks - 1:
+                    sent.append((block, nonzero, w_base + p * chunks + c, int(c == chunks - 1)))
+        want.append(sent)
+        want_skipped.append(skipped)
+    assert any(len(w) < c * p for w, (c, p, _, _) in zip(want, layers, strict=True))
+    got, got_skipped = [], []
 
     async def control(ctx):
-        for chunks, passes, src_base, w_base in layers:
+        for n, (chunks, passes, src_base, w_base) in enumerate(layers):
             ctx.set(f.chunks, chunks)
             ctx.set(f.passes, passes)
             ctx.set(f.src_base, src_base)
@@ -58,13 +74,14 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
             await ctx.tick()
             ctx.set(f.start, 0)
             await ctx.tick().until(~f.busy)
-            while len(got) < sum(c * p for c, p, _, _ in layers[:layers.index(
-                    (chunks, passes, src_base, w_base)) + 1]):
+            while len(got) < sum(len(w) for w in want[:n + 1]):
                 await ctx.tick()
+            await ctx.tick().repeat(3)  # the count lags the blocks by two cycles
+            got_skipped.append(ctx.get(f.skipped))
 
     async def consumer(ctx):
         r = random.Random(seed)
-        for _ in range(sum(c * p for c, p, _, _ in layers)):
+        for _ in range(sum(len(w) for w in want)):
             beat = await stream_get(ctx, f.o, rng=r, pause=pause)
             got.append((beat.block, beat.nonzero, beat.row, beat.last))
 
@@ -73,14 +90,8 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     sim.add_testbench(control)
     sim.add_testbench(consumer)
     sim.run()
-    want = []
-    for chunks, passes, src_base, w_base in layers:
-        for p in range(passes):
-            for c in range(chunks):
-                block = blocks[src_base + c]
-                nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
-                want.append((block, nonzero, w_base + p * chunks + c, int(c == chunks - 1)))
-    assert got == want
+    assert got == [beat for sent in want for beat in sent]
+    assert got_skipped == want_skipped
 
 
 def _writer_params(units):
@@ -194,12 +205,14 @@ def _conv_walk(d, src_base, blocks, T):
     """The fetcher's beats for a conv descriptor, from ``sw.compile.conv_layout.conv_fetch``
     (pooled position, window position, pass) reordered to the gateware's (pooled position,
     pass, window position); a pass whose last tap-chunk is padding ends with an all-zero
-    ``pad`` beat on that tap-chunk's weight row."""
+    ``pad`` beat on that tap-chunk's weight row; a block with no spike below ``T`` that does
+    not end its pass is not sent. Returns the beats and the skip count (the zero planes below
+    ``T`` of every block read)."""
     from sw.compile.conv_layout import conv_fetch
 
     win = 1 << (2 * d["pool_log2"])
     steps = list(conv_fetch(d))
-    beats = []
+    beats, skipped = [], 0
     per_pooled = win * d["passes"]
     last_tap_rows = d["kh"] * d["kw"] * d["chunks"]
     for start in range(0, len(steps), per_pooled):
@@ -208,25 +221,29 @@ def _conv_walk(d, src_base, blocks, T):
             for w in range(win):
                 cy, cx, pp, fetches = group[w * d["passes"] + p]
                 assert pp == p
+                walk = []
                 for blk, row in fetches:
                     block = blocks[src_base + blk]
                     nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
-                    beats.append((block, nonzero, row, 0, 0))
+                    skipped += T - bin(nonzero).count("1")
+                    walk.append((block, nonzero, row, 0, 0))
                 iy = cy * d["stride"] - d["pad"] + d["kh"] - 1
                 ix = cx * d["stride"] - d["pad"] + d["kw"] - 1
                 last_row = d["w_base"] + (p + 1) * last_tap_rows - 1
                 if 0 <= iy < d["in_h"] and 0 <= ix < d["in_w"]:
-                    beats[-1] = beats[-1][:3] + (1, 0)
+                    walk[-1] = walk[-1][:3] + (1, 0)
                 else:
-                    beats.append((0, 0, last_row, 1, 1))
-    return beats
+                    walk.append((0, 0, last_row, 1, 1))
+                beats += [b for b in walk if b[1] or b[3]]
+    return beats, skipped
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.4])
 def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
     """Random conv geometries (kernel 1..5, stride 1..3, padding 0..3, pooling 1/2/4, channel
     chunks, passes): the beats equal conv_fetch's walk with the pass outside the window,
-    padding taps read nothing, and ``issued`` counts every pass."""
+    padding taps read nothing, blocks without a spike below ``T`` are sent only to end a pass,
+    ``skipped`` counts their zero planes and ``issued`` counts every pass."""
     n_src = P.spike_rows
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
                                                     rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
@@ -251,8 +268,9 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
         layers.append(dict(chunks=chunks, passes=passes, kh=kh, kw=kw, stride=stride, pad=pad,
                            pool_log2=pool_log2, in_h=in_h, in_w=in_w, conv_h=conv_h,
                            conv_w=conv_w, w_base=w_base, src_base=src_base))
-    want = [_conv_walk(d, d["src_base"], blocks, T) for d in layers]
-    got, issued = [], []
+    walks = [_conv_walk(d, d["src_base"], blocks, T) for d in layers]
+    want = [beats for beats, _ in walks]
+    got, issued, skipped = [], [], []
 
     async def control(ctx):
         for n, d in enumerate(layers):
@@ -268,6 +286,8 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
             issued.append(ctx.get(f.issued))
             while len(got) < sum(len(w) for w in want[:n + 1]):
                 await ctx.tick()
+            await ctx.tick().repeat(3)  # the count lags the blocks by two cycles
+            skipped.append(ctx.get(f.skipped))
 
     async def consumer(ctx):
         r = random.Random(seed)
@@ -281,5 +301,6 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
     sim.add_testbench(consumer)
     sim.run()
     assert got == [b for w in want for b in w]
+    assert skipped == [n for _, n in walks]
     assert issued == [(d["conv_h"] >> d["pool_log2"]) * (d["conv_w"] >> d["pool_log2"])
                       * (1 << 2 * d["pool_log2"]) * d["passes"] for d in layers]

@@ -31,6 +31,7 @@ def _net(rng, sizes, T=4, wmax=127, **kw):
     ({"t_max": 4}, ValueError), ({"acc_bits": 40}, ValueError), ({"weight_bits": 4}, ValueError),
     ({"fire_units": 3}, ValueError), ({"fire_units": 16}, ValueError),
     ({"fire_units": 8}, ValueError), ({"lif": 2}, ValueError), ({"weight_regs": 3}, ValueError),
+    ({"bank_passes": 3}, ValueError), ({"bank_passes": 8}, ValueError),
     ({"n_pe": 2.0}, TypeError), ({"batch_depth": True}, TypeError), ({"bt_depth": 4}, ValueError),
 ])
 def test_params_refuse(kw, err):
