@@ -534,6 +534,7 @@ class Fetcher(wiring.Component):
         if banks == 1:
             with m.If(adv):
                 m.d.sync += [block_r.eq(self.src_data), block_s.eq(block_r)]
+            block_next = block_r  # what stage S takes
         else:
             # Each bank's word in a register of its own (the block RAM's output register on
             # the ECP5), the bank read chosen after it: no multiplexer behind a block RAM.
@@ -541,17 +542,26 @@ class Fetcher(wiring.Component):
             banks_r = [Signal(p.block_bits, name=f"block_r{b}", reset_less=True)
                        for b in range(banks)]
             lg_rows = exact_log2(spike_bank_rows(p))
+            block_next = Signal(p.block_bits)
+            m.d.comb += block_next.eq(Array(banks_r)[bank_r])
             with m.If(adv):
                 m.d.sync += [bank_b.eq(self.src_addr[lg_rows:]), bank_r.eq(bank_b),
-                             block_s.eq(Array(banks_r)[bank_r])]
+                             block_s.eq(block_next)]
                 m.d.sync += [banks_r[b].eq(self.src_data.word_select(b, p.block_bits))
                              for b in range(banks)]
         in_T = Signal(p.t_max)  # planes below T
         m.d.sync += in_T.eq((1 << self.T) - 1)
-        plane_nz = Signal(p.t_max)  # planes below T with a spike
-        m.d.comb += plane_nz.eq(
-            Cat(*(block_s[q * k:(q + 1) * k].any() for q in range(p.t_max)))
-            & in_T & (~pad_s).replicate(p.t_max))
+        # The planes below T with a spike, and whether there is any, found as the block enters
+        # stage S and registered there: the output stage's decisions (the marks, whether the
+        # block is sent at all, and the walk's copy of that) then start at registers.
+        plane_nz = Signal(p.t_max)  # planes below T with a spike (of the block in stage S)
+        any_s = Signal()  # ... and it has one
+        nz_next = Signal(p.t_max)
+        m.d.comb += nz_next.eq(Cat(*(block_next[q * k:(q + 1) * k].any()
+                                     for q in range(p.t_max)))
+                               & in_T & (~pad_r).replicate(p.t_max))
+        with m.If(adv):
+            m.d.sync += [plane_nz.eq(nz_next), any_s.eq(nz_next.any())]
         # Beat slots with a spike (planes_per_beat planes each), and how many.
         ppb, slots = p.planes_per_beat, p.beat_slots
         nonzero = Signal(slots)
@@ -575,7 +585,7 @@ class Fetcher(wiring.Component):
         m.d.sync += self.skipped.eq(self.skipped + zeros)
         # A block with no spike below T is sent only when it ends a pass (then as one empty
         # beat, by the issuer): otherwise the output register takes a bubble.
-        m.d.comb += send_s.eq(valid_s & ((count != 0) | last_s))
+        m.d.comb += send_s.eq(valid_s & (any_s | last_s))
         with m.If(adv):
             m.d.sync += [valid_c.eq(send_s),
                          block_c.eq(block_s & keep),

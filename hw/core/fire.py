@@ -216,26 +216,31 @@ class FireUnit(wiring.Component):
             m.d.sync += bias.eq(beat.bias)
         bias_now = Mux(beat.first, beat.bias, bias)
 
-        # One datapath for both modes: four adders (A..D) around four registers.
+        # One datapath for both modes: four adders (A..D) around four registers, and a leaked
+        # membrane register of LIF's own.
         #   register  SpikePack                       LIF
         #   u         Horner sum                      x = P + bias
-        #   th_h      theta 2^(T-1), built by Horner  leaked membrane (low acc bits)
+        #   th_h      theta 2^(T-1), built by Horner  -
+        #   lk        -                               leaked membrane v - (v >>> k)
         #   r         residual being fired            membrane v
         #   th_f      theta 2^(T-t) of the firing     -
         th_bits = acc + t_max - 1
         u = Signal(signed(acc))
         th_h = Signal(unsigned(th_bits))
         r = Signal(signed(acc))
-        # The leak's copy of r (LIF: D reads the membrane through a shifter and a carry chain
-        # into th_h): its own flip-flops, placed by that logic, not by r's other loads (on the
-        # ULX3S the path from r ran 3.3 ns of routing across the chip).
-        r_leak = Signal(signed(acc), name="r_leak", attrs=COPY_ATTRS) if self._lif else r
+        # The leak's copy of the LIF membrane (D reads it through a shifter and a carry chain
+        # into lk): its own flip-flops, placed by that logic, not by r's other loads (on the
+        # ULX3S the path from r ran 3.3 ns of routing across the chip). Written only by LIF
+        # steps, and set to 0 by a neuron's last firing step, so the next neuron's first leak
+        # is 0 - 0 with no multiplexer for the first beat (a reset, an abort included, leaves
+        # it 0 too).
+        r_leak = Signal(signed(acc), name="r_leak", attrs=COPY_ATTRS)
 
         def set_r(value):
-            """``r`` (and its leak copy) := ``value``."""
-            return [r.eq(value)] + ([r_leak.eq(value)] if self._lif else [])
+            """``r`` := ``value``."""
+            return [r.eq(value)]
         th_f = Signal(unsigned(th_bits))
-        lk = th_h[:acc].as_signed()
+        lk = Signal(signed(acc), name="lk")
 
         # A: u = 2 u + P (Horner; u = P on a first beat; pairs: 4 u + w) or u = P + bias (LIF).
         add_a = Mux(lif, bias_now, Mux(beat.first, 0, u << shift)) + p
@@ -260,17 +265,18 @@ class FireUnit(wiring.Component):
         else:
             s_theta, add_s = Signal(unsigned(acc)), add_c  # s_theta unused
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
-        # 0. Both choices sit in front of the subtractor (0 - 0), none behind it.
+        # 0 (r_leak is 0 then). The one choice sits in front of the subtractor, none behind it:
+        # the difference goes straight into lk (the ULX3S's critical path was this leak, from
+        # ``cfg_leak`` or ``r_leak`` through the shifter and the subtractor, when it also went
+        # through th_h's mode multiplexer).
         if self._lif:
-            add_d = Mux(beat.first, 0, r_leak) - Mux(beat.first | no_leak, 0, r_leak >> leak)
-        else:
-            add_d = 0
+            add_d = r_leak - Mux(no_leak, 0, r_leak >> leak)
+            with m.If(take & lif):
+                m.d.sync += lk.eq(add_d)
 
         with m.If(take):
             m.d.sync += u.eq(add_a)
-            with m.If(lif):
-                m.d.sync += th_h.eq(add_d)
-            with m.Elif(beat.first):
+            with m.If(beat.first):
                 m.d.sync += th_h.eq(beat.theta)
             with m.Else():
                 m.d.sync += th_h.eq(th_h << shift)
@@ -357,7 +363,7 @@ class FireUnit(wiring.Component):
             with m.If(beat.first):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
-            m.d.sync += set_r(add_b)
+            m.d.sync += [*set_r(add_b), r_leak.eq(add_b)]
         # C's LIF threshold theta' = theta + fire_above (- theta >>> k) is worked out off the
         # membrane's path, in the two cycles from a neuron's first beat to its first compare:
         # the shift in the first (beside the + fire_above), the subtraction in the second (a
@@ -371,4 +377,5 @@ class FireUnit(wiring.Component):
             m.d.sync += c_theta.eq(e_above - e_shift)
         with m.If(lif_c):
             m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
+            m.d.sync += r_leak.eq(Mux(lif_last, 0, r_fired))
         return m
