@@ -228,17 +228,14 @@ class FireUnit(wiring.Component):
         u = Signal(signed(acc))
         th_h = Signal(unsigned(th_bits))
         r = Signal(signed(acc))
-        # The leak's copy of the LIF membrane (D reads it through a shifter and a carry chain
+        # The leak's copy of r (LIF: D reads the membrane through a shifter and a carry chain
         # into lk): its own flip-flops, placed by that logic, not by r's other loads (on the
-        # ULX3S the path from r ran 3.3 ns of routing across the chip). Written only by LIF
-        # steps, and set to 0 by a neuron's last firing step, so the next neuron's first leak
-        # is 0 - 0 with no multiplexer for the first beat (a reset, an abort included, leaves
-        # it 0 too).
-        r_leak = Signal(signed(acc), name="r_leak", attrs=COPY_ATTRS)
+        # ULX3S the path from r ran 3.3 ns of routing across the chip).
+        r_leak = Signal(signed(acc), name="r_leak", attrs=COPY_ATTRS) if self._lif else r
 
         def set_r(value):
-            """``r`` := ``value``."""
-            return [r.eq(value)]
+            """``r`` (and its leak copy) := ``value``."""
+            return [r.eq(value)] + ([r_leak.eq(value)] if self._lif else [])
         th_f = Signal(unsigned(th_bits))
         lk = Signal(signed(acc), name="lk")
 
@@ -265,12 +262,12 @@ class FireUnit(wiring.Component):
         else:
             s_theta, add_s = Signal(unsigned(acc)), add_c  # s_theta unused
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
-        # 0 (r_leak is 0 then). The one choice sits in front of the subtractor, none behind it:
-        # the difference goes straight into lk (the ULX3S's critical path was this leak, from
+        # 0. Both choices sit in front of the subtractor (0 - 0), none behind it: the
+        # difference goes straight into lk (the ULX3S's critical path was this leak, from
         # ``cfg_leak`` or ``r_leak`` through the shifter and the subtractor, when it also went
         # through th_h's mode multiplexer).
         if self._lif:
-            add_d = r_leak - Mux(no_leak, 0, r_leak >> leak)
+            add_d = Mux(beat.first, 0, r_leak) - Mux(beat.first | no_leak, 0, r_leak >> leak)
             with m.If(take & lif):
                 m.d.sync += lk.eq(add_d)
 
@@ -363,7 +360,7 @@ class FireUnit(wiring.Component):
             with m.If(beat.first):
                 m.d.sync += [word.eq(0), count.eq(0)]
         with m.If(lif_b):
-            m.d.sync += [*set_r(add_b), r_leak.eq(add_b)]
+            m.d.sync += set_r(add_b)
         # C's LIF threshold theta' = theta + fire_above (- theta >>> k) is worked out off the
         # membrane's path, in the two cycles from a neuron's first beat to its first compare:
         # the shift in the first (beside the + fire_above), the subtraction in the second (a
@@ -377,5 +374,4 @@ class FireUnit(wiring.Component):
             m.d.sync += c_theta.eq(e_above - e_shift)
         with m.If(lif_c):
             m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
-            m.d.sync += r_leak.eq(Mux(lif_last, 0, r_fired))
         return m
