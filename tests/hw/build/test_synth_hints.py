@@ -70,7 +70,7 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     # leak, no_leak, lif_fire_above, lif_compare_leaked) from the same source: equal flip-flops
     # that opt_merge would make one; and keeps the leak's copy of its membrane register (r_leak,
     # loaded as r is). The core gives each block its own registered copy of the layer settings
-    # it reads (hw.core.core): the issuer T; the fetcher src_base, chunks, T, passes, w_base
+    # it reads (hw.core.core): the fetcher src_base, chunks, T, passes, w_base
     # (and with conv, the conv flag and 9 geometry fields); the firing array bt_base, passes,
     # pool_log2, theta_per_channel, theta and 7 config fields; the writer 8 settings; with conv,
     # the fetcher's shortcut fields (n_out, res_input, res_base, res, in_base), the conv walk's
@@ -81,7 +81,7 @@ def test_register_copies_survive_merging(design_il, tmp_path):
     script = (f"{synthesis_hints()}\nflatten\nopt_merge\n"
               "select -count t:$dff a:keep %i")
     assert P.fire_units > 1
-    core_copies = 1 + 5 + (1 + 9 + 5 + 2 + 8 if P.conv else 0) + (5 + 7) + 8
+    core_copies = 5 + (1 + 9 + 5 + 2 + 8 if P.conv else 0) + (5 + 7) + 8
     pe_copies = 2 * P.n_pe + P.n_pe // P.k
     assert _yosys_count(design_il, tmp_path, script) == \
         (8 + 1) * P.fire_units + core_copies + pe_copies
