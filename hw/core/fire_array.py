@@ -205,6 +205,10 @@ class FireArray(wiring.Component):
             self.bt_addr.eq(((self.bt_base + pas) << g_bits) | g),
         ]
 
+        def first_group():
+            """The next read is a pass's first: group 0 from slot T-1."""
+            m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
+
         def end_of_group():
             """The group's last read: release the bank after the last group and go on with the
             next pass if it is whole (else wait for it in IDLE); else the next group from slot
@@ -218,7 +222,7 @@ class FireArray(wiring.Component):
                 else:
                     m.d.sync += pas.eq(Mux(pas == last_pas, 0, pas + 1))
                 with m.If(self.bank.next_ready):
-                    m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
+                    first_group()
                 with m.Else():
                     m.next = "IDLE"
             with m.Else():
@@ -227,7 +231,7 @@ class FireArray(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.bank.ready):
-                    m.d.sync += [g.eq(0), q.eq(t_last), phase.eq(0)]
+                    first_group()
                     m.next = "READ"
             with m.State("READ"):
                 # SpikePack: the reads of a pass's groups on consecutive cycles (a unit takes
