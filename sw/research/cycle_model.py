@@ -243,9 +243,9 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
     address stage, in the order pooled position, pass, window position, tap, chunk, then (a
     layer with a shortcut) the pass's ``n_pe / k`` shortcut blocks ``j = pass n_pe / k + b``.
     A step is ``(planes, last)`` for a block it reads (``planes``: its non-zero planes below
-    ``T``), ``None`` for a padding tap or a shortcut block past the map's channels (it reads and
-    sends nothing), and ``(0, True)`` for a pass that ends on padding (the all-zero ``pad``
-    block).
+    ``T``), ``None`` for a shortcut block past the map's channels (it reads and sends nothing),
+    and ``(0, True)`` for a position with no tap inside the map (and no shortcut): its one step
+    sends the all-zero ``pad`` block that ends the pass. Taps in the padding take no step.
 
     ``counts``: non-zero planes below ``T`` of the input map's blocks, ``(H, W, chunks)``;
     ``res_counts``: those of the shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))``
@@ -278,13 +278,10 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
                 iy = oy * s + ky - pad
                 for kx in range(kw):
                     ix = ox * s + kx - pad
-                    inside = 0 <= iy < in_h and 0 <= ix < in_w
-                    for j in range(chunks):
-                        last = ky == kh - 1 and kx == kw - 1 and j == chunks - 1 and not has_res
-                        if inside:
-                            out.append((int(counts[iy, ix, j]), last))
-                        else:
-                            out.append((0, True) if last else None)
+                    if 0 <= iy < in_h and 0 <= ix < in_w:
+                        out += [(int(counts[iy, ix, j]), False) for j in range(chunks)]
+            if not has_res:
+                out = [*out[:-1], (out[-1][0], True)] if out else [(0, True)]
             memo[oy, ox] = out
         return memo[oy, ox]
 
@@ -416,9 +413,10 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         s1_o, s1_skid = _skid_step(s1_o, s1_skid, iss_take, c_item if c_item >= 0 else None)
         # Fetcher stages (lock-step).
         if fetch_adv:
-            # A padding tap's step is a cycle of the address stage that sends nothing; a block
-            # with no spike below T that does not end its pass is read and not sent (a bubble
-            # in the output register: here, equivalently, in the first stage).
+            # A shortcut block past the map's channels is a cycle of the address stage that
+            # sends nothing; a block with no spike below T that does not end its pass is read
+            # and not sent (a bubble in the output register: here, equivalently, in the first
+            # stage).
             step = steps[fetch_next] if busy else None
             new_b = fetch_next if step is not None and (step[0] or step[1]) else -1
             stages = [new_b] + stages[:3]

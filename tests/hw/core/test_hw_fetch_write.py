@@ -204,17 +204,17 @@ def test_writer_counts_spikes_of_live_neurons_only():
 def _conv_walk(d, src_base, blocks, T):
     """The fetcher's beats for a conv descriptor, from ``sw.compile.conv_layout.conv_fetch``
     (pooled position, window position, pass) reordered to the gateware's (pooled position,
-    pass, window position); a pass whose last tap-chunk is padding ends with an all-zero
-    ``pad`` beat on that tap-chunk's weight row; a block with no spike below ``T`` that does
-    not end its pass is not sent. Returns the beats and the skip count (the zero planes below
-    ``T`` of every block read)."""
+    pass, window position); padding taps take no step, and a position with no tap inside the
+    map sends one all-zero ``pad`` beat to end its pass; a block with no spike below ``T``
+    that does not end its pass is not sent. Returns the beats and the skip count (the zero
+    planes below ``T`` of every block read)."""
     from sw.compile.conv_layout import conv_fetch
 
     win = 1 << (2 * d["pool_log2"])
     steps = list(conv_fetch(d))
     beats, skipped = [], 0
     per_pooled = win * d["passes"]
-    last_tap_rows = d["kh"] * d["kw"] * d["chunks"]
+    pass_rows = d["kh"] * d["kw"] * d["chunks"]
     for start in range(0, len(steps), per_pooled):
         group = steps[start:start + per_pooled]  # window position major, pass minor
         for p in range(d["passes"]):
@@ -227,13 +227,14 @@ def _conv_walk(d, src_base, blocks, T):
                     nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
                     skipped += T - bin(nonzero).count("1")
                     walk.append((block, nonzero, row, 0, 0))
-                iy = cy * d["stride"] - d["pad"] + d["kh"] - 1
-                ix = cx * d["stride"] - d["pad"] + d["kw"] - 1
-                last_row = d["w_base"] + (p + 1) * last_tap_rows - 1
-                if 0 <= iy < d["in_h"] and 0 <= ix < d["in_w"]:
+                if walk:
                     walk[-1] = walk[-1][:3] + (1, 0)
-                else:
-                    walk.append((0, 0, last_row, 1, 1))
+                else:  # no tap inside the map: one all-zero pad beat ends the pass, on the
+                    # weight row the walker points at (past the top and left padding)
+                    lo_y = max(0, d["pad"] - cy * d["stride"])
+                    lo_x = max(0, d["pad"] - cx * d["stride"])
+                    row = d["w_base"] + p * pass_rows + (lo_y * d["kw"] + lo_x) * d["chunks"]
+                    walk.append((0, 0, row, 1, 1))
                 beats += [b for b in walk if b[1] or b[3]]
     return beats, skipped
 
