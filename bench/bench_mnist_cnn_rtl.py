@@ -144,7 +144,7 @@ def main(argv=None) -> int:
               f" {bound:>5}")
     print("  (usable: the fraction of the peak the layer's lanes and PEs allow; passes: per "
           "computed position, ceil(C_out / n_pe); walk: fetcher cycles, a tap and chunk each, "
-          "padding taps included; beats: one per non-zero bit-plane of a block read (per "
+          "padding taps take none; beats: one per non-zero bit-plane of a block read (per "
           "non-zero pair of planes with two planes per beat); fire: firing-array cycles; "
           "bound: the largest of the three)")
 

@@ -458,7 +458,7 @@ class Fetcher(wiring.Component):
         k = p.k
         nb = self._mul_steps
         j, pas, blk, w_ptr, walking = s["j"], s["pas"], s["blk"], s["w_ptr"], s["walking"]
-        end_j, end_pas = s["end_j"], s["end_pas"]
+        end_pas = s["end_pas"]
         groups = p.chunks_per_pass
         # --- descriptor fields and the steps worked out in set-up -------------------------------
         last_kx, last_ky = Signal(3), Signal(3)
@@ -519,6 +519,7 @@ class Fetcher(wiring.Component):
         g2_cols, g2_rows, g3_cols, g3_rows = (Signal(3, name=f"g{n}") for n in
                                               ("2_cols", "2_rows", "3_cols", "3_rows"))
         g2_empty, g3_empty, g2_final, g3_final = Signal(), Signal(), Signal(), Signal()
+        g3_cols0, g3_rows0 = Signal(), Signal()  # one inside tap column, row
         g2_offx = Signal(ptr_bits)  # chunks lo_x: blocks (and weight rows) of the left padding
         g2_offy = Signal(ptr_bits)  # row_step lo_y: blocks of the top padding
         g2_offw = Signal.like(kc)  # kc lo_y: weight rows of the top padding
@@ -530,8 +531,13 @@ class Fetcher(wiring.Component):
         g3_row = Signal.like(g_row)
 
         # --- the tap walker ----------------------------------------------------------------------
+        # The walker's end flags are registers, set a step ahead from its counters, so its
+        # hand-over to the next position (and G1's enable) starts at registers.
         kx_left = Signal(3)  # tap columns after this one
         cols = Signal(3)  # inside tap columns - 1
+        end_j = Signal()  # j == chunks - 1
+        end_kx, end_ky = Signal(), Signal()  # kx_left == 0, ky_left == 0
+        cols0, chunk1 = Signal(), Signal()  # cols == 0, chunks == 1
         ky_left = Signal(range(max(8, p.max_passes)))  # tap rows after this one (dense: passes)
         row_blk = Signal(signed(ptr_bits))  # block of the kernel row's first inside tap
         w_row = Signal.like(w_ptr)  # its weight row
@@ -554,7 +560,7 @@ class Fetcher(wiring.Component):
         else:
             adv_w = adv
         step = Signal()  # the walker takes a step this cycle
-        end_kx, end_ky, end_rb, res_pad = Signal(), Signal(), Signal(), Signal()
+        end_rb, res_pad = Signal(), Signal()
         taps_done = Signal()  # this step is the position's last tap (or its padding step)
         walk_last = Signal()  # this step ends the pass
         layer_end = Signal()  # ... and the layer
@@ -562,7 +568,6 @@ class Fetcher(wiring.Component):
         take = Signal()  # the walker takes G3's position (when G3 holds one)
         m.d.comb += [
             step.eq(adv_w & walking),
-            end_kx.eq(kx_left == 0), end_ky.eq(ky_left == 0),
             end_rb.eq(rb == groups - 1),
             res_pad.eq(res_j >= co_chunks),
             taps_done.eq(empty | (end_j & end_kx & (end_ky | dense))),
@@ -576,13 +581,15 @@ class Fetcher(wiring.Component):
                          s["last_b"].eq(walk_last), s["pad_b"].eq(~sent),
                          s["res_b"].eq(res_phase), s["grp_b"].eq(rb), s["w_addr_b"].eq(w_ptr)]
         with m.If(step & ~res_phase & ~empty):
-            m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1)]
+            m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1),
+                         end_j.eq(j + 1 == s["last_chunk"])]
             with m.If(end_j):
-                m.d.sync += j.eq(0)
+                m.d.sync += [j.eq(0), end_j.eq(chunk1)]
                 with m.If(~end_kx):
-                    m.d.sync += kx_left.eq(kx_left - 1)
+                    m.d.sync += [kx_left.eq(kx_left - 1), end_kx.eq(kx_left == 1)]
                 with m.Else():  # end of a kernel row (a dense layer: of a pass)
-                    m.d.sync += [kx_left.eq(cols), ky_left.eq(ky_left - 1),
+                    m.d.sync += [kx_left.eq(cols), end_kx.eq(cols0),
+                                 ky_left.eq(ky_left - 1), end_ky.eq(ky_left == 1),
                                  row_blk.eq(row_blk + row_step), blk.eq(row_blk + row_step),
                                  w_row.eq(w_row + kc), w_ptr.eq(w_row + kc)]
                     with m.If(end_ky & res_on):  # the shortcut's blocks next
@@ -598,8 +605,10 @@ class Fetcher(wiring.Component):
             with m.If(layer_end):
                 m.d.sync += [self.busy.eq(0), walking.eq(0)]
         with m.If(take & g3_valid):
-            m.d.sync += [walking.eq(1), j.eq(0), kx_left.eq(g3_cols), cols.eq(g3_cols),
-                         ky_left.eq(g3_rows), blk.eq(g3_blk), row_blk.eq(g3_blk),
+            m.d.sync += [walking.eq(1), j.eq(0), end_j.eq(chunk1),
+                         kx_left.eq(g3_cols), cols.eq(g3_cols), end_kx.eq(g3_cols0),
+                         cols0.eq(g3_cols0), ky_left.eq(g3_rows), end_ky.eq(g3_rows0),
+                         blk.eq(g3_blk), row_blk.eq(g3_blk),
                          w_ptr.eq(g3_row), w_row.eq(g3_row), empty.eq(g3_empty),
                          w_final.eq(g3_final), w_rblk.eq(g3_rblk), res_j.eq(g3_off),
                          res_phase.eq(g3_empty & res_on), rb.eq(0)]
@@ -639,6 +648,7 @@ class Fetcher(wiring.Component):
             m.d.sync += [
                 g3_valid.eq(g2_valid),
                 g3_cols.eq(g2_cols), g3_rows.eq(g2_rows), g3_empty.eq(g2_empty),
+                g3_cols0.eq(g2_cols == 0), g3_rows0.eq(g2_rows == 0),
                 g3_final.eq(g2_final),
                 # An empty position of a layer with a shortcut starts at its shortcut.
                 g3_blk.eq(Mux(g2_empty & res_on, g2_rblk, g2_blk + g2_offy + g2_offx)),
@@ -743,6 +753,8 @@ class Fetcher(wiring.Component):
                 # A dense layer walks at once from its first block (no set-up): one position,
                 # a kernel row per pass.
                 j.eq(0), kx_left.eq(0), cols.eq(0), ky_left.eq(self.passes - 1),
+                chunk1.eq(self.chunks == 1), end_j.eq(self.chunks == 1), end_kx.eq(1),
+                cols0.eq(1), end_ky.eq(self.passes == 1),
                 blk.eq(self.src_base), row_blk.eq(self.src_base),
                 w_ptr.eq(self.w_base), w_row.eq(self.w_base),
                 empty.eq(0), w_final.eq(0), res_phase.eq(0), rb.eq(0),

@@ -263,7 +263,9 @@ class FireArray(wiring.Component):
         ]
         if self._planes == 2:
             m.d.sync += at_data.odd.eq(q[0])
-        sums = [Signal(signed(self._unit_sum_bits), name=f"sum{f}")
+        # The units' sums: data, no reset (the units take them only with ``valid``), so their
+        # only synchronous clear is ``bank.zero`` and the domain's reset does not reach them.
+        sums = [Signal(signed(self._unit_sum_bits), name=f"sum{f}", reset_less=True)
                 for f in range(self._n_units)]
         # The bias/theta memory's output, registered as it comes (no reset: the ECP5 flow moves
         # this register into the block RAM, ``hw.build.ecp5_outreg``).

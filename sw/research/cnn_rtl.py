@@ -16,7 +16,7 @@ What ``bench/bench_mnist_cnn_rtl.py`` and ``tests/hw/core/test_mnist_cnn_rtl.py`
   nothing (they cost a fetcher cycle but no beat);
 - :func:`usable_lanes`: the lanes (of ``k``) and PEs (of ``n_pe``) a layer's beats can fill;
 - :func:`layer_terms`: per image and layer, the three terms the cycle count is bounded by: the
-  fetcher's walk (one address-stage cycle per tap and channel chunk, padding taps included),
+  fetcher's walk (one address-stage cycle per tap and channel chunk inside the map),
   the issuer's beats (one per non-zero bit-plane of a block, plane-serial) and the firing
   array's time (per pass ``n_pe / fire_units`` groups of ``FireUnit.period`` cycles).
 """
@@ -283,8 +283,8 @@ def usable_lanes(net: IntNetwork, params: CoreParams) -> list[tuple[float, float
 def layer_terms(net: IntNetwork, x, params: CoreParams, result=None) -> dict[str, np.ndarray]:
     """Per sample and layer, the terms the layer's cycles are bounded by: ``(n, layers)``
     arrays under ``"passes"`` (datapath passes: per computed position, ``ceil(C_out / n_pe)``),
-    ``"walk"`` (the fetcher's address-stage cycles: a step per tap and chunk,
-    padding taps included, and ``n_pe / k`` per shortcut, over every position and pass),
+    ``"walk"`` (the fetcher's address-stage cycles: a step per tap and chunk inside the map,
+    one for a position with none, and ``n_pe / k`` per shortcut, over every position and pass),
     ``"beats"`` (the issuer's: a beat per
     non-zero plane -- beat slot of ``planes_per_beat`` planes -- of a block read, one for an
     empty block that ends a pass) and ``"fire"`` (the

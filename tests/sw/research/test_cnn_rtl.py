@@ -80,22 +80,23 @@ def _brute_force(net: IntNetwork, x, params: CoreParams):
                     for ox in range(cw_out):
                         for p, o in enumerate(pass_outs):
                             fire[i, li] += period
-                            for ky in range(kh):
-                                for kx in range(kw):
-                                    iy = oy * layer.stride + ky - layer.padding
-                                    ix = ox * layer.stride + kx - layer.padding
-                                    for j in range(chunks):
-                                        walk[i, li] += 1
-                                        last = (ky == kh - 1 and kx == kw - 1
-                                                and j == chunks - 1 and res_blocks is None)
-                                        words = blocks.get((iy, ix, j))
-                                        if words is None:  # padding: nothing read
-                                            beats[i, li] += int(last)
-                                            continue
-                                        q = planes(words)
-                                        adds[i, li] += q * len(words) * o
-                                        beats[i, li] += max(q, int(last))
-                                        skipped[i, li] += T - q
+                            # The taps inside the map (padding takes no step); the last
+                            # ends the pass, or one empty step when none is inside.
+                            inside = [blocks[iy, ix, j]
+                                      for ky in range(kh) for kx in range(kw)
+                                      for iy in [oy * layer.stride + ky - layer.padding]
+                                      for ix in [ox * layer.stride + kx - layer.padding]
+                                      for j in range(chunks) if (iy, ix, j) in blocks]
+                            if not inside and res_blocks is None:
+                                walk[i, li] += 1
+                                beats[i, li] += 1
+                            for t, words in enumerate(inside):
+                                walk[i, li] += 1
+                                last = t == len(inside) - 1 and res_blocks is None
+                                q = planes(words)
+                                adds[i, li] += q * len(words) * o
+                                beats[i, li] += max(q, int(last))
+                                skipped[i, li] += T - q
                             for b in range(groups if res_blocks is not None else 0):
                                 walk[i, li] += 1
                                 last = b == groups - 1
