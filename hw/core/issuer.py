@@ -111,11 +111,15 @@ class PlaneIssuer(wiring.Component):
                         m.d.comb += self.i.ready.eq(1)
                         m.d.sync += [done.eq(0), issued_p1.eq(1), fresh.eq(1)]
                     with m.Else():
-                        issued = Signal(slots)
-                        m.d.comb += issued.eq(1 << sel)
-                        m.d.sync += [done.eq(done | issued), issued_p1.eq(issued_p1 + 1),
+                        # ``sel`` is the lowest pending plane, so what stays pending is
+                        # ``pending`` without its lowest one: worked out from registers, not
+                        # from ``sel`` (whose multiplexer sits with the beat's spikes, near the
+                        # PE array).
+                        rest = Signal(slots)
+                        m.d.comb += rest.eq(pending & (pending - 1))
+                        m.d.sync += [done.eq(nonzero & ~rest), issued_p1.eq(issued_p1 + 1),
                                      fresh.eq(0),
-                                     next_sel.eq(lowest_one(pending & ~issued)[1]),
+                                     next_sel.eq(lowest_one(rest)[1]),
                                      last_next.eq(issued_p1 + 1 == self.i.payload.count)]
             with m.Elif(self.i.payload.last):
                 # A pass must end even if its last block is empty: one beat with no spikes.
