@@ -111,13 +111,13 @@ class PlaneIssuer(wiring.Component):
                         m.d.comb += self.i.ready.eq(1)
                         m.d.sync += [done.eq(0), issued_p1.eq(1), fresh.eq(1)]
                     with m.Else():
-                        # ``sel`` is the lowest pending plane, so what stays pending is
-                        # ``pending`` without its lowest one: worked out from registers, not
-                        # from ``sel`` (whose multiplexer sits with the beat's spikes, near the
-                        # PE array).
-                        rest = Signal(slots)
-                        m.d.comb += rest.eq(pending & (pending - 1))
-                        m.d.sync += [done.eq(nonzero & ~rest), issued_p1.eq(issued_p1 + 1),
+                        # ``sel`` is the lowest pending plane: found again here from registers,
+                        # not taken from ``sel`` (whose multiplexer sits with the beat's spikes,
+                        # near the PE array).
+                        issued, rest = Signal(slots), Signal(slots)
+                        m.d.comb += [issued.eq(1 << lowest_one(pending)[1]),
+                                     rest.eq(pending & ~issued)]
+                        m.d.sync += [done.eq(done | issued), issued_p1.eq(issued_p1 + 1),
                                      fresh.eq(0),
                                      next_sel.eq(lowest_one(rest)[1]),
                                      last_next.eq(issued_p1 + 1 == self.i.payload.count)]
