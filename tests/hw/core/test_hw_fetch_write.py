@@ -34,6 +34,13 @@ class FetchRig(wiring.Component):
         return m
 
 
+def _plane_marks(block: int, T: int) -> tuple[int, int]:
+    """A block's marks as the fetcher makes them: the planes below ``T`` with a spike (a bit
+    each), and how many planes below ``T`` are all zero (what ``skipped`` adds for it)."""
+    nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & ((1 << P.k) - 1))
+    return nonzero, T - bin(nonzero).count("1")
+
+
 @pytest.mark.parametrize("pause", [0.0, 0.5])
 def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     """Every block of every pass in order with its plane marks and weight row, except the blocks
@@ -54,8 +61,8 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
         for p in range(passes):
             for c in range(chunks):
                 block = blocks[src_base + c]
-                nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
-                skipped += T - bin(nonzero).count("1")
+                nonzero, zeros = _plane_marks(block, T)
+                skipped += zeros
                 if nonzero or c == chunks - 1:
                     sent.append((block, nonzero, w_base + p * chunks + c, int(c == chunks - 1)))
         want.append(sent)
@@ -224,8 +231,8 @@ def _conv_walk(d, src_base, blocks, T):
                 walk = []
                 for blk, row in fetches:
                     block = blocks[src_base + blk]
-                    nonzero = sum(1 << q for q in range(T) if (block >> (q * P.k)) & 0xF)
-                    skipped += T - bin(nonzero).count("1")
+                    nonzero, zeros = _plane_marks(block, T)
+                    skipped += zeros
                     walk.append((block, nonzero, row, 0, 0))
                 if walk:
                     walk[-1] = walk[-1][:3] + (1, 0)
