@@ -38,8 +38,8 @@ def build(tmp_path, *args):
 def test_arty_a7_plan_and_estimate(tmp_path):
     """Arty A7-35T without Vivado: the Vivado plan as a zip, and the yosys estimate within 80 %
     of the xc7a35t's LUTs (the board's headroom target: Vivado's count may differ by about
-    20 %; 78.8 % with two bit-planes per beat and pair firing (79.9 % before the firing units
-    lost their free cycle), 74 % before the pair firing, 54 % with one plane per beat) and
+    20 %; 79.3 % with the padding-free conv walk, 78.8 % before it, 79.9 % before the firing
+    units lost their free cycle, 74 % before the pair firing, 54 % with one plane per beat) and
     within its other resources."""
     result, report, out = build(tmp_path, "--board", "arty_a7", "--no-vivado")
     assert result.returncode == 0, result.stderr
