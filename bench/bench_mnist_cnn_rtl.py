@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from boards import BOARDS, CORE_PRESETS  # noqa: E402
-from hw.core.fetcher import conv_setup_cycles  # noqa: E402
+from hw.core.conv_walk import conv_setup_cycles  # noqa: E402
 from sim.golden.model import run_network  # noqa: E402
 from sim.rtl.runner import param_tag  # noqa: E402
 from sim.tb.rtl_checks import exactness_checks  # noqa: E402

@@ -38,7 +38,7 @@ from hw.contract.errors import ErrorCode
 from hw.contract.memory_map import COUNTER_WORDS_PER_LAYER, DESCRIPTOR_WORDS, descriptor_layout
 from hw.contract.params import CoreParams
 
-from .fetcher import layer_passes_bits
+from .layer_counts import layer_passes_bits
 
 __all__ = ["ErrorCode", "Sequencer", "counter_read_signature", "DESCRIPTOR_WORDS_READ"]
 

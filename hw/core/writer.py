@@ -29,8 +29,8 @@ from amaranth.utils import exact_log2
 
 from hw.contract.params import CoreParams
 
-from .fetcher import layer_count_bits, layer_passes_bits
 from .fire_array import fire_array_output_layout
+from .layer_counts import layer_count_bits, layer_passes_bits
 
 __all__ = ["Writer"]
 

@@ -52,7 +52,7 @@ def feature_map_core(params: CoreParams) -> CoreParams:
     :data:`FEATURE_MAP_ACT_CHUNKS`, one image per batch (the memory a batch of them would
     need), ``conv=1`` (a dense-only build, as the iCEBreaker preset is, gains the conv
     fetcher and writer). Its cycle counts equal ``params``' array's except a conv layer's set-up
-    (``hw.core.fetcher.conv_setup_cycles`` grows with ``act_chunks``)."""
+    (``hw.core.conv_walk.conv_setup_cycles`` grows with ``act_chunks``)."""
     return dataclasses.replace(params, act_chunks=max(params.act_chunks, FEATURE_MAP_ACT_CHUNKS),
                                batch_depth=1, in_blocks=0, out_words=0, conv=1)
 

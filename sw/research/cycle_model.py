@@ -232,7 +232,7 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
         pk = layer.pool.kernel
         positions = (ch // pk) * (cw // pk) * pk * pk
     passes = positions * -(-layer.out_channels // params.n_pe)
-    from hw.core.fetcher import conv_setup_cycles
+    from hw.core.conv_walk import conv_setup_cycles
 
     return SEQ_BEFORE_START_CONV + _walk_cycles(steps, passes, shape, params, timing,
                                                 setup=conv_setup_cycles(params))
