@@ -32,7 +32,17 @@ writer (ping-pong activation memory or output memory). See docs/architecture.md.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Module,
+    Mux,
+    ResetInserter,
+    Signal,
+)
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -122,13 +132,22 @@ class SpikePackCore(wiring.Component):
             "fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0),
         }
         # An abort resets the datapath. A conv build (a large chip at 100 MHz) gives every block
-        # its own register of it (kept apart by synthesis), so no one net carries the reset to
-        # every flip-flop of the datapath: on the ULX3S that net's routing (with the domain's
-        # reset ORed in) was the critical path. A dense-only build has one.
-        aborts = {name: (Signal(name=f"abort_{name}", attrs=COPY_ATTRS) if p.conv else abort)
-                  for name in blocks}
+        # its own register of it (kept apart by synthesis) and its own clock domain, on the
+        # core's clock, whose reset is that register alone: the domain's reset sets the
+        # register (init 1), so it reaches the block a cycle later, from a flip-flop near it,
+        # and no net carries the domain's reset to every flip-flop of the datapath (on the
+        # ULX3S that net, with the abort ORed in, was the critical path of some placements).
+        # A dense-only build has one abort, ORed into the domain's reset.
+        aborts = {name: (Signal(name=f"abort_{name}", init=1, attrs=COPY_ATTRS) if p.conv
+                         else abort) for name in blocks}
         for name, block in blocks.items():
-            m.submodules[name] = ResetInserter(aborts[name])(block)
+            if p.conv:
+                cd = ClockDomain(f"dp_{name}", local=True)
+                m.domains += cd
+                m.d.comb += [cd.clk.eq(ClockSignal("sync")), cd.rst.eq(aborts[name])]
+                m.submodules[name] = DomainRenamer({"sync": cd.name})(block)
+            else:
+                m.submodules[name] = ResetInserter(abort)(block)
         seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
         d = seq.layer
         wiring.connect(m, fetch.o, fetch_skid.i)
