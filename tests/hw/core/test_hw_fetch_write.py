@@ -17,10 +17,13 @@ P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64,
 
 
 class FetchRig(wiring.Component):
-    """Fetcher wired to a spike-block memory with known contents."""
+    """Fetcher wired to a spike-block memory with known contents. ``walk_ready``: the conv
+    walk advances on its own copies of the output handshake (as in the core), its ``ready``
+    copy the output's ``ready`` itself."""
 
-    def __init__(self, blocks):
-        self.fetch = Fetcher(P)
+    def __init__(self, blocks, walk_ready=False):
+        self.fetch = Fetcher(P, walk_ready=walk_ready)
+        self._walk_ready = walk_ready
         self._blocks = blocks
         super().__init__({})
 
@@ -31,6 +34,8 @@ class FetchRig(wiring.Component):
                                                init=self._blocks)
         s_rd = src.read_port()
         m.d.comb += [s_rd.addr.eq(f.src_addr), s_rd.en.eq(f.src_en), f.src_data.eq(s_rd.data)]
+        if self._walk_ready:
+            m.d.comb += f.o_ready_walk.eq(f.o.ready)
         return m
 
 
@@ -246,8 +251,9 @@ def _conv_walk(d, src_base, blocks, T):
     return beats, skipped
 
 
+@pytest.mark.parametrize("walk_ready", [False, True])
 @pytest.mark.parametrize("pause", [0.0, 0.4])
-def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
+def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
     """Random conv geometries (kernel 1..5, stride 1..3, padding 0..3, pooling 1/2/4, channel
     chunks, passes): the beats equal conv_fetch's walk with the pass outside the window,
     padding taps read nothing, blocks without a spike below ``T`` are sent only to end a pass,
@@ -256,7 +262,7 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
                                                     rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
                                                     strict=True)]
-    rig = FetchRig(blocks)
+    rig = FetchRig(blocks, walk_ready=walk_ready)
     f = rig.fetch
     T = int(rng.integers(1, P.t_max + 1))
     layers = []
@@ -312,3 +318,4 @@ def test_fetcher_walks_conv_receptive_fields(pause, rng, seed):
     assert skipped == [n for _, n in walks]
     assert issued == [(d["conv_h"] >> d["pool_log2"]) * (d["conv_w"] >> d["pool_log2"])
                       * (1 << 2 * d["pool_log2"]) * d["passes"] for d in layers]
+
