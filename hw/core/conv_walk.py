@@ -57,8 +57,8 @@ from hw.contract.params import CoreParams
 
 from .layer_counts import layer_passes_bits
 
-__all__ = ["ConvWalk", "walk_step_layout", "walk_field_members", "block_ptr_bits",
-           "conv_setup_cycles"]
+__all__ = ["ConvWalk", "conv_walk_signature", "walk_step_layout", "walk_field_members",
+           "block_ptr_bits", "conv_setup_cycles"]
 
 
 def conv_setup_cycles(params: CoreParams) -> int:
@@ -99,8 +99,29 @@ def walk_field_members(params: CoreParams) -> dict:
     }
 
 
-class ConvWalk(wiring.Component):
+def conv_walk_signature(params: CoreParams, own_ready: bool = False) -> wiring.Signature:
+    """The ports of a :class:`ConvWalk` (``In``: what its owner drives)."""
+    members = {"start": In(1), **walk_field_members(params)}
+    if own_ready:
+        members |= {"send": In(1), "ready": In(1)}
+    else:
+        members["adv"] = In(1)
+    members |= {
+        "busy": Out(1),
+        "issued": Out(layer_passes_bits(params)),
+        "addr": Out(signed(block_ptr_bits(params))),
+        "step": Out(walk_step_layout(params)),
+    }
+    return wiring.Signature(members)
+
+
+class ConvWalk:
     """The address stage of a conv build's fetcher: a layer's walk, one step a cycle.
+
+    Not a component of its own: :meth:`add_to` puts its logic into its owner's module (the
+    fetcher's), beside the stages it feeds. As a submodule it cost the Arty's yosys estimate,
+    which keeps every module boundary, about 250 LUTs and 68 flip-flops that the fetcher's
+    module shares with it (2026-12-01); the ports below are its interface all the same.
 
     Parameters
     ----------
@@ -110,8 +131,8 @@ class ConvWalk(wiring.Component):
         Advance on copies of the fetcher's handshake registers of the walk's own (``send``,
         ``ready``) instead of the fetcher's ``adv``.
 
-    Members
-    -------
+    Ports (:func:`conv_walk_signature`)
+    -------------------------------------
     start : In(1)
         Pulse: latch the fields and begin (ignored while busy).
     chunks, passes, src_base, w_base, conv, in_h, in_w, conv_h, conv_w, kh, kw, stride, pad,
@@ -142,26 +163,18 @@ class ConvWalk(wiring.Component):
                              "fetcher walks its chunks itself")
         self._params = params
         self._own_ready = bool(own_ready)
-        members = {"start": In(1), **walk_field_members(params)}
-        if self._own_ready:
-            members |= {"send": In(1), "ready": In(1)}
-        else:
-            members["adv"] = In(1)
-        members |= {
-            "busy": Out(1),
-            "issued": Out(layer_passes_bits(params)),
-            "addr": Out(signed(block_ptr_bits(params))),
-            "step": Out(walk_step_layout(params)),
-        }
-        super().__init__(members)
+        self.signature = conv_walk_signature(params, self._own_ready)
+        ports = self.signature.create(path=("walk",))
+        for name in self.signature.members:
+            setattr(self, name, getattr(ports, name))
 
     @property
     def setup_cycles(self) -> int:
         """Set-up cycles of a conv layer before its first step (:func:`conv_setup_cycles`)."""
         return conv_setup_cycles(self._params)
 
-    def elaborate(self, platform):
-        m = Module()
+    def add_to(self, m: Module):
+        """Add the walk's logic to ``m`` (its ports are driven and read there)."""
         p = self._params
         k = p.k
         nb = ceil_log2(p.act_chunks + 1)  # shift-and-add steps of the set-up
@@ -487,4 +500,3 @@ class ConvWalk(wiring.Component):
                 rs_row.eq(0), mul2_a.eq(self.conv_w),
                 mul2_b.eq((self.n_out + k - 1) >> ceil_log2(k)),
             ]
-        return m

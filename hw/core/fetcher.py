@@ -263,7 +263,8 @@ class Fetcher(wiring.Component):
             self.src_en.eq(adv),
         ]
         if p.conv:
-            m.submodules.walk = walk = ConvWalk(p, own_ready=self._walk_ready)
+            walk = ConvWalk(p, own_ready=self._walk_ready)
+            walk.add_to(m)
             m.d.comb += [walk.start.eq(self.start)]
             m.d.comb += [getattr(walk, name).eq(getattr(self, name))
                          for name in walk_field_members(p)]
