@@ -246,19 +246,21 @@ class FireUnit(wiring.Component):
         m.d.comb += add_b.eq(u + Mux(lif, lk, bias))
         # C: r - threshold, the firing compare; C': the same subtraction for the membrane a
         # spike leaves. Each threshold has a register of its own, loaded with whatever the
-        # mode's is next (SpikePack: th_f's low bits in both; LIF: theta' in C's, worked out
-        # below, and the neuron's theta in C''s), so no mode multiplexer sits in front of either
-        # carry chain, and the spike and the membrane take the paths they take without C'.
+        # mode's is next (SpikePack: th_f's low bits in both, with ``pairs`` twice them in C''s,
+        # the radix-4 step's second compare; LIF: theta' in C's, worked out below, and the
+        # neuron's theta in C''s), so no mode multiplexer sits in front of either carry chain,
+        # and the spike and the membrane take the paths they take without C'.
         big = ~lif & th_f[acc - 1:].any()  # 2^(acc-1) or more is above any membrane
         c_theta = Signal(unsigned(acc))
         add_c = Signal(signed(acc + 1))
         m.d.comb += add_c.eq(r - c_theta)
-        if self._lif:
+        if self._lif or pairs:
             s_theta = Signal(unsigned(acc))
             add_s = Signal(signed(acc + 1))
             m.d.comb += add_s.eq(r - s_theta)
-            with m.If(take & beat.first & lif):
-                m.d.sync += s_theta.eq(beat.theta)
+            if self._lif:
+                with m.If(take & beat.first & lif):
+                    m.d.sync += s_theta.eq(beat.theta)
         else:
             s_theta, add_s = Signal(unsigned(acc)), add_c  # s_theta unused
         # D: leak (LIF): v - (v >>> k); k = 0 is no leak, and a neuron's first beat starts from
@@ -289,14 +291,13 @@ class FireUnit(wiring.Component):
         if pairs:
             digit = Signal()  # this step makes two bits (else one: an odd T's first)
             s2, s3 = Signal(), Signal()
-            # The compares against 2 theta 4^j and 3 theta 4^j, beside C, straight from the
-            # SpikePack-only threshold registers (no mode multiplexer in front of them).
+            # The compares against 2 theta 4^j (C', whose register holds it in SpikePack) and
+            # 3 theta 4^j (its own subtractor, from a SpikePack-only threshold register), beside
+            # C: no mode multiplexer in front of any of them.
             th3_f = Signal(unsigned(th_bits + 2))  # 3 theta 4^j
-            add_c2 = Signal(signed(acc + 1))
             add_c3 = Signal(signed(acc + 1))
-            m.d.comb += [add_c2.eq(r - Cat(Const(0, 1), th_f[:acc - 2])),
-                         add_c3.eq(r - th3_f[:acc - 1])]
-            r_sub = Mux(s2, Mux(s3, add_c3, add_c2), add_s)
+            m.d.comb += add_c3.eq(r - th3_f[:acc - 1])
+            r_sub = Mux(s3, add_c3, Mux(s2 | lif, add_s, add_c))
             d0 = s3 | (s & ~s2)  # the digit's low bit (s alone when not a digit)
             word_next = Mux(digit, Cat(d0, s2, word), Cat(s, word))
             count_next = count + d0 + s2
@@ -326,7 +327,7 @@ class FireUnit(wiring.Component):
             if pairs:
                 big2 = th_f[acc - 2:].any()  # 2 theta 4^j is above any membrane
                 big3 = th3_f[acc - 1:].any()
-                m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_c2[-1]),
+                m.d.comb += [digit.eq(~half), s2.eq(~half & ~big2 & ~add_s[-1]),
                              s3.eq(~half & ~big3 & ~add_c3[-1])]
         with m.If(to_bias):
             with m.If(readout):
@@ -335,14 +336,17 @@ class FireUnit(wiring.Component):
             with m.Else():
                 # pairs: th_h = theta 4^(n-1), the first step's weight for either parity of T.
                 m.d.sync += [*set_r(add_b), th_f.eq(th_h), c_theta.eq(th_h[:acc - 1]),
-                             s_theta.eq(th_h[:acc - 1]),
+                             # (pairs: 2 theta 4^j; it matters only below 2^(acc-1), big2)
+                             s_theta.eq(Cat(Const(0, 1), th_h[:acc - 1]) if pairs
+                                        else th_h[:acc - 1]),
                              steps.eq((T + 1) >> 1 if pairs else T), word.eq(0), count.eq(0)]
                 if pairs:
                     m.d.sync += [half.eq(T[0]), th3_f.eq(th_h + (th_h << 1))]
         with m.Elif(~lif & (steps != 0)):
             if pairs:
                 m.d.sync += [th_f.eq(th_f >> 2), c_theta.eq(th_f[2:acc + 1]),
-                             s_theta.eq(th_f[2:acc + 1]), th3_f.eq(th3_f >> 2), half.eq(0),
+                             s_theta.eq(Cat(Const(0, 1), th_f[2:acc + 1])),
+                             th3_f.eq(th3_f >> 2), half.eq(0),
                              steps.eq(steps - 1)]
             else:
                 m.d.sync += [th_f.eq(th_f >> 1), c_theta.eq(th_f[1:acc]),
