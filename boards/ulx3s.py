@@ -37,11 +37,12 @@ ULX3S_85F = BoardPreset(
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
                       planes_per_beat=2, fire_pairs=0),
     # nextpnr's placement seed, pinned so that every build places the same way. Since each
-    # datapath block takes its reset from an abort register of its own (2026-12-01) every seed
-    # tried meets 100 MHz: 102.3 and 105.5 MHz with seeds 1 and 2 on this netlist (seed 2 has
-    # the most margin). Before that the design sat at 100 MHz give or take 10 % by placement
-    # alone (seeds 2, 3 and 4 gave 90.2, 100.5 and 94.4 MHz; the failing paths reset, bus
-    # write, sequencer and walk routing, 7-10 ns of routing each). `--seed N` tries another.
+    # datapath block takes its reset from an abort register of its own (2026-12-01) the reset
+    # is off the failing paths: seeds 1, 2 and 3 give 102.3, 105.5 and 96.8 MHz on this
+    # netlist (the last limited by the bus write into the weight memory), and the same logic
+    # with the conv walk as a submodule met 100 MHz on seeds 1-4 (102.0-105.8 MHz). Before,
+    # seeds 2, 3 and 4 gave 90.2, 100.5 and 94.4 MHz (reset, bus write, sequencer and walk
+    # routing, 7-10 ns each). Seed 2 has the most margin; `--seed N` tries another.
     nextpnr_seed=2,
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
