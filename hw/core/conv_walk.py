@@ -168,11 +168,6 @@ class ConvWalk:
         for name in self.signature.members:
             setattr(self, name, getattr(ports, name))
 
-    @property
-    def setup_cycles(self) -> int:
-        """Set-up cycles of a conv layer before its first step (:func:`conv_setup_cycles`)."""
-        return conv_setup_cycles(self._params)
-
     def add_to(self, m: Module):
         """Add the walk's logic to ``m`` (its ports are driven and read there)."""
         p = self._params
