@@ -155,11 +155,14 @@ def run_tool(argv: list[str], *, cwd: Path, log: Path, env: dict, progress: Prog
             proc.wait()
             raise
     if rc != 0:
-        tail = _last_error(watch, log)
-        raise BuildError(f"{Path(argv[0]).name} failed (exit {rc}): {tail} -- full log: {log}")
+        tail, where = _last_error(watch, log)
+        raise BuildError(f"{Path(argv[0]).name} failed (exit {rc}): {tail} -- full log: {where}")
 
 
-def _last_error(*paths) -> str:
+def _last_error(*paths) -> tuple[str, Path]:
+    """The last error line of the first of ``paths`` that has one, and that path (the tool's
+    own log, where it writes one, rather than its empty stdout); else the last line of the
+    last path."""
     for path in paths:
         if path is None:
             continue
@@ -169,8 +172,8 @@ def _last_error(*paths) -> str:
             continue
         errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "error:" in ln]
         if errors:
-            return errors[-1][:200]
-    return _last_line(paths[-1])
+            return errors[-1][:200], Path(path)
+    return _last_line(paths[-1]), Path(paths[-1])
 
 
 def program_board(programmer: str, bitstream: Path, *, env: dict | None = None,

@@ -16,7 +16,7 @@ import pytest
 from boards import BOARDS, BoardPreset, get_board
 from hw.build import main as build
 from hw.build.report import REPORT_SCHEMA, validate_report
-from hw.build.tools import ToolMissing, resolve_tool
+from hw.build.tools import BuildError, Progress, ToolMissing, resolve_tool, run_tool
 from hw.contract.params import CoreParams
 from hw.platform.clocks_ecp5 import ehxplll_config
 from hw.platform.clocks_xilinx import mmcm_config
@@ -183,6 +183,21 @@ def test_tool_missing_from_path(tmp_path, monkeypatch):
         resolve_tool("nextpnr-ecp5", {"PATH": str(tmp_path)})
     with pytest.raises(ToolMissing, match="vivado not found"):
         resolve_tool("vivado", {"PATH": str(tmp_path)})
+
+
+def test_failing_tool_names_the_log_with_its_error(tmp_path):
+    """A tool that writes its own log (yosys's ``top.rpt``) and fails with nothing on stdout:
+    the error quotes the log's error line and names that log, not the empty stdout capture."""
+    own = tmp_path / "top.rpt"
+    script = ("import sys; open(sys.argv[1], 'w').write('1. pass\\nERROR: Assert failed in x.cc\\n');"
+              " sys.exit(1)")
+    stdout_log = tmp_path / "logs" / "1_tool.log"
+    with pytest.raises(BuildError) as err:
+        run_tool([sys.executable, "-c", script, str(own)], cwd=tmp_path, log=stdout_log,
+                 env=None, progress=Progress(quiet=True), watch=own)
+    assert stdout_log.read_text() == ""
+    assert "ERROR: Assert failed in x.cc" in str(err.value)
+    assert str(err.value).endswith(f"full log: {own}")
 
 
 def _base_env():
