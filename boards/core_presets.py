@@ -18,9 +18,10 @@ SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chu
 #: cores): the random-network tests run on both.
 SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2)
 
-#: ... and with firing units that take one plane a cycle (``fire_pairs=0``, as the ULX3S's),
-#: and sum banks of two passes (``bank_passes=2``, ping-pong, as the iCEBreaker's).
-SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2)
+#: ... and with firing units that take one plane a cycle (``fire_pairs=0``), sum banks of two
+#: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's) and a registered weight write
+#: port (``weight_write_reg=1``).
+SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2, weight_write_reg=1)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

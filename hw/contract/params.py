@@ -88,6 +88,12 @@ class CoreParams:
         about 320 more LUTs a unit on the 7-series); 0 keeps one plane a cycle (the ULX3S, whose
         100 MHz placement it costs). Ignored with one plane per beat. Like ``weight_regs`` it
         changes cycles, not results, and is not in the identify block.
+    weight_write_reg : int
+        1 registers the weight memory's write port: each row word's write enable is a
+        flip-flop of its own, and the address and the word come from registers, so the bus
+        decode no longer reaches every weight block RAM in one cycle (the critical path of
+        large ECP5 builds). A write lands a cycle later (the host never writes weights during
+        a run). Default 0; timing only, not in the identify block.
     bank_passes : int
         Passes the PEs' sum banks hold (2 or 4, default 4): the PE array accumulates pass
         ``p + 1`` .. ``p + bank_passes - 1`` while the firing array reads pass ``p``. With 2
@@ -120,6 +126,7 @@ class CoreParams:
     planes_per_beat: int = 1
     fire_pairs: int = 1
     bank_passes: int = 4
+    weight_write_reg: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -148,6 +155,8 @@ class CoreParams:
             raise ValueError(f"planes_per_beat must be 1 or 2, not {self.planes_per_beat}")
         if self.fire_pairs not in (0, 1):
             raise ValueError(f"fire_pairs must be 0 or 1, not {self.fire_pairs}")
+        if self.weight_write_reg not in (0, 1):
+            raise ValueError(f"weight_write_reg must be 0 or 1, not {self.weight_write_reg}")
         if self.bank_passes not in (2, 4):
             raise ValueError(f"bank_passes must be 2 or 4, not {self.bank_passes}")
         if self.k % self.fire_units:

@@ -301,10 +301,28 @@ class SpikePackCore(wiring.Component):
         with m.If(q_valid & q.write):
             m.d.comb += q_done.eq(~wr_input_waits)
         bt_wr = bt_mem.write_port(granularity=p.acc_bits)
+        w_port = None  # (without weight_write_reg: the memory's own write port, made below)
+        if p.weight_write_reg:
+            # A build whose weights cross a large chip (``weight_write_reg``) registers the
+            # weight memory's write port: each row word's write enable is a flip-flop of its
+            # own, near that word's block RAM, and the address and the word come from registers
+            # too (on the ULX3S the decode of the bus write into every block RAM's enable was
+            # the critical path of some placements, 8.9 ns of wire). A write lands a cycle
+            # later; the host never writes the weights while the core runs.
+            w_wr = w_mem.write_port(granularity=32)
+            w_port = SimpleNamespace(addr=Signal.like(w_wr.addr), data=Signal.like(w_wr.data),
+                                     en=Signal.like(w_wr.en))
+            w_addr_q = Signal.like(w_wr.addr, name="w_wr_addr", reset_less=True)
+            w_word_q = Signal(32, name="w_wr_word", reset_less=True)
+            w_en_q = Signal.like(w_wr.en, name="w_wr_en")
+            m.d.sync += [w_addr_q.eq(w_port.addr), w_word_q.eq(w_port.data[:32]),
+                         w_en_q.eq(w_port.en)]
+            m.d.comb += [w_wr.addr.eq(w_addr_q), w_wr.data.eq(w_word_q.replicate(len(w_wr.en))),
+                         w_wr.en.eq(w_en_q)]
         writes = [
             # region, port, lanes per row, first lane, row offset
             ("PROGRAM", desc_mem.write_port(), 1, 0, 0),
-            ("WEIGHTS", w_mem.write_port(granularity=32), p.weight_row_words, 0, 0),
+            ("WEIGHTS", w_port or w_mem.write_port(granularity=32), p.weight_row_words, 0, 0),
             ("BIAS", bt_wr, p.fire_units, 0, 0),
             ("THETA", bt_wr, p.fire_units, p.fire_units, 0),
             ("INPUT", spk_wr, p.block_words, 0, p.input_base),
