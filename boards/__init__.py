@@ -25,10 +25,11 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 
 #: Core builds by name (``spikepack compile --board small``): the board-less sizes (``small2``:
 #: ``small`` with two bit-planes per beat; ``small2_plane_fire``: and one plane a cycle in the
-#: firing units), the Arty A7-35T's core, and that core with one bit-plane per beat.
+#: firing units), the Arty A7-35T's and A7-100T's cores, and the 35T's with one bit-plane per
+#: beat.
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE, "medium": MEDIUM,
-    "arty_a7": BOARDS["arty_a7"].params,
+    "arty_a7": BOARDS["arty_a7"].params, "arty_a7_100": BOARDS["arty_a7_100"].params,
     # The Arty A7-35T's core with one bit-plane per beat (256 adds/cycle, the design before
     # planes_per_beat = 2), for benchmarks that print the two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1)}
