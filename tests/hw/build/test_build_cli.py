@@ -189,8 +189,8 @@ def test_failing_tool_names_the_log_with_its_error(tmp_path):
     """A tool that writes its own log (yosys's ``top.rpt``) and fails with nothing on stdout:
     the error quotes the log's error line and names that log, not the empty stdout capture."""
     own = tmp_path / "top.rpt"
-    script = ("import sys; open(sys.argv[1], 'w').write('1. pass\\nERROR: Assert failed in x.cc\\n');"
-              " sys.exit(1)")
+    script = ("import sys; open(sys.argv[1], 'w')"
+              ".write('1. pass\\nERROR: Assert failed in x.cc\\n'); sys.exit(1)")
     stdout_log = tmp_path / "logs" / "1_tool.log"
     with pytest.raises(BuildError) as err:
         run_tool([sys.executable, "-c", script, str(own)], cwd=tmp_path, log=stdout_log,
