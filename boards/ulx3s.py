@@ -31,19 +31,21 @@ ULX3S_85F = BoardPreset(
     # register and the build reached 91.1 MHz. Conv at 100 MHz took the layer settings reaching
     # each block through a registered copy of its own (docs/boards.md). Two bit-planes per beat
     # (512 adds per cycle) took the conv walk and each datapath block reading registered copies
-    # of their handshake and abort (100.4 MHz). Its firing units fire one plane a cycle
-    # (``fire_pairs=0``): with pair firing nextpnr gave 91.4, 81.8 and 91.8 MHz (seeds 1-3).
+    # of their handshake and abort (100.4 MHz). Its firing units fire a pair of planes a cycle,
+    # as the Arty's (before each datapath block had a reset of its own, pair firing gave 91.4,
+    # 81.8 and 91.8 MHz on seeds 1-3, and the preset fired one plane a cycle). The weight
+    # memory's write port is registered (``weight_write_reg``): with pair firing and without
+    # it the bus write into the weight memory limited seeds 1 and 2 (95.8 and 100.2 MHz).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2, fire_pairs=0),
-    # nextpnr's placement seed, pinned so that every build places the same way. Since each
-    # datapath block takes its reset from an abort register of its own (2026-12-01) the reset
-    # is off the failing paths: seeds 1, 2 and 3 give 102.3, 105.5 and 96.8 MHz on this
-    # netlist (the last limited by the bus write into the weight memory), and the same logic
-    # with the conv walk as a submodule met 100 MHz on seeds 1-4 (102.0-105.8 MHz). Before,
-    # seeds 2, 3 and 4 gave 90.2, 100.5 and 94.4 MHz (reset, bus write, sequencer and walk
-    # routing, 7-10 ns each). Seed 2 has the most margin; `--seed N` tries another.
-    nextpnr_seed=2,
+                      planes_per_beat=2, weight_write_reg=1),
+    # nextpnr's placement seed, pinned so that every build places the same way. On this
+    # netlist (2026-12-01) seed 1 gives 103.85 MHz (critical path a firing unit's count into
+    # its output, 6.5 ns of routing) and seed 2 99.54 MHz (the conv walk's hand-over into the
+    # position generator, 7.7 ns of routing): placement moves this design by about 5 %.
+    # `--seed N` tries another. The netlist before (one plane a cycle in the firing units, the
+    # write port unregistered) gave 102.3, 105.5 and 96.8 MHz on seeds 1-3.
+    nextpnr_seed=1,
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),

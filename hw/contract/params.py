@@ -85,9 +85,10 @@ class CoreParams:
     fire_pairs : int
         With two planes per beat: 1 (default) makes the firing units fire a pair of planes a
         cycle in SpikePack layers (``ceil(T / 2)`` cycles a neuron instead of ``T``,
-        about 320 more LUTs a unit on the 7-series); 0 keeps one plane a cycle (the ULX3S, whose
-        100 MHz placement it costs). Ignored with one plane per beat. Like ``weight_regs`` it
-        changes cycles, not results, and is not in the identify block.
+        about 320 more LUTs a unit on the 7-series); 0 keeps one plane a cycle (smaller and
+        shorter firing paths; the ULX3S preset's until 2026-12-01). Ignored with one plane per
+        beat. Like ``weight_regs`` it changes cycles, not results, and is not in the identify
+        block.
     weight_write_reg : int
         1 registers the weight memory's write port: each row word's write enable is a
         flip-flop of its own, and the address and the word come from registers, so the bus

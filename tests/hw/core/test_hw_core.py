@@ -54,7 +54,8 @@ def test_core_verilator_two_planes_random_networks(monkeypatch):
 
 def test_core_verilator_two_planes_plane_firing_random_networks(monkeypatch):
     """Random dense and conv networks on the SMALL build with two bit-planes per beat whose
-    firing units take one plane a cycle (``fire_pairs=0``, the ULX3S's choice; Verilator)."""
+    firing units take one plane a cycle (``fire_pairs=0``) and whose weight write port is
+    registered (``weight_write_reg=1``, the ULX3S's; Verilator)."""
     _run("verilator", "small2_plane_fire",
          networks=int(os.environ.get("SPIKEPACK_NETWORKS_2P", 40)), seed=8,
          testcase=RANDOM_TESTS + ["random_conv_networks"], monkeypatch=monkeypatch,
