@@ -500,6 +500,32 @@ def _suggest(trial, space: SweepSpace) -> dict:
             for name in POINT_PARAMS}
 
 
+def _await_first_heartbeat(storage, trial_id: int, timeout: float = 60.0) -> None:
+    """Return once ``storage`` holds a heartbeat for trial ``trial_id`` (RDB storages only).
+
+    Optuna's heartbeat thread writes a trial's first heartbeat while the objective already runs,
+    and it only counts a RUNNING trial as stale once it has one. A worker killed after drawing
+    its point but before that write would leave the trial RUNNING for good, never retried. The
+    objective waits for the write first (the thread makes it at once; a few ms) instead of writing
+    the row itself, which would race the thread's insert on the table's unique ``trial_id``.
+    """
+    engine = getattr(storage, "engine", None)
+    if engine is None or not getattr(storage, "heartbeat_interval", None):
+        return
+    import sqlalchemy
+
+    query = sqlalchemy.text("SELECT 1 FROM trial_heartbeats WHERE trial_id = :trial_id")
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(query, {"trial_id": trial_id}).first() is not None:
+                return
+        if time.monotonic() > deadline:
+            raise SweepError(f"trial {trial_id}: no heartbeat recorded after {timeout:.0f} s; "
+                             f"is the storage reachable and writable?")
+        time.sleep(0.01)
+
+
 def finished(study) -> int:
     """Trials that count towards the budget: complete or pruned."""
     from optuna.trial import TrialState
@@ -523,6 +549,7 @@ def run_worker(config: SweepConfig, storage, study_name: str, trials: int, *,
     max_failures = max(3, trials) if max_failures is None else max_failures
 
     def objective(trial):
+        _await_first_heartbeat(storage, trial._trial_id)
         point = _suggest(trial, config.space)
         t0 = time.perf_counter()
         try:

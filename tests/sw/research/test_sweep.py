@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,11 @@ def test_killed_worker_is_resumed(tmp_path):
         if killed is not None:
             break
     assert killed is not None, "no trial was caught running in five attempts"
+    # Only a trial with a heartbeat can go stale: the objective waits for the first before it
+    # draws its point, so the killed trial must have one.
+    with sqlite3.connect(storage) as db:
+        assert db.execute("SELECT 1 FROM trial_heartbeats WHERE trial_id = ?",
+                          (killed._trial_id,)).fetchone() is not None
     time.sleep(3)  # > grace period (2 heartbeats of 1 s)
     p = _worker(tmp_path, storage, "kill", 4, "--heartbeat", "1")
     out = p.communicate(timeout=600)[0]
@@ -137,6 +144,22 @@ def test_killed_worker_is_resumed(tmp_path):
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert sw_sweep.finished(study) >= 4
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_objective_waits_for_the_first_heartbeat(tmp_path):
+    """A trial is only ever stale once it has a heartbeat: the objective draws no point before its
+    first one is stored (a worker killed in between would leave its trial RUNNING for good)."""
+    storage = sw_sweep.open_storage(str(tmp_path / "s.db"), tmp_path, heartbeat_interval=1)
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():  # Optuna warns that ask() starts no heartbeat thread
+        warnings.simplefilter("ignore")
+        trial = study.ask()
+    with pytest.raises(sw_sweep.SweepError, match="no heartbeat recorded"):
+        sw_sweep._await_first_heartbeat(storage, trial._trial_id, timeout=0.2)
+    storage.record_heartbeat(trial._trial_id)
+    sw_sweep._await_first_heartbeat(storage, trial._trial_id, timeout=0.2)
+    journal = sw_sweep.open_storage(str(tmp_path / "s.log"), tmp_path)  # no heartbeats: no wait
+    sw_sweep._await_first_heartbeat(journal, 0, timeout=0.0)
 
 
 def test_failed_trial_records_its_error(tmp_path):
