@@ -14,14 +14,16 @@ __all__ = ["SMALL", "SMALL2", "SMALL2_PLANE_FIRE", "MEDIUM"]
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
                    bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
 
-#: The small build with two bit-planes per beat (``planes_per_beat=2``, as the large boards'
-#: cores): the random-network tests run on both.
-SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2)
+#: The small build with two bit-planes per beat (``planes_per_beat=2``) and a queue of four
+#: blocks between the fetcher and the issuer (``fetch_queue=4``), as the large boards' cores:
+#: the random-network tests run on both.
+SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4)
 
 #: ... and with firing units that take one plane a cycle (``fire_pairs=0``), sum banks of two
-#: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's) and a registered weight write
-#: port (``weight_write_reg=1``).
-SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2, weight_write_reg=1)
+#: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's), a registered weight write port
+#: (``weight_write_reg=1``) and the skid buffer instead of the queue (``fetch_queue=0``).
+SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2, weight_write_reg=1,
+                                        fetch_queue=0)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

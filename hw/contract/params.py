@@ -95,6 +95,16 @@ class CoreParams:
         decode no longer reaches every weight block RAM in one cycle (the critical path of
         large ECP5 builds). A write lands a cycle later (the host never writes weights during
         a run). Default 0; timing only, not in the identify block.
+    fetch_queue : int
+        Spike blocks the queue between the fetcher and the plane issuer holds beyond its output
+        register: 0 (default) is a skid buffer (one more block); 4, 8, 16 or 32 is a queue in
+        LUT RAM (:class:`hw.common.stream_queue.StreamQueue`). The walk reads one block a cycle
+        and the issuer takes one to ``t_max / planes_per_beat`` cycles a block, none for a
+        block with no spike (dropped unless it ends a pass). With a skid buffer the walk stalls
+        behind blocks of two beats and the issuer then starves on a run of empty blocks (the
+        border of an image); a queue lets the walk run ahead, so a pass takes about the longer
+        of its walk and its beats, not their sum. Changes cycles, not results; not in the
+        identify block.
     bank_passes : int
         Passes the PEs' sum banks hold (2 or 4, default 4): the PE array accumulates pass
         ``p + 1`` .. ``p + bank_passes - 1`` while the firing array reads pass ``p``. With 2
@@ -128,6 +138,7 @@ class CoreParams:
     fire_pairs: int = 1
     bank_passes: int = 4
     weight_write_reg: int = 0
+    fetch_queue: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -158,6 +169,9 @@ class CoreParams:
             raise ValueError(f"fire_pairs must be 0 or 1, not {self.fire_pairs}")
         if self.weight_write_reg not in (0, 1):
             raise ValueError(f"weight_write_reg must be 0 or 1, not {self.weight_write_reg}")
+        if self.fetch_queue not in (0, 4, 8, 16, 32):
+            raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
+                             f"{self.fetch_queue}")
         if self.bank_passes not in (2, 4):
             raise ValueError(f"bank_passes must be 2 or 4, not {self.bank_passes}")
         if self.k % self.fire_units:

@@ -47,6 +47,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from hw.common.skid_buffer import SkidBuffer
+from hw.common.stream_queue import StreamQueue
 from hw.common.synth_hints import COPY_ATTRS
 from hw.contract import bus
 from hw.contract.memory_map import (
@@ -128,8 +129,12 @@ class SpikePackCore(wiring.Component):
             "skid": SkidBuffer(beat_layout(p.k, p.t_max, p.weight_depth, p.chunks_per_pass,
                                            p.planes_per_beat)),
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
-            # the issuer's plane selection.
-            "fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0),
+            # the issuer's plane selection; with ``fetch_queue`` a queue, so the walk runs ahead
+            # of the issuer (over the blocks it drops) instead of waiting on it.
+            **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue,
+                                           ready_copies=1 if p.conv else 0)}
+               if p.fetch_queue else
+               {"fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0)}),
         }
         # An abort resets the datapath. A conv build (a large chip at 100 MHz) gives every block
         # its own register of it (kept apart by synthesis) and its own clock domain, on the

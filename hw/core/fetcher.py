@@ -46,7 +46,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from hw.contract.params import CoreParams
 
-from .conv_walk import ConvWalk, block_ptr_bits, conv_setup_cycles, walk_field_members
+from .conv_walk import ConvWalk, block_ptr_bits, walk_field_members
 from .layer_counts import layer_count_bits, layer_passes_bits
 
 __all__ = ["Fetcher", "block_beat_layout", "exactly_one", "lowest_one", "spike_banks",
@@ -206,12 +206,6 @@ class Fetcher(wiring.Component):
     def latency(self) -> int:
         """Cycles from ``start`` to the first valid beat of a dense layer (no back-pressure)."""
         return 5
-
-    @property
-    def setup_cycles(self) -> int:
-        """Set-up cycles a conv layer spends before its walk
-        (:func:`hw.core.conv_walk.conv_setup_cycles`)."""
-        return conv_setup_cycles(self._params)
 
     def elaborate(self, platform):
         m = Module()

@@ -12,7 +12,8 @@ without any data:
   one block per cycle, moving only when its output register is free; a block with no spike
   below ``T`` is sent only when it ends a pass (``hw/core/fetcher.py``);
 * the two skid buffers (fetcher -> issuer -> PE array), each a two-entry register with a
-  registered ``ready`` (``hw/common/skid_buffer.py``);
+  registered ``ready`` (``hw/common/skid_buffer.py``); with ``fetch_queue`` the first is a queue
+  of that many blocks behind its output register (``hw/common/stream_queue.py``);
 * the plane issuer: one cycle per non-zero plane below ``T``, an empty block that ends a pass
   sent as one empty beat (``hw/core/issuer.py``);
 * the PE array: its ``bank_passes`` bank parts (two: halves), each held from a pass's last beat
@@ -308,16 +309,19 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
     return steps
 
 
-def _skid_step(out, skid, taken: bool, incoming):
-    """One cycle of a two-entry skid buffer (``hw/common/skid_buffer.py``): its output register
-    ``out`` and skid register ``skid`` (None = empty) after a cycle in which the consumer took
-    ``out`` (``taken``) and the producer offered ``incoming`` (None = nothing), accepted only
-    while the skid register was empty (its registered ``ready``)."""
+def _queue_step(out, queue: tuple, taken: bool, incoming, entries: int):
+    """One cycle of a stream queue (``hw/common/stream_queue.py``; with ``entries`` = 1 the
+    two-entry skid buffer of ``hw/common/skid_buffer.py``): its output register ``out`` (None =
+    empty) and queued beats ``queue`` after a cycle in which the consumer took ``out``
+    (``taken``) and the producer offered ``incoming`` (None = nothing), accepted only while the
+    queue held fewer than ``entries`` (its registered ``ready``). An empty queue passes the
+    beat straight to a free output register."""
+    accept = incoming is not None and len(queue) < entries
     if out is None or taken:
-        return (skid, None) if skid is not None else (incoming, None)
-    if incoming is not None and skid is None:
-        return out, incoming
-    return out, skid
+        if queue:
+            return queue[0], queue[1:] + ((incoming,) if accept else ())
+        return incoming, ()
+    return out, queue + ((incoming,) if accept else ())
 
 
 def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
@@ -334,10 +338,12 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     # Fetcher: stages B, R, S, C (item index or -1); address counter; busy.
     stages = [-1, -1, -1, -1]
     fetch_next, busy = 0, False
-    # Skid buffers: output register and skid register (None = empty). Skid 1 holds fetcher
-    # items (block index ``p * chunks + c``), skid 2 issuer beats ``(block index, last)``.
-    s1_o, s1_skid = None, None
-    s2_o, s2_skid = None, None
+    # The fetcher's queue (a skid buffer without ``fetch_queue``) and the issuer's skid buffer:
+    # output register (None = empty) and queued beats. Queue 1 holds fetcher items (block index
+    # ``p * chunks + c``), queue 2 issuer beats ``(block index, last)``.
+    q1_entries = params.fetch_queue or 1
+    s1_o, s1_q = None, ()
+    s2_o, s2_q = None, ()
     issued = 0  # planes of the issuer's current block already sent
     # PE array.
     parts = params.bank_passes  # the banks' parts, used in turn
@@ -357,9 +363,9 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
             raise RuntimeError("cycle model did not finish (a bug in the model)")
         # ---- combinational: what happens in cycle t ----
         c_item = stages[3]
-        s1_ready = s1_skid is None
+        s1_ready = len(s1_q) < q1_entries
         fetch_adv = c_item < 0 or s1_ready
-        # Issuer, reading skid 1's output.
+        # Issuer, reading queue 1's output.
         iss_valid, iss_beat, iss_take = False, None, False
         if s1_o is not None:
             idx = s1_o
@@ -372,11 +378,11 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
                 iss_valid, iss_beat = True, (idx, True)
             else:
                 iss_take = True  # dropped
-        s2_ready = s2_skid is None
+        s2_ready = not s2_q
         if iss_valid and s2_ready:
             if steps[s1_o][0] == 0 or steps[s1_o][0] - issued == 1:
                 iss_take = True
-        # PE array, reading skid 2's output.
+        # PE array, reading queue 2's output.
         pe_ready = not hold[in_half]
         pe_accept = s2_o is not None and pe_ready
         # Firing array.
@@ -403,14 +409,15 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         elif go_fire:
             fire_start = t
         # Skid 2 (input: the issuer's beat).
-        s2_o, s2_skid = _skid_step(s2_o, s2_skid, pe_accept, iss_beat if iss_valid else None)
+        s2_o, s2_q = _queue_step(s2_o, s2_q, pe_accept, iss_beat if iss_valid else None, 1)
         # Issuer state.
         if iss_valid and s2_ready and not iss_take:
             issued += 1
         elif iss_take:
             issued = 0
         # Skid 1 (input: the fetcher's output register).
-        s1_o, s1_skid = _skid_step(s1_o, s1_skid, iss_take, c_item if c_item >= 0 else None)
+        s1_o, s1_q = _queue_step(s1_o, s1_q, iss_take, c_item if c_item >= 0 else None,
+                                 q1_entries)
         # Fetcher stages (lock-step).
         if fetch_adv:
             # A shortcut block past the map's channels is a cycle of the address stage that

@@ -1,4 +1,5 @@
-"""Amaranth-simulator test of the skid buffer: order, no loss, full throughput, back-pressure."""
+"""Amaranth-simulator tests of the skid buffer and the stream queue: order, no loss, full
+throughput, back-pressure, and the queue cycle for cycle against the cycle model's."""
 
 import random
 
@@ -7,12 +8,18 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw.common.skid_buffer import SkidBuffer
+from hw.common.stream_queue import StreamQueue
 from sim.rtl.streams import stream_get, stream_put
+from sw.research.cycle_model import _queue_step
+
+BLOCKS = {"skid": lambda: SkidBuffer(16), "queue4": lambda: StreamQueue(16, 4),
+          "queue8": lambda: StreamQueue(16, 8, ready_copies=1)}
 
 
+@pytest.mark.parametrize("block", list(BLOCKS))
 @pytest.mark.parametrize("pause_in,pause_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.4)])
-def test_skid_buffer_keeps_every_beat_in_order(pause_in, pause_out, seed):
-    dut = SkidBuffer(16)
+def test_stream_stage_keeps_every_beat_in_order(block, pause_in, pause_out, seed):
+    dut = BLOCKS[block]()
     beats = [random.Random(seed).randrange(1 << 16) for _ in range(300)]
     got, cycles = [], {}
 
@@ -43,3 +50,53 @@ def test_skid_buffer_keeps_every_beat_in_order(pause_in, pause_out, seed):
     if pause_in == pause_out == 0.0:
         # A beat per cycle once the stream flows.
         assert cycles["n"] <= len(beats) + 2
+
+
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_stream_stage_follows_the_cycle_model(block, seed):
+    """Cycle for cycle, random offers (held until taken, as the fetcher holds its block) and a
+    random consumer: ``i.ready``, ``o.valid`` and ``o.payload`` == the cycle model's
+    ``_queue_step`` (a skid buffer is a queue of one)."""
+    dut = BLOCKS[block]()
+    entries = dut.entries if isinstance(dut, StreamQueue) else 1
+    rng = random.Random(seed)
+    sent, got = [], []
+
+    async def bench(ctx):
+        out, queue = None, ()
+        offer = None
+        for cycle in range(2000):
+            if offer is None and rng.random() < 0.7:
+                offer = rng.randrange(1 << 16)
+            ready_out = rng.random() < (0.2 if cycle % 400 < 150 else 0.8)
+            ctx.set(dut.i.valid, offer is not None)
+            ctx.set(dut.i.payload, offer or 0)
+            ctx.set(dut.o.ready, ready_out)
+            assert ctx.get(dut.i.ready) == (len(queue) < entries), cycle
+            if isinstance(dut, StreamQueue):
+                assert ctx.get(dut.ready_copy[0] if dut._copies else dut.i.ready) == \
+                    ctx.get(dut.i.ready)
+            taken = out is not None and ready_out
+            if taken:
+                got.append(out)
+            accepted = offer is not None and ctx.get(dut.i.ready)
+            out, queue = _queue_step(out, queue, taken, offer, entries)
+            if accepted:
+                sent.append(offer)
+                offer = None
+            await ctx.tick()
+            assert (ctx.get(dut.o.valid), ctx.get(dut.o.payload) if out is not None else None) \
+                == (out is not None, out), cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == sent[:len(got)] and len(sent) - len(got) <= entries + 1
+
+
+def test_stream_queue_refuses_bad_sizes():
+    with pytest.raises(ValueError, match="power of two"):
+        StreamQueue(8, 3)
+    with pytest.raises(ValueError, match="power of two"):
+        StreamQueue(8, 1)
