@@ -30,9 +30,11 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE, "medium": MEDIUM,
     "arty_a7": BOARDS["arty_a7"].params, "arty_a7_100": BOARDS["arty_a7_100"].params,
-    # The Arty A7-35T's core with one bit-plane per beat (256 adds/cycle, the design before
-    # planes_per_beat = 2), for benchmarks that print the two side by side.
-    "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1)}
+    # The Arty A7-35T's core with one bit-plane per beat and the skid buffer after the fetcher
+    # (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks that print the
+    # two side by side.
+    "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1,
+                                          fetch_queue=0)}
 
 
 def board_names() -> list[str]:

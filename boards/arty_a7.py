@@ -26,10 +26,13 @@ XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135
 #: so does the MNIST CNN (a 1x28x28 input is 784 spike blocks of the 1,024 in INPUT, one image
 #: per batch; its 16x14x14 pooled map is 196 blocks of a 256-block ping-pong half). The OUTPUT
 #: region holds 1,024 words (8 samples of 128 outputs), not 8 x 4,096: block RAM goes to the
-#: maps instead.
+#: maps instead. A queue of 16 spike blocks (LUT RAM) between the fetcher and the issuer
+#: (``fetch_queue``) lets the walk run ahead of the issuer: the MNIST MLP's first layer, whose
+#: image has runs of empty blocks, takes 598.0 -> 514.7 cycles (cycle model), and the estimate
+#: 38 LUTs fewer than with the skid buffer (the queue has no bypass multiplexer).
 ARTY_A7_PARAMS = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                             bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4,
-                            in_blocks=1024, out_words=1024, planes_per_beat=2)
+                            in_blocks=1024, out_words=1024, planes_per_beat=2, fetch_queue=16)
 
 #: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
 _BAUD = 4_000_000
@@ -66,7 +69,7 @@ ARTY_A7_100 = BoardPreset(
     # estimate goes from 29,369 to 38,244 LUTs (60.3 %).
     params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=2048, max_layers=16, batch_depth=16, fire_units=16,
-                      in_blocks=2048, out_words=2048, planes_per_beat=2),
+                      in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=16),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),

@@ -1,17 +1,20 @@
-"""Stream queue: an output register and a small LUT-RAM FIFO behind it, ``i.ready`` a register.
+"""Stream queue: a small LUT-RAM FIFO with an output register, ``i.ready`` a register.
 
-A :class:`hw.common.skid_buffer.SkidBuffer` with room for ``entries`` beats instead of one: the
-producer may run ``entries`` beats ahead of a consumer that stalls, and the consumer then drains
-them while the producer has nothing to give. Full throughput (a beat per cycle); a beat takes one
-cycle from ``i`` to ``o`` when the queue is empty (it goes straight to the output register) and
-waits behind the queued beats otherwise.
+Like a :class:`hw.common.skid_buffer.SkidBuffer` with room for ``entries`` beats instead of one:
+the producer may run ``entries`` beats ahead of a consumer that stalls, and the consumer then
+drains them while the producer has nothing to give. Full throughput (a beat per cycle); every
+beat passes through the memory, so it takes two cycles from ``i`` to ``o`` when the queue is
+empty (written in the first, read into the output register in the second) and waits behind the
+queued beats otherwise. There is no path from ``i`` to ``o`` that skips the memory: the output
+register takes only the memory's read data, so no multiplexer the width of the payload sits in
+front of it.
 """
 
 from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,20 +24,21 @@ __all__ = ["StreamQueue"]
 
 
 class StreamQueue(wiring.Component):
-    """Registered stream stage with a queue of ``entries`` beats and a registered ``i.ready``.
+    """Stream FIFO of ``entries`` beats in a memory, an output register and a registered
+    ``i.ready``.
 
-    A cycle's beat on ``i`` is taken when ``i.ready``: into the output register if that is
-    empty or being taken (and the queue is empty), else into the queue. ``i.ready`` is 1 while
-    the queue holds fewer than ``entries`` beats (a register, set from the next cycle's count).
-    The queue is a memory with an asynchronous read (LUT RAM on the 7-series and ECP5) and two
-    pointers; its head is read combinationally into the output register.
+    A cycle's beat on ``i`` is written to the memory when ``i.ready``; ``i.ready`` is 1 while
+    the memory holds fewer than ``entries`` beats (a register, set from the next cycle's
+    count). The output register takes the memory's oldest beat whenever it is empty or being
+    taken. The memory has an asynchronous read (LUT RAM on the 7-series and ECP5) and two
+    pointers.
 
     Parameters
     ----------
     shape : ShapeLike
         The payload.
     entries : int
-        Beats the queue holds besides the output register (a power of two, at least 2).
+        Beats the memory holds (a power of two, at least 2); the output register holds one more.
 
     Members
     -------
@@ -46,7 +50,7 @@ class StreamQueue(wiring.Component):
         by synthesis, ``hw.common.synth_hints``), as :class:`hw.common.skid_buffer.SkidBuffer`'s.
     """
 
-    latency = 1
+    latency = 2
 
     def __init__(self, shape, entries: int, *, ready_copies: int = 0):
         self._shape = shape
@@ -78,23 +82,19 @@ class StreamQueue(wiring.Component):
         rd = mem.read_port(domain="comb")
         wp = Signal(range(n))
         rp = Signal(range(n))
-        count = Signal(range(n + 1))  # beats in the queue (not counting the output register)
+        count = Signal(range(n + 1))  # beats in the memory (not counting the output register)
         ready = Signal(init=1)
         m.d.comb += self.i.ready.eq(ready)
 
         take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
         push = self.i.valid & ready
         pop = take_o & (count != 0)
-        bypass = take_o & (count == 0)  # the input goes straight to the output register
-        to_mem = push & ~bypass
-        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
-                     wr.en.eq(to_mem)]
+        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload), wr.en.eq(push)]
         with m.If(take_o):
-            m.d.sync += [self.o.payload.eq(Mux(count != 0, rd.data, self.i.payload)),
-                         self.o.valid.eq((count != 0) | self.i.valid)]
-        count_next = count + to_mem - pop
+            m.d.sync += [self.o.payload.eq(rd.data), self.o.valid.eq(count != 0)]
+        count_next = count + push - pop
         m.d.sync += [count.eq(count_next), ready.eq(count_next < n)]
-        with m.If(to_mem):
+        with m.If(push):
             m.d.sync += wp.eq(wp + 1)
         with m.If(pop):
             m.d.sync += rp.eq(rp + 1)

@@ -309,18 +309,22 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
     return steps
 
 
-def _queue_step(out, queue: tuple, taken: bool, incoming, entries: int):
-    """One cycle of a stream queue (``hw/common/stream_queue.py``; with ``entries`` = 1 the
-    two-entry skid buffer of ``hw/common/skid_buffer.py``): its output register ``out`` (None =
-    empty) and queued beats ``queue`` after a cycle in which the consumer took ``out``
-    (``taken``) and the producer offered ``incoming`` (None = nothing), accepted only while the
-    queue held fewer than ``entries`` (its registered ``ready``). An empty queue passes the
-    beat straight to a free output register."""
+def _queue_step(out, queue: tuple, taken: bool, incoming, entries: int, *, skid: bool = False):
+    """One cycle of a stream queue (``hw/common/stream_queue.py``) or, with ``skid``, of the
+    two-entry skid buffer of ``hw/common/skid_buffer.py`` (``entries`` = 1): its output register
+    ``out`` (None = empty) and held beats ``queue`` after a cycle in which the consumer took
+    ``out`` (``taken``) and the producer offered ``incoming`` (None = nothing), accepted only
+    while ``queue`` held fewer than ``entries`` (the registered ``ready``). A free output
+    register takes the oldest held beat; the skid buffer's takes an incoming beat directly when
+    it holds none, the queue's never (every beat passes its memory)."""
     accept = incoming is not None and len(queue) < entries
     if out is None or taken:
         if queue:
-            return queue[0], queue[1:] + ((incoming,) if accept else ())
-        return incoming, ()
+            out, queue = queue[0], queue[1:]
+        elif skid:
+            return incoming, ()
+        else:
+            out = None
     return out, queue + ((incoming,) if accept else ())
 
 
@@ -341,7 +345,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     # The fetcher's queue (a skid buffer without ``fetch_queue``) and the issuer's skid buffer:
     # output register (None = empty) and queued beats. Queue 1 holds fetcher items (block index
     # ``p * chunks + c``), queue 2 issuer beats ``(block index, last)``.
-    q1_entries = params.fetch_queue or 1
+    q1_entries, q1_skid = params.fetch_queue or 1, not params.fetch_queue
     s1_o, s1_q = None, ()
     s2_o, s2_q = None, ()
     issued = 0  # planes of the issuer's current block already sent
@@ -409,7 +413,8 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         elif go_fire:
             fire_start = t
         # Skid 2 (input: the issuer's beat).
-        s2_o, s2_q = _queue_step(s2_o, s2_q, pe_accept, iss_beat if iss_valid else None, 1)
+        s2_o, s2_q = _queue_step(s2_o, s2_q, pe_accept, iss_beat if iss_valid else None, 1,
+                                 skid=True)
         # Issuer state.
         if iss_valid and s2_ready and not iss_take:
             issued += 1
@@ -417,7 +422,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
             issued = 0
         # Skid 1 (input: the fetcher's output register).
         s1_o, s1_q = _queue_step(s1_o, s1_q, iss_take, c_item if c_item >= 0 else None,
-                                 q1_entries)
+                                 q1_entries, skid=q1_skid)
         # Fetcher stages (lock-step).
         if fetch_adv:
             # A shortcut block past the map's channels is a cycle of the address stage that
