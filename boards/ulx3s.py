@@ -35,16 +35,18 @@ ULX3S_85F = BoardPreset(
     # as the Arty's (before each datapath block had a reset of its own, pair firing gave 91.4,
     # 81.8 and 91.8 MHz on seeds 1-3, and the preset fired one plane a cycle). The weight
     # memory's write port is registered (``weight_write_reg``): with pair firing and without
-    # it the bus write into the weight memory limited seeds 1 and 2 (95.8 and 100.2 MHz).
+    # it the bus write into the weight memory limited seeds 1 and 2 (95.8 and 100.2 MHz). A
+    # queue of 16 spike blocks (LUT RAM) follows the fetcher, as on the Arty (``fetch_queue``).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2, weight_write_reg=1),
+                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16),
     # nextpnr's placement seed, pinned so that every build places the same way. On this
-    # netlist (2026-12-01) seed 1 gives 103.85 MHz (critical path a firing unit's count into
-    # its output, 6.5 ns of routing) and seed 2 99.54 MHz (the conv walk's hand-over into the
-    # position generator, 7.7 ns of routing): placement moves this design by about 5 %.
-    # `--seed N` tries another. The netlist before (one plane a cycle in the firing units, the
-    # write port unregistered) gave 102.3, 105.5 and 96.8 MHz on seeds 1-3.
+    # netlist (2026-12-01) seed 1 gives 102.23 MHz (critical path the conv walk's hand-over,
+    # ``fetch.valid_walk -> ... -> r_wrow``, 7.4 ns of routing): placement moves this design by
+    # about 5 %. `--seed N` tries another. Before the fetch queue seeds 1 and 2 gave 103.85
+    # and 99.54 MHz; a queue with a bypass multiplexer 90.95 and 94.08 (the PE array's ready
+    # into the issuer's skid buffer); one plane a cycle in the firing units and the write port
+    # unregistered 102.3, 105.5 and 96.8 MHz on seeds 1-3.
     nextpnr_seed=1,
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
