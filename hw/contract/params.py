@@ -103,8 +103,9 @@ class CoreParams:
         block with no spike (dropped unless it ends a pass). With a skid buffer the walk stalls
         behind blocks of two beats and the issuer then starves on a run of empty blocks (the
         border of an image); a queue lets the walk run ahead, so a pass takes about the longer
-        of its walk and its beats, not their sum. Changes cycles, not results; not in the
-        identify block.
+        of its walk and its beats, not their sum. Every block passes the queue's memory: two
+        cycles through an empty queue, one more than through the skid buffer (a cycle more per
+        layer). Changes cycles, not results; not in the identify block.
     bank_passes : int
         Passes the PEs' sum banks hold (2 or 4, default 4): the PE array accumulates pass
         ``p + 1`` .. ``p + bank_passes - 1`` while the firing array reads pass ``p``. With 2
