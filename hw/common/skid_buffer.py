@@ -13,7 +13,23 @@ from amaranth.lib.wiring import In, Out
 
 from hw.common.synth_hints import COPY_ATTRS
 
-__all__ = ["SkidBuffer"]
+__all__ = ["SkidBuffer", "stream_stage_members"]
+
+
+def stream_stage_members(shape, ready_copies: int) -> tuple[int, dict]:
+    """``(copies, members)`` of a registered stream stage with ``ready_copies`` registered
+    copies of ``i.ready``: ``i``, ``o`` and, with copies, ``ready_copy``."""
+    Shape.cast(shape)
+    copies = int(ready_copies)
+    if copies < 0:
+        raise ValueError(f"ready_copies must be at least 0, not {ready_copies}")
+    members = {
+        "i": In(stream.Signature(shape)),
+        "o": Out(stream.Signature(shape)),
+    }
+    if copies:
+        members["ready_copy"] = Out(copies)
+    return copies, members
 
 
 class SkidBuffer(wiring.Component):
@@ -38,16 +54,7 @@ class SkidBuffer(wiring.Component):
 
     def __init__(self, shape, *, ready_copies: int = 0):
         self._shape = shape
-        Shape.cast(shape)
-        self._copies = int(ready_copies)
-        if self._copies < 0:
-            raise ValueError(f"ready_copies must be at least 0, not {ready_copies}")
-        members = {
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        }
-        if self._copies:
-            members["ready_copy"] = Out(self._copies)
+        self._copies, members = stream_stage_members(shape, ready_copies)
         super().__init__(members)
 
     latency = 1

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, Shape, Signal
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory, wiring
 
+from hw.common.skid_buffer import stream_stage_members
 from hw.common.synth_hints import COPY_ATTRS
 
 __all__ = ["StreamQueue"]
@@ -54,20 +54,11 @@ class StreamQueue(wiring.Component):
 
     def __init__(self, shape, entries: int, *, ready_copies: int = 0):
         self._shape = shape
-        Shape.cast(shape)
         self._entries = operator.index(entries)
         if self._entries < 2 or self._entries & (self._entries - 1):
             self._MustUse__silence = True  # refused: not a design element left unused
             raise ValueError(f"entries must be a power of two, at least 2, not {entries}")
-        self._copies = int(ready_copies)
-        if self._copies < 0:
-            raise ValueError(f"ready_copies must be at least 0, not {ready_copies}")
-        members = {
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        }
-        if self._copies:
-            members["ready_copy"] = Out(self._copies)
+        self._copies, members = stream_stage_members(shape, ready_copies)
         super().__init__(members)
 
     @property
