@@ -14,10 +14,11 @@ __all__ = ["SMALL", "SMALL2", "SMALL2_PLANE_FIRE", "MEDIUM"]
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
                    bt_depth=512, max_layers=8, batch_depth=4, fire_units=2)
 
-#: The small build with two bit-planes per beat (``planes_per_beat=2``) and a queue of four
-#: blocks between the fetcher and the issuer (``fetch_queue=4``), as the large boards' cores:
-#: the random-network tests run on both.
-SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4)
+#: The small build with two bit-planes per beat (``planes_per_beat=2``), a queue of four
+#: blocks between the fetcher and the issuer (``fetch_queue=4``), as the large boards' cores,
+#: and two register stages on the weight write port (``weight_write_reg=2``): the
+#: random-network tests run on both.
+SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4, weight_write_reg=2)
 
 #: ... and with firing units that take one plane a cycle (``fire_pairs=0``), sum banks of two
 #: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's), a registered weight write port

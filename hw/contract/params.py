@@ -93,8 +93,10 @@ class CoreParams:
         1 registers the weight memory's write port: each row word's write enable is a
         flip-flop of its own, and the address and the word come from registers, so the bus
         decode no longer reaches every weight block RAM in one cycle (the critical path of
-        large ECP5 builds). A write lands a cycle later (the host never writes weights during
-        a run). Default 0; timing only, not in the identify block.
+        large ECP5 builds); 2 puts a second register before each of those (one a write
+        enable, so the placer can put one halfway across a large chip). A write lands a cycle
+        later per stage (the host never writes weights during a run). Default 0; timing only,
+        not in the identify block.
     fetch_queue : int
         Spike blocks the queue between the fetcher and the plane issuer holds beyond its output
         register: 0 (default) is a skid buffer (one more block); 4, 8, 16 or 32 is a queue in
@@ -168,8 +170,9 @@ class CoreParams:
             raise ValueError(f"planes_per_beat must be 1 or 2, not {self.planes_per_beat}")
         if self.fire_pairs not in (0, 1):
             raise ValueError(f"fire_pairs must be 0 or 1, not {self.fire_pairs}")
-        if self.weight_write_reg not in (0, 1):
-            raise ValueError(f"weight_write_reg must be 0 or 1, not {self.weight_write_reg}")
+        if self.weight_write_reg not in (0, 1, 2):
+            raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
+                             f"weight memory's write port), not {self.weight_write_reg}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")

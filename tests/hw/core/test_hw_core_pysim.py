@@ -276,3 +276,8 @@ def test_core_refuses_a_later_layer_after_counting_the_ones_before():
     assert status & registers.STATUS_ERROR and status >> 8 == ErrorCode.NO_LAST, hex(status)
     assert results["done"] == registers.STATUS_DONE
     assert np.array_equal(results["out"], golden.run_network(net, x, acc_bits=P.acc_bits).output)
+
+
+def test_core_params_refuse_a_write_port_of_three_stages():
+    with pytest.raises(ValueError, match=r"weight_write_reg must be 0, 1 or 2 .* not 3"):
+        dataclasses.replace(P, weight_write_reg=3)
