@@ -188,7 +188,16 @@ class PEArray(wiring.Component):
         in_half = Signal(range(parts))
         hold = Signal(parts)  # a complete pass was accepted into the part, not yet released
         accept = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq(~hold.bit_select(in_half, 1))
+        # ``i.ready`` (the part being filled is not held) is a register of its own, set from
+        # the next state of ``hold`` and ``in_half``: it gates the issuer's skid buffer, whose
+        # output register addresses every weight block RAM, so it leaves a flip-flop that the
+        # placer can put beside that buffer (on a 1,024-add ULX3S build the decode of
+        # ``hold`` at ``in_half`` into it was 10.5 ns of wire).
+        hold_next, in_half_next = Signal.like(hold), Signal.like(in_half)
+        ready = Signal(init=1, name="ready_q")
+        m.d.sync += [hold.eq(hold_next), in_half.eq(in_half_next),
+                     ready.eq(~hold_next.bit_select(in_half_next, 1))]
+        m.d.comb += [hold_next.eq(hold), in_half_next.eq(in_half), self.i.ready.eq(ready)]
 
         # Control beside the trees: valid, half, slot, last of the beat in each tree stage.
         tag = data.StructLayout({"valid": 1, "half": range(parts), "slot": range(slots),
@@ -272,7 +281,7 @@ class PEArray(wiring.Component):
         # Updates: a part is never written and released in the same cycle (a part is released
         # only when complete, and no beat of it is in flight then).
         with m.If(accept & self.i.payload.last):
-            m.d.sync += [in_half.eq(in_half + 1), hold.bit_select(in_half, 1).eq(1)]
+            m.d.comb += [in_half_next.eq(in_half + 1), hold_next.bit_select(in_half, 1).eq(1)]
         with m.If(at_bank.valid):
             m.d.sync += touched[at_bank.half].bit_select(at_bank.slot, 1).eq(1)
             with m.If(at_bank.last):
@@ -281,7 +290,7 @@ class PEArray(wiring.Component):
             m.d.sync += [
                 touched[rd_half].eq(0),
                 complete.bit_select(rd_half, 1).eq(0),
-                hold.bit_select(rd_half, 1).eq(0),
                 rd_half.eq(rd_half + 1),
             ]
+            m.d.comb += hold_next.bit_select(rd_half, 1).eq(0)
         return m
