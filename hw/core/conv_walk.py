@@ -99,13 +99,16 @@ def walk_field_members(params: CoreParams) -> dict:
     }
 
 
-def conv_walk_signature(params: CoreParams, own_ready: bool = False) -> wiring.Signature:
+def conv_walk_signature(params: CoreParams, own_ready: bool = False,
+                        credits: bool = False) -> wiring.Signature:
     """The ports of a :class:`ConvWalk` (``In``: what its owner drives)."""
     members = {"start": In(1), **walk_field_members(params)}
     if own_ready:
         members |= {"send": In(1), "ready": In(1)}
     else:
         members["adv"] = In(1)
+    if credits:
+        members["took"] = Out(1)
     members |= {
         "busy": Out(1),
         "issued": Out(layer_passes_bits(params)),
@@ -130,6 +133,10 @@ class ConvWalk:
     own_ready : bool
         Advance on copies of the fetcher's handshake registers of the walk's own (``send``,
         ``ready``) instead of the fetcher's ``adv``.
+    credits : bool
+        The fetcher's stages never stall (they feed a queue with room for every step in
+        flight): ``adv`` only lets the walk step (a register, the fetcher's credit), ``step``
+        takes a bubble in a cycle without a step, and ``took`` says the walk stepped.
 
     Ports (:func:`conv_walk_signature`)
     -------------------------------------
@@ -140,7 +147,9 @@ class ConvWalk:
         The layer's fields (:class:`hw.core.fetcher.Fetcher`'s members of the same names).
     adv : In(1)
         Without ``own_ready``: the fetcher's stages advance this cycle (the walk steps, and
-        ``step`` takes the step).
+        ``step`` takes the step); with ``credits``: the walk may step this cycle.
+    took : Out(1)
+        With ``credits``: the walk takes a step this cycle (``adv`` and a position held).
     send, ready : In(1)
         With ``own_ready``: the fetcher's output register takes a block this cycle, and a copy
         of the output's ``ready``; the walk keeps a copy of the output's ``valid`` from
@@ -155,15 +164,19 @@ class ConvWalk:
         The step whose block the read port returns now: a register the cycle after the step.
     """
 
-    def __init__(self, params: CoreParams, *, own_ready: bool = False):
+    def __init__(self, params: CoreParams, *, own_ready: bool = False, credits: bool = False):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         if not params.conv:
             raise ValueError("the conv walk is for conv builds (params.conv); a dense-only "
                              "fetcher walks its chunks itself")
+        if own_ready and credits:
+            raise ValueError("own_ready and credits exclude each other: with credits the "
+                             "walk's enable is the fetcher's credit register")
         self._params = params
         self._own_ready = bool(own_ready)
-        self.signature = conv_walk_signature(params, self._own_ready)
+        self._credits = bool(credits)
+        self.signature = conv_walk_signature(params, self._own_ready, self._credits)
         ports = self.signature.create(path=("walk",))
         for name in self.signature.members:
             setattr(self, name, getattr(ports, name))
@@ -308,6 +321,10 @@ class ConvWalk:
                          self.step.last.eq(walk_last), self.step.pad.eq(~sent),
                          self.step.res.eq(res_phase), self.step.group.eq(rb),
                          self.step.row.eq(w_ptr)]
+        if self._credits:  # the stages after the walk move every cycle: a bubble without a step
+            m.d.comb += self.took.eq(step)
+            with m.If(~adv_w):
+                m.d.sync += self.step.valid.eq(0)
         with m.If(step & ~res_phase & ~empty):
             m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1),
                          end_j.eq(j + 1 == last_chunk)]

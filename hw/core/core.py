@@ -131,8 +131,7 @@ class SpikePackCore(wiring.Component):
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
             # the issuer's plane selection; with ``fetch_queue`` a queue, so the walk runs ahead
             # of the issuer (over the blocks it drops) instead of waiting on it.
-            **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue,
-                                           ready_copies=1 if p.conv else 0)}
+            **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue)}
                if p.fetch_queue else
                {"fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0)}),
         }
@@ -156,7 +155,9 @@ class SpikePackCore(wiring.Component):
         seq, fetch, issue, pes, fire, writer, skid, fetch_skid = blocks.values()
         d = seq.layer
         wiring.connect(m, fetch.o, fetch_skid.i)
-        if p.conv:  # the conv walk reads its own copy of the skid buffer's ready
+        if fetch.credits:  # the walk steps on credits: a block leaving the queue returns one
+            m.d.comb += fetch.queue_pop.eq(fetch_skid.o.valid & fetch_skid.o.ready)
+        elif p.conv:  # the conv walk reads its own copy of the skid buffer's ready
             m.d.comb += fetch.o_ready_walk.eq(fetch_skid.ready_copy[0])
         wiring.connect(m, fetch_skid.o, issue.i)
         wiring.connect(m, issue.o, skid.i)

@@ -175,13 +175,17 @@ class Fetcher(wiring.Component):
         (``hw.common.skid_buffer.SkidBuffer`` ``ready_copy``), which the conv walk's many
         pointer enables read instead of ``o.ready`` (with a copy of ``o.valid`` of its own), so
         the walk does not hang on the fan-out of the one register across the chip.
+    queue_pop : In(1)
+        With :attr:`credits`: a block leaves the queue that ``o`` feeds (its ``o.valid`` and
+        ``o.ready``): the block's credit returns.
     """
 
     def __init__(self, params: CoreParams, *, walk_ready: bool = False):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         self._params = params
-        self._walk_ready = bool(walk_ready) and bool(params.conv)
+        self._credits = bool(params.conv) and params.fetch_queue > 0
+        self._walk_ready = bool(walk_ready) and bool(params.conv) and not self._credits
         src_depth = params.spike_rows
         fields = walk_field_members(params)
         members = {
@@ -200,7 +204,21 @@ class Fetcher(wiring.Component):
         }
         if self._walk_ready:
             members["o_ready_walk"] = In(1)
+        if self._credits:
+            members["queue_pop"] = In(1)
         super().__init__(members)
+
+    @property
+    def credits(self) -> bool:
+        """The stages never stall; the walk steps on a credit (a conv build with a
+        ``fetch_queue``): ``o`` must feed a queue of ``fetch_queue`` blocks whose ``i.ready``
+        is then always high when ``o.valid`` is, and ``queue_pop`` must say when a block
+        leaves that queue. A step takes a credit; a credit returns when its block leaves the
+        queue, or leaves the stages unsent (a block with no spike that ends no pass, a step
+        that reads nothing). The walk steps while fewer than ``fetch_queue`` credits are out,
+        by a register set from the next cycle's count, so no enable of the walk waits on the
+        queue's handshake across the chip."""
+        return self._credits
 
     @property
     def latency(self) -> int:
@@ -264,19 +282,31 @@ class Fetcher(wiring.Component):
         # The stages move in lockstep: one enable, one LUT from two registers (``o.ready`` is a
         # skid buffer's register in the core), instead of a ready chain through every stage.
         # Bubbles only occur while the pipeline fills, so nothing is lost by not squeezing them.
+        # With credits (``credits``) they never stall: the queue after them has room.
         m.d.comb += [
-            adv.eq(~valid_c | self.o.ready),
+            adv.eq(1 if self._credits else ~valid_c | self.o.ready),
             self.src_addr.eq(blk[:len(self.src_addr)]),
             self.src_en.eq(adv),
         ]
         if p.conv:
-            walk = ConvWalk(p, own_ready=self._walk_ready)
+            walk = ConvWalk(p, own_ready=self._walk_ready, credits=self._credits)
             walk.add_to(m)
             m.d.comb += [walk.start.eq(self.start)]
             m.d.comb += [getattr(walk, name).eq(getattr(self, name))
                          for name in walk_field_members(p)]
             if self._walk_ready:
                 m.d.comb += [walk.send.eq(send_s), walk.ready.eq(self.o_ready_walk)]
+            elif self._credits:
+                # Credits out: steps taken whose blocks have not left the queue or the stages.
+                entries = p.fetch_queue
+                out = Signal(range(entries + 1))
+                out_next = Signal(range(entries + 2))
+                may_step = Signal(init=1)  # out_next < entries, registered: the walk's enable
+                tok_b, tok_r, tok_s = Signal(), Signal(), Signal()  # a step in stage B, R, S
+                m.d.sync += [tok_b.eq(walk.took), tok_r.eq(tok_b), tok_s.eq(tok_r)]
+                m.d.comb += out_next.eq(out + walk.took - self.queue_pop - (tok_s & ~send_s))
+                m.d.sync += [out.eq(out_next), may_step.eq(out_next < entries)]
+                m.d.comb += walk.adv.eq(may_step)
             else:
                 m.d.comb += walk.adv.eq(adv)
             m.d.comb += [

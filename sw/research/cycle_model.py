@@ -346,6 +346,11 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     # output register (None = empty) and queued beats. Queue 1 holds fetcher items (block index
     # ``p * chunks + c``), queue 2 issuer beats ``(block index, last)``.
     q1_entries, q1_skid = params.fetch_queue or 1, not params.fetch_queue
+    # A conv build with a queue walks on credits (``Fetcher.credits``): the stages never stall,
+    # the walk steps while fewer than ``fetch_queue`` steps are out (``may_step``, a register);
+    # ``toks``: a step in stages B, R, S.
+    credits = bool(params.conv) and params.fetch_queue > 0
+    out, may_step, toks = 0, True, [False, False, False]
     s1_o, s1_q = None, ()
     s2_o, s2_q = None, ()
     issued = 0  # planes of the issuer's current block already sent
@@ -368,7 +373,10 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         # ---- combinational: what happens in cycle t ----
         c_item = stages[3]
         s1_ready = len(s1_q) < q1_entries
-        fetch_adv = c_item < 0 or s1_ready
+        fetch_adv = credits or c_item < 0 or s1_ready
+        if credits and c_item >= 0 and not s1_ready:
+            raise RuntimeError("cycle model: a block reached a full fetch queue on credits "
+                               "(a bug in the model)")
         # Issuer, reading queue 1's output.
         iss_valid, iss_beat, iss_take = False, None, False
         if s1_o is not None:
@@ -429,10 +437,16 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
             # sends nothing; a block with no spike below T that does not end its pass is read
             # and not sent (a bubble in the output register: here, equivalently, in the first
             # stage).
-            step = steps[fetch_next] if busy else None
+            walks = busy and (may_step or not credits)
+            step = steps[fetch_next] if walks else None
             new_b = fetch_next if step is not None and (step[0] or step[1]) else -1
+            if credits:
+                # A credit returns as its block leaves the queue, or leaves stage S unsent.
+                out += walks - iss_take - (toks[2] and stages[2] < 0)
+                may_step = out < q1_entries
+                toks = [walks] + toks[:2]
             stages = [new_b] + stages[:3]
-            if busy:
+            if walks:
                 fetch_next += 1
                 if fetch_next == n_items:
                     busy = False

@@ -1,14 +1,16 @@
 """Amaranth-simulator tests of the fetcher (with its memories) and the writer (back-pressure)."""
 
+import dataclasses
 import random
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
+from hw.common.stream_queue import StreamQueue
 from hw.contract.params import CoreParams
-from hw.core.fetcher import Fetcher
+from hw.core.fetcher import Fetcher, block_beat_layout
 from hw.core.writer import Writer
 from sim.rtl.streams import stream_get
 
@@ -16,14 +18,29 @@ P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64,
                batch_depth=2)
 
 
+#: How the fetcher's walk waits on its output: lock-step on ``o.ready``; on its own copies of
+#: the handshake (``walk_ready``, the skid-buffer conv builds); on credits from a queue of 4 or
+#: 8 blocks after it (``fetch_queue``, the conv builds with a queue; 4 is fewer than the steps
+#: a credit takes to come back, so the walk waits on credits).
+FLOW = {"lockstep": {}, "walk_ready": {"walk_ready": True}, "credits4": {"queue": 4},
+        "credits8": {"queue": 8}}
+
+
 class FetchRig(wiring.Component):
     """Fetcher wired to a spike-block memory with known contents. ``walk_ready``: the conv
     walk advances on its own copies of the output handshake (as in the core), its ``ready``
-    copy the output's ``ready`` itself."""
+    copy the output's ``ready`` itself. ``queue``: a conv build with ``fetch_queue=queue``,
+    the fetcher's output through that queue (as in the core) and its walk on credits; ``out``
+    is the stream the rig gives."""
 
-    def __init__(self, blocks, walk_ready=False):
-        self.fetch = Fetcher(P, walk_ready=walk_ready)
+    def __init__(self, blocks, walk_ready=False, queue=0):
+        params = dataclasses.replace(P, fetch_queue=queue)
+        self.fetch = Fetcher(params, walk_ready=walk_ready)
+        assert self.fetch.credits == bool(queue)
         self._walk_ready = walk_ready
+        self._queue = StreamQueue(block_beat_layout(params), queue) if queue else None
+        self.out = self._queue.o if queue else self.fetch.o
+        self.lost = Signal(name="lost")  # (with a queue) a block was offered and not taken
         self._blocks = blocks
         super().__init__({})
 
@@ -36,6 +53,12 @@ class FetchRig(wiring.Component):
         m.d.comb += [s_rd.addr.eq(f.src_addr), s_rd.en.eq(f.src_en), f.src_data.eq(s_rd.data)]
         if self._walk_ready:
             m.d.comb += f.o_ready_walk.eq(f.o.ready)
+        if self._queue is not None:
+            m.submodules.queue = q = self._queue
+            wiring.connect(m, f.o, q.i)
+            m.d.comb += f.queue_pop.eq(q.o.valid & q.o.ready)
+            # Credits keep the queue from filling: a block offered is always taken.
+            m.d.sync += self.lost.eq(self.lost | (f.o.valid & ~f.o.ready))
         return m
 
 
@@ -46,8 +69,9 @@ def _plane_marks(block: int, T: int) -> tuple[int, int]:
     return nonzero, T - bin(nonzero).count("1")
 
 
+@pytest.mark.parametrize("flow", list(FLOW))
 @pytest.mark.parametrize("pause", [0.0, 0.5])
-def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
+def test_fetcher_walks_passes_and_chunks(pause, flow, rng, seed):
     """Every block of every pass in order with its plane marks and weight row, except the blocks
     with no spike below ``T`` that do not end a pass (not sent); ``skipped`` counts the zero
     planes below ``T`` of every block read, sent or not."""
@@ -56,7 +80,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
                                                     rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
                                                     strict=True)]
-    rig = FetchRig(blocks)
+    rig = FetchRig(blocks, **FLOW[flow])
     f = rig.fetch
     layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0)]  # chunks, passes, src_base, w_base
     T = 6  # planes 6 and 7 are never marked
@@ -73,7 +97,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
         want.append(sent)
         want_skipped.append(skipped)
     assert any(len(w) < c * p for w, (c, p, _, _) in zip(want, layers, strict=True))
-    got, got_skipped = [], []
+    got, got_skipped, lost = [], [], []
 
     async def control(ctx):
         for n, (chunks, passes, src_base, w_base) in enumerate(layers):
@@ -90,11 +114,12 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
                 await ctx.tick()
             await ctx.tick().repeat(3)  # the count lags the blocks by two cycles
             got_skipped.append(ctx.get(f.skipped))
+            lost.append(ctx.get(rig.lost))
 
     async def consumer(ctx):
         r = random.Random(seed)
         for _ in range(sum(len(w) for w in want)):
-            beat = await stream_get(ctx, f.o, rng=r, pause=pause)
+            beat = await stream_get(ctx, rig.out, rng=r, pause=pause)
             got.append((beat.block, beat.nonzero, beat.row, beat.last))
 
     sim = Simulator(rig)
@@ -104,6 +129,7 @@ def test_fetcher_walks_passes_and_chunks(pause, rng, seed):
     sim.run()
     assert got == [beat for sent in want for beat in sent]
     assert got_skipped == want_skipped
+    assert lost and not any(lost)
 
 
 def _writer_params(units):
@@ -251,9 +277,9 @@ def _conv_walk(d, src_base, blocks, T):
     return beats, skipped
 
 
-@pytest.mark.parametrize("walk_ready", [False, True])
+@pytest.mark.parametrize("flow", list(FLOW))
 @pytest.mark.parametrize("pause", [0.0, 0.4])
-def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
+def test_fetcher_walks_conv_receptive_fields(pause, flow, rng, seed):
     """Random conv geometries (kernel 1..5, stride 1..3, padding 0..3, pooling 1/2/4, channel
     chunks, passes): the beats equal conv_fetch's walk with the pass outside the window,
     padding taps read nothing, blocks without a spike below ``T`` are sent only to end a pass,
@@ -262,7 +288,7 @@ def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
                                                     rng.choice([0, 0xF0F0F0F0, 0xFFFFFFFF], n_src),
                                                     strict=True)]
-    rig = FetchRig(blocks, walk_ready=walk_ready)
+    rig = FetchRig(blocks, **FLOW[flow])
     f = rig.fetch
     T = int(rng.integers(1, P.t_max + 1))
     layers = []
@@ -284,7 +310,7 @@ def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
                            conv_w=conv_w, w_base=w_base, src_base=src_base))
     walks = [_conv_walk(d, d["src_base"], blocks, T) for d in layers]
     want = [beats for beats, _ in walks]
-    got, issued, skipped = [], [], []
+    got, issued, skipped, lost = [], [], [], []
 
     async def control(ctx):
         for n, d in enumerate(layers):
@@ -302,11 +328,12 @@ def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
                 await ctx.tick()
             await ctx.tick().repeat(3)  # the count lags the blocks by two cycles
             skipped.append(ctx.get(f.skipped))
+            lost.append(ctx.get(rig.lost))
 
     async def consumer(ctx):
         r = random.Random(seed)
         for _ in range(sum(len(w) for w in want)):
-            beat = await stream_get(ctx, f.o, rng=r, pause=pause)
+            beat = await stream_get(ctx, rig.out, rng=r, pause=pause)
             got.append((beat.block, beat.nonzero, beat.row, beat.last, beat.pad))
 
     sim = Simulator(rig)
@@ -316,6 +343,7 @@ def test_fetcher_walks_conv_receptive_fields(pause, walk_ready, rng, seed):
     sim.run()
     assert got == [b for w in want for b in w]
     assert skipped == [n for _, n in walks]
+    assert lost and not any(lost)
     assert issued == [(d["conv_h"] >> d["pool_log2"]) * (d["conv_w"] >> d["pool_log2"])
                       * (1 << 2 * d["pool_log2"]) * d["passes"] for d in layers]
 
