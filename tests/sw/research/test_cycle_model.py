@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -139,3 +140,13 @@ def test_cycle_model_equals_rtl_two_planes_per_beat(rng):
         pytest.skip("verilator is not on PATH")
     p = CORE_PRESETS["small2"]
     _check_equal(p, _cases(rng, p, 8), "small2")
+
+
+def test_cycle_model_equals_rtl_with_credits_to_spare(rng):
+    """The SMALL build with two planes per beat and a queue of 16 blocks: its walk steps on
+    credits that do not run out (``small2``'s queue of 4 runs out of them), every layer's cycle
+    counter == the model's."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    p = dataclasses.replace(CORE_PRESETS["small2"], fetch_queue=16)
+    _check_equal(p, _cases(rng, p, 8), "small2_q16")
