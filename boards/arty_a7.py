@@ -66,10 +66,12 @@ ARTY_A7_100 = BoardPreset(
     # weight_depth 512: a 4,096-bit row 1,024 deep took 114 of the 135 RAMB36 (149 in all).
     # 16 firing units (one per lane; 8 before 2026-12-01): the MNIST CNN's first layer, bound
     # by its firing array with 8, runs 6,531 -> 4,865 cycles per image (cycle model); the
-    # estimate goes from 29,369 to 38,244 LUTs (60.3 %).
+    # estimate goes from 29,369 to 38,244 LUTs (60.3 %). A queue of 32 blocks after the
+    # fetcher (16 on the 35T): the walk on credits needs more than 16 for the CNN's first
+    # layer, whose walk bounds it here (10,958 cycles per image with 16 on the RTL).
     params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=2048, max_layers=16, batch_depth=16, fire_units=16,
-                      in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=16),
+                      in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=32),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),
