@@ -220,6 +220,13 @@ class CoreParams:
         return self.planes_per_beat * self.n_pe * self.k
 
     @property
+    def fetch_credits(self) -> bool:
+        """The conv walk steps on credits from the fetch queue (a conv build with a
+        ``fetch_queue``; :attr:`hw.core.fetcher.Fetcher.credits`), rather than in lock-step on
+        the queue's ``ready``."""
+        return bool(self.conv) and self.fetch_queue > 0
+
+    @property
     def fire_planes(self) -> int:
         """Planes the firing units take a cycle in SpikePack layers: 2 with two planes per beat
         and ``fire_pairs``, else 1."""

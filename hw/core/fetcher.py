@@ -184,7 +184,7 @@ class Fetcher(wiring.Component):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
         self._params = params
-        self._credits = bool(params.conv) and params.fetch_queue > 0
+        self._credits = params.fetch_credits
         self._walk_ready = bool(walk_ready) and bool(params.conv) and not self._credits
         src_depth = params.spike_rows
         fields = walk_field_members(params)

@@ -349,7 +349,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     # A conv build with a queue walks on credits (``Fetcher.credits``): the stages never stall,
     # the walk steps while fewer than ``fetch_queue`` steps are out (``may_step``, a register);
     # ``toks``: a step in stages B, R, S.
-    credits = bool(params.conv) and params.fetch_queue > 0
+    credits = params.fetch_credits
     out, may_step, toks = 0, True, [False, False, False]
     s1_o, s1_q = None, ()
     s2_o, s2_q = None, ()
