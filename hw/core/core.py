@@ -45,6 +45,7 @@ from amaranth.hdl import (
 )
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
+from amaranth.utils import exact_log2
 
 from hw.common.skid_buffer import SkidBuffer
 from hw.common.stream_queue import StreamQueue
@@ -322,7 +323,24 @@ class SpikePackCore(wiring.Component):
             w_port = SimpleNamespace(addr=Signal.like(w_wr.addr), data=Signal.like(w_wr.data),
                                      en=Signal.like(w_wr.en))
             w_addr_q, w_word_q, w_en_q = w_port.addr, w_port.data[:32], w_port.en
-            for stage in reversed(range(p.weight_write_reg)):
+            stages = p.weight_write_reg
+            if stages == 2:
+                # The first stage holds the write's strobe and lane, not its decoded enables:
+                # the decode into each enable then sits beside that enable's flip-flop.
+                lane_bits = exact_log2(p.weight_row_words)
+                o_w = off(mm["WEIGHTS"])
+                strobe = Signal(name="w_wr_strobe")
+                lane = Signal(max(lane_bits, 1), name="w_wr_lane", reset_less=True)
+                addr1 = Signal.like(w_wr.addr, name="w_wr_addr_1", reset_less=True)
+                word1 = Signal(32, name="w_wr_word_1", reset_less=True)
+                m.d.sync += [strobe.eq(wr_now & q_hit["WEIGHTS"]), addr1.eq(o_w >> lane_bits),
+                             word1.eq(wdata[:32])]
+                if lane_bits:
+                    m.d.sync += lane.eq(o_w[:lane_bits])
+                w_addr_q, w_word_q = addr1, word1
+                w_en_q = Cat(strobe & (lane == i) for i in range(len(w_wr.en)))
+                stages = 1
+            for stage in reversed(range(stages)):
                 tag = f"_{stage}" if stage else ""  # the last stage's names carry no suffix
                 regs = (Signal.like(w_wr.addr, name=f"w_wr_addr{tag}", reset_less=True),
                         Signal(32, name=f"w_wr_word{tag}", reset_less=True),
