@@ -177,7 +177,7 @@ class Fetcher(wiring.Component):
         the walk does not hang on the fan-out of the one register across the chip.
     queue_pop : In(1)
         With :attr:`credits`: a block leaves the queue that ``o`` feeds (its ``o.valid`` and
-        ``o.ready``): the block's credit returns.
+        ``o.ready``): the block's credit returns (registered: it counts a cycle later).
     """
 
     def __init__(self, params: CoreParams, *, walk_ready: bool = False):
@@ -303,8 +303,13 @@ class Fetcher(wiring.Component):
                 out_next = Signal(range(entries + 2))
                 may_step = Signal(init=1)  # out_next < entries, registered: the walk's enable
                 tok_b, tok_r, tok_s = Signal(), Signal(), Signal()  # a step in stage B, R, S
-                m.d.sync += [tok_b.eq(walk.took), tok_r.eq(tok_b), tok_s.eq(tok_r)]
-                m.d.comb += out_next.eq(out + walk.took - self.queue_pop - (tok_s & ~send_s))
+                # A block's leaving the queue, registered here: the credit counts a cycle
+                # later, and the wire from the queue's output (across the chip, beside the
+                # issuer) ends in a flip-flop instead of the counter's adder.
+                popped = Signal()
+                m.d.sync += [tok_b.eq(walk.took), tok_r.eq(tok_b), tok_s.eq(tok_r),
+                             popped.eq(self.queue_pop)]
+                m.d.comb += out_next.eq(out + walk.took - popped - (tok_s & ~send_s))
                 m.d.sync += [out.eq(out_next), may_step.eq(out_next < entries)]
                 m.d.comb += walk.adv.eq(may_step)
             else:
