@@ -77,15 +77,24 @@ class StreamQueue(wiring.Component):
         ready = Signal(init=1)
         m.d.comb += self.i.ready.eq(ready)
 
+        # The memory's write (its enable fans out to every LUT RAM of the payload) and the
+        # count take the same push from two copies of ``ready``, so that synthesis makes two
+        # gates of it, each placed beside its loads: with one gate the placer put it by the
+        # memory, and the count's adder, and ``ready`` after it, hung on a wire across the
+        # chip (the ULX3S's critical path on one placement).
+        ready_mem = Signal(init=1, attrs=COPY_ATTRS)
         take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
         push = self.i.valid & ready
+        push_mem = self.i.valid & ready_mem
         pop = take_o & (count != 0)
-        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload), wr.en.eq(push)]
+        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
+                     wr.en.eq(push_mem)]
         with m.If(take_o):
             m.d.sync += [self.o.payload.eq(rd.data), self.o.valid.eq(count != 0)]
         count_next = count + push - pop
-        m.d.sync += [count.eq(count_next), ready.eq(count_next < n)]
-        with m.If(push):
+        m.d.sync += [count.eq(count_next), ready.eq(count_next < n),
+                     ready_mem.eq(count_next < n)]
+        with m.If(push_mem):
             m.d.sync += wp.eq(wp + 1)
         with m.If(pop):
             m.d.sync += rp.eq(rp + 1)
