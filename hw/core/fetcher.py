@@ -177,7 +177,7 @@ class Fetcher(wiring.Component):
         the walk does not hang on the fan-out of the one register across the chip.
     queue_pop : In(1)
         With :attr:`credits`: a block leaves the queue that ``o`` feeds (its ``o.valid`` and
-        ``o.ready``): the block's credit returns (registered: it counts a cycle later).
+        ``o.ready``): the block's credit returns (it counts a cycle later).
     """
 
     def __init__(self, params: CoreParams, *, walk_ready: bool = False):
@@ -215,9 +215,9 @@ class Fetcher(wiring.Component):
         is then always high when ``o.valid`` is, and ``queue_pop`` must say when a block
         leaves that queue. A step takes a credit; a credit returns when its block leaves the
         queue, or leaves the stages unsent (a block with no spike that ends no pass, a step
-        that reads nothing). The walk steps while fewer than ``fetch_queue`` credits are out,
-        by a register set from the next cycle's count, so no enable of the walk waits on the
-        queue's handshake across the chip."""
+        that reads nothing), and counts a cycle after that (a register). The walk steps while
+        fewer than ``fetch_queue`` credits are out, by a register set from the next cycle's
+        count, so no enable of the walk waits on the queue's handshake across the chip."""
         return self._credits
 
     @property
@@ -303,13 +303,14 @@ class Fetcher(wiring.Component):
                 out_next = Signal(range(entries + 2))
                 may_step = Signal(init=1)  # out_next < entries, registered: the walk's enable
                 tok_b, tok_r, tok_s = Signal(), Signal(), Signal()  # a step in stage B, R, S
-                # A block's leaving the queue, registered here: the credit counts a cycle
-                # later, and the wire from the queue's output (across the chip, beside the
-                # issuer) ends in a flip-flop instead of the counter's adder.
-                popped = Signal()
+                # A credit's return, registered: it counts a cycle later. A block's leaving
+                # the queue: the wire from the queue's output (across the chip, beside the
+                # issuer) ends in a flip-flop instead of the counter's adder. A step leaving
+                # stage S unsent: the send decision's gates stay off the adder's path.
+                popped, dropped = Signal(), Signal()
                 m.d.sync += [tok_b.eq(walk.took), tok_r.eq(tok_b), tok_s.eq(tok_r),
-                             popped.eq(self.queue_pop)]
-                m.d.comb += out_next.eq(out + walk.took - popped - (tok_s & ~send_s))
+                             popped.eq(self.queue_pop), dropped.eq(tok_s & ~send_s)]
+                m.d.comb += out_next.eq(out + walk.took - popped - dropped)
                 m.d.sync += [out.eq(out_next), may_step.eq(out_next < entries)]
                 m.d.comb += walk.adv.eq(may_step)
             else:

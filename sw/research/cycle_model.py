@@ -350,7 +350,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
     # the walk steps while fewer than ``fetch_queue`` steps are out (``may_step``, a register);
     # ``toks``: a step in stages B, R, S.
     credits = params.fetch_credits
-    out, may_step, toks, popped = 0, True, [False, False, False], False
+    out, may_step, toks, popped, dropped = 0, True, [False, False, False], False, False
     s1_o, s1_q = None, ()
     s2_o, s2_q = None, ()
     issued = 0  # planes of the issuer's current block already sent
@@ -442,9 +442,9 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
             new_b = fetch_next if step is not None and (step[0] or step[1]) else -1
             if credits:
                 # A credit returns a cycle after its block leaves the queue (``popped``, a
-                # register), or as it leaves stage S unsent.
-                out += walks - popped - (toks[2] and stages[2] < 0)
-                popped = iss_take
+                # register) or leaves stage S unsent (``dropped``).
+                out += walks - popped - dropped
+                popped, dropped = iss_take, toks[2] and stages[2] < 0
                 may_step = out < q1_entries
                 toks = [walks] + toks[:2]
             stages = [new_b] + stages[:3]
