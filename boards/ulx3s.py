@@ -41,9 +41,11 @@ ULX3S_85F = BoardPreset(
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
                       planes_per_beat=2, weight_write_reg=1, fetch_queue=16),
     # nextpnr's placement seed, pinned so that every build places the same way. On this
-    # netlist (2026-12-02, the walk on credits) seed 1 gives 105.09 MHz (critical path inside
-    # the conv walk, ``fetch.dense -> ... -> r_prow``, 7.5 ns of routing): placement moves this
-    # design by about 5 %. `--seed N` tries another. With the walk waiting on the queue's ready
+    # netlist (2026-12-02, the credits' returns registered) seed 1 gives 104.26 MHz (critical
+    # path a firing unit's count into the writer, 6.6 ns of routing) and seed 2 95.84 (the
+    # sequencer's state decode, 9.0 ns of routing): placement moves this design by about 5 %.
+    # `--seed N` tries another. With the credits' returns unregistered seed 1 gave 105.09 MHz;
+    # with the walk waiting on the queue's ready
     # seeds 1 and 2 gave 102.23 and 104.04 MHz; before the fetch queue 103.85
     # and 99.54 MHz; a queue with a bypass multiplexer 90.95 and 94.08 (the PE array's ready
     # into the issuer's skid buffer); one plane a cycle in the firing units and the write port
