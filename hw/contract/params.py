@@ -93,10 +93,10 @@ class CoreParams:
         1 registers the weight memory's write port: each row word's write enable is a
         flip-flop of its own, and the address and the word come from registers, so the bus
         decode no longer reaches every weight block RAM in one cycle (the critical path of
-        large ECP5 builds); 2 puts a second register before each of those (one a write
-        enable, so the placer can put one halfway across a large chip). A write lands a cycle
-        later per stage (the host never writes weights during a run). Default 0; timing only,
-        not in the identify block.
+        large ECP5 builds); 2 puts a stage before those that registers the write's strobe,
+        lane, address and word, each enable then decoded beside its flip-flop. A write lands
+        a cycle later per stage (the host never writes weights during a run). Default 0;
+        timing only, not in the identify block.
     fetch_queue : int
         Spike blocks the queue between the fetcher and the plane issuer holds beyond its output
         register: 0 (default) is a skid buffer (one more block); 4, 8, 16 or 32 is a queue in
