@@ -316,15 +316,14 @@ class SpikePackCore(wiring.Component):
             # too (on the ULX3S the decode of the bus write into every block RAM's enable was
             # the critical path of some placements, 8.9 ns of wire). A write lands a cycle
             # later per stage; the host never writes the weights while the core runs.
-            # With 2 a second register stage per signal lets the placer put one register
-            # between the bus decode and the enables beside their block RAMs (a 1,024-add array
-            # on the ULX3S: the decode into the enables was its critical path, 9.8 ns of wire).
+            # With 2 a first stage registers the write's strobe and lane instead (below), so
+            # the bus decode ends in one flip-flop and each enable's decode sits beside it (a
+            # 1,024-add array on the ULX3S: the decode into the enables was its critical path).
             w_wr = w_mem.write_port(granularity=32)
             w_port = SimpleNamespace(addr=Signal.like(w_wr.addr), data=Signal.like(w_wr.data),
                                      en=Signal.like(w_wr.en))
             w_addr_q, w_word_q, w_en_q = w_port.addr, w_port.data[:32], w_port.en
-            stages = p.weight_write_reg
-            if stages == 2:
+            if p.weight_write_reg == 2:
                 # The first stage holds the write's strobe and lane, not its decoded enables:
                 # the decode into each enable then sits beside that enable's flip-flop.
                 lane_bits = exact_log2(p.weight_row_words)
@@ -339,14 +338,11 @@ class SpikePackCore(wiring.Component):
                     m.d.sync += lane.eq(o_w[:lane_bits])
                 w_addr_q, w_word_q = addr1, word1
                 w_en_q = Cat(strobe & (lane == i) for i in range(len(w_wr.en)))
-                stages = 1
-            for stage in reversed(range(stages)):
-                tag = f"_{stage}" if stage else ""  # the last stage's names carry no suffix
-                regs = (Signal.like(w_wr.addr, name=f"w_wr_addr{tag}", reset_less=True),
-                        Signal(32, name=f"w_wr_word{tag}", reset_less=True),
-                        Signal.like(w_wr.en, name=f"w_wr_en{tag}"))
-                m.d.sync += [regs[0].eq(w_addr_q), regs[1].eq(w_word_q), regs[2].eq(w_en_q)]
-                w_addr_q, w_word_q, w_en_q = regs
+            regs = (Signal.like(w_wr.addr, name="w_wr_addr", reset_less=True),
+                    Signal(32, name="w_wr_word", reset_less=True),
+                    Signal.like(w_wr.en, name="w_wr_en"))
+            m.d.sync += [regs[0].eq(w_addr_q), regs[1].eq(w_word_q), regs[2].eq(w_en_q)]
+            w_addr_q, w_word_q, w_en_q = regs
             m.d.comb += [w_wr.addr.eq(w_addr_q), w_wr.data.eq(w_word_q.replicate(len(w_wr.en))),
                          w_wr.en.eq(w_en_q)]
         writes = [
