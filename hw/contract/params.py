@@ -119,6 +119,16 @@ class CoreParams:
         32 (7-series) or 16 (ECP5) words, which hold four passes' ``t_max / planes_per_beat``
         words in the same cells as two, so it costs the bank control only. Changes cycles,
         not results; not in the identify block.
+    fire_out_reg : int
+        1 registers the firing array's output (every unit's result) once more before the
+        writer, so a unit's result register stays beside the unit and the wire to the writer
+        has a cycle of its own (a 32-PE ECP5 build's critical path otherwise). One cycle more
+        per layer; timing only, not in the identify block.
+    pe_control_copies : int
+        1 keeps each PE's registers of its bank control (address, enable, first, forward) its
+        own: synthesis otherwise merges the ``n_pe`` equal registers into one that drives every
+        bank (:class:`hw.core.pe.SpikePackPE`). About ``n_pe * 7`` flip-flops; timing only,
+        not in the identify block.
     """
 
     n_pe: int
@@ -142,6 +152,8 @@ class CoreParams:
     bank_passes: int = 4
     weight_write_reg: int = 0
     fetch_queue: int = 0
+    fire_out_reg: int = 0
+    pe_control_copies: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -173,6 +185,9 @@ class CoreParams:
         if self.weight_write_reg not in (0, 1, 2):
             raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
                              f"weight memory's write port), not {self.weight_write_reg}")
+        for name in ("fire_out_reg", "pe_control_copies"):
+            if getattr(self, name) not in (0, 1):
+                raise ValueError(f"{name} must be 0 or 1, not {getattr(self, name)}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")

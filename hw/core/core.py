@@ -120,10 +120,11 @@ class SpikePackCore(wiring.Component):
             "pes": PEArray(p.n_pe, p.k, p.t_max, p.sum_bits, p.weight_bits, p.weight_depth,
                            weight_regs=p.weight_regs, shortcut=bool(p.conv),
                            planes=p.planes_per_beat, read_pairs=p.fire_planes == 2,
-                           bank_passes=p.bank_passes),
+                           bank_passes=p.bank_passes,
+                           control_copies=bool(p.pe_control_copies)),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv),
-                              planes=p.fire_planes),
+                              planes=p.fire_planes, out_reg=bool(p.fire_out_reg)),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.

@@ -25,6 +25,8 @@ Timing: reads are issued on the units' schedule (:meth:`hw.core.fire.FireUnit.pe
 reaches its unit two cycles after its read (bank read, group select; with pairs the select and
 the ``2 hi + lo`` in the second). The units never wait, and
 neither does this block: ``o`` (one beat per group, all units' results) must always be accepted.
+With ``out_reg`` the units' results reach ``o`` a cycle later, through a register of their own
+(a unit's result register then stays beside the unit; the wire to the consumer has its cycle).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class FireArray(wiring.Component):
     planes : int
         Planes per bank word (the PE array's ``planes``): 2 makes SpikePack layers read and
         fire a pair of planes a cycle.
+    out_reg : bool
+        Register ``o`` once more (:attr:`out_latency` 1).
 
     Members
     -------
@@ -92,8 +96,10 @@ class FireArray(wiring.Component):
     """
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
-                 bt_rows: int, lif: bool = True, pool: bool = True, planes: int = 1):
+                 bt_rows: int, lif: bool = True, pool: bool = True, planes: int = 1,
+                 out_reg: bool = False):
         self._n_pe = operator.index(n_pe)
+        self._out_reg = bool(out_reg)
         self._n_units = operator.index(units)
         self._t_max = operator.index(t_max)
         self._acc_bits = operator.index(acc_bits)
@@ -163,9 +169,15 @@ class FireArray(wiring.Component):
         Otherwise the array waits in IDLE for ``bank.ready`` and starts a cycle after it."""
         return self.groups * FireUnit.period(T, lif, self._planes == 2)
 
+    @property
+    def out_latency(self) -> int:
+        """Cycles from a unit's result to ``o``: 1 with ``out_reg``, else 0."""
+        return int(self._out_reg)
+
     def latency(self, T: int, lif: bool, readout: bool) -> int:
         """Cycles from a group's first read to its results on ``o``."""
-        return self.READ_LATENCY + FireUnit.latency(T, lif, readout, self._planes == 2)
+        return (self.READ_LATENCY + FireUnit.latency(T, lif, readout, self._planes == 2)
+                + self.out_latency)
 
     def elaborate(self, platform):
         m = Module()
@@ -272,6 +284,12 @@ class FireArray(wiring.Component):
         bias = Signal.like(self.bias, reset_less=True)
         theta = Signal.like(self.theta, reset_less=True)
         m.d.sync += [bias.eq(self.bias), theta.eq(self.theta)]
+        valid = self._units[0].o.valid
+        if self._out_reg:  # the results' register of their own (data: no reset)
+            results = Signal.like(self.o.payload, name="results", reset_less=True)
+            valid_q = Signal(name="results_valid")
+            m.d.sync += valid_q.eq(valid)
+            valid = valid_q
         for f, unit in enumerate(self._units):
             m.submodules[f"unit{f}"] = unit
             picked = Array(self.bank.data[gg * self._n_units + f] for gg in range(groups))[
@@ -291,7 +309,9 @@ class FireArray(wiring.Component):
                 unit.i.payload.bias.eq(bias[f]),
                 unit.i.payload.theta.eq(Mux(self.theta_per_channel, theta[f],
                                             self.theta_layer)),
-                self.o.payload[f].eq(unit.o.payload),
+                self.o.payload[f].eq(results[f] if self._out_reg else unit.o.payload),
             ]
-        m.d.comb += self.o.valid.eq(self._units[0].o.valid)
+            if self._out_reg:
+                m.d.sync += results[f].eq(unit.o.payload)
+        m.d.comb += self.o.valid.eq(valid)
         return m

@@ -37,6 +37,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.common.synth_hints import COPY_ATTRS
+
 from .adder_tree import ConditionalAdderTree
 
 __all__ = ["beat_layout", "SpikePackPE"]
@@ -117,6 +119,12 @@ class SpikePackPE(wiring.Component):
         picks a plane or fires the pair); else the plane ``fire_addr`` names.
     passes : int
         Passes the bank holds (a power of two): its parts, ``t_max`` sums each.
+    control_copies : bool
+        Keep this PE's registers of ``addr``, ``acc``, ``first`` and ``fwd`` its own
+        (:data:`hw.common.synth_hints.COPY_ATTRS`): every PE registers the same inputs, so
+        synthesis would otherwise merge the registers of all PEs into one that drives every
+        bank across the chip (the critical path of a 32-PE ECP5 build). Costs
+        ``bits(addr) + 3`` flip-flops a PE; off where flip-flops are scarce.
 
     Members
     -------
@@ -145,8 +153,10 @@ class SpikePackPE(wiring.Component):
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
-                 res_lane: int = 0, planes: int = 1, read_pairs: bool = True, passes: int = 2):
+                 res_lane: int = 0, planes: int = 1, read_pairs: bool = True, passes: int = 2,
+                 control_copies: bool = False):
         self._k = operator.index(k)
+        self._control_copies = bool(control_copies)
         self._res_lane = operator.index(res_lane)
         if not 0 <= self._res_lane < self._k:
             raise ValueError(f"res_lane must be a lane, 0..{self._k - 1}, not {res_lane}")
@@ -209,6 +219,14 @@ class SpikePackPE(wiring.Component):
         """Cycles from a beat at the input until the bank holds its sum (``tree_latency + 2``)."""
         return self.tree_latency + 2
 
+    def _control_registers(self):
+        """This PE's registers of ``addr``, ``acc``, ``first``, ``fwd`` (kept apart from the
+        other PEs' with ``control_copies``)."""
+        attrs = COPY_ATTRS if self._control_copies else {}
+        return (Signal.like(self.addr, name="wr_addr", attrs=attrs),
+                Signal(name="wr_en", attrs=attrs), Signal(name="first", attrs=attrs),
+                Signal(name="fwd", attrs=attrs))
+
     def _weight_register(self, m):
         """The PE's weight register (every plane's tree reads it): ``i_weights``, or on a
         shortcut beat the gain on lane ``res_lane`` (if ``i_hit``) and 0 on the others."""
@@ -236,10 +254,7 @@ class SpikePackPE(wiring.Component):
 
         # Cycle L: read the old sum, register the chunk sum and this PE's copy of the control.
         chunk = Signal(signed(self._tree.sum_bits), reset_less=True)
-        wr_addr = Signal.like(self.addr)
-        wr_en = Signal()
-        first = Signal()
-        fwd = Signal()
+        wr_addr, wr_en, first, fwd = self._control_registers()
         m.d.sync += [chunk.eq(tree.o_sum), wr_addr.eq(self.addr), wr_en.eq(self.acc),
                      first.eq(self.first), fwd.eq(self.fwd)]
         # Cycle L + 1: old + chunk, the old sum from the bank or from the previous write.
@@ -276,10 +291,7 @@ class SpikePackPE(wiring.Component):
         rd = bank.read_port(transparent_for=())
 
         # Cycle L: read the old sums, register the chunk sums and this PE's copy of the control.
-        wr_addr = Signal.like(self.addr)
-        wr_en = Signal()
-        first = Signal()
-        fwd = Signal()
+        wr_addr, wr_en, first, fwd = self._control_registers()
         m.d.sync += [wr_addr.eq(self.addr), wr_en.eq(self.acc),
                      first.eq(self.first), fwd.eq(self.fwd)]
         news = []

@@ -100,6 +100,8 @@ class PEArray(wiring.Component):
         else one plane, chosen in every PE (:data:`bank_read_signature` with ``planes = 1``).
     bank_passes : int
         Passes the banks hold, 2 or 4 (:class:`hw.contract.params.CoreParams`).
+    control_copies : bool
+        Each PE keeps its own registers of the bank control (:class:`hw.core.pe.SpikePackPE`).
 
     Members
     -------
@@ -117,7 +119,8 @@ class PEArray(wiring.Component):
 
     def __init__(self, n_pe: int, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
                  weight_depth: int = 1024, *, weight_regs: int = 2, shortcut: bool = True,
-                 planes: int = 1, read_pairs: bool = True, bank_passes: int = 2):
+                 planes: int = 1, read_pairs: bool = True, bank_passes: int = 2,
+                 control_copies: bool = False):
         self._shortcut = bool(shortcut)
         self._weight_regs = operator.index(weight_regs)
         if self._weight_regs not in (0, 1, 2):
@@ -141,7 +144,7 @@ class PEArray(wiring.Component):
         self._read_planes = self._planes if read_pairs else 1  # planes a firing read gets
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
                                  planes=self._planes, read_pairs=bool(read_pairs),
-                                 passes=self._bank_passes)
+                                 passes=self._bank_passes, control_copies=control_copies)
                      for n in range(self._n_pe)]
         super().__init__({
             "i": In(stream.Signature(beat_layout(k, self._t_max, weight_depth, self._groups,

@@ -81,11 +81,15 @@ class CoreTiming:
         ``PEArray.latency``: a pass's last beat accepted to its sums readable.
     read_latency : int
         ``FireArray.READ_LATENCY``: a bank read to the sum at its unit.
+    out_latency : int
+        ``FireArray.out_latency``: a unit's result to the firing array's output (its
+        ``out_reg``).
     """
 
     fetch_latency: int
     pe_latency: int
     read_latency: int
+    out_latency: int = 0
 
     @classmethod
     def of(cls, params: CoreParams) -> CoreTiming:
@@ -105,7 +109,8 @@ def _timing(params: CoreParams) -> CoreTiming:
                      planes=params.planes_per_beat)
     fetcher = Fetcher(params)
     timing = CoreTiming(fetch_latency=fetcher.latency, pe_latency=1 + params.weight_regs
-                        + pe.latency, read_latency=FireArray.READ_LATENCY)
+                        + pe.latency, read_latency=FireArray.READ_LATENCY,
+                        out_latency=int(params.fire_out_reg))  # FireArray.out_latency
     # Built only to read their latencies: tell Amaranth they are not meant to be elaborated.
     inner = [v for value in vars(pe).values()
              for v in (value if isinstance(value, list) else [value])]  # the PE's trees
@@ -406,7 +411,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         if release:
             g_last_read = fire_start + 1 + (groups - 1) * period
             passes_stored_at.append(g_last_read + timing.read_latency + unit_latency
-                                    + WRITER_DONE)
+                                    + timing.out_latency + WRITER_DONE)
         if pe_accept and s2_o[1]:  # the pass's last beat
             complete_at[in_half] = t + timing.pe_latency
             hold[in_half] = True

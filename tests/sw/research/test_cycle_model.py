@@ -150,3 +150,14 @@ def test_cycle_model_equals_rtl_with_credits_to_spare(rng):
         pytest.skip("verilator is not on PATH")
     p = dataclasses.replace(CORE_PRESETS["small2"], fetch_queue=16)
     _check_equal(p, _cases(rng, p, 8), "small2_q16")
+
+
+def test_cycle_model_equals_rtl_with_fire_out_reg_and_pe_control_copies(rng):
+    """The SMALL build with two planes per beat, the firing array's output registered once more
+    (``fire_out_reg``: a cycle more per layer) and each PE's bank control its own
+    (``pe_control_copies``): outputs == golden inside the testbench, every layer's cycle counter
+    == the model's."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    p = dataclasses.replace(CORE_PRESETS["small2"], fire_out_reg=1, pe_control_copies=1)
+    _check_equal(p, _cases(rng, p, 8), "small2_outreg_copies")
