@@ -247,15 +247,18 @@ class BankModel:
     (1, 7, Mode.SPIKEPACK, False, 2), (2, 5, Mode.LIF, False, 2), (4, 8, Mode.LIF, True, 2),
     (2, 1, Mode.SPIKEPACK, False, 2), (4, 4, Mode.SPIKEPACK, False, 2)])
 @pytest.mark.parametrize("next_ready", [True, False])
+@pytest.mark.parametrize("out_reg", [False, True])
 def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes, next_ready,
-                                                 rng, seed):
+                                                 out_reg, rng, seed):
     """Every neuron of every pass fired by its unit, with its own bias and threshold rows, in
     group order; untouched slots read as 0; one pass every ``pass_cycles`` (a cycle more when
     the next pass is not whole at the release). With two planes a
     bank word, SpikePack layers read pairs (``ceil(T / 2)`` cycles a group), LIF layers one
-    plane of a word a beat."""
+    plane of a word a beat. ``out_reg``: the same results, :meth:`FireArray.latency` one
+    cycle longer."""
     n_pe, sum_bits, n_passes, bt_base = 4, 16, 6, 2
-    dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64, planes=planes)
+    dut = FireArray(n_pe, T_MAX, sum_bits, ACC, units, bt_rows=64, planes=planes,
+                    out_reg=out_reg)
     passes = rng.integers(-128, 128, (n_passes, n_pe, T_MAX))  # _golden_case: weights
     if planes == 2:  # planes at or above T hold 0, as the fetcher's zeroing leaves the banks
         passes[:, :, T:] = 0
@@ -316,3 +319,6 @@ def test_fire_array_reads_banks_and_fires_groups(units, T, mode, readout, planes
     starts = [got[p * dut.groups][0] for p in range(n_passes)]
     gaps = {b - a for a, b in zip(starts, starts[1:], strict=False)}
     assert gaps == {dut.pass_cycles(T, mode is Mode.LIF) + (0 if next_ready else 1)}
+    # The first group's results on ``o`` ``latency`` cycles after its first read, which this
+    # bench issues in the same cycle in every case (``out_reg``: a cycle later).
+    assert got[0][0] - dut.latency(T, mode is Mode.LIF, readout) == 5
