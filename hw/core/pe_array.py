@@ -101,7 +101,10 @@ class PEArray(wiring.Component):
     bank_passes : int
         Passes the banks hold, 2 or 4 (:class:`hw.contract.params.CoreParams`).
     control_copies : bool
-        Each PE keeps its own registers of the bank control (:class:`hw.core.pe.SpikePackPE`).
+        Each PE keeps its own registers of the bank control (:class:`hw.core.pe.SpikePackPE`),
+        and the array presents that control from registers of its own, worked out a cycle
+        ahead from the beat one tree stage earlier: the copies, spread over the chip, then
+        hang on flip-flops, not on the controller's decode. The same timing.
 
     Members
     -------
@@ -140,6 +143,7 @@ class PEArray(wiring.Component):
         if self._bank_passes not in (2, 4):
             raise ValueError(f"bank_passes must be 2 or 4, not {bank_passes}")
         self._k = operator.index(k)
+        self._control_copies = bool(control_copies)
         self._groups = -(-self._n_pe // self._k)
         self._read_planes = self._planes if read_pairs else 1  # planes a firing read gets
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
@@ -211,6 +215,7 @@ class PEArray(wiring.Component):
             stage.slot.eq(self.i.payload.slot), stage.last.eq(self.i.payload.last),
         ]
         for n in range(tree_latency):
+            before_tree = stage  # (after the loop: the beat one stage before the trees' output)
             nxt = Signal(tag, name=f"tag{n + 1}")
             m.d.sync += nxt.eq(stage)
             stage = nxt
@@ -226,6 +231,7 @@ class PEArray(wiring.Component):
         addr = Cat(at_tree.slot, at_tree.half)
         fwd = at_bank.valid & (at_bank.half == at_tree.half) & (at_bank.slot == at_tree.slot)
         first = ~fwd & ~touched[at_tree.half].bit_select(at_tree.slot, 1)
+        acc = at_tree.valid
 
         # --- read side ------------------------------------------------------------------------
         rd_half = Signal(range(parts))
@@ -238,6 +244,22 @@ class PEArray(wiring.Component):
         m.d.comb += [self.bank.ready.eq(complete.bit_select(rd_half, 1)),
                      self.bank.next_ready.eq(complete.bit_select(rd_next, 1)),
                      self.bank.zero.eq(zero)]
+
+        if self._control_copies:
+            # The same four for the beat one stage earlier, registered: in the next cycle that
+            # beat leaves the trees, the beat leaving them now is the one written, and
+            # ``touched`` holds this cycle's write and not a part released in this cycle.
+            pre = before_tree
+            addr_r = Signal.like(addr, name="addr_r")
+            acc_r, fwd_r = Signal(name="acc_r"), Signal(name="fwd_r")
+            first_r = Signal(name="first_r")
+            fwd_next = at_tree.valid & (at_tree.half == pre.half) & (at_tree.slot == pre.slot)
+            written = at_bank.valid & (at_bank.half == pre.half) & (at_bank.slot == pre.slot)
+            cleared = self.bank.release & (rd_half == pre.half)
+            touched_next = (touched[pre.half].bit_select(pre.slot, 1) | written) & ~cleared
+            m.d.sync += [addr_r.eq(Cat(pre.slot, pre.half)), acc_r.eq(pre.valid),
+                         fwd_r.eq(fwd_next), first_r.eq(~fwd_next & ~touched_next)]
+            addr, acc, fwd, first = addr_r, acc_r, fwd_r, first_r
 
         # A beat's spikes, registered here for all PEs (their broadcast gets its own cycle), and
         # its weights registered once before they travel to the PEs.
@@ -276,7 +298,7 @@ class PEArray(wiring.Component):
                 pe.i_weights.eq(weights_q[n]),
                 pe.i_res.eq(res_pe), pe.i_hit.eq(hit_pe), pe.i_gain.eq(gains[n // k]),
                 pe.i_spikes_q.eq(spikes_q),
-                pe.addr.eq(addr), pe.acc.eq(at_tree.valid), pe.first.eq(first), pe.fwd.eq(fwd),
+                pe.addr.eq(addr), pe.acc.eq(acc), pe.first.eq(first), pe.fwd.eq(fwd),
                 pe.fire_addr.eq(fire_addr),
                 self.bank.data[n].eq(pe.fire_data),
             ]
