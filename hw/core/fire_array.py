@@ -162,6 +162,8 @@ class FireArray(wiring.Component):
 
     #: Cycles from a read to its sum at the unit (bank read, group select).
     READ_LATENCY = 2
+    #: Cycles the ``out_reg`` register adds between the units' results and ``o``.
+    OUT_REG_LATENCY = 1
 
     def pass_cycles(self, T: int, lif: bool) -> int:
         """Cycles from one pass's first read to the next's when the next pass is whole at the
@@ -172,7 +174,7 @@ class FireArray(wiring.Component):
     @property
     def out_latency(self) -> int:
         """Cycles from a unit's result to ``o``: 1 with ``out_reg``, else 0."""
-        return int(self._out_reg)
+        return self.OUT_REG_LATENCY if self._out_reg else 0
 
     def latency(self, T: int, lif: bool, readout: bool) -> int:
         """Cycles from a group's first read to its results on ``o``."""

@@ -110,7 +110,7 @@ def _timing(params: CoreParams) -> CoreTiming:
     fetcher = Fetcher(params)
     timing = CoreTiming(fetch_latency=fetcher.latency, pe_latency=1 + params.weight_regs
                         + pe.latency, read_latency=FireArray.READ_LATENCY,
-                        out_latency=int(params.fire_out_reg))  # FireArray.out_latency
+                        out_latency=FireArray.OUT_REG_LATENCY * params.fire_out_reg)
     # Built only to read their latencies: tell Amaranth they are not meant to be elaborated.
     inner = [v for value in vars(pe).values()
              for v in (value if isinstance(value, list) else [value])]  # the PE's trees
