@@ -129,6 +129,13 @@ class CoreParams:
         own: synthesis otherwise merges the ``n_pe`` equal registers into one that drives every
         bank (:class:`hw.core.pe.SpikePackPE`). About ``n_pe * 7`` flip-flops; timing only,
         not in the identify block.
+    seq_prefetch : int
+        1: the sequencer reads and checks the next layer's descriptor while a layer runs, and
+        adds a finished layer into its counters beside the next one
+        (:class:`hw.core.sequencer.Sequencer`): a layer after the first of a run starts two
+        cycles after the one before ends, not sixteen (eighteen before a conv layer). About
+        300 flip-flops (a second descriptor register, the finished layer's counts); timing
+        only, not in the identify block.
     """
 
     n_pe: int
@@ -154,6 +161,7 @@ class CoreParams:
     fetch_queue: int = 0
     fire_out_reg: int = 0
     pe_control_copies: int = 0
+    seq_prefetch: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -185,7 +193,7 @@ class CoreParams:
         if self.weight_write_reg not in (0, 1, 2):
             raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
                              f"weight memory's write port), not {self.weight_write_reg}")
-        for name in ("fire_out_reg", "pe_control_copies"):
+        for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch"):
             if getattr(self, name) not in (0, 1):
                 raise ValueError(f"{name} must be 0 or 1, not {getattr(self, name)}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):

@@ -26,6 +26,16 @@ cycles, spikes, skipped, 0); the bus reads it through :attr:`counters`, which wa
 sequencer itself uses the memory. Layers not run since the last start read as 0.
 
 Layer overhead: 17 cycles of sequencing plus the pipeline fill/drain of the datapath.
+
+With ``seq_prefetch`` (:class:`hw.contract.params.CoreParams`) the next layer's descriptor is
+read into a second register (``next_desc``) and checked while a layer runs (from the layer's
+CHECK: ready 10 cycles after its START, 12 for a conv layer), the finished layer's counts are
+kept in registers and added into the counter memory beside the next layer, and the next layer
+starts two cycles after the end is seen (SETTLE, CHECK): 2 cycles of sequencing between layers
+instead of 16 (18 before a conv layer). The run's first layer takes 13 cycles before its START
+(its read is a prefetch), the run's last keeps its counter update (:attr:`FINAL_TAIL`). A layer's
+``cycles`` counter then runs from the cycle after the layer before ended (the run's start) to
+the cycle its end is seen (plus the counter update for the run's last layer).
 """
 
 from __future__ import annotations
@@ -99,6 +109,10 @@ class Sequencer(wiring.Component):
         the batch.
     """
 
+    #: With ``seq_prefetch``: cycles after the one the sequencer sees the run's last layer end
+    #: (its counter update), until ``busy`` falls; they count to that layer.
+    FINAL_TAIL = 5
+
     def __init__(self, params: CoreParams):
         if not isinstance(params, CoreParams):
             raise TypeError(f"params must be a CoreParams, not {params!r}")
@@ -145,7 +159,6 @@ class Sequencer(wiring.Component):
         m.d.comb += self.out_base.eq(out_base)
         # Layer 0's in_stride (blocks of one sample's input; more than INPUT holds is refused).
         in_step = Signal(range(p.input_blocks + 1))
-        big_stride = self.layer.in_stride > p.input_blocks
         pe_bits = p.n_pe.bit_length() - 1
         layer_cycles = Signal(32)
         d = self.layer
@@ -168,11 +181,14 @@ class Sequencer(wiring.Component):
         ran = Signal(p.max_layers)  # layers whose counters this run has written
         cnt_use = Signal()  # the sequencer reads the counters this cycle
         cnt_sel = Signal(3)  # step of the counter update (ACC)
+        # The layer whose counters are updated: the running one, or (prefetching) the one that
+        # just ended, while the next runs.
+        acc_lyr = Signal(range(p.max_layers)) if p.seq_prefetch else lyr
         bus_ran = Signal()
         bus_zero = Signal()
         bus_layer = self.counters.addr >> 2
         with m.If(cnt_use):
-            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], lyr))
+            m.d.comb += cnt_rd.addr.eq(Cat(cnt_sel[:2], acc_lyr))
         with m.Else():
             m.d.comb += [cnt_rd.addr.eq(self.counters.addr), self.counters.grant.eq(1)]
         # The write port is driven from registers (the sum lands a cycle after it is made): a
@@ -208,11 +224,13 @@ class Sequencer(wiring.Component):
         # A dense-only build (conv=0) reads 6 words of every layer (words 6, 7 stay 0).
         words_read = DESCRIPTOR_WORDS_READ if p.conv else DENSE_WORDS_READ
         word = Signal(range(DESCRIPTOR_WORDS_READ + 2))
-        m.d.comb += self.desc_addr.eq(Cat(word[:3], lyr))
+        # The descriptor read: the running layer's, or (prefetching) the next layer's.
+        read_lyr = Signal(range(p.max_layers), name="next_lyr") if p.seq_prefetch else lyr
+        m.d.comb += self.desc_addr.eq(Cat(word[:3], read_lyr))
         add_value = Signal(32)
         old_keep = Signal()
         # The checks of a layer, judged in VERDICT (bad_batch at the start), acted on in CHECK.
-        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal()
+        bad_kind, bad_t, no_lif = Signal(), Signal(), Signal(name="no_lif")
         bad_io = Signal()  # bad_batch, or this sample's input or outputs do not fit their region
         bad_size = Signal(7)  # chunks, passes, n_out (2), bias/theta rows, in_stride, conv geometry
         last_sample = Signal()
@@ -220,6 +238,185 @@ class Sequencer(wiring.Component):
         # compare stays off the state register's path (WAIT sees it a cycle later).
         all_stored = Signal()
         m.d.sync += all_stored.eq(~self.fetch_busy & (self.passes_done == self.issued))
+
+        def load(desc):
+            """A cycle of reading the descriptor into ``desc``: address word ``word`` (while
+            there are words left); word ``word - 2`` arrives (registered) and goes into
+            ``desc``. Returns the last cycle's condition (a dense layer stops after its 6 words:
+            kind arrived with word 0)."""
+            # (``desc_en`` in the cycle of ``word`` is ``word < words_read``.)
+            m.d.sync += [word.eq(word + 1), self.desc_en.eq(word < words_read - 1)]
+            with m.Switch(word):
+                for w in range(2, words_read + 2):
+                    with m.Case(w):
+                        m.d.sync += desc.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
+                        if w == 2:  # a dense layer's geometry words read as 0
+                            m.d.sync += desc.as_value()[32 * DENSE_WORDS_READ:].eq(0)
+            return (((word == DENSE_WORDS_READ + 1) & (desc.kind == 0))
+                    | (word == words_read + 1))
+
+        def verdict(desc, at_lyr, at_in_base, at_out_base, at_sample):
+            """The checks of descriptor ``desc`` for layer ``at_lyr`` of the sample numbered
+            ``at_sample`` whose input starts at block ``at_in_base`` and outputs at word
+            ``at_out_base``, each registered on its own; CHECK picks the error."""
+            covered = desc.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
+            conv = desc.kind == 1
+            big_stride = desc.in_stride > p.input_blocks
+            m.d.sync += [
+                bad_kind.eq((desc.kind > p.conv) | (conv & (desc.last | desc.readout))),
+                bad_t.eq((desc.T == 0) | (desc.T > p.t_max)),
+                no_lif.eq(desc.lif & (p.lif == 0)),
+                bad_size.eq(Cat(
+                    (desc.chunks == 0) | (desc.chunks > p.act_chunks),
+                    (desc.passes == 0) | (desc.passes > p.max_passes),
+                    desc.n_out > covered, desc.n_out + p.n_pe <= covered,
+                    desc.bt_base + desc.passes > p.bt_rows,
+                    (at_lyr == 0) & (desc.in_stride == 0),
+                    conv & ((desc.in_h == 0) | (desc.in_w == 0) | (desc.kh == 0)
+                            | (desc.kw == 0) | (desc.stride == 0)
+                            | ((desc.conv_h >> desc.pool_log2) == 0)
+                            | ((desc.conv_w >> desc.pool_log2) == 0)))),
+                last_sample.eq(at_sample + 1 == batch),
+                # The sample's input (layer 0) and outputs (last layer) inside INPUT and
+                # OUTPUT: the batch is too large for this network's sample size (or the
+                # start's batch size is out of range: the same error code).
+                bad_io.eq(bad_batch
+                          | ((at_lyr == 0) & (big_stride | (at_in_base
+                                                            + desc.in_stride[:len(in_step)]
+                                                            > p.spike_rows)))
+                          | (desc.last & (at_out_base + (desc.passes << pe_bits)
+                                          > p.output_words))),
+            ]
+
+        failed = bad_io | bad_kind | bad_t | no_lif | bad_size.any()
+        fail_code = Mux(bad_io, ErrorCode.BAD_BATCH,
+                        Mux(bad_kind, ErrorCode.BAD_KIND,
+                            Mux(bad_t, ErrorCode.BAD_T,
+                                Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE))))
+
+        def acc_step(values):
+            """A cycle of the counter update of layer ``acc_lyr``: counter c (0 cycles, 1 spikes,
+            2 skipped, ``values``) read at cnt_sel = c, its value chosen at c + 1 (old word
+            registered), the sum made at c + 2 and written the cycle after."""
+            m.d.sync += [cnt_sel.eq(cnt_sel + 1), old_keep.eq(ran.bit_select(acc_lyr, 1))]
+            with m.Switch(cnt_sel):
+                for c, value in enumerate(values):
+                    with m.Case(c + 1):
+                        m.d.sync += add_value.eq(value)
+            m.d.sync += [cnt_wr_addr.eq(Cat((cnt_sel - 2)[:2], acc_lyr)),
+                         cnt_wr_data.eq(Mux(old_keep, old, 0) + add_value),
+                         cnt_wr_en.eq(cnt_sel >= 2),
+                         acc_end.eq(cnt_sel == 3)]  # high at cnt_sel = 4
+
+        if p.seq_prefetch:
+            # --- the next layer's descriptor, read and checked while a layer runs ------------
+            nd = Signal(descriptor_layout(), name="next_desc")
+            n_sample = Signal(range(p.batch_depth), name="next_sample")
+            n_in_base = Signal.like(in_base, name="next_in_base") if multi else p.input_base
+            n_out_base = Signal.like(out_base, name="next_out_base") if multi else 0
+            loading = Signal()  # the next descriptor's words are read (``word`` counts them)
+            judging = Signal()  # its checks are made (VERDICT)
+            picking = Signal()  # its error is picked (CHECK)
+            ready = Signal()  # ``next_desc`` and its verdict (``bad``, ``code``) are complete
+            bad = Signal()
+            code = Signal(8)
+            with m.If(loading):
+                with m.If(load(nd)):
+                    m.d.sync += [loading.eq(0), judging.eq(1)]
+            with m.If(judging):
+                verdict(nd, read_lyr, n_in_base, n_out_base, n_sample)
+                m.d.sync += [judging.eq(0), picking.eq(1)]
+            with m.If(picking):
+                m.d.sync += [bad.eq(failed), code.eq(fail_code), picking.eq(0), ready.eq(1)]
+
+            # --- the counter update of the layer that ended, beside the next layer -----------
+            acc_busy = Signal()
+            acc_cycles = Signal(32)
+            acc_spikes = Signal.like(self.spikes)
+            acc_skipped = Signal.like(self.skipped)
+            with m.If(acc_busy):
+                m.d.comb += cnt_use.eq(cnt_sel < 3)
+                acc_step([acc_cycles, acc_spikes, acc_skipped])
+                with m.If(acc_end):
+                    m.d.sync += [ran.bit_select(acc_lyr, 1).eq(1), acc_busy.eq(0)]
+
+            def prefetch(lyr_v, sample_v, in_base_v, out_base_v):
+                m.d.sync += [read_lyr.eq(lyr_v), n_sample.eq(sample_v), loading.eq(1),
+                             ready.eq(0), word.eq(0), self.desc_en.eq(1)]
+                if multi:
+                    m.d.sync += [n_in_base.eq(in_base_v), n_out_base.eq(out_base_v)]
+
+            def take():
+                """The next layer becomes the running one (or the run fails on its checks)."""
+                with m.If(bad):
+                    fail(code)
+                with m.Else():
+                    m.d.sync += [d.eq(nd), lyr.eq(read_lyr), sample.eq(n_sample), ready.eq(0)]
+                    if multi:
+                        m.d.sync += [in_base.eq(n_in_base), out_base.eq(n_out_base)]
+                    with m.If(read_lyr == 0):
+                        m.d.sync += in_step.eq(nd.in_stride)
+                    m.next = "SETTLE"
+
+            def finish(tail):
+                """The running layer has ended: its counts kept for its counter update (the
+                layer's cycles are this one and ``tail`` more)."""
+                m.d.sync += [acc_busy.eq(1), cnt_sel.eq(0), acc_lyr.eq(lyr), layer_cycles.eq(0),
+                             acc_cycles.eq(layer_cycles + 1 + tail),
+                             acc_spikes.eq(self.spikes), acc_skipped.eq(self.skipped)]
+
+            # The run ends after the running layer (the last of the last sample), or fails
+            # there (no descriptor marked last): registered in CHECK.
+            ends, ends_bad = Signal(), Signal()
+            with m.FSM():
+                with m.State("IDLE"):
+                    with m.If(self.start):
+                        m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_code.eq(0),
+                                     self.total_cycles.eq(0), ran.eq(0),
+                                     bad_batch.eq((self.batch == 0)
+                                                  | (self.batch > p.batch_depth)),
+                                     self.busy.eq(1), batch.eq(self.batch),
+                                     layer_cycles.eq(0)]
+                        prefetch(0, 0, p.input_base, 0)
+                        m.next = "FIRST"
+                with m.State("FIRST"):
+                    with m.If(ready):
+                        take()
+                with m.State("SETTLE"):
+                    # The layer's descriptor is in ``d``; the blocks' copies of it are made
+                    # (they hold it from CHECK on, a cycle before START, as the blocks require).
+                    m.next = "CHECK"
+                with m.State("CHECK"):
+                    # The next layer's read starts.
+                    run_ends = d.last & last_sample
+                    layers_end = ~d.last & (lyr == p.max_layers - 1)
+                    m.d.sync += [self.fetch_start.eq(1), self.clear.eq(1),
+                                 ends.eq(run_ends), ends_bad.eq(layers_end)]
+                    with m.If(~run_ends & ~layers_end):
+                        prefetch(Mux(d.last, 0, lyr + 1), sample + d.last,
+                                 Mux(d.last, in_base + in_step, in_base),
+                                 Mux(d.last, out_base + (d.passes << pe_bits), out_base))
+                    m.next = "START"
+                with m.State("START"):
+                    m.d.sync += all_stored.eq(0)  # the counters of the layer before are stale
+                    m.next = "WAIT"
+                with m.State("WAIT"):
+                    with m.If(all_stored & ~acc_busy):
+                        with m.If(ends | ends_bad):
+                            finish(self.FINAL_TAIL)
+                            m.next = "FINAL"
+                        with m.Elif(ready):
+                            finish(0)
+                            take()
+                with m.State("FINAL"):
+                    with m.If(acc_end):
+                        with m.If(ends_bad):
+                            fail(ErrorCode.NO_LAST)
+                        with m.Else():
+                            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                            m.next = "IDLE"
+            return m
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -234,56 +431,16 @@ class Sequencer(wiring.Component):
                         m.d.sync += [in_base.eq(p.input_base), out_base.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
-                # Address word ``word`` (while there are words left); word ``word - 2`` arrives
-                # (registered) and goes into the descriptor register.
-                # (``desc_en`` in the cycle of ``word`` is ``word < words_read``.)
-                m.d.sync += [word.eq(word + 1), self.desc_en.eq(word < words_read - 1)]
-                with m.Switch(word):
-                    for w in range(2, words_read + 2):
-                        with m.Case(w):
-                            m.d.sync += d.as_value()[32 * (w - 2):32 * (w - 1)].eq(self.desc_data)
-                            if w == 2:  # a dense layer's geometry words read as 0
-                                m.d.sync += d.as_value()[32 * DENSE_WORDS_READ:].eq(0)
-                # A dense layer stops after its 6 words (kind arrived with word 0).
-                with m.If(((word == DENSE_WORDS_READ + 1) & (d.kind == 0))
-                          | (word == words_read + 1)):
+                with m.If(load(d)):
                     m.next = "VERDICT"
             with m.State("VERDICT"):
-                # The descriptor's checks, each registered on its own; CHECK picks the error.
-                covered = d.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
-                conv = d.kind == 1
-                m.d.sync += [
-                    bad_kind.eq((d.kind > p.conv) | (conv & (d.last | d.readout))),
-                    bad_t.eq((d.T == 0) | (d.T > p.t_max)),
-                    no_lif.eq(d.lif & (p.lif == 0)),
-                    bad_size.eq(Cat(
-                        (d.chunks == 0) | (d.chunks > p.act_chunks),
-                        (d.passes == 0) | (d.passes > p.max_passes),
-                        d.n_out > covered, d.n_out + p.n_pe <= covered,
-                        d.bt_base + d.passes > p.bt_rows,
-                        (lyr == 0) & (d.in_stride == 0),
-                        conv & ((d.in_h == 0) | (d.in_w == 0) | (d.kh == 0) | (d.kw == 0)
-                                | (d.stride == 0) | ((d.conv_h >> d.pool_log2) == 0)
-                                | ((d.conv_w >> d.pool_log2) == 0)))),
-                    last_sample.eq(sample + 1 == batch),
-                    # The sample's input (layer 0) and outputs (last layer) inside INPUT and
-                    # OUTPUT: the batch is too large for this network's sample size (or the
-                    # start's batch size is out of range: the same error code).
-                    bad_io.eq(bad_batch
-                              | ((lyr == 0) & (big_stride | (in_base + d.in_stride[:len(in_step)]
-                                                             > p.spike_rows)))
-                              | (d.last & (out_base + (d.passes << pe_bits)
-                                           > p.output_words))),
-                ]
+                verdict(d, lyr, in_base, out_base, sample)
                 with m.If(lyr == 0):
                     m.d.sync += in_step.eq(d.in_stride)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(bad_io | bad_kind | bad_t | no_lif | bad_size.any()):
-                    fail(Mux(bad_io, ErrorCode.BAD_BATCH,
-                         Mux(bad_kind, ErrorCode.BAD_KIND,
-                         Mux(bad_t, ErrorCode.BAD_T,
-                         Mux(no_lif, ErrorCode.NO_LIF, ErrorCode.BAD_SIZE)))))
+                with m.If(failed):
+                    fail(fail_code)
                 with m.Else():
                     m.d.sync += [self.fetch_start.eq(1), self.clear.eq(1)]
                     m.next = "START"
@@ -296,24 +453,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += cnt_sel.eq(0)
                     m.next = "ACC"
             with m.State("ACC"):
-                # Counter c (0 cycles, 1 spikes, 2 skipped): read at cnt_sel = c, its value
-                # chosen at c + 1 (old word registered), the sum made at c + 2 and written the
-                # cycle after.
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
-                m.d.sync += [cnt_sel.eq(cnt_sel + 1), old_keep.eq(ran.bit_select(lyr, 1))]
-                with m.Switch(cnt_sel):
-                    with m.Case(1):
-                        # This cycle and the three below belong to the layer too.
-                        m.d.sync += add_value.eq(layer_cycles + 4)
-                    with m.Case(2):
-                        m.d.sync += add_value.eq(self.spikes)
-                    with m.Case(3):
-                        m.d.sync += add_value.eq(self.skipped)
-                m.d.sync += [cnt_wr_addr.eq(Cat((cnt_sel - 2)[:2], lyr)),
-                             cnt_wr_data.eq(Mux(old_keep, old, 0) + add_value),
-                             cnt_wr_en.eq(cnt_sel >= 2),
-                             acc_end.eq(cnt_sel == 3),  # high at cnt_sel = 4
-                             to_idle.eq(d.last & last_sample),
+                # This cycle and the three after it belong to the layer too.
+                acc_step([layer_cycles + 4, self.spikes, self.skipped])
+                m.d.sync += [to_idle.eq(d.last & last_sample),
                              to_sample.eq(d.last & ~last_sample),
                              no_last.eq(~d.last & (lyr == p.max_layers - 1))]
                 with m.If(acc_end):

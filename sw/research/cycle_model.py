@@ -7,7 +7,9 @@ stepping the core's *control* cycle by cycle, register for register as the gatew
 without any data:
 
 * the sequencer: 8 cycles of descriptor reads, a verdict and a check, the start, the wait for the
-  writer (its end registered), 5 cycles of counter updates (``hw/core/sequencer.py``);
+  writer (its end registered), 5 cycles of counter updates (``hw/core/sequencer.py``); with
+  ``seq_prefetch`` the reads, checks and counter updates overlap the layers, so a layer's
+  count depends on its place in the batch run (:class:`RunPlace`);
 * the fetcher: four lock-step stages (address, block read, two block registers, output register),
   one block per cycle, moving only when its output register is free; a block with no spike
   below ``T`` is sent only when it ends a pass (``hw/core/fetcher.py``);
@@ -52,9 +54,11 @@ from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
 from sw.compile.input_fold import device_network
 
-__all__ = ["CoreTiming", "LayerShape", "layer_cycles", "conv_layer_cycles", "conv_walk_steps",
+__all__ = ["CoreTiming", "LayerShape", "RunPlace", "layer_cycles", "conv_layer_cycles",
+           "conv_walk_steps",
            "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
-           "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT"]
+           "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT",
+           "SEQ_PREFETCH_FIRST", "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_READY"]
 
 #: Sequencer cycles before the datapath starts: 8 descriptor-read cycles (6 words, 2 cycles of
 #: read latency), VERDICT, CHECK (``hw/core/sequencer.py``).
@@ -64,6 +68,17 @@ SEQ_BEFORE_START_CONV = SEQ_BEFORE_START + 2
 #: Sequencer cycles after the cycle the writer's count shows the last pass: one to register
 #: the layer's end (``all_stored``), which WAIT sees, then the five ACC cycles, all counted.
 SEQ_AFTER_WAIT = 6
+#: With ``seq_prefetch``: sequencer cycles before the run's first layer starts (its descriptor
+#: read as a prefetch: 8 read cycles, VERDICT, the error picked, the take, SETTLE, CHECK), 2
+#: more for a conv layer. Every later layer has two (SETTLE, CHECK): its descriptor was read
+#: while the layer before ran.
+SEQ_PREFETCH_FIRST = 13
+#: With ``seq_prefetch``: the sequencer cycles before every later layer's START.
+SEQ_PREFETCH_BEFORE = 2
+#: With ``seq_prefetch``: the cycle (START = 0) from which the next layer's descriptor and its
+#: checks are ready (read from the cycle of START), 2 more when the next layer is a conv layer;
+#: a layer that ends sooner waits for it.
+SEQ_PREFETCH_READY = 10
 #: Cycles from the firing array's last group of a layer on ``o`` to the writer's pass count
 #: showing it (one cycle to register the group, one to write it, two to count: ``Writer``).
 WRITER_DONE = 4
@@ -140,6 +155,46 @@ class LayerShape:
     n_out: int
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPlace:
+    """Where a layer stands in its batch run (the cycles of a build with ``seq_prefetch``
+    depend on it; without, every layer's are its own).
+
+    Members
+    -------
+    first : bool
+        The run's first layer (its descriptor is read before it starts, not beside the layer
+        before).
+    final : bool
+        The run's last layer (the counter update is counted to it).
+    next_conv : bool
+        The layer after it in the run is a conv layer (its descriptor takes longer to read).
+    """
+
+    first: bool = True
+    final: bool = True
+    next_conv: bool = False
+
+
+#: A layer alone in its run.
+LONE = RunPlace()
+
+
+def _sequenced(end: int, conv: bool, params: CoreParams, place: RunPlace) -> int:
+    """A layer's ``cycles`` counter from the cycle its last pass's count shows (``end``,
+    START = 0): the sequencer's cycles before START and after the end."""
+    seen = end + 1  # the layer's end registered (``all_stored``): WAIT sees it
+    if not params.seq_prefetch:
+        before = SEQ_BEFORE_START_CONV if conv else SEQ_BEFORE_START
+        return before + seen + SEQ_AFTER_WAIT
+    from hw.core.sequencer import Sequencer
+
+    before = (SEQ_PREFETCH_FIRST + 2 * conv) if place.first else SEQ_PREFETCH_BEFORE
+    if place.final:
+        return before + seen + 1 + Sequencer.FINAL_TAIL
+    return before + max(seen, SEQ_PREFETCH_READY + 2 * place.next_conv) + 1
+
+
 def _beats(ored, planes: int) -> np.ndarray:
     """Non-zero beat slots (``planes`` planes each) of OR-ed plane words."""
     mask = (1 << planes) - 1
@@ -188,7 +243,7 @@ def _fire_unit(T: int, lif: bool, readout: bool, planes: int = 1) -> tuple[int, 
 
 
 def layer_cycles(shape: LayerShape, counts, params: CoreParams,
-                 timing: CoreTiming | None = None) -> int:
+                 timing: CoreTiming | None = None, place: RunPlace = LONE) -> int:
     """The core's ``cycles`` counter for one layer and one sample.
 
     Parameters
@@ -200,31 +255,37 @@ def layer_cycles(shape: LayerShape, counts, params: CoreParams,
     params : CoreParams
     timing : CoreTiming or None
         ``CoreTiming.of(params)`` (computed if None; pass it when calling in a loop).
+    place : RunPlace
+        Where the layer stands in its run (default: alone in it).
 
     Returns
     -------
     int
-        Cycles from the layer's first descriptor read to its counter update, inclusive.
+        The layer's cycles: from the cycle after the layer before ended (the run's start for
+        its first layer) to its end, inclusive (its counter update too, where the sequencer
+        waits for it: without ``seq_prefetch``, or the run's last layer).
     """
     counts = [int(c) for c in counts]
     chunks = len(counts)
     if chunks != -(-shape.n_in // params.k):
         raise ValueError(f"counts has {chunks} chunks; a layer of {shape.n_in} inputs has "
                          f"{-(-shape.n_in // params.k)} with k = {params.k}")
-    return _dense_cycles(shape, counts, params, timing)
+    return _dense_cycles(shape, counts, params, timing, place)
 
 
 def _dense_cycles(shape: LayerShape, counts, params: CoreParams,
-                  timing: CoreTiming | None) -> int:
+                  timing: CoreTiming | None, place: RunPlace) -> int:
     """:func:`layer_cycles` for ``counts`` of any length (a dense layer after a conv layer reads
     the map's ``H W ceil(C / k)`` blocks as its chunks)."""
     passes = -(-shape.n_out // params.n_pe)
     steps = [(c, i == len(counts) - 1) for i, c in enumerate(counts)] * passes
-    return SEQ_BEFORE_START + _walk_cycles(steps, passes, shape, params, timing, setup=0)
+    return _sequenced(_walk_end(steps, passes, shape, params, timing, setup=0), False, params,
+                      place)
 
 
 def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
-                      timing: CoreTiming | None = None, res_counts=None) -> int:
+                      timing: CoreTiming | None = None, res_counts=None,
+                      place: RunPlace = LONE) -> int:
     """The core's ``cycles`` counter for one conv layer (:class:`sim.golden.ir.IntLayer`) and
     one sample; ``counts``: the non-zero planes below ``T`` of each block of its input map,
     ``(H, W, ceil(C / k))`` (:func:`map_plane_counts`); ``res_counts``: the same of its
@@ -240,8 +301,8 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
     passes = positions * -(-layer.out_channels // params.n_pe)
     from hw.core.conv_walk import conv_setup_cycles
 
-    return SEQ_BEFORE_START_CONV + _walk_cycles(steps, passes, shape, params, timing,
-                                                setup=conv_setup_cycles(params))
+    end = _walk_end(steps, passes, shape, params, timing, setup=conv_setup_cycles(params))
+    return _sequenced(end, True, params, place)
 
 
 def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
@@ -333,11 +394,11 @@ def _queue_step(out, queue: tuple, taken: bool, incoming, entries: int, *, skid:
     return out, queue + ((incoming,) if accept else ())
 
 
-def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
-                 timing: CoreTiming | None, setup: int) -> int:
-    """Cycles from the sequencer's START to the end of its counter updates, for a fetcher walk
-    of ``steps`` (``(planes, last)`` or ``None`` for a step that sends nothing) making
-    ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
+def _walk_end(steps, passes: int, shape: LayerShape, params: CoreParams,
+              timing: CoreTiming | None, setup: int) -> int:
+    """The cycle (the sequencer's START = 0) in which the writer's pass count shows the last
+    pass of a fetcher walk of ``steps`` (``(planes, last)`` or ``None`` for a step that sends
+    nothing) making ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
     timing = timing or CoreTiming.of(params)
     groups = params.n_pe // params.fire_units
     period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout, params.fire_planes)
@@ -460,8 +521,7 @@ def _walk_cycles(steps, passes: int, shape: LayerShape, params: CoreParams,
         if t == lead - 1 and fetch_next == 0:
             busy = True
         t += 1
-    wait_seen = max(passes_stored_at)
-    return wait_seen + 1 + SEQ_AFTER_WAIT
+    return max(passes_stored_at)
 
 
 def _layer_shape(layer, T: int) -> LayerShape:
@@ -469,15 +529,20 @@ def _layer_shape(layer, T: int) -> LayerShape:
                       n_in=layer.n_in, n_out=layer.n_out)
 
 
-def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarray:
+def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None, *,
+                   batch: int = 1) -> np.ndarray:
     """Predicted ``cycles`` counters, one row per sample: ``(n, layers)``.
 
-    A batch run's counters are the sums of its samples' rows; the whole run's ``total_cycles``
-    is the sum over layers and samples. ``result``: the golden model's
-    :class:`sim.golden.model.NetworkResult` for ``x`` (computed if None). Dense and conv layers
-    (with max pooling and shortcuts); a dense layer with a shortcut is refused with
-    ``ValueError``, as the compiler refuses it.
+    The samples run in batch runs of ``batch`` (in order; the last run may hold fewer). A batch
+    run's counters are the sums of its samples' rows; the whole run's ``total_cycles`` is the
+    sum over layers and samples. (With ``seq_prefetch`` a layer's cycles depend on its place
+    in the run, :class:`RunPlace`; without, the rows are the same for any ``batch``.)
+    ``result``: the golden model's :class:`sim.golden.model.NetworkResult` for ``x`` (computed
+    if None). Dense and conv layers (with max pooling and shortcuts); a dense layer with a
+    shortcut is refused with ``ValueError``, as the compiler refuses it.
     """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
     for li, layer in enumerate(net.layers):
         if layer.residual is not None and layer.kind != "conv":
             raise ValueError(f"layer {li}: the cycle model (and the program image) take a "
@@ -488,6 +553,17 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
     timing = CoreTiming.of(params)
     beat_planes = params.planes_per_beat
     out = np.zeros((len(a), len(net.layers)), dtype=np.int64)
+    n_layers = len(net.layers)
+    kinds = [layer.kind for layer in net.layers]
+
+    def place(i: int, li: int) -> RunPlace:
+        """Sample ``i``'s layer ``li`` in its run."""
+        j, run_len = i % batch, min(batch, len(a) - i // batch * batch)
+        if not params.seq_prefetch:
+            return LONE
+        return RunPlace(first=j == 0 and li == 0, final=j == run_len - 1 and li == n_layers - 1,
+                        next_conv=kinds[(li + 1) % n_layers] == "conv")
+
     shape_in = tuple(net.layers[0].in_shape)  # the layer's input as (C, H, W) or (n_in,)
     for li, (layer, r) in enumerate(zip(net.layers, result.layers, strict=True)):
         maps = a.reshape((len(a),) + shape_in) if len(shape_in) == 3 else None
@@ -501,7 +577,7 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
                     (len(a),) + tuple(layer.conv_shape)), net.T, params.k, beat_planes)
             for i in range(len(a)):
                 out[i, li] = conv_layer_cycles(layer, counts[i], net.T, params, timing,
-                                               None if res is None else res[i])
+                                               None if res is None else res[i], place(i, li))
         else:
             shape = _layer_shape(layer, net.T)
             # After a conv layer, the map's blocks (HWC, channel-chunked) are the chunks.
@@ -510,9 +586,9 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None) -> np.nd
                       else chunk_plane_counts(a, net.T, params.k, beat_planes))
             memo: dict[tuple, int] = {}
             for i, row in enumerate(counts):
-                key = tuple(row)
+                key = (tuple(row), place(i, li))
                 if key not in memo:
-                    memo[key] = _dense_cycles(shape, list(key), params, timing)
+                    memo[key] = _dense_cycles(shape, list(key[0]), params, timing, key[1])
                 out[i, li] = memo[key]
         a = np.asarray(r.output, dtype=np.int64).reshape(len(a), -1)
         shape_in = tuple(layer.out_shape)
