@@ -32,7 +32,8 @@ XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135
 #: 38 LUTs fewer than with the skid buffer (the queue has no bypass multiplexer).
 ARTY_A7_PARAMS = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                             bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4,
-                            in_blocks=1024, out_words=1024, planes_per_beat=2, fetch_queue=16)
+                            in_blocks=1024, out_words=1024, planes_per_beat=2, fetch_queue=16,
+                            seq_prefetch=1)
 
 #: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
 _BAUD = 4_000_000
@@ -71,7 +72,8 @@ ARTY_A7_100 = BoardPreset(
     # layer, whose walk bounds it here (10,958 cycles per image with 16 on the RTL).
     params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=2048, max_layers=16, batch_depth=16, fire_units=16,
-                      in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=32),
+                      in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=32,
+                      seq_prefetch=1),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),

@@ -16,9 +16,11 @@ SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chu
 
 #: The small build with two bit-planes per beat (``planes_per_beat=2``), a queue of four
 #: blocks between the fetcher and the issuer (``fetch_queue=4``), as the large boards' cores,
-#: and two register stages on the weight write port (``weight_write_reg=2``): the
+#: two register stages on the weight write port (``weight_write_reg=2``) and the sequencer
+#: reading the next layer's descriptor while a layer runs (``seq_prefetch``): the
 #: random-network tests run on both.
-SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4, weight_write_reg=2)
+SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4, weight_write_reg=2,
+                             seq_prefetch=1)
 
 #: ... and with firing units that take one plane a cycle (``fire_pairs=0``), sum banks of two
 #: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's), a registered weight write port

@@ -39,7 +39,7 @@ ULX3S_85F = BoardPreset(
     # queue of 16 spike blocks (LUT RAM) follows the fetcher, as on the Arty (``fetch_queue``).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16),
+                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16, seq_prefetch=1),
     # nextpnr's placement seed, pinned so that every build places the same way. On this
     # netlist (2026-12-02, the credits' returns registered) seed 1 gives 104.26 MHz (critical
     # path a firing unit's count into the writer, 6.6 ns of routing) and seed 2 95.84 (the

@@ -11,11 +11,13 @@ import json
 import cocotb
 import numpy as np
 
-from boards import CORE_PRESETS
+from hw.contract.params import CoreParams
+from hw.core.fire import FireUnit
 from sim.golden import model as golden
-from sim.golden.ir import IntLayer, IntNetwork
+from sim.golden.ir import IntLayer, IntNetwork, Mode
 from sim.rtl.runner import cocotb_env
 from sw.compile import program_image as img
+from sw.research.cycle_model import chunk_plane_counts
 
 from .core_tb import TB
 
@@ -39,24 +41,50 @@ def inputs(rng, net, batch, density):
     return np.where(rng.random((batch, net.n_in)) < density, x, 0)
 
 
-async def measure(tb, net, x):
+async def measure(tb, net, x, with_ref=False):
     image = img.build_image(net, tb.params)
     await tb.bus.load(image.writes)
     out, counters, _ = await tb.bus.run_batch(image, x, poll=256)
     ref = golden.run_network(net, x, acc_bits=tb.params.acc_bits)
     assert np.array_equal(out, ref.output), "RTL differs from golden model"
-    return counters
+    return (counters, ref) if with_ref else counters
+
+
+def saturated_net(rng, sizes, T):
+    """Random int8 weights, and a bias so large that every hidden neuron fires at every step."""
+    layers = []
+    for li, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(IntLayer(rng.integers(-128, 128, (b, a)), np.full(b, 1 << 16), 64,
+                               readout=li == len(sizes) - 2))
+    return IntNetwork(tuple(layers), T)
+
+
+def work_per_layer(net, x, ref, p) -> list[int]:
+    """Each layer's steady-state cycles for one sample: per pass the longer of its beats (the
+    non-zero beat slots of every input chunk) and its firing (``n_pe / fire_units`` groups of
+    a unit's period); the rest of a layer's cycles is its fixed cost."""
+    groups = p.n_pe // p.fire_units
+    work = []
+    for li, layer in enumerate(net.layers):
+        a = x if li == 0 else ref.layers[li - 1].output
+        counts = chunk_plane_counts(np.asarray(a).reshape(1, -1), net.T, p.k, p.planes_per_beat)
+        fire = groups * FireUnit.period(net.T, layer.mode == Mode.LIF, p.fire_planes == 2)
+        work.append(max(int(counts.sum()), fire) * -(-layer.n_out // p.n_pe))
+    return work
 
 
 @cocotb.test()
 async def bench(dut):
     tb = TB(dut)
+    params = cocotb_env("params", None)
+    if params is not None:  # the preset with overrides (bench_core.py --set)
+        tb.params = CoreParams(**params)
     await tb.reset()
-    p = CORE_PRESETS[cocotb_env("preset", "arty_a7")]
+    p = tb.params
     rng = np.random.default_rng(int(cocotb_env("seed", 0)))
     T = 4
     results = {"params": p.describe(), "peak": p.synapses_per_cycle, "dense": [], "sparse": [],
-               "mlp": []}
+               "mlp": [], "deep": []}
     for n_in, n_out in cocotb_env("dense_sizes", [[16, 16], [64, 64], [128, 128], [256, 256],
                                                   [784, 128], [1024, 64]]):
         net = dense_net(rng, [n_in, n_out], T)
@@ -78,5 +106,15 @@ async def bench(dut):
                                "spikes_per_layer": (c.spikes / len(x)).tolist(),
                                "total_cycles": c.total_cycles,
                                "cycles_per_inference": c.total_cycles / len(x)})
+    # The fixed cost of a layer: its cycles beyond its steady-state work, in a deep network of
+    # small layers whose neurons all fire at every step (a large bias), so every layer's input
+    # has every plane of every chunk on.
+    for width in (64, 128):
+        deep = saturated_net(rng, [width] * 6 + [10], T)
+        x = inputs(rng, deep, 1, 1.0)
+        c, ref = await measure(tb, deep, x, with_ref=True)
+        assert all((la.output == (1 << T) - 1).all() for la in ref.layers[:-1])
+        results["deep"].append({"width": width, "cycles": c.cycles.tolist(),
+                                "work": work_per_layer(deep, x[0], ref, p)})
     with open(cocotb_env("results"), "w") as f:
         json.dump(results, f, indent=1)

@@ -69,7 +69,7 @@ async def check_network(tb: TB, net, xs, tag: str) -> list[str]:
             errors.append(f"{tag}: skipped {counters.skipped.tolist()} != {skipped.tolist()}")
         if counters.total_cycles != counters.cycles.sum():
             errors.append(f"{tag}: total cycles {counters.total_cycles} != sum per layer")
-        model = predict_cycles(net, x, tb.params, ref).sum(axis=0)
+        model = predict_cycles(net, x, tb.params, ref, batch=len(x)).sum(axis=0)
         if not np.array_equal(counters.cycles, model):
             errors.append(f"{tag}: cycles {counters.cycles.tolist()} != the cycle model's "
                           f"{model.tolist()}")

@@ -81,7 +81,8 @@ def _check_runs(cases, results, params):
         assert np.array_equal(out, ref.output)
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
-        assert np.array_equal(counters.cycles, predict_cycles(net, x, params, ref).sum(axis=0))
+        model = predict_cycles(net, x, params, ref, batch=len(x))
+        assert np.array_equal(counters.cycles, model.sum(axis=0))
 
 
 def _shortcut_net(rng, *, source, c_in, c_out, pool, lif, T):
@@ -151,7 +152,8 @@ def test_core_pysim_banked_spike_memory(seed, monkeypatch):
         ref = golden.run_network(net, x, acc_bits=P.acc_bits)
         assert status == registers.STATUS_DONE, hex(status)
         assert np.array_equal(out, ref.output)
-        assert np.array_equal(counters.cycles, predict_cycles(net, x, P, ref).sum(axis=0))
+        model = predict_cycles(net, x, P, ref, batch=len(x))
+        assert np.array_equal(counters.cycles, model.sum(axis=0))
 
 
 def _conv_net(rng, **conv_kw):
@@ -273,7 +275,7 @@ def test_dense_only_build_refuses_conv_and_runs_dense(rng):
         assert np.array_equal(out, golden.run_network(net, x, acc_bits=p0.acc_bits).output)
         # The dense-only build reads the layer settings without the conv builds' copies: the
         # same cycles, as the cycle model has them.
-        assert np.array_equal(counters.cycles, predict_cycles(net, x, p0).sum(axis=0))
+        assert np.array_equal(counters.cycles, predict_cycles(net, x, p0, batch=len(x)).sum(axis=0))
 
 
 def test_batch_shares_input_and_output_regions_at_the_networks_strides(rng):

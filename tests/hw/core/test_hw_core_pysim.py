@@ -94,13 +94,17 @@ class PyBus:
                 self.answers.append(payload)
 
 
-@pytest.mark.parametrize("pause,weight_regs,conv", [(0.0, 2, 1), (0.3, 2, 1), (0.3, 0, 1),
-                                                   (0.3, 2, 0)])
-def test_core_pysim_networks(pause, weight_regs, conv, seed):
+@pytest.mark.parametrize("pause,weight_regs,conv,prefetch,depth", [
+    (0.0, 2, 1, 0, 2), (0.3, 2, 1, 0, 2), (0.3, 0, 1, 0, 2), (0.3, 2, 0, 0, 2), (0.3, 2, 1, 1, 2),
+    (0.3, 0, 0, 1, 2), (0.3, 0, 0, 1, 1)])
+def test_core_pysim_networks(pause, weight_regs, conv, prefetch, depth, seed):
     """Random dense networks through the bus, with back-pressure, on conv builds and a
-    dense-only one (``conv=0``, the iCEBreaker's, which no other simulation runs); the cycle
-    counters == the cycle model."""
-    params = dataclasses.replace(P, weight_regs=weight_regs, conv=conv)
+    dense-only one (``conv=0``, the iCEBreaker's, which no other simulation runs), with and
+    without the sequencer's prefetch (``seq_prefetch``), batches of up to ``depth`` samples
+    (1: no sample bases to step, as the iCEBreaker); the cycle counters == the cycle model
+    (for a batch run)."""
+    params = dataclasses.replace(P, weight_regs=weight_regs, conv=conv, seq_prefetch=prefetch,
+                                 batch_depth=depth)
     dut = SpikePackCore(params)
     pb = PyBus(dut, seed, pause)
     rng = np.random.default_rng(seed)
@@ -132,7 +136,8 @@ def test_core_pysim_networks(pause, weight_regs, conv, seed):
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
         assert counters.total_cycles == counters.cycles.sum()
-        assert np.array_equal(counters.cycles, predict_cycles(net, x, params, ref).sum(axis=0))
+        model = predict_cycles(net, x, params, ref, batch=len(x))
+        assert np.array_equal(counters.cycles, model.sum(axis=0))
         assert counters.cycles.min() > 0
 
 

@@ -161,3 +161,14 @@ def test_cycle_model_equals_rtl_with_fire_out_reg_and_pe_control_copies(rng):
         pytest.skip("verilator is not on PATH")
     p = dataclasses.replace(CORE_PRESETS["small2"], fire_out_reg=1, pe_control_copies=1)
     _check_equal(p, _cases(rng, p, 8), "small2_outreg_copies")
+
+
+def test_cycle_model_equals_rtl_with_seq_prefetch(rng):
+    """The SMALL build with two planes per beat and the sequencer reading the next layer's
+    descriptor while a layer runs (``seq_prefetch``): outputs == golden inside the testbench,
+    every layer's cycle counter == the model's (the first layer of a run, the later ones, the
+    last)."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    p = dataclasses.replace(CORE_PRESETS["small2"], seq_prefetch=1)
+    _check_equal(p, _cases(rng, p, 8), "small2_prefetch")
