@@ -32,8 +32,9 @@ read into a second register (``next_desc``) and checked while a layer runs (from
 CHECK: ready 10 cycles after its START, 12 for a conv layer), the finished layer's counts are
 kept in registers and added into the counter memory beside the next layer, and the next layer
 starts two cycles after the end is seen (SETTLE, CHECK): 2 cycles of sequencing between layers
-instead of 16 (18 before a conv layer). The run's first layer takes 13 cycles before its START
-(its read is a prefetch), the run's last keeps its counter update (:attr:`FINAL_TAIL`). A layer's
+instead of 16 (18 before a conv layer). The run's first layer is read the same way but taken as
+soon as its last word is in (11 cycles before its START, one more than without the prefetch),
+the run's last keeps its counter update (:attr:`FINAL_TAIL`). A layer's
 ``cycles`` counter then runs from the cycle after the layer before ended (the run's start) to
 the cycle its end is seen (plus the counter update for the run's last layer).
 """
@@ -346,16 +347,20 @@ class Sequencer(wiring.Component):
                 if multi:
                     m.d.sync += [n_in_base.eq(in_base_v), n_out_base.eq(out_base_v)]
 
+            def adopt():
+                """The read layer becomes the running one."""
+                m.d.sync += [d.eq(nd), lyr.eq(read_lyr), sample.eq(n_sample), ready.eq(0)]
+                if multi:
+                    m.d.sync += [in_base.eq(n_in_base), out_base.eq(n_out_base)]
+                with m.If(read_lyr == 0):
+                    m.d.sync += in_step.eq(nd.in_stride)
+
             def take():
                 """The next layer becomes the running one (or the run fails on its checks)."""
                 with m.If(bad):
                     fail(code)
                 with m.Else():
-                    m.d.sync += [d.eq(nd), lyr.eq(read_lyr), sample.eq(n_sample), ready.eq(0)]
-                    if multi:
-                        m.d.sync += [in_base.eq(n_in_base), out_base.eq(n_out_base)]
-                    with m.If(read_lyr == 0):
-                        m.d.sync += in_step.eq(nd.in_stride)
+                    adopt()
                     m.next = "SETTLE"
 
             def finish(tail):
@@ -380,14 +385,26 @@ class Sequencer(wiring.Component):
                         prefetch(0, 0, p.input_base, 0)
                         m.next = "FIRST"
                 with m.State("FIRST"):
-                    with m.If(ready):
-                        take()
+                    # The run's first layer: taken as soon as its descriptor is complete (its
+                    # checks are made in this cycle), not after its error is picked.
+                    with m.If(judging):
+                        adopt()
+                        m.d.sync += picking.eq(0)
+                        m.next = "CHECK_FIRST"
+                with m.State("CHECK_FIRST"):
+                    # (the blocks' copies of the descriptor are made in this cycle)
+                    with m.If(failed):
+                        fail(fail_code)
+                    with m.Else():
+                        m.next = "CHECK"
+
                 with m.State("SETTLE"):
-                    # The layer's descriptor is in ``d``; the blocks' copies of it are made
+                    # A later layer's descriptor is in ``d``; the blocks' copies of it are made
                     # (they hold it from CHECK on, a cycle before START, as the blocks require).
                     m.next = "CHECK"
                 with m.State("CHECK"):
-                    # The next layer's read starts.
+                    # The layer starts (the pulses are high in START) and the next layer's read
+                    # starts, unless the run ends after this layer.
                     run_ends = d.last & last_sample
                     layers_end = ~d.last & (lyr == p.max_layers - 1)
                     m.d.sync += [self.fetch_start.eq(1), self.clear.eq(1),

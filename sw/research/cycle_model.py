@@ -58,7 +58,7 @@ __all__ = ["CoreTiming", "LayerShape", "RunPlace", "layer_cycles", "conv_layer_c
            "conv_walk_steps",
            "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
            "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT",
-           "SEQ_PREFETCH_FIRST", "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_READY"]
+           "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_FIRST_EXTRA", "SEQ_PREFETCH_READY"]
 
 #: Sequencer cycles before the datapath starts: 8 descriptor-read cycles (6 words, 2 cycles of
 #: read latency), VERDICT, CHECK (``hw/core/sequencer.py``).
@@ -68,13 +68,13 @@ SEQ_BEFORE_START_CONV = SEQ_BEFORE_START + 2
 #: Sequencer cycles after the cycle the writer's count shows the last pass: one to register
 #: the layer's end (``all_stored``), which WAIT sees, then the five ACC cycles, all counted.
 SEQ_AFTER_WAIT = 6
-#: With ``seq_prefetch``: sequencer cycles before the run's first layer starts (its descriptor
-#: read as a prefetch: 8 read cycles, VERDICT, the error picked, the take, SETTLE, CHECK), 2
-#: more for a conv layer. Every later layer has two (SETTLE, CHECK): its descriptor was read
-#: while the layer before ran.
-SEQ_PREFETCH_FIRST = 13
-#: With ``seq_prefetch``: the sequencer cycles before every later layer's START.
+#: With ``seq_prefetch``: the sequencer cycles before the START of a layer after the run's first
+#: (SETTLE, CHECK): its descriptor was read while the layer before ran.
 SEQ_PREFETCH_BEFORE = 2
+#: With ``seq_prefetch``: the run's first layer's cycles before its START beyond
+#: :data:`SEQ_BEFORE_START` (its read goes through the prefetch register: the descriptor is
+#: taken from it, then the blocks' copies are made).
+SEQ_PREFETCH_FIRST_EXTRA = 1
 #: With ``seq_prefetch``: the cycle (START = 0) from which the next layer's descriptor and its
 #: checks are ready (read from the cycle of START), 2 more when the next layer is a conv layer;
 #: a layer that ends sooner waits for it.
@@ -184,12 +184,12 @@ def _sequenced(end: int, conv: bool, params: CoreParams, place: RunPlace) -> int
     """A layer's ``cycles`` counter from the cycle its last pass's count shows (``end``,
     START = 0): the sequencer's cycles before START and after the end."""
     seen = end + 1  # the layer's end registered (``all_stored``): WAIT sees it
+    before = SEQ_BEFORE_START_CONV if conv else SEQ_BEFORE_START
     if not params.seq_prefetch:
-        before = SEQ_BEFORE_START_CONV if conv else SEQ_BEFORE_START
         return before + seen + SEQ_AFTER_WAIT
     from hw.core.sequencer import Sequencer
 
-    before = (SEQ_PREFETCH_FIRST + 2 * conv) if place.first else SEQ_PREFETCH_BEFORE
+    before = before + SEQ_PREFETCH_FIRST_EXTRA if place.first else SEQ_PREFETCH_BEFORE
     if place.final:
         return before + seen + 1 + Sequencer.FINAL_TAIL
     return before + max(seen, SEQ_PREFETCH_READY + 2 * place.next_conv) + 1
