@@ -133,9 +133,9 @@ class CoreParams:
         1: the sequencer reads and checks the next layer's descriptor while a layer runs, and
         adds a finished layer into its counters beside the next one
         (:class:`hw.core.sequencer.Sequencer`): a layer after the first of a run starts two
-        cycles after the one before ends, not sixteen (eighteen before a conv layer). About
-        300 flip-flops (a second descriptor register, the finished layer's counts); timing
-        only, not in the identify block.
+        cycles after the one before ends, not sixteen (eighteen before a conv layer); the
+        run's first layer starts a cycle later. About 400 flip-flops (a second descriptor
+        register, the finished layer's counts); timing only, not in the identify block.
     """
 
     n_pe: int
