@@ -41,9 +41,9 @@ ULX3S_85F = BoardPreset(
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
                       planes_per_beat=2, weight_write_reg=1, fetch_queue=16, seq_prefetch=1),
     # nextpnr's placement seed, pinned so that every build places the same way. On this
-    # netlist (2026-12-02, the sequencer's descriptor prefetch) seed 1 gives 102.67 MHz
-    # (critical path the link executor's timer into its request's data enable, 7.1 ns of
-    # routing). Before the prefetch seed 1 gave 104.26 MHz (a firing unit's count into the
+    # netlist (2026-12-02, the sequencer's descriptor prefetch) seed 1 gives 103.50 MHz
+    # (critical path a firing unit's threshold into its leak register, 6.6 ns of routing).
+    # Before the prefetch seed 1 gave 104.26 MHz (a firing unit's count into the
     # writer, 6.6 ns of routing) and seed 2 95.84 (the sequencer's state decode, 9.0 ns of
     # routing): placement moves this design by about 5 %.
     # `--seed N` tries another. With the credits' returns unregistered seed 1 gave 105.09 MHz;
