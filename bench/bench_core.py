@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from boards import CORE_PRESETS  # noqa: E402
+from hw.contract.params import parse_settings  # noqa: E402
 from hw.core.core import SpikePackCore  # noqa: E402
 from sim.rtl.runner import param_tag, run_cocotb  # noqa: E402
 
@@ -42,15 +43,10 @@ def main(argv=None) -> int:
                     help="a build parameter of the preset changed (repeatable)")
     args = ap.parse_args(argv)
     params = CORE_PRESETS[args.preset]
-    changes = {}
-    for item in args.set:
-        name, sep, value = item.partition("=")
-        if not sep or name not in {f.name for f in dataclasses.fields(params)}:
-            ap.error(f"--set {item!r}: expected NAME=VALUE with NAME a CoreParams field")
-        try:
-            changes[name] = int(value, 0)
-        except ValueError:
-            ap.error(f"--set {item!r}: the value must be an integer")
+    try:
+        changes = parse_settings(args.set)
+    except ValueError as e:
+        ap.error(str(e))
     try:
         params = dataclasses.replace(params, **changes)
     except (TypeError, ValueError) as e:

@@ -378,16 +378,11 @@ def build(preset, opts: BuildOptions, accelerator=None) -> dict:
 # --- command line ------------------------------------------------------------------------------
 
 def _parse_set(items) -> dict:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--set takes NAME=VALUE, not {item!r}")
-        try:
-            out[name.strip()] = int(value, 0)
-        except ValueError:
-            raise UsageError(f"--set {name}: {value!r} is not an integer") from None
-    return out
+    from hw.contract.params import parse_settings
+    try:
+        return parse_settings(items)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _argparser():

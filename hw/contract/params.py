@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 
-__all__ = ["CoreParams"]
+__all__ = ["CoreParams", "parse_settings"]
 
 
 def _is_pow2(x: int) -> bool:
@@ -360,3 +360,20 @@ class CoreParams:
                 + ("s" if self.fire_units > 1 else "")
                 + ("" if self.lif else ", SpikePack layers only (no LIF)")
                 + ("" if self.conv else ", dense layers only (no conv)"))
+
+
+def parse_settings(items) -> dict[str, int]:
+    """``NAME=VALUE`` strings (the ``--set`` options of ``python -m hw.build`` and
+    ``bench/bench_core.py``) as ``{NAME: int(VALUE)}`` (``0x``/``0b`` prefixes allowed).
+    ``ValueError`` says which item is malformed; the names are checked where the settings are
+    applied (``dataclasses.replace`` of a :class:`CoreParams`)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes NAME=VALUE, not {item!r}")
+        try:
+            out[name.strip()] = int(value, 0)
+        except ValueError:
+            raise ValueError(f"--set {name}: {value!r} is not an integer") from None
+    return out

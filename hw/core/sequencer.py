@@ -34,7 +34,7 @@ kept in registers and added into the counter memory beside the next layer, and t
 starts two cycles after the end is seen (SETTLE, CHECK): 2 cycles of sequencing between layers
 instead of 16 (18 before a conv layer). The run's first layer is read the same way but taken as
 soon as its last word is in (11 cycles before its START, one more than without the prefetch),
-the run's last keeps its counter update (:attr:`FINAL_TAIL`). A layer's
+the run's last keeps its counter update (:attr:`ACC_CYCLES`). A layer's
 ``cycles`` counter then runs from the cycle after the layer before ended (the run's start) to
 the cycle its end is seen (plus the counter update for the run's last layer).
 """
@@ -110,9 +110,10 @@ class Sequencer(wiring.Component):
         the batch.
     """
 
-    #: With ``seq_prefetch``: cycles after the one the sequencer sees the run's last layer end
-    #: (its counter update), until ``busy`` falls; they count to that layer.
-    FINAL_TAIL = 5
+    #: Cycles of a layer's counter update (ACC: ``cnt_sel`` 0..4). Without ``seq_prefetch``
+    #: every layer's follow the cycle its end is seen; with it only the run's last layer's
+    #: (until ``busy`` falls), the others' run beside the next layer. They count to the layer.
+    ACC_CYCLES = 5
 
     def __init__(self, params: CoreParams):
         if not isinstance(params, CoreParams):
@@ -420,7 +421,7 @@ class Sequencer(wiring.Component):
                 with m.State("WAIT"):
                     with m.If(all_stored & ~acc_busy):
                         with m.If(ends | ends_bad):
-                            finish(self.FINAL_TAIL)
+                            finish(self.ACC_CYCLES)
                             m.next = "FINAL"
                         with m.Elif(ready):
                             finish(0)
@@ -471,8 +472,8 @@ class Sequencer(wiring.Component):
                     m.next = "ACC"
             with m.State("ACC"):
                 m.d.comb += cnt_use.eq(cnt_sel < 3)
-                # This cycle and the three after it belong to the layer too.
-                acc_step([layer_cycles + 4, self.spikes, self.skipped])
+                # (read at cnt_sel = 1) This cycle and the ones after it belong to the layer too.
+                acc_step([layer_cycles + (self.ACC_CYCLES - 1), self.spikes, self.skipped])
                 m.d.sync += [to_idle.eq(d.last & last_sample),
                              to_sample.eq(d.last & ~last_sample),
                              no_last.eq(~d.last & (lyr == p.max_layers - 1))]

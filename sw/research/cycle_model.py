@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.contract.params import CoreParams
+from hw.core.sequencer import Sequencer
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
@@ -66,8 +67,9 @@ SEQ_BEFORE_START = 10
 #: The same for a conv layer: its geometry words 6 and 7 take two more read cycles.
 SEQ_BEFORE_START_CONV = SEQ_BEFORE_START + 2
 #: Sequencer cycles after the cycle the writer's count shows the last pass: one to register
-#: the layer's end (``all_stored``), which WAIT sees, then the five ACC cycles, all counted.
-SEQ_AFTER_WAIT = 6
+#: the layer's end (``all_stored``), which WAIT sees, then the counter update (ACC), all
+#: counted.
+SEQ_AFTER_WAIT = 1 + Sequencer.ACC_CYCLES
 #: With ``seq_prefetch``: the sequencer cycles before the START of a layer after the run's first
 #: (SETTLE, CHECK): its descriptor was read while the layer before ran.
 SEQ_PREFETCH_BEFORE = 2
@@ -187,11 +189,9 @@ def _sequenced(end: int, conv: bool, params: CoreParams, place: RunPlace) -> int
     before = SEQ_BEFORE_START_CONV if conv else SEQ_BEFORE_START
     if not params.seq_prefetch:
         return before + seen + SEQ_AFTER_WAIT
-    from hw.core.sequencer import Sequencer
-
     before = before + SEQ_PREFETCH_FIRST_EXTRA if place.first else SEQ_PREFETCH_BEFORE
     if place.final:
-        return before + seen + 1 + Sequencer.FINAL_TAIL
+        return before + seen + 1 + Sequencer.ACC_CYCLES
     # (The sequencer also waits for the next descriptor; no build's layer ends that soon: the
     # shortest, one chunk and one pass at T = 1, is seen 27 cycles after its START. So this
     # bound is never the larger on the builds the tests run.)
