@@ -42,7 +42,8 @@ from .params import CoreParams
 __all__ = [
     "DESCRIPTOR_WORDS", "DESCRIPTOR_FIELDS", "descriptor_layout", "encode_descriptor",
     "decode_descriptor", "Region", "MemoryMap", "memory_map", "identify_words",
-    "params_from_identify", "as_identified", "CORE_VERSION", "COUNTER_WORDS_PER_LAYER",
+    "params_from_identify", "as_identified", "identity_mismatch", "CORE_VERSION",
+    "COUNTER_WORDS_PER_LAYER",
     "weights_layout", "weight_words",
 ]
 
@@ -222,6 +223,21 @@ def as_identified(params: CoreParams) -> CoreParams:
     return dataclasses.replace(params, **{f.name: getattr(defaults, f.name)
                                           for f in dataclasses.fields(CoreParams)
                                           if f.name not in _ID_PARAMS})
+
+
+def identity_mismatch(device: CoreParams, image: CoreParams) -> str | None:
+    """Why a device of build ``device`` cannot run a program image compiled for ``image``, or
+    None when it can.
+
+    Only the fields the identify block carries decide (``as_identified``): the timing-only
+    fields change when a result comes out, never what the memories hold, so an image compiled
+    for a preset (``spikepack compile --board arty_a7``) runs on a device that identifies as it.
+    The reason names each differing field as ``name image -> device``.
+    """
+    a, b = as_identified(image), as_identified(device)
+    diff = [f"{f} {getattr(a, f)} -> {getattr(b, f)}" for f in _ID_PARAMS
+            if getattr(a, f) != getattr(b, f)]
+    return ", ".join(diff) or None
 
 
 def params_from_identify(words) -> CoreParams:

@@ -150,15 +150,16 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         After the inference, run the same inputs again with ``pipeline=False`` in the same
         session (outputs checked equal; ``RtlRun.batchwise_cycles`` says how long it took).
     """
-    from hw.contract.memory_map import params_from_identify
+    from hw.contract.memory_map import identity_mismatch, params_from_identify
     from sw.compile.image_file import ImageFile, save_image_file
     from sw.compile.program_image import build_image
     from sw.host.driver import LinkInfo
 
     if isinstance(model, ImageFile):
-        if params is not None and params != model.image.params:
-            raise ValueError(f"the image is compiled for {model.image.params}, not {params}")
-        params, net = model.image.params, model.net
+        why = None if params is None else identity_mismatch(params, model.image.params)
+        if why:
+            raise ValueError(f"the image is compiled for another build ({why})")
+        params, net = params or model.image.params, model.net
     elif isinstance(model, IntNetwork):
         if params is None:
             raise TypeError("params are required to run a network (or pass an ImageFile)")
@@ -174,6 +175,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
     with tempfile.TemporaryDirectory(prefix="spikepack_session_") as tmp:
         tmp = Path(tmp)
         env = dict(link, inputs=str(tmp / "inputs.npy"), out=str(tmp / "out.npz"),
+                   refused=str(tmp / "refused.txt"),
                    progress=str(tmp / "progress.json"), front=front, chunk=PIPE_CHUNK,
                    pipeline=pipeline, corrupt=[int(i) for i in corrupt],
                    batchwise_too=batchwise_too)
@@ -183,10 +185,16 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
             net.save(tmp / "net.npz")
             env["net"] = str(tmp / "net.npz")
         np.save(tmp / "inputs.npy", x)
-        _run_in_thread(
-            dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.session_tb",
-            testcase="session", watch=lambda thread: _show_progress(
-                thread, Path(env["progress"]), simulator, enabled=progress))
+        try:
+            _run_in_thread(
+                dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.session_tb",
+                testcase="session", watch=lambda thread: _show_progress(
+                    thread, Path(env["progress"]), simulator, enabled=progress))
+        except RtlSessionError as e:
+            refused = Path(env["refused"])
+            if refused.exists():  # the driver's own words: say them, not just "see the log"
+                raise RtlSessionError(f"the simulated device: {refused.read_text()}") from e
+            raise
         with np.load(tmp / "out.npz") as f:
             link = LinkInfo(*(int(w) for w in f["link_words"]))
             return RtlRun(f["outputs"], f["spikes"], f["cycles"], f["skipped"],

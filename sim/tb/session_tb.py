@@ -88,6 +88,21 @@ async def watch_upload(transport, progress, total_bytes):
 
 @cocotb.test()
 async def session(dut):
+    """Identify, upload (with read-back) and infer; a refusal by the driver (``DeviceError``:
+    an image for another build, a failed transaction) is written to the ``refused`` file, so the
+    host can say it in the driver's own words."""
+    from sw.host.driver import DeviceError
+
+    try:
+        await _session(dut)
+    except DeviceError as e:
+        if cocotb_env("refused"):
+            with open(cocotb_env("refused"), "w") as f:
+                f.write(str(e))
+        raise
+
+
+async def _session(dut):
     from hw.contract.protocol import REQUEST_OVERHEAD
     from sim.golden.ir import IntNetwork
     from sw.compile.image_file import load_image_file

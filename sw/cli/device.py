@@ -291,12 +291,17 @@ def _device_args(p, *, board_help):
 
 def _sim_params(args, image_file):
     """Build parameters of the simulated device: the image's, else ``--board`` (default small)."""
+    from hw.contract.memory_map import identity_mismatch
+
     if image_file is not None:
-        if args.board and target(args.board).params != image_file.image.params:
+        if not args.board:
+            return image_file.image.params, image_file.target
+        why = identity_mismatch(target(args.board).params, image_file.image.params)
+        if why:
             raise UserError(f"the image is compiled for {image_file.target or 'another build'}, "
-                            f"not {args.board}; recompile with --board {args.board} or drop "
-                            "--board")
-        return image_file.image.params, image_file.target
+                            f"not {args.board} ({why}); recompile with --board {args.board} or "
+                            "drop --board")
+        return target(args.board).params, args.board
     tgt = target(args.board or SIM_BOARD)
     return tgt.params, tgt.name
 
@@ -508,10 +513,13 @@ _VERIFIED = ("program memory read back and verified; weight, bias and threshold 
 def _image_for_device(net, image_file, params, port):
     if image_file is None:
         return _compile(net, params, f"the device on {port}")
-    if image_file.image.params != params:
+    from hw.contract.memory_map import identity_mismatch
+
+    why = identity_mismatch(params, image_file.image.params)
+    if why:
         raise UserError(f"the image is compiled for {image_file.target or 'another build'}, not "
-                        f"the device on {port}; recompile: spikepack compile NET --port {port} "
-                        "-o NET.spkimg (or deploy the .npz network)")
+                        f"the device on {port} ({why}); recompile: spikepack compile NET --port "
+                        f"{port} -o NET.spkimg (or deploy the .npz network)")
     return image_file.image
 
 

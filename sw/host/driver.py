@@ -21,7 +21,7 @@ from collections import deque
 
 from hw.contract.bus import ID_BASE, ID_MAGIC
 from hw.contract.errors import ErrorCode
-from hw.contract.memory_map import ID_WORDS
+from hw.contract.memory_map import ID_WORDS, identity_mismatch
 from hw.contract.protocol import (
     IDENTIFY_FIELDS,
     LINK_MAGIC,
@@ -445,10 +445,13 @@ class Device:
     # ----------------------------------------------
 
     def check_image(self, image) -> None:
-        """Refuse an image built for other core parameters than the device's."""
-        params = self.info.core_params()
-        if params != image.params:
-            raise DeviceError(f"the image is built for {image.params}, the device has {params}")
+        """Refuse an image built for a core the device is not (only the identified fields count:
+        ``hw.contract.memory_map.identity_mismatch``)."""
+        why = identity_mismatch(self.info.core_params(), image.params)
+        if why:
+            raise DeviceError(f"the image is compiled for another build than the device's "
+                              f"({why}); compile the network for this device "
+                              f"(spikepack compile NET --port PORT, or --board with its preset)")
 
     def load_image(self, image, *, verify: bool = True, progress: bool = True) -> None:
         """Write a ``sw.compile.program_image.ProgramImage`` (program, weights, biases, thresholds).

@@ -146,19 +146,23 @@ def test_a_conv_net_on_a_board_over_its_serial_port(tmp_path, rng):
 @pytest.mark.slow
 def test_the_mnist_cnn_on_the_simulated_arty(tmp_path, capsys):
     """The trained MNIST CNN (sw.research.zoo; trained and cached the first time) through
-    `deploy --sim` and `infer --sim --board arty_a7`: a 28x28 image is 784 of the Arty's 1,024
-    input blocks, one per run."""
+    `deploy --sim --board arty_a7` (the network, compiled for what the device identifies as) and
+    `infer --sim` of the image `compile --board arty_a7` wrote (its preset's timing-only fields,
+    fetch_queue=16 and seq_prefetch=1, are not in the identify block and must not make the
+    device refuse it): a 28x28 image is 784 of the Arty's 1,024 input blocks, one per run."""
     from sw.research.zoo import mnist_cnn_int_network
 
     net, x_test, y_test = mnist_cnn_int_network()
-    net_path, n = tmp_path / "mnist_cnn.npz", 6
+    net_path, image_path, n = tmp_path / "mnist_cnn.npz", tmp_path / "mnist_cnn.spkimg", 6
     net.save(net_path)
     image = build_image(net, BOARDS["arty_a7"].params)
     assert image.max_batch == 1
     out = spikepack(["deploy", net_path, "--sim", "--board", "arty_a7"], capsys)
     assert f"uploaded {sum(len(w.words) for w in image.writes)} words" in out
     assert "program memory read back and verified" in out
-    out = spikepack(["infer", net_path, "--sim", "--board", "arty_a7", "--data", "mnist-5k",
+    spikepack(["compile", net_path, "--board", "arty_a7", "-o", image_path], capsys)
+    assert load_image_file(image_path).image.params == BOARDS["arty_a7"].params
+    out = spikepack(["infer", image_path, "--sim", "--data", "mnist-5k",
                      "--limit", n, "--out", tmp_path / "arty.npz"], capsys)
     assert f"ran {n} samples in {n} batches" in out
     assert f"bit-exact: all {n} outputs and the spike and skip counters of all {n} runs" in out

@@ -1,9 +1,11 @@
 """Build parameters, the memory map, identify, and sw.compile.program_image (layout, refusals, encodings)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from boards import CORE_PRESETS, SMALL
+from boards import BOARDS, CORE_PRESETS, SMALL
 from boards.arty_a7 import ARTY_A7_PARAMS as ARTY_A7
 from hw.contract import bus
 from hw.contract.memory_map import (
@@ -12,6 +14,7 @@ from hw.contract.memory_map import (
     descriptor_layout,
     encode_descriptor,
     identify_words,
+    identity_mismatch,
     memory_map,
     params_from_identify,
 )
@@ -96,6 +99,26 @@ def test_refuses_what_does_not_fit(rng):
         im = build_image(_net(rng, [4, 4]), p)
         encode_inputs(im, np.zeros((p.batch_depth + 1, 4), int))
     assert issubclass(DoesNotFitError, ValueError)
+
+
+BUILDS = {**CORE_PRESETS, **{name: board.params for name, board in BOARDS.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_a_device_takes_the_images_compiled_for_its_preset(name, rng):
+    """What the driver and the CLI check before an upload: a device of a preset identifies with
+    the timing-only fields at their defaults (arty_a7: fetch_queue=16, seq_prefetch=1, ...), and
+    must still take an image compiled for that preset (`spikepack compile --board arty_a7`). A
+    build that differs in an identified field is refused, the field named."""
+    p = BUILDS[name]
+    device = params_from_identify(identify_words(p))
+    assert identity_mismatch(device, p) is None
+    assert identity_mismatch(p, device) is None
+    timing = {f: getattr(p, f) for f in ("fetch_queue", "seq_prefetch", "weight_regs")}
+    assert identity_mismatch(device, build_image(_net(rng, [8, 8]), p).params) is None, timing
+    other = dataclasses.replace(p, batch_depth=p.batch_depth * 2)
+    assert identity_mismatch(device, other) == (
+        f"batch_depth {2 * p.batch_depth} -> {p.batch_depth}")
 
 
 def test_spikepack_only_build_refuses_lif_layers(rng):
