@@ -79,6 +79,41 @@ def _sim_binary(simulator: str, build_dir: Path, toplevel: str) -> Path:
     return build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
 
 
+#: The packages whose Python source the gateware is made from (``hw`` imports ``sim.golden`` and
+#: ``boards`` at most; ``sim`` holds the simulation tops such as ``sim.rtl.byte_pipe``).
+DESIGN_SOURCES = ("hw", "sim", "boards")
+
+
+def design_digest() -> str:
+    """SHA-256 over every ``.py`` file of :data:`DESIGN_SOURCES` (path and text) and the Amaranth
+    version: what a component's Verilog can depend on besides its own arguments."""
+    import amaranth
+
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256(f"amaranth {amaranth.__version__}\n".encode())
+    for package in DESIGN_SOURCES:
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(f"{path.relative_to(root).as_posix()}\n".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamped_verilog(build_dir: Path, toplevel: str, key: dict | None) -> Path | None:
+    """The Verilog of the finished build in ``build_dir`` if it was made from ``key``, else None."""
+    if key is None:
+        return None
+    path = build_dir / f"{toplevel}.v"
+    try:
+        old = json.loads((build_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    if old.get("design_key") != key or not path.is_file():
+        return None
+    if old.get("verilog_sha256") != hashlib.sha256(path.read_bytes()).hexdigest():
+        return None
+    return path
+
+
 def _build_stamp(simulator: str, toplevel: str, source: Path, build_args, waves: bool,
                  makeflags: str) -> dict:
     """Everything a build depends on; a build directory whose stamp matches is reused as is."""
@@ -97,11 +132,14 @@ def _build_stamp(simulator: str, toplevel: str, source: Path, build_args, waves:
 
 
 def _is_built(build_dir: Path, stamp: dict, binary: Path) -> bool:
+    """Whether the build in ``build_dir`` was made from ``stamp`` (its ``design_key`` aside: a
+    build made by a caller without a key serves one with, and the other way round)."""
     try:
         old = json.loads((build_dir / STAMP).read_text())
     except (OSError, ValueError):
         return False
-    return old == stamp and binary.is_file()
+    old.pop("design_key", None)
+    return old == {k: v for k, v in stamp.items() if k != "design_key"} and binary.is_file()
 
 
 def _put_repo_first_on_pythonpath(runner) -> None:
@@ -126,7 +164,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                simulator: str = "verilator", env: dict | None = None,
                testcase: str | None = None, seed: int | None = None,
                waves: bool = False, log_file: Path | None = None,
-               public: str = "all") -> Path:
+               public: str = "all", design_key: str | None = None) -> Path:
     """Build ``component`` (once per design) and run the cocotb tests in ``test_module`` on it.
 
     Safe to call from several processes or threads at once with the same ``build_dir`` (pytest-xdist
@@ -171,6 +209,12 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         the testbench) or ``"ports"`` (only the top level's signals, through a control file; the
         rest is optimized like a plain Verilator model, several times faster to simulate, for
         testbenches that touch only the top's ports).
+    design_key : str or None
+        A name for everything ``component`` was made from besides the source files (its build
+        parameters, say). With it, a build whose stamp holds the same key and the same
+        :func:`design_digest` is reused without converting ``component`` to Verilog again (the
+        conversion of a large core takes seconds of every session); without it, the Verilog is
+        written and compared on every call.
 
     Returns
     -------
@@ -205,15 +249,23 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     binary = _sim_binary(simulator, build_dir, toplevel)
     # Separate instances per call: threads of one process must wait for each other too.
     run_lock = ReadWriteLock(build_dir / RUN_LOCK, is_singleton=False)
+    key = None if design_key is None else {"design": design_key, "sources": design_digest()}
     with FileLock(build_dir / BUILD_LOCK, is_singleton=False):
-        source = write_verilog(component, toplevel, build_dir)
+        source = (_stamped_verilog(build_dir, toplevel, key)
+                  or write_verilog(component, toplevel, build_dir))
         sources = [source]
         if simulator == "verilator" and public == "ports":
             sources.append(_write_if_changed(
                 build_dir / "public_ports.vlt",
                 f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'))
         stamp = _build_stamp(simulator, toplevel, source, build_args, waves, makeflags)
-        if not _is_built(build_dir, stamp, binary):
+        if key is not None:
+            stamp["design_key"] = key
+        if _is_built(build_dir, stamp, binary):
+            if key is not None and json.loads((build_dir / STAMP).read_text()).get(
+                    "design_key") != key:  # the same Verilog: next time it needs no conversion
+                _write_if_changed(build_dir / STAMP, json.dumps(stamp, indent=1))
+        else:
             with run_lock.write_lock():
                 (build_dir / STAMP).unlink(missing_ok=True)
                 runner = get_runner(simulator)

@@ -168,7 +168,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         raise TypeError(f"model must be an IntNetwork or ImageFile, not {type(model).__name__}")
     build_image(net, params)  # refuse what does not fit before spending a Verilator build
     link = _check_link(link)
-    dut, build_dir, toplevel = _prepare(params, simulator, build_dir, front, link)
+    dut, build_dir, toplevel, key = _prepare(params, simulator, build_dir, front, link)
     log = build_dir / simulator / "session.log"
     x = np.zeros((0, net.n_in), np.int64) if x is None else np.asarray(x, dtype=np.int64)
     x = x.reshape(-1, net.n_in)
@@ -188,7 +188,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         try:
             _run_in_thread(
                 dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.session_tb",
-                testcase="session", watch=lambda thread: _show_progress(
+                testcase="session", design_key=key, watch=lambda thread: _show_progress(
                     thread, Path(env["progress"]), simulator, enabled=progress))
         except RtlSessionError as e:
             refused = Path(env["refused"])
@@ -206,7 +206,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
 
 
 def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module, testcase,
-                   watch):
+                   watch, design_key=None):
     # the pipe's testbench touches only the top's ports: let Verilator optimize the rest
     public = "ports" if toplevel == "piped_accelerator" else "all"
     """Run a cocotb module in a thread, call ``watch(thread)`` meanwhile; re-raise its errors."""
@@ -218,7 +218,7 @@ def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module
         try:
             run_cocotb(dut, toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                        simulator=simulator, testcase=testcase, env=env, log_file=log,
-                       public=public)
+                       public=public, design_key=design_key)
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             error.append(e)
 
@@ -253,8 +253,9 @@ def _check_link(link):
 
 
 def _prepare(params, simulator, build_dir, front="pipe", link=None):
-    """``(dut, build_dir, toplevel)`` of the simulated accelerator; refuses a missing simulator
-    early."""
+    """``(dut, build_dir, toplevel, design_key)`` of the simulated accelerator (the key names
+    everything the design is made from besides the source files: ``run_cocotb(design_key=)``);
+    refuses a missing simulator early."""
     from hw.accelerator import Accelerator
 
     from .runner import param_tag, require_simulator
@@ -278,7 +279,9 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None):
     else:
         dut = Accelerator(params, link["clk_freq"], link["baud"], **link_args)
         tag, toplevel = param_tag((params, link)), "accelerator"
-    return dut, Path(build_dir or default_build_dir()) / "rtl_session" / f"accel_{tag}", toplevel
+    key = repr((toplevel, params, link, front, PIPE_CHUNK))
+    return (dut, Path(build_dir or default_build_dir()) / "rtl_session" / f"accel_{tag}", toplevel,
+            key)
 
 
 def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
@@ -292,7 +295,7 @@ def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
     ``on_listen(port)`` is called once the port accepts connections. ``front`` as for
     :func:`run_on_rtl`.
     """
-    dut, build_dir, toplevel = _prepare(params, simulator, build_dir, front)
+    dut, build_dir, toplevel, key = _prepare(params, simulator, build_dir, front)
     log = build_dir / simulator / "serve.log"
     with tempfile.TemporaryDirectory(prefix="spikepack_serve_") as tmp:
         port_file = Path(tmp) / "port"
@@ -306,7 +309,7 @@ def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
                 on_listen(int(port_file.read_text()))
 
         _run_in_thread(dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.serve_tb",
-                       testcase="serve", watch=watch)
+                       testcase="serve", design_key=key, watch=watch)
 
 
 def _show_progress(thread, path: Path, simulator: str, *, enabled: bool) -> None:

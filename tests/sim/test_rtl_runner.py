@@ -130,3 +130,34 @@ def test_ports_only_build_runs_a_ports_only_testbench(tmp_path, seed):
     with pytest.raises(ValueError, match="public must be"):
         run_cocotb(None, toplevel="tiny", test_module="sim.tb.tiny_tb",  # refused before use
                    build_dir=tmp_path / "b", public="some")
+
+
+def test_a_design_key_skips_the_conversion_of_an_unchanged_design(tmp_path, seed, monkeypatch):
+    """``design_key``: a build stamped with the same key and source digest is reused without
+    converting the component again (``None`` here, which cannot be converted: a call that
+    converted it would fail), a key the stamp lacks or other sources convert again, and a build
+    made without a key serves keyed calls (no rebuild, the stamp gains the key)."""
+    _need("verilator")
+    import sim.rtl.runner as runner
+
+    build, out = tmp_path / "b", tmp_path / "out.json"
+
+    def run(component, key):
+        run_cocotb(component, toplevel="tiny", test_module="sim.tb.tiny_tb", build_dir=build,
+                   env={"out": str(out), "seed": seed, "width": 8}, design_key=key)
+        assert json.loads(out.read_text())["checked"] == 200
+
+    run(TinyAccumulator(8), None)  # built without a key
+    run(TinyAccumulator(8), "tiny 8")  # converted: the same Verilog, so no rebuild; key stamped
+    assert len(_builds(build)) == 1
+    stamp = json.loads((build / "verilator/spikepack_build.json").read_text())
+    assert stamp["design_key"] == {"design": "tiny 8", "sources": runner.design_digest()}
+    run(None, "tiny 8")  # not converted
+    with pytest.raises(Exception):  # noqa: B017 - converting None fails in Amaranth
+        run(None, "tiny 9")
+    monkeypatch.setattr(runner, "design_digest", lambda: "other sources")
+    with pytest.raises(Exception):  # noqa: B017
+        run(None, "tiny 8")
+    monkeypatch.undo()
+    run(None, "tiny 8")
+    assert len(_builds(build)) == 1
