@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockDomain, Instance, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -29,7 +29,19 @@ from hw.accelerator import Accelerator
 from hw.link.uart_rx import UARTReceiver
 from hw.link.uart_tx import UARTTransmitter
 
-__all__ = ["BytePipe", "PipedAccelerator", "chunk_layout"]
+__all__ = ["BytePipe", "PipedAccelerator", "chunk_layout", "SIM_CLOCK_VERILOG"]
+
+#: The clock of a :class:`PipedAccelerator` built with ``clock_period_ps``: a Verilog behavioural
+#: oscillator (needs ``verilator --timing``), so the simulator makes every edge itself instead of
+#: a cocotb clock writing the pin through VPI twice a cycle (1.46x the Arty core's cycles per CPU
+#: second under Verilator).
+SIM_CLOCK_VERILOG = """\
+`timescale 1ns/1ps
+module spikepack_sim_clock #(parameter HALF_PS = 5000) (output reg clk);
+  initial clk = 1'b0;
+  always #(HALF_PS / 1000.0) clk = ~clk;
+endmodule
+"""
 
 
 def chunk_layout(chunk: int) -> data.StructLayout:
@@ -145,24 +157,45 @@ class PipedAccelerator(wiring.Component):
     chunk : int
         Bytes per pipe chunk.
 
+    clock_period_ps : int or None
+        None: the ``sync`` domain's clock and reset are the top's ``clk`` and ``rst`` inputs (the
+        testbench drives the clock). A period: the clock comes from an instance of
+        ``spikepack_sim_clock`` (:data:`SIM_CLOCK_VERILOG`, a source the simulator must be given,
+        with ``--timing`` for Verilator) and is the top's internal signal ``clk`` (a testbench
+        can still wait for its edges); ``rst`` is an input as before. The accelerator and the
+        pipe are the same either way.
+
     Members
     -------
     h2d, d2h
         The pipe's chunk streams (see :class:`BytePipe`).
+    rst : In(1)
+        With ``clock_period_ps`` only: the ``sync`` domain's reset.
     """
 
-    def __init__(self, params, clk_freq, baud, *, chunk=32, **link_args):
+    def __init__(self, params, clk_freq, baud, *, chunk=32, clock_period_ps=None, **link_args):
         self._accel = Accelerator(params, clk_freq, baud, **link_args)
         self._chunk = operator.index(chunk)
+        self._period = None if clock_period_ps is None else operator.index(clock_period_ps)
+        if self._period is not None and (self._period < 2 or self._period % 2):
+            raise ValueError(f"clock_period_ps must be an even number of picoseconds, "
+                             f"not {clock_period_ps}")
         layout = chunk_layout(self._chunk)
-        super().__init__({"h2d": In(stream.Signature(layout)),
-                          "d2h": Out(stream.Signature(layout))})
+        members = {"h2d": In(stream.Signature(layout)), "d2h": Out(stream.Signature(layout))}
+        if self._period is not None:
+            members["rst"] = In(1)
+        super().__init__(members)
 
     accelerator = property(lambda self: self._accel)
     chunk = property(lambda self: self._chunk)
 
     def elaborate(self, platform):
         m = Module()
+        if self._period is not None:
+            m.domains.sync = sync = ClockDomain("sync")
+            m.submodules.clock = Instance("spikepack_sim_clock", p_HALF_PS=self._period // 2,
+                                          o_clk=sync.clk)
+            m.d.comb += sync.rst.eq(self.rst)
         m.submodules.accel = accel = self._accel
         m.submodules.pipe = pipe = BytePipe(accel.link.divisor, chunk=self._chunk)
         wiring.connect(m, wiring.flipped(self.h2d), pipe.h2d)

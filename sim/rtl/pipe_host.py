@@ -107,15 +107,20 @@ class PipeSink:
             await FallingEdge(self._clk)
 
 
-async def start_pipe_host(dut, *, chunk: int, period_ns: float):
-    """Hold reset, start the clock, release reset; returns ``(PipeSource, PipeSink)``."""
+async def start_pipe_host(dut, *, chunk: int, period_ns: float, clock: str = "testbench"):
+    """Hold reset, start the clock (``clock="testbench"``; ``"internal"``: the top makes its own,
+    ``sim.rtl.byte_pipe.PipedAccelerator(clock_period_ps=...)``), release reset; returns
+    ``(PipeSource, PipeSink)``."""
     from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles
 
+    if clock not in ("testbench", "internal"):
+        raise ValueError(f"clock must be 'testbench' or 'internal', not {clock!r}")
     dut.rst.value = 1
     dut.h2d__valid.value = 0
     dut.d2h__ready.value = 0
-    Clock(dut.clk, period_ns, unit="ns").start()
+    if clock == "testbench":
+        Clock(dut.clk, period_ns, unit="ns").start()
     await ClockCycles(dut.clk, 5)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 5)

@@ -160,11 +160,24 @@ def _put_repo_first_on_pythonpath(runner) -> None:
     runner._set_env_test = _set_env_test
 
 
+def _use_makeflags(runner, makeflags: str) -> None:
+    """Build with ``makeflags`` (the runner copies ``os.environ`` over its own ``env`` when it
+    builds, so it is set after that copy: ``makeflags`` already starts from ``os.environ``'s)."""
+    set_env_common = runner._set_env_common
+
+    def _set_env_common():
+        set_env_common()
+        runner.env["MAKEFLAGS"] = makeflags
+
+    runner._set_env_common = _set_env_common
+
+
 def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                simulator: str = "verilator", env: dict | None = None,
                testcase: str | None = None, seed: int | None = None,
                waves: bool = False, log_file: Path | None = None,
-               public: str = "all", design_key: str | None = None) -> Path:
+               public: str = "all", design_key: str | None = None,
+               extra_sources: dict[str, str] | None = None, timing: bool = False) -> Path:
     """Build ``component`` (once per design) and run the cocotb tests in ``test_module`` on it.
 
     Safe to call from several processes or threads at once with the same ``build_dir`` (pytest-xdist
@@ -215,6 +228,12 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
         :func:`design_digest` is reused without converting ``component`` to Verilog again (the
         conversion of a large core takes seconds of every session); without it, the Verilog is
         written and compared on every call.
+    extra_sources : dict of str to str, optional
+        More Verilog for the build, file name to text (modules the design instantiates, such as
+        ``sim.rtl.byte_pipe.SIM_CLOCK_VERILOG``); written to the build directory and stamped.
+    timing : bool
+        Verilator only: build with ``--timing`` (delays and event controls in the Verilog; the
+        C++ is compiled with ``-fcoroutines``).
 
     Returns
     -------
@@ -246,6 +265,14 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     if simulator == "verilator" and public == "ports":
         build_args += ["--no-public-flat-rw"]
     makeflags = os.environ.get("MAKEFLAGS", VERILATOR_MAKEFLAGS)
+    if timing:
+        if simulator != "verilator":
+            raise ValueError("timing=True is for Verilator (Icarus runs delays as they are)")
+        build_args += ["--timing"]
+        # C++20 coroutines; MAKEFLAGS' VM_USER_CFLAGS wins over -CFLAGS, so it goes there
+        makeflags = " ".join([*(w for w in makeflags.split()
+                                if not w.startswith("VM_USER_CFLAGS=")),
+                              "VM_USER_CFLAGS=-fcoroutines"])
     binary = _sim_binary(simulator, build_dir, toplevel)
     # Separate instances per call: threads of one process must wait for each other too.
     run_lock = ReadWriteLock(build_dir / RUN_LOCK, is_singleton=False)
@@ -253,12 +280,16 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     with FileLock(build_dir / BUILD_LOCK, is_singleton=False):
         source = (_stamped_verilog(build_dir, toplevel, key)
                   or write_verilog(component, toplevel, build_dir))
-        sources = [source]
+        sources = [source] + [_write_if_changed(build_dir / name, text)
+                              for name, text in sorted((extra_sources or {}).items())]
         if simulator == "verilator" and public == "ports":
             sources.append(_write_if_changed(
                 build_dir / "public_ports.vlt",
                 f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'))
         stamp = _build_stamp(simulator, toplevel, source, build_args, waves, makeflags)
+        if extra_sources:
+            stamp["extra_sources"] = {name: hashlib.sha256(text.encode()).hexdigest()
+                                      for name, text in sorted(extra_sources.items())}
         if key is not None:
             stamp["design_key"] = key
         if _is_built(build_dir, stamp, binary):
@@ -270,7 +301,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
                 (build_dir / STAMP).unlink(missing_ok=True)
                 runner = get_runner(simulator)
                 if simulator == "verilator":
-                    runner.env["MAKEFLAGS"] = makeflags  # kept unless os.environ has its own
+                    _use_makeflags(runner, makeflags)
                 runner.build(
                     sources=[_tag_source(s) for s in sources], hdl_toplevel=toplevel,
                     build_dir=build_dir,

@@ -168,14 +168,14 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         raise TypeError(f"model must be an IntNetwork or ImageFile, not {type(model).__name__}")
     build_image(net, params)  # refuse what does not fit before spending a Verilator build
     link = _check_link(link)
-    dut, build_dir, toplevel, key = _prepare(params, simulator, build_dir, front, link)
+    dut, build_dir, toplevel, build = _prepare(params, simulator, build_dir, front, link)
     log = build_dir / simulator / "session.log"
     x = np.zeros((0, net.n_in), np.int64) if x is None else np.asarray(x, dtype=np.int64)
     x = x.reshape(-1, net.n_in)
     with tempfile.TemporaryDirectory(prefix="spikepack_session_") as tmp:
         tmp = Path(tmp)
         env = dict(link, inputs=str(tmp / "inputs.npy"), out=str(tmp / "out.npz"),
-                   refused=str(tmp / "refused.txt"),
+                   refused=str(tmp / "refused.txt"), clock=_clock(build),
                    progress=str(tmp / "progress.json"), front=front, chunk=PIPE_CHUNK,
                    pipeline=pipeline, corrupt=[int(i) for i in corrupt],
                    batchwise_too=batchwise_too)
@@ -188,7 +188,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         try:
             _run_in_thread(
                 dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.session_tb",
-                testcase="session", design_key=key, watch=lambda thread: _show_progress(
+                testcase="session", build=build, watch=lambda thread: _show_progress(
                     thread, Path(env["progress"]), simulator, enabled=progress))
         except RtlSessionError as e:
             refused = Path(env["refused"])
@@ -206,7 +206,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
 
 
 def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module, testcase,
-                   watch, design_key=None):
+                   watch, build=None):
     # the pipe's testbench touches only the top's ports: let Verilator optimize the rest
     public = "ports" if toplevel == "piped_accelerator" else "all"
     """Run a cocotb module in a thread, call ``watch(thread)`` meanwhile; re-raise its errors."""
@@ -218,7 +218,7 @@ def _run_in_thread(dut, toplevel, build_dir, simulator, env, log, *, test_module
         try:
             run_cocotb(dut, toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                        simulator=simulator, testcase=testcase, env=env, log_file=log,
-                       public=public, design_key=design_key)
+                       public=public, **(build or {}))
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             error.append(e)
 
@@ -253,9 +253,10 @@ def _check_link(link):
 
 
 def _prepare(params, simulator, build_dir, front="pipe", link=None):
-    """``(dut, build_dir, toplevel, design_key)`` of the simulated accelerator (the key names
-    everything the design is made from besides the source files: ``run_cocotb(design_key=)``);
-    refuses a missing simulator early."""
+    """``(dut, build_dir, toplevel, build)`` of the simulated accelerator; ``build`` holds more
+    arguments of ``run_cocotb`` (``design_key``: everything the design is made from besides the
+    source files; with an internal clock, its Verilog and ``timing``). Refuses a missing
+    simulator early."""
     from hw.accelerator import Accelerator
 
     from .runner import param_tag, require_simulator
@@ -270,18 +271,30 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None):
         raise RtlSessionError("cocotbext-uart is not installed; `pip install -e .[dev]` (the "
                               "RTL simulation drives the UART pins with it)") from None
     link_args = dict(idle_timeout=link["idle_timeout"])
+    build = {}
     if front == "pipe":
-        from .byte_pipe import PipedAccelerator
+        from .byte_pipe import SIM_CLOCK_VERILOG, PipedAccelerator
 
+        period = 10**12 // link["clk_freq"]
+        if simulator != "verilator" or period * link["clk_freq"] != 10**12 or period % 2:
+            period = None  # the testbench's clock (whose period cocotb rounds to picoseconds)
+        else:  # the clock made in the simulator: 1.46x the Arty core's cycles per CPU second
+            build = dict(extra_sources={"spikepack_sim_clock.v": SIM_CLOCK_VERILOG}, timing=True)
         dut = PipedAccelerator(params, link["clk_freq"], link["baud"], chunk=PIPE_CHUNK,
-                               **link_args)
-        tag, toplevel = param_tag((params, link, "pipe", PIPE_CHUNK)), "piped_accelerator"
+                               clock_period_ps=period, **link_args)
+        tag = param_tag((params, link, "pipe", PIPE_CHUNK) + ((period,) if period else ()))
+        toplevel = "piped_accelerator"
     else:
         dut = Accelerator(params, link["clk_freq"], link["baud"], **link_args)
         tag, toplevel = param_tag((params, link)), "accelerator"
-    key = repr((toplevel, params, link, front, PIPE_CHUNK))
-    return (dut, Path(build_dir or default_build_dir()) / "rtl_session" / f"accel_{tag}", toplevel,
-            key)
+    build["design_key"] = repr((toplevel, params, link, front, PIPE_CHUNK, build))
+    return dut, Path(build_dir or default_build_dir()) / "rtl_session" / f"accel_{tag}", toplevel, \
+        build
+
+
+def _clock(build: dict) -> str:
+    """Who makes the clock: ``"internal"`` (the simulation top) or ``"testbench"`` (cocotb)."""
+    return "internal" if build.get("timing") else "testbench"
 
 
 def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
@@ -295,11 +308,11 @@ def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
     ``on_listen(port)`` is called once the port accepts connections. ``front`` as for
     :func:`run_on_rtl`.
     """
-    dut, build_dir, toplevel, key = _prepare(params, simulator, build_dir, front)
+    dut, build_dir, toplevel, build = _prepare(params, simulator, build_dir, front)
     log = build_dir / simulator / "serve.log"
     with tempfile.TemporaryDirectory(prefix="spikepack_serve_") as tmp:
         port_file = Path(tmp) / "port"
-        env = dict(SIM_LINK, tcp_port=tcp_port, port_file=str(port_file),
+        env = dict(SIM_LINK, tcp_port=tcp_port, port_file=str(port_file), clock=_clock(build),
                    max_clients=max_clients, idle_exit=idle_exit, front=front, chunk=PIPE_CHUNK)
 
         def watch(thread):
@@ -309,7 +322,7 @@ def serve_rtl(params: CoreParams, *, tcp_port: int = 0, max_clients: int = 0,
                 on_listen(int(port_file.read_text()))
 
         _run_in_thread(dut, toplevel, build_dir, simulator, env, log, test_module="sim.tb.serve_tb",
-                       testcase="serve", design_key=key, watch=watch)
+                       testcase="serve", build=build, watch=watch)
 
 
 def _show_progress(thread, path: Path, simulator: str, *, enabled: bool) -> None:

@@ -37,13 +37,15 @@ async def start_uart_host(dut, *, baud: int, period_ns: float):
     return source, sink
 
 
-async def start_host(dut, *, front: str, baud: int, period_ns: float, chunk: int = 32):
+async def start_host(dut, *, front: str, baud: int, period_ns: float, chunk: int = 32,
+                     clock: str = "testbench"):
     """:func:`start_uart_host` (``front="uart"``) or ``sim.rtl.pipe_host.start_pipe_host``
-    (``front="pipe"``); returns ``(source, sink)``."""
+    (``front="pipe"``, whose top may make its own clock: ``clock="internal"``); returns
+    ``(source, sink)``."""
     if front == "pipe":
         from .pipe_host import start_pipe_host
 
-        return await start_pipe_host(dut, chunk=chunk, period_ns=period_ns)
+        return await start_pipe_host(dut, chunk=chunk, period_ns=period_ns, clock=clock)
     if front != "uart":
         raise ValueError(f"front must be 'uart' or 'pipe', not {front!r}")
     return await start_uart_host(dut, baud=baud, period_ns=period_ns)

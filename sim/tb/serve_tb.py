@@ -48,7 +48,8 @@ async def serve(dut):
     srv = _listen(cocotb_env("tcp_port", 0))
 
     source, sink = await start_host(dut, front=cocotb_env("front", "uart"), baud=BAUD,
-                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32))
+                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32),
+                                    clock=cocotb_env("clock", "testbench"))
 
     port_file = cocotb_env("port_file")
     if port_file:

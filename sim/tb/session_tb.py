@@ -113,7 +113,8 @@ async def _session(dut):
     progress.set("identify")
 
     source, sink = await start_host(dut, front=cocotb_env("front", "uart"), baud=BAUD,
-                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32))
+                                    period_ns=PERIOD_NS, chunk=cocotb_env("chunk", 32),
+                                    clock=cocotb_env("clock", "testbench"))
 
     dev = uart_device(source, sink, idle_timeout=IDLE_TIMEOUT, period_ns=PERIOD_NS, baud=BAUD)
     info = await bridge(dev.identify)()
