@@ -121,7 +121,7 @@ def default_build_dir() -> Path:
 def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
                simulator: str = "verilator", build_dir=None, progress: bool = False,
                front: str = "pipe", link: dict | None = None, pipeline: bool = True,
-               corrupt=(), batchwise_too: bool = False) -> RtlRun:
+               corrupt=(), batchwise_too: bool = False, clock: str | None = None) -> RtlRun:
     """Load ``model`` into the simulated accelerator over its UART and run packed inputs ``x``.
 
     Parameters
@@ -149,6 +149,11 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
     batchwise_too : bool
         After the inference, run the same inputs again with ``pipeline=False`` in the same
         session (outputs checked equal; ``RtlRun.batchwise_cycles`` says how long it took).
+    clock : str or None
+        Who makes the clock of the pipe front end: ``"internal"`` (the simulation top, Verilator
+        only: the default there when the period is a whole even number of picoseconds, as at
+        100 MHz) or ``"testbench"`` (a cocotb clock: the default otherwise). The device and its
+        cycles are the same either way.
     """
     from hw.contract.memory_map import identity_mismatch, params_from_identify
     from sw.compile.image_file import ImageFile, save_image_file
@@ -168,7 +173,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         raise TypeError(f"model must be an IntNetwork or ImageFile, not {type(model).__name__}")
     build_image(net, params)  # refuse what does not fit before spending a Verilator build
     link = _check_link(link)
-    dut, build_dir, toplevel, build = _prepare(params, simulator, build_dir, front, link)
+    dut, build_dir, toplevel, build = _prepare(params, simulator, build_dir, front, link, clock)
     log = build_dir / simulator / "session.log"
     x = np.zeros((0, net.n_in), np.int64) if x is None else np.asarray(x, dtype=np.int64)
     x = x.reshape(-1, net.n_in)
@@ -252,7 +257,7 @@ def _check_link(link):
     return link
 
 
-def _prepare(params, simulator, build_dir, front="pipe", link=None):
+def _prepare(params, simulator, build_dir, front="pipe", link=None, clock=None):
     """``(dut, build_dir, toplevel, build)`` of the simulated accelerator; ``build`` holds more
     arguments of ``run_cocotb`` (``design_key``: everything the design is made from besides the
     source files; with an internal clock, its Verilog and ``timing``). Refuses a missing
@@ -264,6 +269,15 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None):
     if front not in FRONTS:
         raise ValueError(f"front must be one of {FRONTS}, not {front!r}")
     link = _check_link(link)
+    period = 10**12 // link["clk_freq"]
+    can = (front == "pipe" and simulator == "verilator" and period * link["clk_freq"] == 10**12
+           and period % 2 == 0)
+    if clock not in (None, "internal", "testbench"):
+        raise ValueError(f"clock must be 'internal' or 'testbench', not {clock!r}")
+    if clock == "internal" and not can:
+        raise ValueError(f"an internal clock needs Verilator, the pipe front end and a period of a "
+                         f"whole even number of picoseconds, not {simulator} and {front} at "
+                         f"{link['clk_freq']} Hz")
     require_simulator(simulator)
     try:
         import cocotbext.uart  # noqa: F401
@@ -275,10 +289,9 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None):
     if front == "pipe":
         from .byte_pipe import SIM_CLOCK_VERILOG, PipedAccelerator
 
-        period = 10**12 // link["clk_freq"]
-        if simulator != "verilator" or period * link["clk_freq"] != 10**12 or period % 2:
+        if clock == "testbench" or not can:
             period = None  # the testbench's clock (whose period cocotb rounds to picoseconds)
-        else:  # the clock made in the simulator: 1.46x the Arty core's cycles per CPU second
+        else:  # the clock made in the simulator: 1.4x the Arty core's cycles per CPU second
             build = dict(extra_sources={"spikepack_sim_clock.v": SIM_CLOCK_VERILOG}, timing=True)
         dut = PipedAccelerator(params, link["clk_freq"], link["baud"], chunk=PIPE_CHUNK,
                                clock_period_ps=period, **link_args)

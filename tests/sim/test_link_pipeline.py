@@ -62,3 +62,26 @@ def test_pipelined_infer_resends_damaged_frames(rng):
     run = run_on_rtl(net, x, SMALL, build_dir=BUILD, corrupt=corrupt)
     assert np.array_equal(run.outputs, run_network(net, x).output)
     assert run.resends >= len(corrupt)
+
+
+def test_the_simulation_tops_own_clock_is_the_testbenchs(rng):
+    """Under Verilator the piped top makes its clock itself (``clock="internal"``, the default);
+    with a cocotb clock on its pin instead the same session takes exactly as many cycles to
+    upload and to infer, and gives the same outputs and counters."""
+    require_simulator("verilator")
+    from sim.rtl.session import run_on_rtl
+
+    net, x = _case(rng)
+    x = x[:SMALL.batch_depth + 1]
+    runs = {clock: run_on_rtl(net, x, SMALL, build_dir=BUILD, clock=clock)
+            for clock in ("internal", "testbench")}
+    a, b = runs["internal"], runs["testbench"]
+    print(f"upload {a.upload_cycles} cycles, {a.upload_cpu:.2f} s CPU with the internal clock, "
+          f"{b.upload_cpu:.2f} s with cocotb's")
+    assert np.array_equal(a.outputs, run_network(net, x).output)
+    assert np.array_equal(a.outputs, b.outputs)
+    for field in ("spikes", "cycles", "skipped", "total_cycles"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert (a.upload_cycles, a.infer_cycles) == (b.upload_cycles, b.infer_cycles)
+    with pytest.raises(ValueError, match="an internal clock needs Verilator"):
+        run_on_rtl(net, x, SMALL, build_dir=BUILD, clock="internal", simulator="icarus")
