@@ -13,7 +13,12 @@ protocol and link), runs the images in batches and compares outputs and counters
 model (its "bit-exact" line). Printed: wall and CPU seconds of each command (CPU of the command and
 its simulator, so a loaded machine shows in the wall time only), and the simulated cycles.
 
-    python bench/bench_infer_sim.py [--n 64] [--build-dir DIR] [--repeat 2]
+Then, side by side in this process (``sim.rtl.session.run_on_rtl``, the same image and images):
+the session with the clock made by the simulation top (``clock="internal"``, what ``--sim`` uses
+under Verilator) and with cocotb's clock on the top's pin (``clock="testbench"``, the way before),
+each from an already built model.
+
+    python bench/bench_infer_sim.py [--n 64] [--build-dir DIR] [--repeat 2] [--no-clocks]
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=64, help="MNIST test images (default 64)")
     ap.add_argument("--repeat", type=int, default=2, help="timed infer runs (default 2)")
     ap.add_argument("--build-dir", help="Verilator builds (default: build/ of the checkout)")
+    ap.add_argument("--no-clocks", action="store_true",
+                    help="skip the side-by-side of the two clocks (builds a second model)")
     args = ap.parse_args(argv)
 
     from sw.research.zoo import mnist_mlp_int_network
@@ -81,6 +88,35 @@ def main(argv=None) -> None:
                   f"cycles; {'under' if wall < 60 else 'over'} 60 s")
         print(f"  {exact.group(0)}")
         print("  " + re.search(r"^accuracy: .*$", out, re.M).group(0))
+        if not args.no_clocks:
+            clocks(tmp / "mlp.spkimg", args.n, args.build_dir)
+
+
+def clocks(image_path, n: int, build_dir) -> None:
+    """The same session with the top's own clock and with cocotb's, side by side."""
+    import numpy as np
+
+    from sim.golden.model import run_network
+    from sim.rtl.session import run_on_rtl
+    from sw.compile.image_file import load_image_file
+    from sw.train.data import load_split
+
+    image = load_image_file(image_path)
+    _, x = load_split("mnist-5k", seed=0).packed(image.net.T)
+    x = x[:n]
+    golden = run_network(image.net, x).output
+    print(f"\nthe simulator's clock, side by side (run_on_rtl: upload with read-back and {n} "
+          f"images; models built first)")
+    for clock, what in (("testbench", "old: cocotb's clock on the top's pin"),
+                        ("internal", "new: the top's own clock (verilator --timing)")):
+        run_on_rtl(image, x[:0], build_dir=build_dir, clock=clock)  # build, not timed
+        run = run_on_rtl(image, x, build_dir=build_dir, clock=clock)
+        assert np.array_equal(run.outputs, golden), f"{clock}: outputs differ from the golden model"
+        cycles = run.upload_cycles + run.infer_cycles
+        cpu = run.upload_cpu + run.infer_cpu
+        print(f"  {what:46s}: upload {run.upload_cpu:5.1f} s CPU, {n} images {run.infer_cpu:5.1f} "
+              f"s CPU; {cycles:,} cycles, {cycles / cpu:,.0f} cycles per CPU second; outputs == "
+              f"golden")
 
 
 if __name__ == "__main__":

@@ -197,8 +197,10 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
 
     Parameters
     ----------
-    component : wiring.Component
-        The design under test; its Verilog module is named ``toplevel``.
+    component : wiring.Component, or a function that makes one
+        The design under test; its Verilog module is named ``toplevel``. A function is called
+        only when the Verilog must be written (with ``design_key``, a design that is not
+        elaborated is not made either: Amaranth warns of elaboratables made and never used).
     toplevel : str
         Verilog module name of the design.
     test_module : str
@@ -278,8 +280,10 @@ def run_cocotb(component, *, toplevel: str, test_module: str, build_dir: Path,
     run_lock = ReadWriteLock(build_dir / RUN_LOCK, is_singleton=False)
     key = None if design_key is None else {"design": design_key, "sources": design_digest()}
     with FileLock(build_dir / BUILD_LOCK, is_singleton=False):
-        source = (_stamped_verilog(build_dir, toplevel, key)
-                  or write_verilog(component, toplevel, build_dir))
+        source = _stamped_verilog(build_dir, toplevel, key)
+        if source is None:
+            made = component() if callable(component) else component
+            source = write_verilog(made, toplevel, build_dir)
         sources = [source] + [_write_if_changed(build_dir / name, text)
                               for name, text in sorted((extra_sources or {}).items())]
         if simulator == "verilator" and public == "ports":

@@ -258,7 +258,8 @@ def _check_link(link):
 
 
 def _prepare(params, simulator, build_dir, front="pipe", link=None, clock=None):
-    """``(dut, build_dir, toplevel, build)`` of the simulated accelerator; ``build`` holds more
+    """``(dut, build_dir, toplevel, build)`` of the simulated accelerator (``dut`` makes it, for
+    ``run_cocotb``, which makes it only when its Verilog must be written); ``build`` holds more
     arguments of ``run_cocotb`` (``design_key``: everything the design is made from besides the
     source files; with an internal clock, its Verilog and ``timing``). Refuses a missing
     simulator early."""
@@ -293,12 +294,14 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None, clock=None):
             period = None  # the testbench's clock (whose period cocotb rounds to picoseconds)
         else:  # the clock made in the simulator: 1.4x the Arty core's cycles per CPU second
             build = dict(extra_sources={"spikepack_sim_clock.v": SIM_CLOCK_VERILOG}, timing=True)
-        dut = PipedAccelerator(params, link["clk_freq"], link["baud"], chunk=PIPE_CHUNK,
-                               clock_period_ps=period, **link_args)
+        def dut():
+            return PipedAccelerator(params, link["clk_freq"], link["baud"], chunk=PIPE_CHUNK,
+                                    clock_period_ps=period, **link_args)
         tag = param_tag((params, link, "pipe", PIPE_CHUNK) + ((period,) if period else ()))
         toplevel = "piped_accelerator"
     else:
-        dut = Accelerator(params, link["clk_freq"], link["baud"], **link_args)
+        def dut():
+            return Accelerator(params, link["clk_freq"], link["baud"], **link_args)
         tag, toplevel = param_tag((params, link)), "accelerator"
     build["design_key"] = repr((toplevel, params, link, front, PIPE_CHUNK, build))
     return dut, Path(build_dir or default_build_dir()) / "rtl_session" / f"accel_{tag}", toplevel, \

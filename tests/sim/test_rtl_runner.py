@@ -153,6 +153,7 @@ def test_a_design_key_skips_the_conversion_of_an_unchanged_design(tmp_path, seed
     stamp = json.loads((build / "verilator/spikepack_build.json").read_text())
     assert stamp["design_key"] == {"design": "tiny 8", "sources": runner.design_digest()}
     run(None, "tiny 8")  # not converted
+    run(lambda: pytest.fail("made although its build is stamped"), "tiny 8")  # nor made
     with pytest.raises(Exception):  # noqa: B017 - converting None fails in Amaranth
         run(None, "tiny 9")
     monkeypatch.setattr(runner, "design_digest", lambda: "other sources")
