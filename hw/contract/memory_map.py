@@ -229,14 +229,13 @@ def identity_mismatch(device: CoreParams, image: CoreParams) -> str | None:
     """Why a device of build ``device`` cannot run a program image compiled for ``image``, or
     None when it can.
 
-    Only the fields the identify block carries decide (``as_identified``): the timing-only
-    fields change when a result comes out, never what the memories hold, so an image compiled
-    for a preset (``spikepack compile --board arty_a7``) runs on a device that identifies as it.
-    The reason names each differing field as ``name image -> device``.
+    Only the fields the identify block carries decide (the rest are those ``as_identified``
+    resets: timing-only fields change when a result comes out, never what the memories hold), so
+    an image compiled for a preset (``spikepack compile --board arty_a7``) runs on a device that
+    identifies as it. The reason names each differing field as ``name image -> device``.
     """
-    a, b = as_identified(image), as_identified(device)
-    diff = [f"{f} {getattr(a, f)} -> {getattr(b, f)}" for f in _ID_PARAMS
-            if getattr(a, f) != getattr(b, f)]
+    diff = [f"{f} {getattr(image, f)} -> {getattr(device, f)}" for f in _ID_PARAMS
+            if getattr(image, f) != getattr(device, f)]
     return ", ".join(diff) or None
 
 

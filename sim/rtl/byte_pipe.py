@@ -33,8 +33,8 @@ __all__ = ["BytePipe", "PipedAccelerator", "chunk_layout", "SIM_CLOCK_VERILOG"]
 
 #: The clock of a :class:`PipedAccelerator` built with ``clock_period_ps``: a Verilog behavioural
 #: oscillator (needs ``verilator --timing``), so the simulator makes every edge itself instead of
-#: a cocotb clock writing the pin through VPI twice a cycle (1.46x the Arty core's cycles per CPU
-#: second under Verilator).
+#: a cocotb clock writing the pin through VPI twice a cycle (under Verilator the Arty core runs
+#: 1.46x the idle cycles per CPU second, 1.27x in an upload-and-infer session).
 SIM_CLOCK_VERILOG = """\
 `timescale 1ns/1ps
 module spikepack_sim_clock #(parameter HALF_PS = 5000) (output reg clk);

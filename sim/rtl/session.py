@@ -292,7 +292,7 @@ def _prepare(params, simulator, build_dir, front="pipe", link=None, clock=None):
 
         if clock == "testbench" or not can:
             period = None  # the testbench's clock (whose period cocotb rounds to picoseconds)
-        else:  # the clock made in the simulator: 1.4x the Arty core's cycles per CPU second
+        else:  # the clock made in the simulator: 1.27x the Arty session's cycles per CPU second
             build = dict(extra_sources={"spikepack_sim_clock.v": SIM_CLOCK_VERILOG}, timing=True)
         def dut():
             return PipedAccelerator(params, link["clk_freq"], link["baud"], chunk=PIPE_CHUNK,
