@@ -9,7 +9,8 @@ counter, including descriptor fetch and pipeline fill/drain), achieved synaptic 
 (one weight x one bit-plane) against the peak ``n_pe * k``; the cycle reduction zero-skipping gives
 on sparse inputs; the cycles per inference of a 784-128-128-10 MLP (random int8 weights); and the
 fixed cost of a layer (its cycles beyond its steady-state work) in networks of six 64- and
-128-wide layers. Build artifacts go to build/bench_core/.
+128-wide layers, one sample a run and a batch run as one map (``sw.compile.batch_map``).
+Build artifacts go to build/bench_core/.
 """
 
 from __future__ import annotations
@@ -93,6 +94,16 @@ def main(argv=None) -> int:
         print(f"  width {d['width']}: cycles {d['cycles']}, work {d['work']}")
         print(f"    fixed {fixed}; layers 2-{len(fixed) - 1} (neither first nor last of the run): "
               f"{min(inner)}..{max(inner)} (target <= 20)")
+    if r.get("deep_map"):
+        print("\nthe same networks on a batch run as one map (sw.compile.batch_map), fixed cost "
+              "per sample (the layer's cycles / samples - its work):")
+    for d in r.get("deep_map", []):
+        n = d["samples"]
+        fixed = [c / n - w for c, w in zip(d["cycles"], d["work"], strict=True)]
+        inner = fixed[1:-1]
+        print(f"  width {d['width']}, {n} samples: cycles {d['cycles']}")
+        print(f"    fixed per sample {[round(f, 1) for f in fixed]}; layers 2-{len(fixed) - 1}: "
+              f"{min(inner):.1f}..{max(inner):.1f} (target <= 20)")
     return 0
 
 

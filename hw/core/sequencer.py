@@ -10,14 +10,16 @@ sample's input blocks (sample ``b``'s ``b * in_stride`` blocks into INPUT, ``in_
 layer 0's descriptor); layer ``l`` writes ping-pong half ``l % 2`` of the spike memory (a conv
 layer: at its descriptor's ``out_base``) and layer ``l + 1`` reads it; the last layer writes the
 sample's output words (sample ``b``'s ``b * passes * n_pe`` words into OUTPUT, ``passes`` the
-last layer's).
+last layer's; ``conv_w`` in place of ``passes`` when the last layer is a conv row).
 
-Refused (the run ends with an error code): a kind other than dense and conv, a conv layer that is
-the last or a readout (``BAD_KIND``); a conv layer with a zero size, kernel or stride, or no
-pooled position (``BAD_SIZE``); a batch whose samples' inputs or outputs overrun INPUT or OUTPUT
-(``BAD_BATCH``, at the first sample that does not fit: the host's compiler refuses such a batch
-before it is sent). ``NO_CONV_OP`` is not raised any more (conv layers with max pooling and
-a shortcut both run); the code stays reserved for a conv operation a later descriptor may name.
+Refused (the run ends with an error code): a kind other than dense and conv, a conv readout that
+is not the last layer, a last conv layer that is not a row of one pass per position (output
+height 1, one pass, no pooling, no shortcut: ``BAD_KIND``); a conv layer with a zero size,
+kernel or stride, or no pooled position (``BAD_SIZE``); a batch whose samples' inputs or outputs
+overrun INPUT or OUTPUT (``BAD_BATCH``, at the first sample that does not fit: the host's
+compiler refuses such a batch before it is sent). ``NO_CONV_OP`` is not raised any more (conv
+layers with max pooling and a shortcut both run); the code stays reserved for a conv operation a
+later descriptor may name.
 A conv layer's shortcut from the network input reads the sample's INPUT slot
 (:attr:`sample_base`).
 
@@ -257,6 +259,11 @@ class Sequencer(wiring.Component):
             return (((word == DENSE_WORDS_READ + 1) & (desc.kind == 0))
                     | (word == words_read + 1))
 
+        def sample_out_words(desc):
+            """OUTPUT words of one sample when ``desc`` is the last layer: ``passes n_pe``, or
+            ``conv_w n_pe`` for a conv layer (a row of one pass per position)."""
+            return Mux(desc.kind == 1, desc.conv_w, desc.passes) << pe_bits
+
         def verdict(desc, at_lyr, at_in_base, at_out_base, at_sample):
             """The checks of descriptor ``desc`` for layer ``at_lyr`` of the sample numbered
             ``at_sample`` whose input starts at block ``at_in_base`` and outputs at word
@@ -264,8 +271,16 @@ class Sequencer(wiring.Component):
             covered = desc.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
             conv = desc.kind == 1
             big_stride = desc.in_stride > p.input_blocks
+            # A conv layer may end the program as a row of positions: one pass per position, an
+            # output height of 1, no pooling, no shortcut (a batch of dense samples run as one
+            # map: ``sw.compile.batch_map``); its outputs are then ``conv_w`` positions of
+            # ``n_pe`` words, in the layout of as many samples of one pass.
+            row_end = ((desc.passes == 1) & (desc.conv_h == 1) & (desc.pool_log2 == 0)
+                       & (desc.res_gain == 0))
+            out_words = sample_out_words(desc)
             m.d.sync += [
-                bad_kind.eq((desc.kind > p.conv) | (conv & (desc.last | desc.readout))),
+                bad_kind.eq((desc.kind > p.conv)
+                            | (conv & ((desc.readout & ~desc.last) | (desc.last & ~row_end)))),
                 bad_t.eq((desc.T == 0) | (desc.T > p.t_max)),
                 no_lif.eq(desc.lif & (p.lif == 0)),
                 bad_size.eq(Cat(
@@ -286,8 +301,7 @@ class Sequencer(wiring.Component):
                           | ((at_lyr == 0) & (big_stride | (at_in_base
                                                             + desc.in_stride[:len(in_step)]
                                                             > p.spike_rows)))
-                          | (desc.last & (at_out_base + (desc.passes << pe_bits)
-                                          > p.output_words))),
+                          | (desc.last & (at_out_base + out_words > p.output_words))),
             ]
 
         failed = bad_io | bad_kind | bad_t | no_lif | bad_size.any()
@@ -413,7 +427,7 @@ class Sequencer(wiring.Component):
                     with m.If(~run_ends & ~layers_end):
                         prefetch(Mux(d.last, 0, lyr + 1), sample + d.last,
                                  Mux(d.last, in_base + in_step, in_base),
-                                 Mux(d.last, out_base + (d.passes << pe_bits), out_base))
+                                 Mux(d.last, out_base + sample_out_words(d), out_base))
                     m.next = "START"
                 with m.State("START"):
                     m.d.sync += all_stored.eq(0)  # the counters of the layer before are stale
@@ -486,7 +500,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [sample.eq(sample + 1), lyr.eq(0), self.desc_en.eq(1)]
                         if multi:
                             m.d.sync += [in_base.eq(in_base + in_step),
-                                         out_base.eq(out_base + (d.passes << pe_bits))]
+                                         out_base.eq(out_base + sample_out_words(d))]
                         m.next = "LOAD"
                     with m.Elif(no_last):
                         fail(ErrorCode.NO_LAST)

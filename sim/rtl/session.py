@@ -121,7 +121,8 @@ def default_build_dir() -> Path:
 def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
                simulator: str = "verilator", build_dir=None, progress: bool = False,
                front: str = "pipe", link: dict | None = None, pipeline: bool = True,
-               corrupt=(), batchwise_too: bool = False, clock: str | None = None) -> RtlRun:
+               corrupt=(), batchwise_too: bool = False, clock: str | None = None,
+               maps: bool = True) -> RtlRun:
     """Load ``model`` into the simulated accelerator over its UART and run packed inputs ``x``.
 
     Parameters
@@ -143,6 +144,9 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         (e.g. ``baud=4_000_000`` runs the Arty's real 25 clocks per bit).
     pipeline : bool
         ``Device.infer``'s ``pipeline`` (batches streamed back to back, or one after the other).
+    maps : bool
+        ``Device.infer``'s ``maps`` (a dense network's batches run as one map each where they
+        fit, :mod:`sw.compile.batch_map`, or as batch runs).
     corrupt : sequence of int
         Frames written during the inference (counted from 1) that get one byte flipped on the
         way (a test of the driver's resends; ``RtlRun.resends`` counts them).
@@ -182,7 +186,7 @@ def run_on_rtl(model, x=None, params: CoreParams | None = None, *,
         env = dict(link, inputs=str(tmp / "inputs.npy"), out=str(tmp / "out.npz"),
                    refused=str(tmp / "refused.txt"), clock=_clock(build),
                    progress=str(tmp / "progress.json"), front=front, chunk=PIPE_CHUNK,
-                   pipeline=pipeline, corrupt=[int(i) for i in corrupt],
+                   pipeline=pipeline, maps=maps, corrupt=[int(i) for i in corrupt],
                    batchwise_too=batchwise_too)
         if isinstance(model, ImageFile):
             env["image"] = str(save_image_file(tmp / "image.spkimg", model.image, net))

@@ -12,10 +12,10 @@ Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``i
 ``progress`` (optional JSON file rewritten as the session goes: ``phase``, ``done``, ``total``),
 ``front`` (``"uart"``: cocotbext-uart on the pins of an ``Accelerator``; ``"pipe"``: chunks
 through the ``sim.rtl.byte_pipe.PipedAccelerator`` top), ``chunk`` (pipe chunk bytes),
-``pipeline`` (``Device.infer``'s, default true), ``corrupt`` (optional list: the frames written
-during the inference, counted from 1, in which one byte is flipped on the way, so the device
-must refuse them and the driver resend them), ``batchwise_too`` (then run the inputs again with
-``pipeline=False``, check the outputs agree and record its cycles).
+``pipeline`` and ``maps`` (``Device.infer``'s, default true), ``corrupt`` (optional list: the
+frames written during the inference, counted from 1, in which one byte is flipped on the way, so
+the device must refuse them and the driver resend them), ``batchwise_too`` (then run the inputs
+again with ``pipeline=False``, check the outputs agree and record its cycles).
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ async def _session(dut):
         dev.transport = Corrupting(dev.transport, cocotb_env("corrupt"))
     if len(x):
         result = await bridge(dev.infer)(image, x, pipeline=cocotb_env("pipeline", True),
+                                         maps=cocotb_env("maps", True),
                                          progress=lambda done: progress.set(done=done))
         outputs, counters = [result.outputs], result.counters
     else:
@@ -146,7 +147,8 @@ async def _session(dut):
     t2, w2, c2 = get_sim_time("ns"), time.monotonic(), time.process_time()
     batchwise_cycles = 0
     if len(x) and cocotb_env("batchwise_too"):  # the same inputs again, batch by batch
-        again = await bridge(dev.infer)(image, x, pipeline=False)
+        again = await bridge(dev.infer)(image, x, pipeline=False,
+                                        maps=cocotb_env("maps", True))
         assert np.array_equal(again.outputs, outputs[0]), "batch-by-batch outputs differ"
         batchwise_cycles = round((get_sim_time("ns") - t2) / PERIOD_NS)
 

@@ -75,9 +75,16 @@ def _check_conv(where: str, layer: IntLayer, li: int, n_layers: int, p: CorePara
     """Refuse conv geometry the descriptor or the fetcher cannot express; return log2(pool)."""
     lim = CONV_LIMITS
     if li == n_layers - 1:
-        raise DoesNotFitError(f"{where}: the image runs a conv layer only as a hidden layer; end "
-                              f"the network with a dense layer (readout or firing)")
-    if layer.readout:
+        # The core ends a program with a conv layer only as a row of one pass per position
+        # (hw.core.sequencer): a batch of dense samples run as one map (sw.compile.batch_map).
+        _, ch, _ = layer.conv_shape
+        if ch != 1 or _ceil_div(layer.out_channels, p.n_pe) != 1 or layer.pool is not None \
+                or layer.residual is not None:
+            raise DoesNotFitError(
+                f"{where}: the image ends a network with a conv layer only when its output is "
+                f"one row of at most {p.n_pe} channels, without pooling or shortcut; end the "
+                f"network with a dense layer (readout or firing)")
+    elif layer.readout:
         raise DoesNotFitError(f"{where}: a conv readout is not supported; use a dense readout")
     kh, kw = layer.kernel
     _, h, w = layer.in_shape
@@ -266,7 +273,8 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
                            res_input=int(src == NETWORK_INPUT),
                            res_base=0 if src == NETWORK_INPUT else place.out_base[src])
             desc = encode_descriptor(
-                kind=KIND_CONV, n_in=ci, n_out=co, chunks=chunks, out_base=place.out_base[li],
+                kind=KIND_CONV, n_in=ci, n_out=co, chunks=chunks,
+                out_base=place.out_base[li] or 0,  # (None: the last layer writes OUTPUT)
                 in_h=h, in_w=w, conv_h=ch, conv_w=cw, kh=kh, kw=kw, stride=layer.stride,
                 pad=layer.padding, pool_log2=pool_log2, **res, **common)
             n_in, n_out = ci, co

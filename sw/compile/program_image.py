@@ -111,9 +111,17 @@ class ProgramImage:
         return decode_descriptor(self.layers[0].descriptor)["in_stride"]
 
     @property
+    def out_positions(self) -> int:
+        """Output positions of one sample: 1, or the width of a last conv layer (a row of one
+        pass per position, :mod:`sw.compile.batch_map`)."""
+        last = self.layers[-1]
+        return decode_descriptor(last.descriptor)["conv_w"] if last.kind == 1 else 1  # conv
+
+    @property
     def out_stride(self) -> int:
-        """OUTPUT words of one sample: the last layer's passes of ``n_pe`` neurons."""
-        return self.layers[-1].passes * self.params.n_pe
+        """OUTPUT words of one sample: the last layer's passes of ``n_pe`` neurons (at each of
+        its positions)."""
+        return self.layers[-1].passes * self.params.n_pe * self.out_positions
 
     @property
     def max_batch(self) -> int:
@@ -277,7 +285,10 @@ def _batch_limit(image: ProgramImage) -> str:
 def output_addresses(image: ProgramImage, batch: int) -> list[tuple[int, int]]:
     """``(addr, count)`` to read the outputs of each sample of a batch."""
     base = image.memory_map["OUTPUT"].base
-    return [(base + b * image.out_stride, image.n_out) for b in range(batch)]
+    positions = image.out_positions
+    step, count = image.out_stride // positions, image.n_out // positions
+    return [(base + b * image.out_stride + q * step, count)
+            for b in range(batch) for q in range(positions)]
 
 
 def decode_outputs(image: ProgramImage, words) -> np.ndarray:
@@ -285,7 +296,9 @@ def decode_outputs(image: ProgramImage, words) -> np.ndarray:
 
     Membranes (signed) for a readout network, packed ``T``-bit words otherwise.
     """
-    w = np.asarray(words, dtype=np.int64).reshape(-1, image.n_out)
+    positions = image.out_positions
+    w = np.asarray(words, dtype=np.int64).reshape(-1, positions, image.n_out // positions)
+    w = w.transpose(0, 2, 1).reshape(-1, image.n_out)  # (C, H, W) order, as the golden model's
     if image.readout:
         return np.where(w >= 1 << 31, w - (1 << 32), w)
     return w & ((1 << image.T) - 1)

@@ -472,7 +472,8 @@ class Device:
                     raise DeviceError(f"read-back of {w.region} at {w.addr:#x} does not match "
                                       f"what was written")
 
-    def infer(self, image, x, *, pipeline: bool = True, progress=None) -> InferenceResult:
+    def infer(self, image, x, *, pipeline: bool = True, maps: bool = True,
+              progress=None) -> InferenceResult:
         """Run packed inputs ``x`` in batches of ``image.max_batch`` samples.
 
         ``x`` is ``(n, n_in)``; an image network (first layer conv) also takes ``(n, C, H, W)``
@@ -490,25 +491,53 @@ class Device:
         are free again), and batch ``b``'s outputs are read before RUN ``b + 1`` overwrites them.
         ``pipeline=False`` waits for each batch's replies before sending the next batch.
         ``progress(samples_done)`` is called as batches complete.
+
+        With ``maps`` (the default) a batch of a dense network that fits runs as one map
+        (:mod:`sw.compile.batch_map`: every layer a 1x1 conv over a row of the batch's samples,
+        one fill and drain of the datapath a layer for the batch instead of one a sample): the
+        map's descriptors are written before the batch's inputs (when the device does not hold
+        them already) and the image's own after the last map. Inputs, outputs and the per-run
+        counters are the batch run's; only the cycles are fewer. ``maps=False`` runs every
+        batch as a batch run.
         """
         import numpy as np
 
+        from sw.compile import batch_map
         from sw.compile import program_image as img
 
         x = np.atleast_2d(np.asarray(x))
         depth = image.max_batch  # batch_depth, or fewer for wide inputs or outputs
         batches = [x[start:start + depth] for start in range(0, len(x), depth)]
+        held = [None]  # the map width whose program the device holds (None: the image's own)
+
+        def program_for(n):
+            """The PROGRAM write a batch of ``n`` samples needs first (None: the device holds
+            it), and the batch size its RUN names."""
+            width = n if maps and batch_map.runs_as_map(image, n) else None
+            write = None
+            if width != held[0]:
+                write = (batch_map.own_program(image) if width is None
+                         else batch_map.map_program(image, width))
+                held[0] = width
+            return write, 1 if width else n
+
         if not pipeline:
             outputs, counters = [], []
             for chunk in batches:
-                self.write_blocks([(w.addr, w.words) for w in img.encode_inputs(image, chunk)])
-                self.run(len(chunk))
+                program, run_batch = program_for(len(chunk))
+                writes = [] if program is None else [program]
+                writes += img.encode_inputs(image, chunk)
+                self.write_blocks([(w.addr, w.words) for w in writes])
+                self.run(run_batch)
                 *outs, counter_words = self.read_blocks(
                     img.output_addresses(image, len(chunk)) + [img.counter_range(image)])
                 outputs.append(img.decode_outputs(image, [w for o in outs for w in o]))
                 counters.append(img.decode_counters(image, counter_words))
                 if progress is not None:
                     progress(sum(len(o) for o in outputs))
+            program, _ = program_for(0)  # the image's own descriptors back
+            if program is not None:
+                self.write_blocks([(program.addr, program.words)])
             return InferenceResult(np.concatenate(outputs) if outputs else
                                    np.zeros((0, image.n_out), np.int64), counters)
 
@@ -525,13 +554,18 @@ class Device:
             requests.extend(part)
 
         for b, chunk in enumerate(batches):
-            requests += self._write_requests([(w.addr, w.words)
-                                              for w in img.encode_inputs(image, chunk)])
+            program, run_batch = program_for(len(chunk))
+            writes = [] if program is None else [program]
+            writes += img.encode_inputs(image, chunk)
+            requests += self._write_requests([(w.addr, w.words) for w in writes])
             if b:
                 read(b - 1)
-            requests.append((Command.RUN, words_payload(len(chunk)), run_time))
+            requests.append((Command.RUN, words_payload(run_batch), run_time))
         if batches:
             read(len(batches) - 1)
+        program, _ = program_for(0)  # the image's own descriptors back
+        if program is not None:
+            requests += self._write_requests([(program.addr, program.words)])
         ends = {first + count: len(batches[b]) for b, first, count in reads}
 
         class _Done:  # transact_many's progress hook: counts replies, reports finished batches

@@ -57,7 +57,8 @@ from sw.compile.input_fold import device_network
 
 __all__ = ["CoreTiming", "LayerShape", "RunPlace", "layer_cycles", "conv_layer_cycles",
            "conv_walk_steps",
-           "chunk_plane_counts", "map_plane_counts", "predict_cycles", "measure_cycles_rtl",
+           "chunk_plane_counts", "map_plane_counts", "predict_cycles", "predict_run_cycles",
+           "measure_cycles_rtl",
            "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT",
            "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_FIRST_EXTRA", "SEQ_PREFETCH_READY"]
 
@@ -293,7 +294,7 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
     one sample; ``counts``: the non-zero planes below ``T`` of each block of its input map,
     ``(H, W, ceil(C / k))`` (:func:`map_plane_counts`); ``res_counts``: the same of its
     shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))`` (a layer with a shortcut only)."""
-    shape = LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=False, n_in=layer.n_in,
+    shape = LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=layer.readout, n_in=layer.n_in,
                        n_out=layer.n_out)
     steps = conv_walk_steps(layer, counts, params, res_counts)
     positions = int(np.prod(layer.conv_shape[1:]))
@@ -596,6 +597,26 @@ def predict_cycles(net: IntNetwork, x, params: CoreParams, result=None, *,
         a = np.asarray(r.output, dtype=np.int64).reshape(len(a), -1)
         shape_in = tuple(layer.out_shape)
     return out
+
+
+def predict_run_cycles(net: IntNetwork, x, params: CoreParams, *, maps: bool = True) -> np.ndarray:
+    """Predicted ``cycles`` counters of each run ``(runs, layers)`` as ``Device.infer`` runs
+    ``x``: batches of the image's ``max_batch`` samples, each a batch run or (``maps``, where
+    :func:`sw.compile.batch_map.runs_as_map` says so) one map of the batch's samples."""
+    from sw.compile.batch_map import map_inputs, map_network, runs_as_map
+    from sw.compile.program_image import build_image
+
+    image = build_image(net, params)
+    a = np.asarray(x, dtype=np.int64).reshape(-1, net.n_in)
+    runs = []
+    for start in range(0, len(a), image.max_batch):
+        chunk = a[start:start + image.max_batch]
+        if maps and runs_as_map(image, len(chunk)):
+            runs.append(predict_cycles(map_network(net, len(chunk)), map_inputs(chunk),
+                                       params)[0])
+        else:
+            runs.append(predict_cycles(net, chunk, params, batch=len(chunk)).sum(axis=0))
+    return np.array(runs, dtype=np.int64).reshape(-1, len(net.layers))
 
 
 def measure_cycles_rtl(params: CoreParams, cases, *, build_dir, simulator: str = "verilator"):

@@ -85,3 +85,36 @@ def test_the_simulation_tops_own_clock_is_the_testbenchs(rng):
     assert (a.upload_cycles, a.infer_cycles) == (b.upload_cycles, b.infer_cycles)
     with pytest.raises(ValueError, match="an internal clock needs Verilator"):
         run_on_rtl(net, x, SMALL, build_dir=BUILD, clock="internal", simulator="icarus")
+
+
+def test_dense_batches_run_as_maps(rng):
+    """``Device.infer`` runs each batch of a dense network as one map (``sw.compile.batch_map``)
+    where it fits: outputs == golden, every run's spike and skip counters those of the same
+    batch run as a batch, every run's cycles the cycle model's (``predict_run_cycles``) both
+    ways, and fewer cycles as maps; the device holds the image's own program afterwards."""
+    require_simulator("verilator")
+    from sim.rtl.session import run_on_rtl
+    from sim.tb.random_nets import random_network
+    from sw.compile.batch_map import max_map_width
+    from sw.research.cycle_model import predict_run_cycles
+
+    for _ in range(500):
+        net = random_network(rng, SMALL, max_depth=3)
+        if max_map_width(net, SMALL) >= SMALL.batch_depth:
+            break
+    else:
+        raise AssertionError("no mappable network drawn")
+    print("layers", [layer.n_out for layer in net.layers], "T", net.T)
+    # two whole batches and one of 3 (a map of another width)
+    x = rng.integers(0, 1 << net.T, (2 * SMALL.batch_depth + 3, net.n_in))
+    golden = run_network(net, x)
+    runs = {maps: run_on_rtl(net, x, SMALL, build_dir=BUILD, maps=maps, batchwise_too=maps)
+            for maps in (True, False)}
+    for maps, run in runs.items():
+        assert np.array_equal(run.outputs, golden.output), maps
+        assert np.array_equal(run.cycles, predict_run_cycles(net, x, SMALL, maps=maps)), maps
+        assert np.array_equal(run.total_cycles, run.cycles.sum(axis=1)), maps
+    a, b = runs[True], runs[False]
+    assert np.array_equal(a.spikes, b.spikes) and np.array_equal(a.skipped, b.skipped)
+    print("cycles per run as maps", a.total_cycles, "as batch runs", b.total_cycles)
+    assert (a.total_cycles < b.total_cycles).all()
