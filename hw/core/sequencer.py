@@ -10,14 +10,15 @@ sample's input blocks (sample ``b``'s ``b * in_stride`` blocks into INPUT, ``in_
 layer 0's descriptor); layer ``l`` writes ping-pong half ``l % 2`` of the spike memory (a conv
 layer: at its descriptor's ``out_base``) and layer ``l + 1`` reads it; the last layer writes the
 sample's output words (sample ``b``'s ``b * passes * n_pe`` words into OUTPUT, ``passes`` the
-last layer's; ``conv_w`` in place of ``passes`` when the last layer is a conv row).
+last layer's; a last conv layer, a row, writes ``conv_w n_pe`` words in a batch of one).
 
 Refused (the run ends with an error code): a kind other than dense and conv, a conv readout that
 is not the last layer, a last conv layer that is not a row of one pass per position (output
-height 1, one pass, no pooling, no shortcut: ``BAD_KIND``); a conv layer with a zero size,
+height 1, one pass: ``BAD_KIND``); a conv layer with a zero size,
 kernel or stride, or no pooled position (``BAD_SIZE``); a batch whose samples' inputs or outputs
 overrun INPUT or OUTPUT (``BAD_BATCH``, at the first sample that does not fit: the host's
-compiler refuses such a batch before it is sent). ``NO_CONV_OP`` is not raised any more (conv
+compiler refuses such a batch before it is sent; a program whose last layer is a conv row runs
+in a batch of one sample, and its ``conv_w n_pe`` words must fit OUTPUT). ``NO_CONV_OP`` is not raised any more (conv
 layers with max pooling and a shortcut both run); the code stays reserved for a conv operation a
 later descriptor may name.
 A conv layer's shortcut from the network input reads the sample's INPUT slot
@@ -259,11 +260,6 @@ class Sequencer(wiring.Component):
             return (((word == DENSE_WORDS_READ + 1) & (desc.kind == 0))
                     | (word == words_read + 1))
 
-        def sample_out_words(desc):
-            """OUTPUT words of one sample when ``desc`` is the last layer: ``passes n_pe``, or
-            ``conv_w n_pe`` for a conv layer (a row of one pass per position)."""
-            return Mux(desc.kind == 1, desc.conv_w, desc.passes) << pe_bits
-
         def verdict(desc, at_lyr, at_in_base, at_out_base, at_sample):
             """The checks of descriptor ``desc`` for layer ``at_lyr`` of the sample numbered
             ``at_sample`` whose input starts at block ``at_in_base`` and outputs at word
@@ -271,13 +267,13 @@ class Sequencer(wiring.Component):
             covered = desc.passes << (p.n_pe.bit_length() - 1)  # neurons the passes hold
             conv = desc.kind == 1
             big_stride = desc.in_stride > p.input_blocks
-            # A conv layer may end the program as a row of positions: one pass per position, an
-            # output height of 1, no pooling, no shortcut (a batch of dense samples run as one
-            # map: ``sw.compile.batch_map``); its outputs are then ``conv_w`` positions of
-            # ``n_pe`` words, in the layout of as many samples of one pass.
-            row_end = ((desc.passes == 1) & (desc.conv_h == 1) & (desc.pool_log2 == 0)
-                       & (desc.res_gain == 0))
-            out_words = sample_out_words(desc)
+            # A conv layer may end the program as a row of positions: one pass per position and
+            # an output height of 1 (so no pooling: BAD_SIZE; a batch of dense samples run as
+            # one map, ``sw.compile.batch_map``); its outputs are then ``conv_w`` positions of
+            # ``n_pe`` words, in the layout of as many samples of one pass. It runs in a batch
+            # of one sample (its OUTPUT slot is ``conv_w n_pe`` words). (A shortcut would only
+            # read; the compiler refuses one there.)
+            row_end = (desc.passes == 1) & (desc.conv_h == 1)
             m.d.sync += [
                 bad_kind.eq((desc.kind > p.conv)
                             | (conv & ((desc.readout & ~desc.last) | (desc.last & ~row_end)))),
@@ -301,7 +297,10 @@ class Sequencer(wiring.Component):
                           | ((at_lyr == 0) & (big_stride | (at_in_base
                                                             + desc.in_stride[:len(in_step)]
                                                             > p.spike_rows)))
-                          | (desc.last & (at_out_base + out_words > p.output_words))),
+                          | (desc.last & (at_out_base + (desc.passes << pe_bits)
+                                          > p.output_words))
+                          | (desc.last & conv & ((batch != 1)
+                                                 | (desc.conv_w > p.output_words >> pe_bits)))),
             ]
 
         failed = bad_io | bad_kind | bad_t | no_lif | bad_size.any()
@@ -427,7 +426,7 @@ class Sequencer(wiring.Component):
                     with m.If(~run_ends & ~layers_end):
                         prefetch(Mux(d.last, 0, lyr + 1), sample + d.last,
                                  Mux(d.last, in_base + in_step, in_base),
-                                 Mux(d.last, out_base + sample_out_words(d), out_base))
+                                 Mux(d.last, out_base + (d.passes << pe_bits), out_base))
                     m.next = "START"
                 with m.State("START"):
                     m.d.sync += all_stored.eq(0)  # the counters of the layer before are stale
@@ -500,7 +499,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [sample.eq(sample + 1), lyr.eq(0), self.desc_en.eq(1)]
                         if multi:
                             m.d.sync += [in_base.eq(in_base + in_step),
-                                         out_base.eq(out_base + sample_out_words(d))]
+                                         out_base.eq(out_base + (d.passes << pe_bits))]
                         m.next = "LOAD"
                     with m.Elif(no_last):
                         fail(ErrorCode.NO_LAST)

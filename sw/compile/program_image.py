@@ -126,8 +126,11 @@ class ProgramImage:
     @property
     def max_batch(self) -> int:
         """Samples one batch run of this network takes: ``batch_depth``, or fewer when the
-        samples' inputs or outputs fill the INPUT or OUTPUT region first."""
+        samples' inputs or outputs fill the INPUT or OUTPUT region first; 1 when the last layer
+        is a conv row (the core runs those one sample a run)."""
         p = self.params
+        if self.layers[-1].kind == 1:
+            return 1
         return min(p.batch_depth, p.input_blocks // self.in_stride,
                    p.output_words // self.out_stride)
 
@@ -275,6 +278,8 @@ def _batch_limit(image: ProgramImage) -> str:
     p = image.params
     if image.max_batch == p.batch_depth:
         return "batch_depth"
+    if image.layers[-1].kind == 1:
+        return "the last layer is a conv row, run one sample a run"
     if p.input_blocks // image.in_stride == image.max_batch:
         return (f"a sample's input is {image.in_stride} spike blocks of the INPUT region's "
                 f"{p.input_blocks}")

@@ -120,11 +120,12 @@ def test_core_pysim_batch_as_one_map(seed):
 
 
 @pytest.mark.parametrize("change", [{"conv_h": 2}, {"passes": 2}, {"pool_log2": 1},
-                                    {"res_gain": 1}, {"last": 0, "readout": 1}])
+                                    {"last": 0, "readout": 1}])
 def test_core_refuses_a_last_conv_layer_that_is_not_a_row(change, seed):
-    """A last conv layer runs only as a row of one pass per position without pooling or
-    shortcut, and a conv readout only as the last layer: BAD_KIND otherwise (BAD_SIZE where the
-    change breaks the geometry first); the compiler refuses the same before the core sees it."""
+    """A last conv layer runs only as a row of one pass per position, and a conv readout only
+    as the last layer: BAD_KIND otherwise (BAD_SIZE where the change breaks the geometry first);
+    the compiler refuses the same, and a shortcut or pooling there, before the core sees it.
+    The row runs one sample a run (BAD_BATCH for two; the image's ``max_batch`` is 1)."""
     rng = np.random.default_rng(seed)
     net, width = _mappable(rng, P)
     mnet = map_network(net, width)
@@ -142,14 +143,19 @@ def test_core_refuses_a_last_conv_layer_that_is_not_a_row(change, seed):
         await pb.write(ctx, where, bad)
         statuses.append(await pb.run(ctx, 1))
         await pb.write(ctx, where, words)
+        statuses.append(await pb.run(ctx, 2))  # a conv row runs one sample a run
         statuses.append(await pb.run(ctx, 1))
         pb.finished = True
 
     pb.simulate(host)
-    refused, done = statuses
-    codes = {ErrorCode.BAD_KIND} | ({ErrorCode.BAD_SIZE} if "passes" in change else set())
+    refused, two, done = statuses
+    assert two & registers.STATUS_ERROR and two >> 8 == ErrorCode.BAD_BATCH, hex(two)
+    # (pooling a row leaves no pooled row: BAD_SIZE)
+    codes = {ErrorCode.BAD_KIND} | ({ErrorCode.BAD_SIZE} if "passes" in change
+                                    or "pool_log2" in change else set())
     assert refused & registers.STATUS_ERROR and refused >> 8 in codes, hex(refused)
     assert done == registers.STATUS_DONE, hex(done)
+    assert img.build_image(mnet, P).max_batch == 1
     tall = IntLayer(weight=np.ones((2, 3, 1, 1), int), bias=np.zeros(2, int), theta=1,
                     readout=True, kind="conv", in_shape=(3, 2, 2))
     with pytest.raises(DoesNotFitError, match="one row of at most"):
