@@ -32,6 +32,7 @@ from cocotb.task import bridge
 from cocotb.triggers import Timer
 
 from sim.rtl.runner import cocotb_env
+from sw.compile import batch_map
 from sim.rtl.uart_host import start_host, uart_device
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
@@ -151,6 +152,10 @@ async def _session(dut):
                                         maps=cocotb_env("maps", True))
         assert np.array_equal(again.outputs, outputs[0]), "batch-by-batch outputs differ"
         batchwise_cycles = round((get_sim_time("ns") - t2) / PERIOD_NS)
+    if len(x) and batch_map.image_map_width(image) >= 2:  # after maps: the image's own program
+        own = batch_map.own_program(image)
+        back = await bridge(dev.read_words)(own.addr, len(own.words))
+        assert back == list(own.words), "the device kept a map's descriptors after infer"
 
     def per_run(field):
         return np.array([list(getattr(c, field)) for c in counters], dtype=np.int64).reshape(

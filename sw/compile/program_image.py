@@ -33,6 +33,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.packing import check_packed, feature_map_blocks
 
+from .conv_layout import KIND_CONV
 from .errors import DoesNotFitError, check_layer_fits, check_network_fits
 from .input_fold import InputFold, folded_network, plan_input_fold
 
@@ -115,7 +116,7 @@ class ProgramImage:
         """Output positions of one sample: 1, or the width of a last conv layer (a row of one
         pass per position, :mod:`sw.compile.batch_map`)."""
         last = self.layers[-1]
-        return decode_descriptor(last.descriptor)["conv_w"] if last.kind == 1 else 1  # conv
+        return decode_descriptor(last.descriptor)["conv_w"] if last.kind == KIND_CONV else 1
 
     @property
     def out_stride(self) -> int:
@@ -129,7 +130,7 @@ class ProgramImage:
         samples' inputs or outputs fill the INPUT or OUTPUT region first; 1 when the last layer
         is a conv row (the core runs those one sample a run)."""
         p = self.params
-        if self.layers[-1].kind == 1:
+        if self.layers[-1].kind == KIND_CONV:
             return 1
         return min(p.batch_depth, p.input_blocks // self.in_stride,
                    p.output_words // self.out_stride)
@@ -278,7 +279,7 @@ def _batch_limit(image: ProgramImage) -> str:
     p = image.params
     if image.max_batch == p.batch_depth:
         return "batch_depth"
-    if image.layers[-1].kind == 1:
+    if image.layers[-1].kind == KIND_CONV:
         return "the last layer is a conv row, run one sample a run"
     if p.input_blocks // image.in_stride == image.max_batch:
         return (f"a sample's input is {image.in_stride} spike blocks of the INPUT region's "

@@ -498,7 +498,9 @@ class Device:
         map's descriptors are written before the batch's inputs (when the device does not hold
         them already) and the image's own after the last map. Inputs, outputs and the per-run
         counters are the batch run's; only the cycles are fewer. ``maps=False`` runs every
-        batch as a batch run.
+        batch as a batch run. (An error in the middle can leave a map's descriptors on the
+        device: the next ``infer`` of the image writes the ones it needs first, and
+        ``load_image`` writes the image's own.)
         """
         import numpy as np
 
@@ -508,17 +510,21 @@ class Device:
         x = np.atleast_2d(np.asarray(x))
         depth = image.max_batch  # batch_depth, or fewer for wide inputs or outputs
         batches = [x[start:start + depth] for start in range(0, len(x), depth)]
-        held = [None]  # the map width whose program the device holds (None: the image's own)
+        # The map width whose descriptors the device holds (None: the image's own, as
+        # load_image wrote them). For an image that runs as maps it is not known at first (a
+        # map run interrupted by an error leaves the map's), so the first batch writes its own.
+        held = "unknown" if batch_map.image_map_width(image) >= 2 else None
 
         def program_for(n):
             """The PROGRAM write a batch of ``n`` samples needs first (None: the device holds
             it), and the batch size its RUN names."""
+            nonlocal held
             width = n if maps and batch_map.runs_as_map(image, n) else None
             write = None
-            if width != held[0]:
+            if width != held:
                 write = (batch_map.own_program(image) if width is None
                          else batch_map.map_program(image, width))
-                held[0] = width
+                held = width
             return write, 1 if width else n
 
         if not pipeline:
