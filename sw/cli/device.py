@@ -363,12 +363,18 @@ def cmd_compile(args) -> int:
 
 def _batch_line(image) -> str:
     """How many samples one batch run takes, and what limits it (``image.max_batch``)."""
+    from sw.compile.batch_map import image_map_width
+
     p = image.params
     what = "image" if len(image.in_shape) == 3 else "sample"
-    return (f"batch: {image.max_batch} {what}{'s' if image.max_batch > 1 else ''} per run "
+    line = (f"batch: {image.max_batch} {what}{'s' if image.max_batch > 1 else ''} per run "
             f"(batch_depth {p.batch_depth}; one {what} takes {image.in_stride} of the "
             f"{p.input_blocks} input blocks and {image.out_stride} of the {p.output_words} "
             "output words)")
+    if image.max_batch >= 2 and image_map_width(image) >= image.max_batch:
+        line += ("; the driver runs each batch as one map (every layer a 1x1 conv over the "
+                 "batch's samples: one fill and drain a layer per batch)")
+    return line
 
 
 cmd_compile.configure = _configure_compile
