@@ -14,13 +14,13 @@ last layer's; a last conv layer, a row, writes ``conv_w n_pe`` words in a batch 
 
 Refused (the run ends with an error code): a kind other than dense and conv, a conv readout that
 is not the last layer, a last conv layer that is not a row of one pass per position (output
-height 1, one pass: ``BAD_KIND``); a conv layer with a zero size,
-kernel or stride, or no pooled position (``BAD_SIZE``); a batch whose samples' inputs or outputs
-overrun INPUT or OUTPUT (``BAD_BATCH``, at the first sample that does not fit: the host's
-compiler refuses such a batch before it is sent; a program whose last layer is a conv row runs
-in a batch of one sample, and its ``conv_w n_pe`` words must fit OUTPUT). ``NO_CONV_OP`` is not raised any more (conv
-layers with max pooling and a shortcut both run); the code stays reserved for a conv operation a
-later descriptor may name.
+height 1, one pass: ``BAD_KIND``); a conv layer with a zero size, kernel or stride, or no pooled
+position (``BAD_SIZE``); a batch whose samples' inputs or outputs overrun INPUT or OUTPUT
+(``BAD_BATCH``, at the first sample that does not fit: the host's compiler refuses such a batch
+before it is sent; a program whose last layer is a conv row runs in a batch of one sample, and
+its ``conv_w n_pe`` words must fit OUTPUT). ``NO_CONV_OP`` is not raised any more (conv layers
+with max pooling and a shortcut both run); the code stays reserved for a conv operation a later
+descriptor may name.
 A conv layer's shortcut from the network input reads the sample's INPUT slot
 (:attr:`sample_base`).
 

@@ -436,6 +436,13 @@ class NetworkResult:
         """Output spikes per layer (in the stored, post-pool words): ``(n_layers,) + batch``."""
         return np.stack([r.spikes for r in self.layers])
 
+    @property
+    def rows(self) -> np.ndarray:
+        """:attr:`output` as one row per sample, ``(n, outputs)`` in ``(C, H, W)`` order: what
+        the device's outputs decode to (``sw.compile.program_image.decode_outputs``), also for
+        a last conv layer, whose :attr:`output` is ``(n, C, H, W)``."""
+        return self.output.reshape(len(self.output), -1)
+
     def predictions(self) -> np.ndarray:
         """Class index per sample: argmax of a vector output, lowest index on ties."""
         return np.argmax(self.output, axis=-1)

@@ -47,7 +47,7 @@ async def measure(tb, net, x, with_ref=False):
     await tb.bus.load(image.writes)
     out, counters, _ = await tb.bus.run_batch(image, x, poll=256)
     ref = golden.run_network(net, x, acc_bits=tb.params.acc_bits)
-    assert np.array_equal(out, ref.output.reshape(len(out), -1)), "RTL differs from golden model"
+    assert np.array_equal(out, ref.rows), "RTL differs from golden model"
     return (counters, ref) if with_ref else counters
 
 

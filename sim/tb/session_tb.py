@@ -32,8 +32,8 @@ from cocotb.task import bridge
 from cocotb.triggers import Timer
 
 from sim.rtl.runner import cocotb_env
-from sw.compile import batch_map
 from sim.rtl.uart_host import start_host, uart_device
+from sw.compile import batch_map
 
 CLK_FREQ = cocotb_env("clk_freq", 100_000_000)
 BAUD = cocotb_env("baud", 25_000_000)

@@ -78,7 +78,7 @@ def _check_runs(cases, results, params):
         ref = golden.run_network(net, x, acc_bits=params.acc_bits)
         spikes, skipped = expected_conv_counters(net, x, params, ref)
         assert status == registers.STATUS_DONE, hex(status)
-        assert np.array_equal(out, ref.output.reshape(len(out), -1))  # (a conv row: 4-D)
+        assert np.array_equal(out, ref.rows)
         assert np.array_equal(counters.spikes, spikes)
         assert np.array_equal(counters.skipped, skipped)
         model = predict_cycles(net, x, params, ref, batch=len(x))
