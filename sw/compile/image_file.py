@@ -23,6 +23,7 @@ import numpy as np
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, write_file_atomically
 
+from .block_order import BlockOrder
 from .input_fold import InputFold
 from .program_image import ImageWrite, LayerLayout, ProgramImage, build_image
 
@@ -67,6 +68,8 @@ def save_image_file(path, image: ProgramImage, net: IntNetwork, target: str = ""
         "params": dataclasses.asdict(image.params), "T": image.T, "n_in": image.n_in,
         "n_out": image.n_out, "readout": image.readout, "in_shape": list(image.in_shape),
         "input_fold": None if image.input_fold is None else dataclasses.asdict(image.input_fold),
+        "block_order": None if image.block_order is None else [
+            None if o is None else list(o) for o in image.block_order.orders],
         "layers": [dataclasses.asdict(lay) for lay in image.layers],
         "writes": [[w.region, w.addr] for w in image.writes],
     }
@@ -144,10 +147,15 @@ def load_image_file(path) -> ImageFile:
                              "again") from None
     try:
         params = CoreParams(**header["params"])
-        fresh = build_image(net, params)
+        order = _block_order(header.get("block_order"))
     except (TypeError, ValueError, KeyError) as e:  # parameters of another host version
         raise ImageFileError(f"{path} was compiled for build parameters this host does not "
                              f"know ({e}); run `spikepack compile` again") from None
+    try:
+        fresh = build_image(net, params, order)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ImageFileError(f"{path} does not compile on this host ({e}); run `spikepack "
+                             "compile` again") from None
     try:
         image = ProgramImage(
             params, fresh.memory_map,
@@ -156,7 +164,7 @@ def load_image_file(path) -> ImageFile:
             tuple(ImageWrite(region, addr, w) for (region, addr), w in
                   zip(header["writes"], words, strict=True)),
             header["T"], header["n_in"], header["n_out"], header["readout"],
-            tuple(header.get("in_shape", ())), _input_fold(header.get("input_fold")))
+            tuple(header.get("in_shape", ())), _input_fold(header.get("input_fold")), order)
     except _READ_ERRORS as e:
         detail = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
         raise ImageFileError(f"{path} has a damaged header ({e.__class__.__name__}: {detail}); "
@@ -172,6 +180,15 @@ def _input_fold(fields) -> InputFold | None:
     if fields is None:
         return None
     return InputFold(tuple(fields["in_shape"]), fields["kw"], fields["pad"])
+
+
+def _block_order(entry) -> BlockOrder | None:
+    """The header's ``block_order`` entry (``None``: the layers' inputs in their own order)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, list):
+        raise ValueError("block_order is not a list")
+    return BlockOrder(tuple(None if o is None else tuple(o) for o in entry))
 
 
 class _NotAnImage(Exception):

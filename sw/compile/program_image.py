@@ -33,6 +33,7 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork, Mode, Reset
 from sim.golden.packing import check_packed, feature_map_blocks
 
+from .block_order import BlockOrder, ordered_network
 from .conv_layout import KIND_CONV
 from .errors import DoesNotFitError, check_layer_fits, check_network_fits
 from .input_fold import InputFold, folded_network, plan_input_fold
@@ -89,6 +90,9 @@ class ProgramImage:
     input_fold : InputFold or None
         The kernel-column fold of a thin first conv layer (:mod:`sw.compile.input_fold`): the
         image lays out the folded layer and :func:`encode_inputs` writes each image folded.
+    block_order : BlockOrder or None
+        The order the layers' inputs are stored in (:mod:`sw.compile.block_order`): the image
+        lays out the ordered network and :func:`encode_inputs` writes each sample in order.
     """
 
     params: CoreParams
@@ -101,6 +105,7 @@ class ProgramImage:
     readout: bool
     in_shape: tuple[int, ...] = ()
     input_fold: InputFold | None = None
+    block_order: BlockOrder | None = None
 
     @property
     def weight_rows(self) -> int:
@@ -145,13 +150,24 @@ def _words(values: np.ndarray, bits: int) -> list[int]:
     return [int(v) & mask for v in values]
 
 
-def build_image(net: IntNetwork, params: CoreParams) -> ProgramImage:
-    """Lay ``net`` out for a core built with ``params``; refuse what does not fit."""
+def build_image(net: IntNetwork, params: CoreParams, order: BlockOrder | None = None,
+                ) -> ProgramImage:
+    """Lay ``net`` out for a core built with ``params``; refuse what does not fit.
+
+    ``order`` (:func:`sw.compile.block_order.plan_block_order`) stores the layers' inputs in that
+    order: the image lays out :func:`~sw.compile.block_order.ordered_network` (the same outputs)
+    and remembers the order for :func:`encode_inputs`; an identity order is dropped.
+    """
     if not isinstance(net, IntNetwork):
         raise TypeError(f"net must be a sim.golden.ir.IntNetwork, not {type(net).__name__}")
     if not isinstance(params, CoreParams):
         raise TypeError("params must be a hw.contract.params.CoreParams, not "
                         f"{type(params).__name__}")
+    if order is not None:
+        order.check(net)
+        if not order.identity:
+            image = build_image(ordered_network(net, order), params)
+            return dataclasses.replace(image, block_order=order)
     if any(layer.kind == "conv" for layer in net.layers):
         from .conv_layout import conv_image_parts  # conv images: sw.compile.conv_layout
         fold = plan_input_fold(net, params)  # a thin first layer runs folded
@@ -253,6 +269,8 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
     if len(x) > image.max_batch:
         raise DoesNotFitError(f"a batch of {len(x)} samples is more than the build holds for "
                               f"this network ({image.max_batch}: {_batch_limit(image)}); split it")
+    if image.block_order is not None:  # the inputs in the order the image stores them
+        x = image.block_order.inputs(x)
     if len(image.in_shape) == 3:  # an image: channel-chunked HWC blocks, (y W + x) chunks + j
         maps = x.reshape((len(x),) + image.in_shape)
         if image.input_fold is not None:  # the first layer's kernel columns side by side

@@ -118,3 +118,46 @@ def test_dense_batches_run_as_maps(rng):
     assert np.array_equal(a.spikes, b.spikes) and np.array_equal(a.skipped, b.skipped)
     print("cycles per run as maps", a.total_cycles, "as batch runs", b.total_cycles)
     assert (a.total_cycles < b.total_cycles).all()
+
+
+def test_ordered_image_through_the_driver(rng):
+    """An image whose layers' inputs are stored in another order (``sw.compile.block_order``)
+    through the real driver: the user's inputs in, the network's outputs == golden out; spike
+    counters those of the same network compiled without the order; cycles and skip counters
+    those the cycle model predicts for the ordered network the device runs."""
+    require_simulator("verilator")
+    from sim.rtl.session import run_on_rtl
+    from sim.tb.random_nets import expected_conv_counters, random_network
+    from sw.compile.block_order import ordered_network, plan_block_order
+    from sw.compile.image_file import ImageFile
+    from sw.compile.program_image import build_image
+    from sw.research.cycle_model import predict_run_cycles
+
+    for _ in range(500):
+        net = random_network(rng, SMALL, max_depth=3)
+        if net.n_in > 2 * SMALL.k and len(net.layers) >= 2:
+            break
+    else:
+        raise AssertionError("no network of two layers and three input blocks drawn")
+    print("layers", [layer.n_out for layer in net.layers], "n_in", net.n_in, "T", net.T)
+    quiet = rng.random(net.n_in) < 0.5  # inputs silent on most samples
+    x = rng.integers(0, 1 << net.T, (2 * SMALL.batch_depth + 40, net.n_in))
+    x[:, quiet] *= rng.random((len(x), int(quiet.sum()))) < 0.05
+    order = plan_block_order(net, x[40:], SMALL)  # calibrated on other samples
+    x = x[:2 * SMALL.batch_depth]
+    image = build_image(net, SMALL, order)
+    assert image.block_order is not None
+    ordered = run_on_rtl(ImageFile(image, net, "board small"), x, SMALL, build_dir=BUILD)
+    plain = run_on_rtl(net, x, SMALL, build_dir=BUILD)
+    golden = run_network(net, x)
+    device = ordered_network(net, order)
+    for run in (ordered, plain):
+        assert np.array_equal(run.outputs, golden.output)
+    assert np.array_equal(ordered.spikes, plain.spikes)
+    xo = order.inputs(x)
+    assert np.array_equal(ordered.cycles, predict_run_cycles(device, xo, SMALL))
+    skipped = [expected_conv_counters(device, xo[i:i + 1], SMALL)[1] for i in range(len(x))]
+    runs = np.add.reduceat(np.array(skipped), np.arange(0, len(x), image.max_batch))
+    assert np.array_equal(ordered.skipped, runs)
+    print("cycles per run ordered", ordered.total_cycles, "input order", plain.total_cycles,
+          "skipped", ordered.skipped.sum(), "against", plain.skipped.sum())
