@@ -8,6 +8,7 @@ any pyserial URL) or the accelerator's RTL simulated with the same driver (``--s
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,9 @@ def _flat_inputs(x, net, where: str):
                     f"{want} packed {net.T}-bit words")
 
 
-def _inputs(args, net):
+def _inputs(args, net, split: str = "test"):
     """``(x, y or None, description)``: packed inputs for ``net``, ``(n, n_in)``, and their
-    labels."""
+    labels; a data set's ``split`` (``"test"`` or ``"train"``)."""
     from sim.golden.packing import check_packed
 
     if args.limit is not None and args.limit < 1:
@@ -97,8 +98,10 @@ def _inputs(args, net):
                             f"{_shape_text(image)} images ({ds.n_features} inputs each): pick "
                             "the data set the network was trained on (--data), or an .npz of "
                             "packed inputs")
-        _, x = ds.packed(net.T)  # flat, in C, H, W order
+        x_train, x = ds.packed(net.T)  # flat, in C, H, W order
         y, name = ds.y_test, f"{ds.name} test split"
+        if split == "train":
+            x, y, name = x_train, ds.y_train, f"{ds.name} training split"
     else:
         raise UserError(f"--data must be a data set ({', '.join(dataset_names())}, npz:PATH) "
                         f"or an .npz file of packed inputs, not {args.data!r}")
@@ -126,12 +129,12 @@ def _read_inputs(path):
                         f"{detail}); {remedy}") from None
 
 
-def _compile(net, params, target_name):
+def _compile(net, params, target_name, order=None):
     from sw.compile.program_image import DoesNotFitError, build_image
     from sw.compile.targets import check_gateware
 
     try:
-        image = build_image(net, params)
+        image = build_image(net, params, order)
         check_gateware(image)
         return image
     except DoesNotFitError as e:
@@ -139,11 +142,12 @@ def _compile(net, params, target_name):
                         "shrink the network") from None
 
 
-def _image(net, params):
-    """The program image of ``net`` on ``params``: its ``max_batch`` is the driver's batch."""
+def _image(net, params, image_file=None):
+    """The program image that runs: the image file's, else ``net`` compiled for ``params``
+    (its ``max_batch`` is the driver's batch, its ``block_order`` the stored blocks')."""
     from sw.compile.program_image import build_image
 
-    return build_image(net, params)
+    return image_file.image if image_file is not None else build_image(net, params)
 
 
 def _accuracy(pred, y) -> str:
@@ -185,10 +189,15 @@ def _golden_check(net, x, outputs, runs, image):
     :func:`sw.research.rtl_results.predicted_work`'s (conv layers walk their receptive fields).
     """
     from sim.golden.model import run_network
+    from sw.compile.block_order import ordered_network
     from sw.research.rtl_results import predicted_work
 
     golden = run_network(net, x)
-    _, skipped = predicted_work(net, x, image.params, golden)
+    if image.block_order is None:
+        _, skipped = predicted_work(net, x, image.params, golden)
+    else:  # the device skips the blocks of the network as it stores it
+        order = image.block_order
+        _, skipped = predicted_work(ordered_network(net, order), order.inputs(x), image.params)
     bad = int(np.sum(np.any(outputs != golden.output, axis=-1)))
     batch, spikes = image.max_batch, golden.spikes_per_layer.T  # (n, layers)
     bad_runs = max(0, len(runs[1]) - -(-len(x) // batch))  # runs past the samples' batches
@@ -331,12 +340,22 @@ def _configure_compile(p):
     p.add_argument("--timeout", type=float, default=1.0,
                    help="--port: seconds to wait for a reply before resending (default 1)")
     p.add_argument("-o", "--out", required=True, help="program image to write (.spkimg)")
+    p.add_argument("--order-on", metavar="DATA",
+                   help="store each dense layer's inputs in the order that puts inputs silent "
+                        "together in one spike block, planned on DATA: a data set's training "
+                        "split (digits, mnist-5k; mnist, fashion-mnist, cifar10 with --data-dir) "
+                        "or an .npz with 'x' (packed inputs); exact, fewer cycles where the "
+                        "core skips more blocks (sw.compile.block_order)")
+    p.add_argument("--data-dir", help="--order-on: directory with the files of mnist, "
+                                      "fashion-mnist, cifar10")
 
 
 @command("compile", "compile an integer network to a program image for a board or build; "
                     "print the layout and memory use, refuse what does not fit", examples=(
                         "spikepack compile net.npz --board arty_a7 -o net.spkimg",
                         "spikepack compile net.npz --board small -o net_small.spkimg",
+                        "spikepack compile net.npz --board ulx3s --order-on mnist-5k -o "
+                        "net.spkimg",
                         "spikepack compile net.npz --port /dev/ttyUSB1 -o net.spkimg"))
 def cmd_compile(args) -> int:
     from sw.compile.image_file import save_image_file
@@ -350,7 +369,8 @@ def cmd_compile(args) -> int:
     else:
         tgt = target(args.board)
         params, name = tgt.params, tgt.name
-    image = _compile(net, params, name)
+    order = _block_order(args, net, params) if args.order_on else None
+    image = _compile(net, params, name, order)
     print(f"target {name}: {params.describe()}")
     print(layer_table(net, image))
     print(usage_table(net, image))
@@ -359,6 +379,40 @@ def cmd_compile(args) -> int:
     sizes = ", ".join(f"{w.region.lower()} {len(w.words)}" for w in image.writes)
     print(f"fits; wrote {args.out} ({sum(len(w.words) for w in image.writes)} words: {sizes})")
     return 0
+
+
+def _block_order(args, net, params):
+    """``--order-on``: the order :func:`sw.compile.block_order.plan_block_order` plans on the
+    data's training split (or the .npz's ``x``); prints what it does to the data's beats."""
+    from sw.compile.block_order import MAX_SAMPLES, orderable, ordered_network, plan_block_order
+
+    if not orderable(net):
+        raise UserError("--order-on reorders networks of dense layers only (a conv network's "
+                        "blocks are channel chunks of a map position); drop --order-on")
+    spec = argparse.Namespace(data=args.order_on, data_dir=args.data_dir, seed=0, limit=None)
+    x, _, desc = _inputs(spec, net, split="train")
+    order = plan_block_order(net, x, params)
+    from sim.golden.model import run_network
+
+    used = f" (the first {MAX_SAMPLES} used)" if len(x) > MAX_SAMPLES else ""
+    x = x[:MAX_SAMPLES]
+    before = run_network(net, x).layers
+    after = run_network(ordered_network(net, order), order.inputs(x)).layers
+    ins = [(x, order.inputs(x))] + [(a.output, b.output) for a, b in zip(before[:-1], after[:-1],
+                                                                          strict=True)]
+    beats = ", ".join(
+        f"layer {li} {_beats(a, net.T, params):.1f} -> {_beats(b, net.T, params):.1f}"
+        for li, (a, b) in enumerate(ins) if order.orders[li] is not None)
+    print(f"block order planned on {desc}{used}: beats per pass on them "
+          f"{beats or 'unchanged (no layer has more than one block of inputs)'}")
+    return order
+
+
+def _beats(a, T, params) -> float:
+    from sw.research.cycle_model import chunk_plane_counts
+
+    a = np.asarray(a).reshape(len(a), -1)
+    return float(chunk_plane_counts(a, T, params.k, params.planes_per_beat).sum(axis=1).mean())
 
 
 def _batch_line(image) -> str:
@@ -434,8 +488,8 @@ def cmd_simulate(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"upload: {run.upload_words} words in {run.upload_cycles} cycles over the "
               f"simulated UART ({run.baud / 1e6:g} Mbaud), {run.resends} resends")
-        status = _report_run(net, x, y, run.outputs, _rtl_runs(run), _image(net, params),
-                             run.clk_freq, args.show, args.out)
+        status = _report_run(net, x, y, run.outputs, _rtl_runs(run),
+                             _image(net, params, image_file), run.clk_freq, args.show, args.out)
     elif args.show:
         for i in range(min(args.show, len(x))):
             print(f"  {i:4d}  {'' if y is None else f'label {y[i]}  '}pred "
@@ -568,8 +622,8 @@ def cmd_infer(args) -> int:
         run = _run_rtl(args, net, image_file, params, name, x)
         print(f"uploaded {run.upload_words} words; ran {len(x)} samples in "
               f"{len(run.total_cycles)} batches; {run.infer_cycles} cycles with the UART")
-        return _report_run(net, x, y, run.outputs, _rtl_runs(run), _image(net, params),
-                           run.clk_freq, args.show, args.out)
+        return _report_run(net, x, y, run.outputs, _rtl_runs(run),
+                           _image(net, params, image_file), run.clk_freq, args.show, args.out)
     dev, info, params = _open_device(args)
     with dev.transport:
         image = _image_for_device(net, image_file, params, args.port)

@@ -89,6 +89,24 @@ def test_digits_from_training_to_the_simulated_board(tmp_path, seed):
     assert accuracy > 75  # a trained network, not noise (typically ~95% on 40 digits)
 
 
+def test_block_order_through_the_commands(tmp_path, seed):
+    """``compile --order-on digits`` stores the layers' inputs in block order (planned on the
+    training split); ``simulate --rtl`` on the image is bit-exact: outputs, spike counters, and
+    skip counters of the network as the device stores it."""
+    net_path, image_path = tmp_path / "net.npz", tmp_path / "o.spkimg"
+    spikepack("train", "--dataset", "digits", "--T", 4, "--hidden", 32, "--epochs", 5, "--seed",
+              seed, "--quiet", "--out", net_path)
+    out = spikepack("compile", net_path, "--board", "small", "--order-on", "digits", "-o",
+                    image_path)
+    (before, after) = figure(r"beats per pass on them layer 0 ([\d.]+) -> ([\d.]+)", out)
+    assert float(after) <= float(before)
+    image = load_image_file(image_path).image
+    assert image.block_order is not None and image.block_order.orders[0] is not None
+    out = spikepack("simulate", image_path, "--rtl", "--data", "digits", "--seed", seed,
+                    "--limit", 24, "--quiet")
+    assert "bit-exact: all 24 outputs" in out
+
+
 @pytest.mark.slow
 def test_digits_full_test_split_on_the_simulated_board(tmp_path, seed):
     accuracy = digits_flow(tmp_path, seed, 360, ["--hidden", 128, 64, "--epochs", 60])
