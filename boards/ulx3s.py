@@ -37,9 +37,13 @@ ULX3S_85F = BoardPreset(
     # memory's write port is registered (``weight_write_reg``): with pair firing and without
     # it the bus write into the weight memory limited seeds 1 and 2 (95.8 and 100.2 MHz). A
     # queue of 16 spike blocks (LUT RAM) follows the fetcher, as on the Arty (``fetch_queue``).
+    # Its walk replays, after a position's first pass, only the blocks that pass found with a
+    # spike (``walk_replay``: a list of 64 chunks in LUT RAM; the Arty A7-35T has no LUTs left
+    # for it).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16, seq_prefetch=1),
+                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
+                      walk_replay=1),
     # nextpnr's placement seed, pinned so that every build places the same way. On this
     # netlist (2026-12-02, the sequencer's descriptor prefetch) seed 1 gives 103.50 MHz
     # (critical path a firing unit's threshold into its leak register, 6.6 ns of routing).

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 
-__all__ = ["CoreParams", "parse_settings"]
+__all__ = ["CoreParams", "parse_settings", "walk_replays"]
 
 
 def _is_pow2(x: int) -> bool:
@@ -136,6 +136,15 @@ class CoreParams:
         cycles after the one before ends, not sixteen (eighteen before a conv layer); the
         run's first layer starts a cycle later. About 400 flip-flops (a second descriptor
         register, the finished layer's counts); timing only, not in the identify block.
+    walk_replay : int
+        1: after the first pass of a position, the conv walk reads only the blocks that pass
+        found holding a spike below ``T`` (:class:`hw.core.conv_walk.ConvWalk`, a list of their
+        chunks in LUT RAM), for dense layers and 1x1 conv layers without pooling or shortcut
+        of two or more passes (:func:`walk_replays`): a pass's walk then follows the input's
+        non-empty blocks instead of all of them. Needs a conv build with a ``fetch_queue``
+        (the walk on credits). The first replayed pass of a position waits until the first
+        pass's last block is recorded (4 cycles). Changes cycles and the skip counters (a
+        replayed pass reads no empty block), not results; not in the identify block.
     """
 
     n_pe: int
@@ -162,6 +171,7 @@ class CoreParams:
     fire_out_reg: int = 0
     pe_control_copies: int = 0
     seq_prefetch: int = 0
+    walk_replay: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -193,12 +203,15 @@ class CoreParams:
         if self.weight_write_reg not in (0, 1, 2):
             raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
                              f"weight memory's write port), not {self.weight_write_reg}")
-        for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch"):
+        for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch", "walk_replay"):
             if getattr(self, name) not in (0, 1):
                 raise ValueError(f"{name} must be 0 or 1, not {getattr(self, name)}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")
+        if self.walk_replay and not (self.conv and self.fetch_queue):
+            raise ValueError("walk_replay needs the conv walk on credits: a conv build (conv=1) "
+                             "with a fetch_queue")
         if self.bank_passes not in (2, 4):
             raise ValueError(f"bank_passes must be 2 or 4, not {self.bank_passes}")
         if self.k % self.fire_units:
@@ -360,6 +373,15 @@ class CoreParams:
                 + ("s" if self.fire_units > 1 else "")
                 + ("" if self.lif else ", SpikePack layers only (no LIF)")
                 + ("" if self.conv else ", dense layers only (no conv)"))
+
+
+def walk_replays(params: CoreParams, *, dense: bool, kernel=(1, 1), pooled: bool = False,
+                 shortcut: bool = False, passes: int) -> bool:
+    """Whether a build with ``params`` replays a layer's walk (``walk_replay``): after the
+    first pass of each position only the blocks it found non-empty are read. Dense layers and
+    1x1 conv layers without pooling or shortcut, of two or more passes."""
+    return bool(params.walk_replay) and passes > 1 and (
+        dense or (tuple(kernel) == (1, 1) and not pooled and not shortcut))
 
 
 def parse_settings(items) -> dict[str, int]:

@@ -48,7 +48,7 @@ cycle in which the fetcher's stages advance.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -77,11 +77,16 @@ def block_ptr_bits(params: CoreParams) -> int:
 def walk_step_layout(params: CoreParams):
     """One step of the walk, as the block read at its address travels with it: ``valid``; end of
     pass (``last``); ``pad`` (an all-zero block, read from nowhere); ``res`` (a shortcut block
-    for the pass's output block ``group``); the weight ``row``."""
-    return data.StructLayout({
+    for the pass's output block ``group``); the weight ``row``; with ``walk_replay``, ``rec``
+    (a step of a position's first pass, whose block is recorded if it holds a spike) and
+    ``off`` (its chunk: the step's block and weight row less the pass's first)."""
+    fields = {
         "valid": 1, "last": 1, "pad": 1, "res": 1,
         "group": range(params.chunks_per_pass), "row": range(params.weight_depth),
-    })
+    }
+    if params.walk_replay:  # a step of a recording pass, and its chunk in the position's walk
+        fields |= {"rec": 1, "off": range(params.act_chunks)}
+    return data.StructLayout(fields)
 
 
 def walk_field_members(params: CoreParams) -> dict:
@@ -109,6 +114,9 @@ def conv_walk_signature(params: CoreParams, own_ready: bool = False,
         members["adv"] = In(1)
     if credits:
         members["took"] = Out(1)
+    if params.walk_replay:
+        members |= {"rec_in": In(1), "rec_any": In(1), "rec_last": In(1),
+                    "rec_off": In(range(params.act_chunks))}
     members |= {
         "busy": Out(1),
         "issued": Out(layer_passes_bits(params)),
@@ -260,6 +268,7 @@ class ConvWalk:
                                               ("2_cols", "2_rows", "3_cols", "3_rows"))
         g2_empty, g3_empty, g2_final, g3_final = Signal(), Signal(), Signal(), Signal()
         g3_cols0, g3_rows0 = Signal(), Signal()  # one inside tap column, row
+        g2_first, g3_first = Signal(), Signal()  # the position's first pass
         g2_offx = Signal(ptr_bits)  # chunks lo_x: blocks (and weight rows) of the left padding
         g2_offy = Signal(ptr_bits)  # row_step lo_y: blocks of the top padding
         g2_offw = Signal.like(kc)  # kc lo_y: weight rows of the top padding
@@ -288,6 +297,25 @@ class ConvWalk:
         res_phase = Signal()  # the walk is at the shortcut's blocks
         rb = Signal(range(groups))  # block of the pass
         res_j = Signal(range(p.max_passes * groups))  # block of the position (pass groups + rb)
+        # --- walk replay (``walk_replay``): the chunks of a position's first pass that hold a
+        # spike, recorded as the fetcher's stage S sees them, walked again by its later passes.
+        replay = bool(p.walk_replay)
+        rp_on = Signal()  # the layer replays (dense or 1x1 conv, no pooling or shortcut, 2+ passes)
+        rec = Signal()  # the walker's pass is a first pass: its steps are recorded
+        rep = Signal()  # the walker's pass replays the list
+        rep_ld = Signal()  # ... and waits for the list to be whole, then loads its first step
+        rec_pend = Signal()  # a first pass has ended and its last block is not recorded yet
+        rec_end = Signal()  # this step ends a first pass
+        li = Signal(range(p.act_chunks))  # the replayed step's entry
+        li_end = Signal()  # it is the list's last (a register, set a step ahead)
+        rep_none = Signal()  # the list is empty: the pass is one padding step
+        rcount = Signal(range(p.act_chunks + 1))  # entries recorded
+        lst0 = Signal(range(p.act_chunks))  # entry 0, in a register
+        if replay:
+            m.submodules.walk_list = lst = memory.Memory(shape=range(p.act_chunks),
+                                                         depth=p.act_chunks, init=[])
+            lst_w = lst.write_port()
+            lst_r = lst.read_port(domain="comb")
 
         if self._own_ready:
             # The walk's own copies of the output stage's handshake registers: the fetcher's
@@ -306,26 +334,33 @@ class ConvWalk:
         layer_end = Signal()  # ... and the layer
         sent = Signal()  # this step reads a block
         take = Signal()  # the walker takes G3's position (when G3 holds one)
+        tap_end = empty | (end_j & end_kx & (end_ky | dense))
         m.d.comb += [
-            step.eq(adv_w & walking),
+            step.eq(adv_w & walking & ~rep_ld if replay else adv_w & walking),
             end_rb.eq(rb == groups - 1),
             res_pad.eq(res_j >= co_chunks),
-            taps_done.eq(empty | (end_j & end_kx & (end_ky | dense))),
+            taps_done.eq(Mux(rep, li_end | rep_none, tap_end) if replay else tap_end),
             walk_last.eq(Mux(res_phase, end_rb, taps_done & ~res_on)),
             layer_end.eq(Mux(dense, end_ky, w_final)),
-            sent.eq(Mux(res_phase, ~res_pad, ~empty)),
+            sent.eq(Mux(res_phase, ~res_pad, Mux(rep, ~rep_none, ~empty) if replay else ~empty)),
             take.eq(~walking | (step & walk_last)),
         ]
+        if replay:
+            m.d.comb += rec_end.eq(step & rec & walk_last)
         with m.If(adv_w):
-            m.d.sync += [self.step.valid.eq(walking & (sent | walk_last)),
+            m.d.sync += [self.step.valid.eq((walking & ~rep_ld if replay else walking)
+                                            & (sent | walk_last)),
                          self.step.last.eq(walk_last), self.step.pad.eq(~sent),
                          self.step.res.eq(res_phase), self.step.group.eq(rb),
                          self.step.row.eq(w_ptr)]
+            if replay:
+                m.d.sync += [self.step.rec.eq(rec), self.step.off.eq(j)]
         if self._credits:  # the stages after the walk move every cycle: a bubble without a step
             m.d.comb += self.took.eq(step)
             with m.If(~adv_w):
                 m.d.sync += self.step.valid.eq(0)
-        with m.If(step & ~res_phase & ~empty):
+        walks_taps = step & ~res_phase & ~empty
+        with m.If(walks_taps & ~rep if replay else walks_taps):
             m.d.sync += [j.eq(j + 1), blk.eq(blk + 1), w_ptr.eq(w_ptr + 1),
                          end_j.eq(j + 1 == last_chunk)]
             with m.If(end_j):
@@ -339,6 +374,36 @@ class ConvWalk:
                                  w_row.eq(w_row + kc), w_ptr.eq(w_row + kc)]
                     with m.If(end_ky & res_on):  # the shortcut's blocks next
                         m.d.sync += [res_phase.eq(1), rb.eq(0), blk.eq(w_rblk)]
+                    if replay:
+                        with m.If(rec & dense):  # a dense layer's first pass: the next replay
+                            m.d.sync += [rec.eq(0), rep.eq(1), rep_ld.eq(1)]
+        if replay:
+            # A replayed step: the next entry's block and weight row (the list read at li + 1,
+            # LUT RAM read as it is addressed); a dense layer's next pass replays from entry 0.
+            m.d.comb += lst_r.addr.eq(li + 1)
+            with m.If(step & rep):
+                m.d.sync += [li.eq(li + 1), li_end.eq(li + 2 == rcount),
+                             blk.eq(row_blk + lst_r.data), w_ptr.eq(w_row + lst_r.data)]
+                with m.If(walk_last & dense):
+                    m.d.sync += [ky_left.eq(ky_left - 1), end_ky.eq(ky_left == 1),
+                                 w_row.eq(w_row + kc), w_ptr.eq(w_row + kc + lst0),
+                                 blk.eq(row_blk + lst0), li.eq(0), li_end.eq(rcount == 1)]
+            # A replayed pass after a first pass waits until stage S has recorded that pass's
+            # last block (``rec_pend``), then loads its first step: 4 cycles after that step.
+            with m.If(rep_ld & ~rec_pend):
+                m.d.sync += [rep_ld.eq(0), blk.eq(row_blk + lst0), w_ptr.eq(w_row + lst0),
+                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0)]
+            # The fetcher's stage S records the first pass's blocks that hold a spike.
+            m.d.comb += [lst_w.addr.eq(rcount), lst_w.data.eq(self.rec_off),
+                         lst_w.en.eq(self.rec_in & self.rec_any)]
+            with m.If(self.rec_in & self.rec_any):
+                m.d.sync += rcount.eq(rcount + 1)
+                with m.If(rcount == 0):
+                    m.d.sync += lst0.eq(self.rec_off)
+            with m.If(self.rec_in & self.rec_last):
+                m.d.sync += rec_pend.eq(0)
+            with m.If(rec_end):
+                m.d.sync += rec_pend.eq(1)
         with m.If(step & res_phase):
             m.d.sync += [rb.eq(rb + 1), res_j.eq(res_j + 1), blk.eq(blk + 1)]
             with m.If(end_rb):
@@ -357,6 +422,17 @@ class ConvWalk:
                          w_ptr.eq(g3_row), w_row.eq(g3_row), empty.eq(g3_empty),
                          w_final.eq(g3_final), w_rblk.eq(g3_rblk), res_j.eq(g3_off),
                          res_phase.eq(g3_empty & res_on), rb.eq(0)]
+            if replay:
+                # A position's first pass records; its later passes replay the list, from its
+                # entry 0 at once when the list is whole (else after ``rep_ld``).
+                first, later = rp_on & g3_first & ~g3_empty, rp_on & ~g3_first & ~g3_empty
+                m.d.sync += [rec.eq(first), rep.eq(later),
+                             rep_ld.eq(later & (rec_pend | rec_end)),
+                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0)]
+                with m.If(later):
+                    m.d.sync += [blk.eq(g3_blk + lst0), w_ptr.eq(g3_row + lst0)]
+                with m.If(first):
+                    m.d.sync += rcount.eq(0)
 
         # --- G1..G3: the positions, a step ahead of the walker ---------------------------------
         ld3, ld2, g1_adv = Signal(), Signal(), Signal()
@@ -389,6 +465,8 @@ class ConvWalk:
                 g2_blk.eq(c_blk), g2_row.eq(g_row),
                 g2_rblk.eq(r_c + pass_off), g2_off.eq(pass_off),
             ]
+            if replay:
+                m.d.sync += g2_first.eq(pas == 0)
         with m.If(ld3):
             m.d.sync += [
                 g3_valid.eq(g2_valid),
@@ -400,6 +478,8 @@ class ConvWalk:
                 g3_row.eq(g2_row + g2_offw + g2_offx),
                 g3_rblk.eq(g2_rblk), g3_off.eq(g2_off),
             ]
+            if replay:
+                m.d.sync += g3_first.eq(g2_first)
 
         def goto_conv(iy_, ix_, blk_):
             """G1 moves to the conv position whose tap (0, 0) is at ``(iy_, ix_)``, block
@@ -512,3 +592,8 @@ class ConvWalk:
                 rs_row.eq(0), mul2_a.eq(self.conv_w),
                 mul2_b.eq((self.n_out + k - 1) >> ceil_log2(k)),
             ]
+            if replay:
+                on = (self.passes > 1) & (~conv | ((self.kh == 1) & (self.kw == 1)
+                                                   & (self.pool_log2 == 0) & ~self.res))
+                m.d.sync += [rp_on.eq(on), rec.eq(on & ~conv), rep.eq(0), rep_ld.eq(0),
+                             rec_pend.eq(0), rcount.eq(0)]

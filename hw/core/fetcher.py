@@ -321,6 +321,14 @@ class Fetcher(wiring.Component):
                 pad_b.eq(walk.step.pad), res_b.eq(walk.step.res), grp_b.eq(walk.step.group),
                 w_addr_b.eq(walk.step.row),
             ]
+            if p.walk_replay:
+                # A first pass's step travels with its block to stage S, which records it in
+                # the walk's list when the block holds a spike below T (``any_s``).
+                rec_r, rec_s = Signal(), Signal()
+                off_r, off_s = (Signal.like(walk.step.off, name=f"off_{n}") for n in "rs")
+                # (The stages never stall with walk_replay: the walk is on credits.)
+                m.d.sync += [rec_r.eq(walk.step.rec & walk.step.valid), off_r.eq(walk.step.off),
+                             rec_s.eq(rec_r), off_s.eq(off_r)]
         else:
             # A dense-only build (conv=0): the chunks of each pass, nothing else.
             end_j, end_pas = Signal(), Signal()
@@ -375,6 +383,9 @@ class Fetcher(wiring.Component):
                                & in_T & (~pad_r).replicate(p.t_max))
         with m.If(adv):
             m.d.sync += [plane_nz.eq(nz_next), any_s.eq(nz_next.any())]
+        if p.conv and p.walk_replay:
+            m.d.comb += [walk.rec_in.eq(valid_s & rec_s & ~pad_s), walk.rec_any.eq(any_s),
+                         walk.rec_last.eq(last_s), walk.rec_off.eq(off_s)]
         # Beat slots with a spike (planes_per_beat planes each), and how many.
         ppb, slots = p.planes_per_beat, p.beat_slots
         nonzero = Signal(slots)

@@ -9,7 +9,6 @@ import numpy as np
 
 from sim.golden import model as golden
 from sim.golden.ir import NETWORK_INPUT, IntLayer, IntNetwork, MaxPool, Mode, Reset, Residual
-from sim.golden.packing import feature_map_blocks, unpack_bitplanes
 from sw.compile.input_fold import device_network
 from sw.research.rtl_results import predicted_work
 
@@ -202,65 +201,15 @@ def _draw_conv_network(rng, p, pool, residual=False):
     return IntNetwork(tuple(layers), T)
 
 
-def _zero_planes(blocks, T: int) -> np.ndarray:
-    """All-zero bit-planes (below ``T``) of each spike block ``(..., k)``."""
-    planes = unpack_bitplanes(blocks, T)  # (T, ..., k)
-    return (planes.sum(axis=-1) == 0).sum(axis=0)
-
-
 def expected_conv_counters(net: IntNetwork, x, params, result: golden.NetworkResult | None = None):
     """Golden spikes and skipped zero plane-chunks per layer for any network (conv or dense),
-    summed over the batch, as the core walks it.
-
-    A conv layer reads, for every output position and pass, the blocks of its receptive field
-    inside the input map (taps in the padding read nothing and skip nothing); a dense layer reads
-    its input's blocks (a conv map's blocks in channel-chunked HWC order) once per pass. With
-    max pooling, the conv positions of whole windows are computed (the rest are dropped). A
-    conv layer's shortcut reads, at every conv position it computes, each block of its source
-    map at that position once (pass ``p`` the blocks of its channels; blocks past the map's
-    channels are padding and skip nothing). A thin first layer is counted as the device
-    runs it, folded (:mod:`sw.compile.input_fold`).
+    summed over the batch, as the core walks it: the skipped plane-chunks are
+    :func:`sw.research.rtl_results.predicted_work`'s (which says what the walk reads). A thin
+    first layer is counted as the device runs it, folded (:mod:`sw.compile.input_fold`);
+    ``result``: the golden model's result of that device network (computed if None).
     """
     net, x = device_network(net, x, params)
     x = np.asarray(x, dtype=np.int64)
     result = result or golden.run_network(net, x, acc_bits=params.acc_bits)
-    k, T = params.k, net.T
-    a = x.reshape((len(x),) + tuple(net.in_shape)) if net.layers[0].kind == "conv" else x
-    skipped = []
-    x_map = a
-    for layer, r in zip(net.layers, result.layers, strict=True):
-        passes = -(-layer.out_channels // params.n_pe)
-        if layer.kind == "conv":
-            z = _zero_planes(feature_map_blocks(a.reshape((len(x),) + layer.in_shape), k),
-                             T).sum(axis=-1)  # (batch, H, W)
-            pad, s = layer.padding, layer.stride
-            zp = np.pad(z, ((0, 0), (pad, pad), (pad, pad)))
-            _, ch, cw = layer.conv_shape
-            if layer.pool is not None:  # the conv positions of whole pooling windows only
-                pk = layer.pool.kernel
-                ch, cw = ch // pk * pk, cw // pk * pk
-            kh, kw = layer.kernel
-            total = np.zeros(len(x), dtype=np.int64)
-            for ky in range(kh):
-                for kx in range(kw):
-                    total += zp[:, ky:ky + s * (ch - 1) + 1:s, kx:kx + s * (cw - 1) + 1:s].sum(
-                        axis=(1, 2))
-            total = passes * total
-            if layer.residual is not None:
-                src = layer.residual.source
-                src_map = x_map if src < 0 else result.layers[src].output
-                zr = _zero_planes(feature_map_blocks(
-                    np.asarray(src_map).reshape((len(x),) + layer.conv_shape), k), T).sum(axis=-1)
-                total = total + zr[:, :ch, :cw].sum(axis=(1, 2))
-        else:
-            if a.ndim == 4:  # a conv map: its blocks
-                blocks = feature_map_blocks(a, k).reshape(len(x), -1, k)
-            else:
-                chunks = -(-layer.n_in // k)
-                flat = np.zeros((len(x), chunks * k), dtype=np.int64)
-                flat[:, :layer.n_in] = a.reshape(len(x), -1)
-                blocks = flat.reshape(len(x), chunks, k)
-            total = passes * _zero_planes(blocks, T).sum(axis=-1)
-        skipped.append(int(total.sum()))
-        a = r.output
-    return result.spikes_per_layer.sum(axis=1), np.array(skipped, dtype=np.int64)
+    _, skipped = predicted_work(net, x, params, result)
+    return result.spikes_per_layer.sum(axis=1), skipped.sum(axis=0).astype(np.int64)

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.contract.params import CoreParams
+from hw.contract.params import CoreParams, walk_replays
 from hw.core.sequencer import Sequencer
 from sim.golden.ir import IntNetwork, Mode
 from sim.golden.model import run_network
@@ -60,7 +60,8 @@ __all__ = ["CoreTiming", "LayerShape", "RunPlace", "layer_cycles", "conv_layer_c
            "chunk_plane_counts", "map_plane_counts", "predict_cycles", "predict_run_cycles",
            "measure_cycles_rtl",
            "WRITER_DONE", "SEQ_BEFORE_START", "SEQ_BEFORE_START_CONV", "SEQ_AFTER_WAIT",
-           "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_FIRST_EXTRA", "SEQ_PREFETCH_READY"]
+           "SEQ_PREFETCH_BEFORE", "SEQ_PREFETCH_FIRST_EXTRA", "SEQ_PREFETCH_READY",
+           "REPLAY_WAIT"]
 
 #: Sequencer cycles before the datapath starts: 8 descriptor-read cycles (6 words, 2 cycles of
 #: read latency), VERDICT, CHECK (``hw/core/sequencer.py``).
@@ -82,6 +83,10 @@ SEQ_PREFETCH_FIRST_EXTRA = 1
 #: checks are ready (read from the cycle of START), 2 more when the next layer is a conv layer;
 #: a layer that ends sooner waits for it.
 SEQ_PREFETCH_READY = 10
+#: With ``walk_replay``: cycles from the walk's step that ends a position's first pass to its
+#: first replayed step, at least (the step's block reaches the fetcher's stage S in 3, which
+#: records it; the walk sees the list whole a cycle later and loads the first entry's address).
+REPLAY_WAIT = 5
 #: Cycles from the firing array's last group of a layer on ``o`` to the writer's pass count
 #: showing it (one cycle to register the group, one to write it, two to count: ``Writer``).
 WRITER_DONE = 4
@@ -282,9 +287,22 @@ def _dense_cycles(shape: LayerShape, counts, params: CoreParams,
     """:func:`layer_cycles` for ``counts`` of any length (a dense layer after a conv layer reads
     the map's ``H W ceil(C / k)`` blocks as its chunks)."""
     passes = -(-shape.n_out // params.n_pe)
-    steps = [(c, i == len(counts) - 1) for i, c in enumerate(counts)] * passes
-    return _sequenced(_walk_end(steps, passes, shape, params, timing, setup=0), False, params,
-                      place)
+    first = [(c, i == len(counts) - 1) for i, c in enumerate(counts)]
+    gates: dict = {}
+    if walk_replays(params, dense=True, passes=passes):
+        steps = first + _replayed(first) * (passes - 1)
+        gates[len(first)] = len(first) - 1
+    else:
+        steps = first * passes
+    return _sequenced(_walk_end(steps, passes, shape, params, timing, setup=0, gates=gates),
+                      False, params, place)
+
+
+def _replayed(first: list) -> list:
+    """A replayed pass (``walk_replay``) of a position whose first pass walked ``first``: its
+    blocks with a spike below ``T``, the last ending the pass; one padding step when none."""
+    kept = [(c, False) for c, _ in first if c]
+    return [*kept[:-1], (kept[-1][0], True)] if kept else [(0, True)]
 
 
 def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
@@ -296,7 +314,8 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
     shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))`` (a layer with a shortcut only)."""
     shape = LayerShape(T=T, lif=layer.mode == Mode.LIF, readout=layer.readout, n_in=layer.n_in,
                        n_out=layer.n_out)
-    steps = conv_walk_steps(layer, counts, params, res_counts)
+    gates: dict = {}
+    steps = conv_walk_steps(layer, counts, params, res_counts, gates=gates)
     positions = int(np.prod(layer.conv_shape[1:]))
     if layer.pool is not None:
         _, ch, cw = layer.conv_shape
@@ -305,11 +324,13 @@ def conv_layer_cycles(layer, counts, T: int, params: CoreParams,
     passes = positions * -(-layer.out_channels // params.n_pe)
     from hw.core.conv_walk import conv_setup_cycles
 
-    end = _walk_end(steps, passes, shape, params, timing, setup=conv_setup_cycles(params))
+    end = _walk_end(steps, passes, shape, params, timing, setup=conv_setup_cycles(params),
+                    gates=gates)
     return _sequenced(end, True, params, place)
 
 
-def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
+def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None, *,
+                    gates: dict | None = None) -> list:
     """The conv fetcher's walk (``hw.core.fetcher``) for one sample: a step per cycle of its
     address stage, in the order pooled position, pass, window position, tap, chunk, then (a
     layer with a shortcut) the pass's ``n_pe / k`` shortcut blocks ``j = pass n_pe / k + b``.
@@ -321,6 +342,11 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
     ``counts``: non-zero planes below ``T`` of the input map's blocks, ``(H, W, chunks)``;
     ``res_counts``: those of the shortcut's map, ``(conv_h, conv_w, ceil(C_out / k))``
     (required exactly when the layer has a shortcut).
+
+    With ``walk_replay`` (:func:`hw.contract.params.walk_replays`) a position's passes after
+    the first walk only the blocks the first found with a spike; ``gates`` (a dict, filled in
+    when given) then maps the index of each position's first replayed step to the index of its
+    first pass's last step (the walk takes it at least :data:`REPLAY_WAIT` cycles after).
     """
     has_res = layer.residual is not None
     if has_res != (res_counts is not None):
@@ -366,9 +392,21 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None) -> list:
                 out.append((0, True) if last else None)
         return out
 
+    replays = walk_replays(params, dense=False, kernel=(kh, kw), pooled=win > 1,
+                           shortcut=has_res, passes=passes)
     steps = []
     for py in range(ch // win):
         for px in range(cw // win):
+            if replays:  # (no pooling window, no shortcut)
+                first = position(py, px)
+                steps += first
+                if first != [(0, True)]:  # a position inside the map
+                    if gates is not None:
+                        gates[len(steps)] = len(steps) - 1
+                    steps += _replayed(first) * (passes - 1)
+                else:
+                    steps += first * (passes - 1)
+                continue
             for p in range(passes):
                 for dy in range(win):
                     for dx in range(win):
@@ -399,10 +437,14 @@ def _queue_step(out, queue: tuple, taken: bool, incoming, entries: int, *, skid:
 
 
 def _walk_end(steps, passes: int, shape: LayerShape, params: CoreParams,
-              timing: CoreTiming | None, setup: int) -> int:
+              timing: CoreTiming | None, setup: int, gates: dict | None = None) -> int:
     """The cycle (the sequencer's START = 0) in which the writer's pass count shows the last
     pass of a fetcher walk of ``steps`` (``(planes, last)`` or ``None`` for a step that sends
-    nothing) making ``passes`` passes, ``setup`` cycles of conv set-up before the walk."""
+    nothing) making ``passes`` passes, ``setup`` cycles of conv set-up before the walk;
+    ``gates``: step index -> the step it waits :data:`REPLAY_WAIT` cycles after
+    (``walk_replay``)."""
+    gates = gates or {}
+    taken_at: dict = {}
     timing = timing or CoreTiming.of(params)
     groups = params.n_pe // params.fire_units
     period, unit_latency = _fire_unit(shape.T, shape.lif, shape.readout, params.fire_planes)
@@ -508,6 +550,8 @@ def _walk_end(steps, passes: int, shape: LayerShape, params: CoreParams,
             # and not sent (a bubble in the output register: here, equivalently, in the first
             # stage).
             walks = busy and (may_step or not credits)
+            if walks and fetch_next in gates:  # a replayed pass waits for its list
+                walks = t >= taken_at[gates[fetch_next]] + REPLAY_WAIT
             step = steps[fetch_next] if walks else None
             new_b = fetch_next if step is not None and (step[0] or step[1]) else -1
             if credits:
@@ -519,6 +563,7 @@ def _walk_end(steps, passes: int, shape: LayerShape, params: CoreParams,
                 toks = [walks] + toks[:2]
             stages = [new_b] + stages[:3]
             if walks:
+                taken_at[fetch_next] = t
                 fetch_next += 1
                 if fetch_next == n_items:
                     busy = False

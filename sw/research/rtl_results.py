@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from hw.contract.params import CoreParams
+from hw.contract.params import CoreParams, walk_replays
 from sim.golden.ir import IntNetwork
 from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks, unpack_bitplanes
@@ -67,26 +67,32 @@ def predicted_work(net: IntNetwork, x, params: CoreParams, result=None):
         passes = -(-layer.out_channels // params.n_pe)
         if layer.kind == "conv":
             maps = a.reshape((len(a),) + tuple(layer.in_shape))
-            zero, read = _conv_reads(layer, maps, k, T)
-        elif i and net.layers[i - 1].kind == "conv":  # a conv map's blocks
-            maps = a.reshape((len(a),) + tuple(net.layers[i - 1].out_shape))
-            blocks = feature_map_blocks(maps, k).reshape(len(a), -1, k)
-            zero = _zero_planes(blocks, T).sum(axis=-1)
-            read = np.full(len(a), blocks.shape[1] * T)
+            zero, read, empty = _conv_reads(layer, maps, k, T)
         else:
-            chunks = -(-layer.n_in // k)
-            pad = np.zeros((len(a), chunks * k), dtype=np.int64)
-            pad[:, :layer.n_in] = a.reshape(len(a), -1)
-            planes = unpack_bitplanes(pad, T).reshape(T, len(a), chunks, k)
-            zero = (planes.sum(axis=-1) == 0).sum(axis=(0, 2))  # per sample
-            read = np.full(len(a), chunks * T)
+            if i and net.layers[i - 1].kind == "conv":  # a conv map's blocks
+                maps = a.reshape((len(a),) + tuple(net.layers[i - 1].out_shape))
+                blocks = feature_map_blocks(maps, k).reshape(len(a), -1, k)
+            else:
+                chunks = -(-layer.n_in // k)
+                pad = np.zeros((len(a), chunks * k), dtype=np.int64)
+                pad[:, :layer.n_in] = a.reshape(len(a), -1)
+                blocks = pad.reshape(len(a), chunks, k)
+            per_block = _zero_planes(blocks, T)  # (n, blocks)
+            zero, empty = per_block.sum(axis=-1), (per_block == T).sum(axis=-1)
+            read = np.full(len(a), blocks.shape[1] * T)
         res_zero = res_read = 0
         if layer.kind == "conv" and layer.residual is not None:
             src = layer.residual.source
             src_map = (x_flat if src < 0 else result.layers[src].output).reshape(
                 (len(a),) + tuple(layer.conv_shape))
             res_zero, res_read = _shortcut_reads(layer, src_map, k, T)
-        skipped.append(passes * zero + res_zero)
+        if walk_replays(params, dense=layer.kind != "conv", kernel=layer.kernel,
+                        pooled=layer.pool is not None, shortcut=layer.residual is not None,
+                        passes=passes):
+            # a position's later passes read only the blocks its first found with a spike
+            skipped.append(zero + (passes - 1) * (zero - T * empty))
+        else:
+            skipped.append(passes * zero + res_zero)
         beats.append(passes * (read - zero) + res_read - res_zero)
         a = r.output.reshape(len(a), -1)
     return np.stack(beats, axis=1), np.stack(skipped, axis=1)
@@ -109,11 +115,15 @@ def _shortcut_reads(layer, maps, k: int, T: int):
 
 
 def _conv_reads(layer, maps, k: int, T: int):
-    """``(zero, read)`` plane-chunks per sample of one pass of a conv layer over ``maps``."""
-    z = _zero_planes(feature_map_blocks(maps, k), T).sum(axis=-1)  # (n, H, W)
+    """``(zero, read, empty)`` per sample of one pass of a conv layer over ``maps``: zero and
+    read plane-chunks, and blocks read with no spike below ``T``."""
+    per_block = _zero_planes(feature_map_blocks(maps, k), T)  # (n, H, W, chunks)
+    z = per_block.sum(axis=-1)  # (n, H, W)
+    e = (per_block == T).sum(axis=-1)
     chunks = -(-layer.in_shape[0] // k)
     p, s = layer.padding, layer.stride
     zp = np.pad(z, ((0, 0), (p, p), (p, p)))
+    ep = np.pad(e, ((0, 0), (p, p), (p, p)))
     inside = np.pad(np.ones(z.shape[1:], dtype=np.int64), p)
     _, ch, cw = layer.conv_shape
     if layer.pool is not None:  # the conv positions of whole pooling windows only
@@ -121,13 +131,15 @@ def _conv_reads(layer, maps, k: int, T: int):
             layer.pool.kernel
     kh, kw = layer.kernel
     zero = np.zeros(len(maps), dtype=np.int64)
+    empty = np.zeros(len(maps), dtype=np.int64)
     taps = 0
     for ky in range(kh):
         for kx in range(kw):
             rows, cols = slice(ky, ky + s * (ch - 1) + 1, s), slice(kx, kx + s * (cw - 1) + 1, s)
             zero += zp[:, rows, cols].sum(axis=(1, 2))
+            empty += ep[:, rows, cols].sum(axis=(1, 2))
             taps += int(inside[rows, cols].sum())
-    return zero, np.full(len(maps), taps * chunks * T)
+    return zero, np.full(len(maps), taps * chunks * T), empty
 
 
 @dataclasses.dataclass(frozen=True)

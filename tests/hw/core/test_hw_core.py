@@ -70,6 +70,16 @@ def test_core_verilator_two_planes_random_conv_networks(monkeypatch):
          conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS_2P", 100)))
 
 
+def test_core_verilator_walk_replay_random_networks(monkeypatch):
+    """Random dense and conv networks on the SMALL build with two planes per beat whose walk
+    replays a position's non-empty blocks after its first pass (``walk_replay``): outputs,
+    spike and skip counters == golden, cycles == the cycle model (Verilator)."""
+    _run("verilator", "small2_replay",
+         networks=int(os.environ.get("SPIKEPACK_NETWORKS_2P", 60)), seed=9,
+         testcase=RANDOM_TESTS + ["random_conv_networks"], monkeypatch=monkeypatch,
+         conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS_2P", 60)))
+
+
 @pytest.mark.slow
 def test_core_verilator_random_conv_networks_slow(monkeypatch):
     """More random conv networks (the slow tier), another seed."""

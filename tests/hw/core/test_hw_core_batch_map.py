@@ -4,6 +4,8 @@ batch run's, cycles equal the cycle model's and are fewer than the batch run's; 
 writes the same INPUT words and weights as the dense image; a last conv layer that is not a row
 of one pass per position stays refused."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_hw_core_conv import P, _check_runs, _run_cases
@@ -117,6 +119,23 @@ def test_core_pysim_batch_as_one_map(seed):
         per_sample_map = counters.total_cycles / width
         per_sample_batch = dense_counters.total_cycles / len(x)
         assert per_sample_map < per_sample_batch, (per_sample_map, per_sample_batch)
+
+
+def test_core_pysim_maps_with_walk_replay(seed):
+    """The maps of random dense networks (1x1 conv layers of several passes) on a build whose
+    walk replays, after a position's first pass, only the blocks it found with a spike
+    (``walk_replay``): outputs, spike and skip counters == golden, cycles == the cycle model."""
+    params = dataclasses.replace(P, fetch_queue=4, walk_replay=1)
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < 3:
+        net, width = _mappable(rng, params, min_width=2)
+        if max(layer.n_out for layer in net.layers) > params.n_pe:  # a layer of 2+ passes
+            x = random_inputs(rng, net, width)
+            cases.append((map_network(net, width), map_inputs(x)))
+    dut = SpikePackCore(params)
+    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases, params=params)
+    _check_runs(cases, results, params)
 
 
 @pytest.mark.parametrize("change", [{"conv_h": 2}, {"passes": 2}, {"pool_log2": 1},

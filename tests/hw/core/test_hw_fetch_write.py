@@ -23,7 +23,8 @@ P = CoreParams(n_pe=8, k=4, t_max=8, weight_depth=64, act_chunks=8, bt_depth=64,
 #: 8 blocks after it (``fetch_queue``, the conv builds with a queue; 4 is fewer than the steps
 #: a credit takes to come back, so the walk waits on credits).
 FLOW = {"lockstep": {}, "walk_ready": {"walk_ready": True}, "credits4": {"queue": 4},
-        "credits8": {"queue": 8}}
+        "credits8": {"queue": 8}, "replay4": {"queue": 4, "replay": True},
+        "replay8": {"queue": 8, "replay": True}}
 
 
 class FetchRig(wiring.Component):
@@ -33,8 +34,8 @@ class FetchRig(wiring.Component):
     the fetcher's output through that queue (as in the core) and its walk on credits; ``out``
     is the stream the rig gives."""
 
-    def __init__(self, blocks, walk_ready=False, queue=0):
-        params = dataclasses.replace(P, fetch_queue=queue)
+    def __init__(self, blocks, walk_ready=False, queue=0, replay=False):
+        params = dataclasses.replace(P, fetch_queue=queue, walk_replay=int(replay))
         self.fetch = Fetcher(params, walk_ready=walk_ready)
         assert self.fetch.credits == bool(queue)
         self._walk_ready = walk_ready
@@ -74,7 +75,10 @@ def _plane_marks(block: int, T: int) -> tuple[int, int]:
 def test_fetcher_walks_passes_and_chunks(pause, flow, rng, seed):
     """Every block of every pass in order with its plane marks and weight row, except the blocks
     with no spike below ``T`` that do not end a pass (not sent); ``skipped`` counts the zero
-    planes below ``T`` of every block read, sent or not."""
+    planes below ``T`` of every block read, sent or not. With ``walk_replay`` the passes after
+    the first read only the blocks with a spike, the last of them ending the pass (an empty
+    padding step when there is none)."""
+    replay = FLOW[flow].get("replay", False)
     n_src = P.batch_depth * P.act_chunks
     # Sparse and dense blocks, so the plane mask sees both empty and full planes.
     blocks = [int(b) & int(mask) for b, mask in zip(rng.integers(0, 1 << 31, n_src),
@@ -82,12 +86,25 @@ def test_fetcher_walks_passes_and_chunks(pause, flow, rng, seed):
                                                     strict=True)]
     rig = FetchRig(blocks, **FLOW[flow])
     f = rig.fetch
-    layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0)]  # chunks, passes, src_base, w_base
+    layers = [(3, 2, 5, 7), (1, 4, 0, 30), (8, 1, 8, 0), (6, 3, 2, 9)]  # chunks, passes, bases
+    if replay:  # a layer whose blocks are all empty: its later passes are one padding step
+        blocks[12:14] = [0, 0]
+        layers.append((2, 3, 12, 40))
     T = 6  # planes 6 and 7 are never marked
     want, want_skipped = [], []
     for chunks, passes, src_base, w_base in layers:
         sent, skipped = [], 0
+        live = [c for c in range(chunks) if _plane_marks(blocks[src_base + c], T)[0]]
         for p in range(passes):
+            if replay and p and passes > 1:
+                for c in live:
+                    nonzero, zeros = _plane_marks(blocks[src_base + c], T)
+                    skipped += zeros
+                    sent.append((blocks[src_base + c], nonzero, w_base + p * chunks + c,
+                                 int(c == live[-1])))
+                if not live:
+                    sent.append((0, 0, None, 1))  # the padding step (its row is not read)
+                continue
             for c in range(chunks):
                 block = blocks[src_base + c]
                 nonzero, zeros = _plane_marks(block, T)
@@ -127,7 +144,10 @@ def test_fetcher_walks_passes_and_chunks(pause, flow, rng, seed):
     sim.add_testbench(control)
     sim.add_testbench(consumer)
     sim.run()
-    assert got == [beat for sent in want for beat in sent]
+    expect = [beat for sent in want for beat in sent]
+    got = [g if e[2] is not None else (*g[:2], None, g[3])
+           for g, e in zip(got, expect, strict=True)]
+    assert got == expect
     assert got_skipped == want_skipped
     assert lost and not any(lost)
 

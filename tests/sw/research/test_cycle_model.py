@@ -172,3 +172,28 @@ def test_cycle_model_equals_rtl_with_seq_prefetch(rng):
         pytest.skip("verilator is not on PATH")
     p = dataclasses.replace(CORE_PRESETS["small2"], seq_prefetch=1)
     _check_equal(p, _cases(rng, p, 8), "small2_prefetch")
+
+
+def test_cycle_model_equals_rtl_with_walk_replay(rng):
+    """The SMALL build with two planes per beat whose walk replays, after a position's first
+    pass, only the blocks it found non-empty (``walk_replay``): random dense networks and the
+    same networks as maps (1x1 conv layers over a row of samples, ``sw.compile.batch_map``):
+    outputs == golden inside the testbench, every layer's cycle counter == the model's, and the
+    replayed walk takes fewer cycles than the full one on some of them."""
+    if not simulator_available("verilator"):
+        pytest.skip("verilator is not on PATH")
+    from sw.compile.batch_map import map_inputs, map_network, max_map_width
+
+    p = CORE_PRESETS["small2_replay"]
+    cases = _cases(rng, p, 6)
+    for net, _ in list(cases):
+        width = min(4, max_map_width(net, p))
+        if width >= 2:
+            xs = random_inputs(rng, net, width, None)
+            cases.append((map_network(net, width), map_inputs(xs)))
+    assert len(cases) > 6
+    _check_equal(p, cases, "small2_replay")
+    full = dataclasses.replace(p, walk_replay=0)
+    fewer = sum(predict_cycles(net, x, p).sum() < predict_cycles(net, x, full).sum()
+                for net, x in cases)
+    assert fewer >= 2
