@@ -29,6 +29,14 @@ A position with no tap inside the map takes one step: an all-zero block marked `
 from nowhere) that ends its pass. A dense layer is walked by the tap walker alone (one position
 whose kernel rows are the passes: row step 0, weight row step ``chunks``) and starts at once.
 
+With ``walk_replay`` a layer whose passes read the same blocks at every position (a dense
+layer, or a 1x1 conv layer without pooling or shortcut) of two or more passes is walked in full
+on each position's first pass only: the fetcher's stage S writes the chunk of each block of that
+pass that holds a spike below ``T`` into a list (LUT RAM, ``act_chunks`` entries), and the
+position's later passes step through the list (block ``row_blk + entry``, weight row
+``w_row + entry``; one padding step when it is empty). The first replayed pass waits until the
+list is whole: its first step comes 5 cycles or more after the first pass's last.
+
 A conv layer with a shortcut (``res``) adds, after the taps of each conv position ``(cy, cx)``
 and pass ``p``, one step per output block of the pass: ``b = 0 .. n_pe / k - 1``, block
 ``j = p n_pe / k + b`` of the shortcut's map (the conv output's shape, channel-chunked HWC) at
@@ -311,6 +319,8 @@ class ConvWalk:
         rep_none = Signal()  # the list is empty: the pass is one padding step
         rcount = Signal(range(p.act_chunks + 1))  # entries recorded
         lst0 = Signal(range(p.act_chunks))  # entry 0, in a register
+        lst1 = Signal(range(p.act_chunks))  # entry 1, in a register
+        ent_next = Signal(range(p.act_chunks))  # the entry after li's, read a step ahead
         if replay:
             m.submodules.walk_list = lst = memory.Memory(shape=range(p.act_chunks),
                                                          depth=p.act_chunks, init=[])
@@ -378,21 +388,25 @@ class ConvWalk:
                         with m.If(rec & dense):  # a dense layer's first pass: the next replay
                             m.d.sync += [rec.eq(0), rep.eq(1), rep_ld.eq(1)]
         if replay:
-            # A replayed step: the next entry's block and weight row (the list read at li + 1,
-            # LUT RAM read as it is addressed); a dense layer's next pass replays from entry 0.
-            m.d.comb += lst_r.addr.eq(li + 1)
+            # A replayed step: the next entry's block and weight row, from ``ent_next`` (a
+            # register: the list, LUT RAM, is read at li + 2 into it a step ahead, so no read
+            # sits before the pointers' adders); a dense layer's next pass replays from entry 0.
+            m.d.comb += lst_r.addr.eq(li + 2)
             with m.If(step & rep):
                 m.d.sync += [li.eq(li + 1), li_end.eq(li + 2 == rcount),
-                             blk.eq(row_blk + lst_r.data), w_ptr.eq(w_row + lst_r.data)]
+                             blk.eq(row_blk + ent_next), w_ptr.eq(w_row + ent_next),
+                             ent_next.eq(lst_r.data)]
                 with m.If(walk_last & dense):
                     m.d.sync += [ky_left.eq(ky_left - 1), end_ky.eq(ky_left == 1),
                                  w_row.eq(w_row + kc), w_ptr.eq(w_row + kc + lst0),
-                                 blk.eq(row_blk + lst0), li.eq(0), li_end.eq(rcount == 1)]
+                                 blk.eq(row_blk + lst0), li.eq(0), li_end.eq(rcount == 1),
+                                 ent_next.eq(lst1)]
             # A replayed pass after a first pass waits until stage S has recorded that pass's
             # last block (``rec_pend``), then loads its first step: 4 cycles after that step.
             with m.If(rep_ld & ~rec_pend):
                 m.d.sync += [rep_ld.eq(0), blk.eq(row_blk + lst0), w_ptr.eq(w_row + lst0),
-                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0)]
+                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0),
+                             ent_next.eq(lst1)]
             # The fetcher's stage S records the first pass's blocks that hold a spike.
             m.d.comb += [lst_w.addr.eq(rcount), lst_w.data.eq(self.rec_off),
                          lst_w.en.eq(self.rec_in & self.rec_any)]
@@ -400,6 +414,8 @@ class ConvWalk:
                 m.d.sync += rcount.eq(rcount + 1)
                 with m.If(rcount == 0):
                     m.d.sync += lst0.eq(self.rec_off)
+                with m.If(rcount == 1):
+                    m.d.sync += lst1.eq(self.rec_off)
             with m.If(self.rec_in & self.rec_last):
                 m.d.sync += rec_pend.eq(0)
             with m.If(rec_end):
@@ -428,7 +444,8 @@ class ConvWalk:
                 first, later = rp_on & g3_first & ~g3_empty, rp_on & ~g3_first & ~g3_empty
                 m.d.sync += [rec.eq(first), rep.eq(later),
                              rep_ld.eq(later & (rec_pend | rec_end)),
-                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0)]
+                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0),
+                             ent_next.eq(lst1)]
                 with m.If(later):
                     m.d.sync += [blk.eq(g3_blk + lst0), w_ptr.eq(g3_row + lst0)]
                 with m.If(first):

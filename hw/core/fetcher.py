@@ -15,6 +15,11 @@ conv layer with a shortcut adds ``n_pe / k`` shortcut blocks (marked ``res``) pe
 and pass. A dense layer in a conv build is walked by the same walk (one position whose kernel
 rows are the passes) and starts at once.
 
+With ``walk_replay`` (dense and 1x1 conv layers of two or more passes) stage S records the
+chunk of every block of a position's first pass that holds a spike below ``T`` in the walk's
+list, and the walk reads only those on the position's later passes
+(:class:`hw.core.conv_walk.ConvWalk`).
+
 Four stages, each advancing when the next has room: addresses; spike block read (the memory's
 read port is the stage register); the block registered as it is, twice (block RAM outputs are
 slow: on an ECP5 their clock-to-output takes 60 % of a 100 MHz cycle, and a deep memory adds a
