@@ -53,9 +53,8 @@ from sim.golden.model import run_network  # noqa: E402
 from sim.rtl.runner import param_tag  # noqa: E402
 from sim.tb.rtl_checks import exactness_checks  # noqa: E402
 from sw.compile.batch_map import map_inputs, map_network, map_outputs, max_map_width  # noqa: E402
-from sw.compile.block_order import ordered_network, plan_block_order  # noqa: E402
+from sw.compile.block_order import beats_per_pass, ordered_network, plan_block_order  # noqa: E402
 from sw.research.cnn_rtl import measure_counters_rtl  # noqa: E402
-from sw.research.cycle_model import chunk_plane_counts  # noqa: E402
 from sw.research.zoo import mnist_mlp_int_network  # noqa: E402
 from sw.train.data import load_split  # noqa: E402
 
@@ -236,8 +235,7 @@ def main(argv=None) -> int:
         for ok, text in checks:
             print(f"  {'exact' if ok else 'DIFFERS'} ({name}: {text})")
         all_exact &= all(ok for ok, _ in checks)
-        beats = [chunk_plane_counts(a, net.T, params.k, params.planes_per_beat).sum(axis=1).mean()
-                 for a in (x, dx)]
+        beats = beats_per_pass(net, x, params, order)[0]
         tot = rtl.total_cycles.mean()
         one = measured[name][0].total_cycles.mean()
         print(f"  {name:<16} {beats[0]:>5.1f} -> {beats[1]:>4.1f}"

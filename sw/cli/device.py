@@ -384,7 +384,7 @@ def cmd_compile(args) -> int:
 def _block_order(args, net, params):
     """``--order-on``: the order :func:`sw.compile.block_order.plan_block_order` plans on the
     data's training split (or the .npz's ``x``); prints what it does to the data's beats."""
-    from sw.compile.block_order import MAX_SAMPLES, orderable, ordered_network, plan_block_order
+    from sw.compile.block_order import MAX_SAMPLES, beats_per_pass, orderable, plan_block_order
 
     if not orderable(net):
         raise UserError("--order-on reorders networks of dense layers only (a conv network's "
@@ -392,27 +392,12 @@ def _block_order(args, net, params):
     spec = argparse.Namespace(data=args.order_on, data_dir=args.data_dir, seed=0, limit=None)
     x, _, desc = _inputs(spec, net, split="train")
     order = plan_block_order(net, x, params)
-    from sim.golden.model import run_network
-
     used = f" (the first {MAX_SAMPLES} used)" if len(x) > MAX_SAMPLES else ""
-    x = x[:MAX_SAMPLES]
-    before = run_network(net, x).layers
-    after = run_network(ordered_network(net, order), order.inputs(x)).layers
-    ins = [(x, order.inputs(x))] + [(a.output, b.output) for a, b in zip(before[:-1], after[:-1],
-                                                                          strict=True)]
-    beats = ", ".join(
-        f"layer {li} {_beats(a, net.T, params):.1f} -> {_beats(b, net.T, params):.1f}"
-        for li, (a, b) in enumerate(ins) if order.orders[li] is not None)
+    beats = ", ".join(f"layer {li} {b[0]:.1f} -> {b[1]:.1f}" for li, b in enumerate(
+        beats_per_pass(net, x[:MAX_SAMPLES], params, order)) if b is not None)
     print(f"block order planned on {desc}{used}: beats per pass on them "
           f"{beats or 'unchanged (no layer has more than one block of inputs)'}")
     return order
-
-
-def _beats(a, T, params) -> float:
-    from sw.research.cycle_model import chunk_plane_counts
-
-    a = np.asarray(a).reshape(len(a), -1)
-    return float(chunk_plane_counts(a, T, params.k, params.planes_per_beat).sum(axis=1).mean())
 
 
 def _batch_line(image) -> str:

@@ -38,7 +38,8 @@ from hw.contract.params import CoreParams
 from sim.golden.ir import IntNetwork
 from sim.golden.packing import check_packed
 
-__all__ = ["BlockOrder", "plan_block_order", "orderable", "ordered_network", "beat_activity"]
+__all__ = ["BlockOrder", "plan_block_order", "orderable", "ordered_network", "beat_activity",
+           "beats_per_pass"]
 
 #: Calibration samples :func:`plan_block_order` uses at most (the first ones given).
 MAX_SAMPLES = 4096
@@ -124,6 +125,29 @@ def beat_activity(a, T: int, planes: int) -> np.ndarray:
     mask = (1 << planes) - 1
     rows = [((a >> (planes * s)) & mask) != 0 for s in range(slots)]
     return np.concatenate(rows, axis=0)
+
+
+def _mean_beats(a, T: int, params: CoreParams) -> float:
+    """Beats one pass takes on inputs ``a`` ``(n, n_in)``, the mean over the samples: the
+    (block, beat slot) pairs with a spike, as the issuer sends them."""
+    n, n_in = a.shape
+    act = beat_activity(a, T, params.planes_per_beat)  # (slots n, n_in)
+    act = np.pad(act, ((0, 0), (0, -n_in % params.k)))
+    return float(act.reshape(len(act), -1, params.k).any(axis=2).sum() / n)
+
+
+def beats_per_pass(net: IntNetwork, x, params: CoreParams, order: BlockOrder) -> list:
+    """Per layer, ``(before, after)``: the mean beats one pass takes on the golden model's layer
+    inputs for ``x`` in their own order and in ``order`` (``None`` where the layer keeps its
+    order)."""
+    from sim.golden.model import run_network
+
+    x = np.atleast_2d(np.asarray(x))
+    res = run_network(net, x)
+    inputs = [x] + [r.output.reshape(len(x), -1) for r in res.layers[:-1]]
+    return [None if o is None else (_mean_beats(a, net.T, params),
+                                    _mean_beats(a[:, list(o)], net.T, params))
+            for a, o in zip(inputs, order.orders, strict=True)]
 
 
 def _greedy_blocks(active: np.ndarray, k: int) -> list[int]:
