@@ -397,10 +397,12 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None, *,
     steps = []
     for py in range(ch // win):
         for px in range(cw // win):
-            if replays:  # (no pooling window, no shortcut)
+            if replays:  # (a 1x1 kernel, no pooling window, no shortcut)
                 first = position(py, px)
                 steps += first
-                if first != [(0, True)]:  # a position inside the map
+                if 0 <= py * s - pad < in_h and 0 <= px * s - pad < in_w:  # inside the map
+                    # (recorded even when its blocks are empty: its later passes then are one
+                    # padding step each, the first of them after the wait)
                     if gates is not None:
                         gates[len(steps)] = len(steps) - 1
                     steps += _replayed(first) * (passes - 1)
