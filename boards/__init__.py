@@ -12,7 +12,7 @@ import dataclasses
 from hw.contract.params import CoreParams
 
 from . import arty_a7, icebreaker, ulx3s
-from .core_presets import MEDIUM, SMALL, SMALL2, SMALL2_PLANE_FIRE, SMALL2_REPLAY
+from .core_presets import MEDIUM, SMALL, SMALL2, SMALL2_PLANE_FIRE, SMALL2_REPLAY, SMALL4
 from .preset import BoardPreset, DeviceCapacity
 
 __all__ = ["DeviceCapacity", "BoardPreset", "BOARDS", "CORE_PRESETS", "SMALL", "MEDIUM",
@@ -25,11 +25,12 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 
 #: Core builds by name (``spikepack compile --board small``): the board-less sizes (``small2``:
 #: ``small`` with two bit-planes per beat; ``small2_plane_fire``: and one plane a cycle in the
-#: firing units; ``small2_replay``: and the walk replaying a position's non-empty blocks), the
+#: firing units; ``small2_replay``: and the walk replaying a position's non-empty blocks;
+#: ``small4``: that with four bit-planes per beat), the
 #: Arty A7-35T's and A7-100T's cores, and the 35T's with one bit-plane per beat.
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE,
-    "small2_replay": SMALL2_REPLAY, "medium": MEDIUM,
+    "small2_replay": SMALL2_REPLAY, "small4": SMALL4, "medium": MEDIUM,
     "arty_a7": BOARDS["arty_a7"].params, "arty_a7_100": BOARDS["arty_a7_100"].params,
     # The Arty A7-35T's core with one bit-plane per beat and the skid buffer after the fetcher
     # (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks that print the

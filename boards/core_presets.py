@@ -8,7 +8,7 @@ import dataclasses
 
 from hw.contract.params import CoreParams
 
-__all__ = ["SMALL", "SMALL2", "SMALL2_PLANE_FIRE", "SMALL2_REPLAY", "MEDIUM"]
+__all__ = ["SMALL", "SMALL2", "SMALL2_PLANE_FIRE", "SMALL2_REPLAY", "SMALL4", "MEDIUM"]
 
 #: Small build for the random-network tests (fast to simulate); the digits network fits.
 SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chunks=32,
@@ -31,6 +31,10 @@ SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2, wei
 #: The small build with two planes per beat whose walk replays, after a position's first pass,
 #: only the blocks that pass found non-empty (``walk_replay``, the ULX3S's).
 SMALL2_REPLAY = dataclasses.replace(SMALL2, walk_replay=1)
+
+#: ... and four bit-planes per beat (``planes_per_beat=4``: a beat slot is four time steps, the
+#: firing units still take a pair a cycle), the ULX3S preset's settings at 1,024 adds a cycle.
+SMALL4 = dataclasses.replace(SMALL2_REPLAY, planes_per_beat=4)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

@@ -77,13 +77,15 @@ class CoreParams:
         weight_bits`` flip-flops where the clock is slow (iCE40 at 12 MHz). Only latency
         changes (one cycle per pass per register).
     planes_per_beat : int
-        Bit-planes of one input chunk a beat of the PE array carries: 1, or 2 (each PE has an
+        Bit-planes of one input chunk a beat of the PE array carries: 1, 2 or 4 (each PE has an
         adder tree per plane, all fed the same weight register: a weight row read once serves
-        two time steps, so the array does ``planes_per_beat * n_pe * k`` adds per cycle on the
-        same weight-memory bandwidth). A beat is issued for every pair of planes ``2 s, 2 s + 1``
-        below ``T`` that holds a spike.
+        two or four time steps, so the array does ``planes_per_beat * n_pe * k`` adds per cycle
+        on the same weight-memory bandwidth). A beat is issued for every *beat slot* (planes
+        ``planes_per_beat s .. planes_per_beat (s + 1) - 1``) below ``T`` that holds a spike:
+        a block with a spike in any of its four planes of a slot takes the whole beat, so more
+        planes a beat raise the peak but skip less.
     fire_pairs : int
-        With two planes per beat: 1 (default) makes the firing units fire a pair of planes a
+        With two or four planes per beat: 1 (default) makes the firing units fire a pair of planes a
         cycle in SpikePack layers (``ceil(T / 2)`` cycles a neuron instead of ``T``,
         about 320 more LUTs a unit on the 7-series); 0 keeps one plane a cycle (smaller and
         shorter firing paths; the ULX3S preset's until 2026-12-01). Ignored with one plane per
@@ -196,8 +198,8 @@ class CoreParams:
             raise ValueError(f"lif must be 0 or 1, not {self.lif}")
         if self.conv not in (0, 1):
             raise ValueError(f"conv must be 0 or 1, not {self.conv}")
-        if self.planes_per_beat not in (1, 2):
-            raise ValueError(f"planes_per_beat must be 1 or 2, not {self.planes_per_beat}")
+        if self.planes_per_beat not in (1, 2, 4):
+            raise ValueError(f"planes_per_beat must be 1, 2 or 4, not {self.planes_per_beat}")
         if self.fire_pairs not in (0, 1):
             raise ValueError(f"fire_pairs must be 0 or 1, not {self.fire_pairs}")
         if self.weight_write_reg not in (0, 1, 2):
@@ -264,9 +266,9 @@ class CoreParams:
 
     @property
     def fire_planes(self) -> int:
-        """Planes the firing units take a cycle in SpikePack layers: 2 with two planes per beat
-        and ``fire_pairs``, else 1."""
-        return 2 if self.planes_per_beat == 2 and self.fire_pairs else 1
+        """Planes the firing units take a cycle in SpikePack layers: 2 with two or four planes
+        per beat and ``fire_pairs``, else 1."""
+        return 2 if self.planes_per_beat >= 2 and self.fire_pairs else 1
 
     @property
     def beat_slots(self) -> int:

@@ -18,12 +18,13 @@ device has it; 2 parts is ping-pong): the array accumulates the next passes into
 while the firing array reads a finished pass from one. A PE holds no control of its own;
 :class:`hw.core.pe_array.PEArray` drives the bank addresses of all PEs in lockstep.
 
-With ``planes = 2`` a beat carries two planes of the same chunk (``2 k`` spike bits) and one set
-of ``k`` weights: the PE has one adder tree per plane, both fed the same weight register (weight
-reuse across time steps), so a beat does ``planes * k`` adds and writes ``planes`` per-plane sums.
-The bank is then ``passes t_max / planes`` words of ``planes`` sums each (one word per *beat slot*);
-the firing side reads a word (both planes of a slot) per read and picks a plane or combines
-the two itself (:class:`hw.core.fire_array.FireArray`). The latency is the same as with one
+With ``planes = 2`` (or 4) a beat carries two (four) planes of the same chunk (``planes k`` spike
+bits) and one set of ``k`` weights: the PE has one adder tree per plane, all fed the same weight
+register (weight reuse across time steps), so a beat does ``planes * k`` adds and writes
+``planes`` per-plane sums. The bank is then ``passes t_max / planes`` words of ``planes`` sums
+each (one word per *beat slot*); the firing side reads a pair of planes of a word per read and
+picks a plane or combines the two itself (:class:`hw.core.fire_array.FireArray`; with four planes
+the PE picks the pair by the read address, after the bank). The latency is the same as with one
 plane.
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 4 -- serial PE, weight reuse over T bit-planes.
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,8 +47,8 @@ __all__ = ["beat_layout", "SpikePackPE"]
 
 def _check_planes(planes: int, t_max: int) -> int:
     planes = operator.index(planes)
-    if planes not in (1, 2):
-        raise ValueError(f"planes must be 1 or 2, not {planes}")
+    if planes not in (1, 2, 4):
+        raise ValueError(f"planes must be 1, 2 or 4, not {planes}")
     if t_max % planes:
         raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
     return planes
@@ -60,7 +61,7 @@ def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: 
     for PEs ``group k .. group k + k - 1`` (``groups = n_pe / k``), weighted by the shortcut's
     gain instead of a weight row.
 
-    ``planes`` (1 or 2; ``t_max`` a multiple of it): the bit-planes of the chunk a beat carries.
+    ``planes`` (1, 2 or 4; ``t_max`` a multiple of it): the bit-planes of the chunk a beat carries.
     Beat slot ``s`` (``range(t_max // planes)``) carries planes ``planes s + i``,
     ``i = 0 .. planes - 1``, plane ``planes s + i`` in spike bits ``i k .. i k + k - 1`` (so the
     beat's ``k planes`` spikes are bits ``s planes k .. (s + 1) planes k - 1`` of a plane-major
@@ -97,8 +98,8 @@ class SpikePackPE(wiring.Component):
 
     The sums of a beat are therefore in the bank from cycle :attr:`latency` on, and beats may
     follow each other on one slot. ``fire_data`` is the sum of the plane at ``fire_addr`` (plane
-    units, whatever ``planes``; with two planes the word of its beat slot) one cycle after the
-    address.
+    units, whatever ``planes``; with ``read_pairs`` the pair of planes holding it) one cycle
+    after the address.
 
     Parameters
     ----------
@@ -113,10 +114,11 @@ class SpikePackPE(wiring.Component):
     res_lane : int
         The lane a shortcut beat's gain goes to (the PE's channel within its block of ``k``).
     planes : int
-        Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it), see :func:`beat_layout`.
+        Bit-planes per beat, 1, 2 or 4 (``t_max`` a multiple of it), see :func:`beat_layout`.
     read_pairs : bool
-        With two planes: ``fire_data`` is the whole word of a beat slot (the firing array
-        picks a plane or fires the pair); else the plane ``fire_addr`` names.
+        With two or four planes: ``fire_data`` is a pair of planes of a beat slot's word, the
+        pair holding the plane ``fire_addr`` names (the firing array picks a plane or fires the
+        pair); else that plane.
     passes : int
         Passes the bank holds (a power of two): its parts, ``t_max`` sums each.
     control_copies : bool
@@ -148,8 +150,8 @@ class SpikePackPE(wiring.Component):
     fire_addr : In(range(passes t_max))
         Read address of the firing side (``part * t_max + plane slot``).
     fire_data : Out(signed(sum_bits)), with ``read_pairs`` Out(ArrayLayout(signed(sum_bits), 2))
-        The sum at ``fire_addr`` of the previous cycle; with two planes and ``read_pairs`` the
-        word of its beat slot (both planes, low first).
+        The sum at ``fire_addr`` of the previous cycle; with ``read_pairs`` the pair of planes
+        ``2 j, 2 j + 1`` holding it (low first).
     """
 
     def __init__(self, k: int, t_max: int, sum_bits: int, weight_bits: int = 8,
@@ -169,7 +171,7 @@ class SpikePackPE(wiring.Component):
         self._passes = operator.index(passes)
         if self._passes < 2 or self._passes & (self._passes - 1):
             raise ValueError(f"passes must be a power of two, at least 2, not {passes}")
-        self._read_pairs = self._planes == 2 and bool(read_pairs)
+        self._read_pairs = self._planes >= 2 and bool(read_pairs)
         self._trees = [ConditionalAdderTree(self._k, self._weight_bits)
                        for _ in range(self._planes)]
         self._tree = self._trees[0]
@@ -277,7 +279,6 @@ class SpikePackPE(wiring.Component):
         holding its ``planes`` sums (side by side, plane ``i`` at bits ``i sum_bits``)."""
         m = Module()
         planes, k, sb = self._planes, self._k, self._sum_bits
-        assert planes == 2
         weights_q = self._weight_register(m)
         for i, tree in enumerate(self._trees):
             m.submodules[f"tree{i}"] = tree
@@ -288,7 +289,12 @@ class SpikePackPE(wiring.Component):
             shape=planes * sb, depth=self._passes * self._t_max // planes, init=[])
         wr = bank.write_port()
         old_rd = bank.read_port(transparent_for=())
-        rd = bank.read_port(transparent_for=())
+        # Planes per firing read, of the word's: the read picks a pair or a plane of the word
+        # by ``pick_bits`` address bits (below), or reads the whole word.
+        shift = planes.bit_length() - 1
+        pick_bits = shift - (1 if self._read_pairs else 0)
+        rd = (bank.read_port(domain="comb") if pick_bits
+              else bank.read_port(transparent_for=()))
 
         # Cycle L: read the old sums, register the chunk sums and this PE's copy of the control.
         wr_addr, wr_en, first, fwd = self._control_registers()
@@ -305,22 +311,36 @@ class SpikePackPE(wiring.Component):
             m.d.comb += new.eq(Mux(first, 0, Mux(fwd, last, old)) + chunk)
             m.d.sync += last.eq(new)
             news.append(new)
-        # Firing side: the word of the plane's beat slot (``t_max`` is a multiple of ``planes`` =
-        # 2, so ``fire_addr // 2`` is the word): both planes (``read_pairs``: the firing array
-        # picks), or the plane by the address's registered low bit.
-        if self._read_pairs:
+        # Firing side: the word of the plane's beat slot (``t_max`` is a multiple of ``planes``,
+        # so ``fire_addr >> log2(planes)`` is the word), then by the address's low bits a pair
+        # of it (``read_pairs``: the firing array picks a plane or fires the pair; with two
+        # planes the whole word) or a plane. Where a part is picked, the pick comes before the
+        # read's register (the memory read without one, the multiplexer on the address's own
+        # bits, then the register): the sum leaves the PE from a flip-flop, as the whole word
+        # does, and the firing array's path from it to its units is the same whatever
+        # ``planes``. (Picked after the register, by a register of the address bits that
+        # synthesis merged into one for all PEs, the multiplexer was a 1,024-add ULX3S build's
+        # critical path into the firing units: 88.6 MHz.)
+        if pick_bits == 0:
             fire_data = rd.data
         else:
-            sel = Signal(range(planes))
-            m.d.sync += sel.eq(self.fire_addr[:1])
-            words = [rd.data[i * sb:(i + 1) * sb].as_signed() for i in range(planes)]
-            fire_data = Mux(sel, words[1], words[0])
+            words = [rd.data[i * sb:(i + 1) * sb] for i in range(planes)]
+            if self._read_pairs:
+                pick = [Cat(words[i], words[i + 1]) for i in range(0, planes, 2)]
+            else:
+                pick = words
+            sel = self.fire_addr[shift - pick_bits:shift]
+            fire_data = Signal(len(pick[0]), name="fire_q", reset_less=True)
+            m.d.sync += fire_data.eq(Mux(sel, pick[1], pick[0]) if len(pick) == 2
+                                     else Array(pick)[sel])
+            if not self._read_pairs:
+                fire_data = fire_data.as_signed()
         m.d.comb += [
             old_rd.addr.eq(self.addr),
             wr.addr.eq(wr_addr),
             wr.en.eq(wr_en),
             wr.data.eq(Cat(*news)),
-            rd.addr.eq(self.fire_addr[1:]),
+            rd.addr.eq(self.fire_addr[shift:]),
             self.fire_data.eq(fire_data),
         ]
         return m

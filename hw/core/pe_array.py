@@ -7,9 +7,10 @@ adder tree sums across its ``k`` lanes; its bank sums across the chunks of a pas
 With ``planes = 2`` a beat carries two bit-planes of the same chunk (``2 k`` spike bits, beat slot
 ``s`` holding planes ``2 s`` and ``2 s + 1``, see :func:`hw.core.pe.beat_layout`) and still one
 weight row: each PE adds it to both planes with a tree per plane, so a beat performs
-``planes * n_pe * k`` adds for the same weight-memory bandwidth. The firing side still reads one
-bank word per read, the pair of planes of a beat slot (:data:`bank_read_signature` with
-``planes = 2``); the latency is the same.
+``planes * n_pe * k`` adds for the same weight-memory bandwidth; ``planes = 4`` likewise with four
+trees (beat slot ``s``: planes ``4 s .. 4 s + 3``). The firing side reads a pair of planes per
+read (:data:`bank_read_signature` with ``planes = 2``): with two planes a beat slot's word, with
+four the half of it that holds the addressed plane; the latency is the same.
 
 The array's one controller carries the beat's slot and end-of-pass flag beside the trees and
 drives the bank addresses of all PEs, so the PEs hold no control of their own. Banks have
@@ -92,12 +93,13 @@ class PEArray(wiring.Component):
         Build the shortcut's lane select (conv builds); without it (a dense-only build) every
         beat is a weighted one and ``gain`` is unused.
     planes : int
-        Bit-planes per beat, 1 or 2 (``t_max`` a multiple of it): a beat does
+        Bit-planes per beat, 1, 2 or 4 (``t_max`` a multiple of it): a beat does
         ``planes * n_pe * k`` adds with one weight row (a shortcut beat's gain applies to every
         plane it carries). Same :attr:`latency` either way.
     read_pairs : bool
-        With two planes: the firing side reads a beat slot's word (both planes) per read;
-        else one plane, chosen in every PE (:data:`bank_read_signature` with ``planes = 1``).
+        With two or four planes: the firing side reads a pair of planes per read (a beat
+        slot's word, or its half holding the addressed plane); else one plane, chosen in every
+        PE (:data:`bank_read_signature` with ``planes = 1``).
     bank_passes : int
         Passes the banks hold, 2 or 4 (:class:`hw.contract.params.CoreParams`).
     control_copies : bool
@@ -116,7 +118,7 @@ class PEArray(wiring.Component):
         memory at ``i.payload.row`` every cycle (so no memory enable waits on ``i.ready``).
     gain : In(signed(weight_bits))
         The running conv layer's shortcut gain (held during the layer).
-    bank : Out(bank_read_signature(n_pe, t_max, sum_bits, planes))
+    bank : Out(bank_read_signature(n_pe, t_max, sum_bits, read_planes))
         The per-plane sums of finished passes, in pass order.
     """
 
@@ -135,8 +137,8 @@ class PEArray(wiring.Component):
         if self._t_max < 2 or self._t_max & (self._t_max - 1):
             raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
         self._planes = operator.index(planes)
-        if self._planes not in (1, 2):
-            raise ValueError(f"planes must be 1 or 2, not {planes}")
+        if self._planes not in (1, 2, 4):
+            raise ValueError(f"planes must be 1, 2 or 4, not {planes}")
         if self._t_max % self._planes:
             raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
         self._bank_passes = operator.index(bank_passes)
@@ -145,7 +147,7 @@ class PEArray(wiring.Component):
         self._k = operator.index(k)
         self._control_copies = bool(control_copies)
         self._groups = -(-self._n_pe // self._k)
-        self._read_planes = self._planes if read_pairs else 1  # planes a firing read gets
+        self._read_planes = 2 if self._planes >= 2 and read_pairs else 1  # a firing read's planes
         self._pes = [SpikePackPE(k, self._t_max, sum_bits, weight_bits, res_lane=n % self._k,
                                  planes=self._planes, read_pairs=bool(read_pairs),
                                  passes=self._bank_passes, control_copies=control_copies)
@@ -237,7 +239,7 @@ class PEArray(wiring.Component):
         rd_half = Signal(range(parts))
         fire_addr = Cat(self.bank.addr, rd_half)
         zero = Signal()
-        rd_slot = self.bank.addr if self._planes == 1 else self.bank.addr[1:]  # its beat slot
+        rd_slot = self.bank.addr[self._planes.bit_length() - 1:]  # its beat slot
         m.d.sync += zero.eq(~touched[rd_half].bit_select(rd_slot, 1))
         rd_next = Signal.like(rd_half)
         m.d.comb += rd_next.eq(rd_half + 1)

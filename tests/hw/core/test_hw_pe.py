@@ -117,6 +117,10 @@ class BankReader:
             self.got.append(np.array(sums).T)  # [pe][slot]
 
 
+#: Planes a beat, and whether the firing side reads pairs of planes.
+PLANES = [(1, True), (2, True), (2, False), (4, True), (4, False)]
+
+
 def _plane(word, q, read_planes):
     """Plane ``q``'s sum in a PE's bank read data (a pair of sums when reads return words)."""
     return int(word) if read_planes == 1 else int(word[q & 1])
@@ -148,12 +152,14 @@ def _run_passes(dut, passes, expected, wmem, seed, pause, gain=None):
 
 
 @pytest.mark.parametrize("bank_passes", [2, 4])
-@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
+@pytest.mark.parametrize("planes,read_pairs", PLANES)
 @pytest.mark.parametrize("n_pe,k,t_max,pause,weight_regs", [
     (4, 4, 8, 0.0, 2), (4, 4, 8, 0.6, 2), (2, 16, 16, 0.3, 2), (8, 1, 8, 0.3, 2),
     (4, 4, 8, 0.0, 0), (4, 4, 8, 0.6, 0), (2, 8, 8, 0.3, 1), (2, 4, 2, 0.3, 1)])
 def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight_regs, planes,
                                                    read_pairs, bank_passes, rng, seed):
+    if t_max % planes:
+        pytest.skip(f"t_max {t_max} holds no whole beat slot of {planes} planes")
     dut = PEArray(n_pe, k, t_max, 20, weight_regs=weight_regs, planes=planes,
                   read_pairs=read_pairs, bank_passes=bank_passes)
     passes, expected = _random_passes(rng, 25, k, t_max, n_pe=n_pe, planes=planes)
@@ -163,12 +169,12 @@ def test_pe_array_per_plane_sums_with_backpressure(n_pe, k, t_max, pause, weight
     _run_passes(dut, beats, expected, wmem, seed, pause)
 
 
-@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
+@pytest.mark.parametrize("planes,read_pairs", PLANES)
 @pytest.mark.parametrize("weight_regs", [0, 1, 2])
 def test_pe_array_latency_property(weight_regs, planes, read_pairs):
     """A one-beat pass is readable ``latency`` cycles after the beat was accepted (with two
     planes a beat, beat slot 1 is planes 2 and 3: plane 3 has no spike, its sum is 0 but
-    written)."""
+    written; with four, beat slot 0 is planes 0 to 3)."""
     dut = PEArray(2, 8, 8, 16, weight_regs=weight_regs, planes=planes,
                   read_pairs=read_pairs)
     wmem = WeightMemory(dut, 2, 8)
@@ -177,7 +183,8 @@ def test_pe_array_latency_property(weight_regs, planes, read_pairs):
 
     async def tb(ctx):
         ctx.set(dut.i.valid, 1)
-        ctx.set(dut.i.payload, {"spikes": 0xFF, "row": row, "slot": 2 // planes, "last": 1})
+        ctx.set(dut.i.payload, {"spikes": 0xFF << (8 * (2 % planes)), "row": row,
+                                "slot": 2 // planes, "last": 1})
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
         for cycle in range(1, 20):
@@ -199,17 +206,17 @@ def test_pe_array_latency_property(weight_regs, planes, read_pairs):
     # Whatever ``planes``: weight read, ``weight_regs``, PE input register, 3 adder levels, 2.
     assert seen["latency"] == dut.latency == weight_regs + 7
     want = [None, None, [8, -16], None, None, None, None, None]
-    if planes == 2:
-        want[3] = [0, 0]
+    for q in range(2 // planes * planes, (2 // planes + 1) * planes):  # the beat slot's others
+        want[q] = want[q] or [0, 0]
     assert [seen[q] for q in range(8)] == want
 
 
-@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
+@pytest.mark.parametrize("planes,read_pairs", PLANES)
 @pytest.mark.parametrize("weight_regs", [0, 2])
 def test_pe_array_back_to_back_beats_on_one_slot(weight_regs, planes, read_pairs, rng, seed):
     """Consecutive beats into one (beat) slot (the read-modify-write forwards the last write)."""
     n_pe, k, t_max = 2, 4, 8
-    slot = 5 // planes  # plane 5 (and plane 4 with two planes a beat)
+    slot = 5 // planes  # plane 5 (and plane 4 with two planes a beat, planes 4 to 7 with four)
     dut = PEArray(n_pe, k, t_max, 16, weight_regs=weight_regs, planes=planes,
                   read_pairs=read_pairs)
     wmem = WeightMemory(dut, n_pe, k)
@@ -279,15 +286,15 @@ def test_pe_array_rejects_bad_weight_regs():
         gc.collect()
 
 
-@pytest.mark.parametrize("planes", [0, 3, 4])
+@pytest.mark.parametrize("planes", [0, 3, 8])
 def test_pe_array_rejects_bad_planes(planes):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+        with pytest.raises(ValueError, match="planes must be 1, 2 or 4"):
             PEArray(2, 4, 8, 16, planes=planes)
-        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+        with pytest.raises(ValueError, match="planes must be 1, 2 or 4"):
             SpikePackPE(4, 8, 16, planes=planes)
-        with pytest.raises(ValueError, match="planes must be 1 or 2"):
+        with pytest.raises(ValueError, match="planes must be 1, 2 or 4"):
             beat_layout(4, 8, 16, planes=planes)
         gc.collect()
 
@@ -303,13 +310,16 @@ def test_pe_rejects_t_max_not_a_multiple_of_planes():
 
 
 def test_beat_layout_planes():
-    """Two planes a beat: ``2 k`` spike bits, ``t_max / 2`` beat slots; one plane: as before."""
+    """Two (four) planes a beat: ``2 k`` (``4 k``) spike bits, ``t_max / 2`` (``/ 4``) beat
+    slots; one plane: as before."""
     one, two = beat_layout(16, 8, 64, 2), beat_layout(16, 8, 64, 2, planes=2)
+    four = beat_layout(16, 8, 64, 2, planes=4)
     assert one["spikes"].width == 16 and two["spikes"].width == 32
-    assert one["slot"].width == 3 and two["slot"].width == 2
+    assert four["spikes"].width == 64
+    assert one["slot"].width == 3 and two["slot"].width == 2 and four["slot"].width == 1
 
 
-@pytest.mark.parametrize("planes,read_pairs", [(1, True), (2, True), (2, False)])
+@pytest.mark.parametrize("planes,read_pairs", PLANES)
 @pytest.mark.parametrize("n_pe,k,weight_regs,pause", [
     (8, 4, 2, 0.3), (4, 4, 0, 0.0), (2, 8, 1, 0.3), (8, 2, 2, 0.0), (16, 4, 1, 0.5)])
 def test_pe_array_shortcut_beats_add_the_gain_on_one_lane(n_pe, k, weight_regs, pause, planes,

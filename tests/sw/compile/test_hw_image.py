@@ -35,6 +35,7 @@ def _net(rng, sizes, T=4, wmax=127, **kw):
     ({"fire_units": 3}, ValueError), ({"fire_units": 16}, ValueError),
     ({"fire_units": 8}, ValueError), ({"lif": 2}, ValueError), ({"weight_regs": 3}, ValueError),
     ({"bank_passes": 3}, ValueError), ({"bank_passes": 8}, ValueError),
+    ({"planes_per_beat": 3}, ValueError), ({"planes_per_beat": 8}, ValueError),
     ({"n_pe": 2.0}, TypeError), ({"batch_depth": True}, TypeError), ({"bt_depth": 4}, ValueError),
 ])
 def test_params_refuse(kw, err):

@@ -119,17 +119,20 @@ def test_bad_input():
         predict_cycles(IntNetwork((fc1, fc2), T=2), np.zeros((1, 16), np.int64), p)
 
 
-def test_beat_counts_with_two_planes_per_beat(rng):
-    """With two planes per beat a chunk takes a beat per pair of planes (2 s, 2 s + 1) below T
-    with a spike: brute force over random packed words, odd T included."""
+@pytest.mark.parametrize("planes", [2, 4])
+def test_beat_counts_with_planes_per_beat(rng, planes):
+    """With two (four) planes per beat a chunk takes a beat per beat slot (planes ``planes s ..
+    planes s + planes - 1``) below T with a spike: brute force over random packed words, odd T
+    included."""
+    mask = (1 << planes) - 1
     for T in (1, 3, 4, 7, 8):
         a = rng.integers(0, 1 << 8, size=(6, 21)) * (rng.random((6, 21)) < 0.3)
-        got = chunk_plane_counts(a, T, 4, planes=2)
+        got = chunk_plane_counts(a, T, 4, planes=planes)
         for i in range(6):
             for c in range(-(-21 // 4)):
                 word = np.bitwise_or.reduce(a[i, c * 4:c * 4 + 4]) & ((1 << T) - 1)
-                pairs = sum(1 for s in range(4) if (int(word) >> (2 * s)) & 3)
-                assert got[i, c] == pairs, (T, i, c)
+                slots = sum(1 for s in range(8 // planes) if (int(word) >> (planes * s)) & mask)
+                assert got[i, c] == slots, (T, i, c)
         assert np.array_equal(chunk_plane_counts(a, T, 4), chunk_plane_counts(a, T, 4, planes=1))
 
 
