@@ -46,10 +46,14 @@ COLLISION_FREE_MEMORIES = ("w_mem", "bt_mem", "desc_mem", "spk_mem", "out_mem", 
 
 
 def collision_hints() -> str:
-    """Yosys commands (one a line) marking the read ports of :data:`COLLISION_FREE_MEMORIES`
-    collision-undefined. Run them on ``$memrd_v2`` cells, before ``memory_collect``."""
+    """Yosys commands (one a line) marking the synchronous read ports of
+    :data:`COLLISION_FREE_MEMORIES` collision-undefined (an asynchronous read port, as a PE's
+    bank has for the firing side where it picks part of a word, has no collision to leave
+    undefined, and yosys refuses the mark on it). Run them on ``$memrd_v2`` cells, before
+    ``memory_collect``."""
     return "\n".join(
-        f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\{name} %i"
+        f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\{name} %i "
+        f"r:CLK_ENABLE=1 %i"
         for name in COLLISION_FREE_MEMORIES)
 
 
