@@ -42,10 +42,11 @@ from hw.common.synth_hints import COPY_ATTRS
 
 from .adder_tree import ConditionalAdderTree
 
-__all__ = ["beat_layout", "SpikePackPE"]
+__all__ = ["beat_layout", "check_planes", "SpikePackPE"]
 
 
-def _check_planes(planes: int, t_max: int) -> int:
+def check_planes(planes: int, t_max: int) -> int:
+    """``planes`` as an int: bit-planes per beat, 1, 2 or 4, a divisor of ``t_max``."""
     planes = operator.index(planes)
     if planes not in (1, 2, 4):
         raise ValueError(f"planes must be 1, 2 or 4, not {planes}")
@@ -66,7 +67,7 @@ def beat_layout(k: int, t_max: int, weight_depth: int, groups: int = 1, planes: 
     ``i = 0 .. planes - 1``, plane ``planes s + i`` in spike bits ``i k .. i k + k - 1`` (so the
     beat's ``k planes`` spikes are bits ``s planes k .. (s + 1) planes k - 1`` of a plane-major
     spike block). With ``planes = 1`` the beat slot is the plane slot."""
-    planes = _check_planes(planes, t_max)
+    planes = check_planes(planes, t_max)
     return data.StructLayout({
         "spikes": k * planes,
         "slot": range(t_max // planes),
@@ -167,7 +168,7 @@ class SpikePackPE(wiring.Component):
         self._weight_bits = operator.index(weight_bits)
         if self._t_max < 1:
             raise ValueError(f"t_max must be at least 1, not {t_max}")
-        self._planes = _check_planes(planes, self._t_max)
+        self._planes = check_planes(planes, self._t_max)
         self._passes = operator.index(passes)
         if self._passes < 2 or self._passes & (self._passes - 1):
             raise ValueError(f"passes must be a power of two, at least 2, not {passes}")

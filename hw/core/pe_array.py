@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 from hw.common.synth_hints import COPY_ATTRS
 from hw.contract.memory_map import weights_layout
 
-from .pe import SpikePackPE, beat_layout
+from .pe import SpikePackPE, beat_layout, check_planes
 
 __all__ = ["PEArray", "bank_read_signature"]
 
@@ -136,11 +136,7 @@ class PEArray(wiring.Component):
         self._t_max = operator.index(t_max)
         if self._t_max < 2 or self._t_max & (self._t_max - 1):
             raise ValueError(f"t_max must be a power of two, at least 2, not {t_max}")
-        self._planes = operator.index(planes)
-        if self._planes not in (1, 2, 4):
-            raise ValueError(f"planes must be 1, 2 or 4, not {planes}")
-        if self._t_max % self._planes:
-            raise ValueError(f"t_max ({t_max}) must be a multiple of planes ({planes})")
+        self._planes = check_planes(planes, self._t_max)
         self._bank_passes = operator.index(bank_passes)
         if self._bank_passes not in (2, 4):
             raise ValueError(f"bank_passes must be 2 or 4, not {bank_passes}")
