@@ -11,7 +11,29 @@ from typing import Literal
 from hw.contract.params import CoreParams
 from hw.contract.protocol import baud_divisor, check_max_payload
 
-__all__ = ["DeviceCapacity", "BoardPreset"]
+__all__ = ["DeviceCapacity", "BoardPreset", "check_nextpnr_options"]
+
+#: nextpnr arguments ``hw.build`` (and Amaranth's build plan) sets itself.
+RESERVED_NEXTPNR_OPTIONS = frozenset({
+    "--json", "--lpf", "--pcf", "--textcfg", "--asc", "--seed", "--report", "--log", "--quiet",
+    "--timing-allow-fail", "--package", "--speed", "--freq", "--12k", "--25k", "--45k",
+    "--85k", "--um-25k", "--um-45k", "--um-85k", "--um5g-25k", "--um5g-45k", "--um5g-85k",
+    "--up5k", "--hx8k", "--hx1k", "--lp8k"})
+
+
+def check_nextpnr_options(options) -> tuple[str, ...]:
+    """``options`` as a tuple of strings, or ValueError/TypeError saying which one is wrong."""
+    if isinstance(options, str):
+        raise TypeError(f"nextpnr options must be a sequence of arguments, not the string "
+                        f"{options!r} (split it: {tuple(options.split())!r})")
+    options = tuple(options)
+    for arg in options:
+        if not isinstance(arg, str):
+            raise TypeError(f"nextpnr options must be strings, not {arg!r}")
+        if arg.split("=", 1)[0] in RESERVED_NEXTPNR_OPTIONS:
+            hint = " (use --seed)" if arg.startswith("--seed") else ""
+            raise ValueError(f"nextpnr option {arg} is set by hw.build itself{hint}")
+    return options
 
 Family = Literal["xc7", "ecp5", "ice40"]
 ClockGen = Literal["mmcm", "ecp5_pll", "direct"]
@@ -84,6 +106,10 @@ class BoardPreset:
         A sentence on why this size and clock.
     nextpnr_seed : int or None
         nextpnr's placer seed (``--seed``) for ECP5/iCE40 builds; None: nextpnr's default.
+    nextpnr_options : tuple of str
+        More nextpnr arguments for ECP5/iCE40 builds (placer and router settings, e.g.
+        ``("--placer-heap-timingweight", "40")``); not the ones ``hw.build`` sets itself
+        (device, files, seed, report).
     """
 
     name: str
@@ -103,6 +129,7 @@ class BoardPreset:
     max_payload: int = 1024
     description: str = ""
     nextpnr_seed: int | None = None
+    nextpnr_options: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -126,6 +153,7 @@ class BoardPreset:
             raise ValueError(f"platform must be 'module:Class', not {self.platform!r}")
         # The UART divisor and the frame size must be usable (raise ValueError with the reason).
         baud_divisor(self.clk_freq, self.baud)
+        object.__setattr__(self, "nextpnr_options", check_nextpnr_options(self.nextpnr_options))
         object.__setattr__(self, "max_payload", check_max_payload(self.max_payload))
 
     def platform_class(self):

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -239,10 +240,12 @@ class _Build:
         paths = {name: resolve_tool(name) for name in tools[:1 if self.opts.synth_only else 3]}
         self.report["tools"].update(paths)
         report_json = f"{TOP}_nextpnr.json"
+        nextpnr_args = ["--report", report_json, "--timing-allow-fail",
+                        *(["--seed", str(p.nextpnr_seed)] if p.nextpnr_seed is not None else []),
+                        *p.nextpnr_options]
+        self.report["nextpnr_args"] = nextpnr_args
         plan = self.progress.step("elaborate + build plan", self.elaborate,
-                                  nextpnr_opts=f"--report {report_json} --timing-allow-fail"
-                                  + (f" --seed {p.nextpnr_seed}" if p.nextpnr_seed is not None
-                                     else ""),
+                                  nextpnr_opts=" ".join(map(shlex.quote, nextpnr_args)),
                                   script_after_read=synthesis_hints())
         plan_dir = plan.extract(self.out)
         commands = json.loads((plan_dir / f"build_{TOP}.json").read_text())["commands"]
@@ -413,6 +416,10 @@ def _argparser():
     parser.add_argument("--seed", type=int,
                         help="nextpnr placer seed (ECP5, iCE40; default: the preset's, else "
                              "nextpnr's own)")
+    parser.add_argument("--nextpnr-opts", metavar="ARGS",
+                        help="nextpnr placer/router arguments instead of the preset's, as one "
+                             "string after '=', e.g. --nextpnr-opts='--placer-heap-timingweight "
+                             "40' ('' for none)")
     parser.add_argument("--jobs", type=int, default=1, help="threads for Vivado (default 1)")
     parser.add_argument("--no-vivado", action="store_true",
                         help="Arty: write the plan and the estimate only, even with Vivado")
@@ -469,6 +476,8 @@ def _preset_from_args(args):
         changes["clk_freq"] = round(args.clock_mhz * 1e6)
     if args.seed is not None:
         changes["nextpnr_seed"] = args.seed
+    if args.nextpnr_opts is not None:
+        changes["nextpnr_options"] = tuple(shlex.split(args.nextpnr_opts))
     if args.set:
         changes["params"] = _parse_set(args.set)
     try:

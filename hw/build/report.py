@@ -423,6 +423,8 @@ def format_report(report: dict) -> str:
             summary = path.pop() if " ns = " in path[-1] else "nets"
             out.append(f"  critical path ({summary}):")
             out.append("    " + " -> ".join(path))
+        if report.get("nextpnr_args"):
+            out.append("  nextpnr " + " ".join(report["nextpnr_args"]))
         out.append("")
     if report["modules"]:
         out.append("Per module (yosys stat, inclusive of submodules):")

@@ -85,6 +85,24 @@ def test_preset_validation():
         get_board("de10_nano")
 
 
+def test_preset_nextpnr_options():
+    """Extra nextpnr arguments: a sequence of strings, none of those hw.build sets itself."""
+    base = get_board("ulx3s")
+    opts = base.replace(nextpnr_options=["--placer-heap-timingweight", "40"]).nextpnr_options
+    assert opts == ("--placer-heap-timingweight", "40")
+    with pytest.raises(TypeError, match="split it"):
+        base.replace(nextpnr_options="--tmg-ripup --router router2")
+    with pytest.raises(TypeError, match="strings"):
+        base.replace(nextpnr_options=("--placer-heap-timingweight", 40))
+    for arg in ("--seed", "--seed=3", "--json", "--85k", "--timing-allow-fail"):
+        with pytest.raises(ValueError, match=f"{arg} is set by hw.build itself"):
+            base.replace(nextpnr_options=(arg, "x"))
+    # The CLI: one string, split as a shell would; a reserved argument is a usage error.
+    result = run_cli("--board", "ulx3s", "--nextpnr-opts=--seed 3")
+    assert result.returncode == 2
+    assert "nextpnr option --seed is set by hw.build itself (use --seed)" in result.stderr
+
+
 def test_clock_configs():
     cfg = mmcm_config(100_000_000, 100_000_000)
     assert (cfg.f_out, cfg.f_vco) == (Fraction(100_000_000), Fraction(1_200_000_000))
