@@ -48,12 +48,19 @@ class StreamQueue(wiring.Component):
     ready_copy : Out(ready_copies)
         With ``ready_copies`` > 0: copies of ``i.ready``, each a register of its own (kept apart
         by synthesis, ``hw.common.synth_hints``), as :class:`hw.common.skid_buffer.SkidBuffer`'s.
+
+    With ``pop_copy``, the read pointer and the count decide a pop from a copy of ``o.valid``
+    of their own (a register kept apart by synthesis) instead of from the output register's
+    load enable: that enable fans out to every payload flip-flop, so the placer puts its gate
+    amid them, and the pointers' path from ``o.ready`` went through it and back (the ULX3S
+    four-plane core's critical path: 5 ns of wire out to the gate and back).
     """
 
     latency = 2
 
-    def __init__(self, shape, entries: int, *, ready_copies: int = 0):
+    def __init__(self, shape, entries: int, *, ready_copies: int = 0, pop_copy: bool = False):
         self._shape = shape
+        self._pop_copy = bool(pop_copy)
         self._entries = operator.index(entries)
         if self._entries < 2 or self._entries & (self._entries - 1):
             self._MustUse__silence = True  # refused: not a design element left unused
@@ -86,7 +93,14 @@ class StreamQueue(wiring.Component):
         take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
         push = self.i.valid & ready
         push_mem = self.i.valid & ready_mem
-        pop = take_o & (count != 0)
+        if self._pop_copy:
+            valid_pop = Signal(attrs=COPY_ATTRS)  # == o.valid, a register of its own
+            take_pop = ~valid_pop | self.o.ready
+            with m.If(take_pop):
+                m.d.sync += valid_pop.eq(count != 0)
+        else:
+            take_pop = take_o
+        pop = take_pop & (count != 0)
         m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
                      wr.en.eq(push_mem)]
         with m.If(take_o):

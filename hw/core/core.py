@@ -133,7 +133,8 @@ class SpikePackCore(wiring.Component):
             # Between the fetcher and the issuer, so the fetcher's memory enables do not wait on
             # the issuer's plane selection; with ``fetch_queue`` a queue, so the walk runs ahead
             # of the issuer (over the blocks it drops) instead of waiting on it.
-            **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue)}
+            **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue,
+                                           pop_copy=bool(p.pe_control_copies))}
                if p.fetch_queue else
                {"fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0)}),
         }

@@ -13,7 +13,8 @@ from sim.rtl.streams import stream_get, stream_put
 from sw.research.cycle_model import _queue_step
 
 BLOCKS = {"skid": lambda: SkidBuffer(16), "queue4": lambda: StreamQueue(16, 4),
-          "queue8": lambda: StreamQueue(16, 8, ready_copies=1)}
+          "queue8": lambda: StreamQueue(16, 8, ready_copies=1),
+          "queue4_pop_copy": lambda: StreamQueue(16, 4, pop_copy=True)}
 
 
 @pytest.mark.parametrize("block", list(BLOCKS))
