@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import memory, wiring
 
 from hw.common.skid_buffer import stream_stage_members
@@ -49,18 +49,24 @@ class StreamQueue(wiring.Component):
         With ``ready_copies`` > 0: copies of ``i.ready``, each a register of its own (kept apart
         by synthesis, ``hw.common.synth_hints``), as :class:`hw.common.skid_buffer.SkidBuffer`'s.
 
-    With ``pop_copy``, the read pointer and the count decide a pop from a copy of ``o.valid``
-    of their own (a register kept apart by synthesis) instead of from the output register's
-    load enable: that enable fans out to every payload flip-flop, so the placer puts its gate
-    amid them, and the pointers' path from ``o.ready`` went through it and back (the ULX3S
-    four-plane core's critical path: 5 ns of wire out to the gate and back).
+    With ``two_out``, the output is two registers filled in turn and read in turn, ``o.valid``
+    and ``o.payload`` a multiplexer of them on a register (which one is next): a register is
+    loaded from the memory when it is empty, so the loads' enables (one per payload flip-flop)
+    come from registers only and never wait on ``o.ready``. With one output register its load
+    enable is ``~o.valid | o.ready``: the consumer's ready fans out to every payload flip-flop,
+    and the placer puts that gate amid them, across the chip from the consumer (the ULX3S
+    four-plane core's critical path, 3.2 ns of wire out to the gate and 3.2 back). What the
+    consumer sees is the same cycle for cycle (a beat leaves the memory into the register that
+    is next to be read, never later than one register would take it), and ``i.ready`` counts
+    the beats as one output register would (the second register's beat as if in the memory),
+    so the producer sees the same too.
     """
 
     latency = 2
 
-    def __init__(self, shape, entries: int, *, ready_copies: int = 0, pop_copy: bool = False):
+    def __init__(self, shape, entries: int, *, ready_copies: int = 0, two_out: bool = False):
         self._shape = shape
-        self._pop_copy = bool(pop_copy)
+        self._two_out = bool(two_out)
         self._entries = operator.index(entries)
         if self._entries < 2 or self._entries & (self._entries - 1):
             self._MustUse__silence = True  # refused: not a design element left unused
@@ -90,30 +96,58 @@ class StreamQueue(wiring.Component):
         # memory, and the count's adder, and ``ready`` after it, hung on a wire across the
         # chip (the ULX3S's critical path on one placement).
         ready_mem = Signal(init=1, attrs=COPY_ATTRS)
-        take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
         push = self.i.valid & ready
         push_mem = self.i.valid & ready_mem
-        if self._pop_copy:
-            valid_pop = Signal(attrs=COPY_ATTRS)  # == o.valid, a register of its own
-            take_pop = ~valid_pop | self.o.ready
-            with m.If(take_pop):
-                m.d.sync += valid_pop.eq(count != 0)
-        else:
-            take_pop = take_o
-        pop = take_pop & (count != 0)
         m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
                      wr.en.eq(push_mem)]
-        with m.If(take_o):
-            m.d.sync += [self.o.payload.eq(rd.data), self.o.valid.eq(count != 0)]
+        if self._two_out:
+            pop, held_next = self._two_registers(m, Value.cast(rd.data), count)
+        else:
+            take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
+            pop = take_o & (count != 0)
+            with m.If(take_o):
+                m.d.sync += [self.o.payload.eq(rd.data), self.o.valid.eq(count != 0)]
+            held_next = None
         count_next = count + push - pop
-        m.d.sync += [count.eq(count_next), ready.eq(count_next < n),
-                     ready_mem.eq(count_next < n)]
+        # ``ready``: room for a beat while fewer than ``entries`` wait behind the beat on the
+        # output (with ``two_out`` the second register's counts as waiting).
+        waiting_next = count_next if held_next is None else count_next + held_next
+        m.d.sync += [count.eq(count_next), ready.eq(waiting_next < n),
+                     ready_mem.eq(waiting_next < n)]
         with m.If(push_mem):
             m.d.sync += wp.eq(wp + 1)
         with m.If(pop):
             m.d.sync += rp.eq(rp + 1)
         for c in range(self._copies):
             copy = Signal(name=f"ready_copy{c}", init=1, attrs=COPY_ATTRS)
-            m.d.sync += copy.eq(count_next < n)
+            m.d.sync += copy.eq(waiting_next < n)
             m.d.comb += self.ready_copy[c].eq(copy)
         return m
+
+    def _two_registers(self, m, data, count):
+        """``two_out``'s output registers: ``(pop, held_next)``, the memory's read taken this
+        cycle and whether the register not read next holds a beat after it."""
+        width = len(data)
+        regs = [Signal(width, name=f"out{j}") for j in range(2)]
+        full = [Signal(name=f"full{j}") for j in range(2)]
+        wsel = Signal()  # the register loaded next
+        rsel = Signal()  # the register read next
+        m.d.comb += [self.o.valid.eq(Mux(rsel, full[1], full[0])),
+                     self.o.payload.eq(Mux(rsel, regs[1], regs[0]))]
+        take = self.o.valid & self.o.ready
+        pop = Signal()
+        m.d.comb += pop.eq(Mux(wsel, ~full[1], ~full[0]) & (count != 0))
+        full_next = [Signal(name=f"full{j}_next") for j in range(2)]
+        for j in range(2):
+            load = pop & (wsel == j)
+            with m.If(load):
+                m.d.sync += regs[j].eq(data)
+            m.d.comb += full_next[j].eq(load | (full[j] & ~(take & (rsel == j))))
+            m.d.sync += full[j].eq(full_next[j])
+        with m.If(pop):
+            m.d.sync += wsel.eq(~wsel)
+        rsel_next = rsel ^ take
+        with m.If(take):
+            m.d.sync += rsel.eq(~rsel)
+        held_next = Mux(rsel_next, full_next[0], full_next[1])
+        return pop, held_next

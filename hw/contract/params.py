@@ -129,10 +129,10 @@ class CoreParams:
     pe_control_copies : int
         1 keeps each PE's registers of its bank control (address, enable, first, forward) its
         own: synthesis otherwise merges the ``n_pe`` equal registers into one that drives every
-        bank (:class:`hw.core.pe.SpikePackPE`); and the fetch queue's pointers their own
-        copy of its output's valid (:class:`hw.common.stream_queue.StreamQueue`'s
-        ``pop_copy``). About ``n_pe * 7 + 1`` flip-flops; timing only, not in the identify
-        block.
+        bank (:class:`hw.core.pe.SpikePackPE`); and gives the fetch queue two output registers
+        that load without waiting on its consumer's ready
+        (:class:`hw.common.stream_queue.StreamQueue`'s ``two_out``). About ``n_pe * 7``
+        flip-flops and a block register more; timing only, not in the identify block.
     seq_prefetch : int
         1: the sequencer reads and checks the next layer's descriptor while a layer runs, and
         adds a finished layer into its counters beside the next one

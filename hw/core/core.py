@@ -134,7 +134,7 @@ class SpikePackCore(wiring.Component):
             # the issuer's plane selection; with ``fetch_queue`` a queue, so the walk runs ahead
             # of the issuer (over the blocks it drops) instead of waiting on it.
             **({"fetch_queue": StreamQueue(block_beat_layout(p), p.fetch_queue,
-                                           pop_copy=bool(p.pe_control_copies))}
+                                           two_out=bool(p.pe_control_copies))}
                if p.fetch_queue else
                {"fetch_skid": SkidBuffer(block_beat_layout(p), ready_copies=1 if p.conv else 0)}),
         }

@@ -14,7 +14,8 @@ from sw.research.cycle_model import _queue_step
 
 BLOCKS = {"skid": lambda: SkidBuffer(16), "queue4": lambda: StreamQueue(16, 4),
           "queue8": lambda: StreamQueue(16, 8, ready_copies=1),
-          "queue4_pop_copy": lambda: StreamQueue(16, 4, pop_copy=True)}
+          "queue4_two_out": lambda: StreamQueue(16, 4, two_out=True),
+          "queue8_two_out": lambda: StreamQueue(16, 8, ready_copies=1, two_out=True)}
 
 
 @pytest.mark.parametrize("block", list(BLOCKS))
