@@ -111,43 +111,58 @@ class StreamQueue(wiring.Component):
         count_next = count + push - pop
         # ``ready``: room for a beat while fewer than ``entries`` wait behind the beat on the
         # output (with ``two_out`` the second register's counts as waiting).
-        waiting_next = count_next if held_next is None else count_next + held_next
-        m.d.sync += [count.eq(count_next), ready.eq(waiting_next < n),
-                     ready_mem.eq(waiting_next < n)]
+        room = (count_next < n) if held_next is None else \
+            Mux(held_next, count_next < n - 1, count_next < n)
+        m.d.sync += [count.eq(count_next), ready.eq(room), ready_mem.eq(room)]
         with m.If(push_mem):
             m.d.sync += wp.eq(wp + 1)
         with m.If(pop):
             m.d.sync += rp.eq(rp + 1)
         for c in range(self._copies):
             copy = Signal(name=f"ready_copy{c}", init=1, attrs=COPY_ATTRS)
-            m.d.sync += copy.eq(waiting_next < n)
+            m.d.sync += copy.eq(room)
             m.d.comb += self.ready_copy[c].eq(copy)
         return m
 
     def _two_registers(self, m, data, count):
         """``two_out``'s output registers: ``(pop, held_next)``, the memory's read taken this
-        cycle and whether the register not read next holds a beat after it."""
+        cycle and whether the register not read next holds a beat after it.
+
+        The pointers and the count decide a pop from copies of the registers' state of their
+        own (kept apart by synthesis): the loads' gate sits amid the payload flip-flops, and a
+        pop decided there would take the count's path out to it and back."""
         width = len(data)
         regs = [Signal(width, name=f"out{j}") for j in range(2)]
-        full = [Signal(name=f"full{j}") for j in range(2)]
-        wsel = Signal()  # the register loaded next
+        nonempty = count != 0
+        take = Signal()
         rsel = Signal()  # the register read next
-        m.d.comb += [self.o.valid.eq(Mux(rsel, full[1], full[0])),
-                     self.o.payload.eq(Mux(rsel, regs[1], regs[0]))]
-        take = self.o.valid & self.o.ready
-        pop = Signal()
-        m.d.comb += pop.eq(Mux(wsel, ~full[1], ~full[0]) & (count != 0))
-        full_next = [Signal(name=f"full{j}_next") for j in range(2)]
-        for j in range(2):
-            load = pop & (wsel == j)
-            with m.If(load):
-                m.d.sync += regs[j].eq(data)
-            m.d.comb += full_next[j].eq(load | (full[j] & ~(take & (rsel == j))))
-            m.d.sync += full[j].eq(full_next[j])
-        with m.If(pop):
-            m.d.sync += wsel.eq(~wsel)
         rsel_next = rsel ^ take
+
+        def state(suffix, attrs=None):
+            """Whether each register holds a beat and which one is loaded next, updated from
+            this copy's own registers: ``(full, full_next, wsel, load)``."""
+            full = [Signal(name=f"full{j}{suffix}", attrs=attrs) for j in range(2)]
+            full_next = [Signal(name=f"full{j}_next{suffix}") for j in range(2)]
+            wsel = Signal(name=f"wsel{suffix}", attrs=attrs)  # the register loaded next
+            load = Signal(name=f"load{suffix}")
+            m.d.comb += load.eq(Mux(wsel, ~full[1], ~full[0]) & nonempty)
+            for j in range(2):
+                m.d.comb += full_next[j].eq((load & (wsel == j))
+                                            | (full[j] & ~(take & (rsel == j))))
+                m.d.sync += full[j].eq(full_next[j])
+            with m.If(load):
+                m.d.sync += wsel.eq(~wsel)
+            return full, full_next, wsel, load
+
+        full, _, wsel, load = state("")
+        _, full_next_c, _, pop = state("_ctl", COPY_ATTRS)
+        m.d.comb += [self.o.valid.eq(Mux(rsel, full[1], full[0])),
+                     self.o.payload.eq(Mux(rsel, regs[1], regs[0])),
+                     take.eq(self.o.valid & self.o.ready)]
+        for j in range(2):
+            with m.If(load & (wsel == j)):
+                m.d.sync += regs[j].eq(data)
         with m.If(take):
             m.d.sync += rsel.eq(~rsel)
-        held_next = Mux(rsel_next, full_next[0], full_next[1])
+        held_next = Mux(rsel_next, full_next_c[0], full_next_c[1])
         return pop, held_next
