@@ -11,9 +11,9 @@ the RTL of four cores:
 * ``arty_a7_1plane``: the Arty A7-35T core with one bit-plane per beat (256 adds/cycle), the
   core before two planes per beat (old);
 * ``arty_a7``: the Arty A7-35T preset, two planes per beat (512 adds/cycle; new);
-* ``ulx3s``: the ULX3S preset's core;
-* ``ulx3s_4plane``: the ULX3S core with four bit-planes per beat (1,024 adds/cycle), not a
-  preset (its builds do not reach 100 MHz yet).
+* ``ulx3s_2plane``: the ULX3S core with two bit-planes per beat (512 adds/cycle), the ULX3S
+  preset until 2026-12-03 (old);
+* ``ulx3s``: the ULX3S preset, four bit-planes per beat (1,024 adds/cycle; new).
 
 For each it checks with ``==`` the outputs, the per-layer spike and skip counters against the
 golden model and the cycle counters against the cycle model (``sw.research.cycle_model``), then
@@ -68,10 +68,10 @@ CORES = (
      "old: the Arty core with one bit-plane per beat"),
     ("arty_a7", BOARDS["arty_a7"].params, BOARDS["arty_a7"].clk_freq,
      "new: the Arty A7-35T preset"),
-    ("ulx3s", BOARDS["ulx3s"].params, BOARDS["ulx3s"].clk_freq, "the ULX3S preset"),
-    ("ulx3s_4plane", CORE_PRESETS["ulx3s_4plane"], BOARDS["ulx3s"].clk_freq,
-     "new, not a preset: the ULX3S core with four bit-planes per beat (its builds reach "
-     "88.6-91.7 MHz; images/s are at 100 MHz)"),
+    ("ulx3s_2plane", CORE_PRESETS["ulx3s_2plane"], BOARDS["ulx3s"].clk_freq,
+     "old: the ULX3S core with two bit-planes per beat"),
+    ("ulx3s", BOARDS["ulx3s"].params, BOARDS["ulx3s"].clk_freq,
+     "new: the ULX3S preset, four bit-planes per beat"),
 )
 
 
@@ -204,9 +204,10 @@ def main(argv=None) -> int:
               + "".join(f" {c:>7.1f}" for c in cyc)
               + f" {tot.mean():>8.1f} {tot.min():>6} {tot.max():>6} "
                 f"{clk / tot.mean():>10,.0f}")
-    old = measured["arty_a7_1plane"][0].total_cycles.mean()
-    new = measured["arty_a7"][0].total_cycles.mean()
-    print(f"  new / old (Arty): {new / old:.2f}")
+    for board, old_core in (("arty_a7", "arty_a7_1plane"), ("ulx3s", "ulx3s_2plane")):
+        old = measured[old_core][0].total_cycles.mean()
+        new = measured[board][0].total_cycles.mean()
+        print(f"  new / old ({board}): {new / old:.2f}")
     for name, target in TARGETS.items():
         got = measured[name][0].total_cycles.mean()
         print(f"target (issue 16): <= {target:,} cycles per inference on {name} -> measured "

@@ -28,7 +28,7 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 #: firing units; ``small2_replay``: and the walk replaying a position's non-empty blocks;
 #: ``small4``: that with four bit-planes per beat), the
 #: Arty A7-35T's and A7-100T's cores, the 35T's with one bit-plane per beat and the ULX3S's
-#: with four.
+#: with two.
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE,
     "small2_replay": SMALL2_REPLAY, "small4": SMALL4, "medium": MEDIUM,
@@ -38,10 +38,10 @@ CORE_PRESETS: dict[str, CoreParams] = {
     # two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1,
                                           fetch_queue=0),
-    # The ULX3S's core with four bit-planes per beat (1,024 adds/cycle), which its builds do
-    # not yet place and route at 100 MHz (docs/boards.md), for the same benchmarks.
-    "ulx3s_4plane": dataclasses.replace(BOARDS["ulx3s"].params, planes_per_beat=4,
-                                        pe_control_copies=1)}
+    # The ULX3S's core with two bit-planes per beat (512 adds/cycle), the preset until
+    # 2026-12-03 (four since), for the same benchmarks.
+    "ulx3s_2plane": dataclasses.replace(BOARDS["ulx3s"].params, planes_per_beat=2,
+                                        pe_control_copies=0)}
 
 
 def board_names() -> list[str]:

@@ -39,31 +39,34 @@ ULX3S_85F = BoardPreset(
     # queue of 16 spike blocks (LUT RAM) follows the fetcher, as on the Arty (``fetch_queue``).
     # Its walk replays, after a position's first pass, only the blocks that pass found with a
     # spike (``walk_replay``: a list of 64 chunks in LUT RAM; the Arty A7-35T has no LUTs left
-    # for it).
+    # for it). Four bit-planes per beat (1,024 adds per cycle: four adder trees per PE on one
+    # weight register, the block RAM of two planes) since 2026-12-03, with each PE's bank
+    # control on registers of its own and the fetch queue's two output registers
+    # (``pe_control_copies``); until then two planes per beat (512 adds per cycle, core preset
+    # ``ulx3s_2plane``), which met 100 MHz without the placer setting below.
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
                       bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
-                      planes_per_beat=2, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
-                      walk_replay=1),
-    # nextpnr's placement seed, pinned so that every build places the same way. On this
-    # netlist (2026-12-02, the sequencer's descriptor prefetch) seed 1 gives 103.50 MHz
-    # (critical path a firing unit's threshold into its leak register, 6.6 ns of routing).
-    # Before the prefetch seed 1 gave 104.26 MHz (a firing unit's count into the
-    # writer, 6.6 ns of routing) and seed 2 95.84 (the sequencer's state decode, 9.0 ns of
-    # routing): placement moves this design by about 5 %.
-    # `--seed N` tries another. With the credits' returns unregistered seed 1 gave 105.09 MHz;
-    # with the walk waiting on the queue's ready
-    # seeds 1 and 2 gave 102.23 and 104.04 MHz; before the fetch queue 103.85
-    # and 99.54 MHz; a queue with a bypass multiplexer 90.95 and 94.08 (the PE array's ready
-    # into the issuer's skid buffer); one plane a cycle in the firing units and the write port
-    # unregistered 102.3, 105.5 and 96.8 MHz on seeds 1-3.
-    nextpnr_seed=1,
+                      planes_per_beat=4, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
+                      walk_replay=1, pe_control_copies=1),
+    # nextpnr's placement seed and placer setting, pinned so that every build places the same
+    # way. With four planes per beat (14,000 more cells than two) the default placer left the
+    # handshakes between the fetch queue, the issuer and the sequencer spread over the chip
+    # (88.6-91.7 MHz on five builds); a heavier timing weight in the analytic placer
+    # (``--placer-heap-timingweight 40``, nextpnr's default 10) gives on this netlist
+    # (2026-12-03, the fetch queue's two output registers) seed 2 **100.90 MHz** (critical
+    # path the firing array's read select into a unit's input sum, 7.3 ns of routing) and seed 1
+    # 92.39 (the fetch queue's count into its ready, 7.7 ns of routing): placement moves this
+    # design by about 9 %, and `--seed N` / `--nextpnr-opts` try others. With two planes the
+    # preset met 100 MHz on the default placer (101.97 MHz, seed 1).
+    nextpnr_seed=2,
+    nextpnr_options=("--placer-heap-timingweight", "40"),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
     leds=(("led", 0), ("led", 1), ("led", 2)),
     programmer="ulx3s",
     capacity=LFE5U_85F,
-    description="16 PEs x 16 lanes x 2 bit-planes per beat (512 adds per cycle) at 100 MHz, "
+    description="16 PEs x 16 lanes x 4 bit-planes per beat (1,024 adds per cycle) at 100 MHz, "
                 "128 K weights, 1024-neuron "
                 "layers, conv layers with 64-block feature-map halves: the Arty A7-35T's array "
-                "on open tools.",
+                "with four planes a beat, on open tools.",
 )

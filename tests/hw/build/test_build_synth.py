@@ -102,6 +102,12 @@ def test_ulx3s_bitstream(ulx3s_build):
     timing = report["timing"]
     assert timing["source"] == "nextpnr" and timing["fmax_mhz"] > 0
     assert timing["target_mhz"] == get_board("ulx3s").clk_freq / 1e6
+    # nextpnr ran with the preset's pinned seed and placer setting.
+    preset = get_board("ulx3s")
+    args = report["nextpnr_args"]
+    assert args[args.index("--seed") + 1] == str(preset.nextpnr_seed)
+    assert args[len(args) - len(preset.nextpnr_options):] == list(preset.nextpnr_options)
+    assert " ".join(preset.nextpnr_options) in (out / "build_top.sh").read_text()
     # Every block RAM read port's register went into the block RAM (hw.build.ecp5_outreg).
     outreg = report["ecp5_outreg"]
     assert outreg["read_ports"] >= util["DP16KD"]["used"] and outreg["kept"] == []
