@@ -44,7 +44,8 @@ class StreamQueue(wiring.Component):
     -------
     i : In(stream.Signature(shape))
     o : Out(stream.Signature(shape))
-        ``o.payload`` and ``o.valid`` are registers; ``i.ready`` is a register.
+        ``o.payload`` and ``o.valid`` are registers (with ``two_out``, one of two registers
+        picked by a register); ``i.ready`` is a register.
     ready_copy : Out(ready_copies)
         With ``ready_copies`` > 0: copies of ``i.ready``, each a register of its own (kept apart
         by synthesis, ``hw.common.synth_hints``), as :class:`hw.common.skid_buffer.SkidBuffer`'s.
