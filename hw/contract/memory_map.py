@@ -14,8 +14,11 @@ WEIGHTS   ``weight_depth`` rows of ``n_pe * k`` int8 weights; row ``r`` word ``w
           ``r * weight_row_words + w``; PE ``n`` lane ``i`` is byte ``n * k + i`` of the row
 BIAS      ``bt_depth`` signed biases, one per word (row ``r`` = ``n_pe`` entries of one pass)
 THETA     ``bt_depth`` thresholds, one per word
-INPUT     ``input_blocks`` spike blocks of ``block_words`` words: sample ``b``'s input from
-          block ``b * in_stride`` (layer 0's descriptor: the blocks of one sample's input)
+INPUT     ``input_blocks`` spike blocks of ``block_words`` words, lane-major: word ``w`` of
+          block ``r`` at ``w * input_lane_stride + r`` (``input_blocks`` rounded up to a power
+          of two), so the words holding a block's planes below ``T`` are one contiguous run per
+          word; sample ``b``'s input from block ``b * in_stride`` (layer 0's descriptor: the
+          blocks of one sample's input)
 OUTPUT    ``output_words`` words (membrane or packed word per neuron): sample ``b``'s from word
           ``b * passes * n_pe`` (``passes`` of the last layer)
 COUNTERS  per layer ``l``: ``4 l + 0`` cycles, ``+1`` output spikes, ``+2`` skipped zero
@@ -93,7 +96,7 @@ DESCRIPTOR_FIELDS = (
 _ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
                 "bt_depth", "max_layers", "batch_depth", "fire_units", "lif", "conv",
                 "in_blocks", "out_words", "planes_per_beat")
-CORE_VERSION = zlib.crc32(repr(("spikepack-core", 1, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
+CORE_VERSION = zlib.crc32(repr(("spikepack-core", 2, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
 
 
 def descriptor_layout() -> data.StructLayout:
@@ -177,7 +180,7 @@ def memory_map(params: CoreParams) -> MemoryMap:
         ("WEIGHTS", p.weight_depth * p.weight_row_words, True, False),
         ("BIAS", p.bt_depth, True, False),
         ("THETA", p.bt_depth, True, False),
-        ("INPUT", p.input_blocks * p.block_words, True, False),
+        ("INPUT", (p.block_words - 1) * p.input_lane_stride + p.input_blocks, True, False),
         ("OUTPUT", p.output_words, False, True),
         ("COUNTERS", (p.max_layers + 1) * COUNTER_WORDS_PER_LAYER, False, True),
     ]

@@ -312,6 +312,18 @@ class CoreParams:
         return self.block_bits // 32
 
     @property
+    def input_lane_stride(self) -> int:
+        """Words between one block word of INPUT and the next word of the same block (INPUT is
+        lane-major: word ``w`` of block ``r`` at ``w input_lane_stride + r``):
+        :attr:`input_blocks` rounded up to a power of two."""
+        return 1 << max(0, (self.input_blocks - 1).bit_length())
+
+    def input_block_words(self, T: int) -> int:
+        """Words of a spike block that hold its planes below ``T`` (plane ``q`` is bits
+        ``q k .. q k + k - 1``): the INPUT words a host writes for inputs of ``T`` steps."""
+        return min(self.block_words, -(-T * self.k // 32))
+
+    @property
     def bt_rows(self) -> int:
         """Bias/threshold *pass* rows (``n_pe`` entries each), as descriptors count them."""
         return self.bt_depth // self.n_pe

@@ -348,27 +348,40 @@ class SpikePackCore(wiring.Component):
             m.d.comb += [w_wr.addr.eq(w_addr_q), w_wr.data.eq(w_word_q.replicate(len(w_wr.en))),
                          w_wr.en.eq(w_en_q)]
         writes = [
-            # region, port, lanes per row, first lane, row offset
-            ("PROGRAM", desc_mem.write_port(), 1, 0, 0),
-            ("WEIGHTS", w_port or w_mem.write_port(granularity=32), p.weight_row_words, 0, 0),
-            ("BIAS", bt_wr, p.fire_units, 0, 0),
-            ("THETA", bt_wr, p.fire_units, p.fire_units, 0),
-            ("INPUT", spk_wr, p.block_words, 0, p.input_base),
+            # region, port, lanes per row, first lane, row offset, lane-major
+            ("PROGRAM", desc_mem.write_port(), 1, 0, 0, False),
+            ("WEIGHTS", w_port or w_mem.write_port(granularity=32), p.weight_row_words, 0, 0,
+             False),
+            ("BIAS", bt_wr, p.fire_units, 0, 0, False),
+            ("THETA", bt_wr, p.fire_units, p.fire_units, 0, False),
+            ("INPUT", spk_wr, p.block_words, 0, p.input_base, True),
         ]
-        for name, port, lanes, lane0, row0 in writes:
+        for name, port, lanes, lane0, row0, lane_major in writes:
             region = mm[name]
             gran = len(port.data) // len(port.en)
             lane_bits = lanes.bit_length() - 1
             o = off(region)
+            ok = 1
+            if lane_major:
+                # INPUT is lane-major (hw.contract.memory_map): word ``w`` of block ``r`` at
+                # ``w input_lane_stride + r``, so a host that sends only the words holding the
+                # planes below T writes one contiguous run per word (the fetcher ignores the
+                # planes at or above T, whatever the memory holds there).
+                row_bits = exact_log2(p.input_lane_stride)
+                row, lane = o[:row_bits], o[row_bits:row_bits + lane_bits]
+                if p.input_lane_stride != p.input_blocks:  # the rows past input_blocks
+                    ok = row < p.input_blocks
+            else:
+                row, lane = o >> lane_bits, o[:lane_bits]
             with m.If(q_hit[name]):
                 m.d.comb += [
-                    port.addr.eq((o >> lane_bits) + row0),
+                    port.addr.eq(row + row0),
                     port.data.eq(wdata[:gran].replicate(len(port.en))),
                 ]
                 # (Only INPUT writes look at busy: no memory's write enable but the spike
                 # memory's waits on the sequencer, across the chip.)
-                with m.If(wr_now & (~seq.busy if name == "INPUT" else 1)):
-                    m.d.comb += port.en.eq(1 << (lane0 + (o[:lane_bits] if lane_bits else 0)))
+                with m.If(wr_now & (~seq.busy if name == "INPUT" else 1) & ok):
+                    m.d.comb += port.en.eq(1 << (lane0 + (lane if lane_bits else 0)))
         with m.If(writer.act_en):  # the writer's blocks own the spike memory during a run
             m.d.comb += [spk_wr.addr.eq(writer.act_addr), spk_wr.data.eq(writer.act_data),
                          spk_wr.en.eq(-1)]

@@ -26,7 +26,13 @@ from sim.golden.model import fire_serial
 from sim.golden.packing import pack_bitplanes
 
 from .conv_layout import conv_fetch
-from .program_image import ProgramImage, decode_outputs, encode_inputs, output_addresses
+from .program_image import (
+    ProgramImage,
+    decode_outputs,
+    encode_inputs,
+    input_block_words,
+    output_addresses,
+)
 
 __all__ = ["ImageMemories", "image_memories", "run_image", "ImageRun"]
 
@@ -82,6 +88,24 @@ def _blocks_from_words(words, p) -> np.ndarray:
     bits = (w[:, :, None] >> np.arange(32)) & 1  # (n, block_words, 32)
     bits = bits.reshape(len(w), p.t_max, p.k)  # bit q k + i
     return (bits << np.arange(p.t_max)[None, :, None]).sum(axis=1)
+
+
+def input_memory(image: ProgramImage, writes) -> np.ndarray:
+    """The INPUT region after ``writes`` (from zero): ``(input_blocks, block_words)`` words,
+    decoded as the core decodes a bus write to INPUT (lane-major: word ``w`` of block ``r`` at
+    ``w input_lane_stride + r``). A write outside INPUT or into a row past ``input_blocks``
+    raises."""
+    p = image.params
+    region = image.memory_map["INPUT"]
+    memory = np.zeros((p.input_blocks, p.block_words), dtype=np.int64)
+    for wr in writes:
+        for i, word in enumerate(wr.words):
+            off = wr.addr + i - region.base
+            w, r = divmod(off, p.input_lane_stride)
+            if not (0 <= off < region.size and r < p.input_blocks):
+                raise ValueError(f"word address {wr.addr + i:#x} is not in INPUT")
+            memory[r, w] = word
+    return memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,15 +233,11 @@ def run_image(image: ProgramImage, x) -> ImageRun:
     """Run ``image`` on a batch ``x`` (what :func:`encode_inputs` takes) from its memories."""
     p = image.params
     mem = image_memories(image)
-    writes = encode_inputs(image, x)
-    base = image.memory_map["INPUT"].base
-    stride = image.in_stride * p.block_words  # sample b's input: b in_stride blocks in
+    memory = input_memory(image, encode_inputs(image, x))
+    n = len(input_block_words(image, x))
     outputs, spikes = [], []
-    for wr in writes:
-        b = (wr.addr - base) // stride
-        inputs = np.zeros((image.in_stride, p.k), dtype=np.int64)
-        blocks = _blocks_from_words(wr.words, p)
-        inputs[:len(blocks)] = blocks
+    for b in range(n):
+        inputs = _blocks_from_words(memory[b * image.in_stride:(b + 1) * image.in_stride], p)
         core = _Core(image, mem, inputs)
         in_base, from_input = 0, True
         counts = []

@@ -39,7 +39,8 @@ from .errors import DoesNotFitError, check_layer_fits, check_network_fits
 from .input_fold import InputFold, folded_network, plan_input_fold
 
 __all__ = ["DoesNotFitError", "ImageWrite", "LayerLayout", "ProgramImage", "build_image",
-           "encode_inputs", "decode_outputs", "decode_counters", "Counters"]
+           "encode_inputs", "input_block_words", "decode_outputs", "output_range",
+           "batch_outputs", "decode_counters", "Counters"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,12 +255,11 @@ def _check_io(image: ProgramImage) -> ProgramImage:
     return image
 
 
-def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
-    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``.
-
-    An image network also takes ``(batch, C, H, W)`` (``(batch, n_in)`` is that flattened in
-    ``(C, H, W)`` order).
-    """
+def input_block_words(image: ProgramImage, x) -> np.ndarray:
+    """The spike blocks of a batch ``x`` of packed words as INPUT holds them: ``(batch, blocks,
+    block_words)`` words, block ``j`` of sample ``b`` being INPUT block ``b in_stride + j``
+    (bit ``q k + i`` of a block = bit ``q`` of its ``i``-th neuron; words at or above
+    ``image.params.input_block_words(T)`` are zero). ``x`` as :func:`encode_inputs` takes it."""
     p = image.params
     x = check_packed(np.atleast_2d(x), image.T, "inputs")
     if len(image.in_shape) == 3 and x.shape[1:] == image.in_shape:
@@ -285,11 +285,34 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
     bits = (pad.reshape(len(x), chunks, 1, p.k) >> np.arange(p.t_max).reshape(1, 1, -1, 1)) & 1
     bits = bits.reshape(len(x), chunks, p.t_max * p.k)
     weights = 1 << np.arange(32, dtype=np.int64)
-    words = (bits.reshape(len(x), chunks, p.block_words, 32) * weights).sum(axis=-1)
+    return (bits.reshape(len(x), chunks, p.block_words, 32) * weights).sum(axis=-1)
+
+
+def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
+    """INPUT writes for a batch ``x`` of packed words, shape ``(batch, n_in)``.
+
+    An image network also takes ``(batch, C, H, W)`` (``(batch, n_in)`` is that flattened in
+    ``(C, H, W)`` order).
+
+    INPUT is lane-major (``hw.contract.memory_map``): the batch's blocks are one contiguous run
+    of rows, written one block word at a time, and only the words that hold planes below ``T``
+    (:meth:`hw.contract.params.CoreParams.input_block_words`: 2 of 4 at ``T = 4`` on a
+    ``t_max = 8``, ``k = 16`` build). The core reads no plane at or above ``T``, so the words
+    left unwritten cost nothing but are never sent: one write per block word used, of
+    ``(batch - 1) in_stride + blocks`` words each (the rows between samples, if any, as zeros).
+    """
+    p = image.params
+    words = input_block_words(image, x)
+    n, chunks = words.shape[:2]
+    if n == 0:
+        return []
+    rows = (n - 1) * image.in_stride + chunks
+    run = np.zeros((rows, p.block_words), dtype=np.int64)
+    for b in range(n):
+        run[b * image.in_stride:b * image.in_stride + chunks] = words[b]
     base = image.memory_map["INPUT"].base
-    stride = image.in_stride * p.block_words
-    return [ImageWrite("INPUT", base + b * stride, tuple(int(w) for w in words[b].ravel()))
-            for b in range(len(x))]
+    return [ImageWrite("INPUT", base + w * p.input_lane_stride, tuple(int(v) for v in run[:, w]))
+            for w in range(p.input_block_words(image.T))]
 
 
 def _batch_limit(image: ProgramImage) -> str:
@@ -304,6 +327,24 @@ def _batch_limit(image: ProgramImage) -> str:
                 f"{p.input_blocks}")
     return (f"a sample's outputs take {image.out_stride} words of the OUTPUT region's "
             f"{p.output_words}")
+
+
+def output_range(image: ProgramImage, batch: int) -> tuple[int, int]:
+    """``(addr, count)``: one READ that covers the outputs of every sample of a batch (the words
+    between them included; :func:`batch_outputs` picks the outputs out of it)."""
+    ranges = output_addresses(image, batch)
+    start = ranges[0][0]
+    return start, ranges[-1][0] + ranges[-1][1] - start
+
+
+def batch_outputs(image: ProgramImage, batch: int, words) -> list[int]:
+    """The words read at :func:`output_range` -> the outputs' words in :func:`output_addresses`
+    order (what :func:`decode_outputs` takes)."""
+    start, count = output_range(image, batch)
+    if len(words) != count:
+        raise ValueError(f"{len(words)} words read, not the {count} of the batch's outputs")
+    return [w for addr, n in output_addresses(image, batch)
+            for w in words[addr - start:addr - start + n]]
 
 
 def output_addresses(image: ProgramImage, batch: int) -> list[tuple[int, int]]:

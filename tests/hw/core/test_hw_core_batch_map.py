@@ -55,10 +55,10 @@ def test_map_image_writes_what_the_batch_image_writes(seed):
         dense, mapped = img.build_image(net, P), img.build_image(mnet, P)
         assert ([w for w in dense.writes if w.region != "PROGRAM"]
                 == [w for w in mapped.writes if w.region != "PROGRAM"])
-        dense_in = [v for w in img.encode_inputs(dense, x[:1]) for v in w.words]
-        for b in range(1, width):  # the batch's INPUT words, sample after sample
-            dense_in += [v for w in img.encode_inputs(dense, x[b:b + 1]) for v in w.words]
-        assert dense_in == [v for w in img.encode_inputs(mapped, map_inputs(x)) for v in w.words]
+        # The batch's INPUT blocks, sample after sample, are the map's.
+        dense_in = np.concatenate([img.input_block_words(dense, x[b:b + 1])[0]
+                                   for b in range(width)])
+        assert np.array_equal(dense_in, img.input_block_words(mapped, map_inputs(x))[0])
         assert mapped.out_stride == width * P.n_pe
         # The driver's program words, made from the dense image alone, are the map image's.
         assert image_map_width(dense) == max_map_width(net, P)

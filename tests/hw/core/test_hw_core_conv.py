@@ -307,9 +307,11 @@ def test_batch_shares_input_and_output_regions_at_the_networks_strides(rng):
 
     async def host(ctx):
         await pb.load(ctx, net, x[:1], p)
-        # The second sample's input, written past the end of what the region holds for it.
-        second = img.encode_inputs(image, x[1:])[0]
-        await pb.write(ctx, second.addr + image.in_stride * p.block_words, second.words[:8])
+        # The second sample's input, written past the end of what the region holds for it
+        # (its first 8 words' blocks, each word of them at its lane-major address).
+        for second in img.encode_inputs(image, x[1:]):
+            await pb.write(ctx, second.addr + image.in_stride,
+                           second.words[:max(1, 8 // p.block_words)])
         results.append(await pb.run(ctx, 2, polls=20000))
         results.append(await pb.read_outputs(ctx, image, 1))
         dimage = await pb.load(ctx, dense, xd, p)

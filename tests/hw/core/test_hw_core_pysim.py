@@ -229,7 +229,8 @@ def test_core_refuses_bad_batches_and_descriptors_with_their_codes():
     *refused, done, out = results
     assert len(refused) == 17
     for change, code, status in refused:
-        assert status & registers.STATUS_ERROR and not status & registers.STATUS_BUSY, (change, hex(status))
+        assert status & registers.STATUS_ERROR and not status & registers.STATUS_BUSY, \
+            (change, hex(status))
         assert status >> 8 == code, (change, code, hex(status))
     assert done == registers.STATUS_DONE
     assert np.array_equal(out, golden.run_network(net, x, acc_bits=P.acc_bits).output)
@@ -286,3 +287,49 @@ def test_core_refuses_a_later_layer_after_counting_the_ones_before():
 def test_core_params_refuse_a_write_port_of_three_stages():
     with pytest.raises(ValueError, match=r"weight_write_reg must be 0, 1 or 2 .* not 3"):
         dataclasses.replace(P, weight_write_reg=3)
+
+
+@pytest.mark.parametrize("planes", [1, 2])
+def test_input_words_above_T_are_never_read(planes, seed):
+    """INPUT is lane-major and the host writes only the block words that hold planes below
+    ``T`` (``encode_inputs``); the others keep what they held. With every such word set to all
+    ones first, random dense networks of ``T <= 4`` (one of a block's two words) still give the
+    golden outputs, spike and skip counters, and the cycle model's cycles: the core reads no
+    plane at or above ``T`` (one and two planes per beat: the fetcher's two paths)."""
+    params = dataclasses.replace(P, n_pe=8, k=8, planes_per_beat=planes, conv=1)
+    assert params.block_words == 2
+    dut = SpikePackCore(params)
+    pb = PyBus(dut, seed, 0.2)
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < 3:
+        net = random_network(rng, params, max_depth=2)
+        if net.T <= 4:
+            assert params.input_block_words(net.T) == 1
+            depth = img.build_image(net, params).max_batch
+            cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
+    region = memory_map(params)["INPUT"]
+    results = []
+
+    async def host(ctx):
+        await pb.write(ctx, region.base + params.input_lane_stride,
+                       [0xFFFFFFFF] * params.input_blocks)
+        for net, x in cases:
+            image = await pb.load(ctx, net, x, params)
+            status = await pb.run(ctx, len(x))
+            outputs = await pb.read_outputs(ctx, image, len(x))
+            caddr, ccount = img.counter_range(image)
+            counters = img.decode_counters(image, await pb.read(ctx, caddr, ccount))
+            results.append((status, outputs, counters))
+        pb.finished = True
+
+    pb.simulate(host)
+    for (net, x), (status, out, counters) in zip(cases, results, strict=True):
+        ref = golden.run_network(net, x, acc_bits=params.acc_bits)
+        spikes, skipped = expected_counters(net, x, params, ref)
+        assert status == registers.STATUS_DONE
+        assert np.array_equal(out, ref.output)
+        assert np.array_equal(counters.spikes, spikes)
+        assert np.array_equal(counters.skipped, skipped)
+        model = predict_cycles(net, x, params, ref, batch=len(x))
+        assert np.array_equal(counters.cycles, model.sum(axis=0))

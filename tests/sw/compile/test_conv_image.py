@@ -14,9 +14,15 @@ from sim.golden.model import run_network
 from sim.golden.packing import feature_map_blocks
 from sw.compile.conv_layout import conv_fetch, conv_weight_rows, dense_after_conv_weight
 from sw.compile.image_file import load_image_file, save_image_file
-from sw.compile.image_golden import image_memories, run_image
+from sw.compile.image_golden import image_memories, input_memory, run_image
 from sw.compile.input_fold import folded_network
-from sw.compile.program_image import DoesNotFitError, build_image, encode_inputs
+from sw.compile.program_image import (
+    DoesNotFitError,
+    ImageWrite,
+    build_image,
+    encode_inputs,
+    input_block_words,
+)
 from sw.compile.targets import layer_table, usage_table
 
 PARAMS = {**CORE_PRESETS, **{f"board {n}": b.params for n, b in BOARDS.items()}}
@@ -157,11 +163,14 @@ def _fixed_dense_net():
     return IntNetwork((l1, l2), T=5), rng.integers(0, 32, size=(3, 30))
 
 
-#: CRC-32 of every image and input word (with addresses) of ``_fixed_dense_net``. Conv images
-#: left dense images as they were (commit ef7b660); these values are from the change that put
-#: the INPUT stride in layer 0's descriptor (``in_stride``: consecutive samples' inputs) and
-#: gave the Arty preset 256-block halves, so that any later change to dense images shows here.
-DENSE_IMAGE_CRC = {"small": 0xdf74c020, "medium": 0xd236bbf4, "arty_a7": 0x014652b5}
+#: CRC-32 of every image word (with addresses) and of the input blocks' words of
+#: ``_fixed_dense_net``, so that any later change to dense images shows here. Conv images left
+#: dense images as they were (commit ef7b660); the image values are from the change that put the
+#: INPUT stride in layer 0's descriptor and gave the Arty preset 256-block halves. The input
+#: values are the blocks as INPUT holds them (``input_block_words``: the same words since then);
+#: where INPUT has them, lane-major, is ``test_inputs_lane_major``'s.
+DENSE_IMAGE_CRC = {"small": (0x9757c83d, 0xce581a15), "medium": (0xad9a6f5e, 0x57d69f21),
+                   "arty_a7": (0x170aa775, 0xa61465b7)}
 
 
 @pytest.mark.parametrize("name", sorted(DENSE_IMAGE_CRC))
@@ -169,10 +178,46 @@ def test_dense_image_unchanged(name):
     net, x = _fixed_dense_net()
     img = build_image(net, CORE_PRESETS[name])
     words = [w for wr in img.writes for w in (wr.addr,) + wr.words]
-    words += [w for wr in encode_inputs(img, x) for w in (wr.addr,) + wr.words]
-    assert zlib.crc32(np.array(words, dtype=np.uint32).tobytes()) == DENSE_IMAGE_CRC[name]
+    blocks = input_block_words(img, x).ravel()
+    assert (zlib.crc32(np.array(words, dtype=np.uint32).tobytes()),
+            zlib.crc32(np.array(blocks, dtype=np.uint32).tobytes())) == DENSE_IMAGE_CRC[name]
     assert all(lay.kind == 0 and lay.taps == 1 for lay in img.layers)
     assert img.in_shape == ()
+
+
+@pytest.mark.parametrize("name", ["small", "medium", "arty_a7"])
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8])
+def test_inputs_lane_major(name, T):
+    """``encode_inputs`` writes INPUT lane-major: one contiguous write per block word that holds
+    a plane below ``T`` (word ``w`` of block ``r`` at ``w input_lane_stride + r``), never a
+    word above them; decoded as the core decodes them, the writes put every sample's blocks at
+    ``b in_stride``."""
+    p = CORE_PRESETS[name]
+    rng = np.random.default_rng(T)
+    net = IntNetwork((IntLayer(weight=rng.integers(-5, 6, size=(7, 70)), bias=np.zeros(7, int),
+                               theta=3, readout=True),), T=T)
+    img = build_image(net, p)
+    x = rng.integers(0, 1 << T, size=(img.max_batch, 70))
+    writes = encode_inputs(img, x)
+    used = p.input_block_words(T)
+    assert used == min(p.block_words, -(-T * p.k // 32))
+    base = img.memory_map["INPUT"].base
+    assert [w.addr for w in writes] == [base + w * p.input_lane_stride for w in range(used)]
+    rows = (len(x) - 1) * img.in_stride + -(-70 // p.k)
+    assert all(len(w.words) == rows for w in writes)
+    memory = input_memory(img, writes)
+    blocks = input_block_words(img, x)
+    for b in range(len(x)):
+        start = b * img.in_stride
+        assert (memory[start:start + blocks.shape[1]] == blocks[b]).all()
+    assert not blocks[:, :, used:].any()  # the words left out hold no plane below T
+    # A write into a row past input_blocks, or past the region, is not INPUT's.
+    outside = [base + img.memory_map["INPUT"].size]
+    if p.input_lane_stride > p.input_blocks:
+        outside.append(base + p.input_blocks)
+    for addr in outside:
+        with pytest.raises(ValueError, match="not in INPUT"):
+            input_memory(img, [ImageWrite("INPUT", addr, (1,))])
 
 
 def _small_net(rng, **conv1_kw):
@@ -278,7 +323,7 @@ def test_conv_input_blocks(rng):
     assert flat == encode_inputs(img, x)
     # Folded (sw.compile.input_fold): 3 kernel columns of the zero-padded 6 x 6 image side by
     # side at 6 x 4 positions, one chunk each.
-    assert len(flat[0].words) == 24 * img.params.block_words
+    assert input_block_words(img, x).shape == (2, 24, img.params.block_words)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,4 +1,5 @@
-"""Build parameters, the memory map, identify, and sw.compile.program_image (layout, refusals, encodings)."""
+"""Build parameters, the memory map, identify, and sw.compile.program_image (layout, refusals,
+encodings)."""
 
 import dataclasses
 
@@ -20,7 +21,16 @@ from hw.contract.memory_map import (
 )
 from hw.contract.params import CoreParams
 from sim.golden.ir import IntLayer, IntNetwork, Mode
-from sw.compile.program_image import DoesNotFitError, build_image, decode_outputs, encode_inputs
+from sw.compile.program_image import (
+    DoesNotFitError,
+    batch_outputs,
+    build_image,
+    decode_outputs,
+    encode_inputs,
+    input_block_words,
+    output_addresses,
+    output_range,
+)
 
 
 def _net(rng, sizes, T=4, wmax=127, **kw):
@@ -148,9 +158,8 @@ def test_image_layout_and_inputs(rng):
     assert (b - 256 if b >= 128 else b) == net.layers[0].weight[11, 9]
     # Spike blocks: bit q*k + i of block c = bit q of input c*k + i.
     x = rng.integers(0, 32, (2, 37))
-    writes = encode_inputs(im, x)
-    for b, w in enumerate(writes):
-        bits = [(int(word) >> j) & 1 for word in w.words for j in range(32)]
+    for b, words in enumerate(input_block_words(im, x)):
+        bits = [(int(word) >> j) & 1 for word in words.ravel() for j in range(32)]
         for c in range(10):
             for q in range(p.t_max):
                 for i in range(p.k):
@@ -158,6 +167,17 @@ def test_image_layout_and_inputs(rng):
                     want = (int(x[b, n]) >> q) & 1 if n < 37 else 0
                     assert bits[c * p.block_bits + q * p.k + i] == want
     assert decode_outputs(im, [1, 0xFFFFFFFF] + [0] * 7).tolist() == [[1, 31] + [0] * 7]
+    # One READ of a batch's outputs: from sample 0's first output word to the last sample's
+    # last, the words between samples (the last layer's passes n_pe slots past n_out) left out.
+    base = im.memory_map["OUTPUT"].base
+    assert output_range(im, 3) == (base, 2 * im.out_stride + 9)
+    words = list(range(1000, 1000 + 2 * im.out_stride + 9))
+    picked = batch_outputs(im, 3, words)
+    assert picked == [1000 + b * im.out_stride + j for b in range(3) for j in range(9)]
+    assert picked == [w - base + 1000 for a, n in output_addresses(im, 3)
+                      for w in range(a, a + n)]
+    with pytest.raises(ValueError, match="not the"):
+        batch_outputs(im, 3, words[:-1])
 
 
 def test_core_error_codes_have_words():

@@ -20,7 +20,7 @@ from sim.tb.random_nets import random_conv_network, random_inputs
 from sw.compile.image_file import load_image_file, save_image_file
 from sw.compile.image_golden import run_image
 from sw.compile.input_fold import InputFold, device_network, plan_input_fold
-from sw.compile.program_image import build_image, encode_inputs
+from sw.compile.program_image import build_image, encode_inputs, input_block_words
 
 SMALL_CONV = dataclasses.replace(SMALL, conv=1)
 MEDIUM_CONV = dataclasses.replace(MEDIUM, conv=1)
@@ -138,8 +138,10 @@ def test_folded_image_inputs_and_file_round_trip(tmp_path):
     image = build_image(net, ONE)
     assert image.input_fold is not None
     x = rng.integers(0, 8, (1, 64))
-    words = encode_inputs(image, x)[0].words
-    assert len(words) == image.in_stride * ONE.block_words
+    words = input_block_words(image, x)[0]
+    assert words.shape == (image.in_stride, ONE.block_words)
+    assert np.array_equal(words, input_block_words(build_image(net, ONE), x)[0])
+    assert len(encode_inputs(image, x)[0].words) == image.in_stride
     assert np.array_equal(run_image(image, x).output, run_network(net, x).output)
     path = save_image_file(tmp_path / "fold.spkimg", image, net)
     assert load_image_file(path).image == image
