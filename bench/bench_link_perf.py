@@ -53,11 +53,13 @@ def wire_bytes_per_image(image, link_info_max_payload: int = 1024) -> dict:
 
     depth = image.params.batch_depth
     x = np.zeros((depth, image.n_in), np.int64)
-    in_words = sum(len(w.words) for w in img.encode_inputs(image, x))
+    writes = img.encode_inputs(image, x)
+    in_words = sum(len(w.words) for w in writes)
     per_frame = link_info_max_payload // 4 - 1
-    frames = -(-in_words // per_frame)
-    reads = depth + 1  # one READ per sample's outputs + the counters
-    out_words = depth * image.n_out + img.counter_range(image)[1]
+    frames = sum(-(-len(w.words) // per_frame) for w in writes)
+    # one READ of the batch's outputs (the words between samples included) + the counters
+    out_words = img.output_range(image, depth)[1] + img.counter_range(image)[1]
+    reads = -(-img.output_range(image, depth)[1] // (link_info_max_payload // 4)) + 1
     rx = 4 * in_words + frames * (REQUEST_OVERHEAD + 4) + (REQUEST_OVERHEAD + 4)  # + RUN
     rx += reads * (REQUEST_OVERHEAD + 8)
     tx = 4 * out_words + (reads + frames + 1) * REPLY_OVERHEAD + 4
@@ -101,6 +103,12 @@ def main(argv=None):
               f"host->device with framing, {per['tx']:.1f} B device->host")
         print(f"   line-rate limit: {line / per['payload']:.1f} images/s (payload only), "
               f"{line / per['rx']:.1f} images/s (with the protocol's frames)")
+        p = ARTY_A7_PARAMS
+        full = 4 * image.in_stride * p.block_words
+        print(f"   (INPUT lane-major: {p.input_block_words(net.T)} of a block's {p.block_words} "
+              f"words hold the planes below T = {net.T}; the block-major layout before "
+              f"2026-12-03 sent all {p.block_words}, {full} B of input payload an image, a "
+              f"line-rate limit of {line / full:.1f} images/s)")
         t0 = time.monotonic()
         run = run_on_rtl(net, x, ARTY_A7_PARAMS, link=ARTY_LINK, front="pipe",
                          batchwise_too=True, build_dir=args.build_dir)

@@ -483,12 +483,13 @@ class Device:
         run's counters.
 
         With ``pipeline`` (the default) every batch's frames go out as one ordered stream with
-        ``window`` frames in flight, in the order inputs 0, RUN 0, inputs 1, outputs 0 (and
-        counters), RUN 1, inputs 2, outputs 1, ...: the link queues the next batch's first input
-        frame while the core runs, the host sends inputs while the device sends outputs (the UART
-        is full duplex), and the line never waits for a round trip. The executor runs frames in
-        order, so batch ``b + 1``'s inputs are written only after RUN ``b`` ended (the INPUT slots
-        are free again), and batch ``b``'s outputs are read before RUN ``b + 1`` overwrites them.
+        ``window`` frames in flight, in the order inputs 0, RUN 0, outputs 0 (one READ of the
+        batch's output words), the first input frame of 1, counters 0, the rest of inputs 1,
+        RUN 1, outputs 1, ...: the link queues the next frame while the core runs, each READ's
+        reply goes out on ``tx`` while an input frame comes in on ``rx`` (the UART is full
+        duplex), and the line never waits for a round trip. The executor runs frames in order,
+        so batch ``b + 1``'s inputs are written only after RUN ``b`` ended (the INPUT slots are
+        free again), and batch ``b``'s outputs are read before RUN ``b + 1`` overwrites them.
         ``pipeline=False`` waits for each batch's replies before sending the next batch.
         ``progress(samples_done)`` is called as batches complete.
 
@@ -535,9 +536,10 @@ class Device:
                 writes += img.encode_inputs(image, chunk)
                 self.write_blocks([(w.addr, w.words) for w in writes])
                 self.run(run_batch)
-                *outs, counter_words = self.read_blocks(
-                    img.output_addresses(image, len(chunk)) + [img.counter_range(image)])
-                outputs.append(img.decode_outputs(image, [w for o in outs for w in o]))
+                out_words, counter_words = self.read_blocks(
+                    [img.output_range(image, len(chunk)), img.counter_range(image)])
+                outputs.append(img.decode_outputs(
+                    image, img.batch_outputs(image, len(chunk), out_words)))
                 counters.append(img.decode_counters(image, counter_words))
                 if progress is not None:
                     progress(sum(len(o) for o in outputs))
@@ -549,30 +551,41 @@ class Device:
 
         link = self._link()
         run_time = 1.2 * link.run_timeout_s
-        # inputs 0, RUN 0, inputs 1, outputs 0, RUN 1, inputs 2, outputs 1, ...: the frame the
-        # link queues while a batch runs is the next batch's first input frame
-        requests, reads = [], []  # reads: (batch, first request, number of requests)
+        # inputs 0, RUN 0, then for every later batch b: the READ of b - 1's outputs, b's first
+        # input frame, the READ of b - 1's counters, b's other input frames, RUN b; and the last
+        # batch's READs at the end. A READ's reply (hundreds of bytes on tx) then goes out while
+        # an input frame comes in on rx, so the line in never waits for it.
+        requests, reads = [], []  # reads: (batch, output request indices, counter ones)
 
-        def read(b):
-            part = self._read_requests(img.output_addresses(image, len(batches[b])) +
-                                       [img.counter_range(image)])
-            reads.append((b, len(requests), len(part)))
+        def read_requests(b):
+            return (self._read_requests([img.output_range(image, len(batches[b]))]),
+                    self._read_requests([img.counter_range(image)]))
+
+        def append(part):
+            first = len(requests)
             requests.extend(part)
+            return list(range(first, len(requests)))
 
         for b, chunk in enumerate(batches):
             program, run_batch = program_for(len(chunk))
             writes = [] if program is None else [program]
             writes += img.encode_inputs(image, chunk)
-            requests += self._write_requests([(w.addr, w.words) for w in writes])
+            frames = self._write_requests([(w.addr, w.words) for w in writes])
             if b:
-                read(b - 1)
+                outs, cnts = read_requests(b - 1)
+                out_at = append(outs)
+                append(frames[:1])
+                reads.append((b - 1, out_at, append(cnts)))
+                frames = frames[1:]
+            append(frames)
             requests.append((Command.RUN, words_payload(run_batch), run_time))
         if batches:
-            read(len(batches) - 1)
+            outs, cnts = read_requests(len(batches) - 1)
+            reads.append((len(batches) - 1, append(outs), append(cnts)))
         program, _ = program_for(0)  # the image's own descriptors back
         if program is not None:
             requests += self._write_requests([(program.addr, program.words)])
-        ends = {first + count: len(batches[b]) for b, first, count in reads}
+        ends = {max(out_at + cnt_at) + 1: len(batches[b]) for b, out_at, cnt_at in reads}
 
         class _Done:  # transact_many's progress hook: counts replies, reports finished batches
             n = samples = 0
@@ -586,10 +599,11 @@ class Device:
 
         replies = self.transact_many(requests, ordered=True, progress=_Done())
         outputs, counters = [], []
-        for b, first, count in reads:
-            words = [w for r in replies[first:first + count] for w in r.words]
-            n_out = len(batches[b]) * image.n_out
-            outputs.append(img.decode_outputs(image, words[:n_out]))
-            counters.append(img.decode_counters(image, words[n_out:]))
+        for b, out_at, cnt_at in reads:
+            out = [w for i in out_at for w in replies[i].words]
+            outputs.append(img.decode_outputs(image, img.batch_outputs(image, len(batches[b]),
+                                                                       out)))
+            counters.append(img.decode_counters(image, [w for i in cnt_at
+                                                        for w in replies[i].words]))
         return InferenceResult(np.concatenate(outputs) if outputs else
                                np.zeros((0, image.n_out), np.int64), counters)
