@@ -34,7 +34,7 @@ from .program_image import (
     output_addresses,
 )
 
-__all__ = ["ImageMemories", "image_memories", "run_image", "ImageRun"]
+__all__ = ["ImageMemories", "image_memories", "input_memory", "run_image", "ImageRun"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -289,31 +289,42 @@ def test_core_params_refuse_a_write_port_of_three_stages():
         dataclasses.replace(P, weight_write_reg=3)
 
 
-@pytest.mark.parametrize("planes", [1, 2])
-def test_input_words_above_T_are_never_read(planes, seed):
+@pytest.mark.parametrize("planes, in_blocks", [(1, 0), (2, 0), (2, 24)])
+def test_input_words_above_T_are_never_read(planes, in_blocks, seed):
     """INPUT is lane-major and the host writes only the block words that hold planes below
-    ``T`` (``encode_inputs``); the others keep what they held. With every such word set to all
-    ones first, random dense networks of ``T <= 4`` (one of a block's two words) still give the
-    golden outputs, spike and skip counters, and the cycle model's cycles: the core reads no
-    plane at or above ``T`` (one and two planes per beat: the fetcher's two paths)."""
-    params = dataclasses.replace(P, n_pe=8, k=8, planes_per_beat=planes, conv=1)
+    ``T`` (``encode_inputs``); the others keep what they held. With every block's second word
+    set to all ones first, random dense networks of ``T <= 4`` (one of a block's two words),
+    then one of ``T >= 5`` (both words; it leaves its own spikes in the second words), then
+    ``T <= 4`` again, give the golden outputs, spike and skip counters, and the cycle model's
+    cycles: the core reads no plane at or above ``T`` (one and two planes per beat: the
+    fetcher's two paths). With 24 input blocks (not a power of two) each word's run is 32 rows
+    long, which the ``T >= 5`` network's second words test; all-ones writes to the 8 rows past
+    the 24 of both words change nothing either (the core drops them; without that they would
+    land in the ping-pong halves, which a run writes before it reads, so this does not tell)."""
+    params = dataclasses.replace(P, n_pe=8, k=8, planes_per_beat=planes, conv=1,
+                                 in_blocks=in_blocks)
     assert params.block_words == 2
     dut = SpikePackCore(params)
     pb = PyBus(dut, seed, 0.2)
     rng = np.random.default_rng(seed)
     cases = []
-    while len(cases) < 3:
-        net = random_network(rng, params, max_depth=2)
-        if net.T <= 4:
-            assert params.input_block_words(net.T) == 1
-            depth = img.build_image(net, params).max_batch
-            cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
+    for wide in (False, False, True, False):
+        while True:
+            net = random_network(rng, params, max_depth=2)
+            if (net.T >= 5) == wide:
+                break
+        assert params.input_block_words(net.T) == (2 if wide else 1)
+        depth = img.build_image(net, params).max_batch
+        cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
     region = memory_map(params)["INPUT"]
     results = []
 
     async def host(ctx):
         await pb.write(ctx, region.base + params.input_lane_stride,
                        [0xFFFFFFFF] * params.input_blocks)
+        for w in range(params.block_words):  # the rows past input_blocks, if any
+            await pb.write(ctx, region.base + w * params.input_lane_stride + params.input_blocks,
+                           [0xFFFFFFFF] * (params.input_lane_stride - params.input_blocks))
         for net, x in cases:
             image = await pb.load(ctx, net, x, params)
             status = await pb.run(ctx, len(x))
