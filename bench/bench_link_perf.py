@@ -105,8 +105,9 @@ def main(argv=None):
               f"{line / per['rx']:.1f} images/s (with the protocol's frames)")
         p = ARTY_A7_PARAMS
         full = 4 * image.in_stride * p.block_words
-        print(f"   (INPUT lane-major: {p.input_block_words(net.T)} of a block's {p.block_words} "
-              f"words hold the planes below T = {net.T}; the block-major layout before "
+        print(f"   (INPUT lane-major: {p.input_words_per_block(net.T)} of a block's "
+              f"{p.block_words} words hold the planes below T = {net.T}; the block-major layout "
+              f"before "
               f"2026-12-03 sent all {p.block_words}, {full} B of input payload an image, a "
               f"line-rate limit of {line / full:.1f} images/s)")
         t0 = time.monotonic()

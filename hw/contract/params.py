@@ -318,7 +318,7 @@ class CoreParams:
         :attr:`input_blocks` rounded up to a power of two."""
         return 1 << max(0, (self.input_blocks - 1).bit_length())
 
-    def input_block_words(self, T: int) -> int:
+    def input_words_per_block(self, T: int) -> int:
         """Words of a spike block that hold its planes below ``T`` (plane ``q`` is bits
         ``q k .. q k + k - 1``): the INPUT words a host writes for inputs of ``T`` steps."""
         return min(self.block_words, -(-T * self.k // 32))

@@ -258,8 +258,9 @@ def _check_io(image: ProgramImage) -> ProgramImage:
 def input_block_words(image: ProgramImage, x) -> np.ndarray:
     """The spike blocks of a batch ``x`` of packed words as INPUT holds them: ``(batch, blocks,
     block_words)`` words, block ``j`` of sample ``b`` being INPUT block ``b in_stride + j``
-    (bit ``q k + i`` of a block = bit ``q`` of its ``i``-th neuron; words at or above
-    ``image.params.input_block_words(T)`` are zero). ``x`` as :func:`encode_inputs` takes it."""
+    (bit ``q k + i`` of a block = bit ``q`` of its ``i``-th neuron; the words from
+    ``image.params.input_words_per_block(T)`` on are zero). ``x`` as :func:`encode_inputs`
+    takes it."""
     p = image.params
     x = check_packed(np.atleast_2d(x), image.T, "inputs")
     if len(image.in_shape) == 3 and x.shape[1:] == image.in_shape:
@@ -296,9 +297,9 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
 
     INPUT is lane-major (``hw.contract.memory_map``): the batch's blocks are one contiguous run
     of rows, written one block word at a time, and only the words that hold planes below ``T``
-    (:meth:`hw.contract.params.CoreParams.input_block_words`: 2 of 4 at ``T = 4`` on a
-    ``t_max = 8``, ``k = 16`` build). The core reads no plane at or above ``T``, so the words
-    left unwritten cost nothing but are never sent: one write per block word used, of
+    (:meth:`hw.contract.params.CoreParams.input_words_per_block`: 2 of 4 at ``T = 4`` on a
+    ``t_max = 8``, ``k = 16`` build). The core reads no plane at or above ``T``, so the other
+    words are not sent (they keep whatever they held): one write per block word used, of
     ``(batch - 1) in_stride + blocks`` words each (the rows between samples, if any, as zeros).
     """
     p = image.params
@@ -312,7 +313,7 @@ def encode_inputs(image: ProgramImage, x) -> list[ImageWrite]:
         run[b * image.in_stride:b * image.in_stride + chunks] = words[b]
     base = image.memory_map["INPUT"].base
     return [ImageWrite("INPUT", base + w * p.input_lane_stride, tuple(int(v) for v in run[:, w]))
-            for w in range(p.input_block_words(image.T))]
+            for w in range(p.input_words_per_block(image.T))]
 
 
 def _batch_limit(image: ProgramImage) -> str:

@@ -313,7 +313,7 @@ def test_input_words_above_T_are_never_read(planes, in_blocks, seed):
             net = random_network(rng, params, max_depth=2)
             if (net.T >= 5) == wide:
                 break
-        assert params.input_block_words(net.T) == (2 if wide else 1)
+        assert params.input_words_per_block(net.T) == (2 if wide else 1)
         depth = img.build_image(net, params).max_batch
         cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
     region = memory_map(params)["INPUT"]

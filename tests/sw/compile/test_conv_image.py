@@ -199,7 +199,7 @@ def test_inputs_lane_major(name, T):
     img = build_image(net, p)
     x = rng.integers(0, 1 << T, size=(img.max_batch, 70))
     writes = encode_inputs(img, x)
-    used = p.input_block_words(T)
+    used = p.input_words_per_block(T)
     assert used == min(p.block_words, -(-T * p.k // 32))
     base = img.memory_map["INPUT"].base
     assert [w.addr for w in writes] == [base + w * p.input_lane_stride for w in range(used)]
