@@ -58,8 +58,9 @@ def wire_bytes_per_image(image, link_info_max_payload: int = 1024) -> dict:
     per_frame = link_info_max_payload // 4 - 1
     frames = sum(-(-len(w.words) // per_frame) for w in writes)
     # one READ of the batch's outputs (the words between samples included) + the counters
-    out_words = img.output_range(image, depth)[1] + img.counter_range(image)[1]
-    reads = -(-img.output_range(image, depth)[1] // (link_info_max_payload // 4)) + 1
+    out_count = img.output_range(image, depth)[1]
+    out_words = out_count + img.counter_range(image)[1]
+    reads = -(-out_count // (link_info_max_payload // 4)) + 1
     rx = 4 * in_words + frames * (REQUEST_OVERHEAD + 4) + (REQUEST_OVERHEAD + 4)  # + RUN
     rx += reads * (REQUEST_OVERHEAD + 8)
     tx = 4 * out_words + (reads + frames + 1) * REPLY_OVERHEAD + 4

@@ -26,13 +26,7 @@ from sim.golden.model import fire_serial
 from sim.golden.packing import pack_bitplanes
 
 from .conv_layout import conv_fetch
-from .program_image import (
-    ProgramImage,
-    decode_outputs,
-    encode_inputs,
-    input_block_words,
-    output_addresses,
-)
+from .program_image import ProgramImage, decode_outputs, encode_inputs, output_addresses
 
 __all__ = ["ImageMemories", "image_memories", "input_memory", "run_image", "ImageRun"]
 
@@ -234,7 +228,7 @@ def run_image(image: ProgramImage, x) -> ImageRun:
     p = image.params
     mem = image_memories(image)
     memory = input_memory(image, encode_inputs(image, x))
-    n = len(input_block_words(image, x))
+    n = len(np.atleast_2d(x))  # samples (encode_inputs checked the shape)
     outputs, spikes = [], []
     for b in range(n):
         inputs = _blocks_from_words(memory[b * image.in_stride:(b + 1) * image.in_stride], p)

@@ -69,6 +69,16 @@ class PyBus:
             await ctx.tick().repeat(16)
         return (await self.read(ctx, bus.REG_STATUS))[0]
 
+    async def run_network(self, ctx, net, x, params):
+        """Load ``net`` and the batch ``x``, run it, read its outputs and counters: ``(status,
+        outputs, counters)``."""
+        image = await self.load(ctx, net, x, params)
+        status = await self.run(ctx, len(x))
+        outputs = await self.read_outputs(ctx, image, len(x))
+        caddr, ccount = img.counter_range(image)
+        counters = img.decode_counters(image, await self.read(ctx, caddr, ccount))
+        return status, outputs, counters
+
     async def read_outputs(self, ctx, image, batch):
         words = []
         for addr, count in img.output_addresses(image, batch):
@@ -92,6 +102,19 @@ class PyBus:
             _, _, valid, payload = await ctx.tick().sample(resp.valid, resp.payload)
             if ready and valid:
                 self.answers.append(payload)
+
+
+def check_run(net, x, params, status, out, counters):
+    """A batch run of ``net`` on ``x`` (batch run, :meth:`PyBus.run_network`) ended done with
+    the golden outputs, spike and skip counters, and the cycle model's cycles per layer."""
+    ref = golden.run_network(net, x, acc_bits=params.acc_bits)
+    spikes, skipped = expected_counters(net, x, params, ref)
+    assert status == registers.STATUS_DONE
+    assert np.array_equal(out, ref.output)
+    assert np.array_equal(counters.spikes, spikes)
+    assert np.array_equal(counters.skipped, skipped)
+    model = predict_cycles(net, x, params, ref, batch=len(x))
+    assert np.array_equal(counters.cycles, model.sum(axis=0))
 
 
 @pytest.mark.parametrize("pause,weight_regs,conv,prefetch,depth", [
@@ -118,26 +141,14 @@ def test_core_pysim_networks(pause, weight_regs, conv, prefetch, depth, seed):
     async def host(ctx):
         assert await pb.read(ctx, bus.ID_BASE, 13) == identify_words(params)[:13]
         for net, x in cases:
-            image = await pb.load(ctx, net, x, params)
-            status = await pb.run(ctx, len(x))
-            outputs = await pb.read_outputs(ctx, image, len(x))
-            caddr, ccount = img.counter_range(image)
-            counters = img.decode_counters(image, await pb.read(ctx, caddr, ccount))
-            results.append((status, outputs, counters))
+            results.append(await pb.run_network(ctx, net, x, params))
         pb.finished = True
 
     pb.simulate(host)
     assert len(results) == len(cases)
     for (net, x), (status, out, counters) in zip(cases, results, strict=False):
-        ref = golden.run_network(net, x, acc_bits=params.acc_bits)
-        spikes, skipped = expected_counters(net, x, params, ref)
-        assert status == registers.STATUS_DONE
-        assert np.array_equal(out, ref.output)
-        assert np.array_equal(counters.spikes, spikes)
-        assert np.array_equal(counters.skipped, skipped)
+        check_run(net, x, params, status, out, counters)
         assert counters.total_cycles == counters.cycles.sum()
-        model = predict_cycles(net, x, params, ref, batch=len(x))
-        assert np.array_equal(counters.cycles, model.sum(axis=0))
         assert counters.cycles.min() > 0
 
 
@@ -326,21 +337,9 @@ def test_input_words_above_T_are_never_read(planes, in_blocks, seed):
             await pb.write(ctx, region.base + w * params.input_lane_stride + params.input_blocks,
                            [0xFFFFFFFF] * (params.input_lane_stride - params.input_blocks))
         for net, x in cases:
-            image = await pb.load(ctx, net, x, params)
-            status = await pb.run(ctx, len(x))
-            outputs = await pb.read_outputs(ctx, image, len(x))
-            caddr, ccount = img.counter_range(image)
-            counters = img.decode_counters(image, await pb.read(ctx, caddr, ccount))
-            results.append((status, outputs, counters))
+            results.append(await pb.run_network(ctx, net, x, params))
         pb.finished = True
 
     pb.simulate(host)
     for (net, x), (status, out, counters) in zip(cases, results, strict=True):
-        ref = golden.run_network(net, x, acc_bits=params.acc_bits)
-        spikes, skipped = expected_counters(net, x, params, ref)
-        assert status == registers.STATUS_DONE
-        assert np.array_equal(out, ref.output)
-        assert np.array_equal(counters.spikes, spikes)
-        assert np.array_equal(counters.skipped, skipped)
-        model = predict_cycles(net, x, params, ref, batch=len(x))
-        assert np.array_equal(counters.cycles, model.sum(axis=0))
+        check_run(net, x, params, status, out, counters)
