@@ -2,6 +2,13 @@
 
 The cache lives in ``$SPIKEPACK_CACHE`` (default ``~/.cache/spikepack``), keyed by every
 argument, so a test that asks for the same network twice trains once.
+
+Every network trains on :data:`TRAIN_THREADS` torch threads, whatever the caller set: torch splits
+a product's float sums by thread count, so the weights depend on it (a 784-128-128-10 MLP trained
+on one thread and on two differs in every layer). Trained again, with the same torch and the same
+CPU instruction set (AVX-512, AVX2, ...: their kernels round differently too), a network comes out
+the same, bit for bit. The key holds the arguments only: an entry trained by other code, threads
+or CPU is used as it is (delete it to train again).
 """
 
 from __future__ import annotations
@@ -14,18 +21,29 @@ from sim.golden.ir import IntNetwork
 from sw import cache_dir
 from sw.train.data import load_digits_split, load_split
 
+#: Torch threads every network here trains on (two: the networks the figures in docs/ came from).
+TRAIN_THREADS = 2
+
 
 def _cached_network(name: str, train) -> IntNetwork:
     """The network cached as ``name`` (a ``.npz`` in :func:`sw.cache_dir`), else ``train()``'s,
     saved there first (written to a temporary file and renamed, so concurrent callers never
-    read half a file; a stale or broken entry is trained again)."""
+    read half a file; a stale or broken entry is trained again). ``train()`` runs on
+    :data:`TRAIN_THREADS` torch threads; the caller's count is restored after."""
     path = cache_dir() / name
     if path.exists():
         try:
             return IntNetwork.load(path)
         except (OSError, KeyError, ValueError):
             path.unlink()
-    net = train()
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        net = train()
+    finally:
+        torch.set_num_threads(threads)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     net.save(tmp)
     os.replace(tmp, path)
