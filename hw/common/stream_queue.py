@@ -102,19 +102,33 @@ class StreamQueue(wiring.Component):
         m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
                      wr.en.eq(push_mem)]
         if self._two_out:
-            pop, held_next = self._two_registers(m, Value.cast(rd.data), count)
+            pop, held_next, nonempty_copy = self._two_registers(m, Value.cast(rd.data), count)
         else:
             take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
             pop = take_o & (count != 0)
             with m.If(take_o):
                 m.d.sync += [self.o.payload.eq(rd.data), self.o.valid.eq(count != 0)]
-            held_next = None
-        count_next = count + push - pop
+            held_next = nonempty_copy = None
+        # The push (the producer's valid, through its logic, and ``ready``) enters the count
+        # and ``ready`` only at their last multiplexer: both outcomes are computed from
+        # registers and the pop. As one adder ``count + push - pop`` and a compare after it,
+        # the push ran out to the producer's gate and back through both carry chains (the
+        # ULX3S preset's critical path: ``ready`` to the fetcher, back into the count's adder,
+        # on through the compare into ``ready``).
+        stay = Mux(pop, count - 1, count)  # the count after this cycle without a push
+        grow = Mux(pop, count, count + 1)  # and with one
+        count_next = Mux(push, grow, stay)
+
+        def fits(limit):
+            """``count_next < limit``, the push at the last gate."""
+            return Mux(push, grow < limit, stay < limit)
+
         # ``ready``: room for a beat while fewer than ``entries`` wait behind the beat on the
         # output (with ``two_out`` the second register's counts as waiting).
-        room = (count_next < n) if held_next is None else \
-            Mux(held_next, count_next < n - 1, count_next < n)
+        room = fits(n) if held_next is None else Mux(held_next, fits(n - 1), fits(n))
         m.d.sync += [count.eq(count_next), ready.eq(room), ready_mem.eq(room)]
+        if nonempty_copy is not None:
+            m.d.sync += nonempty_copy.eq(count_next != 0)
         with m.If(push_mem):
             m.d.sync += wp.eq(wp + 1)
         with m.If(pop):
@@ -126,20 +140,25 @@ class StreamQueue(wiring.Component):
         return m
 
     def _two_registers(self, m, data, count):
-        """``two_out``'s output registers: ``(pop, held_next)``, the memory's read taken this
-        cycle and whether the register not read next holds a beat after it.
+        """``two_out``'s output registers: ``(pop, held_next, nonempty_copy)``, the memory's
+        read taken this cycle, whether the register not read next holds a beat after it, and a
+        register the caller sets to the next cycle's ``count != 0``.
 
         The pointers and the count decide a pop from copies of the registers' state of their
         own (kept apart by synthesis): the loads' gate sits amid the payload flip-flops, and a
-        pop decided there would take the count's path out to it and back."""
+        pop decided there would take the count's path out to it and back. For the same reason
+        the loads' gate reads whether the memory holds a beat from a register of its own
+        (``nonempty_copy``, equal to ``count != 0`` every cycle), not from the count: with the
+        count's compare in front of it the ULX3S placer put the gate amid the payload and the
+        count by the memory, a wire across the chip each way."""
         width = len(data)
         regs = [Signal(width, name=f"out{j}") for j in range(2)]
-        nonempty = count != 0
+        nonempty_copy = Signal(name="nonempty_copy", attrs=COPY_ATTRS)
         take = Signal()
         rsel = Signal()  # the register read next
         rsel_next = rsel ^ take
 
-        def state(suffix, attrs=None):
+        def state(suffix, nonempty, attrs=None):
             """Whether each register holds a beat and which one is loaded next, updated from
             this copy's own registers: ``(full, full_next, wsel, load)``."""
             full = [Signal(name=f"full{j}{suffix}", attrs=attrs) for j in range(2)]
@@ -155,8 +174,8 @@ class StreamQueue(wiring.Component):
                 m.d.sync += wsel.eq(~wsel)
             return full, full_next, wsel, load
 
-        full, _, wsel, load = state("")
-        _, full_next_c, _, pop = state("_ctl", COPY_ATTRS)
+        full, _, wsel, load = state("", nonempty_copy)
+        _, full_next_c, _, pop = state("_ctl", count != 0, COPY_ATTRS)
         m.d.comb += [self.o.valid.eq(Mux(rsel, full[1], full[0])),
                      self.o.payload.eq(Mux(rsel, regs[1], regs[0])),
                      take.eq(self.o.valid & self.o.ready)]
@@ -166,4 +185,4 @@ class StreamQueue(wiring.Component):
         with m.If(take):
             m.d.sync += rsel.eq(~rsel)
         held_next = Mux(rsel_next, full_next_c[0], full_next_c[1])
-        return pop, held_next
+        return pop, held_next, nonempty_copy
