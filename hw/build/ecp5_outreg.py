@@ -6,11 +6,12 @@ before any routing. With ``REGMODE=OUTREG`` the read data passes one more regist
 block RAM and leaves it 0.7 ns after the clock edge (nextpnr's timing database, from Lattice's).
 
 The gateware already registers every block RAM output once before using it ("block RAM outputs
-are slow", in ``hw.core.core``, ``hw.core.fetcher``, ``hw.core.fire_array``, ``hw.core.sequencer``, ``hw.core.pe_array``
-and ``hw.link.link_executor``), so each read port's data pins drive nothing but the D inputs of
-flip-flops. That register *is* an output register, placed in a logic slice; yosys has no rule
-that moves it into the block RAM (Vivado and Quartus do this on their own). This pass does it on
-the synthesized netlist (yosys JSON), between yosys and nextpnr:
+are slow", in ``hw.core.core``, ``hw.core.fetcher``, ``hw.core.fire_array``,
+``hw.core.sequencer``, ``hw.core.pe_array`` and ``hw.link.link_executor``), so each read port's
+data pins drive nothing but the D inputs of flip-flops. That register *is* an output register,
+placed in a logic slice; yosys has no rule that moves it into the block RAM (Vivado and Quartus do
+this on their own). This pass does it on the synthesized netlist (yosys JSON), between yosys and
+nextpnr:
 
 for each ``DP16KD`` read port in ``NOREG`` mode whose every used data pin drives exactly one
 ``TRELLIS_FF`` D input, and whose flip-flops
@@ -226,8 +227,8 @@ def absorb_file(path, top: str = "top") -> OutregSummary:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hw.build.ecp5_outreg", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hw.build.ecp5_outreg",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("netlist", help="yosys JSON netlist (synth_ecp5 -json), rewritten in place")
     parser.add_argument("--top", default="top", help="top module name (default: top)")
     args = parser.parse_args(argv)

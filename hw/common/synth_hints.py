@@ -22,9 +22,9 @@ written, so the collision may stay undefined (yosys ``COLLISION_X_MASK``):
   sequencer's counter update reads and writes different counters in any one cycle.
 * ``frame_mem`` (frame decoder): the decoder writes the half that no queued frame holds.
 
-Each has exactly one write port (``tests/hw/build/test_synth_hints.py`` checks the names and the ports
-against the elaborated design). Simulation keeps Amaranth's read-old semantics, which is one of
-the behaviours the hardware may show; the design never depends on which.
+Each has exactly one write port (``tests/hw/build/test_synth_hints.py`` checks the names and the
+ports against the elaborated design). Simulation keeps Amaranth's read-old semantics, which is one
+of the behaviours the hardware may show; the design never depends on which.
 
 Register copies: some blocks keep their own copy of a value another block registers too (each
 firing unit registers the layer's settings, so the selects of its multiplexers hang on a register

@@ -4,11 +4,12 @@ The host side is cocotbext-uart's ``UartSource``/``UartSink`` -- a UART model th
 project's own -- driven either by raw frames (``uart_frames``, ``fuzz``) or by the project's driver
 ``sw.host.driver.Device`` running in a ``cocotb.bridge`` thread (``driver_*``, ``bench_upload``).
 
-Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``, ``max_payload``,
-``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words), ``fuzz_frames``,
-``min_malformed`` (the fuzz goes on until it has sent this many malformed frames too), ``seed``,
-``run_cycles`` and ``run_timeout`` (the fixture core's busy time per sample and the link's run
-timeout, for ``link_timeout_overrun``), ``results`` (a JSON file the tests add their figures to).
+Parameters come from ``sim.rtl.runner.run_cocotb(env=...)``: ``clk_freq``, ``baud``,
+``max_payload``, ``idle_timeout``, ``depth``, ``identify`` (the link's IDENTIFY words),
+``fuzz_frames``, ``min_malformed`` (the fuzz goes on until it has sent this many malformed frames
+too), ``seed``, ``run_cycles`` and ``run_timeout`` (the fixture core's busy time per sample and the
+link's run timeout, for ``link_timeout_overrun``), ``results`` (a JSON file the tests add their
+figures to).
 """
 
 from __future__ import annotations

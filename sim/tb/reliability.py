@@ -12,8 +12,9 @@ Each returns the figures its testbench wrote (a dict; ``wall_s`` is the wall tim
 measurement itself) with ``total_wall_s`` (the whole call, build and start-up included) added,
 and raises ``AssertionError`` if the testbench found a fault. The link
 and accelerator builds are the ones ``tests/test_link_cocotb.py`` and ``tests/test_link_e2e.py``
-make (same parameters, same directories under ``build/tests/``: ``sim.rtl.runner.run_cocotb`` shares a
-build directory safely between processes); the R2 core build goes to ``build/reliability/``.
+make (same parameters, same directories under ``build/tests/``: ``sim.rtl.runner.run_cocotb``
+shares a build directory safely between processes); the R2 core build goes to
+``build/reliability/``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The project's driver (``sw.host.driver.Device``) runs in a ``cocotb.bridge`` thr
 Accelerator RTL through its UART pins (cocotbext-uart): it loads one random network (drawn from
 ``seed`` for the build's parameters), then runs ``inferences`` random inputs batch by batch
 (mostly full batches).
-Every batch's outputs must equal ``sim.golden.model``'s, every run's counters must be consistent (output
-spikes and skipped plane-chunks per layer as golden predicts them, total cycles the sum of the
-layers'), and no request may need a resend. Figures go to the ``results`` JSON file every
+Every batch's outputs must equal ``sim.golden.model``'s, every run's counters must be consistent
+(output spikes and skipped plane-chunks per layer as golden predicts them, total cycles the sum of
+the layers'), and no request may need a resend. Figures go to the ``results`` JSON file every
 ``progress_every`` batches, so a run cut short still tells how far it got.
 
 Parameters (``sim.rtl.runner.run_cocotb(env=...)``): ``clk_freq``, ``baud``, ``idle_timeout``,

@@ -1,4 +1,5 @@
-"""A tiny design and its cocotb test, for testing ``sim.rtl.runner.run_cocotb`` itself (fast to build).
+"""A tiny design and its cocotb test, for testing ``sim.rtl.runner.run_cocotb`` itself (fast to
+build).
 
 :class:`TinyAccumulator` adds its input into a register every cycle; the cocotb test ``tiny``
 drives random inputs and checks the sum, then writes ``{"pid", "checked"}`` to the ``out`` file

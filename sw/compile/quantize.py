@@ -163,7 +163,8 @@ def _parse(model: nn.Sequential) -> tuple[InputEncoder, list[tuple[nn.Linear, Sp
 @torch.no_grad()
 def quantize_spikepack(model: nn.Sequential, *, weight_bits: int = 8,
                        per_channel: bool = True) -> tuple[IntNetwork, QuantReport]:
-    """Quantize a SpikePack MLP to an :class:`~sim.golden.ir.IntNetwork` and report the rounding error."""
+    """Quantize a SpikePack MLP to an :class:`~sim.golden.ir.IntNetwork` and report the rounding
+    error."""
     weight_bits = operator.index(weight_bits)
     if not 2 <= weight_bits <= 8:
         raise ValueError(f"weight_bits must be in 2..8, not {weight_bits}")

@@ -90,7 +90,8 @@ def _parse(model: nn.Sequential):
     if (len(mods) < 3 or not isinstance(mods[0], BitPlaneEncoder)
             or not isinstance(mods[-1], TimeMean)):
         raise TypeError("expected a time-major spiking MLP: nn.Sequential(BitPlaneEncoder, Linear, "
-                        "neuron, ..., Linear, TimeMean), as built by sw.train.spiking_mlp.spiking_mlp")
+                        "neuron, ..., Linear, TimeMean), as built by "
+                        "sw.train.spiking_mlp.spiking_mlp")
     body = mods[1:-1]
     pairs = []
     for i in range(0, len(body), 2):

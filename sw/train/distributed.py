@@ -15,8 +15,8 @@ What is identical to a single-process run with the same seed and global batch, a
 - Not the last bits of the gradients: each rank sums over its slice and the ranks' sums are then
   added, a different order of float additions than one sum over the batch. The weights drift
   apart by float rounding, amplified over many steps (Adam divides by small second moments; a
-  SpikePack's floor flips when its input sits on a step). ``tests/sw/train/test_distributed.py`` measures
-  the difference and docs/cli.md states it.
+  SpikePack's floor flips when its input sits on a step). ``tests/sw/train/test_distributed.py``
+  measures the difference and docs/cli.md states it.
 - BatchNorm: on CUDA :meth:`DataParallel.wrap` converts it to SyncBatchNorm, so the batch
   statistics are those of the global batch (up to the same float rounding). torch's SyncBatchNorm
   does not run on the CPU, so with gloo each rank normalizes with its own slice's statistics (a

@@ -1,8 +1,8 @@
 """Convolution, max pooling and residual shortcuts in the golden model.
 
-Each property is checked against a reference written here independently of ``sim.golden.model``: a conv
-by shifted slices (not im2col), the same layer unrolled into a dense (Toeplitz) layer, pooling by
-shifted slices, and ``torch.nn.functional.conv2d`` as an outside oracle for the linear part.
+Each property is checked against a reference written here independently of ``sim.golden.model``: a
+conv by shifted slices (not im2col), the same layer unrolled into a dense (Toeplitz) layer, pooling
+by shifted slices, and ``torch.nn.functional.conv2d`` as an outside oracle for the linear part.
 """
 
 import numpy as np

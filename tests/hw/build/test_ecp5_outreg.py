@@ -1,5 +1,5 @@
-""":mod:`hw.build.ecp5_outreg` on netlists yosys makes for small memories, and on hand-made netlists for
-the cases the accelerator does not have: the register behind a block RAM moves into it exactly
+""":mod:`hw.build.ecp5_outreg` on netlists yosys makes for small memories, and on hand-made netlists
+for the cases the accelerator does not have: the register behind a block RAM moves into it exactly
 when it is a plain register (same clock, one enable, no reset) and nothing else reads the RAM."""
 
 import json
@@ -60,8 +60,8 @@ def netlist(tmp_path_factory):
     (tmp / "d.il").write_text(rtlil.convert(top, ports=ports))
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
                                                  os.environ.get("PATH", "")]))
-    # As hw.common.synth_hints does for the accelerator's memories: a read in the cycle of a write to
-    # the same word may return anything (else yosys adds a bypass multiplexer behind the RAM).
+    # As hw.common.synth_hints does for the accelerator's memories: a read in the cycle of a write
+    # to the same word may return anything (else yosys adds a bypass multiplexer behind the RAM).
     (tmp / "s.ys").write_text("read_rtlil d.il\nsetparam -set COLLISION_X_MASK 1'1 t:$memrd_v2\n"
                               "synth_ecp5 -top top -json n.json\n")
     subprocess.run([resolve_tool("yosys", env), "-q", "-s", "s.ys"], cwd=tmp, check=True)

@@ -1,6 +1,6 @@
-"""The memories :mod:`hw.common.synth_hints` lets synthesis treat as collision-free exist in the design
-as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints apply;
-the register copies it keeps stay apart through yosys' merging of equal flip-flops."""
+"""The memories :mod:`hw.common.synth_hints` lets synthesis treat as collision-free exist in the
+design as named, each with one write port (so the yosys mask ``1'1`` covers it), and the hints
+apply; the register copies it keeps stay apart through yosys' merging of equal flip-flops."""
 
 import dataclasses
 import os

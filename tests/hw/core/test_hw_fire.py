@@ -1,4 +1,5 @@
-"""Amaranth-simulator tests of the firing unit and array against sim.golden.model (back-pressure)."""
+"""Amaranth-simulator tests of the firing unit and array against sim.golden.model
+(back-pressure)."""
 
 import random
 

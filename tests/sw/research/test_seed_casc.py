@@ -47,7 +47,8 @@ def test_clipquan_with_L_2T_minus_1_is_clipfloor(T, rng):
 
 
 def reference_cif(weights, biases, thetas, x, L, sleep, signed=True):
-    """CIF network written scalar by scalar from its definition (module docstring of sw.train.casc)."""
+    """CIF network written scalar by scalar from its definition (module docstring of
+    sw.train.casc)."""
     n_hidden = len(thetas)
     v = [[0.0] * len(biases[i]) for i in range(n_hidden)]
     n = [[0] * len(biases[i]) for i in range(n_hidden)]
