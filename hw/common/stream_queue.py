@@ -102,7 +102,10 @@ class StreamQueue(wiring.Component):
         m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.i.payload),
                      wr.en.eq(push_mem)]
         if self._two_out:
-            pop, held_next, nonempty_copy = self._two_registers(m, Value.cast(rd.data), count)
+            # ``count != 0`` every cycle, on a register of its own for the output registers'
+            # load gate (``_two_registers``); set below from the next cycle's count.
+            nonempty_copy = Signal(name="nonempty_copy", attrs=COPY_ATTRS)
+            pop, held_next = self._two_registers(m, Value.cast(rd.data), count, nonempty_copy)
         else:
             take_o = ~self.o.valid | self.o.ready  # the output register can be (re)loaded
             pop = take_o & (count != 0)
@@ -139,10 +142,9 @@ class StreamQueue(wiring.Component):
             m.d.comb += self.ready_copy[c].eq(copy)
         return m
 
-    def _two_registers(self, m, data, count):
-        """``two_out``'s output registers: ``(pop, held_next, nonempty_copy)``, the memory's
-        read taken this cycle, whether the register not read next holds a beat after it, and a
-        register the caller sets to the next cycle's ``count != 0``.
+    def _two_registers(self, m, data, count, nonempty_copy):
+        """``two_out``'s output registers: ``(pop, held_next)``, the memory's read taken this
+        cycle and whether the register not read next holds a beat after it.
 
         The pointers and the count decide a pop from copies of the registers' state of their
         own (kept apart by synthesis): the loads' gate sits amid the payload flip-flops, and a
@@ -153,7 +155,6 @@ class StreamQueue(wiring.Component):
         count by the memory, a wire across the chip each way."""
         width = len(data)
         regs = [Signal(width, name=f"out{j}") for j in range(2)]
-        nonempty_copy = Signal(name="nonempty_copy", attrs=COPY_ATTRS)
         take = Signal()
         rsel = Signal()  # the register read next
         rsel_next = rsel ^ take
@@ -185,4 +186,4 @@ class StreamQueue(wiring.Component):
         with m.If(take):
             m.d.sync += rsel.eq(~rsel)
         held_next = Mux(rsel_next, full_next_c[0], full_next_c[1])
-        return pop, held_next, nonempty_copy
+        return pop, held_next

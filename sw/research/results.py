@@ -36,7 +36,7 @@ from sw.compile.quantize_lif import quantize_lif
 from sw.train.casc import CascRun, run_casc
 from sw.train.data import load_digits_split
 from sw.train.models import calibrate_thresholds, spikepack_mlp
-from sw.train.train import as_tensor, seed_everything, train_classifier
+from sw.train.train import as_tensor, seed_everything, torch_threads, train_classifier
 
 from .bitbudget import (
     E_AC_PJ,
@@ -635,14 +635,9 @@ def run_from_args(args) -> int:
     out = Path(args.out) if args.out else REPO / "docs" / "results.md"
     img = Path(args.img_dir) if args.img_dir else out.parent / "img"
     if args.cnn == "only":
-        threads = torch.get_num_threads()
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        try:
+        with torch_threads(args.threads):
             run = run_cnn(cnn, log=(lambda s: None) if args.quiet else print)
             write_cnn_document(run, out, img)
-        finally:
-            torch.set_num_threads(threads)
         print(f"wrote {out} ({run.seconds:.0f} s)")
         return 0
     cfg = ResultsConfig(
@@ -655,14 +650,9 @@ def run_from_args(args) -> int:
     missing = [T for T in cfg.sweep_Ts if T not in cfg.Ts]
     if missing:
         print(f"note: sweep T {missing} train SpikePack only (not in --T)")
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         rtl = generate(cfg, out, img, log=(lambda s: None) if args.quiet else print,
                        build_dir=args.build_dir)[1]
-    finally:
-        torch.set_num_threads(threads)
     bad = [r.name for r in rtl if not r.bit_exact]
     if bad:
         print(f"NOT bit-exact on the RTL: {', '.join(bad)} (see {out})")

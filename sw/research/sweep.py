@@ -236,26 +236,21 @@ def _float_model(config: SweepConfig, T: int):
 
     from sw.train.model_io import load_model, save_model
     from sw.train.models import calibrate_thresholds, spikepack_mlp
-    from sw.train.train import as_tensor, seed_everything, train_classifier
+    from sw.train.train import as_tensor, seed_everything, torch_threads, train_classifier
 
     path = model_path(config, T)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
             return load_model(path)[0]
-        import torch
-
         split = _digits_split(config.seed)
         x_tr, _ = split.packed(T)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a small MLP trains fastest on one; other workers share the CPU
-        try:
+        # A small MLP trains fastest on one thread; other workers share the CPU.
+        with torch_threads(1):
             seed_everything(config.seed)
             snn = spikepack_mlp((split.n_features, *config.hidden, split.n_classes), T)
             calibrate_thresholds(snn, as_tensor(x_tr))
             train_classifier(snn, x_tr, split.y_train, epochs=config.epochs, seed=config.seed)
-        finally:
-            torch.set_num_threads(threads)
         save_model(snn, path)
         return snn
 

@@ -36,14 +36,10 @@ def _cached_network(name: str, train) -> IntNetwork:
             return IntNetwork.load(path)
         except (OSError, KeyError, ValueError):
             path.unlink()
-    import torch
+    from sw.train.train import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
-    try:
+    with torch_threads(TRAIN_THREADS):
         net = train()
-    finally:
-        torch.set_num_threads(threads)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     net.save(tmp)
     os.replace(tmp, path)

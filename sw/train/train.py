@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -26,6 +27,19 @@ class History:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the ``with`` body on ``n`` torch threads (``None`` or 0: the caller's count), and
+    give the caller's count back after it, also when the body raises."""
+    threads = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
