@@ -27,21 +27,24 @@ BOARDS: dict[str, BoardPreset] = {p.name: p for p in (
 #: ``small`` with two bit-planes per beat; ``small2_plane_fire``: and one plane a cycle in the
 #: firing units; ``small2_replay``: and the walk replaying a position's non-empty blocks;
 #: ``small4``: that with four bit-planes per beat), the
-#: Arty A7-35T's and A7-100T's cores, the 35T's with one bit-plane per beat and the ULX3S's
+#: Arty A7-35T's, A7-100T's and ULX3S's cores, the 35T's with one bit-plane per beat and the ULX3S's
 #: with two.
 CORE_PRESETS: dict[str, CoreParams] = {
     "small": SMALL, "small2": SMALL2, "small2_plane_fire": SMALL2_PLANE_FIRE,
     "small2_replay": SMALL2_REPLAY, "small4": SMALL4, "medium": MEDIUM,
     "arty_a7": BOARDS["arty_a7"].params, "arty_a7_100": BOARDS["arty_a7_100"].params,
+    "ulx3s": BOARDS["ulx3s"].params,
     # The Arty A7-35T's core with one bit-plane per beat and the skid buffer after the fetcher
     # (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks that print the
     # two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1,
                                           fetch_queue=0),
     # The ULX3S's core with two bit-planes per beat (512 adds/cycle), the preset until
-    # 2026-12-03 (four since), for the same benchmarks.
+    # 2026-12-03 (four since), for the same benchmarks
+    # (its memories: 64-block feature-map halves, as the ULX3S preset had until 2026-12-04).
     "ulx3s_2plane": dataclasses.replace(BOARDS["ulx3s"].params, planes_per_beat=2,
-                                        pe_control_copies=0)}
+                                        pe_control_copies=0, act_chunks=64, in_blocks=0,
+                                        out_words=0)}
 
 
 def board_names() -> list[str]:

@@ -24,11 +24,14 @@ ULX3S_85F = BoardPreset(
     toolchain="Trellis",
     clk_freq=100_000_000,
     clock_gen="ecp5_pll",
-    # The Arty A7-35T's array, with conv layers (the conv walk and the pooling writer); memories
-    # no deeper than one block RAM (512 x 36 for the spike blocks), so that every block RAM
-    # output goes straight into its output register: with the Arty's feature-map memory (1,536
-    # spike rows) yosys put a multiplexer between the block RAMs and the fetcher's first
-    # register and the build reached 91.1 MHz. Conv at 100 MHz took the layer settings reaching
+    # The Arty A7-35T's array, with conv layers (the conv walk and the pooling writer) and,
+    # since 2026-12-04, the Arty's feature-map memory: 256-block ping-pong halves, 1,024 input
+    # blocks and 1,024 output words, so that the same bitstream runs the MNIST MLP and the
+    # MNIST CNN (its 1x28x28 image, folded, is 896 input blocks). The spike memory is then three
+    # banks of block RAM, each with its output register and the bank multiplexer after them
+    # (``hw.core.fetcher.spike_banks``). Until then the memories were no deeper than one block
+    # RAM (64-block halves, 256 input blocks), the CNN did not fit, and the preset had more
+    # timing margin (below). Conv at 100 MHz took the layer settings reaching
     # each block through a registered copy of its own (docs/boards.md). Two bit-planes per beat
     # (512 adds per cycle) took the conv walk and each datapath block reading registered copies
     # of their handshake and abort (100.4 MHz). Its firing units fire a pair of planes a cycle,
@@ -44,8 +47,9 @@ ULX3S_85F = BoardPreset(
     # control on registers of its own and the fetch queue's two output registers
     # (``pe_control_copies``); until then two planes per beat (512 adds per cycle, core preset
     # ``ulx3s_2plane``), which met 100 MHz without the placer setting below.
-    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=64,
-                      bt_depth=1024, max_layers=16, batch_depth=4, fire_units=4, conv=1,
+    params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
+                      in_blocks=1024, out_words=1024, bt_depth=1024, max_layers=16,
+                      batch_depth=4, fire_units=4, conv=1,
                       planes_per_beat=4, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
                       walk_replay=1, pe_control_copies=1),
     # nextpnr's placement seed and placer setting, pinned so that every build places the same
@@ -57,8 +61,13 @@ ULX3S_85F = BoardPreset(
     # path the firing array's read select into a unit's input sum, 7.3 ns of routing) and seed 1
     # 92.39 (the fetch queue's count into its ready, 7.7 ns of routing): placement moves this
     # design by about 9 %, and `--seed N` / `--nextpnr-opts` try others. With two planes the
-    # preset met 100 MHz on the default placer (101.97 MHz, seed 1).
-    nextpnr_seed=2,
+    # preset met 100 MHz on the default placer (101.97 MHz, seed 1). With the one-block-RAM
+    # memories and the fetch queue's push at the count's last multiplexer, seed 2 gave 109.13
+    # MHz (2026-12-04). With the feature-map memory (2026-12-04): seed 3 **100.28 MHz**, met
+    # (critical path a firing unit's LIF step count into its leak, 7.76 ns of routing); seed 2
+    # 96.84 (a firing unit's compare into its output, 6.76 ns of routing), seed 1 93.42 (the
+    # sequencer's fetch_start into the conv walk's set-up, 9.28 ns of routing).
+    nextpnr_seed=3,
     nextpnr_options=("--placer-heap-timingweight", "40"),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
@@ -66,7 +75,8 @@ ULX3S_85F = BoardPreset(
     programmer="ulx3s",
     capacity=LFE5U_85F,
     description="16 PEs x 16 lanes x 4 bit-planes per beat (1,024 adds per cycle) at 100 MHz, "
-                "128 K weights, 1024-neuron "
-                "layers, conv layers with 64-block feature-map halves: the Arty A7-35T's array "
-                "with four planes a beat, on open tools.",
+                "128 K weights, 4096-neuron "
+                "layers, conv layers with 256-block feature-map halves and 1,024 input blocks "
+                "(the MNIST CNN fits): the Arty A7-35T's array with four planes a beat, on open "
+                "tools.",
 )
