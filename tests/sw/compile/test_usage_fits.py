@@ -36,8 +36,9 @@ def small_cnn(rng):
 
 
 @pytest.mark.parametrize("make,params", [(mnist_cnn_shaped, BOARDS["arty_a7"].params),
-                                         (small_cnn, SMALL)], ids=["mnist_cnn-arty_a7",
-                                                                   "small_cnn-small"])
+                                         (mnist_cnn_shaped, BOARDS["ulx3s"].params),
+                                         (small_cnn, SMALL)],
+                         ids=["mnist_cnn-arty_a7", "mnist_cnn-ulx3s", "small_cnn-small"])
 def test_a_network_that_fits_uses_at_most_its_build(rng, make, params):
     net = make(rng)
     image = build_image(net, params)  # it fits
