@@ -144,29 +144,31 @@ def test_a_conv_net_on_a_board_over_its_serial_port(tmp_path, rng):
 
 
 @pytest.mark.slow
-def test_the_mnist_cnn_on_the_simulated_arty(tmp_path, capsys):
+@pytest.mark.parametrize("board", ["arty_a7", "ulx3s"])
+def test_the_mnist_cnn_on_the_simulated_board(tmp_path, capsys, board):
     """The trained MNIST CNN (sw.research.zoo; trained and cached the first time) through
-    `deploy --sim --board arty_a7` (the network, compiled for what the device identifies as) and
-    `infer --sim` of the image `compile --board arty_a7` wrote (its preset's timing-only fields,
-    fetch_queue=16 and seq_prefetch=1, are not in the identify block and must not make the
-    device refuse it): a 28x28 image is 784 of the Arty's 1,024 input blocks, one per run."""
+    `deploy --sim --board B` (the network, compiled for what the device identifies as) and
+    `infer --sim` of the image `compile --board B` wrote (its preset's timing-only fields, such
+    as fetch_queue=16 and seq_prefetch=1, or the ULX3S's walk_replay and pe_control_copies, are
+    not in the identify block and must not make the device refuse it): the folded 28x28 image
+    is 896 of the 1,024 input blocks of either preset, one per run."""
     from sw.research.zoo import mnist_cnn_int_network
 
     net, x_test, y_test = mnist_cnn_int_network()
     net_path, image_path, n = tmp_path / "mnist_cnn.npz", tmp_path / "mnist_cnn.spkimg", 6
     net.save(net_path)
-    image = build_image(net, BOARDS["arty_a7"].params)
+    image = build_image(net, BOARDS[board].params)
     assert image.max_batch == 1
-    out = spikepack(["deploy", net_path, "--sim", "--board", "arty_a7"], capsys)
+    out = spikepack(["deploy", net_path, "--sim", "--board", board], capsys)
     assert f"uploaded {sum(len(w.words) for w in image.writes)} words" in out
     assert "program memory read back and verified" in out
-    spikepack(["compile", net_path, "--board", "arty_a7", "-o", image_path], capsys)
-    assert load_image_file(image_path).image.params == BOARDS["arty_a7"].params
+    spikepack(["compile", net_path, "--board", board, "-o", image_path], capsys)
+    assert load_image_file(image_path).image.params == BOARDS[board].params
     out = spikepack(["infer", image_path, "--sim", "--data", "mnist-5k",
-                     "--limit", n, "--out", tmp_path / "arty.npz"], capsys)
+                     "--limit", n, "--out", tmp_path / "device.npz"], capsys)
     assert f"ran {n} samples in {n} batches" in out
     assert f"bit-exact: all {n} outputs and the spike and skip counters of all {n} runs" in out
-    golden = check_runs(tmp_path / "arty.npz", net, x_test[:n], image)
+    golden = check_runs(tmp_path / "device.npz", net, x_test[:n], image)
     device, gold = re.search(r"accuracy: device ([\d.]+)%, golden model ([\d.]+)%", out).groups()
     assert float(device) == float(gold) == pytest.approx(
         100 * np.mean(golden.predictions() == y_test[:n]), abs=0.005)
