@@ -68,6 +68,7 @@ DESCRIPTOR_FIELDS = (
     ("fire_above", 0, 18, 1),  # LIF: 1 = spike when v > theta (v >= theta + 1), 0 = v >= theta
     ("compare_leaked", 0, 19, 1),  # LIF: compare against theta - (theta >> leak) (+ fire_above)
     ("out_base", 0, 20, 11),  # conv: first spike block of the output map (dense: 0, half l % 2)
+    ("pad_rows_only", 0, 31, 1),  # conv: the padding adds rows only, no columns (a folded layer)
     ("n_in", 1, 0, 16),
     ("n_out", 1, 16, 16),
     ("chunks", 2, 0, 16),  # ceil(n_in / k)

@@ -6,7 +6,8 @@ holds integers only.
 
 A layer is fully connected (``kind="dense"``, weight ``(n_out, n_in)``) or a 2-D convolution
 (``kind="conv"``, weight ``(C_out, C_in, kh, kw)`` shared over positions, input shape
-``in_shape = (C_in, H, W)``, one ``stride`` and one zero ``padding`` for both axes). Its mode is
+``in_shape = (C_in, H, W)``, one ``stride`` for both axes and a zero ``padding``, the same on both
+axes unless ``padding_w`` sets the columns' apart). Its mode is
 ``"spikepack"`` (packed form, one product per neuron, serial MSB-first firing) or ``"lif"`` (one
 membrane update per time step with a shift leak). The last layer of a network is usually a readout:
 it returns its membrane value instead of firing.
@@ -227,6 +228,11 @@ class IntLayer:
         Conv only: step between output positions, both axes (at least 1).
     padding : int
         Conv only: zero rows/columns added on every side of the input (at least 0).
+    padding_w : int, optional
+        Conv only: zero columns added on the left and right, where they differ from the rows'
+        (``None``: ``padding``). The compiler's fold of a thin first layer
+        (``sw.compile.input_fold``) pads rows only; the program image takes ``padding_w`` equal
+        to ``padding`` or 0.
     pool : MaxPool or int or (int, int), optional
         Conv only: fused max pooling ``(kernel, stride)`` of the fired outputs; not on a readout.
     residual : Residual or (int, int), optional
@@ -269,6 +275,7 @@ class IntLayer:
     in_shape: tuple[int, ...] | None = None
     stride: int = 1
     padding: int = 0
+    padding_w: int | None = None
     pool: MaxPool | None = None
     residual: Residual | None = None
     fire_above: bool = False
@@ -322,6 +329,8 @@ class IntLayer:
             raise ValueError(f"layer kind must be one of {KINDS}, not {self.kind!r}")
         stride = _positive(self.stride, "stride")
         padding = _positive(self.padding, "padding", 0)
+        padding_w = padding if self.padding_w is None else _positive(self.padding_w,
+                                                                       "padding_w", 0)
         pool = MaxPool.coerce(self.pool)
         residual = Residual.coerce(self.residual)
         if self.kind == "dense":
@@ -330,7 +339,7 @@ class IntLayer:
                 raise ValueError(
                     f"a dense layer's in_shape is (n_in,) = {in_shape}, not {tuple(self.in_shape)}"
                 )
-            if stride != 1 or padding != 0 or pool is not None:
+            if stride != 1 or padding != 0 or padding_w != 0 or pool is not None:
                 raise ValueError(
                     "stride, padding and pool apply to conv layers only; a dense layer has none"
                 )
@@ -351,7 +360,7 @@ class IntLayer:
                     f"in_shape {in_shape} has {in_shape[0]}"
                 )
             ho = conv_output_size(in_shape[1], kh, stride, padding)
-            wo = conv_output_size(in_shape[2], kw, stride, padding)
+            wo = conv_output_size(in_shape[2], kw, stride, padding_w)
             if pool is not None:
                 if self.readout:
                     raise ValueError(
@@ -375,6 +384,7 @@ class IntLayer:
         object.__setattr__(self, "in_shape", in_shape)
         object.__setattr__(self, "stride", stride)
         object.__setattr__(self, "padding", padding)
+        object.__setattr__(self, "padding_w", padding_w)
         object.__setattr__(self, "pool", pool)
         object.__setattr__(self, "residual", residual)
 
@@ -387,13 +397,18 @@ class IntLayer:
         return tuple(self.weight.shape[2:]) if self.kind == "conv" else (1, 1)
 
     @property
+    def pads(self) -> tuple[int, int]:
+        """Zero padding ``(rows, columns)`` on each side of the input (``(0, 0)`` for dense)."""
+        return (self.padding, self.padding_w)
+
+    @property
     def conv_shape(self) -> tuple[int, ...]:
         if self.kind == "dense":
             return (self.weight.shape[0],)
         kh, kw = self.kernel
         _, h, w = self.in_shape
         return (self.out_channels, conv_output_size(h, kh, self.stride, self.padding),
-                conv_output_size(w, kw, self.stride, self.padding))
+                conv_output_size(w, kw, self.stride, self.padding_w))
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -553,7 +568,7 @@ class IntNetwork:
 
 #: Order of the integers in a saved layer's ``l{l}_geom`` array (0 where a field does not apply).
 GEOM_FIELDS = ("in_c", "in_h", "in_w", "stride", "padding", "pool_kernel", "pool_stride",
-               "has_residual", "residual_source", "residual_gain")
+               "has_residual", "residual_source", "residual_gain", "padding_w")
 
 
 def _geom_to_array(layer: IntLayer) -> np.ndarray:
@@ -564,14 +579,18 @@ def _geom_to_array(layer: IntLayer) -> np.ndarray:
         c, h, w, layer.stride, layer.padding,
         pool.kernel if pool else 0, pool.stride if pool else 0,
         int(res is not None), res.source if res else 0, res.gain if res else 0,
+        layer.padding_w,
     ], dtype=np.int64)
 
 
 def _geom_from_array(geom, kind: str) -> dict:
     if geom is None:
         return {}
-    g = dict(zip(GEOM_FIELDS, (int(x) for x in geom), strict=True))
-    out = dict(stride=g["stride"], padding=g["padding"])
+    values = [int(x) for x in geom]
+    if len(values) == len(GEOM_FIELDS) - 1:  # files before padding_w: the rows' padding
+        values.append(values[GEOM_FIELDS.index("padding")])
+    g = dict(zip(GEOM_FIELDS, values, strict=True))
+    out = dict(stride=g["stride"], padding=g["padding"], padding_w=g["padding_w"])
     if kind == "conv":
         out["in_shape"] = (g["in_c"], g["in_h"], g["in_w"])
     if g["pool_kernel"]:

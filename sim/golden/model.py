@@ -95,24 +95,27 @@ def dense_serial(a, weight, bias, T: int, acc_bits: int | None = None) -> np.nda
     return u + np.asarray(bias, dtype=np.int64)
 
 
-def im2col(a, kernel: tuple[int, int], stride: int = 1, padding: int = 0) -> np.ndarray:
+def im2col(a, kernel: tuple[int, int], stride: int = 1, padding=0) -> np.ndarray:
     """Receptive fields of a convolution as rows: ``(..., C, H, W) -> (..., H', W', C kh kw)``.
 
-    Row ``(y, x)`` holds ``a[c, y s + ky - p, x s + kx - p]`` (zero outside the input) in
-    ``(c, ky, kx)`` order, the order of ``weight.reshape(C_out, -1)``.
+    Row ``(y, x)`` holds ``a[c, y s + ky - p_h, x s + kx - p_w]`` (zero outside the input) in
+    ``(c, ky, kx)`` order, the order of ``weight.reshape(C_out, -1)``; ``padding`` is ``p`` for
+    both axes or ``(p_h, p_w)``.
     """
     a = np.asarray(a, dtype=np.int64)
     kh, kw = kernel
-    if padding:
-        a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(padding, padding)] * 2)
+    ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
+    if ph or pw:
+        a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(ph, ph), (pw, pw)])
     win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(-2, -1))
     win = win[..., ::stride, ::stride, :, :]  # (..., C, H', W', kh, kw)
     win = np.moveaxis(win, -5, -3)  # (..., H', W', C, kh, kw)
     return win.reshape(win.shape[:-3] + (-1,))
 
 
-def conv2d(a, weight, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """The linear part of a conv layer: ``(..., C_in, H, W) -> (..., C_out, H', W')``, no bias."""
+def conv2d(a, weight, stride: int = 1, padding=0) -> np.ndarray:
+    """The linear part of a conv layer: ``(..., C_in, H, W) -> (..., C_out, H', W')``, no bias;
+    ``padding``: both axes' or ``(rows, columns)``."""
     weight = np.asarray(weight, dtype=np.int64)
     cols = im2col(a, weight.shape[2:], stride, padding)
     out = cols @ weight.reshape(weight.shape[0], -1).T  # (..., H', W', C_out)
@@ -305,7 +308,7 @@ def synaptic_sum(layer: IntLayer, a) -> np.ndarray:
     packed words and on 0/1 bit-planes alike (it is linear).
     """
     if layer.kind == "conv":
-        return conv2d(a, layer.weight, layer.stride, layer.padding)
+        return conv2d(a, layer.weight, layer.stride, layer.pads)
     return np.asarray(a, dtype=np.int64) @ layer.weight.T
 
 

@@ -96,6 +96,10 @@ def _check_conv(where: str, layer: IntLayer, li: int, n_layers: int, p: CorePara
         raise DoesNotFitError(f"{where}: stride {layer.stride} is more than {lim.stride}")
     if layer.padding > lim.padding:
         raise DoesNotFitError(f"{where}: padding {layer.padding} is more than {lim.padding}")
+    if layer.padding_w not in (layer.padding, 0):
+        raise DoesNotFitError(f"{where}: padding {layer.padding} rows and {layer.padding_w} "
+                              f"columns; the descriptor pads columns as rows or not at all "
+                              f"(pad_rows_only); pad the input map itself")
     if max(h, w, ch, cw) > lim.side:
         raise DoesNotFitError(f"{where}: feature maps are at most {lim.side} positions a side")
     pool_log2 = 0
@@ -276,7 +280,8 @@ def conv_image_parts(net: IntNetwork, params: CoreParams) -> tuple[list, list]:
                 kind=KIND_CONV, n_in=ci, n_out=co, chunks=chunks,
                 out_base=place.out_base[li] or 0,  # (None: the last layer writes OUTPUT)
                 in_h=h, in_w=w, conv_h=ch, conv_w=cw, kh=kh, kw=kw, stride=layer.stride,
-                pad=layer.padding, pool_log2=pool_log2, **res, **common)
+                pad=layer.padding, pad_rows_only=int(layer.padding_w != layer.padding),
+                pool_log2=pool_log2, **res, **common)
             n_in, n_out = ci, co
             prev_shape = layer.out_shape
         else:
@@ -343,6 +348,7 @@ def conv_fetch(d: dict):
     """
     chunks, kh, kw = d["chunks"], d["kh"], d["kw"]
     stride, pad, pl = d["stride"], d["pad"], d["pool_log2"]
+    pad_w = 0 if d.get("pad_rows_only") else pad  # the columns' padding
     # Per layer: steps by repeated adds (a multiply outside the loop would do as well).
     row_step = 0
     for _ in range(d["in_w"]):
@@ -357,7 +363,7 @@ def conv_fetch(d: dict):
     win = 1 << pl
     py_in, py_addr = -pad, -pad * row_step  # top input row (and its block offset) of the window
     for py in range(d["conv_h"] >> pl):
-        px_in, px_addr = -pad, -pad * chunks
+        px_in, px_addr = -pad_w, -pad_w * chunks
         for px in range(d["conv_w"] >> pl):
             cy_in, cy_addr = py_in, py_addr
             for dy in range(win):

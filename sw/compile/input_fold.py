@@ -4,12 +4,15 @@ A spike block carries ``k`` channels of one map position. A first conv layer on 
 fills one lane of ``k`` (MNIST: 1 of 16), so its walk takes ``kh kw`` beats per output position
 and pass where the array could take the whole kernel row at once. The host writes the image
 itself, so it can write it differently: the folded input map stores at position ``(y, x)`` the
-``kw`` columns ``x .. x + kw - 1`` of the zero-padded image side by side as channels,
+``kw`` columns ``x .. x + kw - 1`` of the image, zero-padded left and right, side by side as
+channels,
 
-    ``x_f[kx C + c, y, x] = x_pad[c, y, x + kx]``,  shape ``(kw C, H + 2 p, W + 2 p - kw + 1)``,
+    ``x_f[kx C + c, y, x] = x_padw[c, y, x + kx]``,  shape ``(kw C, H, W + 2 p - kw + 1)``,
 
-and the layer becomes a ``kh x 1`` convolution without padding over it, with weights
-``W_f[o, kx C + c, ky, 0] = W[o, c, ky, kx]``. Every output is the same sum of the same integer
+and the layer becomes a ``kh x 1`` convolution over it that pads rows only (``padding = p``,
+``padding_w = 0``: the descriptor's ``pad_rows_only``), with weights
+``W_f[o, kx C + c, ky, 0] = W[o, c, ky, kx]``. The top and bottom padding stays padding: its
+taps take no step of the walk and it is not sent. Every output is the same sum of the same integer
 products in another order, so the folded network's outputs equal the original's exactly (tested
 against the golden model); only the walk changes: ``kh ceil(kw C / k)`` tap-chunks per position
 and pass instead of ``kh kw ceil(C / k)``.
@@ -25,7 +28,8 @@ really runs). It is made only where it pays and costs nothing the user sees:
 * folding fills fewer blocks per position: ``ceil(kw C / k) < kw ceil(C / k)``;
 * no shortcut reads the network input (it would read the folded map);
 * the folded map fits the descriptor's 8-bit sides, and the build's INPUT region holds as many
-  samples of it as of the unfolded map (the vertical padding is stored: ``2 p`` more rows).
+  samples of it as of the unfolded map (``2 p - kw + 1`` more columns, none for a "same"
+  convolution).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class InputFold:
     Members
     -------
     folded_shape : (int, int, int)
-        The map the device stores per sample: ``(kw C, H + 2 pad, W + 2 pad - kw + 1)``.
+        The map the device stores per sample: ``(kw C, H, W + 2 pad - kw + 1)``.
     """
 
     in_shape: tuple[int, int, int]
@@ -64,7 +68,7 @@ class InputFold:
     @property
     def folded_shape(self) -> tuple[int, int, int]:
         c, h, w = self.in_shape
-        return (self.kw * c, h + 2 * self.pad, w + 2 * self.pad - self.kw + 1)
+        return (self.kw * c, h, w + 2 * self.pad - self.kw + 1)
 
     def fold_inputs(self, x) -> np.ndarray:
         """Fold a batch of images: ``(batch, C, H, W)`` or ``(batch, C H W)`` (the ``(C, H, W)``
@@ -72,17 +76,19 @@ class InputFold:
         x = np.asarray(x, dtype=np.int64)
         maps = x.reshape((len(x),) + tuple(self.in_shape))
         p = self.pad
-        padded = np.pad(maps, ((0, 0), (0, 0), (p, p), (p, p)))
+        padded = np.pad(maps, ((0, 0), (0, 0), (0, 0), (p, p)))  # columns only
         width = self.folded_shape[2]
         cols = [padded[:, :, :, kx:kx + width] for kx in range(self.kw)]  # kx-major channels
         return np.concatenate(cols, axis=1)
 
     def fold_layer(self, layer: IntLayer) -> IntLayer:
-        """The ``kh x 1`` layer without padding over the folded map that computes ``layer``."""
+        """The ``kh x 1`` layer over the folded map that computes ``layer``: its padding on the
+        rows only."""
         w = np.asarray(layer.weight)
         co, c, kh, kw = w.shape
         folded = w.transpose(0, 3, 1, 2).reshape(co, kw * c, kh, 1)  # [o, kx C + c, ky, 0]
-        return dataclasses.replace(layer, weight=folded, in_shape=self.folded_shape, padding=0)
+        return dataclasses.replace(layer, weight=folded, in_shape=self.folded_shape,
+                                   padding=self.pad, padding_w=0)
 
 
 def _blocks(shape, k: int) -> int:

@@ -87,9 +87,9 @@ class IntTorchConvNetwork(nn.Module):
     def _synapses(layer, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
             return a.reshape(len(a), -1) @ w.T
-        p, s = layer.padding, layer.stride
+        (ph, pw), s = layer.pads, layer.stride
         kh, kw = layer.kernel
-        a = torch.nn.functional.pad(a, (p, p, p, p))
+        a = torch.nn.functional.pad(a, (pw, pw, ph, ph))
         cols = a.unfold(2, kh, s).unfold(3, kw, s)  # (N, C, H', W', kh, kw)
         return torch.einsum("nchwij,ocij->nohw", cols, w)
 

@@ -117,7 +117,9 @@ def conv_geometry(layer) -> str:
     if layer.kind != "conv":
         return ""
     kh, kw = layer.kernel
-    text = f"k{kh}x{kw} s{layer.stride} p{layer.padding}"
+    pads = layer.padding if layer.padding_w == layer.padding else \
+        f"{layer.padding}x{layer.padding_w}"
+    text = f"k{kh}x{kw} s{layer.stride} p{pads}"
     if layer.pool is not None:
         text += f" pool {layer.pool.kernel}"
     if layer.residual is not None:

@@ -233,8 +233,8 @@ def array_adds(net: IntNetwork, x, params: CoreParams, result=None) -> np.ndarra
             per_block = counts * _real_channels(maps.shape[1], k)
         if layer.kind == "conv":
             z = per_block.sum(axis=-1)  # (n, H, W): plane-channel products at each position
-            pad, s = layer.padding, layer.stride
-            zp = np.pad(z, ((0, 0), (pad, pad), (pad, pad)))
+            (ph, pw), s = layer.pads, layer.stride
+            zp = np.pad(z, ((0, 0), (ph, ph), (pw, pw)))
             ch, cw = _computed_positions(layer)
             kh, kw = layer.kernel
             total = np.zeros(len(z), dtype=np.int64)

@@ -363,7 +363,7 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None, *,
     in_h, in_w, chunks = counts.shape
     _, ch, cw = layer.conv_shape
     kh, kw = layer.kernel
-    s, pad = layer.stride, layer.padding
+    s, (pad, pad_w) = layer.stride, layer.pads
     win = layer.pool.kernel if layer.pool is not None else 1
     passes = -(-layer.out_channels // params.n_pe)
     memo: dict = {}
@@ -374,7 +374,7 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None, *,
             for ky in range(kh):
                 iy = oy * s + ky - pad
                 for kx in range(kw):
-                    ix = ox * s + kx - pad
+                    ix = ox * s + kx - pad_w
                     if 0 <= iy < in_h and 0 <= ix < in_w:
                         out += [(int(counts[iy, ix, j]), False) for j in range(chunks)]
             if not has_res:
@@ -400,7 +400,7 @@ def conv_walk_steps(layer, counts, params: CoreParams, res_counts=None, *,
             if replays:  # (a 1x1 kernel, no pooling window, no shortcut)
                 first = position(py, px)
                 steps += first
-                if 0 <= py * s - pad < in_h and 0 <= px * s - pad < in_w:  # inside the map
+                if 0 <= py * s - pad < in_h and 0 <= px * s - pad_w < in_w:  # inside the map
                     # (recorded even when its blocks are empty: its later passes then are one
                     # padding step each, the first of them after the wait)
                     if gates is not None:

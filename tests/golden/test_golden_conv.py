@@ -5,6 +5,8 @@ conv by shifted slices (not im2col), the same layer unrolled into a dense (Toepl
 by shifted slices, and ``torch.nn.functional.conv2d`` as an outside oracle for the linear part.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -279,6 +281,21 @@ def test_conv_matches_torch_conv2d(rng, one_torch_thread):
                               + layer.bias[:, None, None], ref.numpy().astype(np.int64))
         assert np.array_equal(spikepack_layer(layer, a, T, form="serial").membrane,
                               ref.numpy().astype(np.int64))
+    # Rows and columns padded apart (``padding_w``; the compiler's fold pads rows only).
+    for _ in range(100):
+        T = int(rng.integers(1, 9))
+        layer = random_conv_layer(rng, residual=None, pool=None, readout=True)
+        need = -(-max(0, layer.kernel[1] - layer.in_shape[2]) // 2)  # the kernel must fit
+        pw = int(rng.integers(need, 4))
+        layer = dataclasses.replace(layer, padding_w=pw)
+        a, _ = random_inputs(rng, layer, T, batch=2)
+        ref = F.conv2d(torch.from_numpy(a.astype(np.float64)),
+                       torch.from_numpy(layer.weight.astype(np.float64)),
+                       torch.from_numpy(layer.bias.astype(np.float64)),
+                       stride=layer.stride, padding=(layer.padding, pw)).numpy().astype(np.int64)
+        assert layer.conv_shape == ref.shape[1:]
+        assert np.array_equal(spikepack_layer(layer, a, T, form="serial").membrane, ref)
+        assert np.array_equal(spikepack_layer(layer, a, T, form="packed").membrane, ref)
     # torch's max pooling, and its (C, H, W) flatten order, on the golden outputs
     x = rng.integers(0, 256, size=(2, 3, 9, 7))
     for k, s in ((1, 1), (2, 2), (3, 2), (2, 1), (3, 3)):
@@ -471,17 +488,19 @@ def test_conv_network_save_load_round_trip(tmp_path, rng):
     l0 = conv(rng, (2, 6, 6), 3, 3, padding=1, mode=Mode.LIF, leak_shift=2)
     l1 = conv(rng, (3, 6, 6), 3, 3, padding=1, stride=1, pool=MaxPool(3, 2),
               residual=Residual(0, -5))
+    l0 = dataclasses.replace(l0, in_shape=(2, 6, 4), padding_w=2)  # rows and columns apart
     l2 = IntLayer(rng.integers(-8, 8, size=(4, l1.n_out)), np.zeros(4, dtype=np.int64), 1,
                   weight_bits=4, readout=True)
     net = IntNetwork((l0, l1, l2), T)
     net.save(tmp_path / "conv.npz")
     back = IntNetwork.load(tmp_path / "conv.npz")
     for a, b in zip(net.layers, back.layers, strict=True):
-        for field in ("kind", "in_shape", "stride", "padding", "pool", "residual", "mode",
+        for field in ("kind", "in_shape", "stride", "padding", "padding_w", "pool", "residual",
+                      "mode",
                       "readout", "weight_bits", "leak_shift", "reset"):
             assert getattr(a, field) == getattr(b, field), field
         assert np.array_equal(a.weight, b.weight) and np.array_equal(a.theta, b.theta)
-    x = rng.integers(0, 1 << T, size=(5, 2, 6, 6))
+    x = rng.integers(0, 1 << T, size=(5, 2, 6, 4))
     assert np.array_equal(run_network(back, x).output, run_network(net, x).output)
 
 
@@ -530,6 +549,8 @@ W = np.ones((2, 3, 3, 3), dtype=np.int64)
     (dict(weight=np.ones((2, 3, 3))), r"conv weight must be 4-D"),
     (dict(in_shape=(3, 5, 5), stride=0), r"stride must be at least 1"),
     (dict(in_shape=(3, 5, 5), padding=-1), r"padding must be at least 0"),
+    (dict(in_shape=(3, 5, 5), padding_w=-1), r"padding_w must be at least 0"),
+    (dict(in_shape=(3, 5, 1), padding=1, padding_w=0), r"kernel 3 is larger than the padded"),
     (dict(in_shape=(3, 5, 5), stride=1.5), r"stride must be an integer"),
     (dict(in_shape=(3, 5, 5), pool=(4, 1)), r"pool kernel 4 is larger than the conv output"),
     (dict(in_shape=(3, 5, 5), pool=(2, 0)), r"pool stride must be at least 1"),
@@ -550,6 +571,7 @@ def test_bad_conv_layers_are_refused_with_a_clear_error(kwargs, message):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(pool=2), r"stride, padding and pool apply to conv layers only"),
     (dict(padding=1), r"stride, padding and pool apply to conv layers only"),
+    (dict(padding_w=1), r"stride, padding and pool apply to conv layers only"),
     (dict(in_shape=(3, 1, 1)), r"a dense layer's in_shape is \(n_in,\) = \(3,\)"),
 ])
 def test_bad_dense_geometry_is_refused(kwargs, message):

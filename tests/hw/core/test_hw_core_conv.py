@@ -72,6 +72,35 @@ def test_core_pysim_random_conv_networks(seed):
     _check_runs(cases, results, P)
 
 
+def test_core_pysim_folded_first_layer_pads_rows_only(seed):
+    """A thin first layer runs folded (``sw.compile.input_fold``): ``kh x 1`` over the image's
+    columns side by side, its padding on the rows only (the descriptor's ``pad_rows_only``, the
+    walk's column pointers starting at 0). Kernels 3 and 5, padding 0..2 rows, with and without
+    pooling: outputs, counters and cycles == golden and the cycle model."""
+    rng = np.random.default_rng(seed)
+    params = dataclasses.replace(P, act_chunks=64, in_blocks=128)
+    cases, rows_only = [], 0
+    for i in range(4):
+        kh, pad = (3, 5)[i % 2], int(rng.integers(0, 3))
+        side = 5
+        first = IntLayer(weight=rng.integers(-3, 4, size=(4, 1, kh, kh)),
+                         bias=rng.integers(-2, 3, 4), theta=3, kind="conv",
+                         in_shape=(1, side, side), padding=pad,
+                         pool=MaxPool(2) if i >= 2 and (side + 2 * pad - kh + 1) >= 2 else None)
+        n = int(np.prod(first.out_shape))
+        fc = IntLayer(weight=rng.integers(-3, 4, size=(3, n)), bias=np.zeros(3, int), theta=1,
+                      readout=True)
+        net = IntNetwork((first, fc), T=int(rng.integers(1, 5)))
+        image = img.build_image(net, params)
+        assert image.input_fold is not None
+        rows_only += decode_descriptor(image.layers[0].descriptor)["pad_rows_only"]
+        cases.append((net, random_inputs(rng, net, image.max_batch)))
+    assert rows_only >= 1 or all(net.layers[0].padding == 0 for net, _ in cases)
+    dut = SpikePackCore(params)
+    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases, params=params)
+    _check_runs(cases, results, params)
+
+
 def _check_runs(cases, results, params):
     """Outputs, spike and skip counters == golden, cycles == the cycle model, for each case."""
     for (net, x), (status, out, counters) in zip(cases, results, strict=True):

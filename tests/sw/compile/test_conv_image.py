@@ -246,11 +246,13 @@ def test_descriptor_fields(rng):
     d0, d1, d2 = (decode_descriptor(lay.descriptor) for lay in img.layers)
     assert (d0["kind"], d1["kind"], d2["kind"]) == (1, 1, 0)
     # conv0 (1 channel, 3x3, padding 1) runs folded (sw.compile.input_fold): its 3 kernel
-    # columns side by side as channels of a 6 x 4 map, a 3 x 1 kernel without padding.
+    # columns side by side as channels of a 4 x 4 map, a 3 x 1 kernel padding its rows only.
     assert img.input_fold is not None and img.in_shape == (1, 4, 4)
     assert (d0["in_h"], d0["in_w"], d0["conv_h"], d0["conv_w"], d0["kh"], d0["kw"]) == \
-        (6, 4, 4, 4, 3, 1)
-    assert (d0["stride"], d0["pad"], d0["pool_log2"], d0["res_gain"]) == (1, 0, 0, 0)
+        (4, 4, 4, 4, 3, 1)
+    assert (d0["stride"], d0["pad"], d0["pad_rows_only"], d0["pool_log2"], d0["res_gain"]) == \
+        (1, 1, 1, 0, 0)
+    assert d1["pad_rows_only"] == 0
     assert (d1["in_h"], d1["in_w"], d1["kh"], d1["kw"], d1["pad"]) == (4, 4, 3, 3, 1)
     assert (d1["pool_log2"], d1["res_gain"], d1["res_input"], d1["res_base"]) == (1, 2, 0, 0)
     assert (d0["n_in"], d0["n_out"], d0["chunks"], d0["passes"]) == (3, 4, 1, 1)
@@ -321,9 +323,9 @@ def test_conv_input_blocks(rng):
     x = rng.integers(0, 16, size=(2, 1, 4, 4))
     flat = encode_inputs(img, x.reshape(2, -1))
     assert flat == encode_inputs(img, x)
-    # Folded (sw.compile.input_fold): 3 kernel columns of the zero-padded 6 x 6 image side by
-    # side at 6 x 4 positions, one chunk each.
-    assert input_block_words(img, x).shape == (2, 24, img.params.block_words)
+    # Folded (sw.compile.input_fold): 3 kernel columns of the image padded left and right (4 x
+    # 6) side by side at 4 x 4 positions, one chunk each.
+    assert input_block_words(img, x).shape == (2, 16, img.params.block_words)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -332,6 +334,7 @@ def test_conv_input_blocks(rng):
     (dict(stride=4, padding=3, residual=None, pool=None), "stride 4"),
     (dict(weight=np.ones((4, 4, 9, 9), int), padding=3, residual=None, pool=None),
      "kernel 9x9"),
+    (dict(padding_w=2, residual=None, pool=None), "pads columns as rows or not at all"),
 ])
 def test_conv_refusals(rng, change, message):
     with pytest.raises(DoesNotFitError, match=message):
@@ -422,7 +425,7 @@ def test_conv_fetch_walk_equals_formulas(name, rng):
             d = decode_descriptor(lay.descriptor)
             _, h, w = layer.in_shape
             kh, kw = layer.kernel
-            s, pad, ch = layer.stride, layer.padding, lay.chunks
+            s, (pad, pad_w), ch = layer.stride, layer.pads, lay.chunks
             pk = layer.pool.kernel if layer.pool else 1
             _, oh, ow = layer.out_shape
             want = []
@@ -435,7 +438,7 @@ def test_conv_fetch_walk_equals_formulas(name, rng):
                                 f = [((iy * w + ix) * ch + j,
                                       lay.w_base + (ps * kh * kw + ky * kw + kx) * ch + j)
                                      for ky in range(kh) for kx in range(kw)
-                                     for iy, ix in [(cy * s - pad + ky, cx * s - pad + kx)]
+                                     for iy, ix in [(cy * s - pad + ky, cx * s - pad_w + kx)]
                                      if 0 <= iy < h and 0 <= ix < w for j in range(ch)]
                                 want.append((cy, cx, ps, f))
             assert list(conv_fetch(d)) == want

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from boards.core_presets import MEDIUM, SMALL
+from hw.contract.memory_map import decode_descriptor
 from sim.golden.ir import IntLayer, IntNetwork, MaxPool
 from sim.golden.model import run_network
 from sim.tb.random_nets import random_conv_network, random_inputs
+from sw.compile.conv_layout import conv_fetch
 from sw.compile.image_file import load_image_file, save_image_file
 from sw.compile.image_golden import run_image
 from sw.compile.input_fold import InputFold, device_network, plan_input_fold
@@ -24,7 +26,7 @@ from sw.compile.program_image import build_image, encode_inputs, input_block_wor
 
 SMALL_CONV = dataclasses.replace(SMALL, conv=1)
 MEDIUM_CONV = dataclasses.replace(MEDIUM, conv=1)
-#: One sample per batch and room for it: the fold's stored padding costs no batch slot here.
+#: One sample per batch and room for it.
 ONE = dataclasses.replace(SMALL_CONV, batch_depth=1, act_chunks=64, in_blocks=128)
 
 
@@ -69,25 +71,42 @@ def test_fold_is_exact_on_random_networks(seed):
 
 
 def test_fold_layout_and_walk():
-    """Channel ``kx C + c`` of the folded map at ``(y, x)`` is the padded image's ``(c, y, x +
-    kx)``; the folded layer is ``kh x 1`` without padding and walks fewer tap-chunks."""
+    """Channel ``kx C + c`` of the folded map at ``(y, x)`` is the image's ``(c, y, x + kx)``
+    padded left and right; the folded layer is ``kh x 1``, pads rows only and walks fewer
+    tap-chunks."""
     rng = np.random.default_rng(0)
     net = _net(rng, c=2, side=6, kernel=(3, 3), padding=1)
     fold = plan_input_fold(net, ONE)  # k = 4: 3 x 2 channels in 2 blocks, not 3
     assert fold == InputFold((2, 6, 6), 3, 1)
-    assert fold.folded_shape == (6, 8, 6)
+    assert fold.folded_shape == (6, 6, 6)  # no stored padding rows
     x = rng.integers(0, 8, (1, 2, 6, 6))
     xf = fold.fold_inputs(x)
-    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    pad = np.pad(x, ((0, 0), (0, 0), (0, 0), (1, 1)))
     for kx in range(3):
         for c in range(2):
             assert np.array_equal(xf[:, kx * 2 + c], pad[:, c, :, kx:kx + 6])
     layer = fold.fold_layer(net.layers[0])
-    assert layer.kernel == (3, 1) and layer.padding == 0 and layer.in_shape == (6, 8, 6)
+    assert layer.kernel == (3, 1) and layer.in_shape == (6, 6, 6)
+    assert layer.pads == (1, 0)
     assert layer.conv_shape == net.layers[0].conv_shape
     image = build_image(net, ONE)
     assert image.layers[0].taps == 3 and image.layers[0].chunks == 2  # was 9 taps x 1 chunk
-    assert image.in_stride == 8 * 6 * 2
+    assert image.in_stride == 6 * 6 * 2
+    # The descriptor pads the rows only; the compiler's walk leaves the padding rows' taps out.
+    desc = decode_descriptor(image.layers[0].descriptor)
+    assert desc["pad"] == 1 and desc["pad_rows_only"] == 1
+    fetches = {(cy, cx): f for cy, cx, _, f in conv_fetch(desc)}
+    assert len(fetches[0, 0]) == 2 * 2 and len(fetches[2, 3]) == 3 * 2  # top row: 2 of 3 taps
+
+
+def test_a_same_convolution_folds_into_as_many_blocks():
+    """A "same" convolution's folded map has as many positions as the image (no padding rows
+    stored; the padding columns replace the kernel's extra columns): the MNIST CNN's first
+    layer, 1x28x28 with a 5x5 kernel and padding 2, is 784 blocks folded, as unfolded."""
+    rng = np.random.default_rng(5)
+    net = _net(rng, c=1, side=28, kernel=(5, 5), padding=2)
+    fold = plan_input_fold(net, dataclasses.replace(MEDIUM_CONV, in_blocks=784, batch_depth=1))
+    assert fold is not None and fold.folded_shape == (5, 28, 28)  # 784 blocks of k = 8
 
 
 @pytest.mark.parametrize("why, build", [
@@ -109,10 +128,11 @@ def test_no_fold_where_it_does_not_pay(why, build):
 
 
 def test_no_fold_when_it_costs_batch_or_room():
-    """The stored vertical padding must not cost a sample per batch nor overflow INPUT."""
+    """Padding wider than "same" widens the folded map: that must not cost a sample per batch
+    nor overflow INPUT."""
     rng = np.random.default_rng(2)
-    net = _net(rng, c=1, side=8, kernel=(3, 3), padding=1)
-    # 8 x 8 = 64 blocks unfolded, 10 x 8 = 80 folded.
+    net = _net(rng, c=1, side=8, kernel=(3, 3), padding=2)
+    # 8 x 8 = 64 blocks unfolded, 8 x 10 = 80 folded.
     assert plan_input_fold(net, dataclasses.replace(SMALL_CONV, in_blocks=128,
                                                     batch_depth=2)) is None  # 2 -> 1 per batch
     assert plan_input_fold(net, dataclasses.replace(SMALL_CONV, in_blocks=160,
