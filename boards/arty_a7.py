@@ -73,7 +73,7 @@ ARTY_A7_100 = BoardPreset(
     params=CoreParams(n_pe=32, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       bt_depth=2048, max_layers=16, batch_depth=16, fire_units=16,
                       in_blocks=2048, out_words=2048, planes_per_beat=2, fetch_queue=32,
-                      seq_prefetch=1),
+                      seq_prefetch=1, pad_rows=1),
     baud=_BAUD,
     reset="rst",
     leds=(("led", 0), ("led", 1), ("led", 2)),

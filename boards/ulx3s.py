@@ -51,7 +51,7 @@ ULX3S_85F = BoardPreset(
                       in_blocks=1024, out_words=1024, bt_depth=1024, max_layers=16,
                       batch_depth=4, fire_units=4, conv=1,
                       planes_per_beat=4, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
-                      walk_replay=1, pe_control_copies=1),
+                      walk_replay=1, pe_control_copies=1, pad_rows=1),
     # nextpnr's placement seed and placer setting, pinned so that every build places the same
     # way. With four planes per beat (14,000 more cells than two) the default placer left the
     # handshakes between the fetch queue, the issuer and the sequencer spread over the chip

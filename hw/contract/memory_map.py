@@ -96,7 +96,7 @@ DESCRIPTOR_FIELDS = (
 
 _ID_FIELDS_V = ("n_pe", "k", "t_max", "weight_bits", "acc_bits", "weight_depth", "act_chunks",
                 "bt_depth", "max_layers", "batch_depth", "fire_units", "lif", "conv",
-                "in_blocks", "out_words", "planes_per_beat")
+                "in_blocks", "out_words", "planes_per_beat", "pad_rows")
 CORE_VERSION = zlib.crc32(repr(("spikepack-core", 2, DESCRIPTOR_FIELDS, _ID_FIELDS_V)).encode())
 
 
@@ -211,7 +211,8 @@ def identify_words(params: CoreParams) -> list[int]:
 
     Word 2 + i is ``CoreParams`` field ``_ID_PARAMS[i]`` (``n_pe, k, t_max, weight_bits,
     acc_bits, weight_depth, act_chunks, bt_depth, max_layers, batch_depth, fire_units, lif,
-    conv, in_blocks, out_words, planes_per_beat``); word 18 is :data:`DESCRIPTOR_WORDS`.
+    conv, in_blocks, out_words, planes_per_beat, pad_rows``); word 19 is
+    :data:`DESCRIPTOR_WORDS`.
     """
     words = [bus.ID_MAGIC, CORE_VERSION] + [getattr(params, f) for f in _ID_PARAMS]
     words.append(DESCRIPTOR_WORDS)

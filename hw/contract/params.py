@@ -140,6 +140,15 @@ class CoreParams:
         cycles after the one before ends, not sixteen (eighteen before a conv layer); the
         run's first layer starts a cycle later. About 400 flip-flops (a second descriptor
         register, the finished layer's counts); timing only, not in the identify block.
+    pad_rows : int
+        1: the conv walk takes a layer whose zero padding adds rows only, no columns (the
+        descriptor's ``pad_rows_only``): the compiler's fold of a thin first layer
+        (:mod:`sw.compile.input_fold`) then pads the image's rows in the walk instead of
+        storing them, so they are neither sent, stored nor stepped through (MNIST's folded image:
+        784 input blocks, not 896). About 20 LUTs of the walk; 0 (the Arty A7-35T, at its LUT
+        target) stores the rows. A build without it walks a ``pad_rows_only`` descriptor as if
+        the flag were clear: only the compiler makes one, and only for a build with it (the
+        identify block carries it, so an image for one does not run on the other).
     walk_replay : int
         1: after the first pass of a position, the conv walk reads only the blocks that pass
         found holding a spike below ``T`` (:class:`hw.core.conv_walk.ConvWalk`, a list of their
@@ -176,6 +185,7 @@ class CoreParams:
     pe_control_copies: int = 0
     seq_prefetch: int = 0
     walk_replay: int = 0
+    pad_rows: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -207,12 +217,15 @@ class CoreParams:
         if self.weight_write_reg not in (0, 1, 2):
             raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
                              f"weight memory's write port), not {self.weight_write_reg}")
-        for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch", "walk_replay"):
+        for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch", "walk_replay",
+                     "pad_rows"):
             if getattr(self, name) not in (0, 1):
                 raise ValueError(f"{name} must be 0 or 1, not {getattr(self, name)}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")
+        if self.pad_rows and not self.conv:
+            raise ValueError("pad_rows is a setting of the conv walk: it needs conv=1")
         if self.walk_replay and not (self.conv and self.fetch_queue):
             raise ValueError("walk_replay needs the conv walk on credits: a conv build (conv=1) "
                              "with a fetch_queue")

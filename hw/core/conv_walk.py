@@ -102,12 +102,13 @@ def walk_field_members(params: CoreParams) -> dict:
     """The members for the layer's fields that the walk latches at ``start``
     (:class:`hw.core.fetcher.Fetcher` takes the same, and documents them)."""
     src_depth = params.spike_rows
+    rows_only = {"pad_rows_only": In(1)} if params.pad_rows else {}
     return {
         "chunks": In(16), "passes": In(16),
         "src_base": In(range(src_depth)), "w_base": In(range(params.weight_depth)),
         "conv": In(1),
         "in_h": In(8), "in_w": In(8), "conv_h": In(8), "conv_w": In(8),
-        "kh": In(3), "kw": In(3), "stride": In(2), "pad": In(2), "pad_rows_only": In(1),
+        "kh": In(3), "kw": In(3), "stride": In(2), "pad": In(2), **rows_only,
         "pool_log2": In(2), "n_out": In(16), "res": In(1), "res_input": In(1), "res_base": In(11),
         "in_base": In(range(src_depth)),
     }
@@ -160,7 +161,8 @@ class ConvWalk:
     start : In(1)
         Pulse: latch the fields and begin (ignored while busy).
     chunks, passes, src_base, w_base, conv, in_h, in_w, conv_h, conv_w, kh, kw, stride, pad,
-    pad_rows_only, pool_log2, n_out, res, res_input, res_base, in_base : In
+    pad_rows_only (builds with ``pad_rows``), pool_log2, n_out, res, res_input, res_base,
+    in_base : In
         The layer's fields (:class:`hw.core.fetcher.Fetcher`'s members of the same names).
     adv : In(1)
         Without ``own_ready``: the fetcher's stages advance this cycle (the walk steps, and
@@ -225,7 +227,10 @@ class ConvWalk:
         stride = Signal(2)
         pstride = Signal(5)  # stride 2^pool_log2: input step per pooled position
         pad = Signal(2)  # zero rows above and below the map
-        pad_w = Signal(2)  # zero columns left and right: pad, or 0 with pad_rows_only
+        # Minus the zero columns left and right: -pad, or 0 with pad_rows_only (builds with
+        # ``pad_rows``; without, the same as the rows').
+        npad_w = Signal(signed(3)) if p.pad_rows else None
+        neg_pad_w = npad_w if p.pad_rows else -pad  # the column pointers' restart
         pool = Signal(2)
         chunks = Signal(range(p.act_chunks + 1))
         row_step = Signal(ptr_bits)  # in_w chunks: blocks per input row
@@ -528,7 +533,7 @@ class ConvWalk:
                                      r_c.eq(r_p + rps_col)]
                         goto_conv(p_iy, p_ix + pstride, p_blk + ps_col)
                     with m.Else():  # next pooled row
-                        m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(-pad_w),
+                        m.d.sync += [px.eq(0), py.eq(py + 1), p_ix.eq(neg_pad_w),
                                      p_iy.eq(p_iy + pstride),
                                      prow_blk.eq(prow_blk + ps_row),
                                      p_blk.eq(prow_blk + ps_row),
@@ -536,7 +541,7 @@ class ConvWalk:
                                      r_prow.eq(r_prow + rps_row), r_p.eq(r_prow + rps_row),
                                      r_wrow.eq(r_prow + rps_row),
                                      r_c.eq(r_prow + rps_row)]
-                        goto_conv(p_iy + pstride, -pad_w, prow_blk + ps_row)
+                        goto_conv(p_iy + pstride, neg_pad_w, prow_blk + ps_row)
 
         # --- conv set-up: the walk's steps by shift-and-add (no multiplier) ------------------
         def times(x, n):
@@ -555,7 +560,8 @@ class ConvWalk:
                              mul2_a.eq(mul2_a << 1), mul2_b.eq(mul2_b >> 1)]
             with m.Elif(setup == nb):
                 m.d.sync += [s_col.eq(times(chunks, stride)), s_row.eq(times(row_step, stride)),
-                             mul_a.eq(row_step + Mux(pad_w == 0, 0, chunks)),
+                             mul_a.eq(row_step + (Mux(npad_w == 0, 0, chunks) if p.pad_rows
+                                                   else chunks)),
                              row3.eq(row_step + (row_step << 1)), kc3.eq(kc + (kc << 1)),
                              chunks3.eq(chunks + (chunks << 1)),
                              kkc.eq(times(kc, last_ky) + kc),
@@ -569,13 +575,15 @@ class ConvWalk:
             with m.Else():  # G1 takes the first position
                 start_blk = src_base - mul_a
                 m.d.sync += [p_blk.eq(start_blk), prow_blk.eq(start_blk),
-                             wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(-pad_w),
+                             wrow_blk.eq(start_blk), p_iy.eq(-pad), p_ix.eq(neg_pad_w),
                              r_c.eq(res_abs), r_wrow.eq(res_abs), r_p.eq(res_abs),
                              r_prow.eq(res_abs), g1_valid.eq(1)]
-                goto_conv(-pad, -pad_w, start_blk)
+                goto_conv(-pad, neg_pad_w, start_blk)
 
         with m.If(self.start & ~self.busy):
             conv = self.conv
+            if p.pad_rows:
+                m.d.sync += npad_w.eq(Mux(self.pad_rows_only, 0, -self.pad))
             m.d.sync += [
                 self.busy.eq(1), self.issued.eq(0),
                 pas.eq(0), last_chunk.eq(self.chunks - 1), last_pass.eq(self.passes - 1),
@@ -592,7 +600,7 @@ class ConvWalk:
                 stride.eq(self.stride),
                 pstride.eq(self.stride << self.pool_log2),
                 pool.eq(self.pool_log2),
-                pad.eq(self.pad), pad_w.eq(Mux(self.pad_rows_only, 0, self.pad)),
+                pad.eq(self.pad),
                 chunks.eq(self.chunks),
                 row_step.eq(0), mul_a.eq(self.in_w), mul_b.eq(self.chunks),
                 kc.eq(Mux(conv, 0, self.chunks)), mul_k.eq(self.kw),

@@ -225,7 +225,8 @@ class SpikePackCore(wiring.Component):
         fetch_fields = ["chunks", "T", "passes", "w_base"]
         if p.conv:  # (a dense-only fetcher has no use for the geometry)
             fetch_fields += ["in_h", "in_w", "conv_h", "conv_w", "kh", "kw", "stride", "pad",
-                             "pad_rows_only", "pool_log2", "n_out", "res_input", "res_base"]
+                             "pool_log2", "n_out", "res_input", "res_base"]
+            fetch_fields += ["pad_rows_only"] if p.pad_rows else []
             m.d.comb += [held("fetch", fetch.conv, d.kind == 1, "conv"),
                          held("fetch", fetch.res, d.res_gain != 0, "res"),
                          held("fetch", fetch.in_base, seq.sample_base, "in_base")]

@@ -150,7 +150,8 @@ class Fetcher(wiring.Component):
     stride, pad : In(2)
         Stride (1..3) and zero padding (0..3).
     pad_rows_only : In(1)
-        The padding adds rows only, no columns (a thin first layer folded by the compiler).
+        Builds with ``pad_rows``: the padding adds rows only, no columns (a thin first layer
+        folded by the compiler).
     pool_log2 : In(2)
         Max pooling ``2^pool_log2`` (0: none): the walk visits the conv positions of each pooled
         output's window one after the other, per pass (pooled position, pass, window position,

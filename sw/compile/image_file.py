@@ -179,7 +179,9 @@ def _input_fold(fields) -> InputFold | None:
     """The header's ``input_fold`` entry (``None``: the image does not fold its input)."""
     if fields is None:
         return None
-    return InputFold(tuple(fields["in_shape"]), fields["kw"], fields["pad"])
+    # (Files before 2026-12-04 have no rows_stored: their folds stored the padding rows.)
+    return InputFold(tuple(fields["in_shape"]), fields["kw"], fields["pad"],
+                     bool(fields.get("rows_stored", True)))
 
 
 def _block_order(entry) -> BlockOrder | None:

@@ -12,7 +12,10 @@ channels,
 and the layer becomes a ``kh x 1`` convolution over it that pads rows only (``padding = p``,
 ``padding_w = 0``: the descriptor's ``pad_rows_only``), with weights
 ``W_f[o, kx C + c, ky, 0] = W[o, c, ky, kx]``. The top and bottom padding stays padding: its
-taps take no step of the walk and it is not sent. Every output is the same sum of the same integer
+taps take no step of the walk and it is not sent. A build without ``pad_rows`` (the Arty
+A7-35T: its walk has no LUTs left for it) stores the ``2 p`` rows of padding in the folded map
+instead (``rows_stored``: shape ``(kw C, H + 2 p, W + 2 p - kw + 1)``, a ``kh x 1`` layer
+without padding), as every build did until 2026-12-04. Every output is the same sum of the same integer
 products in another order, so the folded network's outputs equal the original's exactly (tested
 against the golden model); only the walk changes: ``kh ceil(kw C / k)`` tap-chunks per position
 and pass instead of ``kh kw ceil(C / k)``.
@@ -29,7 +32,7 @@ really runs). It is made only where it pays and costs nothing the user sees:
 * no shortcut reads the network input (it would read the folded map);
 * the folded map fits the descriptor's 8-bit sides, and the build's INPUT region holds as many
   samples of it as of the unfolded map (``2 p - kw + 1`` more columns, none for a "same"
-  convolution).
+  convolution; and ``2 p`` more rows where they are stored).
 """
 
 from __future__ import annotations
@@ -58,17 +61,22 @@ class InputFold:
     Members
     -------
     folded_shape : (int, int, int)
-        The map the device stores per sample: ``(kw C, H, W + 2 pad - kw + 1)``.
+        The map the device stores per sample: ``(kw C, H, W + 2 pad - kw + 1)``, ``2 pad``
+        rows more with ``rows_stored``.
     """
 
     in_shape: tuple[int, int, int]
     kw: int
     pad: int
+    #: The padding rows are stored in the folded map (builds without ``pad_rows``; every image
+    #: file before 2026-12-04) rather than padded by the walk.
+    rows_stored: bool = True
 
     @property
     def folded_shape(self) -> tuple[int, int, int]:
         c, h, w = self.in_shape
-        return (self.kw * c, h, w + 2 * self.pad - self.kw + 1)
+        rows = h + 2 * self.pad if self.rows_stored else h
+        return (self.kw * c, rows, w + 2 * self.pad - self.kw + 1)
 
     def fold_inputs(self, x) -> np.ndarray:
         """Fold a batch of images: ``(batch, C, H, W)`` or ``(batch, C H W)`` (the ``(C, H, W)``
@@ -76,19 +84,21 @@ class InputFold:
         x = np.asarray(x, dtype=np.int64)
         maps = x.reshape((len(x),) + tuple(self.in_shape))
         p = self.pad
-        padded = np.pad(maps, ((0, 0), (0, 0), (0, 0), (p, p)))  # columns only
+        rows = p if self.rows_stored else 0
+        padded = np.pad(maps, ((0, 0), (0, 0), (rows, rows), (p, p)))
         width = self.folded_shape[2]
         cols = [padded[:, :, :, kx:kx + width] for kx in range(self.kw)]  # kx-major channels
         return np.concatenate(cols, axis=1)
 
     def fold_layer(self, layer: IntLayer) -> IntLayer:
         """The ``kh x 1`` layer over the folded map that computes ``layer``: its padding on the
-        rows only."""
+        rows only (none with ``rows_stored``)."""
         w = np.asarray(layer.weight)
         co, c, kh, kw = w.shape
         folded = w.transpose(0, 3, 1, 2).reshape(co, kw * c, kh, 1)  # [o, kx C + c, ky, 0]
+        pad = 0 if self.rows_stored else self.pad
         return dataclasses.replace(layer, weight=folded, in_shape=self.folded_shape,
-                                   padding=self.pad, padding_w=0)
+                                   padding=pad, padding_w=0)
 
 
 def _blocks(shape, k: int) -> int:
@@ -109,7 +119,7 @@ def plan_input_fold(net: IntNetwork, params: CoreParams) -> InputFold | None:
     if any(layer.residual is not None and layer.residual.source == NETWORK_INPUT
            for layer in net.layers):
         return None
-    fold = InputFold((c, h, w), kw, first.padding)
+    fold = InputFold((c, h, w), kw, first.padding, rows_stored=not params.pad_rows)
     folded = fold.folded_shape
     if max(folded[1:]) > CONV_LIMITS.side:  # the descriptor's 8-bit sides
         return None
