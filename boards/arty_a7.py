@@ -33,7 +33,7 @@ XC7A100T = DeviceCapacity(device="xc7a100t", luts=63_400, ffs=126_800, brams=135
 ARTY_A7_PARAMS = CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                             bt_depth=1024, max_layers=16, batch_depth=8, fire_units=4,
                             in_blocks=1024, out_words=1024, planes_per_beat=2, fetch_queue=16,
-                            seq_prefetch=1)
+                            seq_prefetch=1, pad_rows=1)
 
 #: 4 Mbaud: 12 MHz / 3, a rate the FT2232H makes exactly (25 clocks per bit at 100 MHz).
 _BAUD = 4_000_000

@@ -148,7 +148,8 @@ class CoreParams:
         784 input blocks, not 896). About 20 LUTs of the walk; 0 (the Arty A7-35T, at its LUT
         target) stores the rows. A build without it walks a ``pad_rows_only`` descriptor as if
         the flag were clear: only the compiler makes one, and only for a build with it (the
-        identify block carries it, so an image for one does not run on the other).
+        identify block carries it, so an image for one does not run on the other). Always 0 on
+        a build without ``conv``.
     walk_replay : int
         1: after the first pass of a position, the conv walk reads only the blocks that pass
         found holding a spike below ``T`` (:class:`hw.core.conv_walk.ConvWalk`, a list of their
@@ -224,8 +225,8 @@ class CoreParams:
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")
-        if self.pad_rows and not self.conv:
-            raise ValueError("pad_rows is a setting of the conv walk: it needs conv=1")
+        if not self.conv:  # a setting of the conv walk: none without one
+            object.__setattr__(self, "pad_rows", 0)
         if self.walk_replay and not (self.conv and self.fetch_queue):
             raise ValueError("walk_replay needs the conv walk on credits: a conv build (conv=1) "
                              "with a fetch_queue")

@@ -77,7 +77,7 @@ def test_fold_layout_and_walk():
     rng = np.random.default_rng(0)
     net = _net(rng, c=2, side=6, kernel=(3, 3), padding=1)
     fold = plan_input_fold(net, ONE)  # k = 4: 3 x 2 channels in 2 blocks, not 3
-    assert fold == InputFold((2, 6, 6), 3, 1)
+    assert fold == InputFold((2, 6, 6), 3, 1, rows_stored=False)  # ONE has pad_rows
     assert fold.folded_shape == (6, 6, 6)  # no stored padding rows
     x = rng.integers(0, 8, (1, 2, 6, 6))
     xf = fold.fold_inputs(x)
@@ -99,13 +99,40 @@ def test_fold_layout_and_walk():
     assert len(fetches[0, 0]) == 2 * 2 and len(fetches[2, 3]) == 3 * 2  # top row: 2 of 3 taps
 
 
+def test_a_build_without_pad_rows_stores_the_padding_rows():
+    """Without ``pad_rows`` (the Arty A7-35T) the folded map holds the ``2 p`` padding rows and
+    the folded layer has no padding: the walk steps through them, the outputs are the same."""
+    rng = np.random.default_rng(0)
+    net = _net(rng, c=2, side=6, kernel=(3, 3), padding=1)
+    params = dataclasses.replace(ONE, pad_rows=0)
+    fold = plan_input_fold(net, params)
+    assert fold == InputFold((2, 6, 6), 3, 1, rows_stored=True)
+    assert fold.folded_shape == (6, 8, 6)
+    x = rng.integers(0, 8, (1, 2, 6, 6))
+    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    xf = fold.fold_inputs(x)
+    for kx in range(3):
+        for c in range(2):
+            assert np.array_equal(xf[:, kx * 2 + c], pad[:, c, :, kx:kx + 6])
+    layer = fold.fold_layer(net.layers[0])
+    assert layer.pads == (0, 0) and layer.in_shape == (6, 8, 6)
+    image = build_image(net, params)
+    desc = decode_descriptor(image.layers[0].descriptor)
+    assert desc["pad"] == 0 and desc["pad_rows_only"] == 0
+    assert image.in_stride == 8 * 6 * 2
+    want = run_network(net, x)
+    assert np.array_equal(run_network(*device_network(net, x, params)).output, want.output)
+    assert np.array_equal(run_image(image, x).output, want.output)
+
+
 def test_a_same_convolution_folds_into_as_many_blocks():
     """A "same" convolution's folded map has as many positions as the image (no padding rows
     stored; the padding columns replace the kernel's extra columns): the MNIST CNN's first
     layer, 1x28x28 with a 5x5 kernel and padding 2, is 784 blocks folded, as unfolded."""
     rng = np.random.default_rng(5)
     net = _net(rng, c=1, side=28, kernel=(5, 5), padding=2)
-    fold = plan_input_fold(net, dataclasses.replace(MEDIUM_CONV, in_blocks=784, batch_depth=1))
+    fold = plan_input_fold(net, dataclasses.replace(MEDIUM_CONV, in_blocks=784, batch_depth=1,
+                                                    pad_rows=1))
     assert fold is not None and fold.folded_shape == (5, 28, 28)  # 784 blocks of k = 8
 
 
@@ -151,16 +178,19 @@ def test_no_fold_under_a_shortcut_from_the_input():
     assert plan_input_fold(IntNetwork((first,), 2), ONE) is not None  # the same layer alone
 
 
-def test_folded_image_inputs_and_file_round_trip(tmp_path):
-    """``encode_inputs`` writes the folded map; the image file keeps the fold and reloads equal."""
+@pytest.mark.parametrize("pad_rows", [1, 0])
+def test_folded_image_inputs_and_file_round_trip(tmp_path, pad_rows):
+    """``encode_inputs`` writes the folded map; the image file keeps the fold (with or without
+    its padding rows) and reloads equal."""
     rng = np.random.default_rng(4)
+    params = dataclasses.replace(ONE, pad_rows=pad_rows)
     net = _net(rng, c=1, side=8, kernel=(3, 3), padding=1, pool=MaxPool(2, 2))
-    image = build_image(net, ONE)
-    assert image.input_fold is not None
+    image = build_image(net, params)
+    assert image.input_fold is not None and image.input_fold.rows_stored == (not pad_rows)
     x = rng.integers(0, 8, (1, 64))
     words = input_block_words(image, x)[0]
-    assert words.shape == (image.in_stride, ONE.block_words)
-    assert np.array_equal(words, input_block_words(build_image(net, ONE), x)[0])
+    assert words.shape == (image.in_stride, params.block_words)
+    assert np.array_equal(words, input_block_words(build_image(net, params), x)[0])
     assert len(encode_inputs(image, x)[0].words) == image.in_stride
     assert np.array_equal(run_image(image, x).output, run_network(net, x).output)
     path = save_image_file(tmp_path / "fold.spkimg", image, net)
