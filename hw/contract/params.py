@@ -145,8 +145,9 @@ class CoreParams:
         descriptor's ``pad_rows_only``): the compiler's fold of a thin first layer
         (:mod:`sw.compile.input_fold`) then pads the image's rows in the walk instead of
         storing them, so they are neither sent, stored nor stepped through (MNIST's folded image:
-        784 input blocks, not 896). About 20 LUTs of the walk; 0 (the Arty A7-35T, at its LUT
-        target) stores the rows. A build without it walks a ``pad_rows_only`` descriptor as if
+        784 input blocks, not 896). A register and a multiplexer in the walk, within the yosys
+        estimate's noise on the Arty A7-35T (docs/boards.md); 0 stores the rows, as every build
+        did until 2026-12-04. A build without it walks a ``pad_rows_only`` descriptor as if
         the flag were clear: only the compiler makes one, and only for a build with it (the
         identify block carries it, so an image for one does not run on the other). Always 0 on
         a build without ``conv``.

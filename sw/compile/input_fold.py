@@ -12,10 +12,10 @@ channels,
 and the layer becomes a ``kh x 1`` convolution over it that pads rows only (``padding = p``,
 ``padding_w = 0``: the descriptor's ``pad_rows_only``), with weights
 ``W_f[o, kx C + c, ky, 0] = W[o, c, ky, kx]``. The top and bottom padding stays padding: its
-taps take no step of the walk and it is not sent. A build without ``pad_rows`` (the Arty
-A7-35T: its walk has no LUTs left for it) stores the ``2 p`` rows of padding in the folded map
-instead (``rows_stored``: shape ``(kw C, H + 2 p, W + 2 p - kw + 1)``, a ``kh x 1`` layer
-without padding), as every build did until 2026-12-04. Every output is the same sum of the same integer
+taps take no step of the walk and it is not sent. A build without ``pad_rows``
+(``hw.contract.params.CoreParams``) stores the ``2 p`` rows of padding in the folded map instead
+(``rows_stored``: shape ``(kw C, H + 2 p, W + 2 p - kw + 1)``, a ``kh x 1`` layer without
+padding), as every build did until 2026-12-04. Every output is the same sum of the same integer
 products in another order, so the folded network's outputs equal the original's exactly (tested
 against the golden model); only the walk changes: ``kh ceil(kw C / k)`` tap-chunks per position
 and pass instead of ``kh kw ceil(C / k)``.

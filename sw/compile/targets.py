@@ -215,6 +215,10 @@ def usage_table(net: IntNetwork, image: ProgramImage) -> str:
                     f"{kh} x {-(-fold.folded_shape[0] // image.params.k)} tap-chunks a position "
                     f"and pass instead of {kh * kw} x {-(-first.in_shape[0] // image.params.k)}"
                     f" (exact: the same sums; sw.compile.input_fold)")
+        if fold.pad:
+            rows.append(f"  its {fold.pad} zero rows above and below are "
+                        + ("stored in the folded map (a build without pad_rows)"
+                           if fold.rows_stored else "padded by the walk, neither stored nor sent"))
     return "\n".join(rows)
 
 
