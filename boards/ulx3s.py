@@ -66,8 +66,11 @@ ULX3S_85F = BoardPreset(
     # MHz (2026-12-04). With the feature-map memory (2026-12-04): seed 3 **100.28 MHz**, met
     # (critical path a firing unit's LIF step count into its leak, 7.76 ns of routing); seed 2
     # 96.84 (a firing unit's compare into its output, 6.76 ns of routing), seed 1 93.42 (the
-    # sequencer's fetch_start into the conv walk's set-up, 9.28 ns of routing).
-    nextpnr_seed=3,
+    # sequencer's fetch_start into the conv walk's set-up, 9.28 ns of routing). With the walk
+    # padding a folded layer's rows (``pad_rows``, 2026-12-04) seed 3 gave 97.90 and seeds 1, 2,
+    # 4 96.27, 95.23, 96.46; seed 5 **101.57 MHz** (the walk's empty-position flag into its
+    # row pointer, 7.39 ns of routing), the preset's since.
+    nextpnr_seed=5,
     nextpnr_options=("--placer-heap-timingweight", "40"),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).
     baud=3_000_000,
