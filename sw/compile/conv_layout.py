@@ -348,7 +348,8 @@ def conv_fetch(d: dict):
     """
     chunks, kh, kw = d["chunks"], d["kh"], d["kw"]
     stride, pad, pl = d["stride"], d["pad"], d["pool_log2"]
-    pad_w = 0 if d.get("pad_rows_only") else pad  # the columns' padding
+    # The columns' padding (a walk's own dict, without the field, pads both axes alike).
+    pad_w = 0 if d.get("pad_rows_only") else pad
     # Per layer: steps by repeated adds (a multiply outside the loop would do as well).
     row_step = 0
     for _ in range(d["in_w"]):

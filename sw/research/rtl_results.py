@@ -122,9 +122,10 @@ def _conv_reads(layer, maps, k: int, T: int):
     e = (per_block == T).sum(axis=-1)
     chunks = -(-layer.in_shape[0] // k)
     (ph, pw), s = layer.pads, layer.stride
-    zp = np.pad(z, ((0, 0), (ph, ph), (pw, pw)))
-    ep = np.pad(e, ((0, 0), (ph, ph), (pw, pw)))
-    inside = np.pad(np.ones(z.shape[1:], dtype=np.int64), ((ph, ph), (pw, pw)))
+    around = ((ph, ph), (pw, pw))  # the padding on each side of a map
+    zp = np.pad(z, ((0, 0), *around))
+    ep = np.pad(e, ((0, 0), *around))
+    inside = np.pad(np.ones(z.shape[1:], dtype=np.int64), around)
     _, ch, cw = layer.conv_shape
     if layer.pool is not None:  # the conv positions of whole pooling windows only
         ch, cw = ch // layer.pool.kernel * layer.pool.kernel, cw // layer.pool.kernel * \
