@@ -41,10 +41,11 @@ CORE_PRESETS: dict[str, CoreParams] = {
                                           fetch_queue=0),
     # The ULX3S's core with two bit-planes per beat (512 adds/cycle), the preset until
     # 2026-12-03 (four since), for the same benchmarks
-    # (its memories: 64-block feature-map halves, as the ULX3S preset had until 2026-12-04).
+    # (its memories: 64-block feature-map halves, and 4 firing units, as the ULX3S preset had
+    # until 2026-12-04).
     "ulx3s_2plane": dataclasses.replace(BOARDS["ulx3s"].params, planes_per_beat=2,
                                         pe_control_copies=0, act_chunks=64, in_blocks=0,
-                                        out_words=0)}
+                                        out_words=0, fire_units=4, walk_skid=0)}
 
 
 def board_names() -> list[str]:

@@ -37,9 +37,10 @@ SMALL2_REPLAY = dataclasses.replace(SMALL2, walk_replay=1, pad_rows=1)
 
 #: ... and four bit-planes per beat (``planes_per_beat=4``: a beat slot is four time steps, the
 #: firing units still take a pair a cycle) with the PEs' bank control and the fetch queue's two
-#: output registers on registers of their own (``pe_control_copies``): the ULX3S preset's
-#: settings at 1,024 adds a cycle.
-SMALL4 = dataclasses.replace(SMALL2_REPLAY, planes_per_beat=4, pe_control_copies=1)
+#: output registers on registers of their own (``pe_control_copies``) and the walk's skid
+#: register (``walk_skid``): the ULX3S preset's settings at 1,024 adds a cycle.
+SMALL4 = dataclasses.replace(SMALL2_REPLAY, planes_per_beat=4, pe_control_copies=1,
+                             walk_skid=1)
 
 #: Medium build: the sklearn digits network (64-128-64-10) fits.
 MEDIUM = CoreParams(n_pe=16, k=8, t_max=8, acc_bits=24, weight_depth=256, act_chunks=32,

@@ -27,7 +27,7 @@ ULX3S_85F = BoardPreset(
     # The Arty A7-35T's array, with conv layers (the conv walk and the pooling writer) and,
     # since 2026-12-04, the Arty's feature-map memory: 256-block ping-pong halves, 1,024 input
     # blocks and 1,024 output words, so that the same bitstream runs the MNIST MLP and the
-    # MNIST CNN (its 1x28x28 image, folded, is 896 input blocks). The spike memory is then three
+    # MNIST CNN (its 1x28x28 image, folded, is 784 input blocks). The spike memory is then three
     # banks of block RAM, each with its output register and the bank multiplexer after them
     # (``hw.core.fetcher.spike_banks``). Until then the memories were no deeper than one block
     # RAM (64-block halves, 256 input blocks), the CNN did not fit, and the preset had more
@@ -46,12 +46,16 @@ ULX3S_85F = BoardPreset(
     # weight register, the block RAM of two planes) since 2026-12-03, with each PE's bank
     # control on registers of its own and the fetch queue's two output registers
     # (``pe_control_copies``); until then two planes per beat (512 adds per cycle, core preset
-    # ``ulx3s_2plane``), which met 100 MHz without the placer setting below.
+    # ``ulx3s_2plane``), which met 100 MHz without the placer setting below. Eight firing
+    # units since 2026-12-04 (four before, as the Arty's), so the MNIST CNN's first layer is
+    # bound by its walk, not by its firing (12,2xx cycles an image, not 14,718); with them the
+    # hand-over of the walk's positions limited three seeds (90.8-97.1 MHz) until the walk's
+    # position generator advanced on a skid register of its own (``walk_skid``).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
                       in_blocks=1024, out_words=1024, bt_depth=1024, max_layers=16,
-                      batch_depth=4, fire_units=4, conv=1,
+                      batch_depth=4, fire_units=8, conv=1,
                       planes_per_beat=4, weight_write_reg=1, fetch_queue=16, seq_prefetch=1,
-                      walk_replay=1, pe_control_copies=1, pad_rows=1),
+                      walk_replay=1, pe_control_copies=1, pad_rows=1, walk_skid=1),
     # nextpnr's placement seed and placer setting, pinned so that every build places the same
     # way. With four planes per beat (14,000 more cells than two) the default placer left the
     # handshakes between the fetch queue, the issuer and the sequencer spread over the chip
@@ -69,7 +73,10 @@ ULX3S_85F = BoardPreset(
     # sequencer's fetch_start into the conv walk's set-up, 9.28 ns of routing). With the walk
     # padding a folded layer's rows (``pad_rows``, 2026-12-04) seed 3 gave 97.90 and seeds 1, 2,
     # 4 96.27, 95.23, 96.46; seed 5 **101.57 MHz** (the walk's empty-position flag into its
-    # row pointer, 7.39 ns of routing), the preset's since.
+    # row pointer, 7.39 ns of routing), the preset's since. With 8 firing units and the walk's
+    # skid register (2026-12-04) seed 5 gives **103.53 MHz** (the walk's replay flags into its
+    # kernel row count, 7.32 ns of routing) and seed 1 98.19 (the spike memory's third bank
+    # into the walk's record flag).
     nextpnr_seed=5,
     nextpnr_options=("--placer-heap-timingweight", "40"),
     # The FT231X runs 3 Mbaud at most; 100 MHz / 3 Mbaud = 33.3 clocks per bit (1 % error).

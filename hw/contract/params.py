@@ -160,6 +160,14 @@ class CoreParams:
         (the walk on credits). The first replayed pass of a position waits until the first
         pass's last block is recorded (4 cycles). Changes cycles and the skip counters (a
         replayed pass reads no empty block), not results; not in the identify block.
+    walk_skid : int
+        1: a skid register between the conv walk's second and third position stages
+        (:class:`hw.core.conv_walk.ConvWalk`), so its position generator advances on registers
+        alone and not on the walker's hand-over of the position before (an ECP5 build's
+        critical path with 8 firing units). The walker gets the same positions in the same
+        cycles: cycles and results do not change. About 70 flip-flops and their
+        multiplexers; timing only, not in the identify block. Always 0 on a build without
+        ``conv``.
     """
 
     n_pe: int
@@ -188,6 +196,7 @@ class CoreParams:
     seq_prefetch: int = 0
     walk_replay: int = 0
     pad_rows: int = 0
+    walk_skid: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -220,14 +229,15 @@ class CoreParams:
             raise ValueError(f"weight_write_reg must be 0, 1 or 2 (register stages on the "
                              f"weight memory's write port), not {self.weight_write_reg}")
         for name in ("fire_out_reg", "pe_control_copies", "seq_prefetch", "walk_replay",
-                     "pad_rows"):
+                     "pad_rows", "walk_skid"):
             if getattr(self, name) not in (0, 1):
                 raise ValueError(f"{name} must be 0 or 1, not {getattr(self, name)}")
         if self.fetch_queue not in (0, 4, 8, 16, 32):
             raise ValueError(f"fetch_queue must be 0 (a skid buffer), 4, 8, 16 or 32, not "
                              f"{self.fetch_queue}")
-        if not self.conv:  # a setting of the conv walk: none without one
+        if not self.conv:  # settings of the conv walk: none without one
             object.__setattr__(self, "pad_rows", 0)
+            object.__setattr__(self, "walk_skid", 0)
         if self.walk_replay and not (self.conv and self.fetch_queue):
             raise ValueError("walk_replay needs the conv walk on credits: a conv build (conv=1) "
                              "with a fetch_queue")

@@ -26,6 +26,12 @@ The walk has three parts:
   the next position in the cycle the last one ends. Its end flags are registers set a step
   ahead, so the hand-over and G1's enable start at registers.
 
+With ``walk_skid`` a skid register between G2 and G3 takes G2's position when G3 holds on, so
+G1 and G2 advance on their own valid flags and the skid's, not on the hand-over (whose chain
+from the walker's end flags through G3, G2 and G1 into G1's pointer adders was an ECP5 build's
+critical path). G3 takes the skid's position first. The walker gets the same positions in the
+same cycles as without it.
+
 A position with no tap inside the map takes one step: an all-zero block marked ``pad`` (read
 from nowhere) that ends its pass. A dense layer is walked by the tap walker alone (one position
 whose kernel rows are the passes: row step 0, weight row step ``chunks``) and starts at once.
@@ -322,6 +328,7 @@ class ConvWalk:
         rec_pend = Signal()  # a first pass has ended and its last block is not recorded yet
         rec_end = Signal()  # this step ends a first pass
         li = Signal(range(p.act_chunks))  # the replayed step's entry
+        li2 = Signal(range(p.act_chunks))  # li + 2: the list's read address, a register
         li_end = Signal()  # it is the list's last (a register, set a step ahead)
         rep_none = Signal()  # the list is empty: the pass is one padding step
         rcount = Signal(range(p.act_chunks + 1))  # entries recorded
@@ -398,22 +405,22 @@ class ConvWalk:
             # A replayed step: the next entry's block and weight row, from ``ent_next`` (a
             # register: the list, LUT RAM, is read at li + 2 into it a step ahead, so no read
             # sits before the pointers' adders); a dense layer's next pass replays from entry 0.
-            m.d.comb += lst_r.addr.eq(li + 2)
+            m.d.comb += lst_r.addr.eq(li2)
             with m.If(step & rep):
-                m.d.sync += [li.eq(li + 1), li_end.eq(li + 2 == rcount),
+                m.d.sync += [li.eq(li + 1), li2.eq(li2 + 1), li_end.eq(li + 2 == rcount),
                              blk.eq(row_blk + ent_next), w_ptr.eq(w_row + ent_next),
                              ent_next.eq(lst_r.data)]
                 with m.If(walk_last & dense):
                     m.d.sync += [ky_left.eq(ky_left - 1), end_ky.eq(ky_left == 1),
                                  w_row.eq(w_row + kc), w_ptr.eq(w_row + kc + lst0),
-                                 blk.eq(row_blk + lst0), li.eq(0), li_end.eq(rcount == 1),
-                                 ent_next.eq(lst1)]
+                                 blk.eq(row_blk + lst0), li.eq(0), li2.eq(2),
+                                 li_end.eq(rcount == 1), ent_next.eq(lst1)]
             # A replayed pass after a first pass waits until stage S has recorded that pass's
             # last block (``rec_pend``), then loads its first step: 4 cycles after that step.
             with m.If(rep_ld & ~rec_pend):
                 m.d.sync += [rep_ld.eq(0), blk.eq(row_blk + lst0), w_ptr.eq(w_row + lst0),
-                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0),
-                             ent_next.eq(lst1)]
+                             li.eq(0), li2.eq(2), li_end.eq(rcount == 1),
+                             rep_none.eq(rcount == 0), ent_next.eq(lst1)]
             # The fetcher's stage S records the first pass's blocks that hold a spike.
             m.d.comb += [lst_w.addr.eq(rcount), lst_w.data.eq(self.rec_off),
                          lst_w.en.eq(self.rec_in & self.rec_any)]
@@ -451,7 +458,7 @@ class ConvWalk:
                 first, later = rp_on & g3_first & ~g3_empty, rp_on & ~g3_first & ~g3_empty
                 m.d.sync += [rec.eq(first), rep.eq(later),
                              rep_ld.eq(later & (rec_pend | rec_end)),
-                             li.eq(0), li_end.eq(rcount == 1), rep_none.eq(rcount == 0),
+                             li.eq(0), li2.eq(2), li_end.eq(rcount == 1), rep_none.eq(rcount == 0),
                              ent_next.eq(lst1)]
                 with m.If(later):
                     m.d.sync += [blk.eq(g3_blk + lst0), w_ptr.eq(g3_row + lst0)]
@@ -462,8 +469,14 @@ class ConvWalk:
         ld3, ld2, g1_adv = Signal(), Signal(), Signal()
         g1_final = Signal()
         end_dx, end_dy, end_px, end_py = Signal(), Signal(), Signal(), Signal()
+        # With ``walk_skid`` a skid register (S) between G2 and G3 holds G2's position when
+        # G3 cannot take it, so G2 (and G1) advance on registers alone, not on the walker's
+        # hand-over: G3 takes S's position when it holds one, else G2's.
+        s_valid = Signal()
         m.d.comb += [
-            ld3.eq(~g3_valid | take), ld2.eq(~g2_valid | ld3), g1_adv.eq(g1_valid & ld2),
+            ld3.eq(~g3_valid | take),
+            ld2.eq(~g2_valid | (~s_valid if p.walk_skid else ld3)),
+            g1_adv.eq(g1_valid & ld2),
             end_dx.eq(dx == last_win), end_dy.eq(dy == last_win),
             end_px.eq(px == last_px), end_py.eq(py == last_py),
             g1_final.eq(end_dx & end_dy & end_pas & end_px & end_py),
@@ -491,19 +504,32 @@ class ConvWalk:
             ]
             if replay:
                 m.d.sync += g2_first.eq(pas == 0)
-        with m.If(ld3):
-            m.d.sync += [
-                g3_valid.eq(g2_valid),
-                g3_cols.eq(g2_cols), g3_rows.eq(g2_rows), g3_empty.eq(g2_empty),
-                g3_cols0.eq(g2_cols == 0), g3_rows0.eq(g2_rows == 0),
-                g3_final.eq(g2_final),
-                # An empty position of a layer with a shortcut starts at its shortcut.
-                g3_blk.eq(Mux(g2_empty & res_on, g2_rblk, g2_blk + g2_offy + g2_offx)),
-                g3_row.eq(g2_row + g2_offw + g2_offx),
-                g3_rblk.eq(g2_rblk), g3_off.eq(g2_off),
-            ]
-            if replay:
-                m.d.sync += g3_first.eq(g2_first)
+        # G3's position, worked out from G2's.
+        g3_in = [
+            (g3_valid, g2_valid),
+            (g3_cols, g2_cols), (g3_rows, g2_rows), (g3_empty, g2_empty),
+            (g3_cols0, g2_cols == 0), (g3_rows0, g2_rows == 0),
+            (g3_final, g2_final),
+            # An empty position of a layer with a shortcut starts at its shortcut.
+            (g3_blk, Mux(g2_empty & res_on, g2_rblk, g2_blk + g2_offy + g2_offx)),
+            (g3_row, g2_row + g2_offw + g2_offx),
+            (g3_rblk, g2_rblk), (g3_off, g2_off),
+        ]
+        if replay:
+            g3_in.append((g3_first, g2_first))
+        if p.walk_skid:
+            skid = [Signal.like(dst, name=f"s_{dst.name}") for dst, _ in g3_in[1:]]
+            with m.If(ld3):  # from S when it holds a position (then G2 waited), else from G2
+                m.d.sync += [dst.eq(Mux(s_valid, s_reg, src))
+                             for (dst, src), s_reg in zip(g3_in[1:], skid, strict=True)]
+                m.d.sync += [g3_valid.eq(s_valid | g2_valid), s_valid.eq(0)]
+            with m.Elif(~s_valid):  # G3 holds on: S takes G2's position
+                m.d.sync += [s_reg.eq(src)
+                             for (_, src), s_reg in zip(g3_in[1:], skid, strict=True)]
+                m.d.sync += s_valid.eq(g2_valid)
+        else:
+            with m.If(ld3):
+                m.d.sync += [dst.eq(src) for dst, src in g3_in]
 
         def goto_conv(iy_, ix_, blk_):
             """G1 moves to the conv position whose tap (0, 0) is at ``(iy_, ix_)``, block
@@ -589,7 +615,7 @@ class ConvWalk:
                 pas.eq(0), last_chunk.eq(self.chunks - 1), last_pass.eq(self.passes - 1),
                 w_base.eq(self.w_base), src_base.eq(self.src_base),
                 dense.eq(~conv), walking.eq(~conv), setup.eq(0),
-                g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0),
+                g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), s_valid.eq(0),
                 dx.eq(0), dy.eq(0), px.eq(0), py.eq(0),
                 last_kx.eq(Mux(conv, self.kw - 1, 0)),
                 last_ky.eq(Mux(conv, self.kh - 1, 0)),

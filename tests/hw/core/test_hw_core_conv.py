@@ -57,19 +57,24 @@ def _run_cases(dut, pb, cases, extra=None, params=P):
     return results
 
 
-def test_core_pysim_random_conv_networks(seed):
+@pytest.mark.parametrize("walk_skid", [0, 1])
+def test_core_pysim_random_conv_networks(walk_skid, seed):
+    """Random conv networks with max pooling: outputs, counters == golden, cycles == the cycle
+    model; with and without the walk's skid register (``walk_skid``, which changes no
+    cycle)."""
     rng = np.random.default_rng(seed)
+    params = dataclasses.replace(P, walk_skid=walk_skid)
     cases = []
     for _ in range(3):
-        net = random_conv_network(rng, P, pool=True)
-        depth = img.build_image(net, P).max_batch  # fewer than batch_depth for wide images
+        net = random_conv_network(rng, params, pool=True)
+        depth = img.build_image(net, params).max_batch  # fewer than batch_depth: wide images
         cases.append((net, random_inputs(rng, net, int(rng.integers(1, depth + 1)))))
-    dut = SpikePackCore(P)
-    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases)
+    dut = SpikePackCore(params)
+    results = _run_cases(dut, PyBus(dut, seed, 0.2), cases, params=params)
     for _, (_, _, counters) in zip(cases, results, strict=True):
         assert counters.total_cycles == counters.cycles.sum() > 0
     # The cycle model (sw.research.cycle_model, docs/architecture.md) is exact.
-    _check_runs(cases, results, P)
+    _check_runs(cases, results, params)
 
 
 def test_core_pysim_folded_first_layer_pads_rows_only(seed):
@@ -145,9 +150,10 @@ P_RES = dataclasses.replace(P, act_chunks=32, in_blocks=64)
 @pytest.mark.parametrize("n_pe", [4, 8])
 def test_core_pysim_conv_shortcuts(n_pe, seed):
     """Shortcuts from the input and from an earlier conv layer, with and without pooling,
-    SpikePack and LIF: outputs, counters == golden, cycles == the cycle model."""
+    SpikePack and LIF: outputs, counters == golden, cycles == the cycle model. The build of
+    8 PEs has the walk's skid register (``walk_skid``)."""
     rng = np.random.default_rng(seed)
-    params = dataclasses.replace(P_RES, n_pe=n_pe)
+    params = dataclasses.replace(P_RES, n_pe=n_pe, walk_skid=int(n_pe == 8))
     shapes = [(-1, 5, 5, False, False), (-1, 2, 2, True, True), (0, 2, 5, True, False),
               (0, 2, 5, False, True)] if n_pe == 4 else [(-1, 3, 3, True, False),
                                                          (0, 2, 5, False, True)]
