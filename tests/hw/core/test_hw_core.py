@@ -81,9 +81,10 @@ def test_core_verilator_walk_replay_random_networks(monkeypatch):
 
 
 def test_core_verilator_four_planes_random_networks(monkeypatch):
-    """Random dense and conv networks on the SMALL build with four bit-planes per beat and the
-    walk replay (``small4``, the ULX3S preset's settings with four planes): outputs, spike and
-    skip counters == golden, cycles == the cycle model (Verilator)."""
+    """Random dense and conv networks on the SMALL build with four bit-planes per beat, the
+    walk replay and the walk's skid register (``small4``, the ULX3S preset's settings with
+    four planes): outputs, spike and skip counters == golden, cycles == the cycle model
+    (Verilator)."""
     _run("verilator", "small4", networks=int(os.environ.get("SPIKEPACK_NETWORKS_4P", 60)),
          seed=10, testcase=RANDOM_TESTS + ["random_conv_networks"], monkeypatch=monkeypatch,
          conv_networks=int(os.environ.get("SPIKEPACK_CONV_NETWORKS_4P", 60)))
