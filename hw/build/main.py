@@ -44,6 +44,7 @@ from .report import (
     xc7_utilization,
 )
 from .tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
+from .yosys_drivers import XAIGER1, multiply_driven, with_xaiger1
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 
@@ -259,8 +260,9 @@ class _Build:
             if tool not in paths:
                 raise BuildError(f"the build plan calls {tool!r}, which hw.build does not know")
             watch = plan_dir / own_logs[tool] if tool in own_logs else None
+            run = self._yosys if tool == "yosys" else run_tool
             try:
-                self.progress.step(tool, run_tool, [paths[tool], *argv[1:]], cwd=plan_dir,
+                self.progress.step(tool, run, [paths[tool], *argv[1:]], cwd=plan_dir,
                                    env=env, log=self.out / "logs" / f"{i + 1}_{tool}.log",
                                    progress=self.progress, watch=watch)
             except BuildError:
@@ -287,6 +289,30 @@ class _Build:
         self.report["message"] = (f"bitstream {bit}; Fmax {timing['fmax_mhz']:.1f} MHz "
                                   f"(target {timing['target_mhz']:g} MHz)")
         return bit
+
+    def _yosys(self, argv, *, cwd, env, log, progress, watch):
+        """Run the plan's yosys; if its netlist has a net with two drivers (yosys 0.70's abc9,
+        :mod:`hw.build.yosys_drivers`), run it again with abc9's older XAIGER export, and fail
+        if that netlist has one too."""
+        run_tool(argv, cwd=cwd, env=env, log=log, progress=progress, watch=watch)
+        netlist = cwd / f"{TOP}.json"
+        conflicts = multiply_driven(netlist, TOP)
+        self.report["yosys_xaiger1"] = bool(conflicts)
+        if not conflicts:
+            return
+        progress.say(f"warning: yosys joined {len(conflicts)} net(s) to two drivers "
+                     f"({conflicts[0]}): yosys 0.70's abc9 bug (YosysHQ/yosys#6237); "
+                     f"synthesizing again with `{XAIGER1}`")
+        script = cwd / f"{TOP}.ys"
+        script.write_text(with_xaiger1(script.read_text()))
+        run_tool(argv, cwd=cwd, env=env, log=log.with_name(log.stem + "_xaiger1.log"),
+                 progress=progress, watch=watch)
+        conflicts = multiply_driven(netlist, TOP)
+        if conflicts:
+            raise BuildError(f"yosys made a netlist with {len(conflicts)} net(s) of two drivers "
+                             f"even with `{XAIGER1}` (first: {conflicts[0]}); nextpnr would "
+                             f"refuse it. Try another yosys version (YOSYS=...) and report the "
+                             f"design to YosysHQ/yosys")
 
     def _synth_estimate(self, netlist):
         """``synth_only``: the netlist's device cells against the device; no bitstream."""

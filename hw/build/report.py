@@ -406,6 +406,10 @@ def format_report(report: dict) -> str:
             out.append(f"  {res:<28}{_fmt_num(e['used']):>12}{_fmt_num(e['available']):>12}"
                        f"{pct:>8}")
         out.append("")
+    if report.get("yosys_xaiger1"):
+        out.append("yosys: synthesized with `scratchpad -set abc9.xaiger 1`: the first run joined "
+                   "nets to two drivers (yosys 0.70's abc9, YosysHQ/yosys#6237)")
+        out.append("")
     outreg = report.get("ecp5_outreg")
     if outreg:
         out.append(f"Block RAM output registers: {outreg['absorbed']}/{outreg['read_ports']} read "
