@@ -48,7 +48,7 @@ ULX3S_85F = BoardPreset(
     # (``pe_control_copies``); until then two planes per beat (512 adds per cycle, core preset
     # ``ulx3s_2plane``), which met 100 MHz without the placer setting below. Eight firing
     # units since 2026-12-04 (four before, as the Arty's), so the MNIST CNN's first layer is
-    # bound by its walk, not by its firing (12,2xx cycles an image, not 14,718); with them the
+    # bound by its walk, not by its firing (12,220 cycles an image, not 14,718); with them the
     # hand-over of the walk's positions limited three seeds (90.8-97.1 MHz) until the walk's
     # position generator advanced on a skid register of its own (``walk_skid``).
     params=CoreParams(n_pe=16, k=16, t_max=8, acc_bits=24, weight_depth=512, act_chunks=256,
