@@ -4,23 +4,31 @@
 
 A model, not the RTL: it counts the beats one pass of a dense layer takes (the PE array's
 busy cycles; the walk, fill and drain come on top) under three ways of issuing a layer's input,
-for ``k`` lanes and two bit-planes per beat as on the Arty and ULX3S presets:
+for ``k`` lanes and ``P`` bit-planes per beat, once for each preset's ``P`` (the Arty A7-35T's
+2, the ULX3S's 4):
 
-* **today** (``hw/core/issuer.py``): one beat per ``k``-input block and pair of planes with a
-  spike in any of its lanes (:func:`sw.research.cycle_model.chunk_plane_counts`, the count the
-  cycle model checks against the RTL with ``==``); a pass has at least one beat.
-* **A, per-lane lists of (block, pair)**: every lane walks its own list of the blocks where its
-  input spikes in the pair, all lanes on the same pair; a beat takes the next entry of every
-  lane, so a pair costs the longest lane's list. One weight read per lane per beat, each lane at
-  its own address.
-* **B, per-lane lists per plane, two reads per lane**: as A, one plane at a time, two entries
-  of a lane per beat (a block RAM's two ports), so a plane costs half the longest list.
+* **today** (``hw/core/issuer.py``): one beat per ``k``-input block and group of ``P`` planes
+  with a spike in any of its lanes (:func:`sw.research.cycle_model.chunk_plane_counts`, the
+  count the cycle model checks against the RTL with ``==``); a pass has at least one beat.
+* **A, per-lane lists of (block, group)**: every lane walks its own list of the blocks where its
+  input spikes in the group of ``P`` planes, all lanes on the same group; a beat takes the next
+  entry of every lane, so a group costs the longest lane's list. One weight read per lane per
+  beat, each lane at its own address: the dense case takes today's beats.
+* **B, per-lane lists per plane, P reads per lane**: as A, one plane at a time, ``P`` entries
+  of a lane per beat, so a plane costs ``1 / P`` of the longest list.
+
+Beside A it prints A's **ceiling**: the beats if no lane waited for another (the mean lane's
+list instead of the longest). No design that reads one weight per lane per beat, for the
+``P`` planes of one input, does better; lanes that take any input (not their own) would
+need every weight readable from every lane.
 
 It prints beats per pass on Bernoulli spikes (784 inputs at the densities the issue names) and
 on the inputs the 784-128-128-10 MNIST MLP (``sw.research.zoo``) sees on real test images: the
-packed images for layer 1 and the golden model's spikes for the hidden layers. Either scheme
-needs a weight memory addressed per lane and the lists built once per layer and replayed on each
-pass; neither is built (docs/architecture.md, "Event-driven issuing").
+packed images for layer 1 and the golden model's spikes for the hidden layers, in their own
+order and in the block order the compiler plans from the training images
+(``sw.compile.block_order``, which today's issuing already uses). Either scheme needs a weight
+memory addressed per lane and the lists built once per layer and replayed on each pass; neither
+is built (docs/results.md, "Event-driven issuing").
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from sw.research.cycle_model import chunk_plane_counts  # noqa: E402
 
 K = 16  # lanes (inputs per block) of the presets
 N_PE = 16  # PEs (outputs per pass) of the Arty A7-35T and ULX3S presets
-PLANES = 2  # bit-planes per beat
+PRESETS = ("arty_a7", "ulx3s")  # planes per beat 2 and 4
 
 
 def planes_of(a, T: int, k: int = K) -> np.ndarray:
@@ -56,27 +64,40 @@ def planes_of(a, T: int, k: int = K) -> np.ndarray:
     return bits.reshape(n, T, blocks, k).astype(bool)
 
 
-def beats_today(a, T: int) -> np.ndarray:
+def beats_today(a, T: int, planes: int) -> np.ndarray:
     """Beats of one pass per sample, as the core issues them."""
-    return np.maximum(chunk_plane_counts(a, T, K, PLANES).sum(axis=1), 1)
+    return np.maximum(chunk_plane_counts(a, T, K, planes).sum(axis=1), 1)
 
 
-def beats_lane_pairs(a, T: int) -> np.ndarray:
-    """Scheme A: per pair of planes, the longest lane's list of blocks with a spike in it."""
+def lane_group_lists(a, T: int, planes: int) -> np.ndarray:
+    """Scheme A's list lengths: ``(n, group, lane)``, the blocks where the lane's input spikes
+    in the group of ``planes`` planes."""
     s = planes_of(a, T)
     n, _, blocks, k = s.shape
-    pairs = -(-T // PLANES)
-    full = np.zeros((n, pairs * PLANES, blocks, k), dtype=bool)
+    groups = -(-T // planes)
+    full = np.zeros((n, groups * planes, blocks, k), dtype=bool)
     full[:, :T] = s
-    per_pair = full.reshape(n, pairs, PLANES, blocks, k).any(axis=2)  # (n, pair, block, lane)
-    return np.maximum(per_pair.sum(axis=2).max(axis=2).sum(axis=1), 1)
+    return full.reshape(n, groups, planes, blocks, k).any(axis=2).sum(axis=2)
 
 
-def beats_lane_planes(a, T: int) -> np.ndarray:
-    """Scheme B: per plane, half the longest lane's list (two entries of a lane per beat)."""
+def beats_lane_groups(a, T: int, planes: int) -> np.ndarray:
+    """Scheme A: per group of planes, the longest lane's list."""
+    return np.maximum(lane_group_lists(a, T, planes).max(axis=2).sum(axis=1), 1)
+
+
+def beats_lane_groups_ceiling(a, T: int, planes: int) -> np.ndarray:
+    """Scheme A with no lane waiting for another: per group, the mean lane's list."""
+    return np.maximum(lane_group_lists(a, T, planes).mean(axis=2).sum(axis=1), 1)
+
+
+def beats_lane_planes(a, T: int, planes: int) -> np.ndarray:
+    """Scheme B: per plane, ``1 / planes`` of the longest lane's list (``planes`` reads a lane)."""
     s = planes_of(a, T)
     longest = s.sum(axis=2).max(axis=2)  # (n, plane)
-    return np.maximum((-(-longest // 2)).sum(axis=1), 1)
+    return np.maximum((-(-longest // planes)).sum(axis=1), 1)
+
+
+SCHEMES = (beats_today, beats_lane_groups, beats_lane_groups_ceiling, beats_lane_planes)
 
 
 def density(a, T: int) -> float:
@@ -84,14 +105,37 @@ def density(a, T: int) -> float:
     return float(popcount(a & ((1 << T) - 1)).sum() / (a.size * T))
 
 
-def row(name: str, a, T: int) -> str:
-    today, la, lb = (f(a, T).mean() for f in (beats_today, beats_lane_pairs, beats_lane_planes))
+def row(name: str, a, T: int, planes: int) -> str:
+    today, la, ceil, lb = (f(a, T, planes).mean() for f in SCHEMES)
     return (f"{name:<34} {density(a, T):>7.3f} {today:>8.1f} {la:>8.1f} {today / la:>6.2f}x "
-            f"{lb:>8.1f} {today / lb:>6.2f}x")
+            f"{today / ceil:>8.2f}x {lb:>8.1f} {today / lb:>6.2f}x")
 
 
-HEADER = (f"{'input':<34} {'density':>7} {'today':>8} {'A':>8} {'':>7} {'B':>8}\n"
-          f"{'':<34} {'':>7} {'beats':>8} {'beats':>8} {'gain':>7} {'beats':>8} {'gain':>7}")
+HEADER = (f"{'input':<34} {'density':>7} {'today':>8} {'A':>8} {'':>7} {'A ceiling':>9} "
+          f"{'B':>8}\n"
+          f"{'':<34} {'':>7} {'beats':>8} {'beats':>8} {'gain':>7} {'gain':>9} {'beats':>8} "
+          f"{'gain':>7}")
+
+
+def layer_inputs(net, x) -> list:
+    """Each layer's input ``(n, n_in)``: the images, then the golden model's spikes."""
+    res = run_network(net, x)
+    return [a.reshape(len(x), -1) for a in [x] + [r.output for r in res.layers[:-1]]]
+
+
+def per_inference(net, x, T: int, planes: int) -> np.ndarray:
+    """Beats per inference (``N_PE`` PEs: passes x beats, plus one walk of the blocks per
+    layer for A and B) under today, A and B."""
+    totals = np.zeros(3)
+    for layer, a in zip(net.layers, layer_inputs(net, x), strict=True):
+        n_out, n_in = layer.weight.shape
+        passes, blocks = -(-n_out // N_PE), -(-n_in // K)
+        # today's walk reads every block on every pass, hidden under the beats; A and B walk
+        # the blocks once per layer to build the lists
+        totals += [passes * beats_today(a, T, planes).mean(),
+                   passes * beats_lane_groups(a, T, planes).mean() + blocks,
+                   passes * beats_lane_planes(a, T, planes).mean() + blocks]
+    return totals
 
 
 def main(argv=None) -> int:
@@ -102,48 +146,54 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     T = 4
     t0 = time.perf_counter()
-    print(f"beats per pass of a dense layer, k = {K} lanes, {PLANES} planes per beat, T = {T} "
-          f"(a model of the issuer, not the RTL; the walk, fill and drain come on top)")
-    print("  today: one beat per block and pair of planes with a spike; A: per-lane lists of "
-          "(block, pair); B: per-lane lists per plane, two reads per lane")
-    print(f"\nBernoulli spikes, 784 inputs, {args.draws} draws per density (seed {args.seed})")
-    print(HEADER)
-    rng = np.random.default_rng(args.seed)
-    for d in (1.0, 0.5, 0.35, 0.2, 0.05):
-        bits = rng.random((args.draws, 784, T)) < d
-        a = (bits * (1 << np.arange(T))).sum(axis=2)
-        print(row(f"density {d}", a, T))
-
+    from boards import BOARDS
+    from sw.compile.block_order import ordered_network, plan_block_order
+    from sw.research.cycle_model import predict_cycles
     from sw.research.zoo import mnist_mlp_int_network
+    from sw.train.data import load_split
+
     net, x, _ = mnist_mlp_int_network(T=T)
     x = x[:args.images]
-    res = run_network(net, x)
-    print(f"\nMNIST MLP 784-128-128-10 (sw.research.zoo), {len(x)} test images: each layer's input")
-    print(HEADER)
-    inputs = [x] + [r.output for r in res.layers[:-1]]
-    totals = np.zeros(3)
-    for i, (layer, a) in enumerate(zip(net.layers, inputs, strict=True)):
-        n_out, n_in = layer.weight.shape
-        a = a.reshape(len(x), -1)
-        print(row(f"layer {i + 1} ({n_in} -> {n_out})", a, T))
-        passes, blocks = -(-n_out // N_PE), -(-n_in // K)
-        # Per inference: every pass issues its beats; A and B also walk the blocks once per
-        # layer to build the lists (today's walk reads every block on every pass, hidden under
-        # the beats).
-        totals += [passes * beats_today(a, T).mean(),
-                   passes * beats_lane_pairs(a, T).mean() + blocks,
-                   passes * beats_lane_planes(a, T).mean() + blocks]
-    from boards import BOARDS
-    from sw.research.cycle_model import predict_cycles
-    params = BOARDS["arty_a7"].params
-    model = np.mean([predict_cycles(net, x[i:i + 1], params).sum() for i in range(len(x))])
-    print(f"\nper inference ({N_PE} PEs: passes x beats, plus one walk of the blocks per layer "
-          f"for A and B):")
-    print(f"  today {totals[0]:.1f} beats of the cycle model's {model:.1f} cycles (Arty A7-35T "
-          f"preset; the rest is walk, fill, drain and firing)")
-    for name, t in (("A", totals[1]), ("B", totals[2])):
-        print(f"  {name}     {t:.1f} beats and list walks: {totals[0] - t:.1f} fewer, so about "
-              f"{model - (totals[0] - t):.1f} cycles if nothing else moved")
+    x_train, _ = load_split("mnist-5k", seed=0).packed(net.T)
+    bits = {}
+    rng = np.random.default_rng(args.seed)
+    for d in (1.0, 0.5, 0.35, 0.2, 0.05):
+        b = rng.random((args.draws, 784, T)) < d
+        bits[d] = (b * (1 << np.arange(T))).sum(axis=2)
+    print(f"beats per pass of a dense layer, k = {K} lanes, T = {T} (a model of the issuer, not "
+          f"the RTL; the walk, fill and drain come on top)")
+    print("  today: one beat per block and group of P planes with a spike; A: per-lane lists "
+          "of (block, group), one read per lane; A ceiling: A with no lane waiting for another; "
+          "B: per-lane lists per plane, P reads per lane")
+    for board in PRESETS:
+        params = BOARDS[board].params
+        P = params.planes_per_beat
+        print(f"\n=== {board}: P = {P} planes per beat, {N_PE * K * P:,} adds per cycle ===")
+        print(f"\nBernoulli spikes, 784 inputs, {args.draws} draws per density (seed {args.seed})")
+        print(HEADER)
+        for d, a in bits.items():
+            print(row(f"density {d}", a, T, P))
+        order = plan_block_order(net, x_train, params)
+        dnet, dx = ordered_network(net, order), order.inputs(x)
+        for title, n_, x_ in (("in input order", net, x),
+                              ("in block order (sw.compile.block_order, as the core runs it)",
+                               dnet, dx)):
+            print(f"\nMNIST MLP 784-128-128-10 (sw.research.zoo), {len(x)} test images, "
+                  f"{title}: each layer's input")
+            print(HEADER)
+            for i, (layer, a) in enumerate(zip(n_.layers, layer_inputs(n_, x_), strict=True)):
+                n_out, n_in = layer.weight.shape
+                print(row(f"layer {i + 1} ({n_in} -> {n_out})", a, T, P))
+            totals = per_inference(n_, x_, T, P)
+            model = np.mean([predict_cycles(n_, x_[i:i + 1], params).sum()
+                             for i in range(len(x_))])
+            print(f"per inference, one image a run ({N_PE} PEs: passes x beats, plus one walk "
+                  f"of the blocks per layer for A and B):")
+            print(f"  today {totals[0]:.1f} beats of the cycle model's {model:.1f} cycles "
+                  f"({board} preset; the rest is walk, fill, drain and firing)")
+            for name, t in (("A", totals[1]), ("B", totals[2])):
+                print(f"  {name}     {t:.1f} beats and list walks: {totals[0] - t:.1f} fewer, so "
+                      f"about {model - (totals[0] - t):.1f} cycles if nothing else moved")
     print(f"\n{time.perf_counter() - t0:.1f} s")
     return 0
 
