@@ -20,9 +20,10 @@ SMALL = CoreParams(n_pe=8, k=4, t_max=8, acc_bits=24, weight_depth=1024, act_chu
 #: two register stages on the weight write port (``weight_write_reg=2``) and the sequencer
 #: reading the next layer's descriptor while a layer runs (``seq_prefetch``): the
 #: random-network tests run on both. It stores a folded first layer's padding rows
-#: (``pad_rows=0``, as the Arty A7-35T's).
+#: (``pad_rows=0``) and leaks LIF membranes by products (``fire_leak_mul``), as the Arty
+#: A7-35T's.
 SMALL2 = dataclasses.replace(SMALL, planes_per_beat=2, fetch_queue=4, weight_write_reg=2,
-                             seq_prefetch=1, pad_rows=0)
+                             seq_prefetch=1, pad_rows=0, fire_leak_mul=1)
 
 #: ... and with firing units that take one plane a cycle (``fire_pairs=0``), sum banks of two
 #: passes (``bank_passes=2``, ping-pong, as the iCEBreaker's), a registered weight write port
@@ -31,9 +32,9 @@ SMALL2_PLANE_FIRE = dataclasses.replace(SMALL2, fire_pairs=0, bank_passes=2, wei
                                         fetch_queue=0)
 
 #: The small build with two planes per beat whose walk replays, after a position's first pass,
-#: only the blocks that pass found non-empty (``walk_replay``), and pads a folded first layer's
-#: rows (``pad_rows``), as the ULX3S's.
-SMALL2_REPLAY = dataclasses.replace(SMALL2, walk_replay=1, pad_rows=1)
+#: only the blocks that pass found non-empty (``walk_replay``), pads a folded first layer's
+#: rows (``pad_rows``) and leaks by shifters (``fire_leak_mul=0``), as the ULX3S's.
+SMALL2_REPLAY = dataclasses.replace(SMALL2, walk_replay=1, pad_rows=1, fire_leak_mul=0)
 
 #: ... and four bit-planes per beat (``planes_per_beat=4``: a beat slot is four time steps, the
 #: firing units still take a pair a cycle) with the PEs' bank control and the fetch queue's two

@@ -223,7 +223,7 @@ def as_identified(params: CoreParams) -> CoreParams:
     """``params`` as :func:`params_from_identify` rebuilds them: the fields the identify block
     does not carry (timing only: ``weight_regs``, ``fire_pairs``, ``bank_passes``,
     ``weight_write_reg``, ``fetch_queue``, ``fire_out_reg``, ``pe_control_copies``,
-    ``seq_prefetch``, ``walk_replay``, ``walk_skid``) at their defaults."""
+    ``seq_prefetch``, ``walk_replay``, ``walk_skid``, ``fire_leak_mul``) at their defaults."""
     defaults = CoreParams(n_pe=params.n_pe, k=params.k)
     return dataclasses.replace(params, **{f.name: getattr(defaults, f.name)
                                           for f in dataclasses.fields(CoreParams)

@@ -124,7 +124,8 @@ class SpikePackCore(wiring.Component):
                            control_copies=bool(p.pe_control_copies)),
             "fire": FireArray(p.n_pe, p.t_max, p.sum_bits, p.acc_bits, p.fire_units,
                               p.bt_mem_rows, lif=bool(p.lif), pool=bool(p.conv),
-                              planes=p.fire_planes, out_reg=bool(p.fire_out_reg)),
+                              planes=p.fire_planes, out_reg=bool(p.fire_out_reg),
+                              leak_mul=bool(p.fire_leak_mul)),
             "writer": Writer(p),
             # Between the issuer and the PE array, so the issuer's (and the fetcher's) handshake
             # does not wait on the array's, which sits across the chip.

@@ -38,9 +38,12 @@ first compare; the compare is one subtractor as without it, and a copy of that s
 the subtracted membrane.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout
-layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No multiplier, no
-divider; every cycle does at most one add or compare of the membrane's width in sequence
-(``pairs``: three compares side by side).
+layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No divider, and
+no multiplier unless ``leak_mul`` asks for one: then the leak's two shifts are products with
+``2^(16 - k)`` followed by a fixed shift by 16 (``x >>> k = (x 2^(16-k)) >>> 16`` exactly, for
+``k`` <= 15), which synthesis puts in DSP slices instead of two barrel shifters of LUTs. Every
+cycle does at most one add or compare of the membrane's width in sequence (``pairs``: three
+compares side by side).
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); docs/numerics.md "A SpikePack layer".
 """
@@ -114,6 +117,10 @@ class FireUnit(wiring.Component):
         SpikePack layers take two planes per beat: beat ``s`` (``ceil(T / 2) - 1`` .. 0) brings
         ``w[s] = 2 P[2s+1] + P[2s]`` (``P[T] = 0`` for an odd ``T``) and the firing makes two
         bits per cycle. LIF layers still take one plane per beat.
+    leak_mul : bool
+        With ``lif``: the leak's shifts of the membrane and of ``theta`` by ``leak`` as
+        products with ``2^(16 - leak)`` and a fixed shift (two DSP slices; the same results
+        and cycles as the shifters they replace).
 
     Members
     -------
@@ -127,9 +134,10 @@ class FireUnit(wiring.Component):
     """
 
     def __init__(self, t_max: int, sum_bits: int, acc_bits: int, lif: bool = True,
-                 pairs: bool = False):
+                 pairs: bool = False, leak_mul: bool = False):
         self._lif = bool(lif)
         self._pairs = bool(pairs)
+        self._leak_mul = bool(leak_mul) and self._lif
         self._t_max = operator.index(t_max)
         self._sum_bits = operator.index(sum_bits)
         self._acc_bits = operator.index(acc_bits)
@@ -207,6 +215,16 @@ class FireUnit(wiring.Component):
                                      & (self.config.leak != 0)),
                          lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
                          leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
+        if self._leak_mul:
+            # x >>> leak = (x 2^(16 - leak)) >>> 16 for leak <= 15: a product, for a DSP slice
+            leak_scale = copy("leak_scale", unsigned(17))
+            m.d.sync += leak_scale.eq(Const(1 << 16, 17) >> self.config.leak)
+
+            def shift_leak(x):
+                return (x * leak_scale) >> 16
+        else:
+            def shift_leak(x):
+                return x >> leak
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)
@@ -269,7 +287,8 @@ class FireUnit(wiring.Component):
         # ``cfg_leak`` or ``r_leak`` through the shifter and the subtractor, when it also went
         # through th_h's mode multiplexer).
         if self._lif:
-            add_d = Mux(beat.first, 0, r_leak) - Mux(beat.first | no_leak, 0, r_leak >> leak)
+            add_d = (Mux(beat.first, 0, r_leak)
+                     - Mux(beat.first | no_leak, 0, shift_leak(r_leak)))
             with m.If(take & lif):
                 m.d.sync += lk.eq(add_d)
 
@@ -372,7 +391,7 @@ class FireUnit(wiring.Component):
         e_shift = Signal(unsigned(acc), reset_less=True)
         e_above = Signal(unsigned(acc), reset_less=True)
         with m.If(take & beat.first & lif):
-            m.d.sync += [e_shift.eq(Mux(cmp_leak, beat.theta >> leak, 0)),
+            m.d.sync += [e_shift.eq(Mux(cmp_leak, shift_leak(beat.theta), 0)),
                          e_above.eq(beat.theta + above)]
         with m.If(lif_b):
             m.d.sync += c_theta.eq(e_above - e_shift)

@@ -68,6 +68,8 @@ class FireArray(wiring.Component):
         fire a pair of planes a cycle.
     out_reg : bool
         Register ``o`` once more (:attr:`out_latency` 1).
+    leak_mul : bool
+        The units' LIF leak shifts as products, for DSP slices (``FireUnit``'s ``leak_mul``).
 
     Members
     -------
@@ -97,7 +99,7 @@ class FireArray(wiring.Component):
 
     def __init__(self, n_pe: int, t_max: int, sum_bits: int, acc_bits: int, units: int,
                  bt_rows: int, lif: bool = True, pool: bool = True, planes: int = 1,
-                 out_reg: bool = False):
+                 out_reg: bool = False, leak_mul: bool = False):
         self._n_pe = operator.index(n_pe)
         self._out_reg = bool(out_reg)
         self._n_units = operator.index(units)
@@ -123,7 +125,7 @@ class FireArray(wiring.Component):
             raise ValueError(f"acc_bits ({acc_bits}) must hold a pair's 2 hi + lo "
                              f"({self._unit_sum_bits} bits)")
         self._units = [FireUnit(self._t_max, self._unit_sum_bits, self._acc_bits, self._lif,
-                                pairs=pairs)
+                                pairs=pairs, leak_mul=leak_mul)
                        for _ in range(self._n_units)]
         super().__init__({
             "config": In(fire_config_layout(self._t_max)),

@@ -38,10 +38,10 @@ def build(tmp_path, *args):
 
 def test_arty_a7_plan_and_estimate(tmp_path):
     """Arty A7-35T without Vivado: the Vivado plan as a zip, and the yosys estimate within 80 %
-    of the xc7a35t's LUTs (the board's headroom target: Vivado's count may differ by about
-    20 %; 79.3 % with the padding-free conv walk, 78.8 % before it, 79.9 % before the firing
-    units lost their free cycle, 74 % before the pair firing, 54 % with one plane per beat) and
-    within its other resources."""
+    of the xc7a35t's LUTs, counted, not rounded (the board's headroom target: Vivado's count may
+    differ by about 20 %; 78.4 % since the LIF leak's shifts went to DSP slices, 80.05 % before,
+    which passed this test only as the report's 80.0 %; 74 % before the pair firing, 54 % with
+    one plane per beat) and within its other resources."""
     result, report, out = build(tmp_path, "--board", "arty_a7", "--no-vivado")
     assert result.returncode == 0, result.stderr
     assert report["status"] == "ok"
@@ -49,12 +49,14 @@ def test_arty_a7_plan_and_estimate(tmp_path):
     util = report["utilization"]
     assert util["LUT"]["available"] == 20_800 and util["FF"]["available"] == 41_600
     assert util["RAMB36"]["available"] == 50 and util["DSP48E1"]["available"] == 90
-    assert 0 < util["LUT"]["percent"] <= 80, util["LUT"]
+    assert 0 < util["LUT"]["used"] <= 0.80 * 20_800, util["LUT"]
     for res in ("FF", "RAMB36", "DSP48E1"):
         assert util[res]["percent"] <= 100, (res, util[res])
     # The weight memory (n_pe * k * 8 bits x weight_depth) is in block RAM, not in LUTs.
     params = get_board("arty_a7").params
     assert util["RAMB36"]["used"] * 36 * 1024 >= params.weight_capacity * 8
+    # The LIF leak's two shifts a firing unit are DSP slices (fire_leak_mul), nothing else is.
+    assert params.fire_leak_mul and util["DSP48E1"]["used"] == 2 * params.fire_units
     # The breakdown names the accelerator's blocks.
     names = [row["module"] for row in report["modules"]]
     assert names[0] == "top" and any(n.startswith("top.accel") for n in names)

@@ -101,15 +101,17 @@ async def _drive_neurons(ctx, dut, cases, rng, pause, starts):
     return cycle
 
 
-@pytest.mark.parametrize("pause,lif,pairs", [
-    (0.0, True, False), (0.4, True, False), (0.3, False, False),
-    (0.0, True, True), (0.3, True, True), (0.0, False, True)])
-def test_fire_unit_matches_golden(pause, lif, pairs, rng, seed):
+@pytest.mark.parametrize("pause,lif,pairs,leak_mul", [
+    (0.0, True, False, False), (0.4, True, False, False), (0.3, False, False, False),
+    (0.0, True, True, False), (0.3, True, True, False), (0.0, False, True, False),
+    (0.0, True, False, True), (0.3, True, True, True)])
+def test_fire_unit_matches_golden(pause, lif, pairs, leak_mul, rng, seed):
     """Random neurons of every mode, back to back, against sim.golden.model; each result comes
     exactly ``latency`` cycles after its neuron's first beat. A unit built without LIF runs the
     SpikePack cases the same; a unit with ``pairs`` takes SpikePack neurons as pair sums (two
-    bits a firing step), LIF ones as before."""
-    dut = FireUnit(T_MAX, 18 if pairs else 16, ACC, lif=lif, pairs=pairs)
+    bits a firing step), LIF ones as before; a unit with ``leak_mul`` leaks by products (the
+    same results and cycles)."""
+    dut = FireUnit(T_MAX, 18 if pairs else 16, ACC, lif=lif, pairs=pairs, leak_mul=leak_mul)
     cases = sorted(_cases(rng, 200), key=lambda c: (c[4] is Mode.LIF, c[3]))
     if not lif:
         cases = [c for c in cases if c[4] is Mode.SPIKEPACK]
