@@ -44,7 +44,7 @@ from .report import (
     xc7_utilization,
 )
 from .tools import BuildError, Progress, ToolMissing, program_board, resolve_tool, run_tool
-from .yosys_drivers import XAIGER1, multiply_driven, with_xaiger1
+from .yosys_drivers import XAIGER1, archive_with_xaiger1, multiply_driven, with_xaiger1
 
 __all__ = ["DoesNotFit", "TimingFailed", "BuildOptions", "build", "main"]
 
@@ -292,8 +292,8 @@ class _Build:
 
     def _yosys(self, argv, *, cwd, env, log, progress, watch):
         """Run the plan's yosys; if its netlist has a net with two drivers (yosys 0.70's abc9,
-        :mod:`hw.build.yosys_drivers`), run it again with abc9's older XAIGER export, and fail
-        if that netlist has one too."""
+        :mod:`hw.build.yosys_drivers`), run it again with abc9's older XAIGER export (and put
+        that script in the plan archive too), and fail if that netlist has one too."""
         run_tool(argv, cwd=cwd, env=env, log=log, progress=progress, watch=watch)
         netlist = cwd / f"{TOP}.json"
         conflicts = multiply_driven(netlist, TOP)
@@ -305,6 +305,9 @@ class _Build:
                      f"synthesizing again with `{XAIGER1}`")
         script = cwd / f"{TOP}.ys"
         script.write_text(with_xaiger1(script.read_text()))
+        archive = self.report["artifacts"].get("plan_archive")
+        if archive:
+            archive_with_xaiger1(Path(archive), script.name)
         run_tool(argv, cwd=cwd, env=env, log=log.with_name(log.stem + "_xaiger1.log"),
                  progress=progress, watch=watch)
         conflicts = multiply_driven(netlist, TOP)

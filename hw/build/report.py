@@ -408,7 +408,8 @@ def format_report(report: dict) -> str:
         out.append("")
     if report.get("yosys_xaiger1"):
         out.append("yosys: synthesized with `scratchpad -set abc9.xaiger 1`: the first run joined "
-                   "nets to two drivers (yosys 0.70's abc9, YosysHQ/yosys#6237)")
+                   "nets to two drivers (yosys 0.70's abc9, YosysHQ/yosys#6237); the plan "
+                   "archive's yosys script has the same line")
         out.append("")
     outreg = report.get("ecp5_outreg")
     if outreg:

@@ -7,17 +7,19 @@ core; yosys' own ``check`` warns "multiple conflicting drivers"), and nextpnr th
 netlist ("Net ... is multiply driven"). The bug depends on the netlist as a whole, not on the
 memory: a change in the conv walk brought it to that core. The maintainers' fallback is
 ``scratchpad -set abc9.xaiger 1`` before ``synth_*``, which exports through the older XAIGER
-writer; :func:`with_xaiger1` adds it to a yosys script.
+writer; :func:`with_xaiger1` adds it to a yosys script, and :func:`archive_with_xaiger1` to the
+script in a build plan's zip, so the plan run elsewhere with the same yosys does the same.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["multiply_driven", "with_xaiger1", "XAIGER1"]
+__all__ = ["multiply_driven", "with_xaiger1", "archive_with_xaiger1", "XAIGER1"]
 
 #: The yosys command that selects abc9's older XAIGER export (YosysHQ/yosys#6174's "chicken bit").
 XAIGER1 = "scratchpad -set abc9.xaiger 1"
@@ -53,3 +55,21 @@ def with_xaiger1(script: str) -> str:
     if n == 0:
         raise ValueError("the yosys script has no synth_* command")
     return new
+
+
+def archive_with_xaiger1(archive: Path, script: str) -> None:
+    """Rewrite the build plan zip ``archive`` with its yosys script ``script`` (a member name)
+    passed through :func:`with_xaiger1`; every other member is copied as it is. Raises
+    ``KeyError`` when the zip has no such member."""
+    archive = Path(archive)
+    with zipfile.ZipFile(archive) as old:
+        members = [(info, old.read(info)) for info in old.infolist()]
+    if script not in {info.filename for info, _ in members}:
+        raise KeyError(f"{archive} has no {script}")
+    tmp = archive.with_name(archive.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as new:
+        for info, data in members:
+            if info.filename == script:
+                data = with_xaiger1(data.decode()).encode()
+            new.writestr(info, data)
+    tmp.replace(archive)

@@ -16,7 +16,7 @@ import pytest
 
 from boards import get_board
 from hw.build.report import validate_report
-from hw.build.yosys_drivers import multiply_driven
+from hw.build.yosys_drivers import XAIGER1, multiply_driven
 
 # A build's own limit is the subprocess's hour below; pytest's default 1200 s (pyproject) stopped a
 # ULX3S build on a machine loaded 5x (it takes ~10 minutes on an idle 2-core machine).
@@ -147,5 +147,8 @@ def test_ulx3s_synth_only_estimate(tmp_path):
     # No net with two drivers (yosys 0.70's abc9 made one in this core's weight memory; the
     # build then synthesizes again with abc9's older XAIGER export, hw.build.yosys_drivers).
     assert multiply_driven(Path(report["artifacts"]["netlist"])) == []
+    # ... and the plan archive's script is the one that made the netlist.
+    with zipfile.ZipFile(report["artifacts"]["plan_archive"]) as plan:
+        assert (XAIGER1 in plan.read("top.ys").decode()) == report["yosys_xaiger1"]
     outreg = report["ecp5_outreg"]
     assert outreg["absorbed"] == outreg["read_ports"] >= util["BRAM"]["used"]

@@ -2,10 +2,11 @@
 with abc9's older XAIGER export (the fallback hw.build takes when yosys 0.70 makes such a net)."""
 
 import json
+import zipfile
 
 import pytest
 
-from hw.build.yosys_drivers import XAIGER1, multiply_driven, with_xaiger1
+from hw.build.yosys_drivers import XAIGER1, archive_with_xaiger1, multiply_driven, with_xaiger1
 
 
 def _netlist(tmp_path, second_pin_net):
@@ -36,3 +37,23 @@ def test_with_xaiger1_goes_before_synth_once():
     assert with_xaiger1(new) == new
     with pytest.raises(ValueError, match="no synth_"):
         with_xaiger1("read_rtlil top.il\n")
+
+
+def test_archive_with_xaiger1_rewrites_the_plans_script_only(tmp_path):
+    """The plan zip's yosys script gets the fallback line; the other members stay byte for
+    byte, and a zip without the script is refused by name."""
+    archive = tmp_path / "plan.zip"
+    members = {"top.ys": "read_rtlil top.il\nsynth_ecp5 -top top\n", "top.il": "module x\n",
+               "build_top.sh": "yosys -q top.ys\n"}
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    archive_with_xaiger1(archive, "top.ys")
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist() == list(members)
+        assert z.read("top.ys").decode() == with_xaiger1(members["top.ys"])
+        assert XAIGER1 in z.read("top.ys").decode()
+        for name in ("top.il", "build_top.sh"):
+            assert z.read(name).decode() == members[name]
+    with pytest.raises(KeyError, match="no other.ys"):
+        archive_with_xaiger1(archive, "other.ys")
