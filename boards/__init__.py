@@ -34,11 +34,11 @@ CORE_PRESETS: dict[str, CoreParams] = {
     "small2_replay": SMALL2_REPLAY, "small4": SMALL4, "medium": MEDIUM,
     "arty_a7": BOARDS["arty_a7"].params, "arty_a7_100": BOARDS["arty_a7_100"].params,
     "ulx3s": BOARDS["ulx3s"].params,
-    # The Arty A7-35T's core with one bit-plane per beat and the skid buffer after the fetcher
-    # (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks that print the
-    # two side by side.
+    # The Arty A7-35T's core with one bit-plane per beat, the skid buffer after the fetcher and
+    # the full walk (256 adds/cycle, the design before planes_per_beat = 2), for benchmarks
+    # that print the two side by side.
     "arty_a7_1plane": dataclasses.replace(BOARDS["arty_a7"].params, planes_per_beat=1,
-                                          fetch_queue=0),
+                                          fetch_queue=0, walk_replay=0),
     # The ULX3S's core with two bit-planes per beat (512 adds/cycle), the preset until
     # 2026-12-03 (four since), for the same benchmarks
     # (its memories: 64-block feature-map halves, and 4 firing units, as the ULX3S preset had

@@ -169,12 +169,13 @@ class CoreParams:
         multiplexers; timing only, not in the identify block. Always 0 on a build without
         ``conv``.
     fire_leak_mul : int
-        1: each firing unit's two LIF leak shifts (the membrane's and the threshold's, by the
-        layer's ``leak``) are products with ``2^(16 - leak)`` and a fixed shift
-        (:class:`hw.core.fire.FireUnit`), which synthesis maps to two DSP slices a unit instead
-        of two barrel shifters: on the Arty A7-35T's 7-series part, whose DSP48E1s are
-        otherwise idle, about 90 LUTs a unit fewer. Results and cycles do not change; a
-        resource choice, not in the identify block. Always 0 on a build without ``lif``.
+        1: each firing unit works out the LIF leak (``v - (v >>> leak)``) and the compare's
+        leaked threshold as one multiply-add each, ``(x c + 2^16 - 1) >>> 16`` with
+        ``c = 2^16 - 2^(16 - leak)`` (:class:`hw.core.fire.FireUnit`), which synthesis maps
+        to two DSP slices a unit instead of barrel shifters and subtractors: on the Arty
+        A7-35T's 7-series part, whose DSP48E1s are otherwise idle, about 150 LUTs a unit
+        fewer. Results and cycles do not change; a resource choice, not in the identify
+        block. Always 0 on a build without ``lif``.
     """
 
     n_pe: int

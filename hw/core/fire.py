@@ -39,11 +39,12 @@ the subtracted membrane.
 
 ``>>>`` is an arithmetic shift (floor for negative ``v``), as in ``sim.golden.model``. A readout
 layer returns the membrane (``v``, or the last ``v`` in LIF) and does not fire. No divider, and
-no multiplier unless ``leak_mul`` asks for one: then the leak's two shifts are products with
-``2^(16 - k)`` followed by a fixed shift by 16 (``x >>> k = (x 2^(16-k)) >>> 16`` exactly, for
-``k`` <= 15), which synthesis puts in DSP slices instead of two barrel shifters of LUTs. Every
-cycle does at most one add or compare of the membrane's width in sequence (``pairs``: three
-compares side by side).
+no multiplier unless ``leak_mul`` asks for one: then the leaked membrane and ``theta'`` are each
+one multiply-add, ``x - (x >>> k) = ceil(x (1 - 2^-k)) = (x c + 2^16 - 1) >>> 16`` with
+``c = 2^16 - 2^(16-k)`` (exact for ``k`` <= 15; ``c = 2^16`` for ``k = 0``), which synthesis
+puts in a DSP slice's multiplier and post-adder instead of a barrel shifter and a subtractor of
+LUTs. Every cycle does at most one add or compare of the membrane's width in sequence
+(``pairs``: three compares side by side).
 
 # Ref: arXiv 2501.14484 (SpikePack), Sec. 3 (serial firing); docs/numerics.md "A SpikePack layer".
 """
@@ -118,9 +119,9 @@ class FireUnit(wiring.Component):
         ``w[s] = 2 P[2s+1] + P[2s]`` (``P[T] = 0`` for an odd ``T``) and the firing makes two
         bits per cycle. LIF layers still take one plane per beat.
     leak_mul : bool
-        With ``lif``: the leak's shifts of the membrane and of ``theta`` by ``leak`` as
-        products with ``2^(16 - leak)`` and a fixed shift (two DSP slices; the same results
-        and cycles as the shifters they replace).
+        With ``lif``: the leaked membrane ``v - (v >>> leak)`` and the compare's ``theta'`` as
+        one multiply-add each (two DSP slices; the same results and cycles as the shifters and
+        subtractors they replace).
 
     Members
     -------
@@ -216,15 +217,20 @@ class FireUnit(wiring.Component):
                          lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
                          leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
         if self._leak_mul:
-            # x >>> leak = (x 2^(16 - leak)) >>> 16 for leak <= 15: a product, for a DSP slice
-            leak_scale = copy("leak_scale", unsigned(17))
-            m.d.sync += leak_scale.eq(Const(1 << 16, 17) >> self.config.leak)
+            # x - (x >>> k) = ceil(x (1 - 2^-k)) = (x c + 2^16 - 1) >>> 16 with c = 2^16 - 2^(16-k)
+            # (c = 2^16 for k = 0, no leak): one product and one constant added after it, which
+            # a DSP slice does in its multiplier and post-adder. ``th_scale`` is ``c`` for a
+            # compare against the leaked theta, else 2^16 (theta itself).
+            leak_c = copy("leak_c", unsigned(17))
+            th_scale = copy("leak_th_scale", unsigned(17))
+            c_next = Mux(self.config.leak == 0, 1 << 16,
+                         (1 << 16) - (Const(1 << 16, 17) >> self.config.leak))
+            m.d.sync += [leak_c.eq(c_next),
+                         th_scale.eq(Mux(self.config.compare_leaked, c_next, 1 << 16))]
 
-            def shift_leak(x):
-                return (x * leak_scale) >> 16
-        else:
-            def shift_leak(x):
-                return x >> leak
+            def leaked(x, scale, add=0):
+                """``x - (x >>> k)`` (``scale = c``), or ``x`` (``scale = 2^16``); ``+ add``."""
+                return (x * scale + (0xFFFF + (add << 16))) >> 16
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)
@@ -287,8 +293,11 @@ class FireUnit(wiring.Component):
         # ``cfg_leak`` or ``r_leak`` through the shifter and the subtractor, when it also went
         # through th_h's mode multiplexer).
         if self._lif:
-            add_d = (Mux(beat.first, 0, r_leak)
-                     - Mux(beat.first | no_leak, 0, shift_leak(r_leak)))
+            if self._leak_mul:
+                add_d = leaked(Mux(beat.first, 0, r_leak), leak_c)
+            else:
+                add_d = (Mux(beat.first, 0, r_leak)
+                         - Mux(beat.first | no_leak, 0, r_leak >> leak))
             with m.If(take & lif):
                 m.d.sync += lk.eq(add_d)
 
@@ -388,13 +397,22 @@ class FireUnit(wiring.Component):
         # membrane's path, in the two cycles from a neuron's first beat to its first compare:
         # the shift in the first (beside the + fire_above), the subtraction in the second (a
         # shifter in front of that carry chain set the ULX3S's critical path, 94.9 MHz).
-        e_shift = Signal(unsigned(acc), reset_less=True)
-        e_above = Signal(unsigned(acc), reset_less=True)
-        with m.If(take & beat.first & lif):
-            m.d.sync += [e_shift.eq(Mux(cmp_leak, shift_leak(beat.theta), 0)),
-                         e_above.eq(beat.theta + above)]
-        with m.If(lif_b):
-            m.d.sync += c_theta.eq(e_above - e_shift)
+        # With ``leak_mul`` the whole of theta' is one multiply-add in the first cycle
+        # (``leaked``), and the second only moves it into C's threshold register.
+        if self._leak_mul:
+            e_theta = Signal(unsigned(acc), reset_less=True)
+            with m.If(take & beat.first & lif):
+                m.d.sync += e_theta.eq(leaked(beat.theta, th_scale, above))
+            with m.If(lif_b):
+                m.d.sync += c_theta.eq(e_theta)
+        else:
+            e_shift = Signal(unsigned(acc), reset_less=True)
+            e_above = Signal(unsigned(acc), reset_less=True)
+            with m.If(take & beat.first & lif):
+                m.d.sync += [e_shift.eq(Mux(cmp_leak, beat.theta >> leak, 0)),
+                             e_above.eq(beat.theta + above)]
+            with m.If(lif_b):
+                m.d.sync += c_theta.eq(e_above - e_shift)
         with m.If(lif_c):
             m.d.comb += [fire.eq(1), s.eq(~readout & ~add_c[-1]), ends.eq(lif_last)]
         return m
