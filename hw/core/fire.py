@@ -60,10 +60,23 @@ from amaranth.lib.wiring import In, Out
 from hw.common.synth_hints import COPY_ATTRS
 
 __all__ = ["FireUnit", "fire_config_layout", "fire_beat_layout", "fire_output_layout",
-           "LIF_BEAT_CYCLES"]
+           "LIF_BEAT_CYCLES", "leak_scale", "leaked"]
 
 #: Cycles between LIF beats: (leak and P + bias), membrane, fire.
 LIF_BEAT_CYCLES = 3
+
+
+def leak_scale(leak):
+    """``c = 2^16 - 2^(16 - leak)`` (``2^16`` for ``leak = 0``, no leak), 17 bits: the scale with
+    which :func:`leaked` gives ``x - (x >>> leak)``, for ``leak`` <= 15."""
+    return Mux(leak == 0, 1 << 16, (1 << 16) - (Const(1 << 16, 17) >> leak))
+
+
+def leaked(x, scale, add=0):
+    """``ceil(x scale / 2^16) + add`` as one multiply-add and a fixed shift, for a DSP slice's
+    multiplier and post-adder: ``x - (x >>> leak) + add`` with ``scale = leak_scale(leak)``
+    (``x - (x >>> k) = ceil(x (1 - 2^-k))``), ``x + add`` with ``scale = 2^16``."""
+    return (x * scale + (0xFFFF + (add << 16))) >> 16
 
 
 def fire_config_layout(t_max: int):
@@ -223,14 +236,9 @@ class FireUnit(wiring.Component):
             # compare against the leaked theta, else 2^16 (theta itself).
             leak_c = copy("leak_c", unsigned(17))
             th_scale = copy("leak_th_scale", unsigned(17))
-            c_next = Mux(self.config.leak == 0, 1 << 16,
-                         (1 << 16) - (Const(1 << 16, 17) >> self.config.leak))
+            c_next = leak_scale(self.config.leak)
             m.d.sync += [leak_c.eq(c_next),
                          th_scale.eq(Mux(self.config.compare_leaked, c_next, 1 << 16))]
-
-            def leaked(x, scale, add=0):
-                """``x - (x >>> k)`` (``scale = c``), or ``x`` (``scale = 2^16``); ``+ add``."""
-                return (x * scale + (0xFFFF + (add << 16))) >> 16
         take = self.i.valid
         p = Signal(signed(acc))
         m.d.comb += p.eq(beat.sum)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.core.fire import FireUnit
+from hw.core.fire import FireUnit, leak_scale, leaked
 from hw.core.fire_array import FireArray
 from sim.golden import model as golden
 from sim.golden.ir import IntLayer, Mode, Reset
@@ -159,6 +159,43 @@ def test_fire_unit_matches_golden(pause, lif, pairs, leak_mul, rng, seed):
             assert (word, spikes) == (want_word, want_spikes), case
         # ``cycle`` counts ticks: the result was visible in the cycle before that tick.
         assert cycle - 1 - start == FireUnit.latency(T, mode is Mode.LIF, readout, pairs), case
+
+
+def test_leak_multiply_add_is_the_shift_and_subtract_at_the_extremes(seed):
+    """``leaked(x, leak_scale(k))`` (a unit's leak with ``leak_mul``) equals ``x - (x >>> k)``
+    for every ``k`` on the membrane's whole 24-bit range, and ``leaked(theta, scale, above)``
+    the leaked or plain threshold plus ``fire_above``, at the range's ends and at random."""
+    from amaranth.hdl import Module, Signal, signed, unsigned
+    m = Module()
+    x, th, k, above = Signal(signed(ACC)), Signal(unsigned(ACC)), Signal(4), Signal()
+    c = Signal(unsigned(17))
+    lk, th_leaked, th_plain = Signal(signed(ACC)), Signal(unsigned(ACC)), Signal(unsigned(ACC))
+    m.d.comb += [c.eq(leak_scale(k)), lk.eq(leaked(x, c)), th_leaked.eq(leaked(th, c, above)),
+                 th_plain.eq(leaked(th, 1 << 16, above))]
+    r = random.Random(seed)
+    top = 1 << (ACC - 1)
+    xs = [-top, top - 1, -1, 0, 1, -top + 1] + [r.randrange(-top, top) for _ in range(300)]
+    ths = [0, 1, top - 1] + [r.randrange(top) for _ in range(300)]
+    bad = []
+
+    async def tb(ctx):
+        for kv in range(16):
+            for xv, tv in zip(xs, ths + ths[:len(xs) - len(ths)], strict=True):
+                av = r.randrange(2)
+                ctx.set(x, xv)
+                ctx.set(th, tv)
+                ctx.set(k, kv)
+                ctx.set(above, av)
+                want = (xv - (xv >> kv) if kv else xv, (tv - (tv >> kv) if kv else tv) + av,
+                        tv + av)
+                got = (ctx.get(lk), ctx.get(th_leaked), ctx.get(th_plain))
+                if got != want:
+                    bad.append((xv, tv, kv, av, got, want))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not bad, bad[:3]
 
 
 @pytest.mark.parametrize("pairs", [False, True])
