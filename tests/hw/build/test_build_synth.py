@@ -104,10 +104,10 @@ def test_ulx3s_bitstream(ulx3s_build):
     assert 0 < util["TRELLIS_COMB"]["used"] <= util["TRELLIS_COMB"]["available"]
     assert util["DP16KD"]["used"] >= 1 and util["EHXPLLL"]["used"] == 1
     timing = report["timing"]
-    assert timing["source"] == "nextpnr" and timing["fmax_mhz"] > 0
-    assert timing["target_mhz"] == get_board("ulx3s").clk_freq / 1e6
-    # nextpnr ran with the preset's pinned seed and placer setting.
     preset = get_board("ulx3s")
+    assert timing["source"] == "nextpnr" and timing["fmax_mhz"] > 0
+    assert timing["target_mhz"] == preset.clk_freq / 1e6
+    # nextpnr ran with the preset's pinned seed and placer setting.
     args = report["nextpnr_args"]
     assert args[args.index("--seed") + 1] == str(preset.nextpnr_seed)
     assert args[len(args) - len(preset.nextpnr_options):] == list(preset.nextpnr_options)
