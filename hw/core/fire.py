@@ -230,10 +230,9 @@ class FireUnit(wiring.Component):
                          lif_reset_zero.eq(self.config.lif & self.config.reset_zero),
                          leak.eq(self.config.leak), no_leak.eq(self.config.leak == 0)]
         if self._leak_mul:
-            # x - (x >>> k) = ceil(x (1 - 2^-k)) = (x c + 2^16 - 1) >>> 16 with c = 2^16 - 2^(16-k)
-            # (c = 2^16 for k = 0, no leak): one product and one constant added after it, which
-            # a DSP slice does in its multiplier and post-adder. ``th_scale`` is ``c`` for a
-            # compare against the leaked theta, else 2^16 (theta itself).
+            # The scales of :func:`leaked`, registered with the layer's settings: ``leak_c`` for
+            # the membrane; ``th_scale`` the same for a compare against the leaked theta, else
+            # 2^16 (theta itself; ``leak_scale`` is 2^16 for leak 0 too, as ``cmp_leak`` wants).
             leak_c = copy("leak_c", unsigned(17))
             th_scale = copy("leak_th_scale", unsigned(17))
             c_next = leak_scale(self.config.leak)

@@ -69,7 +69,8 @@ class FireArray(wiring.Component):
     out_reg : bool
         Register ``o`` once more (:attr:`out_latency` 1).
     leak_mul : bool
-        The units' LIF leak shifts as products, for DSP slices (``FireUnit``'s ``leak_mul``).
+        The units' LIF leak and leaked threshold as multiply-adds, for DSP slices
+        (``FireUnit``'s ``leak_mul``).
 
     Members
     -------
