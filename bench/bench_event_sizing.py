@@ -19,6 +19,9 @@ one input (``P`` adder trees per PE). The ways of issuing it compares:
   ``(l + p) mod k`` (the weights stored rotated), so a lane with a long list on one pass has
   other lanes' lists on the next. Lanes on different passes cannot share an adder tree: a PE
   needs a sum per lane (or per pass in flight) instead of one tree sum.
+* **A bound**: A's reads shared by the lanes with none waiting, the mean lane's list. No design
+  whose weight read serves one fixed group of ``P`` planes of one input (``P`` adder trees a PE,
+  each on its own planes) takes fewer beats.
 * **F, flexible planes**: a lane's beat takes one input and any ``P`` of its spiking planes
   (not a fixed group), so an input with spikes in planes 0 and 3 takes one beat, not two. A
   lane's plane can be any of the ``T``: a PE needs ``T`` adder trees, not ``P``. Lanes wait for
@@ -69,7 +72,7 @@ PRESETS = ("arty_a7", "arty_a7_100", "ulx3s")
 # 512 x 72 (simple dual port), DP16KD as 512 x 36.
 BRAM_USED = {"arty_a7": 44, "arty_a7_100": 94.5, "ulx3s": 99}
 PORT_BITS = {"arty_a7": 72, "arty_a7_100": 72, "ulx3s": 36}
-DESIGNS = ("today", "A", "A drifting", "F", "F drifting", "bound")
+DESIGNS = ("today", "A", "A drifting", "A bound", "F", "F drifting", "bound")
 
 
 def planes_of(a, T: int, k: int) -> np.ndarray:
@@ -117,6 +120,7 @@ def beats(a, T: int, k: int, planes: int, passes: int) -> dict[str, np.ndarray]:
         "today": np.maximum(chunk_plane_counts(a, T, k, planes).sum(axis=1), 1),
         "A": lists.max(axis=2).sum(axis=1),
         "A drifting": drifting(lists.sum(axis=1), passes),
+        "A bound": lists.sum(axis=1).mean(axis=1),
         "F": work.max(axis=1),
         "F drifting": drifting(work, passes),
         "bound": work.mean(axis=1),
@@ -253,7 +257,8 @@ def main(argv=None) -> int:
           f"RTL; the walk, fill and drain come on top)")
     print("  today: one beat per block and group of P planes with a spike; A: per-lane lists, "
           "fixed groups of planes, lanes in step per group; A drifting: lanes wait only at the "
-          "layer's end, inputs rotated over the lanes pass by pass; F: any P of an input's "
+          "layer's end, inputs rotated over the lanes pass by pass; A bound: A with no lane "
+          "waiting; F: any P of an input's "
           "spiking planes a beat (T adder trees a PE), lanes in step per pass; F drifting; "
           "bound: the reads every spike needs, no lane waiting")
     print(f"\nBernoulli spikes, {N_IN} inputs, {args.draws} draws per density (seed {args.seed}); "
@@ -292,13 +297,13 @@ def main(argv=None) -> int:
                 for name in DESIGNS:
                     # today's walk is hidden under its beats; the list designs walk the blocks
                     # once per layer to build the lists (the bound counts beats only)
-                    walk = name not in ("today", "bound")
+                    walk = name not in ("today", "A bound", "bound")
                     totals[name] += passes * b[name] + walk * -(-n_in // k)
             print(table(rows, "today"))
             model = np.mean([predict_cycles(n_, x_[i:i + 1], params).sum()
                              for i in range(len(x_))])
             print(f"per inference, one image a run ({params.n_pe} PEs: passes x beats, plus one "
-                  f"walk of the blocks per layer for the list designs, none for the bound), "
+                  f"walk of the blocks per layer for the list designs, none for the bounds), "
                   f"against the cycle "
                   f"model's {model:.1f} cycles for today (the rest is walk, fill, drain and "
                   f"firing):")
