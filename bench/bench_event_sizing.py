@@ -219,12 +219,11 @@ def shapes(params) -> list[tuple[str, int, int]]:
 def cnn_layer2(args, params) -> None:
     """The MNIST CNN's second layer (conv 16 -> 32 k5 pad 2 on the pooled 16 x 14 x 14 map),
     the layer that bounds it on the Arty A7-35T: its beats per image under each design."""
-    from sim.golden.model import run_network as run
     from sw.research.zoo import mnist_cnn_int_network
 
     net, x, _ = mnist_cnn_int_network(T=T)
     x = x[:min(args.images, 64)]
-    a = np.asarray(run(net, x).layers[0].output)
+    a = np.asarray(run_network(net, x).layers[0].output)
     conv = net.layers[1]
     assert conv.kind == "conv" and conv.stride == 1 and conv.kernel[0] == conv.kernel[1]
     k, P = params.k, params.planes_per_beat
