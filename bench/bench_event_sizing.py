@@ -44,7 +44,7 @@ the packed images for layer 1 and the golden model's spikes for the hidden layer
 order and in the block order the compiler plans from the training images
 (``sw.compile.block_order``, which today's issuing already uses); gains there are against today.
 Last, the MNIST CNN's second layer on the Arty A7-35T's array (the layer that bounds that
-network there): the beats per image of its positions' taps inside the map. None of the
+network there): the beats per image of its positions' receptive fields. None of the
 event-driven designs is built (docs/results.md, "Event-driven issuing").
 """
 
@@ -60,8 +60,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.golden.model import run_network  # noqa: E402
-from sim.golden.packing import popcount  # noqa: E402
+from sim.golden.model import im2col, run_network  # noqa: E402
+from sim.golden.packing import popcount, unpack_bitplanes  # noqa: E402
 from sw.research.cycle_model import chunk_plane_counts  # noqa: E402
 
 N_IN, N_OUT, T = 784, 128, 4  # the issue's layer
@@ -77,13 +77,14 @@ DESIGNS = ("today", "A", "A drifting", "A bound", "F", "F drifting", "bound")
 
 def planes_of(a, T: int, k: int) -> np.ndarray:
     """Packed words ``(n, n_in)`` as spike bits ``(n, T, blocks, k)``, padded to whole blocks;
-    plane ``q`` is bit ``q`` of the word."""
+    plane ``q`` is bit ``q`` of the word (:func:`sim.golden.packing.unpack_bitplanes`, whose
+    planes run MSB first, reversed)."""
     a = np.asarray(a, dtype=np.int64)
     n, n_in = a.shape
     blocks = -(-n_in // k)
     pad = np.zeros((n, blocks * k), dtype=np.int64)
     pad[:, :n_in] = a
-    bits = (pad[:, None, :] >> np.arange(T)[None, :, None]) & 1
+    bits = np.moveaxis(unpack_bitplanes(pad, T)[::-1], 0, 1)  # (n, T, blocks k)
     return bits.reshape(n, T, blocks, k).astype(bool)
 
 
@@ -167,26 +168,19 @@ def block_ram(board: str, k: int, n_pe: int, params) -> str:
             f"{fits}")
 
 
-def conv_beats(a, T: int, k: int, planes: int, passes: int, ksize: int, pad: int
-               ) -> dict[str, np.ndarray]:
-    """Beats per image ``(n,)`` of a stride-1 conv layer on feature maps ``a`` ``(n, C, H, W)``
-    under each design: every position's ``passes`` passes over its taps inside the map (the
-    walk skips padding taps), each tap a block of ``k`` channels per channel chunk, the lanes."""
-    from sim.golden.packing import feature_map_blocks
-
-    blocks = feature_map_blocks(np.asarray(a, dtype=np.int64), k)  # (n, H, W, chunks, k)
-    n, H, W = blocks.shape[:3]
-    padded = np.zeros((n, H + 2 * pad, W + 2 * pad) + blocks.shape[3:], dtype=np.int64)
-    padded[:, pad:pad + H, pad:pad + W] = blocks
-    totals = dict.fromkeys(DESIGNS, 0.0)
-    for y in range(H):
-        for x in range(W):
-            taps = [(ky, kx) for ky in range(ksize) for kx in range(ksize)
-                    if 0 <= y + ky - pad < H and 0 <= x + kx - pad < W]
-            window = np.stack([padded[:, y + ky, x + kx] for ky, kx in taps], axis=1)
-            for name, b in beats(window.reshape(n, -1), T, k, planes, passes).items():
-                totals[name] = totals[name] + passes * b
-    return totals
+def conv_beats(a, T: int, k: int, planes: int, passes: int, layer) -> dict[str, np.ndarray]:
+    """Beats per image ``(n,)`` of conv ``layer`` on feature maps ``a`` ``(n, C, H, W)`` under
+    each design: every position's ``passes`` passes over its receptive field
+    (:func:`sim.golden.model.im2col`), each tap a block of ``k`` channels per channel chunk, the
+    lanes. Padding taps are all-zero blocks, which no design spends a beat on."""
+    cols = im2col(a, layer.kernel, layer.stride, layer.pads)  # (n, H', W', C kh kw), c major
+    n, c = len(a), a.shape[1]
+    taps = np.swapaxes(cols.reshape(-1, c, layer.kernel[0] * layer.kernel[1]), 1, 2)
+    chunked = np.zeros(taps.shape[:2] + (-(-c // k) * k,), dtype=np.int64)
+    chunked[..., :c] = taps  # (positions, taps, chunks k): a block per tap and chunk
+    rows = chunked.reshape(len(chunked), -1)
+    return {name: passes * b.reshape(n, -1).sum(axis=1)
+            for name, b in beats(rows, T, k, planes, passes).items()}
 
 
 def layer_inputs(net, x) -> list:
@@ -225,10 +219,9 @@ def cnn_layer2(args, params) -> None:
     x = x[:min(args.images, 64)]
     a = np.asarray(run_network(net, x).layers[0].output)
     conv = net.layers[1]
-    assert conv.kind == "conv" and conv.stride == 1 and conv.kernel[0] == conv.kernel[1]
     k, P = params.k, params.planes_per_beat
     passes = -(-conv.out_channels // params.n_pe)
-    b = conv_beats(a, T, k, P, passes, conv.kernel[0], conv.padding)
+    b = conv_beats(a, T, k, P, passes, conv)
     print(f"\n=== arty_a7 (k = {k}, P = {P}): MNIST CNN (sw.research.zoo), its second layer "
           f"(conv {a.shape[1]} -> {conv.out_channels} k{conv.kernel[0]} pad {conv.padding}, "
           f"{passes} passes a position), {len(x)} test images, density "
